@@ -1,0 +1,38 @@
+# One entry point for every check, used by people and CI alike.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: test install lint rust-test py-test bench clean
+
+# The README's test command: build and install the extension, run the engine's Rust tests,
+# then the pytest suites over real sockets.
+test: install rust-test py-test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+install: $(PY)
+	$(PY) -m pip install -q ".[test,dev]"
+
+rust-test:
+	cargo test --locked -p i6p-core -p i6p-net
+
+py-test:
+	$(PY) -m pytest tests
+
+lint: $(PY)
+	cargo fmt --all -- --check
+	cargo clippy --locked --all-targets -p i6p-core -p i6p-net -p i6p-py -- -D warnings
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest i6p._core
+
+bench: install
+	$(PY) -m pytest benches --benchmark-only --benchmark-autosave --benchmark-compare || \
+	$(PY) -m pytest benches --benchmark-only --benchmark-autosave
+
+clean:
+	rm -rf $(VENV) target

@@ -1,0 +1,32 @@
+"""I6P: peer-to-peer sessions and bulk transfer on QUIC, IPv6 first.
+
+The transport runs in a Rust engine (``i6p._core``); this package is its typed asyncio API.
+"""
+
+from __future__ import annotations
+
+import atexit
+
+from . import _core, errors
+from .identity import Identity, PeerId, default_identity_path
+from .node import Node
+from .session import Session, SessionStats, Stream
+
+__version__: str = _core.__version__
+PROTOCOL_VERSION: int = _core.PROTOCOL_VERSION
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Identity",
+    "Node",
+    "PeerId",
+    "Session",
+    "SessionStats",
+    "Stream",
+    "__version__",
+    "default_identity_path",
+    "errors",
+]
+
+# Stop the engine's threads before the interpreter tears down, without holding the GIL.
+atexit.register(_core.shutdown)

@@ -1,0 +1,94 @@
+"""Exceptions raised by i6p.
+
+Every failure the engine reports arrives as one of these classes (the Rust extension imports
+them from here), so applications catch ``i6p.errors.*`` and never engine internals.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConnectionLost",
+    "HandshakeError",
+    "I6PError",
+    "InsecureKeyFile",
+    "InvalidAddress",
+    "InvalidKey",
+    "NodeClosed",
+    "PeerIdMismatch",
+    "ProtocolError",
+    "StreamError",
+    "StreamReset",
+    "TransportError",
+]
+
+
+class I6PError(Exception):
+    """Base class of every i6p error."""
+
+
+class InsecureKeyFile(I6PError, PermissionError):
+    """A key file is readable or writable by group or others; it is not loaded."""
+
+
+class InvalidKey(I6PError, ValueError):
+    """A key file or key bytes are not a usable Ed25519 private key."""
+
+
+class InvalidAddress(I6PError, ValueError):
+    """An address string could not be parsed or resolved."""
+
+
+class HandshakeError(I6PError):
+    """The QUIC/TLS handshake or the HELLO exchange did not complete."""
+
+
+class PeerIdMismatch(HandshakeError):
+    """The peer at the dialed address proved a different identity than the one asked for.
+
+    Raised before any application byte is exchanged.
+    """
+
+    def __init__(self, message: str, expected: str, actual: str) -> None:
+        super().__init__(message)
+        #: The PeerId the dialer asked for (hex).
+        self.expected = expected
+        #: The PeerId the remote key hashes to (hex).
+        self.actual = actual
+
+
+class ConnectionLost(I6PError):
+    """The session ended: closed by either side, timed out, or the node closed."""
+
+    def __init__(self, message: str, code: int = 0, reason: str = "", by_peer: bool = False):
+        super().__init__(message)
+        #: The close code (0 = normal close).
+        self.code = code
+        #: The reason given by whoever closed, or a description of the failure.
+        self.reason = reason
+        #: True when the peer ended the session.
+        self.by_peer = by_peer
+
+
+class ProtocolError(I6PError):
+    """The peer sent something the protocol does not allow."""
+
+
+class NodeClosed(I6PError):
+    """The node has been closed."""
+
+
+class StreamError(I6PError):
+    """A stream operation failed (ended early, over a limit, already finished)."""
+
+
+class StreamReset(StreamError):
+    """The peer reset (or stopped) the stream with an application code."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        #: The peer's application error code.
+        self.code = code
+
+
+class TransportError(I6PError, OSError):
+    """The operating system refused a socket operation (bind, send)."""

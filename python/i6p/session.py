@@ -1,0 +1,150 @@
+"""``Session`` and ``Stream``: a symmetric session with one peer, and its byte streams."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TypedDict
+
+from . import _core
+from .identity import PeerId
+
+__all__ = ["Session", "SessionStats", "Stream"]
+
+_CHUNK = 1 << 20
+
+
+class SessionStats(TypedDict):
+    """Figures from the QUIC connection."""
+
+    rtt: float
+    cwnd: int
+    bytes_sent: int
+    bytes_received: int
+    packets_sent: int
+    packets_received: int
+    packets_lost: int
+    bytes_lost: int
+
+
+class Stream:
+    """A bidirectional byte stream within a session.
+
+    A stream opened with ``open_stream`` becomes visible to the peer's ``accept_stream`` when
+    its first byte is written. Iterating with ``async for`` yields chunks until the end.
+    """
+
+    __slots__ = ("_core",)
+
+    def __init__(self, core: _core.Stream) -> None:
+        self._core = core
+
+    @property
+    def id(self) -> int:
+        """The QUIC stream id."""
+        return self._core.id
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Sends all of ``data``, waiting for flow-control credit as needed."""
+        await self._core.write(data)
+
+    async def finish(self) -> None:
+        """Ends the sending side; returns once the peer acknowledged every byte."""
+        await self._core.finish()
+
+    async def read(self, n: int = -1, *, limit: int = 1 << 30) -> bytes:
+        """Up to ``n`` bytes as they arrive, ``b""`` at the end of the stream.
+
+        With ``n < 0``, reads until the end, raising ``StreamError`` past ``limit`` bytes.
+        """
+        return await self._core.read(n, limit=limit)
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes; raises ``StreamError`` if the stream ends first."""
+        return await self._core.readexactly(n)
+
+    async def reset(self, code: int = 0) -> None:
+        """Abandons sending; the peer's reads raise ``StreamReset`` with ``code``."""
+        await self._core.reset(code)
+
+    async def stop(self, code: int = 0) -> None:
+        """Asks the peer to stop sending; its writes raise ``StreamReset`` with ``code``."""
+        await self._core.stop(code)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        while chunk := await self._core.read(_CHUNK):
+            yield chunk
+
+    def __repr__(self) -> str:
+        return f"Stream(id={self.id})"
+
+
+class Session:
+    """A session with one peer. Either side may open and accept streams."""
+
+    __slots__ = ("_core",)
+
+    def __init__(self, core: _core.Session) -> None:
+        self._core = core
+
+    @property
+    def remote_peer_id(self) -> PeerId:
+        """The peer's PeerId, verified in the TLS handshake."""
+        return self._core.remote_peer_id
+
+    @property
+    def remote_addr(self) -> str:
+        """The peer's current address."""
+        return self._core.remote_addr
+
+    @property
+    def remote_capabilities(self) -> dict[str, str]:
+        """The capabilities the peer announced in its HELLO."""
+        return dict(self._core.remote_capabilities)
+
+    @property
+    def remote_listen_addrs(self) -> list[str]:
+        """The addresses the peer says it listens on."""
+        return self._core.remote_listen_addrs
+
+    @property
+    def observed_addr(self) -> str | None:
+        """This node's address as the peer sees it (from its PEER_INFO), once known."""
+        return self._core.observed_addr
+
+    @property
+    def is_dialer(self) -> bool:
+        """True on the side that called ``connect``."""
+        return self._core.is_dialer
+
+    async def open_stream(self) -> Stream:
+        """Opens a new bidirectional stream."""
+        return Stream(await self._core.open_stream())
+
+    async def accept_stream(self) -> Stream:
+        """Waits for the peer to open a stream."""
+        return Stream(await self._core.accept_stream())
+
+    async def ping(self) -> float:
+        """Sends a PING and returns the round-trip time in seconds."""
+        return await self._core.ping()
+
+    async def close(self, code: int = 0, reason: str = "") -> None:
+        """Ends the session; the peer's pending calls raise ``ConnectionLost(code, reason)``.
+
+        Codes 1-15 are reserved for i6p itself.
+        """
+        await self._core.close(code, reason)
+
+    async def wait_closed(self) -> tuple[int, str, bool]:
+        """Waits for the session to end; returns ``(code, reason, by_peer)``."""
+        return await self._core.wait_closed()
+
+    def stats(self) -> SessionStats:
+        """RTT, bytes and packets sent, received and lost, from the QUIC connection."""
+        return self._core.stats()  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return repr(self._core)

@@ -1,0 +1,42 @@
+//! The error type of the core crate.
+
+use thiserror::Error;
+
+/// Result alias for the core crate.
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while decoding or checking protocol data or keys.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CoreError {
+    /// A peer id string is not 64 lowercase or uppercase hex characters.
+    #[error("invalid peer id: {0}")]
+    InvalidPeerId(String),
+    /// A key could not be parsed or is not an Ed25519 key.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    /// A frame announced a payload longer than the protocol allows.
+    #[error("frame too large: {len} bytes (limit {limit})")]
+    FrameTooLarge {
+        /// The announced payload length.
+        len: u64,
+        /// The limit it exceeded.
+        limit: u64,
+    },
+    /// A message ended before all its fields were read.
+    #[error("truncated {0}")]
+    Truncated(&'static str),
+    /// A message has a field with a value the protocol does not allow.
+    #[error("malformed {what}: {detail}")]
+    Malformed {
+        /// Which message.
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A signature did not verify against the expected key and channel binding.
+    #[error("bad signature on {0}")]
+    BadSignature(&'static str),
+    /// The peer speaks a protocol version this implementation does not.
+    #[error("unsupported protocol version {0}")]
+    UnsupportedVersion(u16),
+}

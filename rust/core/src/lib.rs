@@ -1,0 +1,27 @@
+//! I6P engine core: the parts of the protocol that do no I/O.
+//!
+//! Everything here is deterministic and synchronous, so it can be unit-tested, fuzzed and
+//! benchmarked without sockets or Python: peer identity (Ed25519 keys, [`PeerId`]), the control
+//! frame codec and the messages carried on the control stream (HELLO, PEER_INFO, PING/PONG,
+//! CLOSE). Every decoder checks lengths against their bounds before allocating.
+
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod frame;
+pub mod hello;
+pub mod identity;
+pub mod messages;
+pub mod peer_id;
+mod wire;
+
+pub use error::{CoreError, Result};
+pub use frame::{FrameHeader, FrameType, FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD};
+pub use hello::{Hello, Role, PROTOCOL_VERSION};
+pub use hello::{EXPORTER_LABEL, EXPORTER_LEN};
+pub use identity::{Identity, PublicKey};
+pub use messages::{Close, PeerInfo, Ping};
+pub use peer_id::PeerId;
+
+/// The ALPN protocol id negotiated in the TLS handshake; it names the wire protocol version.
+pub const ALPN: &[u8] = b"i6p/1";

@@ -1,0 +1,22 @@
+//! I6P networking: QUIC endpoint, TLS identity binding and symmetric sessions.
+//!
+//! A [`Node`] owns one UDP socket and one identity. `connect` dials a peer by PeerId and
+//! address; the TLS handshake fails unless the peer's certificate key hashes to that PeerId.
+//! Both sides then exchange signed HELLOs on the control stream before a [`Session`] is
+//! handed to the application.
+
+#![deny(missing_docs)]
+
+pub mod addr;
+pub mod control;
+pub mod error;
+pub mod node;
+pub mod session;
+pub mod stream;
+mod tls;
+
+pub use error::{NetError, Result};
+pub use node::{Node, NodeConfig};
+pub use session::{Session, SessionStats};
+pub use stream::{RecvStream, SendStream};
+pub use tls::peer_of_certificate;

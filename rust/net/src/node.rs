@@ -1,0 +1,383 @@
+//! A node: one UDP socket, one QUIC endpoint, one identity; it dials and accepts sessions.
+//!
+//! Incoming connections are handshaken (TLS, then HELLO) in their own tasks, so a slow or
+//! hostile peer never holds up others; only completed sessions reach `accept`.
+
+use crate::addr;
+use crate::control::codes;
+use crate::error::{NetError, Result};
+use crate::session::{now_ms, Established, Session};
+use crate::tls::{self, SeenPeer, TlsIdentity};
+use i6p_core::{Hello, Identity, PeerId, Role, PROTOCOL_VERSION};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{ConnectionError, Endpoint, TransportConfig, VarInt};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Mutex};
+
+/// Tunables of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Capabilities announced in HELLO.
+    pub capabilities: Vec<(String, String)>,
+    /// Time allowed for the QUIC handshake plus the HELLO exchange.
+    pub handshake_timeout: Duration,
+    /// A session with no traffic for this long is lost.
+    pub idle_timeout: Duration,
+    /// Keep-alive interval (keeps NAT and firewall state and detects dead peers).
+    pub keep_alive: Duration,
+    /// Streams the peer may have open at once in each direction.
+    pub max_streams: u32,
+    /// Completed incoming sessions waiting for `accept` before new ones are held back.
+    pub accept_backlog: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            capabilities: Vec::new(),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(5),
+            max_streams: 1024,
+            accept_backlog: 64,
+        }
+    }
+}
+
+/// A running node. Cheap to clone; all clones are the same node.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+struct NodeInner {
+    identity: Identity,
+    tls: TlsIdentity,
+    endpoint: Endpoint,
+    config: NodeConfig,
+    transport: Arc<TransportConfig>,
+    closed: Arc<AtomicBool>,
+    incoming: Mutex<mpsc::Receiver<Session>>,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+impl Node {
+    /// Binds a UDP socket at `addr` and starts accepting sessions. Must run inside tokio.
+    pub fn bind(identity: Identity, addr: SocketAddr, config: NodeConfig) -> Result<Self> {
+        let tls = TlsIdentity::new(&identity)?;
+        let transport = Arc::new(transport_config(&config)?);
+        let server_crypto = QuicServerConfig::try_from(tls::server_crypto(&tls)?)
+            .map_err(|e| NetError::Tls(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server.transport_config(transport.clone());
+        let socket = bind_socket(addr)?;
+        let endpoint = Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
+        let closed = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel(config.accept_backlog.max(1));
+        let hello = Arc::new(Hello {
+            version: PROTOCOL_VERSION,
+            timestamp_ms: 0,
+            capabilities: config.capabilities.clone(),
+            listen_addrs: Vec::new(),
+        });
+        hello.validate()?;
+        let accept_task = tokio::spawn(accept_loop(
+            endpoint.clone(),
+            identity.clone(),
+            hello,
+            config.handshake_timeout,
+            closed.clone(),
+            tx,
+        ));
+        Ok(Self {
+            inner: Arc::new(NodeInner {
+                identity,
+                tls,
+                endpoint,
+                config,
+                transport,
+                closed,
+                incoming: Mutex::new(rx),
+                accept_task,
+            }),
+        })
+    }
+
+    /// This node's identity.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.identity.peer_id()
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.inner.endpoint.local_addr()?)
+    }
+
+    /// Addresses other nodes can use to reach this one.
+    pub fn reachable_addrs(&self) -> Result<Vec<SocketAddr>> {
+        Ok(addr::reachable_addrs(self.local_addr()?))
+    }
+
+    fn hello(&self) -> Result<Hello> {
+        Ok(Hello {
+            version: PROTOCOL_VERSION,
+            timestamp_ms: now_ms(),
+            capabilities: self.inner.config.capabilities.clone(),
+            listen_addrs: self
+                .reachable_addrs()?
+                .into_iter()
+                .take(i6p_core::hello::MAX_LISTEN_ADDRS)
+                .collect(),
+        })
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(NetError::NodeClosed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Dials `addr`, requires the peer there to be `peer`, and runs the HELLO exchange.
+    pub async fn connect(&self, peer: PeerId, addr: SocketAddr) -> Result<Session> {
+        let hello = self.hello()?;
+        let timeout = self.inner.config.handshake_timeout;
+        let fut = async {
+            let est = self.dial(peer, addr).await?;
+            est.handshake(&self.inner.identity, &hello).await
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(NetError::Handshake(format!(
+                "no session with {addr} within {timeout:?}"
+            ))),
+        }
+    }
+
+    /// Dials and authenticates the peer but runs no HELLO and serves no control stream.
+    /// The caller drives the control stream itself; conformance tests use this.
+    pub async fn connect_raw(&self, peer: PeerId, addr: SocketAddr) -> Result<Session> {
+        let timeout = self.inner.config.handshake_timeout;
+        let est = tokio::time::timeout(timeout, self.dial(peer, addr))
+            .await
+            .map_err(|_| {
+                NetError::Handshake(format!("no handshake with {addr} within {timeout:?}"))
+            })??;
+        Ok(Session::new(est, None, None))
+    }
+
+    /// The QUIC + TLS part of a dial.
+    async fn dial(&self, peer: PeerId, addr: SocketAddr) -> Result<Established> {
+        self.ensure_open()?;
+        let addr = self.dialable(addr)?;
+        let seen = SeenPeer::default();
+        let crypto =
+            QuicClientConfig::try_from(tls::client_crypto(&self.inner.tls, peer, seen.clone())?)
+                .map_err(|e| NetError::Tls(e.to_string()))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+        client.transport_config(self.inner.transport.clone());
+        let connecting = self
+            .inner
+            .endpoint
+            .connect_with(client, addr, "i6p")
+            .map_err(|e| NetError::Handshake(format!("cannot dial {addr}: {e}")))?;
+        let conn = match connecting.await {
+            Ok(conn) => conn,
+            Err(e) => {
+                return Err(match seen.get() {
+                    Some(actual) if actual != peer => NetError::PeerIdMismatch {
+                        expected: peer,
+                        actual,
+                    },
+                    _ => handshake_error(&e),
+                })
+            }
+        };
+        let (remote_peer_id, remote_key) = tls::peer_of_connection(&conn)?;
+        if remote_peer_id != peer {
+            // Unreachable with the verifier above; kept as a second line of defence.
+            conn.close(VarInt::from_u32(codes::PROTOCOL_ERROR), b"peer id mismatch");
+            return Err(NetError::PeerIdMismatch {
+                expected: peer,
+                actual: remote_peer_id,
+            });
+        }
+        Ok(Established {
+            conn,
+            remote_peer_id,
+            remote_key,
+            role: Role::Dialer,
+            node_closed: self.inner.closed.clone(),
+        })
+    }
+
+    /// On a dual-stack IPv6 socket, IPv4 destinations must be written as IPv4-mapped.
+    fn dialable(&self, addr: SocketAddr) -> Result<SocketAddr> {
+        let local = self.local_addr()?;
+        Ok(match (local, addr) {
+            (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
+                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+            }
+            (SocketAddr::V4(_), SocketAddr::V6(v6)) => match v6.ip().to_ipv4_mapped() {
+                Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+                None => {
+                    return Err(NetError::InvalidAddress(format!(
+                        "{addr} is IPv6 but this node is bound to IPv4 {local}"
+                    )))
+                }
+            },
+            _ => addr,
+        })
+    }
+
+    /// The next incoming session whose handshake completed.
+    pub async fn accept(&self) -> Result<Session> {
+        self.ensure_open()?;
+        let mut rx = self.inner.incoming.lock().await;
+        rx.recv().await.ok_or(NetError::NodeClosed)
+    }
+
+    /// Closes every session and the socket; pending and later calls fail with `NodeClosed`.
+    pub async fn close(&self) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.inner.accept_task.abort();
+        self.inner
+            .endpoint
+            .close(VarInt::from_u32(codes::NODE_CLOSED), b"node closed");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.endpoint.wait_idle()).await;
+    }
+
+    /// True once `close` was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for NodeInner {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+        self.endpoint
+            .close(VarInt::from_u32(codes::NODE_CLOSED), b"node closed");
+    }
+}
+
+fn transport_config(config: &NodeConfig) -> Result<TransportConfig> {
+    let mut t = TransportConfig::default();
+    let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
+        .map_err(|_| NetError::Tls("idle timeout out of range".into()))?;
+    t.max_idle_timeout(Some(idle));
+    t.keep_alive_interval(Some(config.keep_alive));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams));
+    t.max_concurrent_uni_streams(VarInt::from_u32(64));
+    Ok(t)
+}
+
+/// A UDP socket for the endpoint; IPv6 wildcard sockets are made dual-stack explicitly.
+fn bind_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Only a wildcard bind can receive IPv4; specific IPv6 addresses stay IPv6-only.
+        socket.set_only_v6(!addr.ip().is_unspecified())?;
+    }
+    // Larger buffers absorb bursts at high rates; the kernel caps them at its maximum.
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    let _ = socket.set_send_buffer_size(8 << 20);
+    socket
+        .bind(&addr.into())
+        .map_err(|e| NetError::Io(format!("cannot bind {addr}: {e}")))?;
+    Ok(socket.into())
+}
+
+fn handshake_error(e: &ConnectionError) -> NetError {
+    match e {
+        ConnectionError::TimedOut => NetError::Handshake("peer did not answer (timed out)".into()),
+        other => NetError::Handshake(other.to_string()),
+    }
+}
+
+async fn accept_loop(
+    endpoint: Endpoint,
+    identity: Identity,
+    hello: Arc<Hello>,
+    timeout: Duration,
+    closed: Arc<AtomicBool>,
+    tx: mpsc::Sender<Session>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let mut ours = (*hello).clone();
+        ours.timestamp_ms = now_ms();
+        ours.listen_addrs = endpoint
+            .local_addr()
+            .map(addr::reachable_addrs)
+            .unwrap_or_default()
+            .into_iter()
+            .take(i6p_core::hello::MAX_LISTEN_ADDRS)
+            .collect();
+        let identity = identity.clone();
+        let closed = closed.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            match accept_one(incoming, &identity, &ours, timeout, closed).await {
+                Ok(session) => {
+                    let _ = tx.send(session).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "incoming handshake failed"),
+            }
+        });
+    }
+}
+
+/// Completes one incoming connection: TLS, then the HELLO exchange, within `timeout`.
+async fn accept_one(
+    incoming: quinn::Incoming,
+    identity: &Identity,
+    ours: &Hello,
+    timeout: Duration,
+    closed: Arc<AtomicBool>,
+) -> Result<Session> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let conn = tokio::time::timeout_at(deadline, incoming)
+        .await
+        .map_err(|_| NetError::Handshake("tls handshake timed out".into()))?
+        .map_err(|e| handshake_error(&e))?;
+    let (remote_peer_id, remote_key) = tls::peer_of_connection(&conn)?;
+    let est = Established {
+        conn: conn.clone(),
+        remote_peer_id,
+        remote_key,
+        role: Role::Listener,
+        node_closed: closed,
+    };
+    let result = match tokio::time::timeout_at(deadline, est.handshake(identity, ours)).await {
+        Ok(r) => r,
+        Err(_) => Err(NetError::Handshake("no hello in time".into())),
+    };
+    if let Err(e) = &result {
+        let code = match e {
+            NetError::Handshake(_) => codes::HANDSHAKE_TIMEOUT,
+            NetError::Core(i6p_core::CoreError::UnsupportedVersion(_)) => {
+                codes::UNSUPPORTED_VERSION
+            }
+            _ => codes::PROTOCOL_ERROR,
+        };
+        conn.close(VarInt::from_u32(code), e.to_string().as_bytes());
+    }
+    result
+}

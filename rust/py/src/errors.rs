@@ -1,0 +1,54 @@
+//! One conversion from engine errors to the exception classes of `i6p.errors`.
+//!
+//! The classes are defined in Python and imported lazily, so errors can be built on engine
+//! threads without the GIL and raised later where it is held.
+
+use i6p_core::CoreError;
+use i6p_net::NetError;
+use pyo3::exceptions::PyValueError;
+use pyo3::PyErr;
+
+mod py {
+    pyo3::import_exception!(i6p.errors, PeerIdMismatch);
+    pyo3::import_exception!(i6p.errors, ConnectionLost);
+    pyo3::import_exception!(i6p.errors, ProtocolError);
+    pyo3::import_exception!(i6p.errors, HandshakeError);
+    pyo3::import_exception!(i6p.errors, NodeClosed);
+    pyo3::import_exception!(i6p.errors, StreamReset);
+    pyo3::import_exception!(i6p.errors, StreamError);
+    pyo3::import_exception!(i6p.errors, InvalidAddress);
+    pyo3::import_exception!(i6p.errors, InvalidKey);
+    pyo3::import_exception!(i6p.errors, TransportError);
+}
+
+/// The Python exception for an engine error.
+pub(crate) fn to_py(e: NetError) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        NetError::PeerIdMismatch { expected, actual } => {
+            py::PeerIdMismatch::new_err((msg, expected.to_string(), actual.to_string()))
+        }
+        NetError::ConnectionLost {
+            code,
+            reason,
+            by_peer,
+        } => py::ConnectionLost::new_err((msg, code, reason, by_peer)),
+        NetError::Protocol(_) => py::ProtocolError::new_err(msg),
+        NetError::Handshake(_) | NetError::Tls(_) => py::HandshakeError::new_err(msg),
+        NetError::InvalidAddress(_) => py::InvalidAddress::new_err(msg),
+        NetError::NodeClosed => py::NodeClosed::new_err(msg),
+        NetError::StreamReset(code) => py::StreamReset::new_err((msg, code)),
+        NetError::Stream(_) => py::StreamError::new_err(msg),
+        NetError::Io(_) => py::TransportError::new_err(msg),
+        NetError::Core(c) => core_to_py(c),
+    }
+}
+
+/// The Python exception for a core (decoding or key) error.
+pub(crate) fn core_to_py(e: CoreError) -> PyErr {
+    match e {
+        CoreError::InvalidPeerId(_) => PyValueError::new_err(e.to_string()),
+        CoreError::InvalidKey(_) => py::InvalidKey::new_err(e.to_string()),
+        other => py::ProtocolError::new_err(other.to_string()),
+    }
+}

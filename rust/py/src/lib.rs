@@ -1,0 +1,33 @@
+//! The `i6p._core` extension module: the only crate that knows about Python.
+//!
+//! Each exposed class lives in its own module. Futures run on the engine's tokio runtime and
+//! return plain Rust values; they become Python objects only where the GIL is held.
+
+mod buffers;
+mod errors;
+mod identity;
+mod node;
+mod peer_id;
+mod runtime;
+mod session;
+mod stream;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("PROTOCOL_VERSION", i6p_core::PROTOCOL_VERSION)?;
+    m.add(
+        "ALPN",
+        std::str::from_utf8(i6p_core::ALPN).unwrap_or("i6p/1"),
+    )?;
+    m.add("MAX_FRAME_PAYLOAD", i6p_core::MAX_FRAME_PAYLOAD)?;
+    m.add_class::<peer_id::PeerId>()?;
+    m.add_class::<identity::Identity>()?;
+    m.add_class::<node::Node>()?;
+    m.add_class::<session::Session>()?;
+    m.add_class::<stream::Stream>()?;
+    m.add_function(wrap_pyfunction!(runtime::shutdown, m)?)?;
+    Ok(())
+}

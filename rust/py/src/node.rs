@@ -1,0 +1,162 @@
+//! `Node`: one socket, one identity; dials and accepts sessions.
+
+use crate::errors::to_py;
+use crate::identity::Identity;
+use crate::peer_id::PeerId;
+use crate::runtime::future;
+use crate::session::Session;
+use i6p_net::addr::{format_addr, parse_addr};
+use i6p_net::NodeConfig;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use std::time::Duration;
+
+/// A running node.
+#[pyclass(frozen, module = "i6p._core")]
+pub(crate) struct Node {
+    inner: i6p_net::Node,
+    identity: i6p_core::Identity,
+}
+
+fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            PyValueError::new_err(format!("{name} must be a positive number of seconds"))
+        })
+}
+
+#[pymethods]
+impl Node {
+    /// Binds a node; returns an awaitable for it.
+    #[staticmethod]
+    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, max_streams=1024))]
+    #[allow(clippy::too_many_arguments)]
+    fn bind<'py>(
+        py: Python<'py>,
+        identity: PyRef<'py, Identity>,
+        addr: &str,
+        capabilities: Option<Vec<(String, String)>>,
+        handshake_timeout: f64,
+        idle_timeout: f64,
+        keep_alive: f64,
+        max_streams: u32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let addr = parse_addr(addr).map_err(to_py)?;
+        let config = NodeConfig {
+            capabilities: capabilities.unwrap_or_default(),
+            handshake_timeout: seconds("handshake_timeout", handshake_timeout)?,
+            idle_timeout: seconds("idle_timeout", idle_timeout)?,
+            keep_alive: seconds("keep_alive", keep_alive)?,
+            max_streams,
+            ..NodeConfig::default()
+        };
+        let hello = i6p_core::Hello {
+            version: i6p_core::PROTOCOL_VERSION,
+            timestamp_ms: 0,
+            capabilities: config.capabilities.clone(),
+            listen_addrs: Vec::new(),
+        };
+        hello
+            .validate()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let identity = identity.0.clone();
+        future(py, async move {
+            let inner = i6p_net::Node::bind(identity.clone(), addr, config).map_err(to_py)?;
+            Ok(Node { inner, identity })
+        })
+    }
+
+    /// This node's PeerId.
+    #[getter]
+    fn peer_id(&self) -> PeerId {
+        PeerId(self.inner.peer_id())
+    }
+
+    /// The bound socket address, e.g. `[::]:4433`.
+    #[getter]
+    fn local_addr(&self) -> PyResult<String> {
+        self.inner
+            .local_addr()
+            .map(|a| format_addr(&a))
+            .map_err(to_py)
+    }
+
+    /// Addresses other nodes can dial, most widely reachable first.
+    fn reachable_addrs(&self) -> PyResult<Vec<String>> {
+        Ok(self
+            .inner
+            .reachable_addrs()
+            .map_err(to_py)?
+            .iter()
+            .map(format_addr)
+            .collect())
+    }
+
+    /// Dials `addr` and requires the peer there to be `peer_id`.
+    fn connect<'py>(
+        &self,
+        py: Python<'py>,
+        peer_id: PyRef<'py, PeerId>,
+        addr: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let addr = parse_addr(addr).map_err(to_py)?;
+        let (node, peer, identity) = (self.inner.clone(), peer_id.0, self.identity.clone());
+        future(py, async move {
+            let s = node.connect(peer, addr).await.map_err(to_py)?;
+            Ok(Session::new(s, identity))
+        })
+    }
+
+    /// Dials and authenticates without the HELLO exchange (protocol conformance tests).
+    fn _connect_raw<'py>(
+        &self,
+        py: Python<'py>,
+        peer_id: PyRef<'py, PeerId>,
+        addr: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let addr = parse_addr(addr).map_err(to_py)?;
+        let (node, peer, identity) = (self.inner.clone(), peer_id.0, self.identity.clone());
+        future(py, async move {
+            let s = node.connect_raw(peer, addr).await.map_err(to_py)?;
+            Ok(Session::new(s, identity))
+        })
+    }
+
+    /// The next incoming session.
+    fn accept<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (node, identity) = (self.inner.clone(), self.identity.clone());
+        future(py, async move {
+            let s = node.accept().await.map_err(to_py)?;
+            Ok(Session::new(s, identity))
+        })
+    }
+
+    /// Closes all sessions and the socket.
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let node = self.inner.clone();
+        future(py, async move {
+            node.close().await;
+            Ok(())
+        })
+    }
+
+    /// True once closed.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    fn __repr__(&self) -> String {
+        let addr = self
+            .inner
+            .local_addr()
+            .map(|a| format_addr(&a))
+            .unwrap_or_else(|_| "?".into());
+        format!(
+            "Node(peer_id={}, addr={addr})",
+            self.inner.peer_id().short()
+        )
+    }
+}

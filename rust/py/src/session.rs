@@ -1,0 +1,168 @@
+//! `Session`: a symmetric session with one peer.
+
+use crate::buffers::PyBytesOut;
+use crate::errors::to_py;
+use crate::peer_id::PeerId;
+use crate::runtime::future;
+use crate::stream::Stream;
+use i6p_net::addr::format_addr;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// One end of a session.
+#[pyclass(frozen, module = "i6p._core")]
+pub(crate) struct Session {
+    inner: i6p_net::Session,
+    identity: i6p_core::Identity,
+}
+
+impl Session {
+    pub(crate) fn new(inner: i6p_net::Session, identity: i6p_core::Identity) -> Self {
+        Self { inner, identity }
+    }
+}
+
+#[pymethods]
+impl Session {
+    /// The peer's verified PeerId.
+    #[getter]
+    fn remote_peer_id(&self) -> PeerId {
+        PeerId(self.inner.remote_peer_id())
+    }
+
+    /// The peer's current address.
+    #[getter]
+    fn remote_addr(&self) -> String {
+        format_addr(&self.inner.remote_addr())
+    }
+
+    /// Capabilities from the peer's HELLO, in its order.
+    #[getter]
+    fn remote_capabilities(&self) -> Vec<(String, String)> {
+        self.inner.remote_capabilities()
+    }
+
+    /// Listen addresses from the peer's HELLO.
+    #[getter]
+    fn remote_listen_addrs(&self) -> Vec<String> {
+        self.inner
+            .remote_listen_addrs()
+            .iter()
+            .map(format_addr)
+            .collect()
+    }
+
+    /// Our address as the peer sees it, once its PEER_INFO arrived.
+    #[getter]
+    fn observed_addr(&self) -> Option<String> {
+        self.inner.observed_addr().map(|a| format_addr(&a))
+    }
+
+    /// True when this side dialed.
+    #[getter]
+    fn is_dialer(&self) -> bool {
+        self.inner.is_dialer()
+    }
+
+    /// Opens a bidirectional stream.
+    fn open_stream<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let s = self.inner.clone();
+        future(py, async move {
+            let (send, recv) = s.open_stream().await.map_err(to_py)?;
+            Ok(Stream::new(send, recv))
+        })
+    }
+
+    /// Waits for a stream the peer opens.
+    fn accept_stream<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let s = self.inner.clone();
+        future(py, async move {
+            let (send, recv) = s.accept_stream().await.map_err(to_py)?;
+            Ok(Stream::new(send, recv))
+        })
+    }
+
+    /// Round-trip time of one PING/PONG, in seconds.
+    fn ping<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let s = self.inner.clone();
+        future(py, async move {
+            let rtt = s.ping().await.map_err(to_py)?;
+            Ok(rtt.as_secs_f64())
+        })
+    }
+
+    /// Closes the session with a code and reason delivered to the peer.
+    #[pyo3(signature = (code=0, reason=String::new()))]
+    fn close<'py>(
+        &self,
+        py: Python<'py>,
+        code: u32,
+        reason: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if code != 0 && code < i6p_net::control::codes::FIRST_APPLICATION_CODE {
+            return Err(PyValueError::new_err(format!(
+                "close codes 1..{} are reserved for i6p; use 0 or a larger code",
+                i6p_net::control::codes::FIRST_APPLICATION_CODE
+            )));
+        }
+        let s = self.inner.clone();
+        future(py, async move {
+            s.close(code, &reason).await;
+            Ok(())
+        })
+    }
+
+    /// Waits until the session ends; returns (code, reason, by_peer).
+    fn wait_closed<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let s = self.inner.clone();
+        future(py, async move {
+            Ok(match s.closed().await {
+                i6p_net::NetError::ConnectionLost {
+                    code,
+                    reason,
+                    by_peer,
+                } => (code, reason, by_peer),
+                other => (0, other.to_string(), false),
+            })
+        })
+    }
+
+    /// Path and traffic figures from the QUIC connection.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.stats();
+        let d = PyDict::new(py);
+        d.set_item("rtt", s.rtt.as_secs_f64())?;
+        d.set_item("cwnd", s.cwnd)?;
+        d.set_item("bytes_sent", s.bytes_sent)?;
+        d.set_item("bytes_received", s.bytes_received)?;
+        d.set_item("packets_sent", s.packets_sent)?;
+        d.set_item("packets_received", s.packets_received)?;
+        d.set_item("packets_lost", s.packets_lost)?;
+        d.set_item("bytes_lost", s.bytes_lost)?;
+        Ok(d)
+    }
+
+    /// A HELLO frame valid on this connection, signed by this node (conformance tests).
+    #[pyo3(signature = (capabilities=None))]
+    fn _signed_hello(&self, capabilities: Option<Vec<(String, String)>>) -> PyResult<PyBytesOut> {
+        let hello = i6p_core::Hello {
+            version: i6p_core::PROTOCOL_VERSION,
+            timestamp_ms: 0,
+            capabilities: capabilities.unwrap_or_default(),
+            listen_addrs: Vec::new(),
+        };
+        self.inner
+            .hello_frame(&self.identity, &hello)
+            .map(|f| PyBytesOut(f.into()))
+            .map_err(to_py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Session(peer={}, addr={})",
+            self.inner.remote_peer_id().short(),
+            format_addr(&self.inner.remote_addr())
+        )
+    }
+}

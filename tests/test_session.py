@@ -1,0 +1,241 @@
+"""Symmetric sessions between real nodes on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+import pytest
+from i6p import Session
+from i6p.errors import ConnectionLost, NodeClosed, StreamError, StreamReset
+
+from .conftest import NodeFactory, connect_pair, loopback
+from .udp_relay import UdpRelay
+
+
+async def echo_once(session: Session) -> None:
+    stream = await session.accept_stream()
+    data = await stream.read()
+    await stream.write(data)
+    await stream.finish()
+
+
+async def test_sessions_both_ways_with_capabilities(make_node: NodeFactory) -> None:
+    a = await make_node(capabilities={"side": "a", "blobs": "1"})
+    b = await make_node(capabilities={"side": "b"})
+    ab, ba = await connect_pair(a, b)
+    assert ab.remote_peer_id == b.peer_id and ba.remote_peer_id == a.peer_id
+    assert ab.remote_capabilities == {"side": "b"}
+    assert ba.remote_capabilities == {"side": "a", "blobs": "1"}
+    assert ab.is_dialer and not ba.is_dialer
+    assert ab.remote_addr == loopback(b)
+    assert ba.remote_addr.startswith("[::1]:")
+    assert any(addr.endswith(f":{b.port}") for addr in ab.remote_listen_addrs)
+    # The other direction: b dials a, while the first session stays up.
+    b2, a2 = await connect_pair(b, a)
+    assert b2.remote_peer_id == a.peer_id and a2.remote_peer_id == b.peer_id
+    assert a2.remote_capabilities == {"side": "b"}
+    for ours, theirs in [(ab, ba), (ba, ab), (b2, a2), (a2, b2)]:
+        stream = await ours.open_stream()
+        await stream.write(b"ping from " + str(ours.remote_peer_id).encode())
+        await stream.finish()
+        incoming = await theirs.accept_stream()
+        assert await incoming.read() == b"ping from " + str(ours.remote_peer_id).encode()
+
+
+async def test_observed_address_arrives(pair: tuple[Session, Session]) -> None:
+    ab, ba = pair
+    for _ in range(100):
+        if ab.observed_addr and ba.observed_addr:
+            break
+        await asyncio.sleep(0.02)
+    assert ab.observed_addr == ba.remote_addr
+    assert ba.observed_addr == ab.remote_addr
+
+
+async def test_ping_and_stats(pair: tuple[Session, Session]) -> None:
+    ab, ba = pair
+    rtts = [await ab.ping() for _ in range(5)] + [await ba.ping()]
+    assert all(0 < rtt < 1 for rtt in rtts)
+    stats = ab.stats()
+    assert stats["packets_sent"] > 0 and stats["bytes_received"] > 0
+    assert 0 < stats["rtt"] < 1
+    assert set(stats) == {
+        "rtt",
+        "cwnd",
+        "bytes_sent",
+        "bytes_received",
+        "packets_sent",
+        "packets_received",
+        "packets_lost",
+        "bytes_lost",
+    }
+
+
+async def test_64_mib_through_one_stream_is_byte_exact(pair: tuple[Session, Session]) -> None:
+    ab, ba = pair
+    block = os.urandom(1 << 20)
+    sent = hashlib.sha256()
+
+    async def send() -> None:
+        stream = await ab.open_stream()
+        view = memoryview(bytearray(block))
+        for i in range(64):
+            # Vary the data per block and mix buffer types.
+            view[:8] = i.to_bytes(8, "big")
+            data: bytes | bytearray | memoryview = [bytes(view), bytearray(view), view][i % 3]
+            sent.update(data)
+            await stream.write(data)
+        await stream.finish()
+
+    async def receive() -> tuple[int, bytes]:
+        stream = await ba.accept_stream()
+        got, total = hashlib.sha256(), 0
+        async for chunk in stream:
+            got.update(chunk)
+            total += len(chunk)
+        return total, got.digest()
+
+    _, (total, digest) = await asyncio.wait_for(asyncio.gather(send(), receive()), 120)
+    assert total == 64 << 20
+    assert digest == sent.digest()
+
+
+async def test_500_concurrent_streams_echo(pair: tuple[Session, Session]) -> None:
+    ab, ba = pair
+
+    async def server() -> None:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(500):
+                stream = await ba.accept_stream()
+                tg.create_task(echo(stream))
+
+    async def echo(stream: object) -> None:
+        from i6p import Stream
+
+        assert isinstance(stream, Stream)
+        await stream.write(await stream.read())
+        await stream.finish()
+
+    async def client(i: int) -> None:
+        stream = await ab.open_stream()
+        payload = f"stream {i} ".encode() * (1 + i % 50)
+        await stream.write(payload)
+        await stream.finish()
+        assert await stream.read() == payload
+
+    server_task = asyncio.create_task(server())
+    await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(500))), 120)
+    await asyncio.wait_for(server_task, 30)
+
+
+async def test_readexactly_and_early_end(pair: tuple[Session, Session]) -> None:
+    ab, ba = pair
+    stream = await ab.open_stream()
+    await stream.write(b"0123456789")
+    await stream.finish()
+    incoming = await ba.accept_stream()
+    assert await incoming.readexactly(4) == b"0123"
+    assert await incoming.read(3) == b"456"
+    with pytest.raises(StreamError, match="3 of 5"):
+        await incoming.readexactly(5)
+    assert await incoming.read() == b""
+
+
+async def test_read_limit_and_reset(pair: tuple[Session, Session]) -> None:
+    ab, ba = pair
+    stream = await ab.open_stream()
+    await stream.write(b"x" * 1000)
+    await stream.finish()
+    incoming = await ba.accept_stream()
+    with pytest.raises(StreamError, match="limit of 100"):
+        await incoming.read(limit=100)
+    stream2 = await ab.open_stream()
+    await stream2.write(b"partial")
+    incoming2 = await ba.accept_stream()
+    assert await incoming2.read(7) == b"partial"
+    await stream2.reset(77)
+    with pytest.raises(StreamReset) as info:
+        await incoming2.read()
+    assert info.value.code == 77
+
+
+async def test_close_reason_reaches_the_peer(pair: tuple[Session, Session]) -> None:
+    ab, ba = pair
+    pending = asyncio.create_task(ba.accept_stream())
+    await ab.close(42, "finished for today")
+    with pytest.raises(ConnectionLost) as info:
+        await asyncio.wait_for(pending, 10)
+    assert (info.value.code, info.value.reason, info.value.by_peer) == (
+        42,
+        "finished for today",
+        True,
+    )
+    assert await ba.wait_closed() == (42, "finished for today", True)
+    with pytest.raises(ConnectionLost) as local:
+        await ab.open_stream()
+    assert not local.value.by_peer and "finished for today" in local.value.reason
+    with pytest.raises(ValueError, match="reserved"):
+        await ab.close(3, "reserved code")
+
+
+async def test_closing_a_node_ends_its_sessions(make_node: NodeFactory) -> None:
+    a = await make_node()
+    b = await make_node()
+    ab, ba = await connect_pair(a, b)
+    pending_remote = asyncio.create_task(ab.accept_stream())
+    pending_local = asyncio.create_task(ba.accept_stream())
+    pending_accept = asyncio.create_task(b.accept())
+    await asyncio.sleep(0.05)
+    await b.close()
+    assert b.closed
+    with pytest.raises(ConnectionLost) as remote:
+        await asyncio.wait_for(pending_remote, 10)
+    assert remote.value.by_peer and remote.value.reason == "node closed"
+    with pytest.raises(ConnectionLost) as local:
+        await asyncio.wait_for(pending_local, 10)
+    assert not local.value.by_peer
+    with pytest.raises(NodeClosed):
+        await asyncio.wait_for(pending_accept, 10)
+    with pytest.raises(NodeClosed):
+        await b.connect(a.peer_id, loopback(a))
+
+
+async def test_a_silent_peer_is_connection_lost(make_node: NodeFactory) -> None:
+    a = await make_node(idle_timeout=1.0, keep_alive=0.3)
+    b = await make_node()
+    async with UdpRelay(("::1", b.port)) as relay:
+        ab, _ = await asyncio.wait_for(
+            asyncio.gather(a.connect(b.peer_id, relay.addr), b.accept()), 20
+        )
+        assert await ab.ping() > 0
+        relay.blackhole = True  # the peer goes silent: no close frame, nothing at all
+        with pytest.raises(ConnectionLost, match="idle timeout") as info:
+            await asyncio.wait_for(ab.accept_stream(), 10)
+        assert not info.value.by_peer
+
+
+async def test_ipv4_peer_reaches_dual_stack_node(make_node: NodeFactory) -> None:
+    a = await make_node()
+    b = await make_node()
+    ab, ba = await asyncio.wait_for(
+        asyncio.gather(a.connect(b.peer_id, f"127.0.0.1:{b.port}"), b.accept()), 20
+    )
+    assert ab.remote_addr == f"127.0.0.1:{b.port}"
+    assert ba.remote_addr.startswith("127.0.0.1:")
+    v4 = await make_node(addr="127.0.0.1:0")
+    cd, dc = await asyncio.wait_for(
+        asyncio.gather(v4.connect(b.peer_id, f"127.0.0.1:{b.port}"), b.accept()), 20
+    )
+    assert await cd.ping() > 0
+    assert dc.remote_peer_id == v4.peer_id
+
+
+async def test_hostnames_resolve(make_node: NodeFactory) -> None:
+    a = await make_node()
+    b = await make_node()
+    ab, _ = await asyncio.wait_for(
+        asyncio.gather(a.connect(str(b.peer_id), f"localhost:{b.port}"), b.accept()), 20
+    )
+    assert ab.remote_peer_id == b.peer_id

@@ -1,0 +1,94 @@
+"""A small UDP forwarder for tests: clients talk to it, it talks to one target.
+
+Each client address gets its own upstream socket, so the target sees the relay, and the
+client sees only the relay. ``blackhole`` drops everything in both directions (a peer that
+goes silent); ``packets`` counts what was forwarded. Loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from types import TracebackType
+
+
+class _Upstream(asyncio.DatagramProtocol):
+    def __init__(self, relay: UdpRelay, client: tuple[object, ...]) -> None:
+        self.relay, self.client = relay, client
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[object, ...]) -> None:
+        if not self.relay.blackhole and self.relay.front is not None:
+            self.relay.packets += 1
+            self.relay.front.sendto(data, self.client)
+
+
+class _Front(asyncio.DatagramProtocol):
+    def __init__(self, relay: UdpRelay) -> None:
+        self.relay = relay
+
+    def datagram_received(self, data: bytes, addr: tuple[object, ...]) -> None:
+        self.relay._from_client(data, addr)
+
+
+class UdpRelay:
+    """Forwards UDP between clients and ``target`` (a (host, port) on loopback)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.blackhole = False
+        self.packets = 0
+        self.front: asyncio.DatagramTransport | None = None
+        self._upstreams: dict[tuple[object, ...], _Upstream] = {}
+        self._pending: dict[tuple[object, ...], list[bytes]] = {}
+
+    @property
+    def addr(self) -> str:
+        assert self.front is not None
+        return f"[::1]:{self.front.get_extra_info('sockname')[1]}"
+
+    async def __aenter__(self) -> UdpRelay:
+        loop = asyncio.get_running_loop()
+        self.front, _ = await loop.create_datagram_endpoint(
+            lambda: _Front(self), local_addr=("::1", 0), family=socket.AF_INET6
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for up in self._upstreams.values():
+            if up.transport is not None:
+                up.transport.close()
+        if self.front is not None:
+            self.front.close()
+
+    def _from_client(self, data: bytes, client: tuple[object, ...]) -> None:
+        if self.blackhole:
+            return
+        up = self._upstreams.get(client)
+        if up is None:
+            pending = self._pending.setdefault(client, [])
+            if not pending:
+                asyncio.get_running_loop().create_task(self._open(client))
+            if len(pending) < 64:
+                pending.append(data)
+            return
+        if up.transport is not None:
+            self.packets += 1
+            up.transport.sendto(data, self.target)
+
+    async def _open(self, client: tuple[object, ...]) -> None:
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_datagram_endpoint(
+            lambda: _Upstream(self, client), local_addr=("::1", 0), family=socket.AF_INET6
+        )
+        self._upstreams[client] = proto
+        for data in self._pending.pop(client, []):
+            self._from_client(data, client)
