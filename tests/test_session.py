@@ -140,6 +140,8 @@ async def test_readexactly_and_early_end(pair: tuple[Session, Session]) -> None:
     assert await incoming.read(3) == b"456"
     with pytest.raises(StreamError, match="3 of 5"):
         await incoming.readexactly(5)
+    # Nothing is lost: the bytes that did arrive are still there.
+    assert await incoming.read() == b"789"
     assert await incoming.read() == b""
 
 

@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let (_send, mut recv) = sb.accept_stream().await?;
     let mut total = 0usize;
-    while let Some(chunk) = recv.read_chunk(1 << 20).await? {
+    while let Some(chunk) = recv.read(1 << 20).await? {
         total += chunk.len();
     }
     let secs = start.elapsed().as_secs_f64();

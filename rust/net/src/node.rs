@@ -61,6 +61,10 @@ struct NodeInner {
     transport: Arc<TransportConfig>,
     closed: Arc<AtomicBool>,
     incoming: Mutex<mpsc::Receiver<Session>>,
+    /// Feeds `incoming`; also used to hand back sessions whose accept was not delivered.
+    incoming_tx: mpsc::Sender<Session>,
+    /// Wakes pending `accept` calls when the node closes.
+    shutdown: tokio::sync::Notify,
     accept_task: tokio::task::JoinHandle<()>,
 }
 
@@ -95,7 +99,7 @@ impl Node {
             hello,
             config.handshake_timeout,
             closed.clone(),
-            tx,
+            tx.clone(),
         ));
         Ok(Self {
             inner: Arc::new(NodeInner {
@@ -106,6 +110,8 @@ impl Node {
                 transport,
                 closed,
                 incoming: Mutex::new(rx),
+                incoming_tx: tx,
+                shutdown: tokio::sync::Notify::new(),
                 accept_task,
             }),
         })
@@ -241,9 +247,33 @@ impl Node {
 
     /// The next incoming session whose handshake completed.
     pub async fn accept(&self) -> Result<Session> {
+        let shutdown = self.inner.shutdown.notified();
+        tokio::pin!(shutdown);
+        shutdown.as_mut().enable();
         self.ensure_open()?;
         let mut rx = self.inner.incoming.lock().await;
-        rx.recv().await.ok_or(NetError::NodeClosed)
+        tokio::select! {
+            s = rx.recv() => s.ok_or(NetError::NodeClosed),
+            () = shutdown => Err(NetError::NodeClosed),
+        }
+    }
+
+    /// Hands back a session whose acceptance was not delivered (a cancelled `accept`), so
+    /// the next `accept` returns it instead of the session being lost.
+    pub fn return_session(&self, session: Session) {
+        if let Err(mpsc::error::TrySendError::Full(session)) =
+            self.inner.incoming_tx.try_send(session)
+        {
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    let tx = self.inner.incoming_tx.clone();
+                    handle.spawn(async move {
+                        let _ = tx.send(session).await;
+                    });
+                }
+                Err(_) => tracing::debug!(?session, "accept backlog full; session dropped"),
+            }
+        }
     }
 
     /// Closes every session and the socket; pending and later calls fail with `NodeClosed`.
@@ -252,6 +282,7 @@ impl Node {
             return;
         }
         self.inner.accept_task.abort();
+        self.inner.shutdown.notify_waiters();
         self.inner
             .endpoint
             .close(VarInt::from_u32(codes::NODE_CLOSED), b"node closed");

@@ -12,12 +12,12 @@ use i6p_core::{
 };
 use i6p_core::{EXPORTER_LABEL, EXPORTER_LEN};
 use quinn::{ConnectionError, VarInt};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 /// At most this many PINGs may await their PONG at once on one session.
 const MAX_PENDING_PINGS: usize = 1024;
@@ -62,6 +62,9 @@ pub(crate) struct SessionInner {
     next_nonce: AtomicU64,
     /// A CLOSE received from the peer, or one we sent: it explains the connection's end.
     close: Mutex<Option<(Close, bool)>>,
+    /// Accepted streams handed back undelivered (their accept was cancelled).
+    returned: Mutex<VecDeque<(quinn::SendStream, quinn::RecvStream)>>,
+    returned_notify: Notify,
 }
 
 /// What the handshake produced, before the session starts serving.
@@ -153,6 +156,8 @@ impl Session {
                 pings: Mutex::new(HashMap::new()),
                 next_nonce: AtomicU64::new(rand::random()),
                 close: Mutex::new(None),
+                returned: Mutex::new(VecDeque::new()),
+                returned_notify: Notify::new(),
             }),
         }
     }
@@ -213,13 +218,34 @@ impl Session {
 
     /// Waits for the peer to open a stream.
     pub async fn accept_stream(&self) -> Result<(SendStream, RecvStream)> {
-        let (send, recv) = self
-            .inner
-            .conn
-            .accept_bi()
-            .await
-            .map_err(|e| self.lost(&e))?;
-        Ok(self.wrap(send, recv))
+        loop {
+            let notified = self.inner.returned_notify.notified();
+            let returned = self
+                .inner
+                .returned
+                .lock()
+                .ok()
+                .and_then(|mut r| r.pop_front());
+            if let Some((send, recv)) = returned {
+                return Ok(self.wrap(send, recv));
+            }
+            tokio::select! {
+                r = self.inner.conn.accept_bi() => {
+                    let (send, recv) = r.map_err(|e| self.lost(&e))?;
+                    return Ok(self.wrap(send, recv));
+                }
+                () = notified => continue,
+            }
+        }
+    }
+
+    /// Hands back a stream whose acceptance was not delivered, for the next `accept_stream`.
+    pub fn return_stream(&self, send: SendStream, recv: RecvStream) {
+        let (send, recv) = (send.into_inner(), recv.into_inner());
+        if let Ok(mut r) = self.inner.returned.lock() {
+            r.push_back((send, recv));
+        }
+        self.inner.returned_notify.notify_one();
     }
 
     fn wrap(&self, send: quinn::SendStream, recv: quinn::RecvStream) -> (SendStream, RecvStream) {

@@ -5,7 +5,8 @@
 
 use crate::error::{NetError, Result};
 use crate::session::Session;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 
 /// The sending half of a stream.
 pub struct SendStream {
@@ -14,9 +15,16 @@ pub struct SendStream {
 }
 
 /// The receiving half of a stream.
+///
+/// Every read is cancel-safe: data taken from QUIC moves into an internal buffer before the
+/// next await, so a read that is dropped half-way (a cancelled Python task, a timeout) loses
+/// nothing; the next read returns it. Callers that drop a result they did not deliver hand it
+/// back with [`RecvStream::unread`].
 pub struct RecvStream {
     inner: quinn::RecvStream,
     session: Session,
+    pending: VecDeque<Bytes>,
+    pending_len: usize,
 }
 
 impl SendStream {
@@ -50,6 +58,10 @@ impl SendStream {
         }
     }
 
+    pub(crate) fn into_inner(self) -> quinn::SendStream {
+        self.inner
+    }
+
     /// Abandons the stream: unsent data is dropped and the peer's reads fail with `code`.
     pub fn reset(&mut self, code: u32) {
         let _ = self.inner.reset(quinn::VarInt::from_u32(code));
@@ -58,7 +70,12 @@ impl SendStream {
 
 impl RecvStream {
     pub(crate) fn new(inner: quinn::RecvStream, session: Session) -> Self {
-        Self { inner, session }
+        Self {
+            inner,
+            session,
+            pending: VecDeque::new(),
+            pending_len: 0,
+        }
     }
 
     /// The QUIC stream id.
@@ -66,76 +83,120 @@ impl RecvStream {
         u64::from(self.inner.id())
     }
 
-    /// Up to `max` bytes as they arrive, without copying; `None` at the end of the stream.
-    pub async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>> {
-        match self.inner.read_chunk(max, true).await {
-            Ok(chunk) => Ok(chunk.map(|c| c.bytes)),
-            Err(e) => Err(read_error(&self.session, e)),
+    /// Waits for data, then returns what has arrived, up to `max` bytes, as one buffer;
+    /// `None` at the end of the stream. Data arrives in packet-sized pieces: gathering them
+    /// saves a caller round trip per piece.
+    pub async fn read(&mut self, max: usize) -> Result<Option<Bytes>> {
+        if max == 0 {
+            return Ok(Some(Bytes::new()));
         }
-    }
-
-    /// Waits for data, then gathers everything already received, up to `max` bytes, into one
-    /// buffer; `None` at the end of the stream. Batching matters: data arrives in
-    /// packet-sized pieces, and one call per piece would cost a Python round trip each.
-    pub async fn read_available(&mut self, max: usize) -> Result<Option<Bytes>> {
-        let Some(first) = self.read_chunk(max).await? else {
+        if self.pending_len == 0 && !self.pull(max).await? {
             return Ok(None);
-        };
-        if first.len() >= max {
-            return Ok(Some(first));
         }
-        let mut out = bytes::BytesMut::with_capacity(max.min(READ_BATCH_CAPACITY).max(first.len()));
-        out.extend_from_slice(&first);
-        while out.len() < max {
-            match poll_once(self.inner.read_chunk(max - out.len(), true)).await {
-                Some(Ok(Some(chunk))) => out.extend_from_slice(&chunk.bytes),
-                // The end of the stream or an error: report them on the next call.
+        while self.pending_len < max {
+            match poll_once(self.inner.read_chunk(max - self.pending_len, true)).await {
+                Some(Ok(Some(chunk))) => self.push(chunk.bytes),
+                // The end of the stream or an error: the next read reports them.
                 Some(Ok(None)) | Some(Err(_)) | None => break,
             }
         }
-        Ok(Some(out.freeze()))
+        Ok(Some(self.take(max)))
     }
 
-    /// Exactly `n` bytes; an error if the stream ends first.
-    pub async fn read_exact(&mut self, n: usize) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        out.try_reserve_exact(n)
-            .map_err(|_| NetError::Stream(format!("cannot allocate {n} bytes")))?;
-        while out.len() < n {
-            match self.read_chunk(n - out.len()).await? {
-                Some(chunk) => out.extend_from_slice(&chunk),
-                None => {
-                    return Err(NetError::Stream(format!(
-                        "stream ended after {} of {n} bytes",
-                        out.len()
-                    )))
-                }
+    /// Exactly `n` bytes. If the stream ends first this fails and keeps the bytes that did
+    /// arrive for the next read.
+    pub async fn read_exact(&mut self, n: usize) -> Result<Bytes> {
+        while self.pending_len < n {
+            if !self.pull(n - self.pending_len).await? {
+                return Err(NetError::Stream(format!(
+                    "stream ended after {} of {n} bytes",
+                    self.pending_len
+                )));
             }
         }
-        Ok(out)
+        Ok(self.take(n))
     }
 
-    /// Everything until the end of the stream, failing if that exceeds `limit` bytes.
-    pub async fn read_to_end(&mut self, limit: usize) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        while let Some(chunk) = self.read_chunk(1 << 20).await? {
-            if out.len() + chunk.len() > limit {
+    /// Everything until the end of the stream; fails (keeping what arrived) past `limit` bytes.
+    pub async fn read_to_end(&mut self, limit: usize) -> Result<Bytes> {
+        loop {
+            if self.pending_len > limit {
                 return Err(NetError::Stream(format!(
                     "stream exceeds the read limit of {limit} bytes"
                 )));
             }
-            out.extend_from_slice(&chunk);
+            if !self.pull(READ_BATCH_CAPACITY).await? {
+                return Ok(self.take(self.pending_len));
+            }
         }
-        Ok(out)
+    }
+
+    /// The QUIC stream; only for a stream with nothing buffered (a fresh, undelivered one).
+    pub(crate) fn into_inner(self) -> quinn::RecvStream {
+        self.inner
+    }
+
+    /// Puts bytes back at the front, to be returned by the next read.
+    pub fn unread(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            self.pending_len += data.len();
+            self.pending.push_front(data);
+        }
     }
 
     /// Tells the peer to stop sending; its writes fail with `code`.
     pub fn stop(&mut self, code: u32) {
         let _ = self.inner.stop(quinn::VarInt::from_u32(code));
     }
+
+    /// Moves one chunk from QUIC into the buffer; false at the end of the stream.
+    async fn pull(&mut self, max: usize) -> Result<bool> {
+        match self.inner.read_chunk(max, true).await {
+            Ok(Some(chunk)) => {
+                self.push(chunk.bytes);
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => Err(read_error(&self.session, e)),
+        }
+    }
+
+    fn push(&mut self, data: Bytes) {
+        self.pending_len += data.len();
+        self.pending.push_back(data);
+    }
+
+    /// Up to `max` buffered bytes, without copying when one chunk suffices.
+    fn take(&mut self, max: usize) -> Bytes {
+        let n = max.min(self.pending_len);
+        self.pending_len -= n;
+        if let Some(front) = self.pending.front_mut() {
+            if front.len() >= n {
+                let out = front.split_to(n);
+                if front.is_empty() {
+                    self.pending.pop_front();
+                }
+                return out;
+            }
+        }
+        let mut out = BytesMut::with_capacity(n);
+        while out.len() < n {
+            let Some(mut front) = self.pending.pop_front() else {
+                break;
+            };
+            let want = n - out.len();
+            if front.len() > want {
+                out.extend_from_slice(&front.split_to(want));
+                self.pending.push_front(front);
+            } else {
+                out.extend_from_slice(&front);
+            }
+        }
+        out.freeze()
+    }
 }
 
-/// The initial capacity of a gathered read; it grows as needed up to the caller's maximum.
+/// How much `read_to_end` asks QUIC for at a time.
 const READ_BATCH_CAPACITY: usize = 1 << 20;
 
 /// Polls a future once: its output if it is ready now, `None` (dropping it) otherwise.

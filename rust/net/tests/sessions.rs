@@ -38,10 +38,10 @@ async fn sessions_are_symmetric_and_authenticated() {
     let (mut send, mut recv) = sb.open_stream().await.unwrap();
     send.write(Bytes::from_static(b"from b")).await.unwrap();
     let (mut send2, mut recv2) = sa.accept_stream().await.unwrap();
-    assert_eq!(recv2.read_exact(6).await.unwrap(), b"from b");
+    assert_eq!(&recv2.read_exact(6).await.unwrap()[..], b"from b");
     send2.write(Bytes::from_static(b"back")).await.unwrap();
     send2.finish().await.unwrap();
-    assert_eq!(recv.read_to_end(100).await.unwrap(), b"back");
+    assert_eq!(&recv.read_to_end(100).await.unwrap()[..], b"back");
     send.finish().await.unwrap();
 
     assert!(sa.ping().await.unwrap().as_secs() < 5);

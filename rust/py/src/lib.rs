@@ -5,6 +5,7 @@
 
 mod buffers;
 mod errors;
+mod handoff;
 mod identity;
 mod node;
 mod peer_id;

@@ -1,6 +1,7 @@
 //! `Node`: one socket, one identity; dials and accepts sessions.
 
 use crate::errors::to_py;
+use crate::handoff::AcceptedSession;
 use crate::identity::Identity;
 use crate::peer_id::PeerId;
 use crate::runtime::future;
@@ -128,8 +129,12 @@ impl Node {
     fn accept<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (node, identity) = (self.inner.clone(), self.identity.clone());
         future(py, async move {
-            let s = node.accept().await.map_err(to_py)?;
-            Ok(Session::new(s, identity))
+            let session = node.accept().await.map_err(to_py)?;
+            Ok(AcceptedSession {
+                session: Some(session),
+                node,
+                identity,
+            })
         })
     }
 

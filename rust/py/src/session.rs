@@ -2,6 +2,7 @@
 
 use crate::buffers::PyBytesOut;
 use crate::errors::to_py;
+use crate::handoff::AcceptedStream;
 use crate::peer_id::PeerId;
 use crate::runtime::future;
 use crate::stream::Stream;
@@ -78,8 +79,11 @@ impl Session {
     fn accept_stream<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let s = self.inner.clone();
         future(py, async move {
-            let (send, recv) = s.accept_stream().await.map_err(to_py)?;
-            Ok(Stream::new(send, recv))
+            let stream = s.accept_stream().await.map_err(to_py)?;
+            Ok(AcceptedStream {
+                stream: Some(stream),
+                session: s,
+            })
         })
     }
 

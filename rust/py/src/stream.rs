@@ -1,8 +1,9 @@
 //! `Stream`: a bidirectional QUIC stream. Reads and writes may run concurrently; two reads
 //! (or two writes) on one stream are serialised.
 
-use crate::buffers::{owned_bytes, PyBytesOut};
+use crate::buffers::owned_bytes;
 use crate::errors::to_py;
+use crate::handoff::ReadBytes;
 use crate::runtime::future;
 use bytes::Bytes;
 use i6p_net::{RecvStream, SendStream};
@@ -62,29 +63,32 @@ impl Stream {
     #[pyo3(signature = (n=-1, *, limit=DEFAULT_READ_LIMIT))]
     fn read<'py>(&self, py: Python<'py>, n: i64, limit: usize) -> PyResult<Bound<'py, PyAny>> {
         let recv = self.recv.clone();
-        if n < 0 {
-            return future(py, async move {
-                let all = recv.lock().await.read_to_end(limit).await.map_err(to_py)?;
-                Ok(PyBytesOut(all.into()))
-            });
-        }
-        let n = usize::try_from(n).unwrap_or(usize::MAX);
         future(py, async move {
-            if n == 0 {
-                return Ok(PyBytesOut(Bytes::new()));
+            let mut recv = recv.lock_owned().await;
+            let data = match usize::try_from(n) {
+                Err(_) => recv.read_to_end(limit).await,
+                Ok(n) => recv.read(n).await.map(Option::unwrap_or_default),
             }
-            let chunk = recv.lock().await.read_available(n).await.map_err(to_py)?;
-            Ok(PyBytesOut(chunk.unwrap_or_default()))
+            .map_err(to_py)?;
+            Ok(ReadBytes {
+                data: Some(data),
+                recv,
+            })
         })
     }
 
-    /// Exactly `n` bytes; raises `StreamError` if the stream ends first.
+    /// Exactly `n` bytes; raises `StreamError` if the stream ends first (what did arrive
+    /// stays readable).
     fn readexactly<'py>(&self, py: Python<'py>, n: i64) -> PyResult<Bound<'py, PyAny>> {
         let n = usize::try_from(n).map_err(|_| PyValueError::new_err("n must be >= 0"))?;
         let recv = self.recv.clone();
         future(py, async move {
-            let data = recv.lock().await.read_exact(n).await.map_err(to_py)?;
-            Ok(PyBytesOut(data.into()))
+            let mut recv = recv.lock_owned().await;
+            let data = recv.read_exact(n).await.map_err(to_py)?;
+            Ok(ReadBytes {
+                data: Some(data),
+                recv,
+            })
         })
     }
 
