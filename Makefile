@@ -13,8 +13,15 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-install: $(PY)
+# Reinstall only when a source of the package changed.
+STAMP := $(VENV)/.i6p-installed
+SOURCES := pyproject.toml Cargo.toml Cargo.lock $(shell find rust python -type f -not -path '*/__pycache__/*' 2>/dev/null)
+
+install: $(STAMP)
+
+$(STAMP): $(PY) $(SOURCES)
 	$(PY) -m pip install -q ".[test,dev]"
+	touch $@
 
 rust-test:
 	cargo test --locked -p i6p-core -p i6p-net
@@ -22,7 +29,7 @@ rust-test:
 py-test:
 	$(PY) -m pytest tests
 
-lint: $(PY)
+lint: install
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -p i6p-core -p i6p-net -p i6p-py -- -D warnings
 	$(VENV)/bin/ruff check python tests benches

@@ -16,6 +16,15 @@ def loopback(node: Node) -> str:
     return f"[::1]:{node.port}"
 
 
+async def wait_until(predicate: Callable[[], bool], seconds: float, step: float = 0.05) -> bool:
+    """Polls ``predicate`` until it holds or ``seconds`` pass; returns its last value."""
+    for _ in range(max(1, int(seconds / step))):
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return predicate()
+
+
 @pytest.fixture
 async def make_node() -> AsyncIterator[NodeFactory]:
     """Binds nodes on demand and closes them all at the end of the test."""

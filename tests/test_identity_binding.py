@@ -26,7 +26,7 @@ async def test_wrong_peer_id_fails_before_any_application_byte(make_node: NodeFa
     await asyncio.sleep(0.3)
     assert not accepting.done()
     accepting.cancel()
-    ours, theirs = await connect_pair(a, b)
+    _, theirs = await connect_pair(a, b)
     assert theirs.remote_peer_id == a.peer_id
 
 

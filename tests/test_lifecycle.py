@@ -11,7 +11,7 @@ import time
 import pytest
 from i6p import Identity, Node
 
-from .conftest import NodeFactory, connect_pair
+from .conftest import NodeFactory, connect_pair, wait_until
 
 
 def open_fds() -> int:
@@ -95,11 +95,7 @@ async def test_200_nodes_leak_no_threads_or_fds() -> None:
         del a, b, ours, _theirs
     gc.collect()
     # Pooled threads finish 5 s after their last task; sockets close when the endpoint stops.
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if open_fds() <= fds_before and threads() <= threads_before:
-            break
-        await asyncio.sleep(0.25)
+    await wait_until(lambda: open_fds() <= fds_before and threads() <= threads_before, 15)
     assert open_fds() <= fds_before, (fds_before, open_fds())
     assert threads() <= threads_before, (threads_before, threads())
 
@@ -114,9 +110,7 @@ async def test_dropping_a_node_without_close_releases_its_socket() -> None:
         assert node.port > 0
         del node
     gc.collect()
-    deadline = time.monotonic() + 10
-    while open_fds() > before and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await wait_until(lambda: open_fds() <= before, 10)
     assert open_fds() <= before
 
 

@@ -10,7 +10,7 @@ import pytest
 from i6p import Session
 from i6p.errors import ConnectionLost, NodeClosed, StreamError, StreamReset
 
-from .conftest import NodeFactory, connect_pair, loopback
+from .conftest import NodeFactory, connect_pair, loopback, wait_until
 from .udp_relay import UdpRelay
 
 
@@ -46,10 +46,7 @@ async def test_sessions_both_ways_with_capabilities(make_node: NodeFactory) -> N
 
 async def test_observed_address_arrives(pair: tuple[Session, Session]) -> None:
     ab, ba = pair
-    for _ in range(100):
-        if ab.observed_addr and ba.observed_addr:
-            break
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: bool(ab.observed_addr and ba.observed_addr), 5)
     assert ab.observed_addr == ba.remote_addr
     assert ba.observed_addr == ab.remote_addr
 

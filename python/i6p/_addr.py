@@ -19,8 +19,7 @@ Address = str | tuple[str, int]
 
 def _split(addr: Address) -> tuple[str, int]:
     if isinstance(addr, tuple):
-        host, port = addr
-        return host.strip("[]"), int(port)
+        return addr[0].strip("[]"), int(addr[1])
     text = addr.strip()
     if text.startswith("["):
         host, sep, port = text[1:].partition("]:")

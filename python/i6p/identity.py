@@ -124,5 +124,5 @@ class Identity:
     def __repr__(self) -> str:
         return f"Identity(peer_id={self.peer_id})"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("Identity objects hold a secret key and cannot be pickled")
