@@ -37,9 +37,10 @@ lint: install
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest i6p._core
 
+# Benchmarks: results saved under .benchmarks/ and compared with the previous saved run.
 bench: install
-	$(PY) -m pytest benches --benchmark-only --benchmark-autosave --benchmark-compare || \
-	$(PY) -m pytest benches --benchmark-only --benchmark-autosave
+	$(PY) -m pytest benches -p no:cacheprovider -s --benchmark-only --benchmark-autosave \
+		$$(ls .benchmarks/*/*.json >/dev/null 2>&1 && echo --benchmark-compare)
 
 clean:
 	rm -rf $(VENV) target

@@ -12,6 +12,7 @@ __all__ = [
     "Session",
     "Stream",
     "__version__",
+    "_bench_engine_stream",
     "shutdown",
 ]
 
@@ -21,6 +22,7 @@ ALPN: str
 MAX_FRAME_PAYLOAD: int
 
 def shutdown() -> None: ...
+def _bench_engine_stream(total: int, block: int = ...) -> Awaitable[float]: ...
 
 @final
 class PeerId:

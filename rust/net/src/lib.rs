@@ -10,6 +10,7 @@
 pub mod addr;
 pub mod control;
 pub mod error;
+pub mod loopback;
 pub mod node;
 pub mod session;
 pub mod stream;

@@ -3,6 +3,7 @@
 //! Each exposed class lives in its own module. Futures run on the engine's tokio runtime and
 //! return plain Rust values; they become Python objects only where the GIL is held.
 
+mod bench;
 mod buffers;
 mod errors;
 mod handoff;
@@ -30,5 +31,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<session::Session>()?;
     m.add_class::<stream::Stream>()?;
     m.add_function(wrap_pyfunction!(runtime::shutdown, m)?)?;
+    m.add_function(wrap_pyfunction!(bench::_bench_engine_stream, m)?)?;
     Ok(())
 }

@@ -1,0 +1,154 @@
+"""Foundation benchmarks: stream rate through the Python API against the engine alone,
+handshake time, and memory per idle session.
+
+Each figure is a median over several rounds with its spread, and every Python-API figure is
+reported as a ratio to the engine-only baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from typing import Any
+
+from conftest import BENCH_BYTES, summary
+
+from i6p import Identity, Node, Session, _core
+
+BLOCK = 1 << 20
+
+
+async def _pair() -> tuple[Node, Node, Session, Session]:
+    a = await Node.bind(Identity.generate())
+    b = await Node.bind(Identity.generate())
+    ours, theirs = await asyncio.gather(a.connect(b.peer_id, f"[::1]:{b.port}"), b.accept())
+    return a, b, ours, theirs
+
+
+async def python_stream(total: int) -> float:
+    """Seconds to move ``total`` bytes over one stream through the Python API."""
+    a, b, ours, theirs = await _pair()
+    block = b"\x5a" * BLOCK
+
+    async def send() -> None:
+        stream = await ours.open_stream()
+        left = total
+        while left > 0:
+            n = min(left, BLOCK)
+            await stream.write(block if n == BLOCK else block[:n])
+            left -= n
+        await stream.finish()
+
+    async def receive() -> int:
+        stream = await theirs.accept_stream()
+        got = 0
+        async for chunk in stream:
+            got += len(chunk)
+        return got
+
+    start = time.perf_counter()
+    _, got = await asyncio.gather(send(), receive())
+    elapsed = time.perf_counter() - start
+    assert got == total
+    await a.close()
+    await b.close()
+    return elapsed
+
+
+def test_stream_rate_python_vs_engine(benchmark: Any) -> None:
+    engine: list[float] = []
+    python: list[float] = []
+
+    async def engine_stream() -> float:
+        return await _core._bench_engine_stream(BENCH_BYTES, BLOCK)
+
+    def one_round() -> None:
+        engine.append(BENCH_BYTES / asyncio.run(engine_stream()))
+        python.append(BENCH_BYTES / asyncio.run(python_stream(BENCH_BYTES)))
+
+    benchmark.pedantic(one_round, rounds=5, iterations=1, warmup_rounds=1)
+    ratio = statistics.median(python) / statistics.median(engine)
+    benchmark.extra_info.update(
+        bytes=BENCH_BYTES,
+        engine_bytes_per_s=summary(engine),
+        python_bytes_per_s=summary(python),
+        ratio_python_to_engine=ratio,
+    )
+    print(
+        f"\nstream {BENCH_BYTES >> 20} MiB: engine {statistics.median(engine) / 2**20:.0f} MiB/s "
+        f"[{min(engine) / 2**20:.0f}-{max(engine) / 2**20:.0f}], python API "
+        f"{statistics.median(python) / 2**20:.0f} MiB/s "
+        f"[{min(python) / 2**20:.0f}-{max(python) / 2**20:.0f}], ratio {ratio:.2f}"
+    )
+
+
+async def _handshakes(n: int) -> list[float]:
+    server = await Node.bind(Identity.generate())
+    client = await Node.bind(Identity.generate())
+    times = []
+
+    async def accept_all() -> None:
+        for _ in range(n):
+            await server.accept()
+
+    acceptor = asyncio.create_task(accept_all())
+    for _ in range(n):
+        start = time.perf_counter()
+        session = await client.connect(server.peer_id, f"[::1]:{server.port}")
+        await session.ping()
+        times.append(time.perf_counter() - start)
+        await session.close()
+    await acceptor
+    await client.close()
+    await server.close()
+    return times
+
+
+def test_handshake_time(benchmark: Any) -> None:
+    times: list[float] = []
+    benchmark.pedantic(lambda: times.extend(asyncio.run(_handshakes(100))), rounds=1)
+    benchmark.extra_info.update(connect_plus_first_ping_s=summary(times))
+    print(
+        f"\nconnect + first PING over ::1, {len(times)} times: median "
+        f"{statistics.median(times) * 1e3:.2f} ms [{min(times) * 1e3:.2f}-{max(times) * 1e3:.2f}]"
+    )
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def _idle_sessions(n: int) -> tuple[float, float]:
+    server = await Node.bind(Identity.generate())
+    client = await Node.bind(Identity.generate())
+    await asyncio.gather(client.connect(server.peer_id, f"[::1]:{server.port}"), server.accept())
+    await asyncio.sleep(0.5)
+    before = _rss()
+    kept = []
+    for _ in range(n):
+        kept.append(
+            await asyncio.gather(
+                client.connect(server.peer_id, f"[::1]:{server.port}"), server.accept()
+            )
+        )
+    await asyncio.sleep(1.0)
+    after = _rss()
+    rtts = [await pair[0].ping() for pair in kept[:10]]
+    await client.close()
+    await server.close()
+    return (after - before) / n, statistics.median(rtts)
+
+
+def test_memory_per_idle_session(benchmark: Any) -> None:
+    n = 200
+    result: list[tuple[float, float]] = []
+    benchmark.pedantic(lambda: result.append(asyncio.run(_idle_sessions(n))), rounds=1)
+    per_pair, _ = result[0]
+    benchmark.extra_info.update(rss_bytes_per_session_both_ends=per_pair, sessions=n)
+    print(
+        f"\nresident memory per idle session (both ends in this process, {n} sessions): "
+        f"{per_pair / 1024:.1f} KiB"
+    )
