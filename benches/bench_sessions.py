@@ -13,9 +13,9 @@ import statistics
 import time
 from typing import Any
 
-from conftest import BENCH_BYTES, summary
-
 from i6p import Identity, Node, Session, _core
+
+from .conftest import BENCH_BYTES, summary
 
 BLOCK = 1 << 20
 
