@@ -84,6 +84,8 @@ pub fn reachable_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
                 IpAddr::V4(v4) if want_v4 => {
                     if v4.is_loopback() {
                         5
+                    } else if v4.is_link_local() {
+                        3
                     } else {
                         1
                     }
