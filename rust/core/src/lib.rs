@@ -12,7 +12,11 @@ pub mod frame;
 pub mod hello;
 pub mod identity;
 pub mod messages;
+pub mod partial;
 pub mod peer_id;
+pub mod ticket;
+pub mod transfer;
+pub mod tree;
 mod wire;
 
 pub use error::{CoreError, Result};

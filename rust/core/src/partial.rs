@@ -1,0 +1,280 @@
+//! A resumable download on disk: `DEST.i6p-part` holds verified groups at their offsets and
+//! `DEST.i6p-state` records which groups those are.
+//!
+//! Invariant: a group is marked in the state file only after its bytes were verified, written
+//! and fsynced, and the state file itself is replaced atomically (write, fsync, rename). A
+//! killed process therefore resumes from a state that never claims more than is on disk; at
+//! worst it fetches again the groups it wrote after the last save.
+
+use crate::error::{CoreError, Result};
+use crate::tree::{check_group_log, group_count, group_range};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"I6PSTAT1";
+/// The largest blob whose state this format holds (2^50 bytes at 16 KiB groups is 2^36 groups:
+/// an 8 GiB bitmap, so keep it far smaller).
+const MAX_GROUPS: u64 = 1 << 32;
+
+/// Which groups of which blob are already verified on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferState {
+    /// BLAKE3 hash of the blob.
+    pub root: [u8; 32],
+    /// Size of the blob.
+    pub size: u64,
+    /// log2 of the group size the bitmap counts in.
+    pub group_log: u8,
+    bits: Vec<u8>,
+    done: u64,
+}
+
+impl TransferState {
+    /// Nothing fetched yet.
+    pub fn new(root: [u8; 32], size: u64, group_log: u8) -> Result<Self> {
+        check_group_log(group_log)?;
+        let groups = group_count(size, group_log);
+        if groups > MAX_GROUPS {
+            return Err(CoreError::Malformed {
+                what: "state",
+                detail: format!("{groups} groups is too many; use larger groups"),
+            });
+        }
+        Ok(Self {
+            root,
+            size,
+            group_log,
+            bits: vec![0; groups.div_ceil(8) as usize],
+            done: 0,
+        })
+    }
+
+    /// Number of groups.
+    pub fn groups(&self) -> u64 {
+        group_count(self.size, self.group_log)
+    }
+
+    /// True if group `i` is verified on disk.
+    pub fn has(&self, i: u64) -> bool {
+        self.bits
+            .get((i / 8) as usize)
+            .is_some_and(|b| b & (1 << (i % 8)) != 0)
+    }
+
+    /// Marks group `i` as verified on disk.
+    pub fn set(&mut self, i: u64) {
+        if i < self.groups() && !self.has(i) {
+            self.bits[(i / 8) as usize] |= 1 << (i % 8);
+            self.done += 1;
+        }
+    }
+
+    /// Groups done.
+    pub fn done_groups(&self) -> u64 {
+        self.done
+    }
+
+    /// Bytes done.
+    pub fn done_bytes(&self) -> u64 {
+        (0..self.groups())
+            .filter(|&i| self.has(i))
+            .map(|i| group_range(self.size, self.group_log, i).1)
+            .sum()
+    }
+
+    /// True when every group is done.
+    pub fn complete(&self) -> bool {
+        self.done == self.groups()
+    }
+
+    /// Runs of missing groups as (first, count).
+    pub fn missing_ranges(&self) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for i in 0..self.groups() {
+            if self.has(i) {
+                continue;
+            }
+            match out.last_mut() {
+                Some((first, count)) if *first + *count == i => *count += 1,
+                _ => out.push((i, 1)),
+            }
+        }
+        out
+    }
+
+    /// The on-disk form, with a checksum.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.bits.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.root);
+        out.extend_from_slice(&self.size.to_be_bytes());
+        out.push(self.group_log);
+        out.extend_from_slice(&self.bits);
+        let sum = blake3::hash(&out);
+        out.extend_from_slice(&sum.as_bytes()[..8]);
+        out
+    }
+
+    /// Parses the on-disk form; any damage is an error (the caller then starts over).
+    pub fn decode(raw: &[u8]) -> Result<Self> {
+        let bad = |d: &str| CoreError::Malformed {
+            what: "state file",
+            detail: d.to_string(),
+        };
+        if raw.len() < MAGIC.len() + 32 + 8 + 1 + 8 || &raw[..8] != MAGIC {
+            return Err(bad("not an i6p state file"));
+        }
+        let (body, sum) = raw.split_at(raw.len() - 8);
+        if &blake3::hash(body).as_bytes()[..8] != sum {
+            return Err(bad("checksum mismatch"));
+        }
+        let mut root = [0u8; 32];
+        root.copy_from_slice(&body[8..40]);
+        let size = u64::from_be_bytes(body[40..48].try_into().map_err(|_| bad("size"))?);
+        let group_log = body[48];
+        let mut state = Self::new(root, size, group_log)?;
+        let bits = &body[49..];
+        if bits.len() != state.bits.len() {
+            return Err(bad("bitmap length does not match the size"));
+        }
+        for i in 0..state.groups() {
+            if bits[(i / 8) as usize] & (1 << (i % 8)) != 0 {
+                state.set(i);
+            }
+        }
+        Ok(state)
+    }
+}
+
+/// The files of a download in progress.
+pub struct PartialDownload {
+    /// Where the finished blob goes.
+    pub dest: PathBuf,
+    part_path: PathBuf,
+    state_path: PathBuf,
+    part: File,
+    /// What is verified on disk.
+    pub state: TransferState,
+    /// Bytes found already verified when the download was opened.
+    pub reused_bytes: u64,
+}
+
+fn sibling(dest: &Path, suffix: &str) -> PathBuf {
+    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(suffix);
+    dest.with_file_name(name)
+}
+
+impl PartialDownload {
+    /// Opens or creates the partial files for `dest`. A state for another blob, or a damaged
+    /// one, is discarded; a state for this blob is resumed at its own group size.
+    pub fn open(dest: &Path, root: [u8; 32], size: u64, group_log: u8) -> io::Result<Self> {
+        let part_path = sibling(dest, ".i6p-part");
+        let state_path = sibling(dest, ".i6p-state");
+        let resumed = fs::read(&state_path)
+            .ok()
+            .and_then(|raw| TransferState::decode(&raw).ok())
+            .filter(|s| s.root == root && s.size == size);
+        let (state, fresh) = match resumed {
+            Some(s) if part_path.exists() => (s, false),
+            _ => (TransferState::new(root, size, group_log).map_err(invalid)?, true),
+        };
+        let part = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(fresh)
+            .open(&part_path)?;
+        let reused_bytes = state.done_bytes();
+        let mut download = Self {
+            dest: dest.to_path_buf(),
+            part_path,
+            state_path,
+            part,
+            state,
+            reused_bytes,
+        };
+        if fresh {
+            download.save()?;
+        }
+        Ok(download)
+    }
+
+    /// Writes a verified group at its offset (not yet durable: see [`Self::save`]).
+    pub fn write_group(&self, index: u64, data: &[u8]) -> io::Result<()> {
+        let (offset, _) = group_range(self.state.size, self.state.group_log, index);
+        self.part.write_all_at(data, offset)
+    }
+
+    /// Reads back a range of verified bytes.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.part.read_exact_at(buf, offset)
+    }
+
+    /// Makes written groups durable, then records them: fsync data, then replace the state.
+    pub fn save(&mut self) -> io::Result<()> {
+        self.part.sync_data()?;
+        let tmp = sibling(&self.dest, ".i6p-state.tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&self.state.encode())?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &self.state_path)?;
+        sync_dir(&self.dest)
+    }
+
+    /// Ends a complete download: the partial file becomes `dest` atomically.
+    pub fn finish(mut self, overwrite: bool) -> io::Result<PathBuf> {
+        self.part.set_len(self.state.size)?;
+        self.part.sync_all()?;
+        if !overwrite && self.dest.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} already exists", self.dest.display()),
+            ));
+        }
+        fs::rename(&self.part_path, &self.dest)?;
+        let _ = fs::remove_file(&self.state_path);
+        sync_dir(&self.dest)?;
+        Ok(self.dest)
+    }
+}
+
+fn invalid(e: CoreError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trip_and_damage() {
+        let mut s = TransferState::new([1; 32], 10 * (1 << 18) + 5, 18).unwrap();
+        assert_eq!(s.groups(), 11);
+        s.set(0);
+        s.set(3);
+        s.set(10);
+        assert_eq!(s.missing_ranges(), vec![(1, 2), (4, 6)]);
+        assert_eq!(s.done_bytes(), 2 * (1 << 18) + 5);
+        let raw = s.encode();
+        assert_eq!(TransferState::decode(&raw).unwrap(), s);
+        for i in 0..raw.len() {
+            let mut damaged = raw.clone();
+            damaged[i] ^= 0x10;
+            assert!(TransferState::decode(&damaged).is_err(), "byte {i}");
+        }
+        assert!(TransferState::decode(&raw[..raw.len() - 1]).is_err());
+    }
+}
