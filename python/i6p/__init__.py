@@ -11,18 +11,22 @@ from . import _core, errors
 from .identity import Identity, PeerId, default_identity_path
 from .node import Node
 from .session import Session, SessionStats, Stream
+from .transfer import Blob, FetchResult, Ticket
 
 __version__: str = _core.__version__
 PROTOCOL_VERSION: int = _core.PROTOCOL_VERSION
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "Blob",
+    "FetchResult",
     "Identity",
     "Node",
     "PeerId",
     "Session",
     "SessionStats",
     "Stream",
+    "Ticket",
     "__version__",
     "default_identity_path",
     "errors",

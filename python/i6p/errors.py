@@ -7,10 +7,14 @@ them from here), so applications catch ``i6p.errors.*`` and never engine interna
 from __future__ import annotations
 
 __all__ = [
+    "BlobNotFound",
     "ConnectionLost",
+    "DestinationExists",
+    "DiskFull",
     "HandshakeError",
     "I6PError",
     "InsecureKeyFile",
+    "IntegrityError",
     "InvalidAddress",
     "InvalidKey",
     "NodeClosed",
@@ -18,6 +22,7 @@ __all__ = [
     "ProtocolError",
     "StreamError",
     "StreamReset",
+    "TransferRefused",
     "TransportError",
 ]
 
@@ -88,6 +93,45 @@ class StreamReset(StreamError):
         super().__init__(message)
         #: The peer's application error code.
         self.code = code
+
+
+class IntegrityError(I6PError):
+    """A provider kept serving data that does not match the blob's hash.
+
+    Nothing unverified was written; the partial download stays resumable from another provider.
+    """
+
+    def __init__(self, message: str, provider: str = "", failures: int = 0, detail: str = ""):
+        super().__init__(message)
+        #: PeerId (hex) of the provider that served the bad data.
+        self.provider = provider
+        #: How many chunk groups failed verification.
+        self.failures = failures
+        #: The last failure, in words.
+        self.detail = detail
+
+
+class TransferRefused(I6PError):
+    """The provider refused the request (forbidden, unavailable, bad request)."""
+
+    def __init__(self, message: str, code: int = 0, reason: str = "") -> None:
+        super().__init__(message)
+        #: The provider's error code.
+        self.code = code
+        #: The provider's message.
+        self.reason = reason
+
+
+class BlobNotFound(TransferRefused):
+    """The provider does not have the requested blob."""
+
+
+class DiskFull(I6PError, OSError):
+    """The destination's file system is full; the partial download stays resumable."""
+
+
+class DestinationExists(I6PError, FileExistsError):
+    """The destination file exists and ``overwrite=True`` was not given."""
 
 
 class TransportError(I6PError, OSError):

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
 
 from . import _core
 from ._addr import Address, resolve
 from .identity import Identity, PeerId
 from .session import Session
+from .transfer import Blob, FetchResult, Ticket
+
+Progress = Callable[[int, int], object]
 
 __all__ = ["Node"]
 
@@ -92,6 +98,85 @@ class Node:
     async def accept(self) -> Session:
         """Waits for the next peer to open a session with this node."""
         return Session(await self._core.accept())
+
+    # -- transfers -----------------------------------------------------------------------
+
+    async def add_path(self, path: str | os.PathLike[str]) -> Blob:
+        """Hashes a file (in the engine, in parallel) and serves it to peers that ask."""
+        digest, size, resolved = await self._core.add_path(path)
+        return Blob(hash=digest, size=size, path=Path(resolved))
+
+    def remove(self, blob: Blob | str) -> bool:
+        """Stops serving a blob; True if it was served."""
+        return self._core.remove(blob.hash if isinstance(blob, Blob) else blob)
+
+    def allow_peers(self, peers: Iterable[PeerId | str] | None) -> None:
+        """Only these peers may fetch from this node (``None``: anyone may)."""
+        if peers is None:
+            self._core.set_allowed_peers(None)
+        else:
+            self._core.set_allowed_peers(
+                [PeerId.parse(p) if isinstance(p, str) else p for p in peers]
+            )
+
+    def ticket(self, blob: Blob | str) -> Ticket:
+        """A ticket for a served blob: this node's PeerId and addresses, the hash and size."""
+        return self._core.ticket(blob.hash if isinstance(blob, Blob) else blob)
+
+    def served_bytes(self, blob: Blob | str) -> int:
+        """The most bytes of ``blob`` served to any one peer so far."""
+        return self._core.served_bytes(blob.hash if isinstance(blob, Blob) else blob)
+
+    async def fetch(
+        self,
+        ticket: Ticket | str,
+        dest: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+        overwrite: bool = False,
+        group_size: int = 256 * 1024,
+        streams: int = 4,
+        max_failures: int = 3,
+    ) -> FetchResult:
+        """Fetches the ticket's blob into ``dest``, verified and resumable.
+
+        Data goes to ``DEST.i6p-part`` with its state in ``DEST.i6p-state``; when every chunk
+        group is verified the file is renamed to ``dest``. Running the same fetch again after
+        a crash or a dropped link fetches only what is missing. ``progress(done, total)`` is
+        called at most 10 times a second with bytes verified on disk.
+        """
+        if isinstance(ticket, str):
+            ticket = Ticket.parse(ticket)
+        awaitable, live = self._core.fetch(
+            ticket,
+            Path(dest),
+            overwrite=overwrite,
+            group_size=group_size,
+            streams=streams,
+            max_failures=max_failures,
+        )
+        if progress is None:
+            raw = await awaitable
+        else:
+            task = asyncio.ensure_future(awaitable)
+            try:
+                while not task.done():
+                    progress(live.done, live.total)
+                    await asyncio.wait({task}, timeout=0.1)
+            except BaseException:
+                task.cancel()
+                raise
+            raw = task.result()
+            progress(live.done, live.total)
+        digest, size, fetched, reused, duration, failed, path = raw
+        return FetchResult(digest, size, fetched, reused, duration, failed, Path(path))
+
+    async def read_range(self, ticket: Ticket | str, offset: int, length: int) -> bytes:
+        """Verified bytes ``offset .. offset+length`` of the blob, fetching only the chunk
+        groups they span."""
+        if isinstance(ticket, str):
+            ticket = Ticket.parse(ticket)
+        return await self._core.read_range(ticket, offset, length)
 
     async def close(self) -> None:
         """Closes every session and the socket. Idempotent."""

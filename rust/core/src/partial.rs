@@ -162,7 +162,10 @@ pub struct PartialDownload {
 }
 
 fn sibling(dest: &Path, suffix: &str) -> PathBuf {
-    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = dest
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(suffix);
     dest.with_file_name(name)
 }
@@ -179,7 +182,10 @@ impl PartialDownload {
             .filter(|s| s.root == root && s.size == size);
         let (state, fresh) = match resumed {
             Some(s) if part_path.exists() => (s, false),
-            _ => (TransferState::new(root, size, group_log).map_err(invalid)?, true),
+            _ => (
+                TransferState::new(root, size, group_log).map_err(invalid)?,
+                true,
+            ),
         };
         let part = OpenOptions::new()
             .read(true)
@@ -227,7 +233,7 @@ impl PartialDownload {
     }
 
     /// Ends a complete download: the partial file becomes `dest` atomically.
-    pub fn finish(mut self, overwrite: bool) -> io::Result<PathBuf> {
+    pub fn finish(self, overwrite: bool) -> io::Result<PathBuf> {
         self.part.set_len(self.state.size)?;
         self.part.sync_all()?;
         if !overwrite && self.dest.exists() {

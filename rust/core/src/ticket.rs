@@ -62,12 +62,16 @@ impl Ticket {
         }
         let (body, sum) = raw.split_at(raw.len() - 4);
         if &blake3::hash(body).as_bytes()[..4] != sum {
-            return Err(bad("checksum mismatch: the ticket was mistyped or cut short"));
+            return Err(bad(
+                "checksum mismatch: the ticket was mistyped or cut short",
+            ));
         }
         let mut r = Reader::new(body, "ticket");
         let version = r.u8()?;
         if version != VERSION {
-            return Err(bad(format!("version {version} is not supported (this is version 1)")));
+            return Err(bad(format!(
+                "version {version} is not supported (this is version 1)"
+            )));
         }
         let kind = r.u8()?;
         if kind != KIND_BLOB {
@@ -105,7 +109,12 @@ impl Ticket {
             .ok_or_else(|| bad(format!("expected it to start with {TICKET_PREFIX:?}")))?;
         let raw = data_encoding::BASE32_NOPAD
             .decode(body.to_ascii_uppercase().as_bytes())
-            .map_err(|e| bad(format!("not base32 at position {}", e.position + TICKET_PREFIX.len())))?;
+            .map_err(|e| {
+                bad(format!(
+                    "not base32 at position {}",
+                    e.position + TICKET_PREFIX.len()
+                ))
+            })?;
         Self::from_bytes(&raw)
     }
 }
@@ -124,7 +133,10 @@ mod tests {
     fn sample() -> Ticket {
         Ticket {
             peer_id: PeerId::from_public_key(&[1; 32]),
-            addrs: vec!["[::1]:4433".parse().unwrap(), "192.0.2.1:9".parse().unwrap()],
+            addrs: vec![
+                "[::1]:4433".parse().unwrap(),
+                "192.0.2.1:9".parse().unwrap(),
+            ],
             hash: [7; 32],
             size: 123_456_789,
         }
@@ -136,7 +148,10 @@ mod tests {
         let text = t.to_string();
         assert!(text.starts_with("i6p"));
         assert_eq!(Ticket::parse(&text).unwrap(), t);
-        assert_eq!(Ticket::parse(&format!("  {}\n", text.to_uppercase())).unwrap(), t);
+        assert_eq!(
+            Ticket::parse(&format!("  {}\n", text.to_uppercase())).unwrap(),
+            t
+        );
     }
 
     #[test]

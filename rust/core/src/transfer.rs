@@ -113,7 +113,10 @@ impl GetRequest {
             if first + count > groups {
                 return Err(CoreError::Malformed {
                     what: "get",
-                    detail: format!("groups {first}..{} beyond the blob's {groups}", first + count),
+                    detail: format!(
+                        "groups {first}..{} beyond the blob's {groups}",
+                        first + count
+                    ),
                 });
             }
         }
@@ -179,7 +182,9 @@ pub fn decode_group_header(raw: [u8; GROUP_HEADER_LEN]) -> Result<(u64, usize)> 
     let index = r.u64()?;
     let proof_len = usize::from(r.u8()?);
     if proof_len > MAX_PROOF_LEN {
-        return Err(r.malformed(format!("proof of {proof_len} hashes exceeds {MAX_PROOF_LEN}")));
+        return Err(r.malformed(format!(
+            "proof of {proof_len} hashes exceeds {MAX_PROOF_LEN}"
+        )));
     }
     Ok((index, proof_len))
 }
@@ -214,6 +219,9 @@ mod tests {
         assert_eq!(TransferError::decode(&e.encode()).unwrap(), e);
         assert_eq!(decode_blob(&encode_blob(77)).unwrap(), 77);
         assert!(decode_group_header([0, 0, 0, 0, 0, 0, 0, 1, 51]).is_err());
-        assert_eq!(decode_group_header([0, 0, 0, 0, 0, 0, 0, 1, 3]).unwrap(), (1, 3));
+        assert_eq!(
+            decode_group_header([0, 0, 0, 0, 0, 0, 0, 1, 3]).unwrap(),
+            (1, 3)
+        );
     }
 }

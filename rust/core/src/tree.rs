@@ -147,7 +147,10 @@ pub fn verify_group(
                 (&cv, sibling)
             };
             if depth == 0 {
-                return check_root(root, *hazmat::merge_subtrees_root(left, right, Mode::Hash).as_bytes());
+                return check_root(
+                    root,
+                    *hazmat::merge_subtrees_root(left, right, Mode::Hash).as_bytes(),
+                );
             }
             cv = hazmat::merge_subtrees_non_root(left, right, Mode::Hash);
         }
@@ -189,7 +192,10 @@ impl Outboard {
         if leaves.len() as u64 != expected {
             return Err(CoreError::Malformed {
                 what: "outboard",
-                detail: format!("{} leaves for {size} bytes, expected {expected}", leaves.len()),
+                detail: format!(
+                    "{} leaves for {size} bytes, expected {expected}",
+                    leaves.len()
+                ),
             });
         }
         let mut out = Self {
@@ -261,16 +267,20 @@ impl Outboard {
         if index >= group_count(self.size, group_log) {
             return Err(CoreError::Malformed {
                 what: "group",
-                detail: format!("group {index} is beyond the end of a {}-byte blob", self.size),
+                detail: format!(
+                    "group {index} is beyond the end of a {}-byte blob",
+                    self.size
+                ),
             });
         }
         path(self.size, group_log, index << group_log)
             .iter()
             .map(|s| {
-                self.cv(s.sibling_start, s.sibling_len).ok_or(CoreError::Malformed {
-                    what: "outboard",
-                    detail: "missing subtree".into(),
-                })
+                self.cv(s.sibling_start, s.sibling_len)
+                    .ok_or(CoreError::Malformed {
+                        what: "outboard",
+                        detail: "missing subtree".into(),
+                    })
             })
             .collect()
     }
@@ -279,6 +289,38 @@ impl Outboard {
     pub fn memory_bytes(&self) -> usize {
         self.leaves.len() * 32 + self.nodes.len() * 56
     }
+}
+
+/// Hashes a file into its [`Outboard`], in parallel over 1 MiB blocks with positioned reads
+/// (the file is never read whole into memory).
+pub fn hash_file(file: &std::fs::File) -> std::io::Result<Outboard> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::FileExt;
+    const BLOCK: u64 = 1 << 20;
+    let size = file.metadata()?.len();
+    if size <= 1 << LEAF_LOG {
+        let mut buf = vec![0u8; size as usize];
+        file.read_exact_at(&mut buf, 0)?;
+        return Ok(Outboard::from_bytes(&buf));
+    }
+    let blocks = size.div_ceil(BLOCK);
+    let per_block: Vec<Vec<Cv>> = (0..blocks)
+        .into_par_iter()
+        .map(|b| {
+            let start = b * BLOCK;
+            let len = (size - start).min(BLOCK) as usize;
+            let mut buf = vec![0u8; len];
+            file.read_exact_at(&mut buf, start)?;
+            Ok(buf
+                .chunks(1 << LEAF_LOG)
+                .enumerate()
+                .map(|(i, leaf)| subtree_cv(leaf, start + ((i as u64) << LEAF_LOG)))
+                .collect())
+        })
+        .collect::<std::io::Result<_>>()?;
+    let leaves = per_block.into_iter().flatten().collect();
+    Outboard::from_leaves(size, leaves, [0; 32])
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
 }
 
 #[cfg(test)]
@@ -314,7 +356,9 @@ mod tests {
                     let piece = &blob[start as usize..(start + len) as usize];
                     let proof = ob.proof(group_log, index).unwrap();
                     verify_group(&ob.root(), size as u64, group_log, index, piece, &proof)
-                        .unwrap_or_else(|e| panic!("size {size} log {group_log} group {index}: {e}"));
+                        .unwrap_or_else(|e| {
+                            panic!("size {size} log {group_log} group {index}: {e}")
+                        });
                 }
             }
         }
@@ -351,36 +395,4 @@ mod tests {
         assert!(verify_group(&root, size - 1, 14, last, &tail[1..], &tail_proof).is_err());
         assert!(verify_group(&root, size, 13, 2, &piece, &proof).is_err());
     }
-}
-
-/// Hashes a file into its [`Outboard`], in parallel over 1 MiB blocks with positioned reads
-/// (the file is never read whole into memory).
-pub fn hash_file(file: &std::fs::File) -> std::io::Result<Outboard> {
-    use rayon::prelude::*;
-    use std::os::unix::fs::FileExt;
-    const BLOCK: u64 = 1 << 20;
-    let size = file.metadata()?.len();
-    if size <= 1 << LEAF_LOG {
-        let mut buf = vec![0u8; size as usize];
-        file.read_exact_at(&mut buf, 0)?;
-        return Ok(Outboard::from_bytes(&buf));
-    }
-    let blocks = size.div_ceil(BLOCK);
-    let per_block: Vec<Vec<Cv>> = (0..blocks)
-        .into_par_iter()
-        .map(|b| {
-            let start = b * BLOCK;
-            let len = (size - start).min(BLOCK) as usize;
-            let mut buf = vec![0u8; len];
-            file.read_exact_at(&mut buf, start)?;
-            Ok(buf
-                .chunks(1 << LEAF_LOG)
-                .enumerate()
-                .map(|(i, leaf)| subtree_cv(leaf, start + ((i as u64) << LEAF_LOG)))
-                .collect())
-        })
-        .collect::<std::io::Result<_>>()?;
-    let leaves = per_block.into_iter().flatten().collect();
-    Outboard::from_leaves(size, leaves, [0; 32])
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
 }

@@ -19,6 +19,8 @@ pub mod codes {
     pub const NODE_CLOSED: u32 = 3;
     /// The peer's protocol version is not supported.
     pub const UNSUPPORTED_VERSION: u32 = 4;
+    /// Stream reset code: the stream's kind byte names no known kind.
+    pub const UNKNOWN_STREAM_KIND: u32 = 5;
     /// Codes below this value are reserved for I6P itself (except 0).
     pub const FIRST_APPLICATION_CODE: u32 = 16;
 }
@@ -74,6 +76,20 @@ pub(crate) async fn write_frame(
     send.write_all(&bytes)
         .await
         .map_err(|e| NetError::Stream(format!("control stream write failed: {e}")))
+}
+
+/// Writes one frame of any type (transfer frames share the control frame format).
+pub(crate) async fn write_frame_raw(send: &mut SendStream, kind: u8, payload: &[u8]) -> Result<()> {
+    if payload.len() > i6p_core::MAX_FRAME_PAYLOAD as usize {
+        return Err(NetError::Protocol("frame too large to send".into()));
+    }
+    let mut bytes = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
+    bytes.push(kind);
+    bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(payload);
+    send.write_all(&bytes)
+        .await
+        .map_err(|e| NetError::Stream(format!("stream write failed: {e}")))
 }
 
 fn read_error(e: quinn::ReadError) -> NetError {

@@ -48,6 +48,30 @@ pub enum NetError {
     /// A read exceeded the caller's limit, or a stream ended early.
     #[error("{0}")]
     Stream(String),
+    /// A provider kept serving data that does not match the blob's hash.
+    #[error("integrity error: provider {provider} served {failures} chunk groups that failed verification ({detail})")]
+    Integrity {
+        /// The provider that served the bad data.
+        provider: PeerId,
+        /// How many groups failed.
+        failures: u32,
+        /// The last failure, in words.
+        detail: String,
+    },
+    /// The provider refused the request.
+    #[error("provider refused: {message}")]
+    Refused {
+        /// The provider's error code (1 not found, 2 forbidden, 3 unavailable, 4 bad request).
+        code: u16,
+        /// The provider's message.
+        message: String,
+    },
+    /// The destination's file system is full; the partial download stays resumable.
+    #[error("disk full: {0}")]
+    DiskFull(String),
+    /// The destination exists and overwriting was not asked for.
+    #[error("{0} already exists (pass overwrite=True to replace it)")]
+    DestinationExists(String),
     /// An operating-system error.
     #[error("i/o error: {0}")]
     Io(String),

@@ -8,8 +8,10 @@
 #![deny(missing_docs)]
 
 pub mod addr;
+pub mod blobs;
 pub mod control;
 pub mod error;
+pub mod fetch;
 pub mod loopback;
 pub mod node;
 pub mod session;

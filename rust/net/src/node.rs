@@ -4,6 +4,7 @@
 //! hostile peer never holds up others; only completed sessions reach `accept`.
 
 use crate::addr;
+use crate::blobs::BlobStore;
 use crate::control::codes;
 use crate::error::{NetError, Result};
 use crate::session::{now_ms, Established, Session};
@@ -60,6 +61,7 @@ struct NodeInner {
     config: NodeConfig,
     transport: Arc<TransportConfig>,
     closed: Arc<AtomicBool>,
+    store: Arc<BlobStore>,
     incoming: Mutex<mpsc::Receiver<Session>>,
     /// Feeds `incoming`; also used to hand back sessions whose accept was not delivered.
     incoming_tx: mpsc::Sender<Session>,
@@ -85,6 +87,7 @@ impl Node {
             Arc::new(quinn::TokioRuntime),
         )?;
         let closed = Arc::new(AtomicBool::new(false));
+        let store = Arc::new(BlobStore::default());
         let (tx, rx) = mpsc::channel(config.accept_backlog.max(1));
         let hello = Arc::new(Hello {
             version: PROTOCOL_VERSION,
@@ -99,6 +102,7 @@ impl Node {
             hello,
             config.handshake_timeout,
             closed.clone(),
+            store.clone(),
             tx.clone(),
         ));
         Ok(Self {
@@ -109,6 +113,7 @@ impl Node {
                 config,
                 transport,
                 closed,
+                store,
                 incoming: Mutex::new(rx),
                 incoming_tx: tx,
                 shutdown: tokio::sync::Notify::new(),
@@ -223,6 +228,7 @@ impl Node {
             remote_key,
             role: Role::Dialer,
             node_closed: self.inner.closed.clone(),
+            store: self.inner.store.clone(),
         })
     }
 
@@ -289,6 +295,11 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.endpoint.wait_idle()).await;
     }
 
+    /// The blobs this node serves.
+    pub fn store(&self) -> &Arc<BlobStore> {
+        &self.inner.store
+    }
+
     /// True once `close` was called.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
@@ -349,6 +360,7 @@ async fn accept_loop(
     hello: Arc<Hello>,
     timeout: Duration,
     closed: Arc<AtomicBool>,
+    store: Arc<BlobStore>,
     tx: mpsc::Sender<Session>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
@@ -363,9 +375,10 @@ async fn accept_loop(
             .collect();
         let identity = identity.clone();
         let closed = closed.clone();
+        let store = store.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
-            match accept_one(incoming, &identity, &ours, timeout, closed).await {
+            match accept_one(incoming, &identity, &ours, timeout, closed, store).await {
                 Ok(session) => {
                     let _ = tx.send(session).await;
                 }
@@ -382,6 +395,7 @@ async fn accept_one(
     ours: &Hello,
     timeout: Duration,
     closed: Arc<AtomicBool>,
+    store: Arc<BlobStore>,
 ) -> Result<Session> {
     let deadline = tokio::time::Instant::now() + timeout;
     let conn = tokio::time::timeout_at(deadline, incoming)
@@ -395,6 +409,7 @@ async fn accept_one(
         remote_key,
         role: Role::Listener,
         node_closed: closed,
+        store,
     };
     let result = match tokio::time::timeout_at(deadline, est.handshake(identity, ours)).await {
         Ok(r) => r,

@@ -4,9 +4,11 @@
 //! streams, pings and closes. Each session runs one task that serves the control stream
 //! (PING/PONG, PEER_INFO, CLOSE); it ends with the connection.
 
+use crate::blobs::BlobStore;
 use crate::control::{codes, read_frame, write_frame};
 use crate::error::{NetError, Result};
 use crate::stream::{RecvStream, SendStream};
+use i6p_core::transfer::{STREAM_KIND_APP, STREAM_KIND_BLOBS};
 use i6p_core::{
     Close, CoreError, FrameType, Hello, Identity, PeerId, PeerInfo, Ping, PublicKey, Role,
 };
@@ -62,9 +64,13 @@ pub(crate) struct SessionInner {
     next_nonce: AtomicU64,
     /// A CLOSE received from the peer, or one we sent: it explains the connection's end.
     close: Mutex<Option<(Close, bool)>>,
-    /// Accepted streams handed back undelivered (their accept was cancelled).
+    /// Application streams waiting for `accept_stream`: filled by the dispatcher, and by
+    /// streams handed back undelivered (their accept was cancelled).
     returned: Mutex<VecDeque<(quinn::SendStream, quinn::RecvStream)>>,
     returned_notify: Notify,
+    /// A raw session (conformance tests): no HELLO, no control task, bare QUIC streams.
+    raw: bool,
+    store: Arc<BlobStore>,
 }
 
 /// What the handshake produced, before the session starts serving.
@@ -74,6 +80,7 @@ pub(crate) struct Established {
     pub(crate) remote_key: PublicKey,
     pub(crate) role: Role,
     pub(crate) node_closed: Arc<AtomicBool>,
+    pub(crate) store: Arc<BlobStore>,
 }
 
 impl Established {
@@ -133,6 +140,7 @@ impl Established {
         write_frame(&mut send, FrameType::PeerInfo, &observed.encode()).await?;
         let session = Session::new(self, Some(theirs), Some(send));
         tokio::spawn(serve_control(session.inner.clone(), recv));
+        tokio::spawn(dispatch_streams(session.clone()));
         Ok(session)
     }
 }
@@ -143,6 +151,8 @@ impl Session {
         hello: Option<Hello>,
         send: Option<quinn::SendStream>,
     ) -> Self {
+        let est_raw = hello.is_none();
+        let est_store = est.store.clone();
         Self {
             inner: Arc::new(SessionInner {
                 conn: est.conn,
@@ -158,6 +168,8 @@ impl Session {
                 close: Mutex::new(None),
                 returned: Mutex::new(VecDeque::new()),
                 returned_notify: Notify::new(),
+                raw: est_raw,
+                store: est_store,
             }),
         }
     }
@@ -210,40 +222,69 @@ impl Session {
         self.inner.role == Role::Dialer
     }
 
-    /// Opens a bidirectional stream. The peer sees it when the first byte is sent.
+    /// Opens a bidirectional application stream; the peer's `accept_stream` sees it at once.
     pub async fn open_stream(&self) -> Result<(SendStream, RecvStream)> {
-        let (send, recv) = self.inner.conn.open_bi().await.map_err(|e| self.lost(&e))?;
+        let kind = (!self.inner.raw).then_some(STREAM_KIND_APP);
+        let (send, recv) = self.open_kind(kind).await?;
         Ok(self.wrap(send, recv))
     }
 
-    /// Waits for the peer to open a stream.
+    /// Opens a stream and writes its kind byte (none on raw sessions).
+    pub(crate) async fn open_kind(
+        &self,
+        kind: Option<u8>,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream)> {
+        let (mut send, recv) = self.inner.conn.open_bi().await.map_err(|e| self.lost(&e))?;
+        if let Some(kind) = kind {
+            send.write_all(&[kind]).await.map_err(|e| match e {
+                quinn::WriteError::ConnectionLost(c) => self.lost(&c),
+                other => NetError::Stream(other.to_string()),
+            })?;
+        }
+        Ok((send, recv))
+    }
+
+    /// Waits for the peer to open an application stream.
     pub async fn accept_stream(&self) -> Result<(SendStream, RecvStream)> {
+        if self.inner.raw {
+            let (send, recv) = self
+                .inner
+                .conn
+                .accept_bi()
+                .await
+                .map_err(|e| self.lost(&e))?;
+            return Ok(self.wrap(send, recv));
+        }
         loop {
             let notified = self.inner.returned_notify.notified();
-            let returned = self
+            let queued = self
                 .inner
                 .returned
                 .lock()
                 .ok()
                 .and_then(|mut r| r.pop_front());
-            if let Some((send, recv)) = returned {
+            if let Some((send, recv)) = queued {
                 return Ok(self.wrap(send, recv));
             }
             tokio::select! {
-                r = self.inner.conn.accept_bi() => {
-                    let (send, recv) = r.map_err(|e| self.lost(&e))?;
-                    return Ok(self.wrap(send, recv));
-                }
-                () = notified => continue,
+                e = self.inner.conn.closed() => return Err(self.lost(&e)),
+                () = notified => {}
             }
         }
+    }
+
+    fn queue_stream(&self, send: quinn::SendStream, recv: quinn::RecvStream) {
+        if let Ok(mut r) = self.inner.returned.lock() {
+            r.push_back((send, recv));
+        }
+        self.inner.returned_notify.notify_one();
     }
 
     /// Hands back a stream whose acceptance was not delivered, for the next `accept_stream`.
     pub fn return_stream(&self, send: SendStream, recv: RecvStream) {
         let (send, recv) = (send.into_inner(), recv.into_inner());
         if let Ok(mut r) = self.inner.returned.lock() {
-            r.push_back((send, recv));
+            r.push_front((send, recv));
         }
         self.inner.returned_notify.notify_one();
     }
@@ -349,6 +390,7 @@ impl Session {
             remote_key: self.inner.remote_key,
             role: self.inner.role,
             node_closed: self.inner.node_closed.clone(),
+            store: self.inner.store.clone(),
         };
         est.hello_frame(identity, hello)
     }
@@ -524,6 +566,41 @@ async fn serve_control(inner: Arc<SessionInner>, mut recv: quinn::RecvStream) {
             }
             Err(None) => return,
         }
+    }
+}
+
+/// How long a peer may take to send the kind byte of a stream it opened.
+const STREAM_KIND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts every stream the peer opens, reads its kind byte, and routes it: application
+/// streams to `accept_stream`, blob requests to the node's provider.
+async fn dispatch_streams(session: Session) {
+    loop {
+        let (send, mut recv) = match session.inner.conn.accept_bi().await {
+            Ok(pair) => pair,
+            Err(_) => return,
+        };
+        let session = session.clone();
+        tokio::spawn(async move {
+            let mut kind = [0u8; 1];
+            match tokio::time::timeout(STREAM_KIND_TIMEOUT, recv.read_exact(&mut kind)).await {
+                Ok(Ok(())) => {}
+                // The peer gave up, or never said what the stream is: drop it.
+                _ => return,
+            }
+            match kind[0] {
+                STREAM_KIND_APP => session.queue_stream(send, recv),
+                STREAM_KIND_BLOBS => {
+                    let store = session.inner.store.clone();
+                    crate::blobs::serve(store, session, send, recv).await;
+                }
+                _ => {
+                    let (mut send, mut recv) = (send, recv);
+                    let _ = send.reset(VarInt::from_u32(codes::UNKNOWN_STREAM_KIND));
+                    let _ = recv.stop(VarInt::from_u32(codes::UNKNOWN_STREAM_KIND));
+                }
+            }
+        });
     }
 }
 

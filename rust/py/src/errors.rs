@@ -19,6 +19,11 @@ mod py {
     pyo3::import_exception!(i6p.errors, InvalidAddress);
     pyo3::import_exception!(i6p.errors, InvalidKey);
     pyo3::import_exception!(i6p.errors, TransportError);
+    pyo3::import_exception!(i6p.errors, IntegrityError);
+    pyo3::import_exception!(i6p.errors, DiskFull);
+    pyo3::import_exception!(i6p.errors, BlobNotFound);
+    pyo3::import_exception!(i6p.errors, TransferRefused);
+    pyo3::import_exception!(i6p.errors, DestinationExists);
 }
 
 /// The Python exception for an engine error.
@@ -41,6 +46,15 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
         NetError::Stream(_) => py::StreamError::new_err(msg),
         NetError::Io(_) => py::TransportError::new_err(msg),
         NetError::Core(c) => core_to_py(c),
+        NetError::Integrity {
+            provider,
+            failures,
+            detail,
+        } => py::IntegrityError::new_err((msg, provider.to_string(), failures, detail)),
+        NetError::Refused { code: 1, message } => py::BlobNotFound::new_err((msg, 1u16, message)),
+        NetError::Refused { code, message } => py::TransferRefused::new_err((msg, code, message)),
+        NetError::DiskFull(_) => py::DiskFull::new_err(msg),
+        NetError::DestinationExists(_) => py::DestinationExists::new_err(msg),
     }
 }
 

@@ -95,3 +95,16 @@ impl Drop for ReadBytes {
         }
     }
 }
+
+/// Bytes with no stream to return to (a range read that owns its session).
+pub(crate) struct ReadBytesOwned(pub(crate) Bytes);
+
+impl<'py> IntoPyObject<'py> for ReadBytesOwned {
+    type Target = pyo3::types::PyBytes;
+    type Output = Bound<'py, pyo3::types::PyBytes>;
+    type Error = std::convert::Infallible;
+
+    fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
+        PyBytesOut(self.0).into_pyobject(py)
+    }
+}

@@ -13,6 +13,8 @@ mod peer_id;
 mod runtime;
 mod session;
 mod stream;
+mod ticket;
+mod transfer;
 
 use pyo3::prelude::*;
 
@@ -30,6 +32,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<node::Node>()?;
     m.add_class::<session::Session>()?;
     m.add_class::<stream::Stream>()?;
+    m.add_class::<ticket::Ticket>()?;
+    m.add_class::<transfer::FetchProgress>()?;
     m.add_function(wrap_pyfunction!(runtime::shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(bench::_bench_engine_stream, m)?)?;
     Ok(())

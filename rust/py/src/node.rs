@@ -6,6 +6,8 @@ use crate::identity::Identity;
 use crate::peer_id::PeerId;
 use crate::runtime::future;
 use crate::session::Session;
+use crate::ticket::Ticket;
+use crate::transfer;
 use i6p_net::addr::{format_addr, parse_addr};
 use i6p_net::NodeConfig;
 use pyo3::exceptions::PyValueError;
@@ -145,6 +147,93 @@ impl Node {
             node.close().await;
             Ok(())
         })
+    }
+
+    /// Hashes and serves a file; awaitable of (hash hex, size).
+    fn add_path<'py>(
+        &self,
+        py: Python<'py>,
+        path: std::path::PathBuf,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        transfer::add_path(py, self.inner.clone(), path)
+    }
+
+    /// Stops serving a blob; True if it was served.
+    fn remove(&self, hash: &str) -> PyResult<bool> {
+        Ok(self.inner.store().remove(&crate::ticket::parse_hash(hash)?))
+    }
+
+    /// Restricts who may fetch (None: anyone).
+    fn set_allowed_peers(&self, peers: Option<Vec<PyRef<'_, PeerId>>>) {
+        self.inner
+            .store()
+            .set_allowed(peers.map(|p| p.iter().map(|id| id.0).collect()));
+    }
+
+    /// A ticket for a served blob, listing this node's reachable addresses.
+    fn ticket(&self, hash: &str) -> PyResult<Ticket> {
+        let hash = crate::ticket::parse_hash(hash)?;
+        let blob = self
+            .inner
+            .store()
+            .get(&hash)
+            .ok_or_else(|| PyValueError::new_err("this node does not serve that blob"))?;
+        let addrs = self.inner.reachable_addrs().map_err(to_py)?;
+        Ok(Ticket(i6p_core::ticket::Ticket {
+            peer_id: self.inner.peer_id(),
+            addrs: addrs
+                .into_iter()
+                .take(i6p_core::ticket::MAX_TICKET_ADDRS)
+                .collect(),
+            hash,
+            size: blob.size(),
+        }))
+    }
+
+    /// The most bytes of a blob served to any one peer.
+    fn served_bytes(&self, hash: &str) -> PyResult<u64> {
+        Ok(self
+            .inner
+            .store()
+            .max_served_bytes(&crate::ticket::parse_hash(hash)?))
+    }
+
+    /// Starts a verified, resumable fetch into `dest`; returns (awaitable, progress).
+    #[pyo3(signature = (ticket, dest, *, overwrite=false, group_size=262_144, streams=4, max_failures=3))]
+    #[allow(clippy::too_many_arguments)]
+    fn fetch<'py>(
+        &self,
+        py: Python<'py>,
+        ticket: PyRef<'py, Ticket>,
+        dest: std::path::PathBuf,
+        overwrite: bool,
+        group_size: u64,
+        streams: usize,
+        max_failures: u32,
+    ) -> PyResult<(Bound<'py, PyAny>, transfer::FetchProgress)> {
+        let options = transfer::options(group_size, streams, max_failures, overwrite)?;
+        transfer::fetch(py, self.inner.clone(), ticket.clone(), dest, options)
+    }
+
+    /// Verified bytes `offset..offset+length` of a blob, fetching only the groups they span.
+    #[pyo3(signature = (ticket, offset, length, *, group_size=16_384))]
+    fn read_range<'py>(
+        &self,
+        py: Python<'py>,
+        ticket: PyRef<'py, Ticket>,
+        offset: u64,
+        length: u64,
+        group_size: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let options = transfer::options(group_size, 1, 1, false)?;
+        transfer::read_range(
+            py,
+            self.inner.clone(),
+            ticket.clone(),
+            offset,
+            length,
+            options.group_log,
+        )
     }
 
     /// True once closed.

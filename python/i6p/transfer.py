@@ -1,0 +1,60 @@
+"""Blobs, tickets and fetch results: the Python face of verified, resumable transfers.
+
+A blob is named by its plain BLAKE3 hash (what ``b3sum`` prints). Transfers move in chunk
+groups, each verified against that hash before it is written; see docs/PROTOCOL.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import _core
+
+__all__ = ["Blob", "FetchResult", "Ticket"]
+
+Ticket = _core.Ticket
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A blob this node serves."""
+
+    #: BLAKE3 hash, 64 hex characters.
+    hash: str
+    #: Size in bytes.
+    size: int
+    #: The file it is served from.
+    path: Path
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What a completed fetch did."""
+
+    #: BLAKE3 hash of the blob (verified).
+    hash: str
+    #: Size in bytes.
+    size: int
+    #: Bytes of chunk-group data received over the network in this run.
+    bytes_fetched: int
+    #: Bytes found already verified on disk from an earlier, interrupted run.
+    bytes_reused: int
+    #: Wall time of this run, in seconds.
+    duration_s: float
+    #: Chunk groups that failed verification and were fetched again.
+    failed_groups: int
+    #: The finished file.
+    path: Path
+
+    def as_dict(self) -> dict[str, object]:
+        """The fields as JSON-ready values."""
+        return {
+            "hash": self.hash,
+            "size": self.size,
+            "bytes_fetched": self.bytes_fetched,
+            "bytes_reused": self.bytes_reused,
+            "duration_s": self.duration_s,
+            "failed_groups": self.failed_groups,
+            "path": str(self.path),
+        }

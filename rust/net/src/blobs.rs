@@ -1,0 +1,221 @@
+//! The provider side of blob transfers: the blobs a node serves, and the handler for GET
+//! streams.
+//!
+//! A blob is a file plus its [`Outboard`] (chaining values from which proofs are read off).
+//! Group data is read from the file with positioned reads on the blocking pool, so disk I/O
+//! never stalls the network tasks. Serving never trusts the request: ranges are checked
+//! against the blob before anything is read.
+
+use crate::control::{read_frame, write_frame_raw};
+use crate::session::Session;
+use bytes::Bytes;
+use i6p_core::transfer::{
+    encode_blob, encode_group_header, ErrorCode, GetRequest, TransferError, FRAME_BLOB,
+    FRAME_ERROR, FRAME_GET,
+};
+use i6p_core::tree::{group_range, hash_file, Outboard};
+use i6p_core::PeerId;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+/// A blob this node serves.
+pub struct Blob {
+    /// Where its bytes are.
+    pub path: PathBuf,
+    /// Its hash tree.
+    pub outboard: Outboard,
+    file: File,
+}
+
+impl Blob {
+    /// The BLAKE3 hash.
+    pub fn hash(&self) -> [u8; 32] {
+        self.outboard.root()
+    }
+
+    /// The size in bytes.
+    pub fn size(&self) -> u64 {
+        self.outboard.size()
+    }
+}
+
+/// The blobs a node serves, and who may fetch them.
+#[derive(Default)]
+pub struct BlobStore {
+    blobs: RwLock<HashMap<[u8; 32], Arc<Blob>>>,
+    allowed: RwLock<Option<HashSet<PeerId>>>,
+    served: RwLock<HashMap<(PeerId, [u8; 32]), u64>>,
+}
+
+impl BlobStore {
+    /// Hashes the file at `path` and serves it. Blocking: run it off the async threads.
+    pub fn add_path(&self, path: &Path) -> io::Result<Arc<Blob>> {
+        let file = File::open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        let outboard = hash_file(&file)?;
+        let blob = Arc::new(Blob {
+            path: path.to_path_buf(),
+            outboard,
+            file,
+        });
+        if let Ok(mut blobs) = self.blobs.write() {
+            blobs.insert(blob.hash(), blob.clone());
+        }
+        Ok(blob)
+    }
+
+    /// Stops serving a blob; true if it was served.
+    pub fn remove(&self, hash: &[u8; 32]) -> bool {
+        self.blobs
+            .write()
+            .map(|mut b| b.remove(hash).is_some())
+            .unwrap_or(false)
+    }
+
+    /// A served blob.
+    pub fn get(&self, hash: &[u8; 32]) -> Option<Arc<Blob>> {
+        self.blobs.read().ok().and_then(|b| b.get(hash).cloned())
+    }
+
+    /// Restricts fetching to these peers (`None`: anyone).
+    pub fn set_allowed(&self, peers: Option<Vec<PeerId>>) {
+        if let Ok(mut a) = self.allowed.write() {
+            *a = peers.map(|p| p.into_iter().collect());
+        }
+    }
+
+    fn allows(&self, peer: &PeerId) -> bool {
+        self.allowed
+            .read()
+            .map(|a| a.as_ref().is_none_or(|set| set.contains(peer)))
+            .unwrap_or(false)
+    }
+
+    /// Bytes of blob `hash` served to `peer` so far (counting each group each time).
+    pub fn served_bytes(&self, peer: &PeerId, hash: &[u8; 32]) -> u64 {
+        self.served
+            .read()
+            .ok()
+            .and_then(|s| s.get(&(*peer, *hash)).copied())
+            .unwrap_or(0)
+    }
+
+    /// The largest number of bytes of blob `hash` served to any one peer.
+    pub fn max_served_bytes(&self, hash: &[u8; 32]) -> u64 {
+        self.served
+            .read()
+            .map(|s| {
+                s.iter()
+                    .filter(|((_, h), _)| h == hash)
+                    .map(|(_, n)| *n)
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    }
+
+    fn count_served(&self, peer: PeerId, hash: [u8; 32], bytes: u64) {
+        if let Ok(mut s) = self.served.write() {
+            *s.entry((peer, hash)).or_insert(0) += bytes;
+        }
+    }
+}
+
+/// Handles one GET stream from `session`'s peer.
+pub(crate) async fn serve(
+    store: Arc<BlobStore>,
+    session: Session,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let peer = session.remote_peer_id();
+    let refuse = |code: ErrorCode, message: String| TransferError { code, message };
+    let answer = async {
+        let frame = match read_frame(&mut recv).await {
+            Ok(Some(f)) if f.kind == FRAME_GET => f,
+            Ok(_) => return Err(refuse(ErrorCode::BadRequest, "expected a GET frame".into())),
+            Err(e) => return Err(refuse(ErrorCode::BadRequest, e.to_string())),
+        };
+        let get = GetRequest::decode(&frame.payload)
+            .map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
+        if !store.allows(&peer) {
+            return Err(refuse(
+                ErrorCode::Forbidden,
+                "not on this provider's allow-list".into(),
+            ));
+        }
+        let blob = store.get(&get.hash).ok_or_else(|| {
+            refuse(
+                ErrorCode::NotFound,
+                "this provider does not have that blob".into(),
+            )
+        })?;
+        get.check_bounds(blob.size())
+            .map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
+        Ok((get, blob))
+    };
+    let (get, blob) = match answer.await {
+        Ok(ok) => ok,
+        Err(refusal) => {
+            let _ = write_frame_raw(&mut send, FRAME_ERROR, &refusal.encode()).await;
+            let _ = send.finish();
+            let _ = send.stopped().await;
+            return;
+        }
+    };
+    if write_frame_raw(&mut send, FRAME_BLOB, &encode_blob(blob.size()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    for &(first, count) in &get.ranges {
+        for index in first..first + count {
+            match send_group(&blob, get.group_log, index, &mut send).await {
+                Ok(bytes) => store.count_served(peer, blob.hash(), bytes),
+                Err(e) => {
+                    tracing::debug!(error = %e, "serving a group failed");
+                    let _ = send.reset(quinn::VarInt::from_u32(ErrorCode::Unavailable as u32));
+                    return;
+                }
+            }
+        }
+    }
+    let _ = send.finish();
+    let _ = send.stopped().await;
+}
+
+async fn send_group(
+    blob: &Arc<Blob>,
+    group_log: u8,
+    index: u64,
+    send: &mut quinn::SendStream,
+) -> io::Result<u64> {
+    let (offset, len) = group_range(blob.size(), group_log, index);
+    let proof = blob
+        .outboard
+        .proof(group_log, index)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let reader = blob.clone();
+    let data = tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; len as usize];
+        reader.file.read_exact_at(&mut buf, offset).map(|()| buf)
+    })
+    .await
+    .map_err(io::Error::other)??;
+    let header = encode_group_header(index, &proof);
+    send.write_all(&header).await.map_err(io::Error::other)?;
+    send.write_chunk(Bytes::from(data))
+        .await
+        .map_err(io::Error::other)?;
+    Ok(len)
+}

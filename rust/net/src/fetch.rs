@@ -1,0 +1,458 @@
+//! The requester side of blob transfers: verified, resumable fetching into a file.
+//!
+//! Missing groups are split into batches; a few worker tasks each take a batch, send a GET on
+//! a fresh stream, and verify every group against the blob's root before it is written. A
+//! group that fails verification is counted, put back and fetched again; after
+//! `max_failures` the fetch fails with an integrity error naming the provider. Verified groups
+//! are written with positioned writes on the blocking pool, and recorded in the state file
+//! (after an fsync) at most every `save_interval`, so progress reported is progress that
+//! survives a crash.
+
+use crate::control::write_frame_raw;
+use crate::error::{NetError, Result};
+use crate::session::Session;
+use bytes::{Bytes, BytesMut};
+use i6p_core::partial::PartialDownload;
+use i6p_core::transfer::{
+    decode_blob, decode_group_header, GetRequest, TransferError, FRAME_BLOB, FRAME_ERROR,
+    GROUP_HEADER_LEN, STREAM_KIND_BLOBS,
+};
+use i6p_core::tree::{
+    check_group_log, group_count, group_range, verify_group, Cv, DEFAULT_GROUP_LOG,
+};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How a fetch runs.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// log2 of the chunk-group size (14..=22; default 18 = 256 KiB).
+    pub group_log: u8,
+    /// Requests in flight at once, each on its own stream.
+    pub streams: usize,
+    /// Groups per request.
+    pub groups_per_request: u64,
+    /// Failed verifications tolerated from one provider before giving up.
+    pub max_failures: u32,
+    /// Replace an existing destination file.
+    pub overwrite: bool,
+    /// Longest time between state saves.
+    pub save_interval: Duration,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            group_log: DEFAULT_GROUP_LOG,
+            streams: 4,
+            groups_per_request: 64,
+            max_failures: 3,
+            overwrite: false,
+            save_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Progress of a fetch, readable at any time from any thread.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes verified and durable on disk (including those reused from an earlier run).
+    pub done: AtomicU64,
+    /// The blob's size.
+    pub total: AtomicU64,
+}
+
+/// What a completed fetch did.
+#[derive(Debug, Clone)]
+pub struct FetchOutcome {
+    /// The blob's size.
+    pub size: u64,
+    /// Bytes of group data received over the network (verified or not).
+    pub bytes_fetched: u64,
+    /// Bytes already verified on disk from an earlier, interrupted run.
+    pub bytes_reused: u64,
+    /// Groups that failed verification and were fetched again.
+    pub failed_groups: u32,
+    /// Wall time of this run.
+    pub duration: Duration,
+    /// The finished file.
+    pub path: PathBuf,
+}
+
+struct Shared {
+    session: Session,
+    hash: [u8; 32],
+    size: u64,
+    group_log: u8,
+    download: Mutex<PartialDownload>,
+    queue: Mutex<VecDeque<(u64, u64)>>,
+    fetched: AtomicU64,
+    failures: AtomicU32,
+    last_failure: Mutex<String>,
+    last_save: Mutex<Instant>,
+    options: FetchOptions,
+    progress: Arc<Progress>,
+}
+
+fn io_error(e: std::io::Error, what: &str) -> NetError {
+    // ENOSPC and EDQUOT: the disk is full; the partial state stays consistent.
+    if matches!(e.raw_os_error(), Some(28) | Some(122)) {
+        NetError::DiskFull(format!("{what}: {e}"))
+    } else {
+        NetError::Io(format!("{what}: {e}"))
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| NetError::Io(format!("blocking task failed: {e}")))
+}
+
+/// Fetches blob `hash` of `size` bytes from `session`'s peer into `dest`.
+pub async fn fetch_to_file(
+    session: &Session,
+    hash: [u8; 32],
+    size: u64,
+    dest: PathBuf,
+    options: FetchOptions,
+    progress: Arc<Progress>,
+) -> Result<FetchOutcome> {
+    check_group_log(options.group_log)?;
+    let start = Instant::now();
+    if dest.exists() && !options.overwrite {
+        return Err(NetError::DestinationExists(dest.display().to_string()));
+    }
+    let group_log = options.group_log;
+    let path = dest.clone();
+    let download = blocking(move || PartialDownload::open(&path, hash, size, group_log))
+        .await?
+        .map_err(|e| io_error(e, "cannot open the partial download"))?;
+    let group_log = download.state.group_log;
+    let reused = download.reused_bytes;
+    progress.total.store(size, Ordering::Relaxed);
+    progress.done.store(reused, Ordering::Relaxed);
+    let batch = options.groups_per_request.max(1);
+    let queue: VecDeque<(u64, u64)> = download
+        .state
+        .missing_ranges()
+        .into_iter()
+        .flat_map(|(first, count)| {
+            (0..count.div_ceil(batch))
+                .map(move |k| (first + k * batch, (count - k * batch).min(batch)))
+        })
+        .collect();
+    let shared = Arc::new(Shared {
+        session: session.clone(),
+        hash,
+        size,
+        group_log,
+        download: Mutex::new(download),
+        queue: Mutex::new(queue),
+        fetched: AtomicU64::new(0),
+        failures: AtomicU32::new(0),
+        last_failure: Mutex::new(String::new()),
+        last_save: Mutex::new(Instant::now()),
+        options: options.clone(),
+        progress: progress.clone(),
+    });
+    let workers: Vec<_> = (0..options.streams.max(1))
+        .map(|_| tokio::spawn(worker(shared.clone())))
+        .collect();
+    let mut first_error = None;
+    for w in workers {
+        let result = w
+            .await
+            .map_err(|e| NetError::Io(format!("fetch worker failed: {e}")))
+            .and_then(|r| r);
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+            // Stop the other workers: an empty queue ends them after their current batch.
+            if let Ok(mut q) = shared.queue.lock() {
+                q.clear();
+            }
+        }
+    }
+    save(&shared, true).await?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let shared = Arc::try_unwrap(shared).map_err(|_| NetError::Io("fetch still shared".into()))?;
+    let download = shared
+        .download
+        .into_inner()
+        .map_err(|_| NetError::Io("download lock poisoned".into()))?;
+    if !download.state.complete() {
+        return Err(NetError::Io("fetch ended with groups missing".into()));
+    }
+    let overwrite = options.overwrite;
+    let path = blocking(move || download.finish(overwrite))
+        .await?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => NetError::DestinationExists(e.to_string()),
+            _ => io_error(e, "cannot finish the download"),
+        })?;
+    Ok(FetchOutcome {
+        size,
+        bytes_fetched: shared.fetched.load(Ordering::Relaxed),
+        bytes_reused: reused,
+        failed_groups: shared.failures.load(Ordering::Relaxed),
+        duration: start.elapsed(),
+        path,
+    })
+}
+
+/// Saves the state if it is due (or `force`), and publishes durable progress.
+async fn save(shared: &Arc<Shared>, force: bool) -> Result<()> {
+    {
+        let mut last = shared.last_save.lock().map_err(|_| poisoned())?;
+        if !force && last.elapsed() < shared.options.save_interval {
+            return Ok(());
+        }
+        *last = Instant::now();
+    }
+    let s = shared.clone();
+    blocking(move || {
+        let mut d = s.download.lock().map_err(|_| poisoned())?;
+        d.save()
+            .map_err(|e| io_error(e, "cannot save the download state"))?;
+        s.progress
+            .done
+            .store(d.state.done_bytes(), Ordering::Relaxed);
+        Ok(())
+    })
+    .await?
+}
+
+fn poisoned() -> NetError {
+    NetError::Io("download lock poisoned".into())
+}
+
+async fn worker(shared: Arc<Shared>) -> Result<()> {
+    loop {
+        let next = shared.queue.lock().map_err(|_| poisoned())?.pop_front();
+        let Some((first, count)) = next else {
+            return Ok(());
+        };
+        match request(&shared, first, count).await {
+            Ok(()) => {}
+            Err(Failed::Verification { index, detail }) => {
+                let failures = shared.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                *shared.last_failure.lock().map_err(|_| poisoned())? = detail.clone();
+                tracing::debug!(index, %detail, "group failed verification");
+                // Everything of this batch from `index` on goes back to the queue.
+                let rest = (index, first + count - index);
+                shared.queue.lock().map_err(|_| poisoned())?.push_back(rest);
+                if failures >= shared.options.max_failures {
+                    return Err(NetError::Integrity {
+                        provider: shared.session.remote_peer_id(),
+                        failures,
+                        detail,
+                    });
+                }
+            }
+            Err(Failed::Other(e)) => return Err(e),
+        }
+    }
+}
+
+enum Failed {
+    Verification { index: u64, detail: String },
+    Other(NetError),
+}
+
+impl From<NetError> for Failed {
+    fn from(e: NetError) -> Self {
+        Self::Other(e)
+    }
+}
+
+/// Fetches groups `first..first+count` on one stream.
+async fn request(shared: &Arc<Shared>, first: u64, count: u64) -> Result<(), Failed> {
+    let session = &shared.session;
+    let (mut send, recv) = session.open_kind(Some(STREAM_KIND_BLOBS)).await?;
+    let get = GetRequest {
+        hash: shared.hash,
+        group_log: shared.group_log,
+        ranges: vec![(first, count)],
+    };
+    write_frame_raw(&mut send, i6p_core::transfer::FRAME_GET, &get.encode()).await?;
+    let _ = send.finish();
+    let mut recv = crate::stream::RecvStream::new(recv, session.clone());
+    let frame = read_frame_from(&mut recv).await?;
+    match frame.0 {
+        FRAME_BLOB => {
+            let size = decode_blob(&frame.1).map_err(|e| NetError::Protocol(e.to_string()))?;
+            if size != shared.size {
+                return Err(Failed::Verification {
+                    index: first,
+                    detail: format!(
+                        "provider says the blob has {size} bytes, the ticket {}",
+                        shared.size
+                    ),
+                });
+            }
+        }
+        FRAME_ERROR => {
+            let err =
+                TransferError::decode(&frame.1).map_err(|e| NetError::Protocol(e.to_string()))?;
+            return Err(NetError::Refused {
+                code: err.code as u16,
+                message: err.message,
+            }
+            .into());
+        }
+        other => {
+            return Err(
+                NetError::Protocol(format!("unexpected transfer frame {other:#04x}")).into(),
+            )
+        }
+    }
+    for index in first..first + count {
+        let header = recv.read_exact(GROUP_HEADER_LEN).await?;
+        let mut raw = [0u8; GROUP_HEADER_LEN];
+        raw.copy_from_slice(&header);
+        let (got_index, proof_len) =
+            decode_group_header(raw).map_err(|e| NetError::Protocol(e.to_string()))?;
+        if got_index != index {
+            return Err(Failed::Verification {
+                index,
+                detail: format!("expected group {index}, provider sent {got_index}"),
+            });
+        }
+        let proof_raw = recv.read_exact(proof_len * 32).await?;
+        let proof: Vec<Cv> = proof_raw
+            .chunks_exact(32)
+            .map(|c| {
+                let mut cv = [0u8; 32];
+                cv.copy_from_slice(c);
+                cv
+            })
+            .collect();
+        let (_, len) = group_range(shared.size, shared.group_log, index);
+        let data = recv.read_exact(len as usize).await?;
+        shared.fetched.fetch_add(len, Ordering::Relaxed);
+        let (root, size, group_log) = (shared.hash, shared.size, shared.group_log);
+        let checked = data.clone();
+        let verdict =
+            blocking(move || verify_group(&root, size, group_log, index, &checked, &proof)).await?;
+        if let Err(e) = verdict {
+            return Err(Failed::Verification {
+                index,
+                detail: format!("group {index}: {e}"),
+            });
+        }
+        write_group(shared, index, data).await?;
+        save(shared, false).await?;
+    }
+    Ok(())
+}
+
+async fn read_frame_from(recv: &mut crate::stream::RecvStream) -> Result<(u8, Bytes)> {
+    let header = recv.read_exact(i6p_core::FRAME_HEADER_LEN).await?;
+    let mut raw = [0u8; i6p_core::FRAME_HEADER_LEN];
+    raw.copy_from_slice(&header);
+    let h = i6p_core::FrameHeader::decode(raw).map_err(|e| NetError::Protocol(e.to_string()))?;
+    let payload = recv.read_exact(h.len as usize).await?;
+    Ok((h.kind, payload))
+}
+
+async fn write_group(shared: &Arc<Shared>, index: u64, data: Bytes) -> Result<()> {
+    let s = shared.clone();
+    blocking(move || {
+        let mut d = s.download.lock().map_err(|_| poisoned())?;
+        d.write_group(index, &data)
+            .map_err(|e| io_error(e, "cannot write to the partial file"))?;
+        d.state.set(index);
+        Ok(())
+    })
+    .await?
+}
+
+/// Fetches `len` bytes at `offset` of a blob into memory, verifying every group touched.
+pub async fn fetch_range(
+    session: &Session,
+    hash: [u8; 32],
+    size: u64,
+    offset: u64,
+    len: u64,
+    group_log: u8,
+) -> Result<Bytes> {
+    check_group_log(group_log)?;
+    if offset.checked_add(len).is_none_or(|end| end > size) {
+        return Err(NetError::Stream(format!(
+            "range {offset}+{len} is outside the {size}-byte blob"
+        )));
+    }
+    if len == 0 {
+        return Ok(Bytes::new());
+    }
+    let first = offset >> group_log;
+    let last = (offset + len - 1) >> group_log;
+    let count = (last - first + 1).min(group_count(size, group_log) - first);
+    let (mut send, recv) = session.open_kind(Some(STREAM_KIND_BLOBS)).await?;
+    let get = GetRequest {
+        hash,
+        group_log,
+        ranges: vec![(first, count)],
+    };
+    write_frame_raw(&mut send, i6p_core::transfer::FRAME_GET, &get.encode()).await?;
+    let _ = send.finish();
+    let mut recv = crate::stream::RecvStream::new(recv, session.clone());
+    let (kind, payload) = read_frame_from(&mut recv).await?;
+    if kind == FRAME_ERROR {
+        let err = TransferError::decode(&payload).map_err(|e| NetError::Protocol(e.to_string()))?;
+        return Err(NetError::Refused {
+            code: err.code as u16,
+            message: err.message,
+        });
+    }
+    if kind != FRAME_BLOB || decode_blob(&payload).ok() != Some(size) {
+        return Err(NetError::Protocol(
+            "unexpected answer to a range request".into(),
+        ));
+    }
+    let mut out = BytesMut::with_capacity(len as usize);
+    for index in first..first + count {
+        let header = recv.read_exact(GROUP_HEADER_LEN).await?;
+        let mut raw = [0u8; GROUP_HEADER_LEN];
+        raw.copy_from_slice(&header);
+        let (got, proof_len) =
+            decode_group_header(raw).map_err(|e| NetError::Protocol(e.to_string()))?;
+        let proof: Vec<Cv> = recv
+            .read_exact(proof_len * 32)
+            .await?
+            .chunks_exact(32)
+            .map(|c| {
+                let mut cv = [0u8; 32];
+                cv.copy_from_slice(c);
+                cv
+            })
+            .collect();
+        let (start, glen) = group_range(size, group_log, index);
+        let data = recv.read_exact(glen as usize).await?;
+        if got != index {
+            return Err(integrity(
+                session,
+                format!("expected group {index}, got {got}"),
+            ));
+        }
+        verify_group(&hash, size, group_log, index, &data, &proof)
+            .map_err(|e| integrity(session, format!("group {index}: {e}")))?;
+        let from = offset.max(start) - start;
+        let to = (offset + len).min(start + glen) - start;
+        out.extend_from_slice(&data[from as usize..to as usize]);
+    }
+    Ok(out.freeze())
+}
+
+fn integrity(session: &Session, detail: String) -> NetError {
+    NetError::Integrity {
+        provider: session.remote_peer_id(),
+        failures: 1,
+        detail,
+    }
+}

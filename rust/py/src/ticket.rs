@@ -1,0 +1,116 @@
+//! `Ticket`: one copy-pasteable string naming a provider, its addresses and a blob.
+
+use crate::errors::core_to_py;
+use crate::peer_id::PeerId;
+use i6p_net::addr::{format_addr, parse_addr};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+/// A blob ticket.
+#[pyclass(frozen, module = "i6p._core")]
+#[derive(Clone)]
+pub(crate) struct Ticket(pub(crate) i6p_core::ticket::Ticket);
+
+pub(crate) fn parse_hash(text: &str) -> PyResult<[u8; 32]> {
+    let text = text.trim();
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 || !bytes.iter().all(u8::is_ascii_hexdigit) {
+        return Err(PyValueError::new_err(format!(
+            "a blob hash is 64 hex characters, got {text:?}"
+        )));
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let s = std::str::from_utf8(pair).map_err(|_| PyValueError::new_err("not hex"))?;
+        out[i] = u8::from_str_radix(s, 16).map_err(|_| PyValueError::new_err("not hex"))?;
+    }
+    Ok(out)
+}
+
+pub(crate) fn hash_hex(hash: &[u8; 32]) -> String {
+    blake3::Hash::from(*hash).to_hex().to_string()
+}
+
+#[pymethods]
+impl Ticket {
+    /// A ticket from its parts.
+    #[new]
+    fn new(
+        peer_id: PyRef<'_, PeerId>,
+        addrs: Vec<String>,
+        hash: &str,
+        size: u64,
+    ) -> PyResult<Self> {
+        let addrs = addrs
+            .iter()
+            .map(|a| parse_addr(a).map_err(|e| PyValueError::new_err(e.to_string())))
+            .collect::<PyResult<Vec<_>>>()?;
+        if addrs.len() > i6p_core::ticket::MAX_TICKET_ADDRS {
+            return Err(PyValueError::new_err("a ticket holds at most 16 addresses"));
+        }
+        Ok(Self(i6p_core::ticket::Ticket {
+            peer_id: peer_id.0,
+            addrs,
+            hash: parse_hash(hash)?,
+            size,
+        }))
+    }
+
+    /// Parses a ticket string; any typo is a `ValueError` saying what is wrong.
+    #[staticmethod]
+    fn parse(text: &str) -> PyResult<Self> {
+        i6p_core::ticket::Ticket::parse(text)
+            .map(Self)
+            .map_err(|e| match e {
+                i6p_core::CoreError::Malformed { detail, .. } => {
+                    PyValueError::new_err(format!("invalid ticket: {detail}"))
+                }
+                other => core_to_py(other),
+            })
+    }
+
+    /// The provider's PeerId.
+    #[getter]
+    fn peer_id(&self) -> PeerId {
+        PeerId(self.0.peer_id)
+    }
+
+    /// The provider's addresses.
+    #[getter]
+    fn addrs(&self) -> Vec<String> {
+        self.0.addrs.iter().map(format_addr).collect()
+    }
+
+    /// The blob's BLAKE3 hash (64 hex characters, as `b3sum` prints it).
+    #[getter]
+    fn hash(&self) -> String {
+        hash_hex(&self.0.hash)
+    }
+
+    /// The blob's size in bytes.
+    #[getter]
+    fn size(&self) -> u64 {
+        self.0.size
+    }
+
+    fn __str__(&self) -> String {
+        self.0.to_string()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Ticket(peer={}, hash={}, size={})",
+            self.0.peer_id.short(),
+            &hash_hex(&self.0.hash)[..12],
+            self.0.size
+        )
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<Ticket>().is_ok_and(|o| o.get().0 == self.0)
+    }
+
+    fn __hash__(&self) -> u64 {
+        u64::from_be_bytes(self.0.hash[..8].try_into().unwrap_or_default())
+    }
+}

@@ -1,0 +1,150 @@
+//! Blob transfers on a `Node`: serving files, and fetching them verified and resumable.
+
+use crate::errors::to_py;
+use crate::handoff::ReadBytesOwned;
+use crate::runtime::future;
+use crate::ticket::{hash_hex, Ticket};
+use i6p_net::fetch::{fetch_range, fetch_to_file, FetchOptions, Progress};
+use i6p_net::{NetError, Node, Session};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Live progress of a fetch: read by Python at its own pace, written by the engine.
+#[pyclass(frozen, module = "i6p._core")]
+pub(crate) struct FetchProgress(pub(crate) Arc<Progress>);
+
+#[pymethods]
+impl FetchProgress {
+    /// Bytes verified and durable on disk.
+    #[getter]
+    fn done(&self) -> u64 {
+        self.0.done.load(Ordering::Relaxed)
+    }
+
+    /// The blob's size.
+    #[getter]
+    fn total(&self) -> u64 {
+        self.0.total.load(Ordering::Relaxed)
+    }
+}
+
+/// Connects to the ticket's provider, trying its addresses in order.
+pub(crate) async fn connect_provider(
+    node: &Node,
+    ticket: &i6p_core::ticket::Ticket,
+) -> Result<Session, NetError> {
+    let mut last = NetError::Handshake("the ticket lists no address".into());
+    for addr in &ticket.addrs {
+        match node.connect(ticket.peer_id, *addr).await {
+            Ok(s) => return Ok(s),
+            Err(e @ NetError::PeerIdMismatch { .. }) => return Err(e),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Adds a file; the awaitable gives (hash hex, size, canonical path).
+pub(crate) fn add_path<'py>(
+    py: Python<'py>,
+    node: Node,
+    path: PathBuf,
+) -> PyResult<Bound<'py, PyAny>> {
+    future(py, async move {
+        let store = node.store().clone();
+        let blob = tokio::task::spawn_blocking(move || {
+            let path = std::fs::canonicalize(&path)?;
+            store.add_path(&path)
+        })
+        .await
+        .map_err(|e| to_py(NetError::Io(e.to_string())))?
+        .map_err(|e| to_py(NetError::Io(e.to_string())))?;
+        Ok((
+            hash_hex(&blob.hash()),
+            blob.size(),
+            blob.path.to_string_lossy().into_owned(),
+        ))
+    })
+}
+
+/// Fetch options from Python arguments.
+pub(crate) fn options(
+    group_size: u64,
+    streams: usize,
+    max_failures: u32,
+    overwrite: bool,
+) -> PyResult<FetchOptions> {
+    if !group_size.is_power_of_two() || !(16 << 10..=4 << 20).contains(&group_size) {
+        return Err(PyValueError::new_err(
+            "group_size must be a power of two from 16 KiB to 4 MiB",
+        ));
+    }
+    if streams == 0 || streams > 256 {
+        return Err(PyValueError::new_err("streams must be 1..=256"));
+    }
+    if max_failures == 0 {
+        return Err(PyValueError::new_err("max_failures must be at least 1"));
+    }
+    Ok(FetchOptions {
+        group_log: group_size.trailing_zeros() as u8,
+        streams,
+        max_failures,
+        overwrite,
+        ..FetchOptions::default()
+    })
+}
+
+/// Starts a fetch; returns (awaitable of the result tuple, progress).
+pub(crate) fn fetch<'py>(
+    py: Python<'py>,
+    node: Node,
+    ticket: Ticket,
+    dest: PathBuf,
+    options: FetchOptions,
+) -> PyResult<(Bound<'py, PyAny>, FetchProgress)> {
+    let progress = Arc::new(Progress::default());
+    let p = progress.clone();
+    let awaitable = future(py, async move {
+        let t = ticket.0;
+        let session = connect_provider(&node, &t).await.map_err(to_py)?;
+        let result = fetch_to_file(&session, t.hash, t.size, dest, options, p).await;
+        session.close(0, "fetch done").await;
+        let o = result.map_err(to_py)?;
+        Ok((
+            hash_hex(&t.hash),
+            o.size,
+            o.bytes_fetched,
+            o.bytes_reused,
+            o.duration.as_secs_f64(),
+            o.failed_groups,
+            o.path.to_string_lossy().into_owned(),
+        ))
+    })?;
+    Ok((awaitable, FetchProgress(progress)))
+}
+
+/// Reads a verified byte range without fetching the rest.
+pub(crate) fn read_range<'py>(
+    py: Python<'py>,
+    node: Node,
+    ticket: Ticket,
+    offset: u64,
+    length: u64,
+    group_log: u8,
+) -> PyResult<Bound<'py, PyAny>> {
+    if length > 1 << 30 {
+        return Err(PyValueError::new_err(
+            "read_range reads at most 1 GiB at once",
+        ));
+    }
+    future(py, async move {
+        let t = ticket.0;
+        let session = connect_provider(&node, &t).await.map_err(to_py)?;
+        let result = fetch_range(&session, t.hash, t.size, offset, length, group_log).await;
+        session.close(0, "range done").await;
+        Ok(ReadBytesOwned(result.map_err(to_py)?))
+    })
+}
