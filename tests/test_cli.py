@@ -63,11 +63,12 @@ def test_id_refuses_an_insecure_key_file(tmp_path: Path) -> None:
 
 
 def test_demo_moves_and_verifies_data() -> None:
-    out = run("demo", "--size", "16MiB", "--streams", "2", "--json")
+    out = run("demo", "--size", "16MiB", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["verified"] is True
     assert result["bytes"] == 16 << 20 and result["rate_bytes_per_s"] > 0
+    assert len(result["hash"]) == 64
 
 
 def test_readme_example_runs() -> None:

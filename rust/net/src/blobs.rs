@@ -100,7 +100,8 @@ impl BlobStore {
             .unwrap_or(false)
     }
 
-    /// Bytes of blob `hash` served to `peer` so far (counting each group each time).
+    /// Bytes of blob `hash` served to `peer` and acknowledged by it (a group served twice
+    /// counts twice).
     pub fn served_bytes(&self, peer: &PeerId, hash: &[u8; 32]) -> u64 {
         self.served
             .read()
@@ -178,10 +179,11 @@ pub(crate) async fn serve(
     {
         return;
     }
+    let mut sent = 0u64;
     for &(first, count) in &get.ranges {
         for index in first..first + count {
             match send_group(&blob, get.group_log, index, &mut send).await {
-                Ok(bytes) => store.count_served(peer, blob.hash(), bytes),
+                Ok(bytes) => sent += bytes,
                 Err(e) => {
                     tracing::debug!(error = %e, "serving a group failed");
                     let _ = send.reset(quinn::VarInt::from_u32(ErrorCode::Unavailable as u32));
@@ -191,7 +193,10 @@ pub(crate) async fn serve(
         }
     }
     let _ = send.finish();
-    let _ = send.stopped().await;
+    // Count what the peer acknowledged, not what was queued.
+    if let Ok(None) = send.stopped().await {
+        store.count_served(peer, blob.hash(), sent);
+    }
 }
 
 async fn send_group(

@@ -57,7 +57,9 @@ pub struct Node {
 struct NodeInner {
     identity: Identity,
     tls: TlsIdentity,
-    endpoint: Endpoint,
+    /// Dropped on close, so the socket is released even while sessions objects live on.
+    endpoint: std::sync::RwLock<Option<Endpoint>>,
+    local_addr: SocketAddr,
     config: NodeConfig,
     transport: Arc<TransportConfig>,
     closed: Arc<AtomicBool>,
@@ -109,7 +111,8 @@ impl Node {
             inner: Arc::new(NodeInner {
                 identity,
                 tls,
-                endpoint,
+                local_addr: endpoint.local_addr()?,
+                endpoint: std::sync::RwLock::new(Some(endpoint)),
                 config,
                 transport,
                 closed,
@@ -129,7 +132,7 @@ impl Node {
 
     /// The address the socket is bound to.
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        Ok(self.inner.endpoint.local_addr()?)
+        Ok(self.inner.local_addr)
     }
 
     /// Addresses other nodes can use to reach this one.
@@ -197,8 +200,7 @@ impl Node {
         let mut client = quinn::ClientConfig::new(Arc::new(crypto));
         client.transport_config(self.inner.transport.clone());
         let connecting = self
-            .inner
-            .endpoint
+            .endpoint()?
             .connect_with(client, addr, "i6p")
             .map_err(|e| NetError::Handshake(format!("cannot dial {addr}: {e}")))?;
         let conn = match connecting.await {
@@ -289,10 +291,34 @@ impl Node {
         }
         self.inner.accept_task.abort();
         self.inner.shutdown.notify_waiters();
+        // Sessions nobody accepted hold the socket (QUIC connections share it): drop them.
+        {
+            let mut rx = self.inner.incoming.lock().await;
+            rx.close();
+            while rx.try_recv().is_ok() {}
+        }
+        let endpoint = self.inner.endpoint.write().ok().and_then(|mut e| e.take());
+        if let Some(endpoint) = endpoint {
+            endpoint.close(VarInt::from_u32(codes::NODE_CLOSED), b"node closed");
+            let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        }
+        // Dropping the last handle lets the endpoint's driver finish and close the socket, a
+        // moment later. Wait for that (briefly), so the address can be bound again at once.
+        for _ in 0..50 {
+            if bind_socket(self.inner.local_addr).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn endpoint(&self) -> Result<Endpoint> {
         self.inner
             .endpoint
-            .close(VarInt::from_u32(codes::NODE_CLOSED), b"node closed");
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.endpoint.wait_idle()).await;
+            .read()
+            .ok()
+            .and_then(|e| e.clone())
+            .ok_or(NetError::NodeClosed)
     }
 
     /// The blobs this node serves.
@@ -309,8 +335,9 @@ impl Node {
 impl Drop for NodeInner {
     fn drop(&mut self) {
         self.accept_task.abort();
-        self.endpoint
-            .close(VarInt::from_u32(codes::NODE_CLOSED), b"node closed");
+        if let Some(endpoint) = self.endpoint.get_mut().ok().and_then(|e| e.take()) {
+            endpoint.close(VarInt::from_u32(codes::NODE_CLOSED), b"node closed");
+        }
     }
 }
 
