@@ -220,16 +220,29 @@ impl PartialDownload {
     }
 
     /// Makes written groups durable, then records them: fsync data, then replace the state.
+    ///
+    /// The replacement is written into a spare file of the same size made in advance, so a
+    /// save needs no new disk space: when the disk fills up, the groups verified so far can
+    /// still be recorded.
     pub fn save(&mut self) -> io::Result<()> {
         self.part.sync_data()?;
+        let encoded = self.state.encode();
         let tmp = sibling(&self.dest, ".i6p-state.tmp");
         {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&self.state.encode())?;
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&tmp)?;
+            f.write_all_at(&encoded, 0)?;
+            f.set_len(encoded.len() as u64)?;
             f.sync_all()?;
         }
         fs::rename(&tmp, &self.state_path)?;
-        sync_dir(&self.dest)
+        sync_dir(&self.dest)?;
+        // The next spare, in the space the old state just gave back; failing is harmless.
+        let _ = File::create(&tmp).and_then(|mut f| f.write_all(&vec![0u8; encoded.len()]));
+        Ok(())
     }
 
     /// Ends a complete download: the partial file becomes `dest` atomically.
@@ -244,6 +257,7 @@ impl PartialDownload {
         }
         fs::rename(&self.part_path, &self.dest)?;
         let _ = fs::remove_file(&self.state_path);
+        let _ = fs::remove_file(sibling(&self.dest, ".i6p-state.tmp"));
         sync_dir(&self.dest)?;
         Ok(self.dest)
     }

@@ -304,11 +304,16 @@ impl Node {
         }
         // Dropping the last handle lets the endpoint's driver finish and close the socket, a
         // moment later. Wait for that (briefly), so the address can be bound again at once.
-        for _ in 0..50 {
+        // Sessions the application still holds keep the socket open: give up after 200 ms.
+        for attempt in 0..100 {
             if bind_socket(self.inner.local_addr).is_ok() {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            if attempt < 10 {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
         }
     }
 
