@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -82,3 +83,78 @@ def test_readme_example_runs() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == expected.group(1)
+
+
+def test_send_once_and_get_json(tmp_path: Path) -> None:
+    src, dest = tmp_path / "file.bin", tmp_path / "copy.bin"
+    src.write_bytes(os.urandom(3 << 20))
+    env = {**os.environ, "I6P_HOME": str(tmp_path / "home")}
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "i6p.cli", "send", str(src), "--once", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert sender.stdout is not None
+        info = json.loads(sender.stdout.readline())
+        got = run(
+            "get", info["ticket"], "-o", str(dest), "--json", env={"I6P_HOME": str(tmp_path / "h2")}
+        )
+        assert got.returncode == 0, got.stderr
+        result = json.loads(got.stdout)
+        assert result["hash"] == info["hash"] and result["size"] == 3 << 20
+        assert result["bytes_fetched"] == 3 << 20 and result["bytes_reused"] == 0
+        assert result["duration_s"] > 0
+        assert dest.read_bytes() == src.read_bytes()
+        assert sender.wait(timeout=30) == 0  # --once: exits after the complete transfer
+    finally:
+        sender.kill()
+        sender.wait()
+
+
+def test_send_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    src = tmp_path / "file.bin"
+    src.write_bytes(b"x" * 1000)
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "i6p.cli", "send", str(src)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "I6P_HOME": str(tmp_path / "home")},
+    )
+    assert sender.stdout is not None
+    assert sender.stdout.readline().startswith("i6p")  # the ticket
+    sender.send_signal(signal.SIGINT)
+    _, err = sender.communicate(timeout=30)
+    assert sender.returncode == 130
+    assert "Traceback" not in err
+
+
+def test_get_failures_are_one_line(tmp_path: Path) -> None:
+    env = {"I6P_HOME": str(tmp_path / "home")}
+    bad = run("get", "i6pnotaticket", "-o", str(tmp_path / "x"), env=env)
+    assert bad.returncode == 1
+    assert bad.stderr.count("\n") == 1 and "invalid ticket" in bad.stderr
+    # A real provider that does not have the blob.
+    src = tmp_path / "f"
+    src.write_bytes(b"y" * 10)
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "i6p.cli", "send", str(src), "--json"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "I6P_HOME": str(tmp_path / "h1")},
+    )
+    try:
+        assert sender.stdout is not None
+        info = json.loads(sender.stdout.readline())
+        ticket = i6p.Ticket.parse(info["ticket"])
+        other = i6p.Ticket(ticket.peer_id, ticket.addrs, "00" * 32, 10)
+        out = run("get", str(other), "-o", str(tmp_path / "y"), env=env)
+        assert out.returncode == 1
+        assert out.stderr.count("\n") == 1 and "does not have" in out.stderr, out.stderr
+        assert not (tmp_path / "y").exists()
+    finally:
+        sender.kill()
+        sender.wait()
