@@ -226,3 +226,60 @@ async def test_dropped_provider_then_resume(tmp_path: Path) -> None:
     assert b3_file(dest) == expected
     await provider.close()
     await fetcher.close()
+
+
+@pytest.mark.parametrize(
+    ("faults", "fragment"),
+    [(1, "hash mismatch"), (2, "expected group"), (4, "bytes, the ticket"), (8, "hash mismatch")],
+    ids=["wrong-proof", "wrong-index", "wrong-size", "flipped-data"],
+)
+async def test_lying_provider_is_caught(
+    make_node: NodeFactory, tmp_path: Path, faults: int, fragment: str
+) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    expected = write_random(src, 10 * GROUP + 999)
+    liar, fetcher = await make_node(), await make_node()
+    ticket = liar.ticket(await liar.add_path(src))
+    liar._core._set_provider_faults(faults)
+    with pytest.raises(IntegrityError) as info:
+        await fetcher.fetch(ticket, dest)
+    assert info.value.provider == str(liar.peer_id)
+    assert fragment in info.value.detail, info.value.detail
+    assert not dest.exists()
+    # Nothing unverified was kept: once honest, the provider completes the same download.
+    liar._core._set_provider_faults(0)
+    result = await fetcher.fetch(ticket, dest)
+    assert result.bytes_reused + result.bytes_fetched == result.size
+    assert b3_file(dest) == expected
+    with pytest.raises(Exception, match="hash mismatch|expected group|the ticket"):
+        liar._core._set_provider_faults(faults)
+        await fetcher.read_range(ticket, 0, 100)
+
+
+async def test_malformed_get_requests_get_clear_refusals(make_node: NodeFactory) -> None:
+    from .test_protocol import frame, handshake, raw_session, read_frame
+
+    a, provider = await make_node(), await make_node()
+    raw = await raw_session(a, provider)
+    await handshake(raw)
+    cases = [
+        (frame(0x10, b"short"), "truncated get"),
+        (frame(0x10, bytes(32) + b"\x17" + b"\x00\x01" + bytes(16)), "outside"),
+        (frame(0x10, bytes(32) + b"\x12" + b"\x00\x00"), "0 ranges"),
+        (frame(0x10, bytes(32) + b"\x12\x00\x01" + (1).to_bytes(8, "big") * 2), "does not have"),
+        (frame(0x42, b""), "expected a GET"),
+        (b"\x10\x80\x00\x00\x00", "frame too large"),
+    ]
+    for data, fragment in cases:
+        stream = await raw.open_stream()
+        await stream.write(b"\x01" + data)
+        await stream.finish()
+        kind, payload = await asyncio.wait_for(read_frame(stream), 10)
+        assert kind == 0x12, (kind, payload)
+        message = payload[4:].decode()
+        assert fragment in message, message
+    # The provider still serves: an unknown stream kind is refused, the session lives on.
+    odd = await raw.open_stream()
+    await odd.write(b"\x07hello")
+    with pytest.raises(Exception, match="reset"):
+        await asyncio.wait_for(odd.read(), 10)

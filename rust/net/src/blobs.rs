@@ -47,6 +47,8 @@ impl Blob {
 #[derive(Default)]
 pub struct BlobStore {
     blobs: RwLock<HashMap<[u8; 32], Arc<Blob>>>,
+    /// Deliberate misbehaviour for conformance tests of requesters (see [`Faults`]).
+    faults: std::sync::atomic::AtomicU8,
     allowed: RwLock<Option<HashSet<PeerId>>>,
     served: RwLock<HashMap<(PeerId, [u8; 32]), u64>>,
 }
@@ -131,6 +133,34 @@ impl BlobStore {
     }
 }
 
+/// Ways a provider can be made to misbehave, so tests can check that requesters catch it.
+/// A real provider never sets any of these.
+#[derive(Debug, Clone, Copy)]
+pub struct Faults;
+
+impl Faults {
+    /// Flip a bit in the first hash of every proof.
+    pub const WRONG_PROOF: u8 = 1;
+    /// Send each group under the next group's index.
+    pub const WRONG_INDEX: u8 = 2;
+    /// Announce a size one byte larger than the blob.
+    pub const WRONG_SIZE: u8 = 4;
+    /// Flip a bit in every group's data.
+    pub const FLIPPED_DATA: u8 = 8;
+}
+
+impl BlobStore {
+    /// Makes this provider misbehave (tests only; 0 restores honest service).
+    pub fn set_faults(&self, faults: u8) {
+        self.faults
+            .store(faults, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn faults(&self) -> u8 {
+        self.faults.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Handles one GET stream from `session`'s peer.
 pub(crate) async fn serve(
     store: Arc<BlobStore>,
@@ -173,7 +203,9 @@ pub(crate) async fn serve(
             return;
         }
     };
-    if write_frame_raw(&mut send, FRAME_BLOB, &encode_blob(blob.size()))
+    let faults = store.faults();
+    let announced = blob.size() + u64::from(faults & Faults::WRONG_SIZE != 0);
+    if write_frame_raw(&mut send, FRAME_BLOB, &encode_blob(announced))
         .await
         .is_err()
     {
@@ -182,7 +214,7 @@ pub(crate) async fn serve(
     let mut sent = 0u64;
     for &(first, count) in &get.ranges {
         for index in first..first + count {
-            match send_group(&blob, get.group_log, index, &mut send).await {
+            match send_group(&blob, get.group_log, index, faults, &mut send).await {
                 Ok(bytes) => sent += bytes,
                 Err(e) => {
                     tracing::debug!(error = %e, "serving a group failed");
@@ -203,6 +235,7 @@ async fn send_group(
     blob: &Arc<Blob>,
     group_log: u8,
     index: u64,
+    faults: u8,
     send: &mut quinn::SendStream,
 ) -> io::Result<u64> {
     let (offset, len) = group_range(blob.size(), group_log, index);
@@ -217,6 +250,20 @@ async fn send_group(
     })
     .await
     .map_err(io::Error::other)??;
+    let (mut proof, mut data, mut index) = (proof, data, index);
+    if faults & Faults::WRONG_PROOF != 0 {
+        if let Some(cv) = proof.first_mut() {
+            cv[0] ^= 1;
+        }
+    }
+    if faults & Faults::FLIPPED_DATA != 0 {
+        if let Some(b) = data.first_mut() {
+            *b ^= 1;
+        }
+    }
+    if faults & Faults::WRONG_INDEX != 0 {
+        index += 1;
+    }
     let header = encode_group_header(index, &proof);
     send.write_all(&header).await.map_err(io::Error::other)?;
     send.write_chunk(Bytes::from(data))

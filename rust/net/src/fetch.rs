@@ -410,9 +410,16 @@ pub async fn fetch_range(
             message: err.message,
         });
     }
-    if kind != FRAME_BLOB || decode_blob(&payload).ok() != Some(size) {
-        return Err(NetError::Protocol(
-            "unexpected answer to a range request".into(),
+    if kind != FRAME_BLOB {
+        return Err(NetError::Protocol(format!(
+            "unexpected transfer frame {kind:#04x}"
+        )));
+    }
+    let announced = decode_blob(&payload).map_err(|e| NetError::Protocol(e.to_string()))?;
+    if announced != size {
+        return Err(integrity(
+            session,
+            format!("provider says the blob has {announced} bytes, the ticket {size}"),
         ));
     }
     let mut out = BytesMut::with_capacity(len as usize);

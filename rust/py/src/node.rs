@@ -190,6 +190,12 @@ impl Node {
         }))
     }
 
+    /// Makes this node's provider misbehave on purpose (conformance tests of requesters):
+    /// 1 wrong proofs, 2 wrong indexes, 4 wrong size, 8 flipped data; 0 is honest.
+    fn _set_provider_faults(&self, faults: u8) {
+        self.inner.store().set_faults(faults);
+    }
+
     /// The most bytes of a blob served to any one peer.
     fn served_bytes(&self, hash: &str) -> PyResult<u64> {
         Ok(self
