@@ -284,3 +284,50 @@ async def test_malformed_get_requests_get_clear_refusals(make_node: NodeFactory)
     await odd.write(b"\x07hello")
     with pytest.raises(Exception, match="reset"):
         await asyncio.wait_for(odd.read(), 10)
+
+
+async def test_offline_provider_is_a_clear_timeout(make_node: NodeFactory, tmp_path: Path) -> None:
+    import socket
+
+    from i6p.errors import HandshakeError
+
+    silent = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    silent.bind(("::1", 0))  # a port where nobody answers
+    try:
+        fetcher = await make_node(handshake_timeout=1.0)
+        ticket = Ticket(
+            Identity.generate().peer_id, [f"[::1]:{silent.getsockname()[1]}"], "cd" * 32, 5
+        )
+        start = time.monotonic()
+        with pytest.raises(HandshakeError, match=r"did not answer|within"):
+            await fetcher.fetch(ticket, tmp_path / "never")
+        assert time.monotonic() - start < 5
+        assert not (tmp_path / "never").exists()
+    finally:
+        silent.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("", "start with"),
+        ("hello", "start with"),
+        ("i6p", "too short"),
+        ("i6p!!!", "not base32"),
+        ("i6paaaaaaaa", "checksum"),
+    ],
+)
+def test_bad_tickets_are_clear_value_errors(text: str, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        Ticket.parse(text)
+
+
+async def test_a_typo_in_a_real_ticket_is_caught(make_node: NodeFactory, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_random(src, 1000)
+    provider = await make_node()
+    text = str(provider.ticket(await provider.add_path(src)))
+    typo = text[:20] + ("a" if text[20] != "a" else "b") + text[21:]
+    with pytest.raises(ValueError, match="checksum"):
+        Ticket.parse(typo)
+    assert Ticket.parse(text.upper()) == Ticket.parse(text)

@@ -11,6 +11,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+from i6p import Identity
+
 from .conftest import NodeFactory
 from .test_transfer import b3_file, write_random
 
@@ -34,16 +37,20 @@ def durable_bytes(state_file: Path, size: int) -> int:
     return done
 
 
-async def test_sigkill_at_half_then_resume(make_node: NodeFactory, tmp_path: Path) -> None:
+@pytest.mark.parametrize("restart", [False, True], ids=["same-provider", "provider-new-port"])
+async def test_sigkill_at_half_then_resume(
+    make_node: NodeFactory, tmp_path: Path, restart: bool
+) -> None:
     src, dest = tmp_path / "src", tmp_path / "dest"
     size = 256 << 20
     expected = write_random(src, size)
-    provider = await make_node()
+    identity = Identity.generate()
+    provider = await make_node(identity)
     ticket = str(provider.ticket(await provider.add_path(src)))
     home = {**os.environ, "I6P_HOME": str(tmp_path / "home")}
-    cmd = [sys.executable, "-m", "i6p.cli", "get", ticket, "-o", str(dest), "--json"]
+    cmd = [sys.executable, "-m", "i6p.cli", "get", "-o", str(dest), "--json"]
     slow = ["--group-size", "16KiB", "--streams", "1"]
-    proc = await asyncio.create_subprocess_exec(*cmd, *slow, env=home)
+    proc = await asyncio.create_subprocess_exec(*cmd, ticket, *slow, env=home)
     state = tmp_path / "dest.i6p-state"
     at_kill = 0
     for _ in range(6000):
@@ -55,7 +62,13 @@ async def test_sigkill_at_half_then_resume(make_node: NodeFactory, tmp_path: Pat
     await proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert size // 2 <= at_kill < size and not dest.exists()
-    again = await asyncio.create_subprocess_exec(*cmd, env=home, stdout=asyncio.subprocess.PIPE)
+    if restart:  # the provider goes away and comes back elsewhere, with a new ticket
+        await provider.close()
+        provider = await make_node(identity)
+        ticket = str(provider.ticket(await provider.add_path(src)))
+    again = await asyncio.create_subprocess_exec(
+        *cmd, ticket, env=home, stdout=asyncio.subprocess.PIPE
+    )
     out, _ = await again.communicate()
     assert again.returncode == 0
     result = json.loads(out)
