@@ -259,6 +259,12 @@ async fn worker(shared: Arc<Shared>) -> Result<()> {
     }
 }
 
+enum GroupOutcome {
+    Written,
+    Bad(String),
+    Io(std::io::Error),
+}
+
 enum Failed {
     Verification { index: u64, detail: String },
     Other(NetError),
@@ -335,17 +341,31 @@ async fn request(shared: &Arc<Shared>, first: u64, count: u64) -> Result<(), Fai
         let (_, len) = group_range(shared.size, shared.group_log, index);
         let data = recv.read_exact(len as usize).await?;
         shared.fetched.fetch_add(len, Ordering::Relaxed);
-        let (root, size, group_log) = (shared.hash, shared.size, shared.group_log);
-        let checked = data.clone();
-        let verdict =
-            blocking(move || verify_group(&root, size, group_log, index, &checked, &proof)).await?;
-        if let Err(e) = verdict {
-            return Err(Failed::Verification {
-                index,
-                detail: format!("group {index}: {e}"),
-            });
+        // Verify, then write, in one trip to the blocking pool: nothing unverified is written.
+        let s = shared.clone();
+        let outcome = blocking(move || {
+            if let Err(e) = verify_group(&s.hash, s.size, s.group_log, index, &data, &proof) {
+                return GroupOutcome::Bad(format!("group {index}: {e}"));
+            }
+            let Ok(mut d) = s.download.lock() else {
+                return GroupOutcome::Io(std::io::Error::other("download lock poisoned"));
+            };
+            match d.write_group(index, &data) {
+                Ok(()) => {
+                    d.state.set(index);
+                    GroupOutcome::Written
+                }
+                Err(e) => GroupOutcome::Io(e),
+            }
+        })
+        .await?;
+        match outcome {
+            GroupOutcome::Written => {}
+            GroupOutcome::Bad(detail) => return Err(Failed::Verification { index, detail }),
+            GroupOutcome::Io(e) => {
+                return Err(io_error(e, "cannot write to the partial file").into());
+            }
         }
-        write_group(shared, index, data).await?;
         save(shared, false).await?;
     }
     Ok(())
@@ -358,18 +378,6 @@ async fn read_frame_from(recv: &mut crate::stream::RecvStream) -> Result<(u8, By
     let h = i6p_core::FrameHeader::decode(raw).map_err(|e| NetError::Protocol(e.to_string()))?;
     let payload = recv.read_exact(h.len as usize).await?;
     Ok((h.kind, payload))
-}
-
-async fn write_group(shared: &Arc<Shared>, index: u64, data: Bytes) -> Result<()> {
-    let s = shared.clone();
-    blocking(move || {
-        let mut d = s.download.lock().map_err(|_| poisoned())?;
-        d.write_group(index, &data)
-            .map_err(|e| io_error(e, "cannot write to the partial file"))?;
-        d.state.set(index);
-        Ok(())
-    })
-    .await?
 }
 
 /// Fetches `len` bytes at `offset` of a blob into memory, verifying every group touched.
