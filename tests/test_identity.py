@@ -127,3 +127,21 @@ def test_no_secret_in_repr_or_pickle(tmp_path: Path) -> None:
     assert body not in shown and body[:16] not in shown
     with pytest.raises(TypeError):
         pickle.dumps(identity)
+
+
+def test_a_fifo_in_place_of_the_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "id.pem"
+    os.mkfifo(path, 0o600)
+    with pytest.raises(InvalidKey, match="not a regular file"):
+        Identity.load(path)
+
+
+def test_exclusive_save_never_replaces_an_existing_key(tmp_path: Path) -> None:
+    path = tmp_path / "id.pem"
+    first = Identity.generate()
+    first.save(path, exist_ok=False)
+    with pytest.raises(FileExistsError):
+        Identity.generate().save(path, exist_ok=False)
+    assert Identity.load(path).peer_id == first.peer_id
+    assert Identity.load_or_generate(path).peer_id == first.peer_id
+    assert sorted(os.listdir(tmp_path)) == ["id.pem"]

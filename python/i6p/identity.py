@@ -52,9 +52,14 @@ class Identity:
     def load(cls, path: str | os.PathLike[str]) -> Identity:
         """Loads a key file; refuses one that group or others can access."""
         path = Path(path)
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # O_NONBLOCK: a FIFO in the key's place must not hang us; it is refused below.
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK
+        fd = os.open(path, flags)
         try:
-            mode = os.fstat(fd).st_mode
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise InvalidKey(f"{path}: not a regular file")
+            mode = st.st_mode
             if mode & (stat.S_IRWXG | stat.S_IRWXO):
                 raise InsecureKeyFile(
                     f"{path}: key file permissions {stat.S_IMODE(mode):04o} allow access by "
@@ -76,15 +81,16 @@ class Identity:
         if path.exists():
             return cls.load(path)
         identity = cls.generate()
-        identity.save(path, exist_ok=False)
+        try:
+            identity.save(path, exist_ok=False)
+        except FileExistsError:  # another process created it first: use theirs
+            return cls.load(path)
         return identity
 
     def save(self, path: str | os.PathLike[str], *, exist_ok: bool = True) -> None:
         """Writes the key atomically as PKCS#8 PEM with mode 0600."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not exist_ok and path.exists():
-            raise FileExistsError(f"{path} already exists")
         fd, tmp = tempfile.mkstemp(prefix=".identity-", suffix=".tmp", dir=path.parent)
         try:
             os.fchmod(fd, 0o600)
@@ -92,9 +98,14 @@ class Identity:
                 f.write(self._core.private_key_pem().encode("ascii"))
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
+            if exist_ok:
+                os.replace(tmp, path)
+            else:
+                os.link(tmp, path)  # atomic, and fails if the file exists
+                os.unlink(tmp)
         except BaseException:
-            os.unlink(tmp)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
             raise
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

@@ -135,11 +135,14 @@ impl Hello {
         if !signer.verify(&signed_message(role, binding, body), &signature) {
             return Err(CoreError::BadSignature("hello"));
         }
-        let hello = Self::decode_body(body)?;
-        if hello.version != PROTOCOL_VERSION {
-            return Err(CoreError::UnsupportedVersion(hello.version));
+        // The version comes first and decides the layout of the rest.
+        if let [hi, lo, ..] = *body {
+            let version = u16::from_be_bytes([hi, lo]);
+            if version != PROTOCOL_VERSION {
+                return Err(CoreError::UnsupportedVersion(version));
+            }
         }
-        Ok(hello)
+        Self::decode_body(body)
     }
 
     fn decode_body(body: &[u8]) -> Result<Self> {

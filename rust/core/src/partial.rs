@@ -14,9 +14,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"I6PSTAT1";
-/// The largest blob whose state this format holds (2^50 bytes at 16 KiB groups is 2^36 groups:
-/// an 8 GiB bitmap, so keep it far smaller).
-const MAX_GROUPS: u64 = 1 << 32;
+/// The most groups a download may have: a 2 MiB bitmap (4 TiB at 256 KiB groups, 64 TiB at
+/// 4 MiB). A ticket claiming more is refused before any file is made.
+const MAX_GROUPS: u64 = 1 << 24;
 
 /// Which groups of which blob are already verified on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,7 @@ pub struct TransferState {
     pub group_log: u8,
     bits: Vec<u8>,
     done: u64,
+    done_bytes: u64,
 }
 
 impl TransferState {
@@ -48,6 +49,7 @@ impl TransferState {
             group_log,
             bits: vec![0; groups.div_ceil(8) as usize],
             done: 0,
+            done_bytes: 0,
         })
     }
 
@@ -68,6 +70,16 @@ impl TransferState {
         if i < self.groups() && !self.has(i) {
             self.bits[(i / 8) as usize] |= 1 << (i % 8);
             self.done += 1;
+            self.done_bytes += group_range(self.size, self.group_log, i).1;
+        }
+    }
+
+    /// Unmarks group `i` (its bytes did not reach the disk after all).
+    pub fn unset(&mut self, i: u64) {
+        if self.has(i) {
+            self.bits[(i / 8) as usize] &= !(1 << (i % 8));
+            self.done -= 1;
+            self.done_bytes -= group_range(self.size, self.group_log, i).1;
         }
     }
 
@@ -78,10 +90,7 @@ impl TransferState {
 
     /// Bytes done.
     pub fn done_bytes(&self) -> u64 {
-        (0..self.groups())
-            .filter(|&i| self.has(i))
-            .map(|i| group_range(self.size, self.group_log, i).1)
-            .sum()
+        self.done_bytes
     }
 
     /// True when every group is done.
@@ -155,10 +164,15 @@ pub struct PartialDownload {
     part_path: PathBuf,
     state_path: PathBuf,
     part: File,
-    /// What is verified on disk.
+    /// What is verified (and, up to the last save, durable) on disk.
     pub state: TransferState,
     /// Bytes found already verified when the download was opened.
     pub reused_bytes: u64,
+    /// Groups written since the last successful fsync: if that fsync fails they are unmarked,
+    /// so no state ever records them.
+    unsynced: Vec<u64>,
+    /// Set after a failed fsync: the part file can no longer be trusted by later saves.
+    failed: bool,
 }
 
 fn sibling(dest: &Path, suffix: &str) -> PathBuf {
@@ -201,6 +215,8 @@ impl PartialDownload {
             part,
             state,
             reused_bytes,
+            unsynced: Vec::new(),
+            failed: false,
         };
         if fresh {
             download.save()?;
@@ -208,10 +224,15 @@ impl PartialDownload {
         Ok(download)
     }
 
-    /// Writes a verified group at its offset (not yet durable: see [`Self::save`]).
-    pub fn write_group(&self, index: u64, data: &[u8]) -> io::Result<()> {
+    /// Writes a verified group at its offset and marks it (durable only after [`Self::save`]).
+    pub fn write_group(&mut self, index: u64, data: &[u8]) -> io::Result<()> {
         let (offset, _) = group_range(self.state.size, self.state.group_log, index);
-        self.part.write_all_at(data, offset)
+        self.part.write_all_at(data, offset)?;
+        if !self.state.has(index) {
+            self.state.set(index);
+            self.unsynced.push(index);
+        }
+        Ok(())
     }
 
     /// Reads back a range of verified bytes.
@@ -225,7 +246,21 @@ impl PartialDownload {
     /// save needs no new disk space: when the disk fills up, the groups verified so far can
     /// still be recorded.
     pub fn save(&mut self) -> io::Result<()> {
-        self.part.sync_data()?;
+        if self.failed {
+            return Err(io::Error::other(
+                "an earlier fsync of the partial file failed",
+            ));
+        }
+        if let Err(e) = self.part.sync_data() {
+            // Write-back failed: the kernel may have dropped those pages. Forget the groups
+            // written since the last good sync, and never save again from this handle.
+            for i in self.unsynced.drain(..) {
+                self.state.unset(i);
+            }
+            self.failed = true;
+            return Err(e);
+        }
+        self.unsynced.clear();
         let encoded = self.state.encode();
         let tmp = sibling(&self.dest, ".i6p-state.tmp");
         {
@@ -245,10 +280,19 @@ impl PartialDownload {
         Ok(())
     }
 
-    /// Ends a complete download: the partial file becomes `dest` atomically.
+    /// Ends a complete download: the whole partial file is hashed once more (an end-to-end
+    /// check against disk errors), then becomes `dest` atomically.
     pub fn finish(self, overwrite: bool) -> io::Result<PathBuf> {
         self.part.set_len(self.state.size)?;
         self.part.sync_all()?;
+        if crate::tree::hash_file(&self.part)?.root() != self.state.root {
+            // Something on disk changed under us: start over rather than hand out bad data.
+            let _ = fs::remove_file(&self.state_path);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the finished file does not match the blob's hash (disk error?); it will be fetched again",
+            ));
+        }
         if !overwrite && self.dest.exists() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,

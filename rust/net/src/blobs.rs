@@ -43,14 +43,32 @@ impl Blob {
     }
 }
 
+/// At most this many GET requests are served at once per node (each holds up to one group,
+/// at most 4 MiB, in memory): a bound on what peers can make a provider allocate.
+const MAX_CONCURRENT_GETS: usize = 64;
+/// A requester must send its GET within this time.
+const GET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The blobs a node serves, and who may fetch them.
-#[derive(Default)]
 pub struct BlobStore {
+    serving: tokio::sync::Semaphore,
     blobs: RwLock<HashMap<[u8; 32], Arc<Blob>>>,
     /// Deliberate misbehaviour for conformance tests of requesters (see [`Faults`]).
     faults: std::sync::atomic::AtomicU8,
     allowed: RwLock<Option<HashSet<PeerId>>>,
     served: RwLock<HashMap<(PeerId, [u8; 32]), u64>>,
+}
+
+impl Default for BlobStore {
+    fn default() -> Self {
+        Self {
+            serving: tokio::sync::Semaphore::new(MAX_CONCURRENT_GETS),
+            blobs: RwLock::default(),
+            faults: Default::default(),
+            allowed: RwLock::default(),
+            served: RwLock::default(),
+        }
+    }
 }
 
 impl BlobStore {
@@ -169,12 +187,16 @@ pub(crate) async fn serve(
     mut recv: quinn::RecvStream,
 ) {
     let peer = session.remote_peer_id();
+    let Ok(_permit) = store.serving.acquire().await else {
+        return;
+    };
     let refuse = |code: ErrorCode, message: String| TransferError { code, message };
     let answer = async {
-        let frame = match read_frame(&mut recv).await {
-            Ok(Some(f)) if f.kind == FRAME_GET => f,
-            Ok(_) => return Err(refuse(ErrorCode::BadRequest, "expected a GET frame".into())),
-            Err(e) => return Err(refuse(ErrorCode::BadRequest, e.to_string())),
+        let frame = match tokio::time::timeout(GET_TIMEOUT, read_frame(&mut recv)).await {
+            Ok(Ok(Some(f))) if f.kind == FRAME_GET => f,
+            Ok(Ok(_)) => return Err(refuse(ErrorCode::BadRequest, "expected a GET frame".into())),
+            Ok(Err(e)) => return Err(refuse(ErrorCode::BadRequest, e.to_string())),
+            Err(_) => return Err(refuse(ErrorCode::BadRequest, "no GET in time".into())),
         };
         let get = GetRequest::decode(&frame.payload)
             .map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;

@@ -159,27 +159,30 @@ pub async fn fetch_to_file(
         options: options.clone(),
         progress: progress.clone(),
     });
-    let workers: Vec<_> = (0..options.streams.max(1))
-        .map(|_| tokio::spawn(worker(shared.clone())))
-        .collect();
+    // A JoinSet aborts its tasks when dropped: cancelling the fetch stops every worker.
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..options.streams.max(1) {
+        workers.spawn(worker(shared.clone()));
+    }
     let mut first_error = None;
-    for w in workers {
-        let result = w
-            .await
+    while let Some(joined) = workers.join_next().await {
+        let result = joined
             .map_err(|e| NetError::Io(format!("fetch worker failed: {e}")))
             .and_then(|r| r);
         if let Err(e) = result {
-            first_error.get_or_insert(e);
-            // Stop the other workers: an empty queue ends them after their current batch.
-            if let Ok(mut q) = shared.queue.lock() {
-                q.clear();
+            if first_error.is_none() {
+                // Stop the others at once: they must not keep writing after a failure.
+                workers.abort_all();
+                first_error = Some(e);
             }
         }
     }
-    save(&shared, true).await?;
     if let Some(e) = first_error {
+        // Record what is durable (best effort); the first error is the one to report.
+        let _ = save(&shared, true).await;
         return Err(e);
     }
+    save(&shared, true).await?;
     let shared = Arc::try_unwrap(shared).map_err(|_| NetError::Io("fetch still shared".into()))?;
     let download = shared
         .download
@@ -189,10 +192,16 @@ pub async fn fetch_to_file(
         return Err(NetError::Io("fetch ended with groups missing".into()));
     }
     let overwrite = options.overwrite;
+    let provider = session.remote_peer_id();
     let path = blocking(move || download.finish(overwrite))
         .await?
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => NetError::DestinationExists(e.to_string()),
+            std::io::ErrorKind::InvalidData => NetError::Integrity {
+                provider,
+                failures: 0,
+                detail: e.to_string(),
+            },
             _ => io_error(e, "cannot finish the download"),
         })?;
     Ok(FetchOutcome {
@@ -278,68 +287,23 @@ impl From<NetError> for Failed {
 
 /// Fetches groups `first..first+count` on one stream.
 async fn request(shared: &Arc<Shared>, first: u64, count: u64) -> Result<(), Failed> {
-    let session = &shared.session;
-    let (mut send, recv) = session.open_kind(Some(STREAM_KIND_BLOBS)).await?;
-    let get = GetRequest {
-        hash: shared.hash,
-        group_log: shared.group_log,
-        ranges: vec![(first, count)],
-    };
-    write_frame_raw(&mut send, i6p_core::transfer::FRAME_GET, &get.encode()).await?;
-    let _ = send.finish();
-    let mut recv = crate::stream::RecvStream::new(recv, session.clone());
-    let frame = read_frame_from(&mut recv).await?;
-    match frame.0 {
-        FRAME_BLOB => {
-            let size = decode_blob(&frame.1).map_err(|e| NetError::Protocol(e.to_string()))?;
-            if size != shared.size {
-                return Err(Failed::Verification {
-                    index: first,
-                    detail: format!(
-                        "provider says the blob has {size} bytes, the ticket {}",
-                        shared.size
-                    ),
-                });
-            }
-        }
-        FRAME_ERROR => {
-            let err =
-                TransferError::decode(&frame.1).map_err(|e| NetError::Protocol(e.to_string()))?;
-            return Err(NetError::Refused {
-                code: err.code as u16,
-                message: err.message,
-            }
-            .into());
-        }
-        other => {
-            return Err(
-                NetError::Protocol(format!("unexpected transfer frame {other:#04x}")).into(),
-            )
-        }
+    let mut recv = send_get(&shared.session, shared.hash, shared.group_log, first, count).await?;
+    if let Some(detail) = no_stall(read_answer(&mut recv, shared.size)).await? {
+        return Err(Failed::Verification {
+            index: first,
+            detail,
+        });
     }
     for index in first..first + count {
-        let header = recv.read_exact(GROUP_HEADER_LEN).await?;
-        let mut raw = [0u8; GROUP_HEADER_LEN];
-        raw.copy_from_slice(&header);
-        let (got_index, proof_len) =
-            decode_group_header(raw).map_err(|e| NetError::Protocol(e.to_string()))?;
+        let (got_index, proof, data) =
+            no_stall(read_group(&mut recv, shared.size, shared.group_log, index)).await?;
         if got_index != index {
             return Err(Failed::Verification {
                 index,
                 detail: format!("expected group {index}, provider sent {got_index}"),
             });
         }
-        let proof_raw = recv.read_exact(proof_len * 32).await?;
-        let proof: Vec<Cv> = proof_raw
-            .chunks_exact(32)
-            .map(|c| {
-                let mut cv = [0u8; 32];
-                cv.copy_from_slice(c);
-                cv
-            })
-            .collect();
-        let (_, len) = group_range(shared.size, shared.group_log, index);
-        let data = recv.read_exact(len as usize).await?;
+        let len = data.len() as u64;
         shared.fetched.fetch_add(len, Ordering::Relaxed);
         // Verify, then write, in one trip to the blocking pool: nothing unverified is written.
         let s = shared.clone();
@@ -351,10 +315,7 @@ async fn request(shared: &Arc<Shared>, first: u64, count: u64) -> Result<(), Fai
                 return GroupOutcome::Io(std::io::Error::other("download lock poisoned"));
             };
             match d.write_group(index, &data) {
-                Ok(()) => {
-                    d.state.set(index);
-                    GroupOutcome::Written
-                }
+                Ok(()) => GroupOutcome::Written,
                 Err(e) => GroupOutcome::Io(e),
             }
         })
@@ -369,6 +330,88 @@ async fn request(shared: &Arc<Shared>, first: u64, count: u64) -> Result<(), Fai
         save(shared, false).await?;
     }
     Ok(())
+}
+
+/// A provider that sends nothing for this long is given up on.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn no_stall<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(STALL_TIMEOUT, fut)
+        .await
+        .map_err(|_| NetError::Stream(format!("provider sent nothing for {STALL_TIMEOUT:?}")))?
+}
+
+/// Opens a transfer stream and sends a GET for groups `first..first+count`.
+async fn send_get(
+    session: &Session,
+    hash: [u8; 32],
+    group_log: u8,
+    first: u64,
+    count: u64,
+) -> Result<crate::stream::RecvStream> {
+    let (mut send, recv) = session.open_kind(Some(STREAM_KIND_BLOBS)).await?;
+    let get = GetRequest {
+        hash,
+        group_log,
+        ranges: vec![(first, count)],
+    };
+    write_frame_raw(&mut send, i6p_core::transfer::FRAME_GET, &get.encode()).await?;
+    let _ = send.finish();
+    Ok(crate::stream::RecvStream::new(recv, session.clone()))
+}
+
+/// Reads the provider's answer to a GET. A refusal or a malformed answer is an error; a BLOB
+/// with another size than expected is returned as the detail of a verification failure.
+async fn read_answer(recv: &mut crate::stream::RecvStream, size: u64) -> Result<Option<String>> {
+    let (kind, payload) = read_frame_from(recv).await?;
+    match kind {
+        FRAME_BLOB => {
+            let announced = decode_blob(&payload).map_err(|e| NetError::Protocol(e.to_string()))?;
+            Ok((announced != size).then(|| {
+                format!("provider says the blob has {announced} bytes, the ticket {size}")
+            }))
+        }
+        FRAME_ERROR => {
+            let err =
+                TransferError::decode(&payload).map_err(|e| NetError::Protocol(e.to_string()))?;
+            Err(NetError::Refused {
+                code: err.code as u16,
+                message: err.message,
+            })
+        }
+        other => Err(NetError::Protocol(format!(
+            "unexpected transfer frame {other:#04x}"
+        ))),
+    }
+}
+
+/// Reads one group record, sized for group `index` (whatever index the provider claims):
+/// (claimed index, proof, data). Nothing here is verified yet.
+async fn read_group(
+    recv: &mut crate::stream::RecvStream,
+    size: u64,
+    group_log: u8,
+    index: u64,
+) -> Result<(u64, Vec<Cv>, Bytes)> {
+    let header = recv.read_exact(GROUP_HEADER_LEN).await?;
+    let mut raw = [0u8; GROUP_HEADER_LEN];
+    raw.copy_from_slice(&header);
+    let (claimed, proof_len) =
+        decode_group_header(raw).map_err(|e| NetError::Protocol(e.to_string()))?;
+    // proof_len is bounded by MAX_PROOF_LEN in decode_group_header.
+    let proof = recv
+        .read_exact(proof_len * 32)
+        .await?
+        .chunks_exact(32)
+        .map(|c| {
+            let mut cv = [0u8; 32];
+            cv.copy_from_slice(c);
+            cv
+        })
+        .collect();
+    let (_, len) = group_range(size, group_log, index);
+    let data = recv.read_exact(len as usize).await?;
+    Ok((claimed, proof, data))
 }
 
 async fn read_frame_from(recv: &mut crate::stream::RecvStream) -> Result<(u8, Bytes)> {
@@ -401,54 +444,14 @@ pub async fn fetch_range(
     let first = offset >> group_log;
     let last = (offset + len - 1) >> group_log;
     let count = (last - first + 1).min(group_count(size, group_log) - first);
-    let (mut send, recv) = session.open_kind(Some(STREAM_KIND_BLOBS)).await?;
-    let get = GetRequest {
-        hash,
-        group_log,
-        ranges: vec![(first, count)],
-    };
-    write_frame_raw(&mut send, i6p_core::transfer::FRAME_GET, &get.encode()).await?;
-    let _ = send.finish();
-    let mut recv = crate::stream::RecvStream::new(recv, session.clone());
-    let (kind, payload) = read_frame_from(&mut recv).await?;
-    if kind == FRAME_ERROR {
-        let err = TransferError::decode(&payload).map_err(|e| NetError::Protocol(e.to_string()))?;
-        return Err(NetError::Refused {
-            code: err.code as u16,
-            message: err.message,
-        });
-    }
-    if kind != FRAME_BLOB {
-        return Err(NetError::Protocol(format!(
-            "unexpected transfer frame {kind:#04x}"
-        )));
-    }
-    let announced = decode_blob(&payload).map_err(|e| NetError::Protocol(e.to_string()))?;
-    if announced != size {
-        return Err(integrity(
-            session,
-            format!("provider says the blob has {announced} bytes, the ticket {size}"),
-        ));
+    let mut recv = send_get(session, hash, group_log, first, count).await?;
+    if let Some(detail) = no_stall(read_answer(&mut recv, size)).await? {
+        return Err(integrity(session, detail));
     }
     let mut out = BytesMut::with_capacity(len as usize);
     for index in first..first + count {
-        let header = recv.read_exact(GROUP_HEADER_LEN).await?;
-        let mut raw = [0u8; GROUP_HEADER_LEN];
-        raw.copy_from_slice(&header);
-        let (got, proof_len) =
-            decode_group_header(raw).map_err(|e| NetError::Protocol(e.to_string()))?;
-        let proof: Vec<Cv> = recv
-            .read_exact(proof_len * 32)
-            .await?
-            .chunks_exact(32)
-            .map(|c| {
-                let mut cv = [0u8; 32];
-                cv.copy_from_slice(c);
-                cv
-            })
-            .collect();
+        let (got, proof, data) = no_stall(read_group(&mut recv, size, group_log, index)).await?;
         let (start, glen) = group_range(size, group_log, index);
-        let data = recv.read_exact(glen as usize).await?;
         if got != index {
             return Err(integrity(
                 session,
