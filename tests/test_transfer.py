@@ -20,7 +20,7 @@ from i6p.errors import (
     TransferRefused,
 )
 
-from .conftest import NodeFactory
+from .conftest import NodeFactory, wait_until
 
 GROUP = 256 * 1024
 
@@ -331,3 +331,29 @@ async def test_a_typo_in_a_real_ticket_is_caught(make_node: NodeFactory, tmp_pat
     with pytest.raises(ValueError, match="checksum"):
         Ticket.parse(typo)
     assert Ticket.parse(text.upper()) == Ticket.parse(text)
+
+
+async def test_cancelling_a_fetch_stops_it(make_node: NodeFactory, tmp_path: Path) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    size = 128 << 20
+    expected = write_random(src, size)
+    provider, fetcher = await make_node(), await make_node()
+    blob = await provider.add_path(src)
+    ticket = provider.ticket(blob)
+    seen: list[int] = []
+    task = asyncio.create_task(
+        fetcher.fetch(ticket, dest, progress=lambda d, t: seen.append(d), group_size=16 << 10)
+    )
+    assert await wait_until(lambda: bool(seen) and seen[-1] >= size // 8, 60, step=0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.3)
+    part = tmp_path / "dest.i6p-part"
+    served, written = provider.served_bytes(blob), part.stat().st_size
+    await asyncio.sleep(0.7)
+    # Nothing moves any more: no worker kept fetching or writing behind the caller's back.
+    assert provider.served_bytes(blob) == served
+    assert part.stat().st_size == written
+    result = await fetcher.fetch(ticket, dest)
+    assert result.bytes_reused > 0 and b3_file(dest) == expected
