@@ -124,7 +124,7 @@ class Node:
         return self._core.ticket(blob.hash if isinstance(blob, Blob) else blob)
 
     def served_bytes(self, blob: Blob | str) -> int:
-        """The most bytes of ``blob`` served to any one peer so far."""
+        """The most distinct bytes of ``blob`` any one peer acknowledged receiving."""
         return self._core.served_bytes(blob.hash if isinstance(blob, Blob) else blob)
 
     async def fetch(

@@ -13,7 +13,7 @@ use i6p_core::transfer::{
     encode_blob, encode_group_header, ErrorCode, GetRequest, TransferError, FRAME_BLOB,
     FRAME_ERROR, FRAME_GET,
 };
-use i6p_core::tree::{group_range, hash_file, Outboard};
+use i6p_core::tree::{group_range, hash_file, Outboard, LEAF_LOG};
 use i6p_core::PeerId;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -56,7 +56,7 @@ pub struct BlobStore {
     /// Deliberate misbehaviour for conformance tests of requesters (see [`Faults`]).
     faults: std::sync::atomic::AtomicU8,
     allowed: RwLock<Option<HashSet<PeerId>>>,
-    served: RwLock<HashMap<(PeerId, [u8; 32]), u64>>,
+    served: RwLock<HashMap<(PeerId, [u8; 32]), Coverage>>,
 }
 
 impl Default for BlobStore {
@@ -120,33 +120,74 @@ impl BlobStore {
             .unwrap_or(false)
     }
 
-    /// Bytes of blob `hash` served to `peer` and acknowledged by it (a group served twice
-    /// counts twice).
+    /// Distinct bytes of blob `hash` that `peer` acknowledged receiving.
     pub fn served_bytes(&self, peer: &PeerId, hash: &[u8; 32]) -> u64 {
         self.served
             .read()
             .ok()
-            .and_then(|s| s.get(&(*peer, *hash)).copied())
+            .and_then(|s| s.get(&(*peer, *hash)).map(|c| c.bytes))
             .unwrap_or(0)
     }
 
-    /// The largest number of bytes of blob `hash` served to any one peer.
+    /// The most distinct bytes of blob `hash` any one peer acknowledged receiving: equal to
+    /// the size once some peer has the whole blob, however often groups were re-sent.
     pub fn max_served_bytes(&self, hash: &[u8; 32]) -> u64 {
         self.served
             .read()
             .map(|s| {
                 s.iter()
                     .filter(|((_, h), _)| h == hash)
-                    .map(|(_, n)| *n)
+                    .map(|(_, c)| c.bytes)
                     .max()
                     .unwrap_or(0)
             })
             .unwrap_or(0)
     }
 
-    fn count_served(&self, peer: PeerId, hash: [u8; 32], bytes: u64) {
+    fn count_served(&self, peer: PeerId, blob: &Blob, group_log: u8, ranges: &[(u64, u64)]) {
         if let Ok(mut s) = self.served.write() {
-            *s.entry((peer, hash)).or_insert(0) += bytes;
+            let coverage = s
+                .entry((peer, blob.hash()))
+                .or_insert_with(|| Coverage::new(blob.size()));
+            for &(first, count) in ranges {
+                for index in first..first + count {
+                    let (start, len) = group_range(blob.size(), group_log, index);
+                    coverage.mark(start, len);
+                }
+            }
+        }
+    }
+}
+
+/// Which 16 KiB leaves of a blob a peer has received (groups are whole leaves).
+struct Coverage {
+    size: u64,
+    leaves: Vec<u8>,
+    bytes: u64,
+}
+
+impl Coverage {
+    fn new(size: u64) -> Self {
+        let leaves = size.div_ceil(1 << LEAF_LOG).max(1);
+        Self {
+            size,
+            leaves: vec![0; leaves.div_ceil(8) as usize],
+            bytes: 0,
+        }
+    }
+
+    fn mark(&mut self, start: u64, len: u64) {
+        let first = start >> LEAF_LOG;
+        let end = (start + len).div_ceil(1 << LEAF_LOG);
+        for leaf in first..end {
+            let (byte, bit) = ((leaf / 8) as usize, 1u8 << (leaf % 8));
+            if let Some(b) = self.leaves.get_mut(byte) {
+                if *b & bit == 0 {
+                    *b |= bit;
+                    let leaf_start = leaf << LEAF_LOG;
+                    self.bytes += self.size.saturating_sub(leaf_start).min(1 << LEAF_LOG);
+                }
+            }
         }
     }
 }
@@ -233,11 +274,10 @@ pub(crate) async fn serve(
     {
         return;
     }
-    let mut sent = 0u64;
     for &(first, count) in &get.ranges {
         for index in first..first + count {
             match send_group(&blob, get.group_log, index, faults, &mut send).await {
-                Ok(bytes) => sent += bytes,
+                Ok(_) => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "serving a group failed");
                     let _ = send.reset(quinn::VarInt::from_u32(ErrorCode::Unavailable as u32));
@@ -249,7 +289,7 @@ pub(crate) async fn serve(
     let _ = send.finish();
     // Count what the peer acknowledged, not what was queued.
     if let Ok(None) = send.stopped().await {
-        store.count_served(peer, blob.hash(), sent);
+        store.count_served(peer, &blob, get.group_log, &get.ranges);
     }
 }
 

@@ -196,7 +196,7 @@ impl Node {
         self.inner.store().set_faults(faults);
     }
 
-    /// The most bytes of a blob served to any one peer.
+    /// The most distinct bytes of a blob any one peer acknowledged receiving.
     fn served_bytes(&self, hash: &str) -> PyResult<u64> {
         Ok(self
             .inner
