@@ -165,16 +165,25 @@ impl Node {
     pub async fn connect(&self, peer: PeerId, addr: SocketAddr) -> Result<Session> {
         let hello = self.hello()?;
         let timeout = self.inner.config.handshake_timeout;
-        let fut = async {
-            let est = self.dial(peer, addr).await?;
-            est.handshake(&self.inner.identity, &hello).await
-        };
-        match tokio::time::timeout(timeout, fut).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let late = || NetError::Handshake(format!("no session with {addr} within {timeout:?}"));
+        let est = tokio::time::timeout_at(deadline, self.dial(peer, addr))
+            .await
+            .map_err(|_| late())??;
+        let conn = est.conn.clone();
+        let handshake = est.handshake(&self.inner.identity, &hello);
+        let result = match tokio::time::timeout_at(deadline, handshake).await {
             Ok(r) => r,
-            Err(_) => Err(NetError::Handshake(format!(
-                "no session with {addr} within {timeout:?}"
-            ))),
+            Err(_) => Err(late()),
+        };
+        if let Err(e) = &result {
+            // Tell the listener why, with the same codes it would use.
+            conn.close(
+                VarInt::from_u32(close_code_for(e)),
+                e.to_string().as_bytes(),
+            );
         }
+        result
     }
 
     /// Dials and authenticates the peer but runs no HELLO and serves no control stream.
@@ -448,14 +457,19 @@ async fn accept_one(
         Err(_) => Err(NetError::Handshake("no hello in time".into())),
     };
     if let Err(e) = &result {
-        let code = match e {
-            NetError::Handshake(_) => codes::HANDSHAKE_TIMEOUT,
-            NetError::Core(i6p_core::CoreError::UnsupportedVersion(_)) => {
-                codes::UNSUPPORTED_VERSION
-            }
-            _ => codes::PROTOCOL_ERROR,
-        };
-        conn.close(VarInt::from_u32(code), e.to_string().as_bytes());
+        conn.close(
+            VarInt::from_u32(close_code_for(e)),
+            e.to_string().as_bytes(),
+        );
     }
     result
+}
+
+/// The close code that reports a failed HELLO exchange to the peer.
+fn close_code_for(e: &NetError) -> u32 {
+    match e {
+        NetError::Handshake(_) => codes::HANDSHAKE_TIMEOUT,
+        NetError::Core(i6p_core::CoreError::UnsupportedVersion(_)) => codes::UNSUPPORTED_VERSION,
+        _ => codes::PROTOCOL_ERROR,
+    }
 }
