@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test install lint rust-test py-test bench clean
+.PHONY: test install lint rust-test py-test impair bench clean
 
 # The README's test command: build and install the extension, run the engine's Rust tests,
 # then the pytest suites over real sockets.
@@ -24,21 +24,25 @@ $(STAMP): $(PY) $(SOURCES)
 	touch $@
 
 rust-test:
-	cargo test --locked -p i6p-core -p i6p-net
+	cargo test --locked -p i6p-core -p i6p-net -p i6p-impair
 
-py-test:
+# The UDP impairment relay (tests/impair) that tests and benches put between peers.
+impair:
+	cargo build --release --locked -p i6p-impair
+
+py-test: impair
 	$(PY) -m pytest tests
 
 lint: install
 	cargo fmt --all -- --check
-	cargo clippy --locked --all-targets -p i6p-core -p i6p-net -p i6p-py -- -D warnings
+	cargo clippy --locked --all-targets -p i6p-core -p i6p-net -p i6p-py -p i6p-impair -- -D warnings
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest i6p._core
 
 # Benchmarks: results saved under .benchmarks/ and compared with the previous saved run.
-bench: install
+bench: install impair
 	$(PY) -m pytest benches -p no:cacheprovider -s --benchmark-only --benchmark-autosave \
 		$$(ls .benchmarks/*/*.json >/dev/null 2>&1 && echo --benchmark-compare)
 

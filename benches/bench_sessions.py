@@ -116,6 +116,19 @@ def test_handshake_time(benchmark: Any) -> None:
     )
 
 
+def test_connections_per_second(benchmark: Any) -> None:
+    from i6p.bench import handshakes
+
+    result: list[Any] = []
+    benchmark.pedantic(lambda: result.append(asyncio.run(handshakes(50))), rounds=1)
+    latency, per_second = result[0]
+    benchmark.extra_info.update(
+        connect_plus_first_ping_s=summary(latency.values),
+        connections_per_second=summary(per_second.values),
+    )
+    print(f"\n{latency}\n{per_second} (64 dials at a time, connect + ping + close)")
+
+
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

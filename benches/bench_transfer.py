@@ -1,6 +1,12 @@
-"""Transfer benchmark: a verified fetch of a file, disk to disk in a tmpfs, through the Python
-API, next to the engine's raw one-stream rate measured in the same run; with the receiver's
-peak RSS (the receiver runs in its own process so its memory is its own)."""
+"""The headline figures: a verified fetch of a file, disk to disk in a tmpfs, through the
+Python API, next to the bare-quinn baseline (one connection, one stream, same quinn, rustls
+and settings, driven from Rust) and a raw stream through the Python API, all in the same run.
+
+The provider and the receiver each run in a process of their own, so the CPU time and peak
+RSS reported for each end are that end's alone; the baseline's CPU is both its ends together
+(they share this process). A second test fetches a larger blob (2 GiB by default) once, for
+both ends' peak RSS.
+"""
 
 from __future__ import annotations
 
@@ -10,85 +16,140 @@ import os
 import statistics
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 from typing import Any
 
-from i6p import Identity, Node, _core
+from i6p import _core
+from i6p.bench import scratch_dir
 
+from .bench_sessions import python_stream
 from .conftest import BENCH_BYTES, summary
 
-RECEIVER = textwrap.dedent(
-    """
-    import asyncio, json, resource, sys
-    from i6p import Identity, Node
-
-    async def main():
-        async with await Node.bind(Identity.generate()) as node:
-            r = await node.fetch(sys.argv[1], sys.argv[2], overwrite=True)
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        print(json.dumps({"seconds": r.duration_s, "hash": r.hash, "peak_rss": rss}))
-    asyncio.run(main())
-    """
-)
+PEER = str(Path(__file__).with_name("peer.py"))
+ROUNDS = int(os.environ.get("I6P_BENCH_ROUNDS", "5"))
+RSS_BYTES = int(os.environ.get("I6P_BENCH_RSS_BYTES", str(2 << 30)))
+MiB = 1 << 20
 
 
-def _tmpfs() -> str:
-    return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+def _fill(path: Path, size: int) -> None:
+    with path.open("wb") as f:
+        for _ in range(size // MiB):
+            f.write(os.urandom(MiB))
+        f.write(os.urandom(size % MiB))
 
 
-async def _fetch_round(ticket: str, dest: Path) -> dict[str, Any]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", RECEIVER, ticket, str(dest), stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await proc.communicate()
-    assert proc.returncode == 0
-    os.unlink(dest)
-    result: dict[str, Any] = json.loads(out)
+async def _json_line(stream: asyncio.StreamReader) -> dict[str, Any]:
+    line = await asyncio.wait_for(stream.readline(), 600)
+    result: dict[str, Any] = json.loads(line)
     return result
 
 
-async def _rounds(rounds: int) -> tuple[list[float], list[float], list[int]]:
-    engine, fetch, rss = [], [], []
-    with tempfile.TemporaryDirectory(dir=_tmpfs()) as tmp:
-        src = Path(tmp) / "src"
-        with src.open("wb") as f:
-            for _ in range(BENCH_BYTES >> 20):
-                f.write(os.urandom(1 << 20))
-        async with await Node.bind(Identity.generate()) as provider:
-            blob = await provider.add_path(src)
-            ticket = str(provider.ticket(blob))
-            for _ in range(rounds):
-                engine.append(BENCH_BYTES / await _core._bench_engine_stream(BENCH_BYTES))
-                r = await _fetch_round(ticket, Path(tmp) / "dest")
-                assert r["hash"] == blob.hash
-                fetch.append(BENCH_BYTES / r["seconds"])
-                rss.append(r["peak_rss"])
-    return engine, fetch, rss
-
-
-def test_verified_fetch_vs_engine_stream(benchmark: Any) -> None:
-    result: list[tuple[list[float], list[float], list[int]]] = []
-    benchmark.pedantic(lambda: result.append(asyncio.run(_rounds(5))), rounds=1)
-    engine, fetch, rss = result[0]
-    ratio = statistics.median(fetch) / statistics.median(engine)
-    benchmark.extra_info.update(
-        bytes=BENCH_BYTES,
-        engine_stream_bytes_per_s=summary(engine),
-        verified_fetch_bytes_per_s=summary(fetch),
-        ratio_fetch_to_engine_stream=ratio,
-        receiver_peak_rss_bytes=summary([float(x) for x in rss]),
-    )
-    mib = 2**20
-
-    def spread(values: list[float] | list[int]) -> str:
-        return (
-            f"{statistics.median(values) / mib:.0f} MiB"
-            f" [{min(values) / mib:.0f}-{max(values) / mib:.0f}]"
+async def _fetch_between_processes(src: Path, dest: Path) -> dict[str, Any]:
+    """One verified fetch from a provider process to a receiver process."""
+    provider = await asyncio.create_subprocess_exec(
+        sys.executable, PEER, "provide", str(src),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert provider.stdout is not None and provider.stdin is not None
+    try:
+        ticket = (await _json_line(provider.stdout))["ticket"]
+        receiver = await asyncio.create_subprocess_exec(
+            sys.executable, PEER, "fetch", ticket, str(dest), stdout=asyncio.subprocess.PIPE
         )
+        out, _ = await asyncio.wait_for(receiver.communicate(), 600)
+        assert receiver.returncode == 0
+        got: dict[str, Any] = json.loads(out)
+        provider.stdin.close()
+        served = await _json_line(provider.stdout)
+    finally:
+        if provider.returncode is None:
+            provider.kill()
+        await provider.wait()
+    os.unlink(dest)
+    return {"receiver": got, "provider": served}
 
+
+async def _rounds(rounds: int) -> dict[str, list[float]]:
+    r: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "baseline", "baseline_cpu", "python_stream", "fetch",
+            "fetch_cpu_receiver", "fetch_cpu_provider", "rss_receiver", "rss_provider",
+        )
+    }  # fmt: skip
+    gb = BENCH_BYTES / 1e9
+    with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:
+        src, dest = Path(tmp) / "src", Path(tmp) / "dest"
+        _fill(src, BENCH_BYTES)
+        for _ in range(rounds):
+            cpu = os.times()
+            seconds = await _core._bench_raw_quinn(BENCH_BYTES)
+            after = os.times()
+            r["baseline"].append(BENCH_BYTES / seconds)
+            r["baseline_cpu"].append((after.user + after.system - cpu.user - cpu.system) / gb)
+            r["python_stream"].append(BENCH_BYTES / await python_stream(BENCH_BYTES))
+            f = await _fetch_between_processes(src, dest)
+            r["fetch"].append(BENCH_BYTES / f["receiver"]["seconds"])
+            r["fetch_cpu_receiver"].append(f["receiver"]["cpu_s"] / gb)
+            r["fetch_cpu_provider"].append(f["provider"]["cpu_s"] / gb)
+            r["rss_receiver"].append(f["receiver"]["peak_rss"])
+            r["rss_provider"].append(f["provider"]["peak_rss"])
+    return r
+
+
+def _spread(values: list[float], scale: float, unit: str) -> str:
+    return (
+        f"{statistics.median(values) / scale:.2f} {unit} "
+        f"[{min(values) / scale:.2f}-{max(values) / scale:.2f}]"
+    )
+
+
+def test_verified_fetch_vs_baseline(benchmark: Any) -> None:
+    result: list[dict[str, list[float]]] = []
+    benchmark.pedantic(lambda: result.append(asyncio.run(_rounds(ROUNDS))), rounds=1)
+    r = result[0]
+    med = {k: statistics.median(v) for k, v in r.items()}
+    fetch_cpu = [
+        a + b for a, b in zip(r["fetch_cpu_receiver"], r["fetch_cpu_provider"], strict=True)
+    ]
+    ratios = {
+        "ratio_fetch_to_baseline": med["fetch"] / med["baseline"],
+        "ratio_python_stream_to_baseline": med["python_stream"] / med["baseline"],
+        "ratio_fetch_cpu_to_baseline_cpu": statistics.median(fetch_cpu) / med["baseline_cpu"],
+    }
+    benchmark.extra_info.update(
+        bytes=BENCH_BYTES, **{k: summary(v) for k, v in r.items()}, **ratios
+    )
     print(
-        f"\nverified fetch {BENCH_BYTES >> 20} MiB tmpfs->tmpfs: {spread(fetch)}/s; "
-        f"engine raw stream {spread(engine)}/s; ratio {ratio:.2f}; "
-        f"receiver peak RSS {spread(rss)}"
+        f"\n{BENCH_BYTES >> 20} MiB over ::1, {ROUNDS} rounds, medians [min-max]:\n"
+        f"  bare quinn stream (baseline)  {_spread(r['baseline'], MiB, 'MiB/s')}\n"
+        f"  python API stream             {_spread(r['python_stream'], MiB, 'MiB/s')}"
+        f"  = {ratios['ratio_python_stream_to_baseline']:.2f}x baseline\n"
+        f"  verified fetch (tmpfs->tmpfs) {_spread(r['fetch'], MiB, 'MiB/s')}"
+        f"  = {ratios['ratio_fetch_to_baseline']:.2f}x baseline\n"
+        f"  CPU s/GB baseline, both ends  {_spread(r['baseline_cpu'], 1, 's')}\n"
+        f"  CPU s/GB fetch receiver       {_spread(r['fetch_cpu_receiver'], 1, 's')}\n"
+        f"  CPU s/GB fetch provider       {_spread(r['fetch_cpu_provider'], 1, 's')}\n"
+        f"  CPU s/GB fetch, both ends     {_spread(fetch_cpu, 1, 's')}"
+        f"  = {ratios['ratio_fetch_cpu_to_baseline_cpu']:.2f}x baseline\n"
+        f"  peak RSS receiver / provider  {_spread(r['rss_receiver'], MiB, 'MiB')}"
+        f" / {_spread(r['rss_provider'], MiB, 'MiB')}"
+    )
+
+
+def test_peak_rss_large_fetch(benchmark: Any) -> None:
+    result: list[dict[str, Any]] = []
+
+    def run() -> None:
+        with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:
+            src = Path(tmp) / "src"
+            _fill(src, RSS_BYTES)
+            result.append(asyncio.run(_fetch_between_processes(src, Path(tmp) / "dest")))
+
+    benchmark.pedantic(run, rounds=1)
+    rx, tx = result[0]["receiver"]["peak_rss"], result[0]["provider"]["peak_rss"]
+    benchmark.extra_info.update(bytes=RSS_BYTES, peak_rss_receiver=rx, peak_rss_provider=tx)
+    print(
+        f"\n{RSS_BYTES >> 20} MiB fetch: peak RSS receiver {rx / MiB:.0f} MiB, "
+        f"provider {tx / MiB:.0f} MiB (each its own process, interpreter included)"
     )

@@ -90,7 +90,7 @@ def test_send_once_and_get_json(tmp_path: Path) -> None:
     src.write_bytes(os.urandom(3 << 20))
     env = {**os.environ, "I6P_HOME": str(tmp_path / "home")}
     sender = subprocess.Popen(
-        [sys.executable, "-m", "i6p.cli", "send", str(src), "--once", "--json"],
+        [sys.executable, "-m", "i6p.cli", "send", str(src), "--once", "--json", "--progress"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -109,6 +109,9 @@ def test_send_once_and_get_json(tmp_path: Path) -> None:
         assert result["duration_s"] > 0
         assert dest.read_bytes() == src.read_bytes()
         assert sender.wait(timeout=30) == 0  # --once: exits after the complete transfer
+        assert sender.stderr is not None
+        # The provider's bar counts what the peer acknowledged: it ends at the full size.
+        assert "acknowledged" in (bar := sender.stderr.read()) and "3.0/3.0 MiB" in bar
     finally:
         sender.kill()
         sender.wait()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import atexit
 
-from . import _core, errors
+from . import _core, erasure, errors
 from .identity import Identity, PeerId, default_identity_path
 from .node import Node
 from .session import Session, SessionStats, Stream
@@ -29,6 +29,7 @@ __all__ = [
     "Ticket",
     "__version__",
     "default_identity_path",
+    "erasure",
     "errors",
 ]
 

@@ -1,6 +1,6 @@
 # Type stubs for the Rust extension module i6p._core (checked with mypy.stubtest).
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any, final
 
 __all__ = [
@@ -16,6 +16,12 @@ __all__ = [
     "Ticket",
     "__version__",
     "_bench_engine_stream",
+    "_bench_erasure",
+    "_bench_hash",
+    "_bench_raw_quinn",
+    "_bench_session_stream",
+    "erasure_encode",
+    "erasure_reconstruct",
     "shutdown",
 ]
 
@@ -25,7 +31,23 @@ ALPN: str
 MAX_FRAME_PAYLOAD: int
 
 def shutdown() -> None: ...
-def _bench_engine_stream(total: int, block: int = ...) -> Awaitable[float]: ...
+def _bench_engine_stream(
+    total: int, block: int = ..., congestion: str = "cubic", window: str | None = None
+) -> Awaitable[float]: ...
+def _bench_raw_quinn(
+    total: int, block: int = ..., congestion: str = "cubic", window: str | None = None
+) -> Awaitable[float]: ...
+def _bench_session_stream(
+    sender: Session, receiver: Session, total: int, streams: int = 1, sample: float = 0.05
+) -> Awaitable[list[tuple[float, int]]]: ...
+def erasure_encode(data: bytes | bytearray | memoryview, k: int, m: int) -> list[bytes]: ...
+def erasure_reconstruct(
+    shards: Sequence[bytes | bytearray | memoryview | None], k: int, m: int, size: int
+) -> bytes: ...
+def _bench_hash(
+    size: int, rounds: int, tmpdir: str | os.PathLike[str] | None = None
+) -> dict[str, list[float]]: ...
+def _bench_erasure(k: int, m: int, size: int, rounds: int) -> dict[str, list[float]]: ...
 
 @final
 class PeerId:
@@ -67,6 +89,9 @@ class Node:
         idle_timeout: float = 30.0,
         keep_alive: float = 5.0,
         max_streams: int = 1024,
+        congestion: str = "cubic",
+        window: str | None = None,
+        max_window: int | None = None,
     ) -> Awaitable[Node]: ...
     @property
     def peer_id(self) -> PeerId: ...
@@ -84,6 +109,7 @@ class Node:
     def set_allowed_peers(self, peers: list[PeerId] | None) -> None: ...
     def ticket(self, hash: str) -> Ticket: ...
     def served_bytes(self, hash: str) -> int: ...
+    def served(self, hash: str) -> list[tuple[PeerId, int]]: ...
     def _set_provider_faults(self, faults: int) -> None: ...
     def fetch(
         self,
@@ -92,8 +118,9 @@ class Node:
         *,
         overwrite: bool = False,
         group_size: int = 262144,
-        streams: int = 4,
+        streams: int = 8,
         max_failures: int = 3,
+        request_size: int = 16777216,
     ) -> tuple[Awaitable[tuple[str, int, int, int, float, int, str]], FetchProgress]: ...
     def read_range(
         self, ticket: Ticket, offset: int, length: int, *, group_size: int = 16384

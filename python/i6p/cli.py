@@ -1,9 +1,10 @@
-"""The ``i6p`` command line: identity, sending and getting files, the demo."""
+"""The ``i6p`` command line: identity, sending and getting files, benchmarks, the demo."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -41,6 +42,7 @@ def _progress_bar(
     """A rich progress bar on stderr (bytes, rate, ETA), and the callback that feeds it."""
     if not enabled:
         return nullcontext(), lambda done, total: None
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -57,6 +59,7 @@ def _progress_bar(
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         transient=False,
+        console=Console(stderr=True),
     )
     task = bar.add_task(label, total=None)
 
@@ -79,11 +82,12 @@ def _cmd_id(args: argparse.Namespace) -> int:
 
 async def _send(args: argparse.Namespace) -> int:
     identity = _identity(args.identity)
-    async with await Node.bind(identity, args.addr) as node:
+    async with await Node.bind(identity, args.addr, congestion=args.congestion) as node:
         if args.allow:
             node.allow_peers(args.allow)
         blob = await node.add_path(args.path)
         ticket = node.ticket(blob)
+        show = (sys.stderr.isatty() and not args.json) or args.progress
         if args.json:
             info = {"ticket": str(ticket), "hash": blob.hash, "size": blob.size}
             print(json.dumps({**info, "peer_id": str(node.peer_id)}), flush=True)
@@ -91,12 +95,18 @@ async def _send(args: argparse.Namespace) -> int:
             print(f"serving {blob.path} ({blob.size} bytes, blake3 {blob.hash})", file=sys.stderr)
             print("fetch it with:  i6p get <ticket>", file=sys.stderr)
             print(ticket, flush=True)
-        while True:
-            await asyncio.sleep(0.1)
-            if args.once and node.served_bytes(blob) >= blob.size:
-                if not args.json:
-                    print("one complete transfer done", file=sys.stderr)
-                return 0
+        # The bar shows what the furthest peer has acknowledged, not what was queued.
+        bar, update = _progress_bar(show, "acknowledged")
+        with bar:
+            while True:
+                await asyncio.sleep(0.1)
+                acked = node.served_bytes(blob)
+                update(acked, blob.size)
+                if args.once and acked >= blob.size:
+                    break
+        if not args.json:
+            print("one complete transfer done", file=sys.stderr)
+        return 0
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
@@ -115,7 +125,9 @@ async def _get(args: argparse.Namespace) -> FetchResult:
     identity = _identity(args.identity)
     show = not args.json and not args.quiet
     bar, update = _progress_bar((show and sys.stderr.isatty()) or args.progress, "fetching")
-    async with await Node.bind(identity, args.addr) as node:
+    async with await Node.bind(
+        identity, args.addr, congestion=args.congestion, window=args.window
+    ) as node:
         with bar:
             return await node.fetch(
                 ticket,
@@ -139,6 +151,128 @@ def _cmd_get(args: argparse.Namespace) -> int:
             f"{result.bytes_fetched} fetched{resumed} in {result.duration_s:.2f} s "
             f"({rate / 2**20:.1f} MiB/s)"
         )
+    return 0
+
+
+# -- bench ---------------------------------------------------------------------------------
+
+
+def _figure_rows(figures: list[Any], baseline: Any | None) -> list[tuple[str, str, str]]:
+    rows = []
+    for f in figures:
+        ratio = ""
+        if baseline is not None and f is not baseline and f.unit == baseline.unit:
+            ratio = f"{f.median / baseline.median:.2f}x baseline"
+        rows.append((f.name, str(f).split(": ", 1)[1], ratio))
+    return rows
+
+
+def _print_table(title: str, rows: list[tuple[str, str, str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("measurement", "median (min-max)", "ratio"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+async def _bench(args: argparse.Namespace) -> dict[str, Any]:
+    from . import bench
+
+    settings = bench.Settings(args.streams, args.group_size, args.window)
+
+    def say(text: str) -> None:
+        if not args.json:
+            print(text, file=sys.stderr)
+
+    out: dict[str, Any] = {"settings": settings.__dict__, "figures": []}
+    figures: list[Any] = []
+    baseline = cpu_base = None
+    ticket = Ticket.parse(args.ticket) if args.ticket else None
+    if ticket is None:
+        say(f"bare quinn baseline, {args.size >> 20} MiB over ::1 ...")
+        baseline, cpu_base = await bench.raw_quinn(args.size, args.rounds)
+        where = args.dir or bench.scratch_dir()
+        say(f"verified fetch, {args.size >> 20} MiB disk to disk in {where} ...")
+        rate, cpu = await bench.fetch_local(args.size, args.rounds, settings, directory=args.dir)
+        figures += [baseline, rate, cpu_base, cpu]
+    else:
+        say(f"verified fetch of {ticket.size >> 20} MiB from {ticket.peer_id.short()} ...")
+        rate = await bench.fetch_remote(ticket, args.rounds, settings, directory=args.dir)
+        figures.append(rate)
+    say("handshakes ...")
+    latency, per_second = await bench.handshakes(30, peer=ticket)
+    figures += [latency, per_second]
+    rows = _figure_rows(figures, baseline)
+    if cpu_base is not None:
+        rows = [
+            r
+            if r[0] != "verified fetch CPU"
+            else (r[0], r[1], f"{cpu.median / cpu_base.median:.2f}x baseline")
+            for r in rows
+        ]
+    out["figures"] = [f.as_dict() for f in figures]
+    if baseline is not None:
+        out["ratio_fetch_to_baseline"] = rate.median / baseline.median
+        out["ratio_cpu_to_baseline"] = cpu.median / cpu_base.median if cpu_base else None
+    if not args.json:
+        _print_table(
+            "i6p bench" + (f" against {ticket.peer_id.short()}" if ticket else " over ::1"), rows
+        )
+    if args.tune:
+        out["tune"] = await _tune(args, ticket, say)
+    return out
+
+
+async def _tune(
+    args: argparse.Namespace, ticket: Ticket | None, say: Callable[[str], None]
+) -> dict[str, Any]:
+    from . import bench
+
+    rounds = max(1, min(args.rounds, 3))
+    directory = args.dir or bench.scratch_dir()
+    say(f"tuning: {rounds} fetches per setting ...")
+    async with contextlib.AsyncExitStack() as stack:
+        # One local provider per window setting (windows apply to both ends).
+        providers: dict[str, Ticket] = {}
+
+        async def measure(s: Any) -> Any:
+            if ticket is not None:
+                return await bench.fetch_remote(ticket, rounds, s, directory=directory)
+            if s.window not in providers:
+                provider = bench.local_provider(args.tune_size, directory, s.window)
+                providers[s.window] = (await stack.enter_async_context(provider))[1]
+            rate = bench.Figure("verified fetch", "B/s")
+            await bench.fetch_rounds(providers[s.window], rounds, directory, s, rate, None)
+            return rate
+
+        report = lambda s, f: say(f"  {s.describe()}: {f}")  # noqa: E731
+        result = await bench.tune(measure, report=report)
+    if not args.json:
+        rows = [
+            (s.describe(), str(f).split(": ", 1)[1], "best" if s == result.best else "")
+            for s, f in result.tried
+        ]
+        _print_table("tuning (one setting at a time, the others at their best so far)", rows)
+        b = result.best
+        print(
+            f"best: --streams {b.streams} --group-size {b.group_size >> 10}KiB --window {b.window}"
+            f"  ({result.best_rate.median / 2**20:.0f} MiB/s median)"
+        )
+    return {
+        "best": result.best.__dict__,
+        "best_rate": result.best_rate.as_dict(),
+        "tried": [{"settings": s.__dict__, "rate": f.as_dict()} for s, f in result.tried],
+    }
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    out = asyncio.run(_bench(args))
+    if args.json:
+        print(json.dumps(out))
     return 0
 
 
@@ -172,13 +306,25 @@ def build_parser() -> argparse.ArgumentParser:
     with_identity(p_id)
     p_id.set_defaults(func=_cmd_id)
 
-    p_send = sub.add_parser("send", help="serve a file and print its ticket")
+    def with_transport(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--congestion",
+            choices=["cubic", "bbr", "newreno"],
+            default="cubic",
+            help="congestion controller (default cubic)",
+        )
+
+    p_send = sub.add_parser("send", aliases=["serve"], help="serve a file and print its ticket")
+    with_transport(p_send)
     p_send.add_argument("path", help="the file to serve")
     with_identity(p_send)
     p_send.add_argument("--addr", default="[::]:0", help="listen address (default [::]:0)")
     p_send.add_argument("--once", action="store_true", help="exit after one complete transfer")
     p_send.add_argument("--allow", nargs="*", metavar="PEERID", help="only these peers may fetch")
     p_send.add_argument("--json", action="store_true", help="print the ticket as JSON")
+    p_send.add_argument(
+        "--progress", action="store_true", help="acknowledged-bytes bar even when piped"
+    )
     p_send.set_defaults(func=_cmd_send)
 
     p_get = sub.add_parser("get", help="fetch a file from a ticket (resumes automatically)")
@@ -188,11 +334,35 @@ def build_parser() -> argparse.ArgumentParser:
     p_get.add_argument("--addr", default="[::]:0", help="local address (default [::]:0)")
     p_get.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p_get.add_argument("--group-size", type=_size, default=256 << 10, help="chunk group size")
-    p_get.add_argument("--streams", type=int, default=4, help="requests in flight (default 4)")
+    p_get.add_argument("--streams", type=int, default=8, help="requests in flight (default 8)")
+    p_get.add_argument(
+        "--window", default="auto", help="flow-control window: auto (default), quinn, or bytes"
+    )
+    with_transport(p_get)
     p_get.add_argument("--json", action="store_true", help="print the result as JSON")
     p_get.add_argument("--progress", action="store_true", help="progress bar even when piped")
     p_get.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p_get.set_defaults(func=_cmd_get)
+
+    p_bench = sub.add_parser(
+        "bench",
+        help="measure throughput over ::1, or from a remote provider given its ticket",
+    )
+    p_bench.add_argument("ticket", nargs="?", help="a ticket from `i6p send` on the other host")
+    p_bench.add_argument("--size", type=_size, default=256 << 20, help="local blob (256MiB)")
+    p_bench.add_argument("--rounds", type=int, default=3, help="rounds per figure (default 3)")
+    p_bench.add_argument("--streams", type=int, default=8, help="requests in flight (8)")
+    p_bench.add_argument("--group-size", type=_size, default=256 << 10, help="chunk group")
+    p_bench.add_argument("--window", default="auto", help="auto, quinn, or bytes")
+    p_bench.add_argument("--dir", help="where blobs are written (default: a tmpfs if any)")
+    p_bench.add_argument(
+        "--tune", action="store_true", help="sweep streams, group size and windows"
+    )
+    p_bench.add_argument(
+        "--tune-size", type=_size, default=128 << 20, help="local blob per tuning step"
+    )
+    p_bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    p_bench.set_defaults(func=_cmd_bench)
 
     p_demo = sub.add_parser("demo", help="send a generated file between two local nodes")
     p_demo.add_argument("--size", type=_size, default=256 << 20, help="bytes (default 256MiB)")

@@ -11,6 +11,7 @@ __all__ = [
     "ConnectionLost",
     "DestinationExists",
     "DiskFull",
+    "ErasureError",
     "HandshakeError",
     "I6PError",
     "InsecureKeyFile",
@@ -132,6 +133,12 @@ class DiskFull(I6PError, OSError):
 
 class DestinationExists(I6PError, FileExistsError):
     """The destination file exists and ``overwrite=True`` was not given."""
+
+
+class ErasureError(I6PError, ValueError):
+    """Erasure coding was given parameters or shards it cannot work with: shard counts outside
+    1..256, too few shards left to rebuild, shards of different lengths, or a size larger than
+    the shards hold."""
 
 
 class TransportError(I6PError, OSError):

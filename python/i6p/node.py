@@ -42,11 +42,20 @@ class Node:
         idle_timeout: float = 30.0,
         keep_alive: float = 5.0,
         max_streams: int = 1024,
+        congestion: str = "cubic",
+        window: int | str = "auto",
+        max_window: int = 64 << 20,
     ) -> Node:
         """Binds a UDP socket (dual-stack on ``[::]``) and starts accepting sessions.
 
         ``capabilities`` are announced to every peer in the HELLO (names up to 64 bytes,
         values up to 1024 bytes, at most 64 entries).
+
+        Transport tuning: ``congestion`` is ``"cubic"`` (default), ``"bbr"`` or ``"newreno"``.
+        Flow-control windows are auto-tuned by default: each connection starts at 8 MiB and
+        grows with its measured bandwidth x round-trip time up to ``max_window`` (bytes; it is
+        also each stream's window). ``window`` may instead fix them to a size in bytes, or be
+        ``"quinn"`` for quinn's defaults (1.25 MB per stream; for comparisons).
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(
@@ -57,6 +66,9 @@ class Node:
             idle_timeout=idle_timeout,
             keep_alive=keep_alive,
             max_streams=max_streams,
+            congestion=congestion,
+            window=str(window),
+            max_window=max_window,
         )
         return cls(core, identity)
 
@@ -127,6 +139,12 @@ class Node:
         """The most distinct bytes of ``blob`` any one peer acknowledged receiving."""
         return self._core.served_bytes(blob.hash if isinstance(blob, Blob) else blob)
 
+    def served(self, blob: Blob | str) -> dict[PeerId, int]:
+        """Bytes of ``blob`` each peer has acknowledged receiving (distinct bytes: a group
+        sent twice counts once). This is the provider's view of progress, and it moves as
+        the peer's acknowledgements arrive, not when data is queued."""
+        return dict(self._core.served(blob.hash if isinstance(blob, Blob) else blob))
+
     async def fetch(
         self,
         ticket: Ticket | str,
@@ -135,8 +153,9 @@ class Node:
         progress: Progress | None = None,
         overwrite: bool = False,
         group_size: int = 256 * 1024,
-        streams: int = 4,
+        streams: int = 8,
         max_failures: int = 3,
+        request_size: int = 16 << 20,
     ) -> FetchResult:
         """Fetches the ticket's blob into ``dest``, verified and resumable.
 
@@ -144,6 +163,11 @@ class Node:
         group is verified the file is renamed to ``dest``. Running the same fetch again after
         a crash or a dropped link fetches only what is missing. ``progress(done, total)`` is
         called at most 10 times a second with bytes verified on disk.
+
+        Tuning: ``streams`` requests are in flight at once, each on its own stream of the one
+        connection and asking for ``request_size`` bytes of consecutive chunk groups of
+        ``group_size`` bytes (a power of two, 16 KiB to 4 MiB). ``i6p bench --tune`` finds good
+        values for a given link.
         """
         if isinstance(ticket, str):
             ticket = Ticket.parse(ticket)
@@ -154,6 +178,7 @@ class Node:
             group_size=group_size,
             streams=streams,
             max_failures=max_failures,
+            request_size=request_size,
         )
         if progress is None:
             raw = await awaitable

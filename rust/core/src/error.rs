@@ -39,4 +39,49 @@ pub enum CoreError {
     /// The peer speaks a protocol version this implementation does not.
     #[error("unsupported protocol version {0}")]
     UnsupportedVersion(u16),
+    /// Erasure-coding parameters outside what GF(2^8) Reed-Solomon allows.
+    #[error(
+        "invalid erasure parameters: {data} data + {parity} parity shards \
+         (need at least 1 of each, at most 256 in all)"
+    )]
+    InvalidErasureParams {
+        /// The data shard count asked for.
+        data: usize,
+        /// The parity shard count asked for.
+        parity: usize,
+    },
+    /// Fewer shards are present than a stripe needs to be rebuilt.
+    #[error("too few shards: {present} present, {needed} needed")]
+    TooFewShards {
+        /// Shards present.
+        present: usize,
+        /// Shards needed (the data shard count).
+        needed: usize,
+    },
+    /// A stripe was given the wrong number of shards.
+    #[error("wrong shard count: {got}, expected {expected}")]
+    ShardCount {
+        /// Shards given.
+        got: usize,
+        /// Data plus parity shards of the stripe.
+        expected: usize,
+    },
+    /// A shard's length differs from the stripe's shard length.
+    #[error("shard {index} has {len} bytes, expected {expected}")]
+    ShardSize {
+        /// Position of the shard in the stripe.
+        index: usize,
+        /// Its length.
+        len: usize,
+        /// The stripe's shard length.
+        expected: usize,
+    },
+    /// The size asked back from a stripe exceeds the data it holds.
+    #[error("size {size} exceeds the stripe's {capacity} data bytes")]
+    StripeSize {
+        /// The size asked for.
+        size: u64,
+        /// Data shards times shard length.
+        capacity: u64,
+    },
 }

@@ -3,10 +3,12 @@
 //! Everything here is deterministic and synchronous, so it can be unit-tested, fuzzed and
 //! benchmarked without sockets or Python: peer identity (Ed25519 keys, [`PeerId`]), the control
 //! frame codec and the messages carried on the control stream (HELLO, PEER_INFO, PING/PONG,
-//! CLOSE). Every decoder checks lengths against their bounds before allocating.
+//! CLOSE), the verified BLAKE3 tree and Reed-Solomon erasure coding. Every decoder checks
+//! lengths against their bounds before allocating.
 
 #![deny(missing_docs)]
 
+pub mod erasure;
 pub mod error;
 pub mod frame;
 pub mod hello;
@@ -19,6 +21,7 @@ pub mod transfer;
 pub mod tree;
 mod wire;
 
+pub use erasure::{Coder, ErasureParams, Stripe};
 pub use error::{CoreError, Result};
 pub use frame::{FrameHeader, FrameType, FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD};
 pub use hello::{Hello, Role, PROTOCOL_VERSION};

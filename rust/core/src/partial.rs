@@ -205,8 +205,12 @@ impl PartialDownload {
             .read(true)
             .write(true)
             .create(true)
-            .truncate(fresh)
+            .truncate(false)
             .open(&part_path)?;
+        lock(&part, &part_path)?;
+        if fresh {
+            part.set_len(0)?;
+        }
         let reused_bytes = state.done_bytes();
         let mut download = Self {
             dest: dest.to_path_buf(),
@@ -280,12 +284,15 @@ impl PartialDownload {
         Ok(())
     }
 
-    /// Ends a complete download: the whole partial file is hashed once more (an end-to-end
-    /// check against disk errors), then becomes `dest` atomically.
+    /// Ends a complete download: the partial file becomes `dest` atomically.
+    ///
+    /// Every group this handle wrote was verified in memory just before its write. Groups
+    /// taken over from an earlier run were verified by that run, but the file may have changed
+    /// on disk since; so when any were reused, the whole file is hashed once more first.
     pub fn finish(self, overwrite: bool) -> io::Result<PathBuf> {
         self.part.set_len(self.state.size)?;
         self.part.sync_all()?;
-        if crate::tree::hash_file(&self.part)?.root() != self.state.root {
+        if self.reused_bytes > 0 && crate::tree::hash_file(&self.part)?.root() != self.state.root {
             // Something on disk changed under us: start over rather than hand out bad data.
             let _ = fs::remove_file(&self.state_path);
             return Err(io::Error::new(
@@ -304,6 +311,28 @@ impl PartialDownload {
         let _ = fs::remove_file(sibling(&self.dest, ".i6p-state.tmp"));
         sync_dir(&self.dest)?;
         Ok(self.dest)
+    }
+}
+
+/// Two fetches into the same destination would corrupt each other's state: the partial file
+/// is locked for as long as a download has it open. A fetch that was just cancelled may still
+/// be closing it, so a busy lock is retried for a moment before giving up.
+fn lock(part: &File, path: &Path) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match part.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!("another fetch is writing {}", path.display()),
+                ))
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
     }
 }
 

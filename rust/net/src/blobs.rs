@@ -2,20 +2,20 @@
 //! streams.
 //!
 //! A blob is a file plus its [`Outboard`] (chaining values from which proofs are read off).
-//! Group data is read from the file with positioned reads on the blocking pool, so disk I/O
-//! never stalls the network tasks. Serving never trusts the request: ranges are checked
+//! Group data is read ahead with positioned reads on a blocking thread, so disk I/O never
+//! stalls the network tasks; record buffers are reused once the peer acknowledged them. Serving never trusts the request: ranges are checked
 //! against the blob before anything is read.
 
 use crate::control::{read_frame, write_frame_raw};
 use crate::session::Session;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use i6p_core::transfer::{
     encode_blob, encode_group_header, ErrorCode, GetRequest, TransferError, FRAME_BLOB,
     FRAME_ERROR, FRAME_GET,
 };
 use i6p_core::tree::{group_range, hash_file, Outboard, LEAF_LOG};
 use i6p_core::PeerId;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -144,17 +144,25 @@ impl BlobStore {
             .unwrap_or(0)
     }
 
-    fn count_served(&self, peer: PeerId, blob: &Blob, group_log: u8, ranges: &[(u64, u64)]) {
+    /// Acknowledged bytes of blob `hash` per peer, for every peer that fetched from it.
+    pub fn served(&self, hash: &[u8; 32]) -> Vec<(PeerId, u64)> {
+        self.served
+            .read()
+            .map(|s| {
+                s.iter()
+                    .filter(|((_, h), _)| h == hash)
+                    .map(|((peer, _), c)| (*peer, c.bytes))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn count_served(&self, peer: PeerId, blob: &Blob, group_log: u8, index: u64) {
         if let Ok(mut s) = self.served.write() {
-            let coverage = s
-                .entry((peer, blob.hash()))
-                .or_insert_with(|| Coverage::new(blob.size()));
-            for &(first, count) in ranges {
-                for index in first..first + count {
-                    let (start, len) = group_range(blob.size(), group_log, index);
-                    coverage.mark(start, len);
-                }
-            }
+            let (start, len) = group_range(blob.size(), group_log, index);
+            s.entry((peer, blob.hash()))
+                .or_insert_with(|| Coverage::new(blob.size()))
+                .mark(start, len);
         }
     }
 }
@@ -274,62 +282,107 @@ pub(crate) async fn serve(
     {
         return;
     }
-    for &(first, count) in &get.ranges {
-        for index in first..first + count {
-            match send_group(&blob, get.group_log, index, faults, &mut send).await {
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "serving a group failed");
-                    let _ = send.reset(quinn::VarInt::from_u32(ErrorCode::Unavailable as u32));
-                    return;
+    // Group records are read ahead on a blocking thread while earlier ones are sent. QUIC
+    // keeps each record until the peer acknowledges it; a record it has dropped is
+    // acknowledged, so it is counted as served and its buffer goes back to the reader.
+    let (tx, mut records) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let (recycle, recycled) = std::sync::mpsc::channel();
+    let reader = {
+        let (blob, ranges, log) = (blob.clone(), get.ranges.clone(), get.group_log);
+        tokio::task::spawn_blocking(move || {
+            read_records(&blob, log, &ranges, faults, &tx, &recycled)
+        })
+    };
+    let mut unacked: VecDeque<(u64, Bytes)> = VecDeque::new();
+    while let Some(record) = records.recv().await {
+        let (index, record) = match record {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading a group failed");
+                let _ = send.reset(quinn::VarInt::from_u32(ErrorCode::Unavailable as u32));
+                return;
+            }
+        };
+        if send.write_chunk(record.clone()).await.is_err() {
+            return;
+        }
+        unacked.push_back((index, record));
+        while unacked.front().is_some_and(|(_, r)| r.is_unique()) {
+            if let Some((index, record)) = unacked.pop_front() {
+                store.count_served(peer, &blob, get.group_log, index);
+                if let Ok(buf) = record.try_into_mut() {
+                    let _ = recycle.send(buf);
                 }
             }
         }
     }
+    drop(reader);
     let _ = send.finish();
-    // Count what the peer acknowledged, not what was queued.
+    // The rest counts once the peer has acknowledged the whole stream.
     if let Ok(None) = send.stopped().await {
-        store.count_served(peer, &blob, get.group_log, &get.ranges);
+        for (index, _) in unacked {
+            store.count_served(peer, &blob, get.group_log, index);
+        }
     }
 }
 
-async fn send_group(
-    blob: &Arc<Blob>,
+/// Group records read ahead of the network, per GET.
+const READ_AHEAD: usize = 4;
+
+/// Reads the records of `ranges` (header, proof and data in one buffer, so each is a single
+/// write to QUIC), reusing buffers the sender hands back; stops when the sender goes away.
+fn read_records(
+    blob: &Blob,
+    group_log: u8,
+    ranges: &[(u64, u64)],
+    faults: u8,
+    tx: &tokio::sync::mpsc::Sender<io::Result<(u64, Bytes)>>,
+    recycled: &std::sync::mpsc::Receiver<BytesMut>,
+) {
+    for &(first, count) in ranges {
+        for index in first..first + count {
+            let buf = recycled.try_recv().unwrap_or_default();
+            let record = read_record(blob, group_log, index, faults, buf);
+            if tx.blocking_send(record.map(|r| (index, r))).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn read_record(
+    blob: &Blob,
     group_log: u8,
     index: u64,
     faults: u8,
-    send: &mut quinn::SendStream,
-) -> io::Result<u64> {
+    mut buf: BytesMut,
+) -> io::Result<Bytes> {
     let (offset, len) = group_range(blob.size(), group_log, index);
-    let proof = blob
+    let mut proof = blob
         .outboard
         .proof(group_log, index)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let reader = blob.clone();
-    let data = tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0u8; len as usize];
-        reader.file.read_exact_at(&mut buf, offset).map(|()| buf)
-    })
-    .await
-    .map_err(io::Error::other)??;
-    let (mut proof, mut data, mut index) = (proof, data, index);
     if faults & Faults::WRONG_PROOF != 0 {
         if let Some(cv) = proof.first_mut() {
             cv[0] ^= 1;
         }
     }
+    let claimed = index + u64::from(faults & Faults::WRONG_INDEX != 0);
+    let header = encode_group_header(claimed, &proof);
+    let total = header.len() + len as usize;
+    // A recycled buffer keeps its length: zeroes are written only the first time.
+    if buf.len() < total {
+        buf.resize(total, 0);
+    } else {
+        buf.truncate(total);
+    }
+    buf[..header.len()].copy_from_slice(&header);
+    let data = &mut buf[header.len()..];
+    blob.file.read_exact_at(data, offset)?;
     if faults & Faults::FLIPPED_DATA != 0 {
         if let Some(b) = data.first_mut() {
             *b ^= 1;
         }
     }
-    if faults & Faults::WRONG_INDEX != 0 {
-        index += 1;
-    }
-    let header = encode_group_header(index, &proof);
-    send.write_all(&header).await.map_err(io::Error::other)?;
-    send.write_chunk(Bytes::from(data))
-        .await
-        .map_err(io::Error::other)?;
-    Ok(len)
+    Ok(buf.freeze())
 }

@@ -36,6 +36,9 @@ pub enum NetError {
     /// Local TLS or certificate setup failed.
     #[error("tls: {0}")]
     Tls(String),
+    /// A configuration value is out of range or unknown.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// An address string could not be parsed.
     #[error("invalid address {0}")]
     InvalidAddress(String),

@@ -1,16 +1,20 @@
 //! The requester side of blob transfers: verified, resumable fetching into a file.
 //!
-//! Missing groups are split into batches; a few worker tasks each take a batch, send a GET on
-//! a fresh stream, and verify every group against the blob's root before it is written. A
-//! group that fails verification is counted, put back and fetched again; after
-//! `max_failures` the fetch fails with an integrity error naming the provider. Verified groups
-//! are written with positioned writes on the blocking pool, and recorded in the state file
-//! (after an fsync) at most every `save_interval`, so progress reported is progress that
-//! survives a crash.
+//! Three stages, so that the network, hashing and the disk do not wait for each other:
+//! - stream workers (async tasks), `streams` of them, each with a GET request in flight on a
+//!   stream of its own, read every group's proof and data straight into a pooled buffer;
+//! - the disk stage (one blocking thread) verifies each group against the blob's root, writes
+//!   it with a positioned write, and records it in the state file (after an fsync) every
+//!   `save_interval`, so progress reported is progress that survives a crash;
+//! - rounds: groups that failed verification stay missing and are asked for again, until
+//!   `max_failures`, when the fetch fails with an integrity error naming the provider.
+//!
+//! Buffers go back to a pool once written: in steady state nothing is allocated per group.
 
 use crate::control::write_frame_raw;
 use crate::error::{NetError, Result};
 use crate::session::Session;
+use crate::stream::read_error;
 use bytes::{Bytes, BytesMut};
 use i6p_core::partial::PartialDownload;
 use i6p_core::transfer::{
@@ -18,8 +22,9 @@ use i6p_core::transfer::{
     GROUP_HEADER_LEN, STREAM_KIND_BLOBS,
 };
 use i6p_core::tree::{
-    check_group_log, group_count, group_range, verify_group, Cv, DEFAULT_GROUP_LOG,
+    check_group_log, group_count, group_range, verify_group, Cv, DEFAULT_GROUP_LOG, MAX_PROOF_LEN,
 };
+use quinn::VarInt;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -33,8 +38,8 @@ pub struct FetchOptions {
     pub group_log: u8,
     /// Requests in flight at once, each on its own stream.
     pub streams: usize,
-    /// Groups per request.
-    pub groups_per_request: u64,
+    /// Bytes asked for per request (rounded to whole groups, at least one).
+    pub request_bytes: u64,
     /// Failed verifications tolerated from one provider before giving up.
     pub max_failures: u32,
     /// Replace an existing destination file.
@@ -47,8 +52,8 @@ impl Default for FetchOptions {
     fn default() -> Self {
         Self {
             group_log: DEFAULT_GROUP_LOG,
-            streams: 4,
-            groups_per_request: 64,
+            streams: 8,
+            request_bytes: 16 << 20,
             max_failures: 3,
             overwrite: false,
             save_interval: Duration::from_millis(100),
@@ -82,19 +87,79 @@ pub struct FetchOutcome {
     pub path: PathBuf,
 }
 
+/// Verified-but-unwritten data queued for the disk stage, at most (in bytes).
+const DISK_QUEUE_BYTES: usize = 8 << 20;
+
+/// A group on its way from the network to the disk: a pooled buffer plus what arrived with it.
+struct Slot {
+    index: u64,
+    proof: Vec<Cv>,
+    data: Vec<u8>,
+}
+
+/// Group buffers for reuse: in steady state a fetch allocates nothing per group. At most
+/// (streams + disk queue + 1) slots exist, as every other one waits in the pool.
+struct Pool {
+    free: Mutex<Vec<Slot>>,
+    group_len: usize,
+}
+
+impl Pool {
+    fn take(&self) -> Slot {
+        let reused = self.free.lock().ok().and_then(|mut f| f.pop());
+        reused.unwrap_or_else(|| Slot {
+            index: 0,
+            proof: Vec::with_capacity(MAX_PROOF_LEN),
+            data: vec![0; self.group_len],
+        })
+    }
+
+    fn give(&self, slot: Slot) {
+        if let Ok(mut free) = self.free.lock() {
+            free.push(slot);
+        }
+    }
+}
+
 struct Shared {
     session: Session,
     hash: [u8; 32],
     size: u64,
     group_log: u8,
-    download: Mutex<PartialDownload>,
     queue: Mutex<VecDeque<(u64, u64)>>,
+    pool: Pool,
     fetched: AtomicU64,
     failures: AtomicU32,
     last_failure: Mutex<String>,
-    last_save: Mutex<Instant>,
     options: FetchOptions,
     progress: Arc<Progress>,
+}
+
+impl Shared {
+    /// Records a verification failure; the groups stay missing and the next round asks again.
+    fn fail(&self, index: u64, detail: String) {
+        tracing::debug!(index, %detail, "group failed verification");
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_failure.lock() {
+            *last = detail;
+        }
+    }
+
+    fn gave_up(&self) -> bool {
+        self.failures.load(Ordering::Relaxed) >= self.options.max_failures
+    }
+
+    fn integrity_error(&self) -> NetError {
+        NetError::Integrity {
+            provider: self.session.remote_peer_id(),
+            failures: self.failures.load(Ordering::Relaxed),
+            detail: self
+                .last_failure
+                .lock()
+                .map(|d| d.clone())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 fn io_error(e: std::io::Error, what: &str) -> NetError {
@@ -128,68 +193,49 @@ pub async fn fetch_to_file(
     }
     let group_log = options.group_log;
     let path = dest.clone();
-    let download = blocking(move || PartialDownload::open(&path, hash, size, group_log))
+    let mut download = blocking(move || PartialDownload::open(&path, hash, size, group_log))
         .await?
         .map_err(|e| io_error(e, "cannot open the partial download"))?;
     let group_log = download.state.group_log;
     let reused = download.reused_bytes;
     progress.total.store(size, Ordering::Relaxed);
     progress.done.store(reused, Ordering::Relaxed);
-    let batch = options.groups_per_request.max(1);
-    let queue: VecDeque<(u64, u64)> = download
-        .state
-        .missing_ranges()
-        .into_iter()
-        .flat_map(|(first, count)| {
-            (0..count.div_ceil(batch))
-                .map(move |k| (first + k * batch, (count - k * batch).min(batch)))
-        })
-        .collect();
     let shared = Arc::new(Shared {
         session: session.clone(),
         hash,
         size,
         group_log,
-        download: Mutex::new(download),
-        queue: Mutex::new(queue),
+        queue: Mutex::new(VecDeque::new()),
+        pool: Pool {
+            free: Mutex::new(Vec::new()),
+            group_len: 1 << group_log,
+        },
         fetched: AtomicU64::new(0),
         failures: AtomicU32::new(0),
         last_failure: Mutex::new(String::new()),
-        last_save: Mutex::new(Instant::now()),
         options: options.clone(),
         progress: progress.clone(),
     });
-    // A JoinSet aborts its tasks when dropped: cancelling the fetch stops every worker.
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..options.streams.max(1) {
-        workers.spawn(worker(shared.clone()));
-    }
-    let mut first_error = None;
-    while let Some(joined) = workers.join_next().await {
-        let result = joined
-            .map_err(|e| NetError::Io(format!("fetch worker failed: {e}")))
-            .and_then(|r| r);
-        if let Err(e) = result {
-            if first_error.is_none() {
-                // Stop the others at once: they must not keep writing after a failure.
-                workers.abort_all();
-                first_error = Some(e);
-            }
+    // Rounds: fetch every missing group; groups that failed verification stay missing and
+    // are asked for again in the next round, until `max_failures`.
+    loop {
+        let missing = download.state.missing_ranges();
+        if missing.is_empty() {
+            break;
         }
-    }
-    if let Some(e) = first_error {
-        // Record what is durable (best effort); the first error is the one to report.
-        let _ = save(&shared, true).await;
-        return Err(e);
-    }
-    save(&shared, true).await?;
-    let shared = Arc::try_unwrap(shared).map_err(|_| NetError::Io("fetch still shared".into()))?;
-    let download = shared
-        .download
-        .into_inner()
-        .map_err(|_| NetError::Io("download lock poisoned".into()))?;
-    if !download.state.complete() {
-        return Err(NetError::Io("fetch ended with groups missing".into()));
+        if shared.gave_up() {
+            return Err(shared.integrity_error());
+        }
+        let before = download.state.done_groups();
+        let failures = shared.failures.load(Ordering::Relaxed);
+        let (returned, result) = round(&shared, download, missing).await?;
+        download = returned;
+        result?;
+        let stuck = download.state.done_groups() == before
+            && shared.failures.load(Ordering::Relaxed) == failures;
+        if stuck {
+            return Err(NetError::Io("fetch ended with groups missing".into()));
+        }
     }
     let overwrite = options.overwrite;
     let provider = session.remote_peer_id();
@@ -214,122 +260,162 @@ pub async fn fetch_to_file(
     })
 }
 
-/// Saves the state if it is due (or `force`), and publishes durable progress.
-async fn save(shared: &Arc<Shared>, force: bool) -> Result<()> {
-    {
-        let mut last = shared.last_save.lock().map_err(|_| poisoned())?;
-        if !force && last.elapsed() < shared.options.save_interval {
-            return Ok(());
-        }
-        *last = Instant::now();
+/// One pass over `missing`: stream workers feed the disk stage until every request is read.
+/// Returns the download (with what was verified and saved) and the first error.
+async fn round(
+    shared: &Arc<Shared>,
+    download: PartialDownload,
+    missing: Vec<(u64, u64)>,
+) -> Result<(PartialDownload, Result<()>)> {
+    let batch = (shared.options.request_bytes >> shared.group_log).max(1);
+    if let Ok(mut queue) = shared.queue.lock() {
+        queue.clear();
+        queue.extend(missing.into_iter().flat_map(|(first, count)| {
+            (0..count.div_ceil(batch))
+                .map(move |k| (first + k * batch, (count - k * batch).min(batch)))
+        }));
     }
-    let s = shared.clone();
-    blocking(move || {
-        let mut d = s.download.lock().map_err(|_| poisoned())?;
-        d.save()
-            .map_err(|e| io_error(e, "cannot save the download state"))?;
-        s.progress
-            .done
-            .store(d.state.done_bytes(), Ordering::Relaxed);
+    let depth = (DISK_QUEUE_BYTES >> shared.group_log).clamp(2, 64);
+    let (tx, rx) = tokio::sync::mpsc::channel(depth);
+    let disk = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || disk_stage(download, rx, &shared))
+    };
+    // A JoinSet aborts its tasks when dropped: cancelling the fetch stops every worker, and
+    // the disk stage ends as soon as their senders are gone.
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..shared.options.streams.max(1) {
+        workers.spawn(worker(shared.clone(), tx.clone()));
+    }
+    drop(tx);
+    let mut first_error = None;
+    while let Some(joined) = workers.join_next().await {
+        let result = joined
+            .map_err(|e| NetError::Io(format!("fetch worker failed: {e}")))
+            .and_then(|r| r);
+        if let Err(e) = result {
+            if first_error.is_none() {
+                // Stop the others at once: nothing more is requested after a failure.
+                workers.abort_all();
+                first_error = Some(e);
+            }
+        }
+    }
+    let (download, disk_result) = disk
+        .await
+        .map_err(|e| NetError::Io(format!("disk stage failed: {e}")))?;
+    // A disk failure stops the workers (their queue closes): it is the error to report.
+    let result = match (disk_result, first_error) {
+        (Err(e), _) | (Ok(()), Some(e)) => Err(e),
+        (Ok(()), None) => Ok(()),
+    };
+    Ok((download, result))
+}
+
+/// The disk stage, on a blocking thread: verify each group against the root, write it, mark
+/// it, and save the state every `save_interval` (fsync first, so progress is durable).
+fn disk_stage(
+    mut download: PartialDownload,
+    mut rx: tokio::sync::mpsc::Receiver<Slot>,
+    shared: &Shared,
+) -> (PartialDownload, Result<()>) {
+    let mut last_save = Instant::now();
+    let mut run = || -> Result<()> {
+        while let Some(slot) = rx.blocking_recv() {
+            let (hash, size, log) = (&shared.hash, shared.size, shared.group_log);
+            match verify_group(hash, size, log, slot.index, &slot.data, &slot.proof) {
+                Ok(()) => download
+                    .write_group(slot.index, &slot.data)
+                    .map_err(|e| io_error(e, "cannot write to the partial file"))?,
+                Err(e) => shared.fail(slot.index, format!("group {}: {e}", slot.index)),
+            }
+            shared.pool.give(slot);
+            if last_save.elapsed() >= shared.options.save_interval {
+                save(&mut download, &shared.progress)?;
+                last_save = Instant::now();
+            }
+        }
         Ok(())
-    })
-    .await?
+    };
+    let result = run();
+    // Record what is durable even after a failure; the first error is the one to report.
+    let saved = save(&mut download, &shared.progress);
+    (download, result.and(saved))
 }
 
-fn poisoned() -> NetError {
-    NetError::Io("download lock poisoned".into())
+/// Saves the state and publishes durable progress.
+fn save(download: &mut PartialDownload, progress: &Progress) -> Result<()> {
+    download
+        .save()
+        .map_err(|e| io_error(e, "cannot save the download state"))?;
+    progress
+        .done
+        .store(download.state.done_bytes(), Ordering::Relaxed);
+    Ok(())
 }
 
-async fn worker(shared: Arc<Shared>) -> Result<()> {
+/// A stream worker: one request at a time on a stream of its own, its groups read into pooled
+/// buffers for the disk stage. Workers run concurrently, so `streams` requests are always in
+/// flight. A worker reads its stream to the end before asking again: a request sent ahead
+/// on another stream whose data nobody reads yet could fill the connection's flow-control
+/// window and starve the stream being read.
+async fn worker(shared: Arc<Shared>, tx: tokio::sync::mpsc::Sender<Slot>) -> Result<()> {
     loop {
+        if shared.gave_up() {
+            return Err(shared.integrity_error());
+        }
         let next = shared.queue.lock().map_err(|_| poisoned())?.pop_front();
         let Some((first, count)) = next else {
             return Ok(());
         };
-        match request(&shared, first, count).await {
-            Ok(()) => {}
-            Err(Failed::Verification { index, detail }) => {
-                let failures = shared.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                *shared.last_failure.lock().map_err(|_| poisoned())? = detail.clone();
-                tracing::debug!(index, %detail, "group failed verification");
-                // Everything of this batch from `index` on goes back to the queue.
-                let rest = (index, first + count - index);
-                shared.queue.lock().map_err(|_| poisoned())?.push_back(rest);
-                if failures >= shared.options.max_failures {
-                    return Err(NetError::Integrity {
-                        provider: shared.session.remote_peer_id(),
-                        failures,
-                        detail,
-                    });
-                }
-            }
-            Err(Failed::Other(e)) => return Err(e),
+        let recv = send_get(&shared.session, shared.hash, shared.group_log, first, count).await?;
+        if !read_request(&shared, &tx, recv, first, count).await? {
+            // The disk stage stopped; its own result says why.
+            return Ok(());
         }
     }
 }
 
-enum GroupOutcome {
-    Written,
-    Bad(String),
-    Io(std::io::Error),
+fn poisoned() -> NetError {
+    NetError::Io("fetch queue lock poisoned".into())
 }
 
-enum Failed {
-    Verification { index: u64, detail: String },
-    Other(NetError),
-}
-
-impl From<NetError> for Failed {
-    fn from(e: NetError) -> Self {
-        Self::Other(e)
-    }
-}
-
-/// Fetches groups `first..first+count` on one stream.
-async fn request(shared: &Arc<Shared>, first: u64, count: u64) -> Result<(), Failed> {
-    let mut recv = send_get(&shared.session, shared.hash, shared.group_log, first, count).await?;
-    if let Some(detail) = no_stall(read_answer(&mut recv, shared.size)).await? {
-        return Err(Failed::Verification {
-            index: first,
-            detail,
-        });
+/// Reads the answer to one GET and hands its groups to the disk stage. A provider that sends
+/// something other than what was asked is recorded as a verification failure, and the rest
+/// of the request is left for the next round. False if the disk stage has stopped.
+async fn read_request(
+    shared: &Arc<Shared>,
+    tx: &tokio::sync::mpsc::Sender<Slot>,
+    mut recv: quinn::RecvStream,
+    first: u64,
+    count: u64,
+) -> Result<bool> {
+    let session = &shared.session;
+    if let Some(detail) = no_stall(read_answer_raw(session, &mut recv, shared.size)).await? {
+        shared.fail(first, detail);
+        let _ = recv.stop(VarInt::from_u32(0));
+        return Ok(true);
     }
     for index in first..first + count {
-        let (got_index, proof, data) =
-            no_stall(read_group(&mut recv, shared.size, shared.group_log, index)).await?;
-        if got_index != index {
-            return Err(Failed::Verification {
+        let mut slot = shared.pool.take();
+        let claimed = no_stall(read_group_into(shared, &mut recv, index, &mut slot)).await?;
+        if claimed != index {
+            shared.fail(
                 index,
-                detail: format!("expected group {index}, provider sent {got_index}"),
-            });
+                format!("expected group {index}, provider sent {claimed}"),
+            );
+            shared.pool.give(slot);
+            let _ = recv.stop(VarInt::from_u32(0));
+            return Ok(true);
         }
-        let len = data.len() as u64;
-        shared.fetched.fetch_add(len, Ordering::Relaxed);
-        // Verify, then write, in one trip to the blocking pool: nothing unverified is written.
-        let s = shared.clone();
-        let outcome = blocking(move || {
-            if let Err(e) = verify_group(&s.hash, s.size, s.group_log, index, &data, &proof) {
-                return GroupOutcome::Bad(format!("group {index}: {e}"));
-            }
-            let Ok(mut d) = s.download.lock() else {
-                return GroupOutcome::Io(std::io::Error::other("download lock poisoned"));
-            };
-            match d.write_group(index, &data) {
-                Ok(()) => GroupOutcome::Written,
-                Err(e) => GroupOutcome::Io(e),
-            }
-        })
-        .await?;
-        match outcome {
-            GroupOutcome::Written => {}
-            GroupOutcome::Bad(detail) => return Err(Failed::Verification { index, detail }),
-            GroupOutcome::Io(e) => {
-                return Err(io_error(e, "cannot write to the partial file").into());
-            }
+        shared
+            .fetched
+            .fetch_add(slot.data.len() as u64, Ordering::Relaxed);
+        if tx.send(slot).await.is_err() {
+            return Ok(false);
         }
-        save(shared, false).await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// A provider that sends nothing for this long is given up on.
@@ -341,6 +427,66 @@ async fn no_stall<T>(fut: impl std::future::Future<Output = Result<T>>) -> Resul
         .map_err(|_| NetError::Stream(format!("provider sent nothing for {STALL_TIMEOUT:?}")))?
 }
 
+async fn read_exact_raw(
+    session: &Session,
+    recv: &mut quinn::RecvStream,
+    buf: &mut [u8],
+) -> Result<()> {
+    recv.read_exact(buf).await.map_err(|e| match e {
+        quinn::ReadExactError::FinishedEarly(n) => NetError::Stream(format!(
+            "provider ended the stream {n} bytes into a {}-byte read",
+            buf.len()
+        )),
+        quinn::ReadExactError::ReadError(e) => read_error(session, e),
+    })
+}
+
+/// Reads one group record into `slot`, sized for group `index` whatever index the provider
+/// claims (which is returned). Nothing here is verified yet.
+async fn read_group_into(
+    shared: &Shared,
+    recv: &mut quinn::RecvStream,
+    index: u64,
+    slot: &mut Slot,
+) -> Result<u64> {
+    let session = &shared.session;
+    let mut header = [0u8; GROUP_HEADER_LEN];
+    read_exact_raw(session, recv, &mut header).await?;
+    let (claimed, proof_len) =
+        decode_group_header(header).map_err(|e| NetError::Protocol(e.to_string()))?;
+    // proof_len is bounded by MAX_PROOF_LEN in decode_group_header.
+    let mut proof = [0u8; MAX_PROOF_LEN * 32];
+    let proof = &mut proof[..proof_len * 32];
+    read_exact_raw(session, recv, proof).await?;
+    slot.proof.clear();
+    slot.proof.extend(proof.chunks_exact(32).map(|c| {
+        let mut cv = [0u8; 32];
+        cv.copy_from_slice(c);
+        cv
+    }));
+    let (_, len) = group_range(shared.size, shared.group_log, index);
+    // len <= the group size, the buffer's capacity: no reallocation.
+    slot.data.resize(len as usize, 0);
+    read_exact_raw(session, recv, &mut slot.data).await?;
+    slot.index = index;
+    Ok(claimed)
+}
+
+/// Reads the provider's answer to a GET from a bare stream (see [`read_answer`]).
+async fn read_answer_raw(
+    session: &Session,
+    recv: &mut quinn::RecvStream,
+    size: u64,
+) -> Result<Option<String>> {
+    let mut header = [0u8; i6p_core::FRAME_HEADER_LEN];
+    read_exact_raw(session, recv, &mut header).await?;
+    let h = i6p_core::FrameHeader::decode(header).map_err(|e| NetError::Protocol(e.to_string()))?;
+    // The frame header bounds the length (MAX_FRAME_PAYLOAD) before this allocation.
+    let mut payload = vec![0u8; h.len as usize];
+    read_exact_raw(session, recv, &mut payload).await?;
+    answer(h.kind, &payload, size)
+}
+
 /// Opens a transfer stream and sends a GET for groups `first..first+count`.
 async fn send_get(
     session: &Session,
@@ -348,7 +494,7 @@ async fn send_get(
     group_log: u8,
     first: u64,
     count: u64,
-) -> Result<crate::stream::RecvStream> {
+) -> Result<quinn::RecvStream> {
     let (mut send, recv) = session.open_kind(Some(STREAM_KIND_BLOBS)).await?;
     let get = GetRequest {
         hash,
@@ -357,23 +503,27 @@ async fn send_get(
     };
     write_frame_raw(&mut send, i6p_core::transfer::FRAME_GET, &get.encode()).await?;
     let _ = send.finish();
-    Ok(crate::stream::RecvStream::new(recv, session.clone()))
+    Ok(recv)
 }
 
 /// Reads the provider's answer to a GET. A refusal or a malformed answer is an error; a BLOB
 /// with another size than expected is returned as the detail of a verification failure.
 async fn read_answer(recv: &mut crate::stream::RecvStream, size: u64) -> Result<Option<String>> {
     let (kind, payload) = read_frame_from(recv).await?;
+    answer(kind, &payload, size)
+}
+
+fn answer(kind: u8, payload: &[u8], size: u64) -> Result<Option<String>> {
     match kind {
         FRAME_BLOB => {
-            let announced = decode_blob(&payload).map_err(|e| NetError::Protocol(e.to_string()))?;
+            let announced = decode_blob(payload).map_err(|e| NetError::Protocol(e.to_string()))?;
             Ok((announced != size).then(|| {
                 format!("provider says the blob has {announced} bytes, the ticket {size}")
             }))
         }
         FRAME_ERROR => {
             let err =
-                TransferError::decode(&payload).map_err(|e| NetError::Protocol(e.to_string()))?;
+                TransferError::decode(payload).map_err(|e| NetError::Protocol(e.to_string()))?;
             Err(NetError::Refused {
                 code: err.code as u16,
                 message: err.message,
@@ -444,7 +594,8 @@ pub async fn fetch_range(
     let first = offset >> group_log;
     let last = (offset + len - 1) >> group_log;
     let count = (last - first + 1).min(group_count(size, group_log) - first);
-    let mut recv = send_get(session, hash, group_log, first, count).await?;
+    let recv = send_get(session, hash, group_log, first, count).await?;
+    let mut recv = crate::stream::RecvStream::new(recv, session.clone());
     if let Some(detail) = no_stall(read_answer(&mut recv, size)).await? {
         return Err(integrity(session, detail));
     }

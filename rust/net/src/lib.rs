@@ -8,15 +8,16 @@
 #![deny(missing_docs)]
 
 pub mod addr;
+pub mod bench;
 pub mod blobs;
 pub mod control;
 pub mod error;
 pub mod fetch;
-pub mod loopback;
 pub mod node;
 pub mod session;
 pub mod stream;
 mod tls;
+pub mod transport;
 
 pub use error::{NetError, Result};
 pub use node::{Node, NodeConfig};

@@ -9,6 +9,7 @@ use crate::control::codes;
 use crate::error::{NetError, Result};
 use crate::session::{now_ms, Established, Session};
 use crate::tls::{self, SeenPeer, TlsIdentity};
+use crate::transport::{Congestion, Windows};
 use i6p_core::{Hello, Identity, PeerId, Role, PROTOCOL_VERSION};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{ConnectionError, Endpoint, TransportConfig, VarInt};
@@ -33,6 +34,10 @@ pub struct NodeConfig {
     pub max_streams: u32,
     /// Completed incoming sessions waiting for `accept` before new ones are held back.
     pub accept_backlog: usize,
+    /// Congestion controller of every connection.
+    pub congestion: Congestion,
+    /// Flow-control windows (auto-tuned by default).
+    pub windows: Windows,
 }
 
 impl Default for NodeConfig {
@@ -44,6 +49,8 @@ impl Default for NodeConfig {
             keep_alive: Duration::from_secs(5),
             max_streams: 1024,
             accept_backlog: 64,
+            congestion: Congestion::default(),
+            windows: Windows::default(),
         }
     }
 }
@@ -102,7 +109,10 @@ impl Node {
             endpoint.clone(),
             identity.clone(),
             hello,
-            config.handshake_timeout,
+            AcceptSettings {
+                timeout: config.handshake_timeout,
+                windows: config.windows,
+            },
             closed.clone(),
             store.clone(),
             tx.clone(),
@@ -240,6 +250,7 @@ impl Node {
             role: Role::Dialer,
             node_closed: self.inner.closed.clone(),
             store: self.inner.store.clone(),
+            windows: self.inner.config.windows,
         })
     }
 
@@ -355,7 +366,7 @@ impl Drop for NodeInner {
     }
 }
 
-fn transport_config(config: &NodeConfig) -> Result<TransportConfig> {
+pub(crate) fn transport_config(config: &NodeConfig) -> Result<TransportConfig> {
     let mut t = TransportConfig::default();
     let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
         .map_err(|_| NetError::Tls("idle timeout out of range".into()))?;
@@ -363,11 +374,13 @@ fn transport_config(config: &NodeConfig) -> Result<TransportConfig> {
     t.keep_alive_interval(Some(config.keep_alive));
     t.max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams));
     t.max_concurrent_uni_streams(VarInt::from_u32(64));
+    config.windows.validate()?;
+    crate::transport::apply(&mut t, config.congestion, config.windows);
     Ok(t)
 }
 
 /// A UDP socket for the endpoint; IPv6 wildcard sockets are made dual-stack explicitly.
-fn bind_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
+pub(crate) fn bind_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = if addr.is_ipv6() {
         Domain::IPV6
@@ -395,11 +408,19 @@ fn handshake_error(e: &ConnectionError) -> NetError {
     }
 }
 
+/// What every incoming connection is set up with.
+#[derive(Clone, Copy)]
+struct AcceptSettings {
+    /// Time for the TLS handshake plus the HELLO exchange.
+    timeout: Duration,
+    windows: Windows,
+}
+
 async fn accept_loop(
     endpoint: Endpoint,
     identity: Identity,
     hello: Arc<Hello>,
-    timeout: Duration,
+    settings: AcceptSettings,
     closed: Arc<AtomicBool>,
     store: Arc<BlobStore>,
     tx: mpsc::Sender<Session>,
@@ -419,7 +440,7 @@ async fn accept_loop(
         let store = store.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
-            match accept_one(incoming, &identity, &ours, timeout, closed, store).await {
+            match accept_one(incoming, &identity, &ours, settings, closed, store).await {
                 Ok(session) => {
                     let _ = tx.send(session).await;
                 }
@@ -434,11 +455,11 @@ async fn accept_one(
     incoming: quinn::Incoming,
     identity: &Identity,
     ours: &Hello,
-    timeout: Duration,
+    settings: AcceptSettings,
     closed: Arc<AtomicBool>,
     store: Arc<BlobStore>,
 ) -> Result<Session> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = tokio::time::Instant::now() + settings.timeout;
     let conn = tokio::time::timeout_at(deadline, incoming)
         .await
         .map_err(|_| NetError::Handshake("tls handshake timed out".into()))?
@@ -451,6 +472,7 @@ async fn accept_one(
         role: Role::Listener,
         node_closed: closed,
         store,
+        windows: settings.windows,
     };
     let result = match tokio::time::timeout_at(deadline, est.handshake(identity, ours)).await {
         Ok(r) => r,

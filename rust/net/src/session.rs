@@ -81,6 +81,8 @@ pub(crate) struct Established {
     pub(crate) role: Role,
     pub(crate) node_closed: Arc<AtomicBool>,
     pub(crate) store: Arc<BlobStore>,
+    /// How the connection's flow-control windows are tuned.
+    pub(crate) windows: crate::transport::Windows,
 }
 
 impl Established {
@@ -152,6 +154,7 @@ impl Session {
         send: Option<quinn::SendStream>,
     ) -> Self {
         let est_raw = hello.is_none();
+        tokio::spawn(crate::transport::auto_tune(est.conn.clone(), est.windows));
         let est_store = est.store.clone();
         Self {
             inner: Arc::new(SessionInner {
@@ -391,6 +394,7 @@ impl Session {
             role: self.inner.role,
             node_closed: self.inner.node_closed.clone(),
             store: self.inner.store.clone(),
+            windows: crate::transport::Windows::QuinnDefault,
         };
         est.hello_frame(identity, hello)
     }

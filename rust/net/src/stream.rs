@@ -211,7 +211,7 @@ async fn poll_once<F: std::future::Future>(fut: F) -> Option<F::Output> {
     .await
 }
 
-fn read_error(session: &Session, e: quinn::ReadError) -> NetError {
+pub(crate) fn read_error(session: &Session, e: quinn::ReadError) -> NetError {
     match e {
         quinn::ReadError::Reset(code) => NetError::StreamReset(code.into_inner()),
         quinn::ReadError::ConnectionLost(c) => session.lost(&c),
@@ -219,7 +219,7 @@ fn read_error(session: &Session, e: quinn::ReadError) -> NetError {
     }
 }
 
-fn write_error(session: &Session, e: quinn::WriteError) -> NetError {
+pub(crate) fn write_error(session: &Session, e: quinn::WriteError) -> NetError {
     match e {
         quinn::WriteError::Stopped(code) => NetError::StreamReset(code.into_inner()),
         quinn::WriteError::ConnectionLost(c) => session.lost(&c),

@@ -1,21 +1,79 @@
 //! Engine-only reference measurements that benchmarks compare the Python API against.
 
 use crate::errors::to_py;
+use crate::node::windows;
 use crate::runtime::future;
+use crate::session::Session;
+use i6p_net::transport::Congestion;
+use i6p_net::NodeConfig;
 use pyo3::prelude::*;
+use std::time::Duration;
+
+fn config(congestion: &str, window: Option<&str>) -> PyResult<NodeConfig> {
+    Ok(NodeConfig {
+        congestion: Congestion::parse(congestion).map_err(to_py)?,
+        windows: windows(window, None)?,
+        ..NodeConfig::default()
+    })
+}
 
 /// Seconds to move `total` bytes over one stream between two nodes, entirely in Rust.
 #[pyfunction]
-#[pyo3(signature = (total, block=1 << 20))]
-pub(crate) fn _bench_engine_stream(
-    py: Python<'_>,
+#[pyo3(signature = (total, block=1 << 20, congestion="cubic", window=None))]
+pub(crate) fn _bench_engine_stream<'py>(
+    py: Python<'py>,
     total: u64,
     block: usize,
-) -> PyResult<Bound<'_, PyAny>> {
+    congestion: &str,
+    window: Option<&str>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let config = config(congestion, window)?;
     future(py, async move {
-        let elapsed = i6p_net::loopback::stream_transfer(total, block)
+        let elapsed = i6p_net::bench::stream_transfer(total, block, &config)
             .await
             .map_err(to_py)?;
         Ok(elapsed.as_secs_f64())
+    })
+}
+
+/// Seconds to move `total` bytes over one stream of a bare quinn connection (the baseline:
+/// same quinn, rustls, TLS identities, transport settings and sockets as the engine).
+#[pyfunction]
+#[pyo3(signature = (total, block=1 << 20, congestion="cubic", window=None))]
+pub(crate) fn _bench_raw_quinn<'py>(
+    py: Python<'py>,
+    total: u64,
+    block: usize,
+    congestion: &str,
+    window: Option<&str>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let config = config(congestion, window)?;
+    future(py, async move {
+        let elapsed = i6p_net::bench::raw_quinn_stream(total, block, &config)
+            .await
+            .map_err(to_py)?;
+        Ok(elapsed.as_secs_f64())
+    })
+}
+
+/// Moves `total` bytes over `streams` streams from `sender` to `receiver` (the two ends of one
+/// session, both in this process) in the engine; returns [(seconds, bytes received)] sampled
+/// every `sample` seconds.
+#[pyfunction]
+#[pyo3(signature = (sender, receiver, total, streams=1, sample=0.05))]
+pub(crate) fn _bench_session_stream<'py>(
+    py: Python<'py>,
+    sender: PyRef<'py, Session>,
+    receiver: PyRef<'py, Session>,
+    total: u64,
+    streams: usize,
+    sample: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (a, b) = (sender.engine().clone(), receiver.engine().clone());
+    let sample = Duration::from_secs_f64(sample.clamp(0.001, 10.0));
+    future(py, async move {
+        i6p_net::bench::timed_stream(&a, &b, total, streams, sample)
+            .await
+            .map_err(to_py)
     })
 }

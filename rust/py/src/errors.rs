@@ -24,6 +24,7 @@ mod py {
     pyo3::import_exception!(i6p.errors, BlobNotFound);
     pyo3::import_exception!(i6p.errors, TransferRefused);
     pyo3::import_exception!(i6p.errors, DestinationExists);
+    pyo3::import_exception!(i6p.errors, ErasureError);
 }
 
 /// The Python exception for an engine error.
@@ -41,6 +42,7 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
         NetError::Protocol(_) => py::ProtocolError::new_err(msg),
         NetError::Handshake(_) | NetError::Tls(_) => py::HandshakeError::new_err(msg),
         NetError::InvalidAddress(_) => py::InvalidAddress::new_err(msg),
+        NetError::Config(_) => pyo3::exceptions::PyValueError::new_err(msg),
         NetError::NodeClosed => py::NodeClosed::new_err(msg),
         NetError::StreamReset(code) => py::StreamReset::new_err((msg, code)),
         NetError::Stream(_) => py::StreamError::new_err(msg),
@@ -63,6 +65,12 @@ pub(crate) fn core_to_py(e: CoreError) -> PyErr {
     match e {
         CoreError::InvalidPeerId(_) => PyValueError::new_err(e.to_string()),
         CoreError::InvalidKey(_) => py::InvalidKey::new_err(e.to_string()),
+        CoreError::InvalidErasureParams { .. }
+        | CoreError::TooFewShards { .. }
+        | CoreError::ShardCount { .. }
+        | CoreError::ShardSize { .. }
+        | CoreError::StripeSize { .. }
+        | CoreError::Malformed { what: "stripe", .. } => py::ErasureError::new_err(e.to_string()),
         other => py::ProtocolError::new_err(other.to_string()),
     }
 }

@@ -5,6 +5,8 @@
 
 mod bench;
 mod buffers;
+mod coding_bench;
+mod erasure;
 mod errors;
 mod handoff;
 mod identity;
@@ -35,6 +37,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ticket::Ticket>()?;
     m.add_class::<transfer::FetchProgress>()?;
     m.add_function(wrap_pyfunction!(runtime::shutdown, m)?)?;
+    m.add_function(wrap_pyfunction!(erasure::encode, m)?)?;
+    m.add_function(wrap_pyfunction!(erasure::reconstruct, m)?)?;
+    m.add_function(wrap_pyfunction!(coding_bench::_bench_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(coding_bench::_bench_erasure, m)?)?;
     m.add_function(wrap_pyfunction!(bench::_bench_engine_stream, m)?)?;
+    m.add_function(wrap_pyfunction!(bench::_bench_raw_quinn, m)?)?;
+    m.add_function(wrap_pyfunction!(bench::_bench_session_stream, m)?)?;
     Ok(())
 }

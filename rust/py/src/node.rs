@@ -9,6 +9,7 @@ use crate::session::Session;
 use crate::ticket::Ticket;
 use crate::transfer;
 use i6p_net::addr::{format_addr, parse_addr};
+use i6p_net::transport::{Congestion, Windows};
 use i6p_net::NodeConfig;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -30,11 +31,30 @@ fn seconds(name: &str, value: f64) -> PyResult<Duration> {
         })
 }
 
+/// Window settings from Python: `None`/"auto" (auto-tuned up to `max_window`), "quinn"
+/// (quinn's defaults) or a fixed size in bytes, as a decimal string.
+pub(crate) fn windows(window: Option<&str>, max_window: Option<u64>) -> PyResult<Windows> {
+    let Windows::Auto { initial, max } = Windows::default() else {
+        return Err(PyValueError::new_err("no default windows"));
+    };
+    let max = max_window.unwrap_or(max);
+    match window.unwrap_or("auto") {
+        "auto" => Ok(Windows::Auto {
+            initial: initial.min(max),
+            max,
+        }),
+        "quinn" => Ok(Windows::QuinnDefault),
+        fixed => fixed.parse().map(Windows::Fixed).map_err(|_| {
+            PyValueError::new_err("window must be 'auto', 'quinn' or a size in bytes")
+        }),
+    }
+}
+
 #[pymethods]
 impl Node {
     /// Binds a node; returns an awaitable for it.
     #[staticmethod]
-    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, max_streams=1024))]
+    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, max_streams=1024, congestion="cubic", window=None, max_window=None))]
     #[allow(clippy::too_many_arguments)]
     fn bind<'py>(
         py: Python<'py>,
@@ -45,6 +65,9 @@ impl Node {
         idle_timeout: f64,
         keep_alive: f64,
         max_streams: u32,
+        congestion: &str,
+        window: Option<&str>,
+        max_window: Option<u64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let addr = parse_addr(addr).map_err(to_py)?;
         let config = NodeConfig {
@@ -53,8 +76,11 @@ impl Node {
             idle_timeout: seconds("idle_timeout", idle_timeout)?,
             keep_alive: seconds("keep_alive", keep_alive)?,
             max_streams,
+            congestion: Congestion::parse(congestion).map_err(to_py)?,
+            windows: windows(window, max_window)?,
             ..NodeConfig::default()
         };
+        config.windows.validate().map_err(to_py)?;
         let hello = i6p_core::Hello {
             version: i6p_core::PROTOCOL_VERSION,
             timestamp_ms: 0,
@@ -204,8 +230,14 @@ impl Node {
             .max_served_bytes(&crate::ticket::parse_hash(hash)?))
     }
 
+    /// Acknowledged bytes of a blob per peer: [(peer, bytes)].
+    fn served(&self, hash: &str) -> PyResult<Vec<(PeerId, u64)>> {
+        let served = self.inner.store().served(&crate::ticket::parse_hash(hash)?);
+        Ok(served.into_iter().map(|(p, b)| (PeerId(p), b)).collect())
+    }
+
     /// Starts a verified, resumable fetch into `dest`; returns (awaitable, progress).
-    #[pyo3(signature = (ticket, dest, *, overwrite=false, group_size=262_144, streams=4, max_failures=3))]
+    #[pyo3(signature = (ticket, dest, *, overwrite=false, group_size=262_144, streams=8, max_failures=3, request_size=16_777_216))]
     #[allow(clippy::too_many_arguments)]
     fn fetch<'py>(
         &self,
@@ -216,8 +248,10 @@ impl Node {
         group_size: u64,
         streams: usize,
         max_failures: u32,
+        request_size: u64,
     ) -> PyResult<(Bound<'py, PyAny>, transfer::FetchProgress)> {
-        let options = transfer::options(group_size, streams, max_failures, overwrite)?;
+        let options =
+            transfer::options(group_size, streams, max_failures, overwrite, request_size)?;
         transfer::fetch(py, self.inner.clone(), ticket.clone(), dest, options)
     }
 
@@ -231,7 +265,7 @@ impl Node {
         length: u64,
         group_size: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let options = transfer::options(group_size, 1, 1, false)?;
+        let options = transfer::options(group_size, 1, 1, false, 16 << 20)?;
         transfer::read_range(
             py,
             self.inner.clone(),

@@ -22,6 +22,11 @@ impl Session {
     pub(crate) fn new(inner: i6p_net::Session, identity: i6p_core::Identity) -> Self {
         Self { inner, identity }
     }
+
+    /// The engine's session.
+    pub(crate) fn engine(&self) -> &i6p_net::Session {
+        &self.inner
+    }
 }
 
 #[pymethods]

@@ -76,7 +76,13 @@ pub(crate) fn options(
     streams: usize,
     max_failures: u32,
     overwrite: bool,
+    request_size: u64,
 ) -> PyResult<FetchOptions> {
+    if !(16 << 10..=1 << 30).contains(&request_size) {
+        return Err(PyValueError::new_err(
+            "request_size must be from 16 KiB to 1 GiB",
+        ));
+    }
     if !group_size.is_power_of_two() || !(16 << 10..=4 << 20).contains(&group_size) {
         return Err(PyValueError::new_err(
             "group_size must be a power of two from 16 KiB to 4 MiB",
@@ -93,6 +99,7 @@ pub(crate) fn options(
         streams,
         max_failures,
         overwrite,
+        request_bytes: request_size,
         ..FetchOptions::default()
     })
 }

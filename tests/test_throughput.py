@@ -1,0 +1,196 @@
+"""The throughput engine's functional side: transport settings, transfers over long, lossy
+links through the impairment relay, acknowledged progress on the provider, the partial-file
+lock, and ``i6p bench``. Speed itself is measured in benches/, never asserted here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from i6p import Identity, Node, Ticket
+from i6p.errors import IntegrityError, TransportError
+
+from .conftest import NodeFactory, connect_pair, wait_until
+from .impair_relay import ImpairRelay
+from .test_transfer import b3_file, write_random
+
+
+@pytest.mark.parametrize("congestion", ["cubic", "bbr", "newreno"])
+@pytest.mark.parametrize("window", ["auto", "quinn", str(1 << 20)])
+async def test_congestion_and_window_settings_move_data(
+    make_node: NodeFactory, congestion: str, window: str
+) -> None:
+    a = await make_node(congestion=congestion, window=window)
+    b = await make_node(congestion=congestion, window=window)
+    ours, theirs = await connect_pair(a, b)
+    payload = os.urandom(4 << 20)
+
+    async def send() -> None:
+        stream = await ours.open_stream()
+        await stream.write(payload)
+        await stream.finish()
+
+    async def receive() -> bytes:
+        incoming = await theirs.accept_stream()
+        return await incoming.read()
+
+    _, got = await asyncio.wait_for(asyncio.gather(send(), receive()), 60)
+    assert got == payload
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"congestion": "vegas"}, "congestion"),
+        ({"window": "huge"}, "window"),
+        ({"window": 1000}, "window"),
+        ({"max_window": 1 << 40}, "window"),
+        ({"window": str(2 << 30)}, "window"),
+    ],
+)
+async def test_bad_transport_settings_are_refused(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        await Node.bind(Identity.generate(), **kwargs)  # type: ignore[arg-type]
+
+
+async def test_fetch_over_a_long_lossy_reordering_link(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    """20 ms round trip, 1 % loss, reordering, a 50 MB/s bottleneck: the fetch completes and
+    verifies, and the provider's acknowledged bytes end at the size."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    size = 8 << 20
+    expected = write_random(src, size)
+    provider, fetcher = await make_node(addr="[::1]:0"), await make_node(addr="[::1]:0")
+    blob = await provider.add_path(src)
+    relay = ImpairRelay(
+        f"[::1]:{provider.port}",
+        delay_ms=10,
+        jitter_ms=1,
+        loss=0.01,
+        reorder=0.01,
+        rate=50e6,
+        seed=7,
+        max_seconds=120,
+    )
+    async with relay:
+        ticket = provider.ticket(blob)
+        relayed = Ticket(ticket.peer_id, [relay.addr], ticket.hash, ticket.size)
+        seen: list[int] = []
+
+        async def watch() -> None:
+            while True:
+                seen.append(provider.served_bytes(blob))
+                await asyncio.sleep(0.02)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            result = await asyncio.wait_for(fetcher.fetch(relayed, dest), 90)
+        finally:
+            watcher.cancel()
+    assert result.size == size and b3_file(dest) == expected
+    assert relay.stats["down"]["dropped_loss"] > 0  # the link really lost packets
+    # Acknowledged progress moved in steps while the fetch ran, never backwards, never past
+    # the size, and ended at the size once everything was acknowledged.
+    assert seen == sorted(seen) and max(seen) <= size
+    assert any(0 < s < size for s in seen)
+    assert await wait_until(lambda: provider.served_bytes(blob) == size, 10)
+    assert provider.served(blob)[fetcher.peer_id] == size
+
+
+async def test_served_counts_each_peer_separately(make_node: NodeFactory, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    size = 3 << 20
+    write_random(src, size)
+    provider = await make_node()
+    blob = await provider.add_path(src)
+    one, two = await make_node(), await make_node()
+    await one.fetch(provider.ticket(blob), tmp_path / "one")
+    assert await wait_until(lambda: provider.served(blob).get(one.peer_id) == size, 10)
+    assert two.peer_id not in provider.served(blob)
+    await two.read_range(provider.ticket(blob), 0, 1000)
+    # A range read acknowledges only the chunk groups it asked for.
+    assert await wait_until(lambda: provider.served(blob).get(two.peer_id) == 16 << 10, 10)
+    assert provider.served(blob)[one.peer_id] == size
+
+
+async def test_two_fetches_into_one_destination_do_not_mix(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    size = 64 << 20
+    expected = write_random(src, size)
+    provider = await make_node(addr="[::1]:0")
+    blob = await provider.add_path(src)
+    slow = ImpairRelay(f"[::1]:{provider.port}", rate=20e6, max_seconds=60)
+    async with slow:
+        ticket = provider.ticket(blob)
+        relayed = Ticket(ticket.peer_id, [slow.addr], ticket.hash, ticket.size)
+        first = asyncio.create_task((await make_node()).fetch(relayed, dest))
+        await wait_until(lambda: (tmp_path / "dest.i6p-state").exists(), 10)
+        with pytest.raises(TransportError, match="another fetch is writing"):
+            await (await make_node()).fetch(ticket, dest)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+    # Once the first is gone, a fetch resumes where it stopped.
+    result = await (await make_node()).fetch(provider.ticket(blob), dest)
+    assert result.bytes_reused > 0 and b3_file(dest) == expected
+
+
+async def test_a_tampered_partial_file_is_caught_on_resume(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    size = 64 << 20
+    expected = write_random(src, size)
+    provider = await make_node()
+    blob = await provider.add_path(src)
+    ticket = provider.ticket(blob)
+    fetcher = await make_node()
+    done: list[int] = []
+    task = asyncio.create_task(
+        fetcher.fetch(ticket, dest, progress=lambda d, t: done.append(d), group_size=64 << 10)
+    )
+    assert await wait_until(lambda: bool(done) and done[-1] >= size // 4, 60, step=0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    part = tmp_path / "dest.i6p-part"
+    with part.open("r+b") as f:  # flip a bit inside the first group, which is verified
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 1]))
+    with pytest.raises(IntegrityError, match="does not match"):
+        await fetcher.fetch(ticket, dest)
+    assert not dest.exists()
+    result = await fetcher.fetch(ticket, dest)  # starts over and is exact
+    assert result.bytes_reused == 0 and b3_file(dest) == expected
+
+
+def test_bench_cli_reports_and_tunes(tmp_path: Path) -> None:
+    env = {**os.environ, "I6P_HOME": str(tmp_path / "home")}
+    args = ["--size", "8MiB", "--rounds", "1", "--dir", str(tmp_path), "--json"]
+    out = subprocess.run(
+        [sys.executable, "-m", "i6p.cli", "bench", *args, "--tune", "--tune-size", "4MiB"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    names = {f["name"] for f in report["figures"]}
+    assert {"raw quinn stream", "verified fetch", "connect + first ping"} <= names
+    assert all(f["median"] > 0 for f in report["figures"])
+    assert 0 < report["ratio_fetch_to_baseline"] < 100
+    tune = report["tune"]
+    tried = {(t["settings"]["streams"], t["settings"]["group_size"]) for t in tune["tried"]}
+    assert {(1, 256 << 10), (16, 256 << 10)} <= tried and len(tune["tried"]) >= 10
+    assert tune["best_rate"]["median"] == max(t["rate"]["median"] for t in tune["tried"])
+    assert not list(tmp_path.glob("i6p-bench-*"))  # scratch files are removed
