@@ -53,9 +53,11 @@ class Node:
 
         Transport tuning: ``congestion`` is ``"cubic"`` (default), ``"bbr"`` or ``"newreno"``.
         Flow-control windows are auto-tuned by default: each connection starts at 8 MiB and
-        grows with its measured bandwidth x round-trip time up to ``max_window`` (bytes; it is
-        also each stream's window). ``window`` may instead fix them to a size in bytes, or be
-        ``"quinn"`` for quinn's defaults (1.25 MB per stream; for comparisons).
+        grows with its measured bandwidth x round-trip time up to ``max_window`` bytes; a
+        stream's window is at most 2 MiB, so links with a larger bandwidth x RTT are filled by
+        several streams (as ``fetch`` does). ``window`` may instead fix the connection's
+        windows to a size in bytes, or be ``"quinn"`` for quinn's defaults (1.25 MB per
+        stream; for comparisons). Data left unread on streams holds window credit.
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(

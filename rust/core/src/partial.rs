@@ -190,24 +190,22 @@ impl PartialDownload {
     pub fn open(dest: &Path, root: [u8; 32], size: u64, group_log: u8) -> io::Result<Self> {
         let part_path = sibling(dest, ".i6p-part");
         let state_path = sibling(dest, ".i6p-state");
+        // Lock first, then read the state: whatever another fetch into `dest` was doing has
+        // ended by the time the state is read.
+        let part = open_locked(&part_path)?;
         let resumed = fs::read(&state_path)
             .ok()
             .and_then(|raw| TransferState::decode(&raw).ok())
             .filter(|s| s.root == root && s.size == size);
+        // A state whose part file is gone (empty now) is worth nothing.
+        let part_len = part.metadata()?.len();
         let (state, fresh) = match resumed {
-            Some(s) if part_path.exists() => (s, false),
+            Some(s) if part_len > 0 || s.done_groups() == 0 => (s, false),
             _ => (
                 TransferState::new(root, size, group_log).map_err(invalid)?,
                 true,
             ),
         };
-        let part = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&part_path)?;
-        lock(&part, &part_path)?;
         if fresh {
             part.set_len(0)?;
         }
@@ -306,25 +304,44 @@ impl PartialDownload {
                 format!("{} already exists", self.dest.display()),
             ));
         }
-        fs::rename(&self.part_path, &self.dest)?;
+        // The state goes first: once the part file is renamed, another fetch into `dest` can
+        // create and lock a new part file, and must find no state of ours. (A crash in
+        // between costs a refetch, never a wrong file.)
         let _ = fs::remove_file(&self.state_path);
         let _ = fs::remove_file(sibling(&self.dest, ".i6p-state.tmp"));
+        fs::rename(&self.part_path, &self.dest)?;
         sync_dir(&self.dest)?;
         Ok(self.dest)
     }
 }
 
-/// Two fetches into the same destination would corrupt each other's state: the partial file
-/// is locked for as long as a download has it open. A fetch that was just cancelled may still
-/// be closing it, so a busy lock is retried for a moment before giving up.
-fn lock(part: &File, path: &Path) -> io::Result<()> {
+/// Opens `path` (creating it) and locks it exclusively: two fetches into the same destination
+/// would corrupt each other's state. A fetch that was just cancelled may still be closing the
+/// file, so a busy lock is retried for a moment. The lock holder may rename the file away
+/// (a finished download) before we get the lock: then the name is opened again.
+fn open_locked(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::MetadataExt;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
+        let part = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         match part.try_lock() {
-            Ok(()) => return Ok(()),
-            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
+            Ok(()) => {
+                let ours = part.metadata()?;
+                match fs::metadata(path) {
+                    Ok(named) if (ours.dev(), ours.ino()) == (named.dev(), named.ino()) => {
+                        return Ok(part)
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {}
             Err(fs::TryLockError::WouldBlock) => {
                 return Err(io::Error::new(
                     io::ErrorKind::ResourceBusy,
@@ -333,6 +350,7 @@ fn lock(part: &File, path: &Path) -> io::Result<()> {
             }
             Err(fs::TryLockError::Error(e)) => return Err(e),
         }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -369,5 +387,42 @@ mod tests {
             assert!(TransferState::decode(&damaged).is_err(), "byte {i}");
         }
         assert!(TransferState::decode(&raw[..raw.len() - 1]).is_err());
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "i6p-partial-{name}-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_second_download_waits_for_the_lock_and_leaves_a_finished_file_alone() {
+        let dir = scratch("lock");
+        let dest = dir.join("dest");
+        let data = vec![7u8; 1 << 14];
+        let root = *blake3::hash(&data).as_bytes();
+        let mut first = PartialDownload::open(&dest, root, data.len() as u64, 14).unwrap();
+        first.write_group(0, &data).unwrap();
+        first.save().unwrap();
+        // Another fetch of a different blob into the same destination waits for the lock...
+        let other = dest.clone();
+        let second =
+            std::thread::spawn(move || PartialDownload::open(&other, [9; 32], 1 << 15, 14));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        // ...while the first finishes and renames its part file into place.
+        assert_eq!(first.finish(false).unwrap(), dest);
+        let second = second.join().unwrap().expect("second open");
+        assert_eq!(
+            fs::read(&dest).unwrap(),
+            data,
+            "the finished file was touched"
+        );
+        assert_eq!(second.reused_bytes, 0);
+        drop(second);
+        fs::remove_dir_all(dir).unwrap();
     }
 }

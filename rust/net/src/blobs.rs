@@ -282,20 +282,32 @@ pub(crate) async fn serve(
     {
         return;
     }
-    // Group records are read ahead on a blocking thread while earlier ones are sent. QUIC
-    // keeps each record until the peer acknowledges it; a record it has dropped is
-    // acknowledged, so it is counted as served and its buffer goes back to the reader.
-    let (tx, mut records) = tokio::sync::mpsc::channel(READ_AHEAD);
-    let (recycle, recycled) = std::sync::mpsc::channel();
-    let reader = {
-        let (blob, ranges, log) = (blob.clone(), get.ranges.clone(), get.group_log);
-        tokio::task::spawn_blocking(move || {
-            read_records(&blob, log, &ranges, faults, &tx, &recycled)
-        })
-    };
+    // Group records are read ahead (READ_AHEAD positioned reads on the blocking pool at once,
+    // none of them waiting on the network) while earlier ones are sent. QUIC keeps each record
+    // until the peer acknowledges it; a record it has dropped is acknowledged, so it is
+    // counted as served and its buffer is reused.
+    let log = get.group_log;
+    let mut indexes = get
+        .ranges
+        .iter()
+        .flat_map(|&(first, count)| first..first + count);
+    let mut reading = VecDeque::with_capacity(READ_AHEAD);
+    let mut free: Vec<BytesMut> = Vec::new();
     let mut unacked: VecDeque<(u64, Bytes)> = VecDeque::new();
-    while let Some(record) = records.recv().await {
-        let (index, record) = match record {
+    loop {
+        while reading.len() < READ_AHEAD {
+            let Some(index) = indexes.next() else {
+                break;
+            };
+            let (blob, buf) = (blob.clone(), free.pop().unwrap_or_default());
+            let read =
+                tokio::task::spawn_blocking(move || read_record(&blob, log, index, faults, buf));
+            reading.push_back((index, read));
+        }
+        let Some((index, read)) = reading.pop_front() else {
+            break;
+        };
+        let record = match read.await.map_err(io::Error::other).and_then(|r| r) {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(error = %e, "reading a group failed");
@@ -309,19 +321,21 @@ pub(crate) async fn serve(
         unacked.push_back((index, record));
         while unacked.front().is_some_and(|(_, r)| r.is_unique()) {
             if let Some((index, record)) = unacked.pop_front() {
-                store.count_served(peer, &blob, get.group_log, index);
+                store.count_served(peer, &blob, log, index);
                 if let Ok(buf) = record.try_into_mut() {
-                    let _ = recycle.send(buf);
+                    free.push(buf);
                 }
             }
         }
     }
-    drop(reader);
     let _ = send.finish();
-    // The rest counts once the peer has acknowledged the whole stream.
-    if let Ok(None) = send.stopped().await {
-        for (index, _) in unacked {
-            store.count_served(peer, &blob, get.group_log, index);
+    // The rest counts once the peer has acknowledged it: all of it when the stream ends
+    // acknowledged; if the peer stopped the stream instead, what QUIC has let go of (a
+    // STOP_SENDING does not discard unacknowledged data, only our reset would).
+    let acked_all = matches!(send.stopped().await, Ok(None));
+    for (index, record) in unacked {
+        if acked_all || record.is_unique() {
+            store.count_served(peer, &blob, log, index);
         }
     }
 }
@@ -329,27 +343,8 @@ pub(crate) async fn serve(
 /// Group records read ahead of the network, per GET.
 const READ_AHEAD: usize = 4;
 
-/// Reads the records of `ranges` (header, proof and data in one buffer, so each is a single
-/// write to QUIC), reusing buffers the sender hands back; stops when the sender goes away.
-fn read_records(
-    blob: &Blob,
-    group_log: u8,
-    ranges: &[(u64, u64)],
-    faults: u8,
-    tx: &tokio::sync::mpsc::Sender<io::Result<(u64, Bytes)>>,
-    recycled: &std::sync::mpsc::Receiver<BytesMut>,
-) {
-    for &(first, count) in ranges {
-        for index in first..first + count {
-            let buf = recycled.try_recv().unwrap_or_default();
-            let record = read_record(blob, group_log, index, faults, buf);
-            if tx.blocking_send(record.map(|r| (index, r))).is_err() {
-                return;
-            }
-        }
-    }
-}
-
+/// Reads one group record into `buf` (header, proof and data together, so each record is a
+/// single write to QUIC).
 fn read_record(
     blob: &Blob,
     group_log: u8,

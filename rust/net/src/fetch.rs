@@ -27,7 +27,7 @@ use i6p_core::tree::{
 use quinn::VarInt;
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,7 +87,7 @@ pub struct FetchOutcome {
     pub path: PathBuf,
 }
 
-/// Verified-but-unwritten data queued for the disk stage, at most (in bytes).
+/// Received groups queued for the disk stage (to be verified and written), at most in bytes.
 const DISK_QUEUE_BYTES: usize = 8 << 20;
 
 /// A group on its way from the network to the disk: a pooled buffer plus what arrived with it.
@@ -267,7 +267,13 @@ async fn round(
     download: PartialDownload,
     missing: Vec<(u64, u64)>,
 ) -> Result<(PartialDownload, Result<()>)> {
-    let batch = (shared.options.request_bytes >> shared.group_log).max(1);
+    // Requests of `request_bytes`, but small enough that every stream gets one: a blob (or
+    // what is left of it) is striped over all `streams`.
+    let missing_groups: u64 = missing.iter().map(|&(_, count)| count).sum();
+    let per_stream = missing_groups.div_ceil(shared.options.streams.max(1) as u64);
+    let batch = (shared.options.request_bytes >> shared.group_log)
+        .min(per_stream)
+        .max(1);
     if let Ok(mut queue) = shared.queue.lock() {
         queue.clear();
         queue.extend(missing.into_iter().flat_map(|(first, count)| {
@@ -277,9 +283,12 @@ async fn round(
     }
     let depth = (DISK_QUEUE_BYTES >> shared.group_log).clamp(2, 64);
     let (tx, rx) = tokio::sync::mpsc::channel(depth);
+    // If this future is dropped (the fetch cancelled), the disk stage stops at its next group
+    // rather than writing what is queued after the caller has moved on.
+    let cancelled = CancelOnDrop(Arc::new(AtomicBool::new(false)));
     let disk = {
-        let shared = shared.clone();
-        tokio::task::spawn_blocking(move || disk_stage(download, rx, &shared))
+        let (shared, cancelled) = (shared.clone(), cancelled.0.clone());
+        tokio::task::spawn_blocking(move || disk_stage(download, rx, &shared, &cancelled))
     };
     // A JoinSet aborts its tasks when dropped: cancelling the fetch stops every worker, and
     // the disk stage ends as soon as their senders are gone.
@@ -304,6 +313,7 @@ async fn round(
     let (download, disk_result) = disk
         .await
         .map_err(|e| NetError::Io(format!("disk stage failed: {e}")))?;
+    drop(cancelled);
     // A disk failure stops the workers (their queue closes): it is the error to report.
     let result = match (disk_result, first_error) {
         (Err(e), _) | (Ok(()), Some(e)) => Err(e),
@@ -312,16 +322,29 @@ async fn round(
     Ok((download, result))
 }
 
+/// Sets its flag when dropped.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// The disk stage, on a blocking thread: verify each group against the root, write it, mark
 /// it, and save the state every `save_interval` (fsync first, so progress is durable).
 fn disk_stage(
     mut download: PartialDownload,
     mut rx: tokio::sync::mpsc::Receiver<Slot>,
     shared: &Shared,
+    cancelled: &AtomicBool,
 ) -> (PartialDownload, Result<()>) {
     let mut last_save = Instant::now();
     let mut run = || -> Result<()> {
         while let Some(slot) = rx.blocking_recv() {
+            if cancelled.load(Ordering::Relaxed) {
+                break;
+            }
             let (hash, size, log) = (&shared.hash, shared.size, shared.group_log);
             match verify_group(hash, size, log, slot.index, &slot.data, &slot.proof) {
                 Ok(()) => download
@@ -368,7 +391,8 @@ async fn worker(shared: Arc<Shared>, tx: tokio::sync::mpsc::Sender<Slot>) -> Res
         let Some((first, count)) = next else {
             return Ok(());
         };
-        let recv = send_get(&shared.session, shared.hash, shared.group_log, first, count).await?;
+        let get = send_get(&shared.session, shared.hash, shared.group_log, first, count);
+        let recv = no_stall(get).await?;
         if !read_request(&shared, &tx, recv, first, count).await? {
             // The disk stage stopped; its own result says why.
             return Ok(());
@@ -415,7 +439,20 @@ async fn read_request(
             return Ok(false);
         }
     }
-    Ok(true)
+    // Read the end of the stream too: a provider counts the request as served only once it
+    // sees it acknowledged to the end, and anything after the last group is a protocol error.
+    match no_stall(async {
+        recv.read_chunk(1, true)
+            .await
+            .map_err(|e| read_error(session, e))
+    })
+    .await?
+    {
+        None => Ok(true),
+        Some(_) => Err(NetError::Protocol(
+            "provider sent data after the last group".into(),
+        )),
+    }
 }
 
 /// A provider that sends nothing for this long is given up on.

@@ -103,6 +103,39 @@ impl RecvStream {
         Ok(Some(self.take(max)))
     }
 
+    /// Like [`Self::read`], but the pieces as they arrived, without joining them: a caller
+    /// that copies them anyway (into a Python object) saves a copy.
+    pub async fn read_pieces(&mut self, max: usize) -> Result<Option<Vec<Bytes>>> {
+        if max == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        if self.pending_len == 0 && !self.pull(max).await? {
+            return Ok(None);
+        }
+        while self.pending_len < max {
+            match poll_once(self.inner.read_chunk(max - self.pending_len, true)).await {
+                Some(Ok(Some(chunk))) => self.push(chunk.bytes),
+                Some(Ok(None)) | Some(Err(_)) | None => break,
+            }
+        }
+        let mut pieces = Vec::new();
+        let mut left = max.min(self.pending_len);
+        self.pending_len -= left;
+        while left > 0 {
+            let Some(mut front) = self.pending.pop_front() else {
+                break;
+            };
+            if front.len() > left {
+                pieces.push(front.split_to(left));
+                self.pending.push_front(front);
+                break;
+            }
+            left -= front.len();
+            pieces.push(front);
+        }
+        Ok(Some(pieces))
+    }
+
     /// Exactly `n` bytes. If the stream ends first this fails and keeps the bytes that did
     /// arrive for the next read.
     pub async fn read_exact(&mut self, n: usize) -> Result<Bytes> {

@@ -88,6 +88,40 @@ impl<'py> IntoPyObject<'py> for ReadBytes {
     }
 }
 
+/// Pieces read from a stream, joined into one Python `bytes` with a single copy; given back
+/// to the stream (in order) if the result is never delivered.
+pub(crate) struct ReadPieces {
+    pub(crate) pieces: Vec<Bytes>,
+    pub(crate) recv: OwnedMutexGuard<RecvStream>,
+}
+
+impl<'py> IntoPyObject<'py> for ReadPieces {
+    type Target = pyo3::types::PyBytes;
+    type Output = Bound<'py, pyo3::types::PyBytes>;
+    type Error = PyErr;
+
+    fn into_pyobject(mut self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
+        let pieces = std::mem::take(&mut self.pieces);
+        let total = pieces.iter().map(Bytes::len).sum();
+        pyo3::types::PyBytes::new_with(py, total, |buf| {
+            let mut at = 0;
+            for piece in &pieces {
+                buf[at..at + piece.len()].copy_from_slice(piece);
+                at += piece.len();
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Drop for ReadPieces {
+    fn drop(&mut self) {
+        for piece in std::mem::take(&mut self.pieces).into_iter().rev() {
+            self.recv.unread(piece);
+        }
+    }
+}
+
 impl Drop for ReadBytes {
     fn drop(&mut self) {
         if let Some(data) = self.data.take() {

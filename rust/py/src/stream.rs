@@ -3,7 +3,7 @@
 
 use crate::buffers::owned_bytes;
 use crate::errors::to_py;
-use crate::handoff::ReadBytes;
+use crate::handoff::{ReadBytes, ReadPieces};
 use crate::runtime::future;
 use bytes::Bytes;
 use i6p_net::{RecvStream, SendStream};
@@ -65,15 +65,12 @@ impl Stream {
         let recv = self.recv.clone();
         future(py, async move {
             let mut recv = recv.lock_owned().await;
-            let data = match usize::try_from(n) {
-                Err(_) => recv.read_to_end(limit).await,
-                Ok(n) => recv.read(n).await.map(Option::unwrap_or_default),
+            let pieces = match usize::try_from(n) {
+                Err(_) => recv.read_to_end(limit).await.map(|b| vec![b]),
+                Ok(n) => recv.read_pieces(n).await.map(Option::unwrap_or_default),
             }
             .map_err(to_py)?;
-            Ok(ReadBytes {
-                data: Some(data),
-                recv,
-            })
+            Ok(ReadPieces { pieces, recv })
         })
     }
 
