@@ -125,8 +125,9 @@ async def raw_quinn(total: int, rounds: int, *, congestion: str = "cubic") -> tu
 
 @contextlib.asynccontextmanager
 async def local_provider(
-    size: int, directory: str, window: str
+    size: int, directory: str, window: str = "auto"
 ) -> AsyncIterator[tuple[Node, Ticket]]:
+    """A node of this process on ::1 serving a fresh ``size``-byte file in ``directory``."""
     with tempfile.TemporaryDirectory(dir=directory, prefix="i6p-bench-") as tmp:
         src = Path(tmp) / "blob"
         _fill(src, size)
