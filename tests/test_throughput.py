@@ -102,6 +102,36 @@ async def test_fetch_over_a_long_lossy_reordering_link(
     assert provider.served(blob)[fetcher.peer_id] == size
 
 
+def _sysctl(name: str) -> int:
+    return int(Path("/proc/sys/net/core", name).read_text())
+
+
+async def test_windows_and_socket_buffers_grow_on_a_long_fat_link(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    """100 ms round trip at 100 MB/s: bandwidth x RTT is 10 MB, so the receive window (8 MiB
+    at first) grows to about twice that, and the socket buffers follow."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    size = 96 << 20
+    expected = write_random(src, size)
+    provider, fetcher = await make_node(addr="[::1]:0"), await make_node(addr="[::1]:0")
+    blob = await provider.add_path(src)
+    before = fetcher.socket_buffers
+    async with ImpairRelay(
+        f"[::1]:{provider.port}", delay_ms=50, rate=100e6, queue_bytes=5_000_000, max_seconds=90
+    ) as relay:
+        ticket = provider.ticket(blob)
+        relayed = Ticket(ticket.peer_id, [relay.addr], ticket.hash, ticket.size)
+        result = await asyncio.wait_for(fetcher.fetch(relayed, dest), 80)
+    assert result.size == size and b3_file(dest) == expected
+    after = fetcher.socket_buffers
+    # Past the kernel's rmem_max only a privileged process can go (SO_RCVBUFFORCE).
+    if os.geteuid() == 0 or 2 * _sysctl("rmem_max") > before[0]:
+        assert after[0] > before[0] and after[1] > before[1]
+    else:
+        assert after == before
+
+
 async def test_served_counts_each_peer_separately(make_node: NodeFactory, tmp_path: Path) -> None:
     src = tmp_path / "src"
     size = 3 << 20

@@ -99,6 +99,14 @@ class Node:
         """Addresses other nodes can dial (``[host]:port``), most widely reachable first."""
         return self._core.reachable_addrs()
 
+    @property
+    def socket_buffers(self) -> tuple[int, int]:
+        """The UDP socket's kernel (receive, send) buffer sizes in bytes. They start at 8 MiB
+        and grow with the largest auto-tuned connection window, up to 64 MiB (past the
+        kernel's ``rmem_max``/``wmem_max`` only with CAP_NET_ADMIN); Linux reports twice
+        what was set."""
+        return self._core.socket_buffers()
+
     async def connect(self, peer_id: PeerId | str, addr: Address) -> Session:
         """Opens a session with ``peer_id`` at ``addr``.
 

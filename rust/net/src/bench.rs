@@ -32,10 +32,13 @@ fn endpoint(
         s.transport_config(transport.clone());
         s
     });
+    // The same socket and initial buffers as a node's (on ::1 its tuner never grows them).
+    let socket = bind_socket(loopback(0))?;
+    crate::socket::SocketBuffers::new(&socket)?;
     let endpoint = quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
         server,
-        bind_socket(loopback(0))?,
+        socket,
         Arc::new(quinn::TokioRuntime),
     )?;
     Ok((endpoint, transport))

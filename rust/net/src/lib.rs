@@ -15,6 +15,7 @@ pub mod error;
 pub mod fetch;
 pub mod node;
 pub mod session;
+pub mod socket;
 pub mod stream;
 mod tls;
 pub mod transport;

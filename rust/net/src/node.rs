@@ -8,6 +8,7 @@ use crate::blobs::BlobStore;
 use crate::control::codes;
 use crate::error::{NetError, Result};
 use crate::session::{now_ms, Established, Session};
+use crate::socket::SocketBuffers;
 use crate::tls::{self, SeenPeer, TlsIdentity};
 use crate::transport::{Congestion, Windows};
 use i6p_core::{Hello, Identity, PeerId, Role, PROTOCOL_VERSION};
@@ -71,6 +72,7 @@ struct NodeInner {
     transport: Arc<TransportConfig>,
     closed: Arc<AtomicBool>,
     store: Arc<BlobStore>,
+    buffers: Arc<SocketBuffers>,
     incoming: Mutex<mpsc::Receiver<Session>>,
     /// Feeds `incoming`; also used to hand back sessions whose accept was not delivered.
     incoming_tx: mpsc::Sender<Session>,
@@ -89,6 +91,7 @@ impl Node {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server.transport_config(transport.clone());
         let socket = bind_socket(addr)?;
+        let buffers = Arc::new(SocketBuffers::new(&socket)?);
         let endpoint = Endpoint::new(
             quinn::EndpointConfig::default(),
             Some(server),
@@ -112,6 +115,7 @@ impl Node {
             AcceptSettings {
                 timeout: config.handshake_timeout,
                 windows: config.windows,
+                buffers: buffers.clone(),
             },
             closed.clone(),
             store.clone(),
@@ -127,6 +131,7 @@ impl Node {
                 transport,
                 closed,
                 store,
+                buffers,
                 incoming: Mutex::new(rx),
                 incoming_tx: tx,
                 shutdown: tokio::sync::Notify::new(),
@@ -138,6 +143,11 @@ impl Node {
     /// This node's identity.
     pub fn peer_id(&self) -> PeerId {
         self.inner.identity.peer_id()
+    }
+
+    /// The socket's kernel (receive, send) buffer sizes; they grow with the links it carries.
+    pub fn socket_buffers(&self) -> (usize, usize) {
+        self.inner.buffers.sizes()
     }
 
     /// The address the socket is bound to.
@@ -251,6 +261,7 @@ impl Node {
             node_closed: self.inner.closed.clone(),
             store: self.inner.store.clone(),
             windows: self.inner.config.windows,
+            buffers: Some(self.inner.buffers.clone()),
         })
     }
 
@@ -311,6 +322,7 @@ impl Node {
         }
         self.inner.accept_task.abort();
         self.inner.shutdown.notify_waiters();
+        self.inner.buffers.release();
         // Sessions nobody accepted hold the socket (QUIC connections share it): drop them.
         {
             let mut rx = self.inner.incoming.lock().await;
@@ -360,6 +372,7 @@ impl Node {
 impl Drop for NodeInner {
     fn drop(&mut self) {
         self.accept_task.abort();
+        self.buffers.release();
         if let Some(endpoint) = self.endpoint.get_mut().ok().and_then(|e| e.take()) {
             endpoint.close(VarInt::from_u32(codes::NODE_CLOSED), b"node closed");
         }
@@ -392,9 +405,6 @@ pub(crate) fn bind_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
         // Only a wildcard bind can receive IPv4; specific IPv6 addresses stay IPv6-only.
         socket.set_only_v6(!addr.ip().is_unspecified())?;
     }
-    // Larger buffers absorb bursts at high rates; the kernel caps them at its maximum.
-    let _ = socket.set_recv_buffer_size(8 << 20);
-    let _ = socket.set_send_buffer_size(8 << 20);
     socket
         .bind(&addr.into())
         .map_err(|e| NetError::Io(format!("cannot bind {addr}: {e}")))?;
@@ -409,11 +419,12 @@ fn handshake_error(e: &ConnectionError) -> NetError {
 }
 
 /// What every incoming connection is set up with.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct AcceptSettings {
     /// Time for the TLS handshake plus the HELLO exchange.
     timeout: Duration,
     windows: Windows,
+    buffers: Arc<SocketBuffers>,
 }
 
 async fn accept_loop(
@@ -438,7 +449,7 @@ async fn accept_loop(
         let identity = identity.clone();
         let closed = closed.clone();
         let store = store.clone();
-        let tx = tx.clone();
+        let (tx, settings) = (tx.clone(), settings.clone());
         tokio::spawn(async move {
             match accept_one(incoming, &identity, &ours, settings, closed, store).await {
                 Ok(session) => {
@@ -473,6 +484,7 @@ async fn accept_one(
         node_closed: closed,
         store,
         windows: settings.windows,
+        buffers: Some(settings.buffers),
     };
     let result = match tokio::time::timeout_at(deadline, est.handshake(identity, ours)).await {
         Ok(r) => r,

@@ -83,6 +83,8 @@ pub(crate) struct Established {
     pub(crate) store: Arc<BlobStore>,
     /// How the connection's flow-control windows are tuned.
     pub(crate) windows: crate::transport::Windows,
+    /// The node's socket, whose buffers grow with the windows.
+    pub(crate) buffers: Option<Arc<crate::socket::SocketBuffers>>,
 }
 
 impl Established {
@@ -157,7 +159,9 @@ impl Session {
         if !est_raw {
             // Raw sessions (conformance tests) close when their last handle goes; the tuner
             // would keep the connection alive. Normal sessions live until closed anyway.
-            tokio::spawn(crate::transport::auto_tune(est.conn.clone(), est.windows));
+            let tune =
+                crate::transport::auto_tune(est.conn.clone(), est.windows, est.buffers.clone());
+            tokio::spawn(tune);
         }
         let est_store = est.store.clone();
         Self {
@@ -399,6 +403,7 @@ impl Session {
             node_closed: self.inner.node_closed.clone(),
             store: self.inner.store.clone(),
             windows: crate::transport::Windows::QuinnDefault,
+            buffers: None,
         };
         est.hello_frame(identity, hello)
     }

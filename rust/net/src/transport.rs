@@ -128,8 +128,13 @@ pub(crate) fn apply(t: &mut TransportConfig, congestion: Congestion, windows: Wi
 const TUNE_MIN_INTERVAL: Duration = Duration::from_millis(20);
 const TUNE_MAX_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Grows `conn`'s windows with its measured delivery rate × RTT until the connection closes.
-pub(crate) async fn auto_tune(conn: quinn::Connection, windows: Windows) {
+/// Grows `conn`'s windows with its measured delivery rate × RTT until the connection closes,
+/// and the node's socket buffers with them.
+pub(crate) async fn auto_tune(
+    conn: quinn::Connection,
+    windows: Windows,
+    buffers: Option<Arc<crate::socket::SocketBuffers>>,
+) {
     let Windows::Auto { initial, max } = windows else {
         return;
     };
@@ -151,6 +156,9 @@ pub(crate) async fn auto_tune(conn: quinn::Connection, windows: Windows) {
             recv_window = rx.min(max);
             conn.set_receive_window(VarInt::from_u64(recv_window).unwrap_or(VarInt::MAX));
             tracing::debug!(recv_window, "receive window grown");
+            if let Some(buffers) = &buffers {
+                buffers.grow(usize::try_from(recv_window).unwrap_or(usize::MAX));
+            }
         }
         if tx > send_window && send_window < max {
             send_window = tx.min(max);

@@ -230,6 +230,11 @@ impl Node {
             .max_served_bytes(&crate::ticket::parse_hash(hash)?))
     }
 
+    /// The socket's kernel (receive, send) buffer sizes in bytes.
+    fn socket_buffers(&self) -> (usize, usize) {
+        self.inner.socket_buffers()
+    }
+
     /// Acknowledged bytes of a blob per peer: [(peer, bytes)].
     fn served(&self, hash: &str) -> PyResult<Vec<(PeerId, u64)>> {
         let served = self.inner.store().served(&crate::ticket::parse_hash(hash)?);
