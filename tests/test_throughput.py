@@ -20,6 +20,11 @@ from .impair_relay import ImpairRelay
 from .test_transfer import b3_file, write_random
 
 
+def through(relay: ImpairRelay, ticket: Ticket) -> Ticket:
+    """The same ticket, pointing at the relay in front of its provider."""
+    return Ticket(ticket.peer_id, [relay.addr], ticket.hash, ticket.size)
+
+
 @pytest.mark.parametrize("congestion", ["cubic", "bbr", "newreno"])
 @pytest.mark.parametrize("window", ["auto", "quinn", str(1 << 20)])
 async def test_congestion_and_window_settings_move_data(
@@ -79,8 +84,7 @@ async def test_fetch_over_a_long_lossy_reordering_link(
         max_seconds=120,
     )
     async with relay:
-        ticket = provider.ticket(blob)
-        relayed = Ticket(ticket.peer_id, [relay.addr], ticket.hash, ticket.size)
+        relayed = through(relay, provider.ticket(blob))
         seen: list[int] = []
 
         async def watch() -> None:
@@ -120,8 +124,7 @@ async def test_windows_and_socket_buffers_grow_on_a_long_fat_link(
     async with ImpairRelay(
         f"[::1]:{provider.port}", delay_ms=50, rate=100e6, queue_bytes=5_000_000, max_seconds=90
     ) as relay:
-        ticket = provider.ticket(blob)
-        relayed = Ticket(ticket.peer_id, [relay.addr], ticket.hash, ticket.size)
+        relayed = through(relay, provider.ticket(blob))
         result = await asyncio.wait_for(fetcher.fetch(relayed, dest), 80)
     assert result.size == size and b3_file(dest) == expected
     after = fetcher.socket_buffers
@@ -159,7 +162,7 @@ async def test_two_fetches_into_one_destination_do_not_mix(
     slow = ImpairRelay(f"[::1]:{provider.port}", rate=20e6, max_seconds=60)
     async with slow:
         ticket = provider.ticket(blob)
-        relayed = Ticket(ticket.peer_id, [slow.addr], ticket.hash, ticket.size)
+        relayed = through(slow, ticket)
         first = asyncio.create_task((await make_node()).fetch(relayed, dest))
         await wait_until(lambda: (tmp_path / "dest.i6p-state").exists(), 10)
         with pytest.raises(TransportError, match="another fetch is writing"):
@@ -185,7 +188,7 @@ async def test_a_tampered_partial_file_is_caught_on_resume(
     done: list[int] = []
     # Through a 40 MB/s bottleneck, so the fetch is surely still running when cancelled.
     async with ImpairRelay(f"[::1]:{provider.port}", rate=40e6, max_seconds=60) as slow:
-        relayed = Ticket(ticket.peer_id, [slow.addr], ticket.hash, ticket.size)
+        relayed = through(slow, ticket)
         task = asyncio.create_task(
             fetcher.fetch(relayed, dest, progress=lambda d, t: done.append(d), group_size=64 << 10)
         )

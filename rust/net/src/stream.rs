@@ -87,24 +87,19 @@ impl RecvStream {
     /// `None` at the end of the stream. Data arrives in packet-sized pieces: gathering them
     /// saves a caller round trip per piece.
     pub async fn read(&mut self, max: usize) -> Result<Option<Bytes>> {
-        if max == 0 {
-            return Ok(Some(Bytes::new()));
-        }
-        if self.pending_len == 0 && !self.pull(max).await? {
+        let Some(mut pieces) = self.read_pieces(max).await? else {
             return Ok(None);
+        };
+        if pieces.len() <= 1 {
+            return Ok(Some(pieces.pop().unwrap_or_default()));
         }
-        while self.pending_len < max {
-            match poll_once(self.inner.read_chunk(max - self.pending_len, true)).await {
-                Some(Ok(Some(chunk))) => self.push(chunk.bytes),
-                // The end of the stream or an error: the next read reports them.
-                Some(Ok(None)) | Some(Err(_)) | None => break,
-            }
-        }
-        Ok(Some(self.take(max)))
+        let mut out = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
+        pieces.iter().for_each(|p| out.extend_from_slice(p));
+        Ok(Some(out.freeze()))
     }
 
     /// Like [`Self::read`], but the pieces as they arrived, without joining them: a caller
-    /// that copies them anyway (into a Python object) saves a copy.
+    /// that copies them anyway (into a Python object) saves a copy. Empty only for `max == 0`.
     pub async fn read_pieces(&mut self, max: usize) -> Result<Option<Vec<Bytes>>> {
         if max == 0 {
             return Ok(Some(Vec::new()));
@@ -115,6 +110,7 @@ impl RecvStream {
         while self.pending_len < max {
             match poll_once(self.inner.read_chunk(max - self.pending_len, true)).await {
                 Some(Ok(Some(chunk))) => self.push(chunk.bytes),
+                // The end of the stream or an error: the next read reports them.
                 Some(Ok(None)) | Some(Err(_)) | None => break,
             }
         }

@@ -17,6 +17,16 @@ fn config(congestion: &str, window: Option<&str>) -> PyResult<NodeConfig> {
     })
 }
 
+/// Awaitable seconds of one engine-only transfer.
+fn seconds<'py, F>(py: Python<'py>, transfer: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: std::future::Future<Output = i6p_net::Result<Duration>> + Send + 'static,
+{
+    future(py, async move {
+        Ok(transfer.await.map_err(to_py)?.as_secs_f64())
+    })
+}
+
 /// Seconds to move `total` bytes over one stream between two nodes, entirely in Rust.
 #[pyfunction]
 #[pyo3(signature = (total, block=1 << 20, congestion="cubic", window=None))]
@@ -28,11 +38,8 @@ pub(crate) fn _bench_engine_stream<'py>(
     window: Option<&str>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let config = config(congestion, window)?;
-    future(py, async move {
-        let elapsed = i6p_net::bench::stream_transfer(total, block, &config)
-            .await
-            .map_err(to_py)?;
-        Ok(elapsed.as_secs_f64())
+    seconds(py, async move {
+        i6p_net::bench::stream_transfer(total, block, &config).await
     })
 }
 
@@ -48,11 +55,8 @@ pub(crate) fn _bench_raw_quinn<'py>(
     window: Option<&str>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let config = config(congestion, window)?;
-    future(py, async move {
-        let elapsed = i6p_net::bench::raw_quinn_stream(total, block, &config)
-            .await
-            .map_err(to_py)?;
-        Ok(elapsed.as_secs_f64())
+    seconds(py, async move {
+        i6p_net::bench::raw_quinn_stream(total, block, &config).await
     })
 }
 
