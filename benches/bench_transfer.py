@@ -6,6 +6,11 @@ The provider and the receiver each run in a process of their own, so the CPU tim
 RSS reported for each end are that end's alone; the baseline's CPU is both its ends together
 (they share this process). A second test fetches a larger blob (2 GiB by default) once, for
 both ends' peak RSS.
+
+It also measures the floor of what a verified fetch must do on top of moving the bytes:
+hashing them (BLAKE3, one thread), writing them into a new tmpfs file and reading them back,
+in CPU-seconds per GB. When the baseline keeps every core busy, no fetch can beat
+cores / (baseline CPU + floor); that bound is printed as a ratio to the baseline.
 """
 
 from __future__ import annotations
@@ -69,12 +74,43 @@ async def _fetch_between_processes(src: Path, dest: Path) -> dict[str, Any]:
     return {"receiver": got, "provider": served}
 
 
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _floor(tmp: Path, size: int) -> dict[str, float]:
+    """CPU-seconds per GB of the work a verified fetch cannot skip: BLAKE3 over the data on
+    one thread (the receiver's disk stage is one thread), writing it into a new tmpfs file
+    (pages allocated as the receiver's are) and reading it back (the provider)."""
+    gb = size / 1e9
+    hashed = _core._bench_hash(size, 1)["bare_hash"][0] / gb
+    block = memoryview(os.urandom(MiB))
+    path = tmp / "floor"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        start = _cpu()
+        for offset in range(0, size, MiB):
+            os.pwrite(fd, block[: min(MiB, size - offset)], offset)
+        written = (_cpu() - start) / gb
+        buf = bytearray(MiB)
+        start = _cpu()
+        for offset in range(0, size, MiB):
+            os.preadv(fd, [buf], offset)
+        read = (_cpu() - start) / gb
+    finally:
+        os.close(fd)
+        path.unlink()
+    return {"hash": hashed, "write": written, "read": read}
+
+
 async def _rounds(rounds: int) -> dict[str, list[float]]:
     r: dict[str, list[float]] = {
         k: []
         for k in (
             "baseline", "baseline_cpu", "python_stream", "fetch",
             "fetch_cpu_receiver", "fetch_cpu_provider", "rss_receiver", "rss_provider",
+            "floor_hash", "floor_write", "floor_read",
         )
     }  # fmt: skip
     gb = BENCH_BYTES / 1e9
@@ -94,6 +130,8 @@ async def _rounds(rounds: int) -> dict[str, list[float]]:
             r["fetch_cpu_provider"].append(f["provider"]["cpu_s"] / gb)
             r["rss_receiver"].append(f["receiver"]["peak_rss"])
             r["rss_provider"].append(f["provider"]["peak_rss"])
+            for k, v in _floor(Path(tmp), BENCH_BYTES).items():
+                r[f"floor_{k}"].append(v)
     return r
 
 
@@ -112,10 +150,18 @@ def test_verified_fetch_vs_baseline(benchmark: Any) -> None:
     fetch_cpu = [
         a + b for a, b in zip(r["fetch_cpu_receiver"], r["fetch_cpu_provider"], strict=True)
     ]
+    floor = [
+        sum(parts) for parts in zip(r["floor_hash"], r["floor_write"], r["floor_read"], strict=True)
+    ]
+    cores = os.cpu_count() or 1
+    busy = med["baseline"] / 1e9 * med["baseline_cpu"]  # cores the baseline keeps busy
+    bound = cores / (med["baseline_cpu"] + statistics.median(floor)) * 1e9 / med["baseline"]
     ratios = {
         "ratio_fetch_to_baseline": med["fetch"] / med["baseline"],
         "ratio_python_stream_to_baseline": med["python_stream"] / med["baseline"],
         "ratio_fetch_cpu_to_baseline_cpu": statistics.median(fetch_cpu) / med["baseline_cpu"],
+        "baseline_cores_busy": busy,
+        "ratio_bound_from_floor": bound,
     }
     benchmark.extra_info.update(
         bytes=BENCH_BYTES, **{k: summary(v) for k, v in r.items()}, **ratios
@@ -133,7 +179,13 @@ def test_verified_fetch_vs_baseline(benchmark: Any) -> None:
         f"  CPU s/GB fetch, both ends     {_spread(fetch_cpu, 1, 's')}"
         f"  = {ratios['ratio_fetch_cpu_to_baseline_cpu']:.2f}x baseline\n"
         f"  peak RSS receiver / provider  {_spread(r['rss_receiver'], MiB, 'MiB')}"
-        f" / {_spread(r['rss_provider'], MiB, 'MiB')}"
+        f" / {_spread(r['rss_provider'], MiB, 'MiB')}\n"
+        f"  floor CPU s/GB: hash {_spread(r['floor_hash'], 1, 's')},"
+        f" tmpfs write {_spread(r['floor_write'], 1, 's')},"
+        f" read {_spread(r['floor_read'], 1, 's')}\n"
+        f"  baseline keeps {busy:.2f} of {cores} cores busy; a fetch costing baseline + floor"
+        f" CPU could reach at most {bound:.2f}x baseline"
+        f"{'' if busy > 0.9 * cores else ' (baseline not CPU-bound: the bound does not apply)'}"
     )
 
 
