@@ -210,7 +210,13 @@ async def test_dropped_provider_then_resume(tmp_path: Path) -> None:
     fetcher = await Node.bind(Identity.generate())
     seen: list[int] = []
     fetching = asyncio.create_task(
-        fetcher.fetch(ticket, dest, progress=lambda d, t: seen.append(d), group_size=16 << 10)
+        fetcher.fetch(
+            ticket,
+            dest,
+            progress=lambda d, t: seen.append(d),
+            group_size=16 << 10,
+            reconnects=0,  # fail at the drop; a later fetch resumes
+        )
     )
     while not seen or seen[-1] < size // 4:
         await asyncio.sleep(0.01)

@@ -2,7 +2,10 @@
 
 Each client address gets its own upstream socket, so the target sees the relay, and the
 client sees only the relay. ``blackhole`` drops everything in both directions (a peer that
-goes silent); ``packets`` counts what was forwarded. Loopback only.
+goes silent); ``packets`` counts what was forwarded. After ``capture()``, ``captured`` keeps
+the datagrams clients send until the target next answers (a QUIC client's first flight,
+with its 0-RTT packets), and ``replay`` sends datagrams again from a new socket, as an
+attacker who captured them would. Loopback only.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class _Upstream(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[object, ...]) -> None:
+        self.relay._capturing = False
         if not self.relay.blackhole and self.relay.front is not None:
             self.relay.packets += 1
             self.relay.front.sendto(data, self.client)
@@ -44,6 +48,9 @@ class UdpRelay:
         self.front: asyncio.DatagramTransport | None = None
         self._upstreams: dict[tuple[object, ...], _Upstream] = {}
         self._pending: dict[tuple[object, ...], list[bytes]] = {}
+        self.captured: list[bytes] = []
+        self._capturing = False
+        self._replayers: list[asyncio.DatagramTransport] = []
 
     @property
     def addr(self) -> str:
@@ -66,12 +73,31 @@ class UdpRelay:
         for up in self._upstreams.values():
             if up.transport is not None:
                 up.transport.close()
+        for transport in self._replayers:
+            transport.close()
         if self.front is not None:
             self.front.close()
+
+    def capture(self) -> None:
+        """Keeps what clients send from now until the target's next datagram."""
+        self.captured = []
+        self._capturing = True
+
+    async def replay(self, packets: list[bytes]) -> None:
+        """Sends ``packets`` to the target from a new socket (kept open until exit)."""
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("::1", 0), family=socket.AF_INET6
+        )
+        self._replayers.append(transport)
+        for data in packets:
+            transport.sendto(data, self.target)
 
     def _from_client(self, data: bytes, client: tuple[object, ...]) -> None:
         if self.blackhole:
             return
+        if self._capturing:
+            self.captured.append(data)
         up = self._upstreams.get(client)
         if up is None:
             pending = self._pending.setdefault(client, [])

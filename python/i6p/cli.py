@@ -25,6 +25,12 @@ def _identity(path: str | None) -> Identity:
     return Identity.load_or_generate(Path(path) if path else default_identity_path())
 
 
+def _state_dir(identity_path: str | None) -> Path:
+    """Resumption state lives next to the identity file (the per-user default, or the file
+    given with --identity)."""
+    return (Path(identity_path) if identity_path else default_identity_path()).parent / "state"
+
+
 def _size(text: str) -> int:
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     t = text.strip().lower().removesuffix("ib").removesuffix("b")
@@ -82,7 +88,9 @@ def _cmd_id(args: argparse.Namespace) -> int:
 
 async def _send(args: argparse.Namespace) -> int:
     identity = _identity(args.identity)
-    async with await Node.bind(identity, args.addr, congestion=args.congestion) as node:
+    async with await Node.bind(
+        identity, args.addr, congestion=args.congestion, state_dir=_state_dir(args.identity)
+    ) as node:
         if args.allow:
             node.allow_peers(args.allow)
         blob = await node.add_path(args.path)
@@ -126,7 +134,11 @@ async def _get(args: argparse.Namespace) -> FetchResult:
     show = not args.json and not args.quiet
     bar, update = _progress_bar((show and sys.stderr.isatty()) or args.progress, "fetching")
     async with await Node.bind(
-        identity, args.addr, congestion=args.congestion, window=args.window
+        identity,
+        args.addr,
+        congestion=args.congestion,
+        window=args.window,
+        state_dir=_state_dir(args.identity),
     ) as node:
         with bar:
             return await node.fetch(

@@ -45,6 +45,8 @@ class Node:
         congestion: str = "cubic",
         window: int | str = "auto",
         max_window: int = 64 << 20,
+        zero_rtt: bool = True,
+        state_dir: str | os.PathLike[str] | None = None,
     ) -> Node:
         """Binds a UDP socket (dual-stack on ``[::]``) and starts accepting sessions.
 
@@ -58,6 +60,12 @@ class Node:
         several streams (as ``fetch`` does). ``window`` may instead fix the connection's
         windows to a size in bytes, or be ``"quinn"`` for quinn's defaults (1.25 MB per
         stream; for comparisons). Data left unread on streams holds window credit.
+
+        Reconnection: a node keeps TLS resumption tickets of the peers it dialed (per
+        PeerId, in memory) and, with ``zero_rtt``, a reconnect to such a peer returns its
+        session at once and sends PINGs and GETs in 0-RTT. The tickets it issues to others
+        are single use; with ``state_dir`` they are kept in a file there (mode 0600) and
+        survive a restart with the same identity.
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(
@@ -71,6 +79,8 @@ class Node:
             congestion=congestion,
             window=str(window),
             max_window=max_window,
+            zero_rtt=zero_rtt,
+            state_dir=None if state_dir is None else os.fspath(state_dir),
         )
         return cls(core, identity)
 
@@ -98,6 +108,22 @@ class Node:
     def local_addrs(self) -> list[str]:
         """Addresses other nodes can dial (``[host]:port``), most widely reachable first."""
         return self._core.reachable_addrs()
+
+    async def rebind(self, addr: str = "[::]:0") -> str:
+        """Moves the node to a new UDP socket bound at ``addr`` (another port or local
+        address); its sessions continue over the new path (QUIC connection migration), and
+        transfers in progress complete. Returns the new local address."""
+        return self._core.rebind(await resolve(addr))
+
+    @property
+    def early_requests(self) -> int:
+        """Requests (PING, GET) this node served as 0-RTT early data, over all sessions."""
+        return self._core.early_requests
+
+    @property
+    def resumption_state(self) -> tuple[int, int]:
+        """(peers this node holds resumption tickets for, unused tickets it issued)."""
+        return self._core.resumption_state
 
     @property
     def socket_buffers(self) -> tuple[int, int]:
@@ -166,6 +192,8 @@ class Node:
         streams: int = 8,
         max_failures: int = 3,
         request_size: int = 16 << 20,
+        reconnects: int = 5,
+        backoff: float = 0.25,
     ) -> FetchResult:
         """Fetches the ticket's blob into ``dest``, verified and resumable.
 
@@ -178,6 +206,11 @@ class Node:
         connection and asking for ``request_size`` bytes of consecutive chunk groups of
         ``group_size`` bytes (a power of two, 16 KiB to 4 MiB). ``i6p bench --tune`` finds good
         values for a given link.
+
+        If the connection drops (the provider restarts, the link goes down), the fetch
+        reconnects by itself, in 0-RTT when it can, and asks only for what is still missing:
+        up to ``reconnects`` attempts in a row that bring nothing new, ``backoff`` seconds
+        apart at first, doubling up to 5 s. ``reconnects=0`` fails at the first drop.
         """
         if isinstance(ticket, str):
             ticket = Ticket.parse(ticket)
@@ -189,6 +222,8 @@ class Node:
             streams=streams,
             max_failures=max_failures,
             request_size=request_size,
+            reconnects=reconnects,
+            backoff=backoff,
         )
         if progress is None:
             raw = await awaitable

@@ -119,6 +119,37 @@ class Session:
         """True on the side that called ``connect``."""
         return self._core.is_dialer
 
+    @property
+    def resumed(self) -> bool:
+        """True when the TLS handshake resumed an earlier session (known once it is done)."""
+        return self._core.resumed
+
+    @property
+    def early_data(self) -> str:
+        """``"none"``, ``"pending"`` (sent, handshake not done), ``"accepted"`` or
+        ``"rejected"`` (what it carried was sent again after the handshake)."""
+        return self._core.early_data
+
+    @property
+    def early_data_accepted(self) -> bool:
+        """True when 0-RTT data was accepted on this session."""
+        return self._core.early_data == "accepted"
+
+    @property
+    def early_requests(self) -> int:
+        """Requests (PING, GET) this side served before the TLS handshake completed."""
+        return self._core.early_requests
+
+    @property
+    def handshake_done(self) -> bool:
+        """True once the TLS handshake is complete."""
+        return self._core.handshake_done
+
+    async def wait_established(self) -> None:
+        """Waits for the HELLO exchange; a session opened in 0-RTT finishes it in the
+        background, so its peer's capabilities and listen addresses come with it."""
+        await self._core.wait_established()
+
     async def open_stream(self) -> Stream:
         """Opens a new bidirectional stream."""
         return Stream(await self._core.open_stream())

@@ -10,7 +10,8 @@
 use crate::error::{NetError, Result};
 use crate::fetch::{fetch_to_file, FetchOptions, Progress};
 use crate::node::{bind_socket, transport_config, Node, NodeConfig};
-use crate::tls::{self, SeenPeer, TlsIdentity};
+use crate::resume::{dial_name, PeerSessions, ServerSessions};
+use crate::tls::{self, TlsIdentity};
 use bytes::Bytes;
 use i6p_core::Identity;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -51,24 +52,27 @@ pub async fn raw_quinn_stream(total: u64, block: usize, config: &NodeConfig) -> 
     let (server_id, client_id) = (Identity::generate(), Identity::generate());
     let server_tls = TlsIdentity::new(&server_id)?;
     let client_tls = TlsIdentity::new(&client_id)?;
-    let crypto = QuicServerConfig::try_from(tls::server_crypto(&server_tls)?)
-        .map_err(|e| NetError::Tls(e.to_string()))?;
+    let crypto = QuicServerConfig::try_from(tls::server_crypto(
+        &server_tls,
+        Arc::new(ServerSessions::in_memory()),
+    )?)
+    .map_err(|e| NetError::Tls(e.to_string()))?;
     let (server, _) = endpoint(
         Some(quinn::ServerConfig::with_crypto(Arc::new(crypto))),
         config,
     )?;
     let (client, transport) = endpoint(None, config)?;
-    let crypto = QuicClientConfig::try_from(tls::client_crypto(
-        &client_tls,
-        server_id.peer_id(),
-        SeenPeer::default(),
-    )?)
-    .map_err(|e| NetError::Tls(e.to_string()))?;
+    let (crypto, _) = tls::client_crypto(&client_tls, Arc::new(PeerSessions::default()))?;
+    let crypto = QuicClientConfig::try_from(crypto).map_err(|e| NetError::Tls(e.to_string()))?;
     let mut client_config = quinn::ClientConfig::new(Arc::new(crypto));
     client_config.transport_config(transport);
     let server_addr = loopback(server.local_addr()?.port());
     let connecting = client
-        .connect_with(client_config, server_addr, "i6p")
+        .connect_with(
+            client_config,
+            server_addr,
+            &dial_name(&server_id.peer_id(), 0),
+        )
         .map_err(|e| NetError::Handshake(e.to_string()))?;
     let incoming = server
         .accept()

@@ -57,6 +57,8 @@ pub struct BlobStore {
     faults: std::sync::atomic::AtomicU8,
     allowed: RwLock<Option<HashSet<PeerId>>>,
     served: RwLock<HashMap<(PeerId, [u8; 32]), Coverage>>,
+    /// Requests (PING, GET) this node served before a handshake completed (0-RTT).
+    early_requests: std::sync::atomic::AtomicU64,
 }
 
 impl Default for BlobStore {
@@ -65,6 +67,7 @@ impl Default for BlobStore {
             serving: tokio::sync::Semaphore::new(MAX_CONCURRENT_GETS),
             blobs: RwLock::default(),
             faults: Default::default(),
+            early_requests: Default::default(),
             allowed: RwLock::default(),
             served: RwLock::default(),
         }
@@ -72,6 +75,18 @@ impl Default for BlobStore {
 }
 
 impl BlobStore {
+    /// Counts a request served as early data on any of the node's sessions.
+    pub(crate) fn note_early(&self) {
+        self.early_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Requests this node served before their session's handshake completed.
+    pub fn early_requests(&self) -> u64 {
+        self.early_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Hashes the file at `path` and serves it. Blocking: run it off the async threads.
     pub fn add_path(&self, path: &Path) -> io::Result<Arc<Blob>> {
         let file = File::open(path)?;
@@ -249,6 +264,8 @@ pub(crate) async fn serve(
         };
         let get = GetRequest::decode(&frame.payload)
             .map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
+        // A read of content-addressed data: safe to serve even if it came as early data.
+        session.note_request();
         if !store.allows(&peer) {
             return Err(refuse(
                 ErrorCode::Forbidden,

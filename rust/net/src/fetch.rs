@@ -46,6 +46,31 @@ pub struct FetchOptions {
     pub overwrite: bool,
     /// Longest time between state saves.
     pub save_interval: Duration,
+    /// How [`fetch_ticket`] gets back to the provider when the connection drops.
+    pub reconnect: Reconnect,
+}
+
+/// Reconnection after a dropped connection: up to `attempts` in a row that bring no new
+/// verified data, `backoff` apart at first and twice as long each time, up to `max_backoff`.
+/// Groups already verified are kept: each attempt fetches only what is still missing.
+#[derive(Debug, Clone, Copy)]
+pub struct Reconnect {
+    /// Attempts in a row without progress before giving up (0: never reconnect).
+    pub attempts: u32,
+    /// Wait before the first attempt.
+    pub backoff: Duration,
+    /// Longest wait between attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Default for FetchOptions {
@@ -57,6 +82,7 @@ impl Default for FetchOptions {
             max_failures: 3,
             overwrite: false,
             save_interval: Duration::from_millis(100),
+            reconnect: Reconnect::default(),
         }
     }
 }
@@ -68,6 +94,10 @@ pub struct Progress {
     pub done: AtomicU64,
     /// The blob's size.
     pub total: AtomicU64,
+    /// Group bytes received over the network by attempts that ended.
+    fetched: AtomicU64,
+    /// Bytes reused from an earlier run, as the first attempt found them.
+    reused: std::sync::OnceLock<u64>,
 }
 
 /// What a completed fetch did.
@@ -198,6 +228,7 @@ pub async fn fetch_to_file(
         .map_err(|e| io_error(e, "cannot open the partial download"))?;
     let group_log = download.state.group_log;
     let reused = download.reused_bytes;
+    let _ = progress.reused.set(reused);
     progress.total.store(size, Ordering::Relaxed);
     progress.done.store(reused, Ordering::Relaxed);
     let shared = Arc::new(Shared {
@@ -216,6 +247,7 @@ pub async fn fetch_to_file(
         options: options.clone(),
         progress: progress.clone(),
     });
+    let _count = CountFetched(shared.clone());
     // Rounds: fetch every missing group; groups that failed verification stay missing and
     // are asked for again in the next round, until `max_failures`.
     loop {
@@ -320,6 +352,83 @@ async fn round(
         (Ok(()), None) => Ok(()),
     };
     Ok((download, result))
+}
+
+/// Adds what an attempt fetched to its progress when the attempt ends, however it ends.
+struct CountFetched(Arc<Shared>);
+
+impl Drop for CountFetched {
+    fn drop(&mut self) {
+        let n = self.0.fetched.load(Ordering::Relaxed);
+        self.0.progress.fetched.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Fetches a ticket's blob into `dest` from its provider, reconnecting after a dropped
+/// connection as `options.reconnect` says (a reconnect to a peer met before goes in 0-RTT).
+/// Figures in the outcome cover every attempt.
+pub async fn fetch_ticket(
+    node: &crate::Node,
+    ticket: &i6p_core::ticket::Ticket,
+    dest: PathBuf,
+    options: FetchOptions,
+    progress: Arc<Progress>,
+) -> Result<FetchOutcome> {
+    let start = Instant::now();
+    let policy = options.reconnect;
+    let (mut left, mut delay) = (policy.attempts, policy.backoff);
+    // A provider that never answered is reported at once; only a dropped one is retried.
+    let mut connected = false;
+    loop {
+        let before = progress.done.load(Ordering::Relaxed);
+        let attempt = async {
+            let session = node.connect_any(ticket.peer_id, &ticket.addrs).await;
+            let session = match session {
+                Ok(s) => s,
+                Err(e) if !connected => return Err((e, false)),
+                Err(e) => return Err((e, true)),
+            };
+            connected = true;
+            let outcome = fetch_to_file(
+                &session,
+                ticket.hash,
+                ticket.size,
+                dest.clone(),
+                options.clone(),
+                progress.clone(),
+            )
+            .await
+            .map_err(|e| session.explain(e));
+            session.close(0, "fetch done").await;
+            outcome.map_err(|e| (e, true))
+        };
+        match attempt.await {
+            Ok(mut outcome) => {
+                outcome.bytes_fetched = progress.fetched.load(Ordering::Relaxed);
+                outcome.bytes_reused = progress.reused.get().copied().unwrap_or(0);
+                outcome.duration = start.elapsed();
+                return Ok(outcome);
+            }
+            Err((e, true)) if link_dropped(&e) && left > 0 => {
+                if progress.done.load(Ordering::Relaxed) > before {
+                    (left, delay) = (policy.attempts, policy.backoff);
+                }
+                left -= 1;
+                tracing::debug!(error = %e, ?delay, left, "fetch lost its provider; reconnecting");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(policy.max_backoff);
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// Errors after which a new connection may succeed where the old one failed.
+fn link_dropped(e: &NetError) -> bool {
+    matches!(
+        e,
+        NetError::ConnectionLost { .. } | NetError::Handshake(_) | NetError::Stream(_)
+    ) || matches!(e, NetError::Refused { code: 3, .. })
 }
 
 /// Sets its flag when dropped.

@@ -14,6 +14,7 @@ pub mod control;
 pub mod error;
 pub mod fetch;
 pub mod node;
+mod resume;
 pub mod session;
 pub mod socket;
 pub mod stream;

@@ -7,15 +7,17 @@ use crate::addr;
 use crate::blobs::BlobStore;
 use crate::control::codes;
 use crate::error::{NetError, Result};
-use crate::session::{now_ms, Established, Session};
+use crate::resume::{PeerSessions, ServerSessions};
+use crate::session::{now_ms, Established, Session, EARLY_ACCEPTED, EARLY_PENDING, EARLY_REJECTED};
 use crate::socket::SocketBuffers;
-use crate::tls::{self, SeenPeer, TlsIdentity};
+use crate::tls::{self, PeerVerifier, TlsIdentity};
 use crate::transport::{Congestion, Windows};
 use i6p_core::{Hello, Identity, PeerId, Role, PROTOCOL_VERSION};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{ConnectionError, Endpoint, TransportConfig, VarInt};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
@@ -39,6 +41,10 @@ pub struct NodeConfig {
     pub congestion: Congestion,
     /// Flow-control windows (auto-tuned by default).
     pub windows: Windows,
+    /// Send requests in 0-RTT when reconnecting to a peer met before.
+    pub zero_rtt: bool,
+    /// Where the listener keeps its resumption tickets across restarts (none: in memory).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -52,6 +58,8 @@ impl Default for NodeConfig {
             accept_backlog: 64,
             congestion: Congestion::default(),
             windows: Windows::default(),
+            zero_rtt: true,
+            state_dir: None,
         }
     }
 }
@@ -64,12 +72,20 @@ pub struct Node {
 
 struct NodeInner {
     identity: Identity,
-    tls: TlsIdentity,
+    /// One client configuration for every dial: rustls resumes only with the config (verifier
+    /// and client key) that made the session.
+    client: quinn::ClientConfig,
+    verifier: Arc<PeerVerifier>,
+    /// Resumption tickets from the peers this node dialed.
+    sessions: Arc<PeerSessions>,
+    /// Resumption tickets this node issued as a listener.
+    server_sessions: Arc<ServerSessions>,
+    /// Numbers dials, so the verifier can report on each one.
+    dials: AtomicU64,
     /// Dropped on close, so the socket is released even while sessions objects live on.
     endpoint: std::sync::RwLock<Option<Endpoint>>,
-    local_addr: SocketAddr,
+    local_addr: std::sync::RwLock<SocketAddr>,
     config: NodeConfig,
-    transport: Arc<TransportConfig>,
     closed: Arc<AtomicBool>,
     store: Arc<BlobStore>,
     buffers: Arc<SocketBuffers>,
@@ -86,8 +102,19 @@ impl Node {
     pub fn bind(identity: Identity, addr: SocketAddr, config: NodeConfig) -> Result<Self> {
         let tls = TlsIdentity::new(&identity)?;
         let transport = Arc::new(transport_config(&config)?);
-        let server_crypto = QuicServerConfig::try_from(tls::server_crypto(&tls)?)
-            .map_err(|e| NetError::Tls(e.to_string()))?;
+        let server_sessions = Arc::new(match &config.state_dir {
+            Some(dir) => ServerSessions::persistent(tickets_path(dir, &identity.peer_id())?),
+            None => ServerSessions::in_memory(),
+        });
+        let server_crypto =
+            QuicServerConfig::try_from(tls::server_crypto(&tls, server_sessions.clone())?)
+                .map_err(|e| NetError::Tls(e.to_string()))?;
+        let sessions = Arc::new(PeerSessions::default());
+        let (client_crypto, verifier) = tls::client_crypto(&tls, sessions.clone())?;
+        let client_crypto =
+            QuicClientConfig::try_from(client_crypto).map_err(|e| NetError::Tls(e.to_string()))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
+        client.transport_config(transport.clone());
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server.transport_config(transport.clone());
         let socket = bind_socket(addr)?;
@@ -124,11 +151,14 @@ impl Node {
         Ok(Self {
             inner: Arc::new(NodeInner {
                 identity,
-                tls,
-                local_addr: endpoint.local_addr()?,
+                client,
+                verifier,
+                sessions,
+                server_sessions,
+                dials: AtomicU64::new(0),
+                local_addr: std::sync::RwLock::new(endpoint.local_addr()?),
                 endpoint: std::sync::RwLock::new(Some(endpoint)),
                 config,
-                transport,
                 closed,
                 store,
                 buffers,
@@ -152,7 +182,32 @@ impl Node {
 
     /// The address the socket is bound to.
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        Ok(self.inner.local_addr)
+        self.inner
+            .local_addr
+            .read()
+            .map(|a| *a)
+            .map_err(|_| NetError::Io("local address lock poisoned".into()))
+    }
+
+    /// Moves the node to a new UDP socket bound at `addr` (a new port, or another local
+    /// address). Sessions continue: QUIC validates the new path with each peer, and their
+    /// streams and transfers go on over it. Returns the new address.
+    pub fn rebind(&self, addr: SocketAddr) -> Result<SocketAddr> {
+        self.ensure_open()?;
+        let socket = bind_socket(addr)?;
+        self.inner.buffers.replace(&socket)?;
+        let endpoint = self.endpoint()?;
+        endpoint.rebind(socket)?;
+        let local = endpoint.local_addr()?;
+        if let Ok(mut a) = self.inner.local_addr.write() {
+            *a = local;
+        }
+        Ok(local)
+    }
+
+    /// Requests this node served as early data (before their session's handshake completed).
+    pub fn early_requests(&self) -> u64 {
+        self.inner.store.early_requests()
     }
 
     /// Addresses other nodes can use to reach this one.
@@ -182,60 +237,211 @@ impl Node {
     }
 
     /// Dials `addr`, requires the peer there to be `peer`, and runs the HELLO exchange.
+    ///
+    /// To a peer this node holds a resumption ticket for, the session is returned at once,
+    /// in 0-RTT: PINGs and GETs sent on it travel as early data, the rest is held back by
+    /// the peer until the handshake completes, and the HELLO exchange finishes in the
+    /// background (`Session::wait_established`).
     pub async fn connect(&self, peer: PeerId, addr: SocketAddr) -> Result<Session> {
         let hello = self.hello()?;
         let timeout = self.inner.config.handshake_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
-        let late = || NetError::Handshake(format!("no session with {addr} within {timeout:?}"));
-        let est = tokio::time::timeout_at(deadline, self.dial(peer, addr))
-            .await
-            .map_err(|_| late())??;
+        let late =
+            move || NetError::Handshake(format!("no session with {addr} within {timeout:?}"));
+        let known = self
+            .inner
+            .config
+            .zero_rtt
+            .then(|| self.inner.sessions.resumable(&peer))
+            .flatten();
+        let (connecting, dial) = self.start_dial(peer, addr)?;
+        let connecting = match known {
+            Some(key) => match connecting.into_0rtt() {
+                Ok((conn, accepted)) => {
+                    return self
+                        .early_session(conn, accepted, peer, key, dial, hello, deadline)
+                        .await
+                }
+                Err(connecting) => connecting,
+            },
+            None => connecting,
+        };
+        let (est, resumed) =
+            tokio::time::timeout_at(deadline, self.finish_dial(connecting, peer, dial))
+                .await
+                .map_err(|_| late())??;
         let conn = est.conn.clone();
-        let handshake = est.handshake(&self.inner.identity, &hello);
+        let key = est.remote_key;
+        let handshake = est.handshake_dialer(&self.inner.identity, &hello, resumed);
         let result = match tokio::time::timeout_at(deadline, handshake).await {
             Ok(r) => r,
             Err(_) => Err(late()),
         };
-        if let Err(e) = &result {
+        match &result {
+            Ok(_) => self.inner.sessions.remember_key(peer, key),
             // Tell the listener why, with the same codes it would use.
-            conn.close(
+            Err(e) => conn.close(
                 VarInt::from_u32(close_code_for(e)),
                 e.to_string().as_bytes(),
-            );
+            ),
         }
         result
+    }
+
+    /// Connects to `peer` at the first of `addrs` that answers.
+    pub async fn connect_any(&self, peer: PeerId, addrs: &[SocketAddr]) -> Result<Session> {
+        let mut last = NetError::Handshake("no address to dial".into());
+        for addr in addrs {
+            match self.connect(peer, *addr).await {
+                Ok(s) => return Ok(s),
+                Err(e @ NetError::PeerIdMismatch { .. }) => return Err(e),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// A session in 0-RTT: returned before the handshake completes, which a task finishes.
+    #[allow(clippy::too_many_arguments)]
+    async fn early_session(
+        &self,
+        conn: quinn::Connection,
+        accepted: quinn::ZeroRttAccepted,
+        peer: PeerId,
+        key: i6p_core::PublicKey,
+        dial: u64,
+        hello: Hello,
+        deadline: tokio::time::Instant,
+    ) -> Result<Session> {
+        let (send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| crate::session::describe_connection_error(&e))?;
+        let session = Session::new(self.established(conn.clone(), peer, key), false, Some(send));
+        session.set_early(EARLY_PENDING);
+        tokio::spawn(crate::session::dispatch_streams(session.clone()));
+        let (node, early) = (self.clone(), session.clone());
+        tokio::spawn(async move {
+            let finish = node.finish_early(&early, accepted, recv, peer, dial, &hello);
+            let result = match tokio::time::timeout_at(deadline, finish).await {
+                Ok(r) => r,
+                Err(_) => Err(NetError::Handshake(
+                    "0-rtt session not established in time".into(),
+                )),
+            };
+            match result {
+                Ok(()) => node.inner.sessions.remember_key(peer, key),
+                Err(e) => {
+                    tracing::debug!(error = %e, "0-rtt session failed");
+                    let code = close_code_for(&e);
+                    early.fail(e, code);
+                }
+            }
+        });
+        Ok(session)
+    }
+
+    /// Completes a 0-RTT session: checks who answered, then runs the HELLO exchange (on a
+    /// new control stream, with pending PINGs sent again, if the early data was refused).
+    async fn finish_early(
+        &self,
+        session: &Session,
+        accepted: quinn::ZeroRttAccepted,
+        recv: quinn::RecvStream,
+        peer: PeerId,
+        dial: u64,
+        hello: &Hello,
+    ) -> Result<()> {
+        let accepted = accepted.await;
+        let full = self.inner.verifier.take_seen(dial);
+        if let Some(actual) = full.filter(|a| *a != peer) {
+            return Err(NetError::PeerIdMismatch {
+                expected: peer,
+                actual,
+            });
+        }
+        if let Some(e) = session.inner_conn().close_reason() {
+            return Err(crate::session::describe_connection_error(&e));
+        }
+        let (actual, _) = tls::peer_of_connection(session.inner_conn())?;
+        if actual != peer {
+            return Err(NetError::PeerIdMismatch {
+                expected: peer,
+                actual,
+            });
+        }
+        session.mark_handshake_done(full.is_none());
+        session.set_early(if accepted {
+            EARLY_ACCEPTED
+        } else {
+            EARLY_REJECTED
+        });
+        let identity = &self.inner.identity;
+        crate::session::dialer_exchange(session, recv, identity, hello, !accepted).await?;
+        if !accepted {
+            session.resend_pings().await?;
+        }
+        Ok(())
+    }
+
+    fn established(
+        &self,
+        conn: quinn::Connection,
+        peer: PeerId,
+        key: i6p_core::PublicKey,
+    ) -> Established {
+        Established {
+            conn,
+            remote_peer_id: peer,
+            remote_key: key,
+            role: Role::Dialer,
+            node_closed: self.inner.closed.clone(),
+            store: self.inner.store.clone(),
+            windows: self.inner.config.windows,
+            buffers: Some(self.inner.buffers.clone()),
+        }
     }
 
     /// Dials and authenticates the peer but runs no HELLO and serves no control stream.
     /// The caller drives the control stream itself; conformance tests use this.
     pub async fn connect_raw(&self, peer: PeerId, addr: SocketAddr) -> Result<Session> {
         let timeout = self.inner.config.handshake_timeout;
-        let est = tokio::time::timeout(timeout, self.dial(peer, addr))
+        let (connecting, dial) = self.start_dial(peer, addr)?;
+        let (est, _) = tokio::time::timeout(timeout, self.finish_dial(connecting, peer, dial))
             .await
             .map_err(|_| {
                 NetError::Handshake(format!("no handshake with {addr} within {timeout:?}"))
             })??;
-        Ok(Session::new(est, None, None))
+        Ok(Session::new(est, true, None))
     }
 
-    /// The QUIC + TLS part of a dial.
-    async fn dial(&self, peer: PeerId, addr: SocketAddr) -> Result<Established> {
+    /// Sends the first flight of a dial to `peer` at `addr`.
+    fn start_dial(&self, peer: PeerId, addr: SocketAddr) -> Result<(quinn::Connecting, u64)> {
         self.ensure_open()?;
         let addr = self.dialable(addr)?;
-        let seen = SeenPeer::default();
-        let crypto =
-            QuicClientConfig::try_from(tls::client_crypto(&self.inner.tls, peer, seen.clone())?)
-                .map_err(|e| NetError::Tls(e.to_string()))?;
-        let mut client = quinn::ClientConfig::new(Arc::new(crypto));
-        client.transport_config(self.inner.transport.clone());
+        let dial = self.inner.dials.fetch_add(1, Ordering::Relaxed);
+        let name = crate::resume::dial_name(&peer, dial);
         let connecting = self
             .endpoint()?
-            .connect_with(client, addr, "i6p")
+            .connect_with(self.inner.client.clone(), addr, &name)
             .map_err(|e| NetError::Handshake(format!("cannot dial {addr}: {e}")))?;
-        let conn = match connecting.await {
+        Ok((connecting, dial))
+    }
+
+    /// The rest of the QUIC + TLS part of a dial; true with it if the handshake resumed.
+    async fn finish_dial(
+        &self,
+        connecting: quinn::Connecting,
+        peer: PeerId,
+        dial: u64,
+    ) -> Result<(Established, bool)> {
+        let conn = connecting.await;
+        // The verifier runs on full handshakes only: no note from it means a resumed one.
+        let seen = self.inner.verifier.take_seen(dial);
+        let conn = match conn {
             Ok(conn) => conn,
             Err(e) => {
-                return Err(match seen.get() {
+                return Err(match seen {
                     Some(actual) if actual != peer => NetError::PeerIdMismatch {
                         expected: peer,
                         actual,
@@ -246,23 +452,24 @@ impl Node {
         };
         let (remote_peer_id, remote_key) = tls::peer_of_connection(&conn)?;
         if remote_peer_id != peer {
-            // Unreachable with the verifier above; kept as a second line of defence.
+            // Unreachable with the verifier and the tickets keyed by PeerId; kept as a second
+            // line of defence.
             conn.close(VarInt::from_u32(codes::PROTOCOL_ERROR), b"peer id mismatch");
             return Err(NetError::PeerIdMismatch {
                 expected: peer,
                 actual: remote_peer_id,
             });
         }
-        Ok(Established {
-            conn,
-            remote_peer_id,
-            remote_key,
-            role: Role::Dialer,
-            node_closed: self.inner.closed.clone(),
-            store: self.inner.store.clone(),
-            windows: self.inner.config.windows,
-            buffers: Some(self.inner.buffers.clone()),
-        })
+        Ok((
+            self.established(conn, remote_peer_id, remote_key),
+            seen.is_none(),
+        ))
+    }
+
+    /// Peers this node holds resumption tickets for (dialer side), and tickets it issued
+    /// that are still unused (listener side).
+    pub fn resumption_state(&self) -> (usize, usize) {
+        (self.inner.sessions.len(), self.inner.server_sessions.len())
     }
 
     /// On a dual-stack IPv6 socket, IPv4 destinations must be written as IPv4-mapped.
@@ -338,7 +545,8 @@ impl Node {
         // moment later. Wait for that (briefly), so the address can be bound again at once.
         // Sessions the application still holds keep the socket open: give up after 200 ms.
         for attempt in 0..100 {
-            if bind_socket(self.inner.local_addr).is_ok() {
+            let Ok(local) = self.local_addr() else { break };
+            if bind_socket(local).is_ok() {
                 break;
             }
             if attempt < 10 {
@@ -462,6 +670,10 @@ async fn accept_loop(
 }
 
 /// Completes one incoming connection: TLS, then the HELLO exchange, within `timeout`.
+///
+/// A resumed connection is taken in 0.5-RTT: the peer is known from its ticket as soon as
+/// the ClientHello is read, so PINGs and GETs that came as early data are served at once.
+/// Everything else waits for the handshake to complete (see `session.rs`).
 async fn accept_one(
     incoming: quinn::Incoming,
     identity: &Identity,
@@ -471,10 +683,34 @@ async fn accept_one(
     store: Arc<BlobStore>,
 ) -> Result<Session> {
     let deadline = tokio::time::Instant::now() + settings.timeout;
-    let conn = tokio::time::timeout_at(deadline, incoming)
-        .await
-        .map_err(|_| NetError::Handshake("tls handshake timed out".into()))?
-        .map_err(|e| handshake_error(&e))?;
+    let tls_late = || NetError::Handshake("tls handshake timed out".into());
+    let connecting = incoming.accept().map_err(|e| handshake_error(&e))?;
+    let (conn, handshake) = match connecting.into_0rtt() {
+        Ok((conn, accepted)) => (conn, Some(accepted)),
+        Err(connecting) => {
+            let conn = tokio::time::timeout_at(deadline, connecting)
+                .await
+                .map_err(|_| tls_late())?
+                .map_err(|e| handshake_error(&e))?;
+            (conn, None)
+        }
+    };
+    // rustls sets the peer's certificate from the ticket when it resumes; on a full
+    // handshake it only comes with the client's Finished.
+    let resumed = handshake.is_some() && conn.peer_identity().is_some();
+    let mut handshake = handshake;
+    if !resumed {
+        if let Some(accepted) = handshake.take() {
+            // Resolves when the handshake completes (its value says whether 0-RTT was taken)
+            // or fails.
+            tokio::time::timeout_at(deadline, accepted)
+                .await
+                .map_err(|_| tls_late())?;
+            if let Some(e) = conn.close_reason() {
+                return Err(handshake_error(&e));
+            }
+        }
+    }
     let (remote_peer_id, remote_key) = tls::peer_of_connection(&conn)?;
     let est = Established {
         conn: conn.clone(),
@@ -486,7 +722,23 @@ async fn accept_one(
         windows: settings.windows,
         buffers: Some(settings.buffers),
     };
-    let result = match tokio::time::timeout_at(deadline, est.handshake(identity, ours)).await {
+    let session = Session::new(est, false, None);
+    match handshake {
+        Some(accepted) => {
+            session.set_resumed(true);
+            let early = session.clone();
+            tokio::spawn(async move {
+                // Resolves when the handshake completes (on this side its value says nothing).
+                accepted.await;
+                if early.inner_conn().close_reason().is_none() {
+                    early.mark_handshake_done(true);
+                }
+            });
+        }
+        None => session.mark_handshake_done(false),
+    }
+    let exchange = crate::session::listener_exchange(&session, identity, ours);
+    let result = match tokio::time::timeout_at(deadline, exchange).await {
         Ok(r) => r,
         Err(_) => Err(NetError::Handshake("no hello in time".into())),
     };
@@ -496,7 +748,18 @@ async fn accept_one(
             e.to_string().as_bytes(),
         );
     }
-    result
+    result.map(|()| session)
+}
+
+/// The file of a node's listener tickets in `dir`: one per identity, in a 0700 directory.
+fn tickets_path(dir: &std::path::Path, peer: &PeerId) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| NetError::Io(format!("cannot create state dir {}: {e}", dir.display())))?;
+    Ok(dir.join(format!("{peer}.tickets")))
 }
 
 /// The close code that reports a failed HELLO exchange to the peer.

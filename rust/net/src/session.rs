@@ -16,10 +16,10 @@ use i6p_core::{EXPORTER_LABEL, EXPORTER_LEN};
 use quinn::{ConnectionError, VarInt};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 
 /// At most this many PINGs may await their PONG at once on one session.
 const MAX_PENDING_PINGS: usize = 1024;
@@ -55,7 +55,24 @@ pub(crate) struct SessionInner {
     pub(crate) conn: quinn::Connection,
     remote_peer_id: PeerId,
     remote_key: PublicKey,
-    remote_hello: Option<Hello>,
+    /// The peer's verified HELLO; on a session opened in 0-RTT it arrives after the handshake.
+    remote_hello: OnceLock<Hello>,
+    /// True once the HELLO exchange is done (or the session is raw).
+    established: watch::Sender<bool>,
+    /// True once the TLS handshake is complete: nothing before that can be trusted not to be
+    /// a replay, so only replay-safe requests are served until then.
+    handshake: watch::Sender<bool>,
+    /// The handshake resumed an earlier TLS session.
+    resumed: AtomicBool,
+    /// Whether early data was sent (dialer) or requests served before the handshake
+    /// completed (listener): one of the `EARLY_*` values.
+    early: AtomicU8,
+    /// Requests (PING, GET) served before the handshake completed.
+    early_requests: AtomicU64,
+    /// Why a session returned before its handshake completed (0-RTT) failed afterwards.
+    failure: OnceLock<NetError>,
+    /// Set (true) once the task that finishes a 0-RTT session has succeeded or failed.
+    failed: watch::Sender<bool>,
     role: Role,
     node_closed: Arc<AtomicBool>,
     control_send: tokio::sync::Mutex<Option<quinn::SendStream>>,
@@ -72,6 +89,15 @@ pub(crate) struct SessionInner {
     raw: bool,
     store: Arc<BlobStore>,
 }
+
+/// No early data on this session.
+pub const EARLY_NONE: u8 = 0;
+/// Early data was sent; the handshake has not said yet whether the peer took it.
+pub const EARLY_PENDING: u8 = 1;
+/// The peer accepted the early data (dialer), or requests were served early (listener).
+pub const EARLY_ACCEPTED: u8 = 2;
+/// The peer refused the early data; what it carried was sent again after the handshake.
+pub const EARLY_REJECTED: u8 = 3;
 
 /// What the handshake produced, before the session starts serving.
 pub(crate) struct Established {
@@ -103,73 +129,153 @@ impl Established {
         Ok(i6p_core::frame::encode(FrameType::Hello, &payload)?)
     }
 
-    /// Runs the HELLO exchange on the control stream and starts serving it.
-    pub(crate) async fn handshake(self, identity: &Identity, ours: &Hello) -> Result<Session> {
-        let binding = self.binding()?;
-        let (mut send, mut recv) = match self.role {
-            Role::Dialer => self.conn.open_bi().await,
-            Role::Listener => self.conn.accept_bi().await,
-        }
-        .map_err(|e| describe_connection_error(&e))?;
-        let our_payload = ours.sign(identity, self.role, &binding)?;
-        if self.role == Role::Dialer {
-            write_frame(&mut send, FrameType::Hello, &our_payload).await?;
-        }
-        let frame = read_frame(&mut recv)
-            .await?
-            .ok_or_else(|| NetError::Protocol("control stream ended before hello".into()))?;
-        if frame.known() != Some(FrameType::Hello) {
-            return Err(NetError::Protocol(format!(
-                "expected hello, got frame type {:#04x}",
-                frame.kind
-            )));
-        }
-        let peer_role = match self.role {
-            Role::Dialer => Role::Listener,
-            Role::Listener => Role::Dialer,
-        };
-        let theirs =
-            Hello::verify(&frame.payload, &self.remote_key, peer_role, &binding).map_err(|e| {
-                match e {
-                    CoreError::UnsupportedVersion(_) => NetError::Core(e),
-                    other => NetError::Protocol(other.to_string()),
-                }
-            })?;
-        if self.role == Role::Listener {
-            write_frame(&mut send, FrameType::Hello, &our_payload).await?;
-        }
-        let observed = PeerInfo {
-            observed_addr: crate::addr::canonical(self.conn.remote_address()),
-        };
-        write_frame(&mut send, FrameType::PeerInfo, &observed.encode()).await?;
-        let session = Session::new(self, Some(theirs), Some(send));
-        tokio::spawn(serve_control(session.inner.clone(), recv));
+    /// The HELLO exchange of a dialer whose TLS handshake is complete: opens the control
+    /// stream, then as [`dialer_exchange`]. The session is returned once it is established.
+    pub(crate) async fn handshake_dialer(
+        self,
+        identity: &Identity,
+        ours: &Hello,
+        resumed: bool,
+    ) -> Result<Session> {
+        let (send, recv) = self
+            .conn
+            .open_bi()
+            .await
+            .map_err(|e| describe_connection_error(&e))?;
+        let session = Session::new(self, false, Some(send));
+        session.mark_handshake_done(resumed);
         tokio::spawn(dispatch_streams(session.clone()));
+        dialer_exchange(&session, recv, identity, ours, false).await?;
         Ok(session)
     }
 }
 
+/// Dialer: sends our HELLO on the control stream (after any PINGs already sent there), reads
+/// the listener's (answering PONGs that come before it), and starts serving the stream.
+///
+/// `refused`: the peer refused our early data, so the control stream is replaced first.
+pub(crate) async fn dialer_exchange(
+    session: &Session,
+    recv: quinn::RecvStream,
+    identity: &Identity,
+    ours: &Hello,
+    refused: bool,
+) -> Result<()> {
+    let binding = session.binding()?;
+    let our_payload = ours.sign(identity, Role::Dialer, &binding)?;
+    let mut recv = if refused {
+        session.reopen_control(recv, &our_payload).await?
+    } else {
+        session.send_control(FrameType::Hello, &our_payload).await?;
+        recv
+    };
+    let theirs = loop {
+        let frame = read_frame(&mut recv)
+            .await?
+            .ok_or_else(|| NetError::Protocol("control stream ended before hello".into()))?;
+        match frame.known() {
+            Some(FrameType::Hello) => break frame,
+            // Answers to PINGs sent in 0-RTT come before the listener's HELLO.
+            Some(FrameType::Pong) => session.pong(&frame.payload)?,
+            _ => {
+                return Err(NetError::Protocol(format!(
+                    "expected hello, got frame type {:#04x}",
+                    frame.kind
+                )))
+            }
+        }
+    };
+    let hello = verify_hello(session, &theirs.payload, Role::Listener, &binding)?;
+    session.finish_exchange(hello, recv).await
+}
+
+/// Listener: accepts the control stream, answers PINGs that come before the dialer's HELLO
+/// (in 0-RTT on a resumed session), waits for the TLS handshake to complete, verifies the
+/// HELLO and sends ours.
+pub(crate) async fn listener_exchange(
+    session: &Session,
+    identity: &Identity,
+    ours: &Hello,
+) -> Result<()> {
+    let conn = &session.inner.conn;
+    let (send, mut recv) = conn
+        .accept_bi()
+        .await
+        .map_err(|e| describe_connection_error(&e))?;
+    *session.inner.control_send.lock().await = Some(send);
+    tokio::spawn(dispatch_streams(session.clone()));
+    let frame = loop {
+        let frame = read_frame(&mut recv)
+            .await?
+            .ok_or_else(|| NetError::Protocol("control stream ended before hello".into()))?;
+        match frame.known() {
+            Some(FrameType::Hello) => break frame,
+            // Only a resumed dialer can have sent a PING before its HELLO (in 0-RTT).
+            Some(FrameType::Ping) if session.resumed() => {
+                session.note_request();
+                let ping =
+                    Ping::decode(&frame.payload).map_err(|e| NetError::Protocol(e.to_string()))?;
+                session
+                    .send_control(FrameType::Pong, &ping.encode())
+                    .await?;
+            }
+            _ => {
+                return Err(NetError::Protocol(format!(
+                    "expected hello, got frame type {:#04x}",
+                    frame.kind
+                )))
+            }
+        }
+    };
+    if !session.wait_handshake().await {
+        return Err(session.lost_now());
+    }
+    let binding = session.binding()?;
+    let hello = verify_hello(session, &frame.payload, Role::Dialer, &binding)?;
+    let our_payload = ours.sign(identity, Role::Listener, &binding)?;
+    session.send_control(FrameType::Hello, &our_payload).await?;
+    session.finish_exchange(hello, recv).await
+}
+
+fn verify_hello(
+    session: &Session,
+    payload: &[u8],
+    role: Role,
+    binding: &[u8; EXPORTER_LEN],
+) -> Result<Hello> {
+    Hello::verify(payload, &session.inner.remote_key, role, binding).map_err(|e| match e {
+        CoreError::UnsupportedVersion(_) => NetError::Core(e),
+        other => NetError::Protocol(other.to_string()),
+    })
+}
+
 impl Session {
-    pub(crate) fn new(
-        est: Established,
-        hello: Option<Hello>,
-        send: Option<quinn::SendStream>,
-    ) -> Self {
-        let est_raw = hello.is_none();
-        if !est_raw {
-            // Raw sessions (conformance tests) close when their last handle goes; the tuner
-            // would keep the connection alive. Normal sessions live until closed anyway.
+    /// A session over an established connection. `raw` sessions (conformance tests) have no
+    /// HELLO, no control task and bare QUIC streams; the others are established once the
+    /// HELLO exchange ([`dialer_exchange`] or [`listener_exchange`]) is done.
+    pub(crate) fn new(est: Established, raw: bool, send: Option<quinn::SendStream>) -> Self {
+        if !raw {
+            // Raw sessions close when their last handle goes; the tuner would keep the
+            // connection alive. Normal sessions live until closed anyway.
             let tune =
                 crate::transport::auto_tune(est.conn.clone(), est.windows, est.buffers.clone());
             tokio::spawn(tune);
         }
         let est_store = est.store.clone();
+        let (established, _) = watch::channel(raw);
         Self {
             inner: Arc::new(SessionInner {
                 conn: est.conn,
                 remote_peer_id: est.remote_peer_id,
                 remote_key: est.remote_key,
-                remote_hello: hello,
+                remote_hello: OnceLock::new(),
+                established,
+                handshake: watch::channel(raw).0,
+                resumed: AtomicBool::new(false),
+                early: AtomicU8::new(EARLY_NONE),
+                early_requests: AtomicU64::new(0),
+                failure: OnceLock::new(),
+                failed: watch::channel(false).0,
                 role: est.role,
                 node_closed: est.node_closed,
                 control_send: tokio::sync::Mutex::new(send),
@@ -179,10 +285,158 @@ impl Session {
                 close: Mutex::new(None),
                 returned: Mutex::new(VecDeque::new()),
                 returned_notify: Notify::new(),
-                raw: est_raw,
+                raw,
                 store: est_store,
             }),
         }
+    }
+
+    /// The secret both ends export from this connection's TLS session for HELLO signatures.
+    fn binding(&self) -> Result<[u8; EXPORTER_LEN]> {
+        let mut out = [0u8; EXPORTER_LEN];
+        self.inner
+            .conn
+            .export_keying_material(&mut out, EXPORTER_LABEL, b"")
+            .map_err(|_| NetError::Tls("cannot export keying material".into()))?;
+        Ok(out)
+    }
+
+    /// Records the peer's HELLO, sends PEER_INFO and serves the control stream from now on.
+    async fn finish_exchange(&self, hello: Hello, recv: quinn::RecvStream) -> Result<()> {
+        let _ = self.inner.remote_hello.set(hello);
+        let observed = PeerInfo {
+            observed_addr: crate::addr::canonical(self.inner.conn.remote_address()),
+        };
+        self.send_control(FrameType::PeerInfo, &observed.encode())
+            .await?;
+        self.inner.established.send_replace(true);
+        tokio::spawn(serve_control(self.inner.clone(), recv));
+        Ok(())
+    }
+
+    /// The TLS handshake is complete; `resumed` says whether it resumed an earlier session.
+    pub(crate) fn mark_handshake_done(&self, resumed: bool) {
+        self.inner.resumed.store(resumed, Ordering::Release);
+        self.inner.handshake.send_replace(true);
+    }
+
+    /// Waits for the TLS handshake to complete; false if the connection ended first.
+    pub(crate) async fn wait_handshake(&self) -> bool {
+        let mut rx = self.inner.handshake.subscribe();
+        tokio::select! {
+            r = rx.wait_for(|done| *done) => r.is_ok(),
+            _ = self.inner.conn.closed() => false,
+        }
+    }
+
+    pub(crate) fn set_resumed(&self, resumed: bool) {
+        self.inner.resumed.store(resumed, Ordering::Release);
+    }
+
+    pub(crate) fn set_early(&self, state: u8) {
+        self.inner.early.store(state, Ordering::Release);
+    }
+
+    pub(crate) fn inner_conn(&self) -> &quinn::Connection {
+        &self.inner.conn
+    }
+
+    /// True once the TLS handshake is complete.
+    pub fn handshake_done(&self) -> bool {
+        *self.inner.handshake.borrow()
+    }
+
+    /// Counts a request served; before the handshake completes it is an early one.
+    pub(crate) fn note_request(&self) {
+        if !self.handshake_done() {
+            self.inner.early_requests.fetch_add(1, Ordering::Relaxed);
+            self.inner.store.note_early();
+            // The listener learns that 0-RTT was taken from what it served (quinn does not
+            // report it on the server side).
+            self.inner.early.store(EARLY_ACCEPTED, Ordering::Release);
+        }
+    }
+
+    /// Whether the TLS handshake resumed an earlier session with this peer (known once the
+    /// handshake is complete).
+    pub fn resumed(&self) -> bool {
+        self.inner.resumed.load(Ordering::Acquire)
+    }
+
+    /// Early data on this session: one of [`EARLY_NONE`], [`EARLY_PENDING`],
+    /// [`EARLY_ACCEPTED`], [`EARLY_REJECTED`].
+    pub fn early_data(&self) -> u8 {
+        self.inner.early.load(Ordering::Acquire)
+    }
+
+    /// Requests this side served before the handshake completed (listener side).
+    pub fn early_requests(&self) -> u64 {
+        self.inner.early_requests.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the HELLO exchange is done, or fails with why the session ended first.
+    pub async fn wait_established(&self) -> Result<()> {
+        let mut rx = self.inner.established.subscribe();
+        let e = tokio::select! {
+            r = rx.wait_for(|done| *done) => return r.map(|_| ()).map_err(|_| self.lost_now()),
+            e = self.inner.conn.closed() => e,
+        };
+        // A 0-RTT session's handshake fails in the task that finishes it, which then says
+        // why (a wrong peer, say); give it a moment to do so.
+        if self.early_data() != EARLY_NONE {
+            let mut failed = self.inner.failed.subscribe();
+            let _ = tokio::time::timeout(Duration::from_secs(1), failed.wait_for(|f| *f)).await;
+        }
+        Err(self.lost(&e))
+    }
+
+    /// Replaces the control stream refused with the early data by a new one whose first
+    /// frame is `hello`, written before anything else can use the stream.
+    ///
+    /// The refused stream's handles must be gone first: the new stream gets the same id, and
+    /// quinn 0.11 drops the wakers registered under that id when an old handle is dropped.
+    async fn reopen_control(
+        &self,
+        refused: quinn::RecvStream,
+        hello: &[u8],
+    ) -> Result<quinn::RecvStream> {
+        drop(refused);
+        let mut control = self.inner.control_send.lock().await;
+        drop(control.take());
+        let (mut send, recv) = self.inner.conn.open_bi().await.map_err(|e| self.lost(&e))?;
+        write_frame(&mut send, FrameType::Hello, hello).await?;
+        *control = Some(send);
+        Ok(recv)
+    }
+
+    /// PINGs waiting for a PONG, to send again on a new control stream.
+    pub(crate) async fn resend_pings(&self) -> Result<()> {
+        let nonces: Vec<u64> = self
+            .inner
+            .pings
+            .lock()
+            .map(|p| p.keys().copied().collect())
+            .unwrap_or_default();
+        for nonce in nonces {
+            self.send_control(FrameType::Ping, &Ping { nonce }.encode())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Resolves the waiter of a PONG.
+    fn pong(&self, payload: &[u8]) -> Result<()> {
+        let pong = Ping::decode(payload).map_err(|e| NetError::Protocol(e.to_string()))?;
+        let waiter = self
+            .inner
+            .pings
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&pong.nonce));
+        if let Some(tx) = waiter {
+            let _ = tx.send(());
+        }
+        Ok(())
     }
 
     /// The verified identity of the other end.
@@ -204,7 +458,7 @@ impl Session {
     pub fn remote_capabilities(&self) -> Vec<(String, String)> {
         self.inner
             .remote_hello
-            .as_ref()
+            .get()
             .map(|h| h.capabilities.clone())
             .unwrap_or_default()
     }
@@ -213,14 +467,14 @@ impl Session {
     pub fn remote_listen_addrs(&self) -> Vec<SocketAddr> {
         self.inner
             .remote_hello
-            .as_ref()
+            .get()
             .map(|h| h.listen_addrs.clone())
             .unwrap_or_default()
     }
 
     /// The peer's protocol version, from its HELLO.
     pub fn remote_version(&self) -> Option<u16> {
-        self.inner.remote_hello.as_ref().map(|h| h.version)
+        self.inner.remote_hello.get().map(|h| h.version)
     }
 
     /// Our address as the peer observes it (from its PEER_INFO), once it arrived.
@@ -339,6 +593,13 @@ impl Session {
             .ok_or_else(|| NetError::Stream("this session has no control stream".into()))?;
         match write_frame(send, kind, payload).await {
             Ok(()) => Ok(()),
+            // Early data the peer refused: the control stream is replaced once the handshake
+            // is done; send again on the new one.
+            Err(_) if self.early_data() != EARLY_NONE && !*self.inner.established.borrow() => {
+                drop(guard);
+                self.wait_established().await?;
+                Box::pin(self.send_control(kind, payload)).await
+            }
             Err(e) => match self.inner.conn.close_reason() {
                 Some(c) => Err(self.lost(&c)),
                 None => Err(e),
@@ -416,8 +677,22 @@ impl Session {
         }
     }
 
+    /// Ends a session whose handshake or HELLO exchange failed after it was handed out (0-RTT);
+    /// `e` is what its users get from then on.
+    pub(crate) fn fail(&self, e: NetError, code: u32) {
+        let reason = e.to_string();
+        let _ = self.inner.failure.set(e);
+        self.inner.failed.send_replace(true);
+        self.inner
+            .conn
+            .close(VarInt::from_u32(code), reason.as_bytes());
+    }
+
     /// The error that explains why the session ended, given the connection's own error.
     pub(crate) fn lost(&self, e: &ConnectionError) -> NetError {
+        if let Some(failure) = self.inner.failure.get() {
+            return failure.clone();
+        }
         if let Ok(g) = self.inner.close.lock() {
             if let Some((close, by_peer)) = g.as_ref() {
                 let reason = if *by_peer {
@@ -440,6 +715,19 @@ impl Session {
             };
         }
         describe_connection_error(e)
+    }
+
+    /// A stream error as what caused it: when the connection is gone, why it went (a 0-RTT
+    /// session whose handshake failed reports that, not its streams' "0-RTT rejected").
+    pub(crate) fn explain(&self, e: NetError) -> NetError {
+        match e {
+            NetError::Stream(_) | NetError::ConnectionLost { .. }
+                if self.inner.conn.close_reason().is_some() =>
+            {
+                self.lost_now()
+            }
+            other => other,
+        }
     }
 
     pub(crate) fn lost_now(&self) -> NetError {
@@ -529,25 +817,17 @@ async fn serve_control(inner: Arc<SessionInner>, mut recv: quinn::RecvStream) {
             }
         };
         let outcome = match frame.known() {
-            Some(FrameType::Ping) => match Ping::decode(&frame.payload) {
-                Ok(ping) => session
-                    .send_control(FrameType::Pong, &ping.encode())
-                    .await
-                    .map_err(|_| None),
-                Err(e) => Err(Some(e.to_string())),
-            },
-            Some(FrameType::Pong) => Ping::decode(&frame.payload)
-                .map(|pong| {
-                    let waiter = session
-                        .inner
-                        .pings
-                        .lock()
-                        .ok()
-                        .and_then(|mut p| p.remove(&pong.nonce));
-                    if let Some(tx) = waiter {
-                        let _ = tx.send(());
-                    }
-                })
+            Some(FrameType::Ping) => {
+                match Ping::decode(&frame.payload).inspect(|_| session.note_request()) {
+                    Ok(ping) => session
+                        .send_control(FrameType::Pong, &ping.encode())
+                        .await
+                        .map_err(|_| None),
+                    Err(e) => Err(Some(e.to_string())),
+                }
+            }
+            Some(FrameType::Pong) => session
+                .pong(&frame.payload)
                 .map_err(|e| Some(e.to_string())),
             Some(FrameType::PeerInfo) => PeerInfo::decode(&frame.payload)
                 .map(|info| {
@@ -587,7 +867,7 @@ const STREAM_KIND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts every stream the peer opens, reads its kind byte, and routes it: application
 /// streams to `accept_stream`, blob requests to the node's provider.
-async fn dispatch_streams(session: Session) {
+pub(crate) async fn dispatch_streams(session: Session) {
     loop {
         let (send, mut recv) = match session.inner.conn.accept_bi().await {
             Ok(pair) => pair,
@@ -602,7 +882,13 @@ async fn dispatch_streams(session: Session) {
                 _ => return,
             }
             match kind[0] {
-                STREAM_KIND_APP => session.queue_stream(send, recv),
+                // Application data may be a replay until the handshake completes, so it is
+                // not delivered before the session is established.
+                STREAM_KIND_APP => {
+                    if session.wait_established().await.is_ok() {
+                        session.queue_stream(send, recv);
+                    }
+                }
                 STREAM_KIND_BLOBS => {
                     let store = session.inner.store.clone();
                     crate::blobs::serve(store, session, send, recv).await;

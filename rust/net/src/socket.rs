@@ -79,6 +79,22 @@ impl SocketBuffers {
         )
     }
 
+    /// Moves to a new socket (the node rebound): the old descriptor is let go, and the new
+    /// socket gets the size asked for so far.
+    pub(crate) fn replace(&self, socket: &UdpSocket) -> std::io::Result<()> {
+        let fd = socket.try_clone()?;
+        let asked = match self.state.lock() {
+            Ok(mut state) => {
+                let asked = state.1;
+                *state = (Some(fd), 0);
+                asked
+            }
+            Err(_) => return Ok(()),
+        };
+        self.grow(asked.max(INITIAL_SOCKET_BUFFER));
+        Ok(())
+    }
+
     /// Lets go of the descriptor (the node is closing).
     pub(crate) fn release(&self) {
         if let Ok(mut state) = self.state.lock() {

@@ -13,6 +13,7 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410); the 32 key bytes follow it.
@@ -88,43 +89,48 @@ fn verify_signature(
     rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
 }
 
-/// Records which peer answered a dial, so a failed handshake can name it.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct SeenPeer(Arc<Mutex<Option<PeerId>>>);
-
-impl SeenPeer {
-    pub(crate) fn get(&self) -> Option<PeerId> {
-        self.0.lock().map(|g| *g).unwrap_or(None)
-    }
-
-    fn set(&self, peer: PeerId) {
-        if let Ok(mut g) = self.0.lock() {
-            *g = Some(peer);
-        }
-    }
-}
-
-/// Dialer side: accepts the server certificate only if its key hashes to `expected`.
+/// Dialer side, one per node: accepts the server certificate only if its key hashes to the
+/// PeerId named in the dial's server name (see [`crate::resume::dial_name`]), and notes which
+/// peer answered each dial. rustls calls it on full handshakes only; a resumed one is checked
+/// by the ticket, which only the peer that proved that PeerId before can use.
 #[derive(Debug)]
-struct ExpectedPeerVerifier {
-    expected: PeerId,
-    seen: SeenPeer,
+pub(crate) struct PeerVerifier {
     algs: WebPkiSupportedAlgorithms,
+    /// Dial number -> the peer whose certificate that dial saw.
+    seen: Mutex<HashMap<u64, PeerId>>,
 }
 
-impl ServerCertVerifier for ExpectedPeerVerifier {
+/// Dials in progress at once whose outcome is kept; older notes are dropped past this.
+const MAX_SEEN: usize = 4096;
+
+impl PeerVerifier {
+    /// The peer whose certificate dial `dial` verified, if its handshake was a full one.
+    pub(crate) fn take_seen(&self, dial: u64) -> Option<PeerId> {
+        self.seen.lock().ok()?.remove(&dial)
+    }
+}
+
+impl ServerCertVerifier for PeerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let (expected, dial) = crate::resume::parse_dial_name(server_name).ok_or(
+            rustls::Error::InvalidCertificate(CertificateError::NotValidForName),
+        )?;
         let (peer, _) = peer_of_certificate(end_entity)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        self.seen.set(peer);
-        if peer != self.expected {
+        if let Ok(mut seen) = self.seen.lock() {
+            if seen.len() >= MAX_SEEN {
+                seen.clear();
+            }
+            seen.insert(dial, peer);
+        }
+        if peer != expected {
             return Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             ));
@@ -204,8 +210,13 @@ impl ClientCertVerifier for AnyPeerVerifier {
     }
 }
 
-/// The rustls server configuration of a node: TLS 1.3 only, ALPN `i6p/1`, mutual auth.
-pub(crate) fn server_crypto(identity: &TlsIdentity) -> Result<rustls::ServerConfig> {
+/// The rustls server configuration of a node: TLS 1.3 only, ALPN `i6p/1`, mutual auth,
+/// single-use resumption tickets from `sessions`, and 0-RTT (which QUIC requires to be offered
+/// as `u32::MAX`; what early data may do is decided per request, see `session.rs`).
+pub(crate) fn server_crypto(
+    identity: &TlsIdentity,
+    sessions: Arc<crate::resume::ServerSessions>,
+) -> Result<rustls::ServerConfig> {
     let provider = provider();
     let algs = provider.signature_verification_algorithms;
     let (chain, key) = identity.chain();
@@ -216,33 +227,37 @@ pub(crate) fn server_crypto(identity: &TlsIdentity) -> Result<rustls::ServerConf
         .with_single_cert(chain, key)
         .map_err(|e| NetError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![ALPN.to_vec()];
+    config.session_storage = sessions;
+    config.max_early_data_size = u32::MAX;
     Ok(config)
 }
 
-/// The rustls client configuration for one dial to `expected`.
+/// The rustls client configuration of a node, shared by all its dials (rustls resumes a
+/// session only with the verifier and client key that made it).
 pub(crate) fn client_crypto(
     identity: &TlsIdentity,
-    expected: PeerId,
-    seen: SeenPeer,
-) -> Result<rustls::ClientConfig> {
+    sessions: Arc<crate::resume::PeerSessions>,
+) -> Result<(rustls::ClientConfig, Arc<PeerVerifier>)> {
     let provider = provider();
     let algs = provider.signature_verification_algorithms;
     let (chain, key) = identity.chain();
+    let verifier = Arc::new(PeerVerifier {
+        algs,
+        seen: Mutex::new(HashMap::new()),
+    });
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| NetError::Tls(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ExpectedPeerVerifier {
-            expected,
-            seen,
-            algs,
-        }))
+        .with_custom_certificate_verifier(verifier.clone())
         .with_client_auth_cert(chain, key)
         .map_err(|e| NetError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![ALPN.to_vec()];
-    // The server name is not used for trust; do not send it on the wire either.
+    // The server name names the PeerId we require; it is not sent on the wire.
     config.enable_sni = false;
-    Ok(config)
+    config.resumption = rustls::client::Resumption::store(sessions);
+    config.enable_early_data = true;
+    Ok((config, verifier))
 }
 
 /// The PeerId and key of the peer of an established connection.

@@ -54,7 +54,7 @@ pub(crate) fn windows(window: Option<&str>, max_window: Option<u64>) -> PyResult
 impl Node {
     /// Binds a node; returns an awaitable for it.
     #[staticmethod]
-    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, max_streams=1024, congestion="cubic", window=None, max_window=None))]
+    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, max_streams=1024, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None))]
     #[allow(clippy::too_many_arguments)]
     fn bind<'py>(
         py: Python<'py>,
@@ -68,6 +68,8 @@ impl Node {
         congestion: &str,
         window: Option<&str>,
         max_window: Option<u64>,
+        zero_rtt: bool,
+        state_dir: Option<std::path::PathBuf>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let addr = parse_addr(addr).map_err(to_py)?;
         let config = NodeConfig {
@@ -78,6 +80,8 @@ impl Node {
             max_streams,
             congestion: Congestion::parse(congestion).map_err(to_py)?,
             windows: windows(window, max_window)?,
+            zero_rtt,
+            state_dir,
             ..NodeConfig::default()
         };
         config.windows.validate().map_err(to_py)?;
@@ -230,6 +234,27 @@ impl Node {
             .max_served_bytes(&crate::ticket::parse_hash(hash)?))
     }
 
+    /// Moves the node to a new socket bound at `addr`; sessions continue. Returns the address.
+    fn rebind(&self, addr: &str) -> PyResult<String> {
+        let addr = parse_addr(addr).map_err(to_py)?;
+        // quinn registers the new socket with the runtime's reactor.
+        let _runtime = crate::runtime::handle().enter();
+        let local = self.inner.rebind(addr).map_err(to_py)?;
+        Ok(i6p_net::addr::format_addr(&local))
+    }
+
+    /// Requests this node served as 0-RTT early data, over all its sessions.
+    #[getter]
+    fn early_requests(&self) -> u64 {
+        self.inner.early_requests()
+    }
+
+    /// (peers this node holds resumption tickets for, unused tickets it issued).
+    #[getter]
+    fn resumption_state(&self) -> (usize, usize) {
+        self.inner.resumption_state()
+    }
+
     /// The socket's kernel (receive, send) buffer sizes in bytes.
     fn socket_buffers(&self) -> (usize, usize) {
         self.inner.socket_buffers()
@@ -242,7 +267,7 @@ impl Node {
     }
 
     /// Starts a verified, resumable fetch into `dest`; returns (awaitable, progress).
-    #[pyo3(signature = (ticket, dest, *, overwrite=false, group_size=262_144, streams=8, max_failures=3, request_size=16_777_216))]
+    #[pyo3(signature = (ticket, dest, *, overwrite=false, group_size=262_144, streams=8, max_failures=3, request_size=16_777_216, reconnects=5, backoff=0.25))]
     #[allow(clippy::too_many_arguments)]
     fn fetch<'py>(
         &self,
@@ -254,9 +279,18 @@ impl Node {
         streams: usize,
         max_failures: u32,
         request_size: u64,
+        reconnects: u32,
+        backoff: f64,
     ) -> PyResult<(Bound<'py, PyAny>, transfer::FetchProgress)> {
-        let options =
-            transfer::options(group_size, streams, max_failures, overwrite, request_size)?;
+        let options = transfer::options(
+            group_size,
+            streams,
+            max_failures,
+            overwrite,
+            request_size,
+            reconnects,
+            backoff,
+        )?;
         transfer::fetch(py, self.inner.clone(), ticket.clone(), dest, options)
     }
 
@@ -270,7 +304,7 @@ impl Node {
         length: u64,
         group_size: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let options = transfer::options(group_size, 1, 1, false, 16 << 20)?;
+        let options = transfer::options(group_size, 1, 1, false, 16 << 20, 0, 0.0)?;
         transfer::read_range(
             py,
             self.inner.clone(),

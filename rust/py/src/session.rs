@@ -71,6 +71,41 @@ impl Session {
         self.inner.is_dialer()
     }
 
+    /// True when the TLS handshake resumed an earlier session with this peer.
+    #[getter]
+    fn resumed(&self) -> bool {
+        self.inner.resumed()
+    }
+
+    /// Early data: "none", "pending", "accepted" or "rejected".
+    #[getter]
+    fn early_data(&self) -> &'static str {
+        match self.inner.early_data() {
+            i6p_net::session::EARLY_PENDING => "pending",
+            i6p_net::session::EARLY_ACCEPTED => "accepted",
+            i6p_net::session::EARLY_REJECTED => "rejected",
+            _ => "none",
+        }
+    }
+
+    /// Requests (PING, GET) this side served before the TLS handshake completed.
+    #[getter]
+    fn early_requests(&self) -> u64 {
+        self.inner.early_requests()
+    }
+
+    /// True once the TLS handshake is complete.
+    #[getter]
+    fn handshake_done(&self) -> bool {
+        self.inner.handshake_done()
+    }
+
+    /// Waits for the HELLO exchange (a session opened in 0-RTT finishes it in the background).
+    fn wait_established<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let s = self.inner.clone();
+        future(py, async move { s.wait_established().await.map_err(to_py) })
+    }
+
     /// Opens a bidirectional stream.
     fn open_stream<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let s = self.inner.clone();

@@ -4,13 +4,14 @@ use crate::errors::to_py;
 use crate::handoff::ReadBytesOwned;
 use crate::runtime::future;
 use crate::ticket::{hash_hex, Ticket};
-use i6p_net::fetch::{fetch_range, fetch_to_file, FetchOptions, Progress};
-use i6p_net::{NetError, Node, Session};
+use i6p_net::fetch::{fetch_range, fetch_ticket, FetchOptions, Progress, Reconnect};
+use i6p_net::{NetError, Node};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Live progress of a fetch: read by Python at its own pace, written by the engine.
 #[pyclass(frozen, module = "i6p._core")]
@@ -29,22 +30,6 @@ impl FetchProgress {
     fn total(&self) -> u64 {
         self.0.total.load(Ordering::Relaxed)
     }
-}
-
-/// Connects to the ticket's provider, trying its addresses in order.
-pub(crate) async fn connect_provider(
-    node: &Node,
-    ticket: &i6p_core::ticket::Ticket,
-) -> Result<Session, NetError> {
-    let mut last = NetError::Handshake("the ticket lists no address".into());
-    for addr in &ticket.addrs {
-        match node.connect(ticket.peer_id, *addr).await {
-            Ok(s) => return Ok(s),
-            Err(e @ NetError::PeerIdMismatch { .. }) => return Err(e),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
 }
 
 /// Adds a file; the awaitable gives (hash hex, size, canonical path).
@@ -77,7 +62,12 @@ pub(crate) fn options(
     max_failures: u32,
     overwrite: bool,
     request_size: u64,
+    reconnects: u32,
+    backoff: f64,
 ) -> PyResult<FetchOptions> {
+    if !(backoff.is_finite() && (0.0..=60.0).contains(&backoff)) {
+        return Err(PyValueError::new_err("backoff must be 0..=60 seconds"));
+    }
     if !(16 << 10..=1 << 30).contains(&request_size) {
         return Err(PyValueError::new_err(
             "request_size must be from 16 KiB to 1 GiB",
@@ -100,6 +90,11 @@ pub(crate) fn options(
         max_failures,
         overwrite,
         request_bytes: request_size,
+        reconnect: Reconnect {
+            attempts: reconnects,
+            backoff: Duration::from_secs_f64(backoff),
+            ..Reconnect::default()
+        },
         ..FetchOptions::default()
     })
 }
@@ -116,10 +111,9 @@ pub(crate) fn fetch<'py>(
     let p = progress.clone();
     let awaitable = future(py, async move {
         let t = ticket.0;
-        let session = connect_provider(&node, &t).await.map_err(to_py)?;
-        let result = fetch_to_file(&session, t.hash, t.size, dest, options, p).await;
-        session.close(0, "fetch done").await;
-        let o = result.map_err(to_py)?;
+        let o = fetch_ticket(&node, &t, dest, options, p)
+            .await
+            .map_err(to_py)?;
         Ok((
             hash_hex(&t.hash),
             o.size,
@@ -149,7 +143,7 @@ pub(crate) fn read_range<'py>(
     }
     future(py, async move {
         let t = ticket.0;
-        let session = connect_provider(&node, &t).await.map_err(to_py)?;
+        let session = node.connect_any(t.peer_id, &t.addrs).await.map_err(to_py)?;
         let result = fetch_range(&session, t.hash, t.size, offset, length, group_log).await;
         session.close(0, "range done").await;
         Ok(ReadBytesOwned(result.map_err(to_py)?))

@@ -1,0 +1,127 @@
+"""Sessions that outlive their path: a receiver that moves to another socket mid-fetch
+(connection migration), and a provider that goes away and comes back (reconnection)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from i6p import Identity, Node, Ticket
+from i6p.errors import HandshakeError
+
+from .conftest import NodeFactory
+from .test_transfer import b3_file, write_random
+from .udp_relay import UdpRelay
+
+MiB = 1 << 20
+
+
+async def test_rebinding_the_receiver_mid_fetch_completes_and_verifies(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    size = 300 * MiB
+    expected = write_random(src, size)
+    provider = await make_node()
+    ticket = provider.ticket(await provider.add_path(src))
+    fetcher = await make_node()
+    # Through a relay: it gives the receiver's new port an upstream of its own, so the
+    # provider sees its peer move too, and it slows the transfer enough to move mid-way.
+    async with UdpRelay(("::1", provider.port)) as relay:
+        relayed = Ticket(ticket.peer_id, [relay.addr], ticket.hash, ticket.size)
+        seen: list[int] = []
+        fetching = asyncio.create_task(
+            fetcher.fetch(relayed, dest, progress=lambda d, t: seen.append(d))
+        )
+        deadline = time.monotonic() + 60
+        while not seen or seen[-1] < size // 10:
+            assert time.monotonic() < deadline and not fetching.done()
+            await asyncio.sleep(0.01)
+        old = fetcher.port
+        await fetcher.rebind("[::]:0")
+        moved_at = seen[-1]
+        assert fetcher.port != old
+        assert moved_at < size, "the fetch ended before the socket moved"
+        result = await asyncio.wait_for(fetching, 120)
+    assert result.hash == expected and b3_file(dest) == expected
+    # Nothing started over: the data crossed the link about once.
+    assert result.bytes_fetched <= size + 64 * MiB
+
+
+async def test_a_fetch_reconnects_when_its_provider_restarts(tmp_path: Path) -> None:
+    """The provider stops for 2 s and comes back on the same address (same identity and
+    state dir): the fetch reconnects and completes without fetching again the groups it had
+    verified. (Its first attempt starts while the provider is away, so its 0-RTT packets
+    are lost and resent after the handshake: 0-RTT itself is tested in test_resumption.)"""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    size = 200 * MiB
+    expected = write_random(src, size)
+    identity, state = Identity.generate(), tmp_path / "state"
+    provider = await Node.bind(identity, "[::1]:0", state_dir=state)
+    port = provider.port
+    ticket = provider.ticket(await provider.add_path(src))
+    fetcher = await Node.bind(Identity.generate(), "[::1]:0")
+    try:
+        seen: list[int] = []
+        fetching = asyncio.create_task(
+            fetcher.fetch(
+                ticket,
+                dest,
+                progress=lambda d, t: seen.append(d),
+                group_size=16 << 10,
+                request_size=1 * MiB,
+            )
+        )
+        deadline = time.monotonic() + 60
+        while not seen or seen[-1] < size // 4:
+            assert time.monotonic() < deadline and not fetching.done()
+            await asyncio.sleep(0.01)
+        await provider.close()
+        durable = seen[-1]
+        await asyncio.sleep(2.0)
+        assert not fetching.done(), "the fetch gave up while the provider was away"
+        provider = await Node.bind(identity, f"[::1]:{port}", state_dir=state)
+        await provider.add_path(src)
+        result = await asyncio.wait_for(fetching, 120)
+        assert result.hash == expected and b3_file(dest) == expected
+        assert result.bytes_fetched <= size + 16 * MiB, "verified groups were fetched again"
+        assert durable < size
+    finally:
+        await provider.close()
+        await fetcher.close()
+
+
+async def test_reconnects_are_bounded(make_node: NodeFactory, tmp_path: Path) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    size = 100 * MiB
+    write_random(src, size)
+    provider = await Node.bind(Identity.generate(), "[::1]:0")
+    ticket = provider.ticket(await provider.add_path(src))
+    fetcher = await make_node(handshake_timeout=0.5)
+    seen: list[int] = []
+    fetching = asyncio.create_task(
+        fetcher.fetch(
+            ticket,
+            dest,
+            progress=lambda d, t: seen.append(d),
+            group_size=16 << 10,
+            request_size=1 * MiB,
+            reconnects=2,
+            backoff=0.1,
+        )
+    )
+    while not seen or seen[-1] < size // 10:
+        assert not fetching.done()
+        await asyncio.sleep(0.01)
+    await provider.close()  # and it never comes back
+    start = time.monotonic()
+    try:
+        await asyncio.wait_for(fetching, 30)
+    except HandshakeError:
+        pass
+    else:
+        raise AssertionError("a fetch whose provider is gone must fail")
+    # Two attempts of 0.5 s each, 0.1 s then 0.2 s apart.
+    assert time.monotonic() - start < 10
+    assert not dest.exists()
