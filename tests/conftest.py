@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from i6p import Identity, Node, Session
+from i6p import FetchResult, Identity, Node, Session, Ticket
 
 NodeFactory = Callable[..., Awaitable[Node]]
 
@@ -23,6 +23,20 @@ async def wait_until(predicate: Callable[[], bool], seconds: float, step: float 
             return True
         await asyncio.sleep(step)
     return predicate()
+
+
+async def fetch_until(
+    node: Node, ticket: Ticket, dest: object, done: int, **options: object
+) -> tuple[asyncio.Task[FetchResult], list[int]]:
+    """Starts a fetch and returns once ``done`` bytes are verified on disk: the running
+    fetch, and the progress it reported so far (it goes on growing)."""
+    seen: list[int] = []
+    task = asyncio.create_task(
+        node.fetch(ticket, dest, progress=lambda d, t: seen.append(d), **options)  # type: ignore[arg-type]
+    )
+    finished = await wait_until(lambda: task.done() or (bool(seen) and seen[-1] >= done), 60, 0.01)
+    assert finished and not task.done(), "the fetch ended before the point asked for"
+    return task, seen
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 from i6p import Identity, Node, Ticket
 from i6p.errors import HandshakeError
 
-from .conftest import NodeFactory
+from .conftest import NodeFactory, fetch_until
 from .test_transfer import b3_file, write_random
 from .udp_relay import UdpRelay
 
@@ -30,14 +30,7 @@ async def test_rebinding_the_receiver_mid_fetch_completes_and_verifies(
     # provider sees its peer move too, and it slows the transfer enough to move mid-way.
     async with UdpRelay(("::1", provider.port)) as relay:
         relayed = Ticket(ticket.peer_id, [relay.addr], ticket.hash, ticket.size)
-        seen: list[int] = []
-        fetching = asyncio.create_task(
-            fetcher.fetch(relayed, dest, progress=lambda d, t: seen.append(d))
-        )
-        deadline = time.monotonic() + 60
-        while not seen or seen[-1] < size // 10:
-            assert time.monotonic() < deadline and not fetching.done()
-            await asyncio.sleep(0.01)
+        fetching, seen = await fetch_until(fetcher, relayed, dest, size // 10)
         old = fetcher.port
         await fetcher.rebind("[::]:0")
         moved_at = seen[-1]
@@ -63,20 +56,9 @@ async def test_a_fetch_reconnects_when_its_provider_restarts(tmp_path: Path) -> 
     ticket = provider.ticket(await provider.add_path(src))
     fetcher = await Node.bind(Identity.generate(), "[::1]:0")
     try:
-        seen: list[int] = []
-        fetching = asyncio.create_task(
-            fetcher.fetch(
-                ticket,
-                dest,
-                progress=lambda d, t: seen.append(d),
-                group_size=16 << 10,
-                request_size=1 * MiB,
-            )
+        fetching, seen = await fetch_until(
+            fetcher, ticket, dest, size // 4, group_size=16 << 10, request_size=1 * MiB
         )
-        deadline = time.monotonic() + 60
-        while not seen or seen[-1] < size // 4:
-            assert time.monotonic() < deadline and not fetching.done()
-            await asyncio.sleep(0.01)
         await provider.close()
         durable = seen[-1]
         await asyncio.sleep(2.0)
@@ -99,21 +81,16 @@ async def test_reconnects_are_bounded(make_node: NodeFactory, tmp_path: Path) ->
     provider = await Node.bind(Identity.generate(), "[::1]:0")
     ticket = provider.ticket(await provider.add_path(src))
     fetcher = await make_node(handshake_timeout=0.5)
-    seen: list[int] = []
-    fetching = asyncio.create_task(
-        fetcher.fetch(
-            ticket,
-            dest,
-            progress=lambda d, t: seen.append(d),
-            group_size=16 << 10,
-            request_size=1 * MiB,
-            reconnects=2,
-            backoff=0.1,
-        )
+    fetching, _ = await fetch_until(
+        fetcher,
+        ticket,
+        dest,
+        size // 10,
+        group_size=16 << 10,
+        request_size=1 * MiB,
+        reconnects=2,
+        backoff=0.1,
     )
-    while not seen or seen[-1] < size // 10:
-        assert not fetching.done()
-        await asyncio.sleep(0.01)
     await provider.close()  # and it never comes back
     start = time.monotonic()
     try:

@@ -22,7 +22,7 @@ from i6p.errors import (
     TransferRefused,
 )
 
-from .conftest import NodeFactory, wait_until
+from .conftest import NodeFactory, fetch_until
 
 GROUP = 256 * 1024
 
@@ -208,19 +208,10 @@ async def test_dropped_provider_then_resume(tmp_path: Path) -> None:
     port = provider.port
     ticket = provider.ticket(await provider.add_path(src))
     fetcher = await Node.bind(Identity.generate())
-    seen: list[int] = []
-    fetching = asyncio.create_task(
-        fetcher.fetch(
-            ticket,
-            dest,
-            progress=lambda d, t: seen.append(d),
-            group_size=16 << 10,
-            reconnects=0,  # fail at the drop; a later fetch resumes
-        )
+    # reconnects=0: fail at the drop; a later fetch resumes.
+    fetching, seen = await fetch_until(
+        fetcher, ticket, dest, size // 4, group_size=16 << 10, reconnects=0
     )
-    while not seen or seen[-1] < size // 4:
-        await asyncio.sleep(0.01)
-        assert not fetching.done(), "finished before the link could be dropped"
     await provider.close()  # the link drops mid-transfer
     with pytest.raises(ConnectionLost):
         await fetching
@@ -349,11 +340,7 @@ async def test_cancelling_a_fetch_stops_it(make_node: NodeFactory, tmp_path: Pat
     provider, fetcher = await make_node(), await make_node()
     blob = await provider.add_path(src)
     ticket = provider.ticket(blob)
-    seen: list[int] = []
-    task = asyncio.create_task(
-        fetcher.fetch(ticket, dest, progress=lambda d, t: seen.append(d), group_size=16 << 10)
-    )
-    assert await wait_until(lambda: bool(seen) and seen[-1] >= size // 8, 60, step=0.01)
+    task, _ = await fetch_until(fetcher, ticket, dest, size // 8, group_size=16 << 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
