@@ -31,8 +31,12 @@ const TICKETS_PER_PEER: usize = 4;
 /// Tickets a listener keeps at once.
 pub const MAX_SERVER_ENTRIES: usize = 4096;
 /// Bounds on one stored ticket's key and value, checked before anything is allocated.
+/// (A value is the resumption secret, parameters and the peer's certificate: a few hundred
+/// bytes with our Ed25519 certificates.)
 const MAX_KEY: usize = 256;
-const MAX_VALUE: usize = 16 * 1024;
+const MAX_VALUE: usize = 4096;
+/// The largest state file read: compaction keeps it within four records per live ticket.
+const MAX_FILE: u64 = 4 * (MAX_SERVER_ENTRIES * (MAX_KEY + MAX_VALUE + 15)) as u64;
 
 /// The TLS server name of a dial that requires `peer`. It is never sent (SNI is off): it is
 /// the key of the resumption cache, and tells the certificate verifier whom to expect. `dial`
@@ -323,11 +327,10 @@ impl Journal {
         match std::fs::File::open(path) {
             Ok(f) => {
                 let len = f.metadata().map_err(|e| e.to_string())?.len();
-                let cap = (MAX_SERVER_ENTRIES * (MAX_KEY + MAX_VALUE + 15) * 4) as u64;
-                if len > cap {
+                if len > MAX_FILE {
                     return Err(format!("{len} bytes is more than a state file can hold"));
                 }
-                f.take(cap)
+                f.take(MAX_FILE)
                     .read_to_end(&mut data)
                     .map_err(|e| e.to_string())?;
             }
