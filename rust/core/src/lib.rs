@@ -10,6 +10,7 @@
 
 pub mod erasure;
 pub mod error;
+pub mod fec;
 pub mod frame;
 pub mod hello;
 pub mod identity;
