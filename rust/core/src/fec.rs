@@ -12,7 +12,9 @@
 //! ```
 //!
 //! `transfer` names the fetch (the requester picks it); `k` and `m` are the stripe's shape,
-//! which the sender may change between stripes as redundancy adapts.
+//! which the sender may change between stripes as redundancy adapts: the receiver reports the
+//! shards it got and lost ([`LossReport`]), and [`Redundancy`] picks the smallest m that makes
+//! losing a stripe (more than m of its k + m shards) rarer than a target probability.
 
 use crate::erasure::ErasureParams;
 use crate::error::{CoreError, Result};
@@ -156,6 +158,145 @@ impl<'a> Shard<'a> {
     }
 }
 
+/// What a receiver saw since its last report: shards received and shards lost (expected for
+/// stripes it has given up waiting for, but never seen).
+///
+/// ```text
+/// loss_report = transfer:u32  received:u64  lost:u64
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LossReport {
+    /// The fetch it is about.
+    pub transfer: u32,
+    /// Shards received in the window.
+    pub received: u64,
+    /// Shards lost in the window.
+    pub lost: u64,
+}
+
+/// Bytes of an encoded [`LossReport`].
+pub const LOSS_REPORT_LEN: usize = 4 + 8 + 8;
+
+impl LossReport {
+    /// The report's bytes.
+    pub fn encode(&self) -> [u8; LOSS_REPORT_LEN] {
+        let mut out = [0u8; LOSS_REPORT_LEN];
+        out[..4].copy_from_slice(&self.transfer.to_be_bytes());
+        out[4..12].copy_from_slice(&self.received.to_be_bytes());
+        out[12..].copy_from_slice(&self.lost.to_be_bytes());
+        out
+    }
+
+    /// Reads a report; it must be exactly [`LOSS_REPORT_LEN`] bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let bytes: &[u8; LOSS_REPORT_LEN] = bytes.try_into().map_err(|_| CoreError::Malformed {
+            what: "loss report",
+            detail: format!("{} bytes where a report has {LOSS_REPORT_LEN}", bytes.len()),
+        })?;
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[i..i + 8]);
+            u64::from_be_bytes(b)
+        };
+        Ok(Self {
+            transfer: u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+            received: u64_at(4),
+            lost: u64_at(12),
+        })
+    }
+}
+
+/// Adaptive redundancy: the parity count for stripes of k data shards, from the loss the
+/// receiver reports, within configured bounds.
+///
+/// The loss rate is a moving average of the reports, each weighted by how many shards it
+/// covers (a report of 10 shards moves it less than one of 10 000). The parity chosen is the
+/// smallest m in `min_parity..=max_parity` for which, with shards lost independently at that
+/// rate, a stripe loses more than m of its k + m shards with probability at most `target`.
+#[derive(Debug, Clone)]
+pub struct Redundancy {
+    data: usize,
+    min_parity: usize,
+    max_parity: usize,
+    /// The shape with the most parity, checked when the range was set.
+    max: ErasureParams,
+    target: f64,
+    loss: f64,
+}
+
+/// Shards a report must cover to move the loss estimate by about 63 % of the way.
+const LOSS_WINDOW: f64 = 2000.0;
+
+impl Redundancy {
+    /// Redundancy for stripes of `data` shards, between `min_parity` and `max_parity` parity
+    /// shards, aiming at a stripe loss probability of `target` (0 < target < 1).
+    pub fn new(data: usize, min_parity: usize, max_parity: usize, target: f64) -> Result<Self> {
+        ErasureParams::new(data, min_parity)?;
+        let max = ErasureParams::new(data, max_parity)?;
+        if min_parity > max_parity || !(target > 0.0 && target < 1.0) {
+            return Err(CoreError::Malformed {
+                what: "redundancy",
+                detail: format!(
+                    "parity {min_parity}..={max_parity} and target {target} are not a valid range"
+                ),
+            });
+        }
+        Ok(Self {
+            data,
+            min_parity,
+            max_parity,
+            max,
+            target,
+            loss: 0.0,
+        })
+    }
+
+    /// Takes a receiver's report into the loss estimate.
+    pub fn report(&mut self, report: &LossReport) {
+        let seen = report.received.saturating_add(report.lost);
+        if seen == 0 {
+            return;
+        }
+        let rate = report.lost as f64 / seen as f64;
+        let weight = 1.0 - (-(seen as f64) / LOSS_WINDOW).exp();
+        self.loss += weight * (rate - self.loss);
+    }
+
+    /// The estimated shard loss rate.
+    pub fn loss(&self) -> f64 {
+        self.loss
+    }
+
+    /// The stripe shape to use now.
+    pub fn params(&self) -> ErasureParams {
+        (self.min_parity..self.max_parity)
+            .find(|&m| stripe_loss(self.data + m, m, self.loss) <= self.target)
+            .and_then(|m| ErasureParams::new(self.data, m).ok())
+            .unwrap_or(self.max)
+    }
+}
+
+/// P(more than `m` of `n` shards lost) when each is lost independently with probability `p`.
+pub fn stripe_loss(n: usize, m: usize, p: f64) -> f64 {
+    if p <= 0.0 {
+        return 0.0;
+    }
+    if p >= 1.0 {
+        return if m < n { 1.0 } else { 0.0 };
+    }
+    // Sum the binomial terms for 0..=m losses in log space, then take the complement.
+    let (lp, lq) = (p.ln(), (1.0 - p).ln());
+    let mut log_choose = 0.0; // ln C(n, 0)
+    let mut kept = 0.0;
+    for i in 0..=m.min(n) {
+        if i > 0 {
+            log_choose += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        }
+        kept += (log_choose + i as f64 * lp + (n - i) as f64 * lq).exp();
+    }
+    (1.0 - kept).max(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,5 +398,90 @@ mod tests {
             assert_eq!(next, 1_000_001);
             assert!(layout.stripe_range(params, stripes).is_err());
         }
+    }
+
+    #[test]
+    fn loss_reports_round_trip_and_reject_wrong_lengths() {
+        let r = LossReport {
+            transfer: 3,
+            received: 1 << 40,
+            lost: 17,
+        };
+        assert_eq!(LossReport::decode(&r.encode()).unwrap(), r);
+        for n in [0, 19, 21, 64] {
+            assert!(LossReport::decode(&vec![0; n]).is_err());
+        }
+    }
+
+    #[test]
+    fn binomial_tail_matches_direct_sums() {
+        // n = 4, m = 1, p = 0.5: P(X > 1) = 1 - (1 + 4) / 16.
+        assert!((stripe_loss(4, 1, 0.5) - 11.0 / 16.0).abs() < 1e-12);
+        assert_eq!(stripe_loss(14, 4, 0.0), 0.0);
+        assert_eq!(stripe_loss(14, 4, 1.0), 1.0);
+        assert_eq!(stripe_loss(4, 4, 1.0), 0.0);
+        for (n, m, p) in [(14, 4, 0.03), (40, 8, 0.1), (256, 56, 0.2)] {
+            let tail = stripe_loss(n, m, p);
+            assert!((0.0..=1.0).contains(&tail));
+            assert!(
+                stripe_loss(n, m + 1, p) <= tail,
+                "more parity never loses more"
+            );
+            assert!(
+                stripe_loss(n, m, p * 1.5) >= tail,
+                "more loss never loses less"
+            );
+        }
+    }
+
+    #[test]
+    fn redundancy_follows_the_reported_loss_within_bounds() {
+        let mut r = Redundancy::new(10, 1, 20, 1e-3).unwrap();
+        assert_eq!(r.params().parity(), 1, "no loss seen: the minimum");
+        let report = |received, lost| LossReport {
+            transfer: 1,
+            received,
+            lost,
+        };
+        let mut last = 1;
+        for lost in [10, 30, 100] {
+            for _ in 0..20 {
+                r.report(&report(1000 - lost, lost));
+            }
+            let m = r.params().parity();
+            assert!(m >= last, "parity grows with loss: {m} < {last}");
+            assert!(stripe_loss(10 + m, m, r.loss()) <= 1e-3);
+            if m > 1 {
+                assert!(
+                    stripe_loss(10 + m - 1, m - 1, r.loss()) > 1e-3,
+                    "{m} is the least"
+                );
+            }
+            last = m;
+        }
+        assert!(last > 1);
+        for _ in 0..50 {
+            r.report(&report(1000, 0));
+        }
+        assert!(r.params().parity() < last, "parity falls when loss falls");
+        // A report of nothing changes nothing; a tiny report moves the estimate a little.
+        let before = r.loss();
+        r.report(&report(0, 0));
+        assert_eq!(r.loss(), before);
+        r.report(&report(0, 5));
+        assert!(r.loss() > before && r.loss() < before + 0.01);
+        // The maximum caps it even when the target cannot be met.
+        let mut capped = Redundancy::new(10, 1, 4, 1e-6).unwrap();
+        for _ in 0..20 {
+            capped.report(&report(500, 500));
+        }
+        assert_eq!(capped.params().parity(), 4);
+        assert!(Redundancy::new(10, 5, 4, 1e-3).is_err());
+        assert!(Redundancy::new(10, 1, 4, 0.0).is_err());
+        assert!(Redundancy::new(10, 0, 4, 1e-3).is_err());
+        assert!(
+            Redundancy::new(250, 1, 10, 1e-3).is_err(),
+            "250 + 10 > 256 shards"
+        );
     }
 }
