@@ -6,6 +6,8 @@ import itertools
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from i6p import erasure
 from i6p.errors import ErasureError, I6PError
 
@@ -47,6 +49,32 @@ def test_random_losses_up_to_m(k: int, m: int, size: int) -> None:
     for lost_count in range(m + 1):
         lost = set(rng.sample(range(k + m), lost_count))
         assert erasure.reconstruct(_lose(shards, lost), k, m, size) == blob
+
+
+@st.composite
+def _coded_with_losses(draw: st.DrawFn) -> tuple[int, int, bytes, set[int], bool]:
+    """A shape, data, and a set of lost shards: up to m (recoverable) or m + 1 (not)."""
+    k = draw(st.integers(1, 40))
+    m = draw(st.integers(1, 16))
+    data = draw(st.binary(min_size=0, max_size=4096))
+    too_many = draw(st.booleans())
+    count = m + 1 if too_many else draw(st.integers(0, m))
+    lost = draw(st.sets(st.integers(0, k + m - 1), min_size=count, max_size=count))
+    return k, m, data, lost, too_many
+
+
+@settings(max_examples=300, deadline=None)
+@given(_coded_with_losses())
+def test_property_any_m_losses_rebuild_and_m_plus_1_is_an_error(
+    case: tuple[int, int, bytes, set[int], bool],
+) -> None:
+    k, m, data, lost, too_many = case
+    shards = _lose(erasure.encode(data, k, m), lost)
+    if too_many:
+        with pytest.raises(ErasureError, match="too few"):
+            erasure.reconstruct(shards, k, m, len(data))
+    else:
+        assert erasure.reconstruct(shards, k, m, len(data)) == data
 
 
 def test_any_buffer_is_accepted() -> None:
