@@ -177,6 +177,7 @@ pub(crate) struct ServerSessions {
 #[derive(Default)]
 struct ServerState {
     entries: HashMap<Vec<u8>, Vec<u8>>,
+    /// Keys oldest first, for eviction; may hold keys already taken.
     order: VecDeque<Vec<u8>>,
     file: Option<Journal>,
 }
@@ -240,6 +241,12 @@ impl ServerState {
         if self.entries.insert(key.clone(), value).is_none() {
             self.order.push_back(key);
         }
+        // `take` leaves its key here (removing it would cost a scan per resumption); drop
+        // such stale keys once they outnumber the live ones.
+        if self.order.len() > 2 * self.entries.len() + 64 {
+            let entries = &self.entries;
+            self.order.retain(|k| entries.contains_key(k));
+        }
         evicted
     }
 }
@@ -276,7 +283,6 @@ impl StoresServerSessions for ServerSessions {
     fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
         let mut state = self.state.lock().ok()?;
         let value = state.entries.remove(key)?;
-        state.order.retain(|k| k != key);
         if let Some(journal) = state.file.as_mut() {
             // The removal must reach the file before the ticket is honoured, or a restart
             // would bring the ticket (and a replay of its early data) back.
@@ -478,5 +484,13 @@ mod tests {
         assert_eq!(store.len(), MAX_SERVER_ENTRIES);
         assert_eq!(store.get(&0usize.to_be_bytes()), None);
         assert!(!store.put(vec![0; MAX_KEY + 1], vec![]));
+        // Tickets used as fast as they are issued leave no trail behind.
+        let churn = ServerSessions::in_memory();
+        for i in 0..100_000u64 {
+            assert!(churn.put(i.to_be_bytes().to_vec(), vec![1]));
+            assert!(churn.take(&i.to_be_bytes()).is_some());
+        }
+        let order = churn.state.lock().unwrap().order.len();
+        assert!(order <= 64 + 2, "{order} stale keys kept");
     }
 }

@@ -114,21 +114,6 @@ pub(crate) struct Established {
 }
 
 impl Established {
-    /// The secret both ends export from this connection's TLS session for HELLO signatures.
-    pub(crate) fn binding(&self) -> Result<[u8; EXPORTER_LEN]> {
-        let mut out = [0u8; EXPORTER_LEN];
-        self.conn
-            .export_keying_material(&mut out, EXPORTER_LABEL, b"")
-            .map_err(|_| NetError::Tls("cannot export keying material".into()))?;
-        Ok(out)
-    }
-
-    /// A HELLO frame signed for this connection in this node's role.
-    pub(crate) fn hello_frame(&self, identity: &Identity, hello: &Hello) -> Result<Vec<u8>> {
-        let payload = hello.sign(identity, self.role, &self.binding()?)?;
-        Ok(i6p_core::frame::encode(FrameType::Hello, &payload)?)
-    }
-
     /// The HELLO exchange of a dialer whose TLS handshake is complete: opens the control
     /// stream, then as [`dialer_exchange`]. The session is returned once it is established.
     pub(crate) async fn handshake_dialer(
@@ -654,19 +639,11 @@ impl Session {
         }
     }
 
-    /// Exports keying material bound to this connection (tests and raw sessions use it).
+    /// A HELLO frame signed for this connection in this side's role (conformance tests drive
+    /// raw sessions with it).
     pub fn hello_frame(&self, identity: &Identity, hello: &Hello) -> Result<Vec<u8>> {
-        let est = Established {
-            conn: self.inner.conn.clone(),
-            remote_peer_id: self.inner.remote_peer_id,
-            remote_key: self.inner.remote_key,
-            role: self.inner.role,
-            node_closed: self.inner.node_closed.clone(),
-            store: self.inner.store.clone(),
-            windows: crate::transport::Windows::QuinnDefault,
-            buffers: None,
-        };
-        est.hello_frame(identity, hello)
+        let payload = hello.sign(identity, self.inner.role, &self.binding()?)?;
+        Ok(i6p_core::frame::encode(FrameType::Hello, &payload)?)
     }
 
     fn record_close(&self, close: Close, by_peer: bool) {
