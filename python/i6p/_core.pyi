@@ -131,6 +131,9 @@ class Node:
         request_size: int = 16777216,
         reconnects: int = 5,
         backoff: float = 0.25,
+        mode: str = "plain",
+        fec_shape: tuple[int, int, int] = (32, 1, 24),
+        shard_size: int | None = None,
     ) -> tuple[Awaitable[tuple[str, int, int, int, float, int, str]], FetchProgress]: ...
     def read_range(
         self, ticket: Ticket, offset: int, length: int, *, group_size: int = 16384

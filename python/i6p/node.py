@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 from . import _core
 from ._addr import Address, resolve
@@ -194,6 +195,9 @@ class Node:
         request_size: int = 16 << 20,
         reconnects: int = 5,
         backoff: float = 0.25,
+        mode: Literal["plain", "fec"] = "plain",
+        fec_shape: tuple[int, int, int] = (32, 1, 24),
+        shard_size: int | None = None,
     ) -> FetchResult:
         """Fetches the ticket's blob into ``dest``, verified and resumable.
 
@@ -211,6 +215,14 @@ class Node:
         reconnects by itself, in 0-RTT when it can, and asks only for what is still missing:
         up to ``reconnects`` attempts in a row that bring nothing new, ``backoff`` seconds
         apart at first, doubling up to 5 s. ``reconnects=0`` fails at the first drop.
+
+        ``mode="fec"`` is for lossy or long links: the provider sends the data as
+        Reed-Solomon shards in QUIC datagrams (paced by the congestion controller, never
+        retransmitted), stripes of k data and m parity shards, any k of which rebuild a
+        stripe; only stripes that lost more than m shards are asked for again.
+        ``fec_shape=(k, min_m, max_m)``: m follows the loss the receiver reports, within
+        those bounds. ``shard_size`` defaults to what the path's datagrams carry. Every
+        rebuilt group is verified against the root before it is written, as in plain mode.
         """
         if isinstance(ticket, str):
             ticket = Ticket.parse(ticket)
@@ -224,6 +236,9 @@ class Node:
             request_size=request_size,
             reconnects=reconnects,
             backoff=backoff,
+            mode=mode,
+            fec_shape=fec_shape,
+            shard_size=shard_size,
         )
         if progress is None:
             raw = await awaitable

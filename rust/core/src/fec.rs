@@ -18,6 +18,8 @@
 
 use crate::erasure::ErasureParams;
 use crate::error::{CoreError, Result};
+use crate::transfer::GetRequest;
+use crate::wire::Reader;
 
 /// Tag of a SHARD datagram.
 pub const SHARD_TAG: u8 = 0x01;
@@ -297,6 +299,160 @@ pub fn stripe_loss(n: usize, m: usize, p: f64) -> f64 {
     (1.0 - kept).max(0.0)
 }
 
+/// Frame type of a FEC GET: a GET whose groups come back as shards in datagrams.
+pub const FRAME_FEC_GET: u8 = 0x13;
+/// Frame type of a PROOF: a group's index and proof, sent reliably ahead of its shards.
+pub const FRAME_PROOF: u8 = 0x14;
+/// Frame type of a STRIPE: one stripe's data bytes, sent reliably in answer to a REPAIR.
+pub const FRAME_STRIPE: u8 = 0x15;
+/// Frame type of a FEC END: the provider has sent every stripe of the request as datagrams.
+pub const FRAME_FEC_END: u8 = 0x16;
+/// Frame type of a LOSS report from the requester.
+pub const FRAME_LOSS: u8 = 0x17;
+/// Frame type of a REPAIR request: stripes the requester could not rebuild.
+pub const FRAME_REPAIR: u8 = 0x18;
+
+/// Largest stripe (k × shard size): a STRIPE frame must fit a frame's 1 MiB payload.
+pub const MAX_STRIPE_BYTES: usize = (1 << 20) - 16;
+/// At most this many stripes in one REPAIR.
+pub const MAX_REPAIR: usize = 1024;
+
+/// FEC GET: a [`GetRequest`] plus how to code it.
+///
+/// ```text
+/// fec_get = transfer:u32  shard_len:u16  k:u8  min_m:u8  max_m:u8  target_ppm:u32  get
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FecRequest {
+    /// The fetch's name in its SHARD datagrams (the requester picks it).
+    pub transfer: u32,
+    /// Bytes of every shard.
+    pub shard_len: usize,
+    /// Data shards per stripe.
+    pub data: usize,
+    /// Parity shards per stripe at least ...
+    pub min_parity: usize,
+    /// ... and at most.
+    pub max_parity: usize,
+    /// Stripe loss probability to aim for, in millionths.
+    pub target_ppm: u32,
+    /// Which groups.
+    pub get: GetRequest,
+}
+
+impl FecRequest {
+    /// Encodes the frame payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(13 + 64);
+        out.extend_from_slice(&self.transfer.to_be_bytes());
+        out.extend_from_slice(&(self.shard_len as u16).to_be_bytes());
+        out.push(self.data as u8);
+        out.push(self.min_parity as u8);
+        out.push(self.max_parity as u8);
+        out.extend_from_slice(&self.target_ppm.to_be_bytes());
+        out.extend_from_slice(&self.get.encode());
+        out
+    }
+
+    /// Decodes and checks the frame payload: a valid shape range, shard size and target.
+    pub fn decode(payload: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(payload, "fec get");
+        let transfer = r.u32()?;
+        let shard_len = usize::from(r.u16()?);
+        let data = usize::from(r.u8()?);
+        let min_parity = usize::from(r.u8()?);
+        let max_parity = usize::from(r.u8()?);
+        let target_ppm = r.u32()?;
+        let get = GetRequest::decode(r.rest())?;
+        let request = Self {
+            transfer,
+            shard_len,
+            data,
+            min_parity,
+            max_parity,
+            target_ppm,
+            get,
+        };
+        request.check()?;
+        Ok(request)
+    }
+
+    /// Checks the coding parameters.
+    pub fn check(&self) -> Result<()> {
+        let bad = |detail: String| CoreError::Malformed {
+            what: "fec get",
+            detail,
+        };
+        if !(MIN_SHARD_LEN..=MAX_SHARD_LEN).contains(&self.shard_len) {
+            return Err(bad(format!(
+                "shard size {} is outside {MIN_SHARD_LEN}..={MAX_SHARD_LEN}",
+                self.shard_len
+            )));
+        }
+        if self.data * self.shard_len > MAX_STRIPE_BYTES {
+            return Err(bad(format!(
+                "stripes of {} x {} bytes exceed {MAX_STRIPE_BYTES}",
+                self.data, self.shard_len
+            )));
+        }
+        if !(1..1_000_000).contains(&self.target_ppm) {
+            return Err(bad(format!(
+                "target {} ppm is not in 1..1000000",
+                self.target_ppm
+            )));
+        }
+        self.redundancy().map(|_| ())
+    }
+
+    /// The redundancy this request allows, starting from no loss seen.
+    pub fn redundancy(&self) -> Result<Redundancy> {
+        Redundancy::new(
+            self.data,
+            self.min_parity,
+            self.max_parity,
+            f64::from(self.target_ppm) / 1e6,
+        )
+    }
+}
+
+/// REPAIR's payload: stripes to send again over the stream.
+pub fn encode_repair(stripes: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + 8 * stripes.len());
+    out.extend_from_slice(&(stripes.len() as u16).to_be_bytes());
+    for s in stripes {
+        out.extend_from_slice(&s.to_be_bytes());
+    }
+    out
+}
+
+/// Decodes REPAIR's payload: 1..=[`MAX_REPAIR`] stripes.
+pub fn decode_repair(payload: &[u8]) -> Result<Vec<u64>> {
+    let mut r = Reader::new(payload, "repair");
+    let n = usize::from(r.u16()?);
+    if n == 0 || n > MAX_REPAIR {
+        return Err(r.malformed(format!("{n} stripes (allowed 1..={MAX_REPAIR})")));
+    }
+    let stripes = (0..n).map(|_| r.u64()).collect::<Result<Vec<_>>>()?;
+    r.finish()?;
+    Ok(stripes)
+}
+
+/// STRIPE's payload: the stripe number, then its data bytes.
+pub fn encode_stripe_header(stripe: u64) -> [u8; 8] {
+    stripe.to_be_bytes()
+}
+
+/// Decodes STRIPE's payload: (stripe, data).
+pub fn decode_stripe(payload: &[u8]) -> Result<(u64, &[u8])> {
+    if payload.len() < 8 {
+        return Err(CoreError::Truncated("stripe"));
+    }
+    let (head, data) = payload.split_at(8);
+    let mut s = [0u8; 8];
+    s.copy_from_slice(head);
+    Ok((u64::from_be_bytes(s), data))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,6 +567,57 @@ mod tests {
         for n in [0, 19, 21, 64] {
             assert!(LossReport::decode(&vec![0; n]).is_err());
         }
+    }
+
+    #[test]
+    fn fec_requests_and_repairs_round_trip_and_are_bounded() {
+        let request = FecRequest {
+            transfer: 9,
+            shard_len: 1200,
+            data: 32,
+            min_parity: 1,
+            max_parity: 16,
+            target_ppm: 1000,
+            get: GetRequest {
+                hash: [5; 32],
+                group_log: 18,
+                ranges: vec![(0, 64)],
+            },
+        };
+        assert_eq!(FecRequest::decode(&request.encode()).unwrap(), request);
+        let bad = |change: &dyn Fn(&mut FecRequest)| {
+            let mut r = request.clone();
+            change(&mut r);
+            FecRequest::decode(&r.encode()).is_err()
+        };
+        assert!(bad(&|r| r.shard_len = 100));
+        assert!(bad(&|r| r.data = 0));
+        assert!(bad(&|r| r.min_parity = 0));
+        assert!(bad(&|r| r.min_parity = 17));
+        assert!(bad(&|r| r.max_parity = 250));
+        assert!(bad(&|r| r.target_ppm = 0));
+        assert!(bad(&|r| r.target_ppm = 1_000_000));
+        assert!(bad(&|r| {
+            r.shard_len = 60_000;
+            r.data = 20;
+        }));
+        let bytes = request.encode();
+        for n in 0..bytes.len() {
+            assert!(FecRequest::decode(&bytes[..n]).is_err());
+        }
+        assert_eq!(
+            decode_repair(&encode_repair(&[3, 1 << 40])).unwrap(),
+            vec![3, 1 << 40]
+        );
+        assert!(decode_repair(&encode_repair(&[])).is_err());
+        assert!(decode_repair(&encode_repair(&vec![1; MAX_REPAIR + 1])).is_err());
+        let mut trailing = encode_repair(&[1]);
+        trailing.push(0);
+        assert!(decode_repair(&trailing).is_err());
+        let mut frame = encode_stripe_header(7).to_vec();
+        frame.extend_from_slice(b"abc");
+        assert_eq!(decode_stripe(&frame).unwrap(), (7, &b"abc"[..]));
+        assert!(decode_stripe(&frame[..7]).is_err());
     }
 
     #[test]

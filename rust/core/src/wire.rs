@@ -75,6 +75,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Everything not read yet.
+    pub(crate) fn rest(self) -> &'a [u8] {
+        self.buf
+    }
+
     /// Fails unless every byte was consumed: trailing garbage is a malformed message.
     pub(crate) fn finish(self) -> Result<()> {
         if self.buf.is_empty() {

@@ -9,6 +9,7 @@
 use crate::control::{read_frame, write_frame_raw};
 use crate::session::Session;
 use bytes::{Bytes, BytesMut};
+use i6p_core::fec::{FecRequest, FRAME_FEC_GET};
 use i6p_core::transfer::{
     encode_blob, encode_group_header, ErrorCode, GetRequest, TransferError, FRAME_BLOB,
     FRAME_ERROR, FRAME_GET,
@@ -40,6 +41,11 @@ impl Blob {
     /// The size in bytes.
     pub fn size(&self) -> u64 {
         self.outboard.size()
+    }
+
+    /// The open file, for positioned reads.
+    pub(crate) fn file_ref(&self) -> &File {
+        &self.file
     }
 }
 
@@ -172,7 +178,7 @@ impl BlobStore {
             .unwrap_or_default()
     }
 
-    fn count_served(&self, peer: PeerId, blob: &Blob, group_log: u8, index: u64) {
+    pub(crate) fn count_served(&self, peer: PeerId, blob: &Blob, group_log: u8, index: u64) {
         if let Ok(mut s) = self.served.write() {
             let (start, len) = group_range(blob.size(), group_log, index);
             s.entry((peer, blob.hash()))
@@ -238,7 +244,7 @@ impl BlobStore {
             .store(faults, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn faults(&self) -> u8 {
+    pub(crate) fn faults(&self) -> u8 {
         self.faults.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
@@ -257,13 +263,20 @@ pub(crate) async fn serve(
     let refuse = |code: ErrorCode, message: String| TransferError { code, message };
     let answer = async {
         let frame = match tokio::time::timeout(GET_TIMEOUT, read_frame(&mut recv)).await {
-            Ok(Ok(Some(f))) if f.kind == FRAME_GET => f,
+            Ok(Ok(Some(f))) if f.kind == FRAME_GET || f.kind == FRAME_FEC_GET => f,
             Ok(Ok(_)) => return Err(refuse(ErrorCode::BadRequest, "expected a GET frame".into())),
             Ok(Err(e)) => return Err(refuse(ErrorCode::BadRequest, e.to_string())),
             Err(_) => return Err(refuse(ErrorCode::BadRequest, "no GET in time".into())),
         };
-        let get = GetRequest::decode(&frame.payload)
-            .map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
+        let (get, fec) = if frame.kind == FRAME_FEC_GET {
+            let fec = FecRequest::decode(&frame.payload)
+                .map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
+            (fec.get.clone(), Some(fec))
+        } else {
+            let get = GetRequest::decode(&frame.payload)
+                .map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
+            (get, None)
+        };
         // A read of content-addressed data: safe to serve even if it came as early data.
         session.note_request();
         if !store.allows(&peer) {
@@ -280,9 +293,9 @@ pub(crate) async fn serve(
         })?;
         get.check_bounds(blob.size())
             .map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
-        Ok((get, blob))
+        Ok((get, fec, blob))
     };
-    let (get, blob) = match answer.await {
+    let (get, fec, blob) = match answer.await {
         Ok(ok) => ok,
         Err(refusal) => {
             let _ = write_frame_raw(&mut send, FRAME_ERROR, &refusal.encode()).await;
@@ -297,6 +310,10 @@ pub(crate) async fn serve(
         .await
         .is_err()
     {
+        return;
+    }
+    if let Some(fec) = fec {
+        crate::fec_serve::serve_fec(store.clone(), session, blob, fec, send, recv).await;
         return;
     }
     // Group records are read ahead (READ_AHEAD positioned reads on the blocking pool at once,

@@ -48,6 +48,8 @@ pub struct FetchOptions {
     pub save_interval: Duration,
     /// How [`fetch_ticket`] gets back to the provider when the connection drops.
     pub reconnect: Reconnect,
+    /// FEC mode: groups come as erasure-coded shards in datagrams (see [`crate::fec_fetch`]).
+    pub fec: Option<crate::fec_fetch::FecOptions>,
 }
 
 /// Reconnection after a dropped connection: up to `attempts` in a row that bring no new
@@ -83,6 +85,7 @@ impl Default for FetchOptions {
             overwrite: false,
             save_interval: Duration::from_millis(100),
             reconnect: Reconnect::default(),
+            fec: None,
         }
     }
 }
@@ -117,25 +120,28 @@ pub struct FetchOutcome {
     pub path: PathBuf,
 }
 
+/// FEC requests in flight at once: two, so that one's repairs overlap the other's shards.
+const FEC_REQUESTS: usize = 2;
+
 /// Received groups queued for the disk stage (to be verified and written), at most in bytes.
 const DISK_QUEUE_BYTES: usize = 8 << 20;
 
 /// A group on its way from the network to the disk: a pooled buffer plus what arrived with it.
-struct Slot {
-    index: u64,
-    proof: Vec<Cv>,
-    data: Vec<u8>,
+pub(crate) struct Slot {
+    pub(crate) index: u64,
+    pub(crate) proof: Vec<Cv>,
+    pub(crate) data: Vec<u8>,
 }
 
 /// Group buffers for reuse: in steady state a fetch allocates nothing per group. At most
 /// (streams + disk queue + 1) slots exist, as every other one waits in the pool.
-struct Pool {
+pub(crate) struct Pool {
     free: Mutex<Vec<Slot>>,
     group_len: usize,
 }
 
 impl Pool {
-    fn take(&self) -> Slot {
+    pub(crate) fn take(&self) -> Slot {
         let reused = self.free.lock().ok().and_then(|mut f| f.pop());
         reused.unwrap_or_else(|| Slot {
             index: 0,
@@ -151,23 +157,23 @@ impl Pool {
     }
 }
 
-struct Shared {
-    session: Session,
-    hash: [u8; 32],
-    size: u64,
-    group_log: u8,
-    queue: Mutex<VecDeque<(u64, u64)>>,
-    pool: Pool,
-    fetched: AtomicU64,
+pub(crate) struct Shared {
+    pub(crate) session: Session,
+    pub(crate) hash: [u8; 32],
+    pub(crate) size: u64,
+    pub(crate) group_log: u8,
+    pub(crate) queue: Mutex<VecDeque<(u64, u64)>>,
+    pub(crate) pool: Pool,
+    pub(crate) fetched: AtomicU64,
     failures: AtomicU32,
     last_failure: Mutex<String>,
-    options: FetchOptions,
+    pub(crate) options: FetchOptions,
     progress: Arc<Progress>,
 }
 
 impl Shared {
     /// Records a verification failure; the groups stay missing and the next round asks again.
-    fn fail(&self, index: u64, detail: String) {
+    pub(crate) fn fail(&self, index: u64, detail: String) {
         tracing::debug!(index, %detail, "group failed verification");
         self.failures.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut last) = self.last_failure.lock() {
@@ -175,11 +181,11 @@ impl Shared {
         }
     }
 
-    fn gave_up(&self) -> bool {
+    pub(crate) fn gave_up(&self) -> bool {
         self.failures.load(Ordering::Relaxed) >= self.options.max_failures
     }
 
-    fn integrity_error(&self) -> NetError {
+    pub(crate) fn integrity_error(&self) -> NetError {
         NetError::Integrity {
             provider: self.session.remote_peer_id(),
             failures: self.failures.load(Ordering::Relaxed),
@@ -248,6 +254,10 @@ pub async fn fetch_to_file(
         progress: progress.clone(),
     });
     let _count = CountFetched(shared.clone());
+    if let Some(fec) = &options.fec {
+        fec.validate()?;
+    }
+    let mut fec = options.fec.is_some();
     // Rounds: fetch every missing group; groups that failed verification stay missing and
     // are asked for again in the next round, until `max_failures`.
     loop {
@@ -260,12 +270,15 @@ pub async fn fetch_to_file(
         }
         let before = download.state.done_groups();
         let failures = shared.failures.load(Ordering::Relaxed);
-        let (returned, result) = round(&shared, download, missing).await?;
+        let (returned, result) = round(&shared, download, missing, fec).await?;
         download = returned;
         result?;
         let stuck = download.state.done_groups() == before
             && shared.failures.load(Ordering::Relaxed) == failures;
-        if stuck {
+        if stuck && fec {
+            // Nothing came through FEC: the rest goes over plain streams.
+            fec = false;
+        } else if stuck {
             return Err(NetError::Io("fetch ended with groups missing".into()));
         }
     }
@@ -298,11 +311,17 @@ async fn round(
     shared: &Arc<Shared>,
     download: PartialDownload,
     missing: Vec<(u64, u64)>,
+    fec: bool,
 ) -> Result<(PartialDownload, Result<()>)> {
     // Requests of `request_bytes`, but small enough that every stream gets one: a blob (or
-    // what is left of it) is striped over all `streams`.
+    // what is left of it) is striped over all `streams` (FEC mode: over its requests).
+    let streams = if fec {
+        FEC_REQUESTS
+    } else {
+        shared.options.streams.max(1)
+    };
     let missing_groups: u64 = missing.iter().map(|&(_, count)| count).sum();
-    let per_stream = missing_groups.div_ceil(shared.options.streams.max(1) as u64);
+    let per_stream = missing_groups.div_ceil(streams as u64);
     let batch = (shared.options.request_bytes >> shared.group_log)
         .min(per_stream)
         .max(1);
@@ -325,8 +344,12 @@ async fn round(
     // A JoinSet aborts its tasks when dropped: cancelling the fetch stops every worker, and
     // the disk stage ends as soon as their senders are gone.
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..shared.options.streams.max(1) {
-        workers.spawn(worker(shared.clone(), tx.clone()));
+    for _ in 0..streams {
+        if fec {
+            workers.spawn(crate::fec_fetch::worker(shared.clone(), tx.clone()));
+        } else {
+            workers.spawn(worker(shared.clone(), tx.clone()));
+        }
     }
     drop(tx);
     let mut first_error = None;
@@ -491,7 +514,7 @@ fn save(download: &mut PartialDownload, progress: &Progress) -> Result<()> {
 /// flight. A worker reads its stream to the end before asking again: a request sent ahead
 /// on another stream whose data nobody reads yet could fill the connection's flow-control
 /// window and starve the stream being read.
-async fn worker(shared: Arc<Shared>, tx: tokio::sync::mpsc::Sender<Slot>) -> Result<()> {
+pub(crate) async fn worker(shared: Arc<Shared>, tx: tokio::sync::mpsc::Sender<Slot>) -> Result<()> {
     loop {
         if shared.gave_up() {
             return Err(shared.integrity_error());
@@ -500,13 +523,24 @@ async fn worker(shared: Arc<Shared>, tx: tokio::sync::mpsc::Sender<Slot>) -> Res
         let Some((first, count)) = next else {
             return Ok(());
         };
-        let get = send_get(&shared.session, shared.hash, shared.group_log, first, count);
-        let recv = no_stall(get).await?;
-        if !read_request(&shared, &tx, recv, first, count).await? {
+        if !plain_request(&shared, &tx, first, count).await? {
             // The disk stage stopped; its own result says why.
             return Ok(());
         }
     }
+}
+
+/// One GET for groups `first..first+count`, read into the disk stage. False if the disk
+/// stage has stopped.
+pub(crate) async fn plain_request(
+    shared: &Arc<Shared>,
+    tx: &tokio::sync::mpsc::Sender<Slot>,
+    first: u64,
+    count: u64,
+) -> Result<bool> {
+    let get = send_get(&shared.session, shared.hash, shared.group_log, first, count);
+    let recv = no_stall(get).await?;
+    read_request(shared, tx, recv, first, count).await
 }
 
 fn poisoned() -> NetError {
@@ -565,7 +599,7 @@ async fn read_request(
 }
 
 /// A provider that sends nothing for this long is given up on.
-const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn no_stall<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     tokio::time::timeout(STALL_TIMEOUT, fut)
@@ -619,7 +653,7 @@ async fn read_group_into(
 }
 
 /// Reads the provider's answer to a GET from a bare stream (see [`read_answer`]).
-async fn read_answer_raw(
+pub(crate) async fn read_answer_raw(
     session: &Session,
     recv: &mut quinn::RecvStream,
     size: u64,

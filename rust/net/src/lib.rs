@@ -12,6 +12,8 @@ pub mod bench;
 pub mod blobs;
 pub mod control;
 pub mod error;
+pub mod fec_fetch;
+mod fec_serve;
 pub mod fetch;
 pub mod node;
 mod resume;

@@ -595,6 +595,10 @@ pub(crate) fn transport_config(config: &NodeConfig) -> Result<TransportConfig> {
     t.keep_alive_interval(Some(config.keep_alive));
     t.max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams));
     t.max_concurrent_uni_streams(VarInt::from_u32(64));
+    // FEC mode's shards: room for a burst the router has not taken yet, and a send queue
+    // short enough that a request's END does not overtake its shards by much.
+    t.datagram_receive_buffer_size(Some(8 << 20));
+    t.datagram_send_buffer_size(256 << 10);
     config.windows.validate()?;
     crate::transport::apply(&mut t, config.congestion, config.windows);
     Ok(t)

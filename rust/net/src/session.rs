@@ -88,6 +88,8 @@ pub(crate) struct SessionInner {
     /// A raw session (conformance tests): no HELLO, no control task, bare QUIC streams.
     raw: bool,
     store: Arc<BlobStore>,
+    /// Routes SHARD datagrams to FEC requests; started by the first one.
+    datagrams: OnceLock<Arc<crate::fec_fetch::Router>>,
 }
 
 /// No early data on this session.
@@ -272,8 +274,17 @@ impl Session {
                 returned_notify: Notify::new(),
                 raw,
                 store: est_store,
+                datagrams: OnceLock::new(),
             }),
         }
+    }
+
+    /// The session's datagram router, started on first use.
+    pub(crate) fn datagram_router(&self) -> Arc<crate::fec_fetch::Router> {
+        self.inner
+            .datagrams
+            .get_or_init(|| crate::fec_fetch::Router::start(self.inner.conn.clone()))
+            .clone()
     }
 
     /// The secret both ends export from this connection's TLS session for HELLO signatures.

@@ -267,7 +267,7 @@ impl Node {
     }
 
     /// Starts a verified, resumable fetch into `dest`; returns (awaitable, progress).
-    #[pyo3(signature = (ticket, dest, *, overwrite=false, group_size=262_144, streams=8, max_failures=3, request_size=16_777_216, reconnects=5, backoff=0.25))]
+    #[pyo3(signature = (ticket, dest, *, overwrite=false, group_size=262_144, streams=8, max_failures=3, request_size=16_777_216, reconnects=5, backoff=0.25, mode="plain", fec_shape=(32, 1, 24), shard_size=None))]
     #[allow(clippy::too_many_arguments)]
     fn fetch<'py>(
         &self,
@@ -281,8 +281,11 @@ impl Node {
         request_size: u64,
         reconnects: u32,
         backoff: f64,
+        mode: &str,
+        fec_shape: (usize, usize, usize),
+        shard_size: Option<usize>,
     ) -> PyResult<(Bound<'py, PyAny>, transfer::FetchProgress)> {
-        let options = transfer::options(
+        let mut options = transfer::options(
             group_size,
             streams,
             max_failures,
@@ -291,6 +294,7 @@ impl Node {
             reconnects,
             backoff,
         )?;
+        options.fec = transfer::fec_options(mode, fec_shape, shard_size)?;
         transfer::fetch(py, self.inner.clone(), ticket.clone(), dest, options)
     }
 

@@ -4,6 +4,7 @@ use crate::errors::to_py;
 use crate::handoff::ReadBytesOwned;
 use crate::runtime::future;
 use crate::ticket::{hash_hex, Ticket};
+use i6p_net::fec_fetch::FecOptions;
 use i6p_net::fetch::{fetch_range, fetch_ticket, FetchOptions, Progress, Reconnect};
 use i6p_net::{NetError, Node};
 use pyo3::exceptions::PyValueError;
@@ -97,6 +98,42 @@ pub(crate) fn options(
         },
         ..FetchOptions::default()
     })
+}
+
+/// FEC options from Python arguments: `None` in plain mode.
+pub(crate) fn fec_options(
+    mode: &str,
+    (data, min_parity, max_parity): (usize, usize, usize),
+    shard_size: Option<usize>,
+) -> PyResult<Option<FecOptions>> {
+    match mode {
+        "plain" => Ok(None),
+        "fec" => {
+            let fec = FecOptions {
+                shard_len: shard_size,
+                data,
+                min_parity,
+                max_parity,
+                ..FecOptions::default()
+            };
+            fec.validate()
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            if let Some(len) = shard_size {
+                let bounds = i6p_core::fec::MIN_SHARD_LEN..=i6p_core::fec::MAX_SHARD_LEN;
+                if !bounds.contains(&len) {
+                    return Err(PyValueError::new_err(format!(
+                        "shard_size must be {}..={} bytes",
+                        bounds.start(),
+                        bounds.end()
+                    )));
+                }
+            }
+            Ok(Some(fec))
+        }
+        other => Err(PyValueError::new_err(format!(
+            "mode must be \"plain\" or \"fec\", not {other:?}"
+        ))),
+    }
 }
 
 /// Starts a fetch; returns (awaitable of the result tuple, progress).

@@ -1,0 +1,367 @@
+//! The provider side of FEC mode: a FEC GET's groups go out as erasure-coded shards in QUIC
+//! datagrams, their proofs and any repairs over the request's stream.
+//!
+//! Order of a request:
+//! 1. a PROOF frame per requested group, on the stream;
+//! 2. every stripe covering the groups, coded into k data + m parity shards, one SHARD
+//!    datagram each, handed to quinn with `send_datagram_wait`, so the connection's congestion
+//!    controller paces them and nothing is queued beyond its datagram buffer; m follows the
+//!    requester's LOSS reports;
+//! 3. FEC END, then STRIPE frames answering REPAIRs, until the requester finishes its side.
+//!
+//! REPAIRs that arrive while shards are still going out are answered between two stripes.
+
+use crate::blobs::{Blob, BlobStore, Faults};
+use crate::control::{read_frame, write_frame_raw};
+use crate::session::Session;
+use bytes::{BufMut, Bytes, BytesMut};
+use i6p_core::erasure::{Coder, ErasureParams, Stripe};
+use i6p_core::fec::{
+    decode_repair, encode_stripe_header, FecRequest, LossReport, Redundancy, Shard, FRAME_FEC_END,
+    FRAME_LOSS, FRAME_PROOF, FRAME_REPAIR, FRAME_STRIPE, SHARD_HEADER_LEN,
+};
+use i6p_core::transfer::encode_group_header;
+use i6p_core::tree::group_range;
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+
+/// Bytes of stripes read from the file at once (read ahead by one such chunk).
+const READ_CHUNK: usize = 1 << 20;
+/// REPAIR lists waiting to be answered; a requester that sends more waits for room.
+const REPAIR_QUEUE: usize = 16;
+
+/// The stripes (first, last inclusive) covering groups `ranges` of `blob`, in order, merged.
+pub(crate) fn stripe_runs(
+    size: u64,
+    group_log: u8,
+    ranges: &[(u64, u64)],
+    stripe_bytes: u64,
+) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &(first, count) in ranges {
+        let start = group_range(size, group_log, first).0;
+        let (last_start, last_len) = group_range(size, group_log, first + count - 1);
+        let end = last_start + last_len;
+        if end <= start {
+            continue;
+        }
+        let (a, b) = (start / stripe_bytes, (end - 1) / stripe_bytes);
+        match runs.last_mut() {
+            Some(run) if a <= run.1 + 1 && a >= run.0 => run.1 = run.1.max(b),
+            _ => runs.push((a, b)),
+        }
+    }
+    runs
+}
+
+/// Serves one FEC GET whose BLOB answer has been sent.
+pub(crate) async fn serve_fec(
+    store: Arc<BlobStore>,
+    session: Session,
+    blob: Arc<Blob>,
+    request: FecRequest,
+    mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) {
+    let faults = store.faults();
+    let peer = session.remote_peer_id();
+    let Ok(redundancy) = request.redundancy() else {
+        return;
+    };
+    let redundancy = Arc::new(Mutex::new(redundancy));
+    let log = request.get.group_log;
+    // 1. Proofs.
+    for &(first, count) in &request.get.ranges {
+        for index in first..first + count {
+            let Ok(mut proof) = blob.outboard.proof(log, index) else {
+                return;
+            };
+            if faults & Faults::WRONG_PROOF != 0 {
+                if let Some(cv) = proof.first_mut() {
+                    cv[0] ^= 1;
+                }
+            }
+            let frame = encode_group_header(index, &proof);
+            if write_frame_raw(&mut send, FRAME_PROOF, &frame)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+    // The requester's LOSS and REPAIR frames, read by a task of their own.
+    let (repair_tx, mut repairs) = tokio::sync::mpsc::channel::<Vec<u64>>(REPAIR_QUEUE);
+    let reader = tokio::spawn(read_requests(
+        recv,
+        request.transfer,
+        redundancy.clone(),
+        repair_tx,
+    ));
+    let _stop_reader = AbortOnDrop(reader);
+    let mut sender = ShardSender {
+        conn: session.inner_conn().clone(),
+        request: &request,
+        faults,
+        coders: HashMap::new(),
+        stripe: Stripe::new(),
+        padded: Vec::new(),
+    };
+    // 2. Shards, with repairs answered between stripes.
+    let stripe_bytes = (request.data * request.shard_len) as u64;
+    let runs = stripe_runs(blob.size(), log, &request.get.ranges, stripe_bytes);
+    let mut sent = 0u64;
+    for (first, last) in runs {
+        let per_chunk = (READ_CHUNK as u64 / stripe_bytes).max(1);
+        let mut next = Some(read_stripes(
+            &blob,
+            first,
+            (last - first + 1).min(per_chunk),
+            stripe_bytes,
+        ));
+        let mut at = first;
+        while let Some(reading) = next.take() {
+            let Ok(Ok(chunk)) = reading.await else {
+                let _ = send.reset(quinn::VarInt::from_u32(3));
+                return;
+            };
+            let chunk_first = at;
+            let n = chunk.len().div_ceil(stripe_bytes as usize) as u64;
+            at += n;
+            if at <= last {
+                next = Some(read_stripes(
+                    &blob,
+                    at,
+                    (last - at + 1).min(per_chunk),
+                    stripe_bytes,
+                ));
+            }
+            for (i, data) in chunk.chunks(stripe_bytes as usize).enumerate() {
+                while let Ok(list) = repairs.try_recv() {
+                    if !answer_repairs(&mut send, &blob, &request, faults, &list).await {
+                        return;
+                    }
+                }
+                let Ok(params) = redundancy.lock().map(|r| r.params()) else {
+                    return;
+                };
+                match sender.send(chunk_first + i as u64, data, params).await {
+                    Ok(true) => sent += 1,
+                    // The path no longer carries datagrams this large: the stripe goes reliably.
+                    Ok(false) => {
+                        let stripe = chunk_first + i as u64;
+                        if !answer_repairs(&mut send, &blob, &request, faults, &[stripe]).await {
+                            return;
+                        }
+                    }
+                    Err(()) => return,
+                }
+            }
+        }
+    }
+    // 3. The end of the datagrams, then repairs until the requester is done.
+    if write_frame_raw(&mut send, FRAME_FEC_END, &sent.to_be_bytes())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    while let Some(list) = repairs.recv().await {
+        if !answer_repairs(&mut send, &blob, &request, faults, &list).await {
+            return;
+        }
+    }
+    let _ = send.finish();
+    // Groups are counted as served once the requester has acknowledged everything.
+    if matches!(send.stopped().await, Ok(None)) {
+        for &(first, count) in &request.get.ranges {
+            for index in first..first + count {
+                store.count_served(peer, &blob, log, index);
+            }
+        }
+    }
+}
+
+/// Reads `count` stripes from `first` on a blocking thread (the last one may be short).
+fn read_stripes(
+    blob: &Arc<Blob>,
+    first: u64,
+    count: u64,
+    stripe_bytes: u64,
+) -> tokio::task::JoinHandle<std::io::Result<Vec<u8>>> {
+    let blob = blob.clone();
+    tokio::task::spawn_blocking(move || {
+        let start = first * stripe_bytes;
+        let end = (start + count * stripe_bytes).min(blob.size());
+        let mut buf = vec![0u8; end.saturating_sub(start) as usize];
+        blob.file_ref().read_exact_at(&mut buf, start)?;
+        Ok(buf)
+    })
+}
+
+/// Reads the requester's frames: LOSS reports feed the redundancy, REPAIR lists go to the
+/// sender. Anything else, or a malformed frame, ends the request.
+async fn read_requests(
+    mut recv: quinn::RecvStream,
+    transfer: u32,
+    redundancy: Arc<Mutex<Redundancy>>,
+    repairs: tokio::sync::mpsc::Sender<Vec<u64>>,
+) {
+    while let Ok(Some(frame)) = read_frame(&mut recv).await {
+        match frame.kind {
+            FRAME_LOSS => match LossReport::decode(&frame.payload) {
+                Ok(report) if report.transfer == transfer => {
+                    if let Ok(mut r) = redundancy.lock() {
+                        r.report(&report);
+                    }
+                }
+                _ => return,
+            },
+            FRAME_REPAIR => match decode_repair(&frame.payload) {
+                Ok(list) => {
+                    if repairs.send(list).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            },
+            _ => return,
+        }
+    }
+}
+
+/// Sends the data of `stripes` as STRIPE frames. False if the stream is gone.
+async fn answer_repairs(
+    send: &mut quinn::SendStream,
+    blob: &Arc<Blob>,
+    request: &FecRequest,
+    faults: u8,
+    stripes: &[u64],
+) -> bool {
+    let stripe_bytes = (request.data * request.shard_len) as u64;
+    for &stripe in stripes {
+        let start = stripe.saturating_mul(stripe_bytes);
+        if start >= blob.size() {
+            // Not a stripe of this blob: the requester is confused; stop answering.
+            let _ = send.reset(quinn::VarInt::from_u32(4));
+            return false;
+        }
+        let Ok(Ok(mut data)) = read_stripes(blob, stripe, 1, stripe_bytes).await else {
+            return false;
+        };
+        if faults & Faults::FLIPPED_DATA != 0 {
+            if let Some(b) = data.first_mut() {
+                *b ^= 1;
+            }
+        }
+        let mut payload = Vec::with_capacity(8 + data.len());
+        payload.extend_from_slice(&encode_stripe_header(stripe));
+        payload.extend_from_slice(&data);
+        if write_frame_raw(send, FRAME_STRIPE, &payload).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Codes stripes and hands their shards to quinn, reusing its buffers.
+struct ShardSender<'r> {
+    conn: quinn::Connection,
+    request: &'r FecRequest,
+    faults: u8,
+    coders: HashMap<usize, Coder>,
+    stripe: Stripe,
+    padded: Vec<u8>,
+}
+
+impl ShardSender<'_> {
+    /// Codes stripe `index` (its data, the last stripe short) with `params` and sends every
+    /// shard. Ok(false): datagrams of this size no longer fit the path; Err: connection gone.
+    async fn send(&mut self, index: u64, data: &[u8], params: ErasureParams) -> Result<bool, ()> {
+        let shard_len = self.request.shard_len;
+        if self
+            .conn
+            .max_datagram_size()
+            .is_none_or(|max| max < shard_len + SHARD_HEADER_LEN)
+        {
+            return Ok(false);
+        }
+        let stripe_bytes = params.data() * shard_len;
+        self.padded.clear();
+        self.padded.extend_from_slice(data);
+        self.padded.resize(stripe_bytes, 0);
+        if self.faults & Faults::FLIPPED_DATA != 0 {
+            if let Some(b) = self.padded.first_mut() {
+                *b ^= 1;
+            }
+        }
+        let coder = match self.coders.entry(params.parity()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Coder::new(params).map_err(|_| ())?)
+            }
+        };
+        coder
+            .encode(&self.padded, &mut self.stripe)
+            .map_err(|_| ())?;
+        // All shards of the stripe in one buffer, each datagram a slice of it.
+        let datagram = SHARD_HEADER_LEN + shard_len;
+        let mut buf = BytesMut::with_capacity(params.total() * datagram);
+        let mut encoded = Vec::with_capacity(datagram);
+        for (i, shard) in self.stripe.shards().enumerate() {
+            let Some(payload) = shard else {
+                return Err(());
+            };
+            encoded.clear();
+            Shard {
+                transfer: self.request.transfer,
+                stripe: index,
+                index: i as u8,
+                params,
+                payload,
+            }
+            .encode(&mut encoded);
+            buf.put_slice(&encoded);
+        }
+        let mut all: Bytes = buf.freeze();
+        while !all.is_empty() {
+            let one = all.split_to(datagram);
+            match self.conn.send_datagram_wait(one).await {
+                Ok(()) => {}
+                Err(quinn::SendDatagramError::TooLarge) => return Ok(false),
+                Err(_) => return Err(()),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stripe_runs;
+
+    #[test]
+    fn stripe_runs_cover_the_groups_and_merge() {
+        // Groups of 1 KiB, stripes of 1500 bytes, a 10 000-byte blob.
+        let size = 10_000;
+        assert_eq!(stripe_runs(size, 10, &[(0, 10)], 1500), vec![(0, 6)]);
+        // Group 1 is bytes 1024..2048: stripes 0 and 1.
+        assert_eq!(stripe_runs(size, 10, &[(1, 1)], 1500), vec![(0, 1)]);
+        // Adjacent and overlapping runs merge; distant ones do not.
+        assert_eq!(stripe_runs(size, 10, &[(0, 1), (1, 1)], 1500), vec![(0, 1)]);
+        assert_eq!(
+            stripe_runs(size, 10, &[(0, 1), (8, 2)], 1500),
+            vec![(0, 0), (5, 6)]
+        );
+    }
+}
