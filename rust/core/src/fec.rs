@@ -255,13 +255,7 @@ impl Redundancy {
 
     /// Takes a receiver's report into the loss estimate.
     pub fn report(&mut self, report: &LossReport) {
-        let seen = report.received.saturating_add(report.lost);
-        if seen == 0 {
-            return;
-        }
-        let rate = report.lost as f64 / seen as f64;
-        let weight = 1.0 - (-(seen as f64) / LOSS_WINDOW).exp();
-        self.loss += weight * (rate - self.loss);
+        self.loss = next_loss(self.loss, report);
     }
 
     /// The estimated shard loss rate.
@@ -276,6 +270,17 @@ impl Redundancy {
             .and_then(|m| ErasureParams::new(self.data, m).ok())
             .unwrap_or(self.max)
     }
+}
+
+/// The loss estimate after `report`: a moving average weighted by the shards it covers.
+pub fn next_loss(loss: f64, report: &LossReport) -> f64 {
+    let seen = report.received.saturating_add(report.lost);
+    if seen == 0 {
+        return loss;
+    }
+    let rate = report.lost as f64 / seen as f64;
+    let weight = 1.0 - (-(seen as f64) / LOSS_WINDOW).exp();
+    loss + weight * (rate - loss)
 }
 
 /// P(more than `m` of `n` shards lost) when each is lost independently with probability `p`.
@@ -312,6 +317,9 @@ pub const FRAME_LOSS: u8 = 0x17;
 /// Frame type of a REPAIR request: stripes the requester could not rebuild.
 pub const FRAME_REPAIR: u8 = 0x18;
 
+/// Frame type of a FEC SHAPE: the shard size the provider chose, its first frame after BLOB.
+pub const FRAME_FEC_SHAPE: u8 = 0x19;
+
 /// Largest stripe (k × shard size): a STRIPE frame must fit a frame's 1 MiB payload.
 pub const MAX_STRIPE_BYTES: usize = (1 << 20) - 16;
 /// At most this many stripes in one REPAIR.
@@ -320,7 +328,8 @@ pub const MAX_REPAIR: usize = 1024;
 /// FEC GET: a [`GetRequest`] plus how to code it.
 ///
 /// ```text
-/// fec_get = transfer:u32  shard_len:u16  k:u8  min_m:u8  max_m:u8  target_ppm:u32  get
+/// fec_get = transfer:u32  shard_len:u16  k:u8  min_m:u8  max_m:u8  target_ppm:u32
+///           loss_ppm:u32  get
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FecRequest {
@@ -336,6 +345,9 @@ pub struct FecRequest {
     pub max_parity: usize,
     /// Stripe loss probability to aim for, in millionths.
     pub target_ppm: u32,
+    /// The shard loss the requester has seen so far in this fetch, in millionths: where the
+    /// provider's estimate starts.
+    pub loss_ppm: u32,
     /// Which groups.
     pub get: GetRequest,
 }
@@ -350,6 +362,7 @@ impl FecRequest {
         out.push(self.min_parity as u8);
         out.push(self.max_parity as u8);
         out.extend_from_slice(&self.target_ppm.to_be_bytes());
+        out.extend_from_slice(&self.loss_ppm.to_be_bytes());
         out.extend_from_slice(&self.get.encode());
         out
     }
@@ -363,6 +376,7 @@ impl FecRequest {
         let min_parity = usize::from(r.u8()?);
         let max_parity = usize::from(r.u8()?);
         let target_ppm = r.u32()?;
+        let loss_ppm = r.u32()?;
         let get = GetRequest::decode(r.rest())?;
         let request = Self {
             transfer,
@@ -371,6 +385,7 @@ impl FecRequest {
             min_parity,
             max_parity,
             target_ppm,
+            loss_ppm,
             get,
         };
         request.check()?;
@@ -401,18 +416,42 @@ impl FecRequest {
                 self.target_ppm
             )));
         }
+        if self.loss_ppm > 1_000_000 {
+            return Err(bad(format!("loss {} ppm is above 1000000", self.loss_ppm)));
+        }
         self.redundancy().map(|_| ())
     }
 
-    /// The redundancy this request allows, starting from no loss seen.
+    /// The redundancy this request allows, starting from the loss the requester has seen.
     pub fn redundancy(&self) -> Result<Redundancy> {
-        Redundancy::new(
+        let mut r = Redundancy::new(
             self.data,
             self.min_parity,
             self.max_parity,
             f64::from(self.target_ppm) / 1e6,
-        )
+        )?;
+        r.loss = f64::from(self.loss_ppm) / 1e6;
+        Ok(r)
     }
+}
+
+/// FEC SHAPE's payload: the shard size.
+pub fn encode_shape(shard_len: usize) -> [u8; 2] {
+    (shard_len as u16).to_be_bytes()
+}
+
+/// Decodes FEC SHAPE's payload: a shard size within the protocol's bounds.
+pub fn decode_shape(payload: &[u8]) -> Result<usize> {
+    let mut r = Reader::new(payload, "fec shape");
+    let len = usize::from(r.u16()?);
+    r.finish()?;
+    if !(MIN_SHARD_LEN..=MAX_SHARD_LEN).contains(&len) {
+        return Err(CoreError::Malformed {
+            what: "fec shape",
+            detail: format!("shard size {len} is outside {MIN_SHARD_LEN}..={MAX_SHARD_LEN}"),
+        });
+    }
+    Ok(len)
 }
 
 /// REPAIR's payload: stripes to send again over the stream.
@@ -578,6 +617,7 @@ mod tests {
             min_parity: 1,
             max_parity: 16,
             target_ppm: 1000,
+            loss_ppm: 30_000,
             get: GetRequest {
                 hash: [5; 32],
                 group_log: 18,
@@ -597,6 +637,8 @@ mod tests {
         assert!(bad(&|r| r.max_parity = 250));
         assert!(bad(&|r| r.target_ppm = 0));
         assert!(bad(&|r| r.target_ppm = 1_000_000));
+        assert!(bad(&|r| r.loss_ppm = 1_000_001));
+        assert!((request.redundancy().unwrap().loss() - 0.03).abs() < 1e-9);
         assert!(bad(&|r| {
             r.shard_len = 60_000;
             r.data = 20;

@@ -21,9 +21,9 @@ use crate::session::Session;
 use bytes::Bytes;
 use i6p_core::erasure::{Coder, ErasureParams, Stripe};
 use i6p_core::fec::{
-    decode_stripe, encode_repair, FecLayout, FecRequest, LossReport, Shard, FRAME_FEC_END,
-    FRAME_FEC_GET, FRAME_LOSS, FRAME_PROOF, FRAME_REPAIR, FRAME_STRIPE, MAX_REPAIR, MAX_SHARD_LEN,
-    MAX_STRIPE_BYTES, MIN_SHARD_LEN, SHARD_HEADER_LEN, SHARD_TAG,
+    decode_shape, decode_stripe, encode_repair, FecLayout, FecRequest, LossReport, Shard,
+    FRAME_FEC_END, FRAME_FEC_GET, FRAME_FEC_SHAPE, FRAME_LOSS, FRAME_PROOF, FRAME_REPAIR,
+    FRAME_STRIPE, MAX_REPAIR, MAX_SHARD_LEN, MAX_STRIPE_BYTES, MIN_SHARD_LEN, SHARD_TAG,
 };
 use i6p_core::transfer::{decode_group_header, GetRequest, GROUP_HEADER_LEN, STREAM_KIND_BLOBS};
 use i6p_core::tree::{group_range, Cv};
@@ -36,8 +36,8 @@ use tokio::sync::mpsc;
 /// How FEC mode codes a fetch.
 #[derive(Debug, Clone, Copy)]
 pub struct FecOptions {
-    /// Bytes per shard; `None`: as large as the path's datagrams allow, leaving room in each
-    /// packet for the stream's proofs and repairs.
+    /// Largest bytes per shard; `None`: as large as the provider's datagrams allow, leaving
+    /// room in each packet for the stream's proofs and repairs.
     pub shard_len: Option<usize>,
     /// Data shards per stripe (k).
     pub data: usize,
@@ -71,6 +71,7 @@ impl FecOptions {
             min_parity: self.min_parity,
             max_parity: self.max_parity,
             target_ppm: (self.target * 1e6).round() as u32,
+            loss_ppm: 0,
             get: GetRequest {
                 hash: [0; 32],
                 group_log: 18,
@@ -83,12 +84,10 @@ impl FecOptions {
     }
 }
 
-/// Bytes of each packet left to the stream when the shard size is chosen automatically.
-const STREAM_ROOM: usize = 160;
 /// Stripes behind the newest one seen after which a stripe still short of k shards is lost.
 const LAG: u64 = 8;
 /// Datagrams queued for one request before further ones are dropped (counted as lost).
-const ROUTE_QUEUE: usize = 4096;
+const ROUTE_QUEUE: usize = 16384;
 /// How often LOSS reports are sent and the quiet time after END is checked.
 const TICK: Duration = Duration::from_millis(20);
 
@@ -160,17 +159,17 @@ impl Drop for Route {
     }
 }
 
-/// The shard size for `session`'s path: the configured one, or the largest that leaves
-/// [`STREAM_ROOM`] bytes of each packet to the stream. `None` if the peer takes no datagrams.
+/// The largest shard size to ask for: the configured one, or any that fits a datagram (the
+/// provider picks what its path carries). `None` if the peer takes no datagrams.
 fn shard_len(session: &Session, options: &FecOptions) -> Option<usize> {
-    let max = session.inner_conn().max_datagram_size()?;
-    let auto = max.saturating_sub(SHARD_HEADER_LEN + STREAM_ROOM) / 16 * 16;
-    let len = options
-        .shard_len
-        .unwrap_or(auto)
-        .clamp(MIN_SHARD_LEN, MAX_SHARD_LEN)
-        .min(MAX_STRIPE_BYTES / options.data.max(1));
-    (len + SHARD_HEADER_LEN <= max).then_some(len)
+    session.inner_conn().max_datagram_size()?;
+    Some(
+        options
+            .shard_len
+            .unwrap_or(MAX_SHARD_LEN)
+            .clamp(MIN_SHARD_LEN, MAX_SHARD_LEN)
+            .min(MAX_STRIPE_BYTES / options.data.max(1)),
+    )
 }
 
 /// A FEC worker: batches of groups from the queue, each fetched with one FEC GET.
@@ -247,6 +246,8 @@ struct Batch<'s> {
     lost: u64,
     left: u64,
     repairs: Vec<u64>,
+    /// Shards received, shards lost and stripes repaired, for the log.
+    totals: (u64, u64, u64),
 }
 
 impl<'s> Batch<'s> {
@@ -257,20 +258,50 @@ impl<'s> Batch<'s> {
         first: u64,
         count: u64,
     ) -> Result<Self> {
-        let layout = FecLayout::new(shared.size, shard_len, usize::MAX)
-            .map_err(|e| NetError::Config(e.to_string()))?;
-        let stripe_bytes = (options.data * shard_len) as u64;
-        let runs = stripe_runs(
-            shared.size,
-            shared.group_log,
-            &[(first, count)],
-            stripe_bytes,
+        let mut batch = Self {
+            shared,
+            options,
+            layout: FecLayout::new(shared.size, shard_len, usize::MAX).map_err(core)?,
+            params_k: options.data,
+            first,
+            count,
+            first_stripe: 0,
+            stripes: Vec::new(),
+            groups: Vec::new(),
+            coders: HashMap::new(),
+            spare: Vec::new(),
+            newest: 0,
+            judged: 0,
+            received: 0,
+            lost: 0,
+            left: count,
+            repairs: Vec::new(),
+            totals: (0, 0, 0),
+        };
+        batch.shape(shard_len)?;
+        Ok(batch)
+    }
+
+    /// Lays the batch out in shards of `shard_len` bytes (the provider's choice).
+    fn shape(&mut self, shard_len: usize) -> Result<()> {
+        let (size, log, first, count) = (
+            self.shared.size,
+            self.shared.group_log,
+            self.first,
+            self.count,
         );
+        self.layout = FecLayout::new(size, shard_len, usize::MAX).map_err(core)?;
+        let stripe_bytes = (self.options.data * shard_len) as u64;
+        let runs = stripe_runs(size, log, &[(first, count)], stripe_bytes);
         let (first_stripe, last_stripe) = runs.first().copied().unwrap_or((0, 0));
+        self.first_stripe = first_stripe;
+        self.newest = first_stripe;
+        self.judged = first_stripe;
         let n = (last_stripe - first_stripe + 1) as usize;
-        let groups = (first..first + count)
+        self.stripes = (0..n).map(|_| StripeState::Pending(None, 0)).collect();
+        self.groups = (first..first + count)
             .map(|index| {
-                let (start, len) = group_range(shared.size, shared.group_log, index);
+                let (start, len) = group_range(size, log, index);
                 let stripes = (start + len - 1) / stripe_bytes - start / stripe_bytes + 1;
                 GroupAsm {
                     slot: None,
@@ -280,25 +311,7 @@ impl<'s> Batch<'s> {
                 }
             })
             .collect();
-        Ok(Self {
-            shared,
-            options,
-            layout,
-            params_k: options.data,
-            first,
-            count,
-            first_stripe,
-            stripes: (0..n).map(|_| StripeState::Pending(None, 0)).collect(),
-            groups,
-            coders: HashMap::new(),
-            spare: Vec::new(),
-            newest: first_stripe,
-            judged: first_stripe,
-            received: 0,
-            lost: 0,
-            left: count,
-            repairs: Vec::new(),
-        })
+        Ok(())
     }
 
     /// Sends the request and assembles its groups; false if the disk stage has stopped.
@@ -313,6 +326,7 @@ impl<'s> Batch<'s> {
             min_parity: self.options.min_parity,
             max_parity: self.options.max_parity,
             target_ppm: (self.options.target * 1e6).round() as u32,
+            loss_ppm: self.shared.fec_loss_ppm(),
             get: GetRequest {
                 hash: self.shared.hash,
                 group_log: self.shared.group_log,
@@ -326,6 +340,31 @@ impl<'s> Batch<'s> {
             let _ = recv.stop(quinn::VarInt::from_u32(0));
             return Ok(true);
         }
+        // The provider picks the shard size: at most ours, and what its datagrams carry.
+        let shape = crate::fetch::no_stall(async {
+            crate::control::read_frame(&mut recv)
+                .await?
+                .ok_or_else(|| NetError::Stream("provider ended a FEC request at once".into()))
+        })
+        .await?;
+        let shard_len = match shape.kind {
+            FRAME_FEC_SHAPE => decode_shape(&shape.payload).map_err(core)?,
+            other => {
+                return Err(NetError::Protocol(format!(
+                    "expected FEC SHAPE, got frame {other:#04x}"
+                )))
+            }
+        };
+        if shard_len > request.shard_len {
+            return Err(NetError::Protocol(format!(
+                "provider chose {shard_len}-byte shards, above the {} asked for",
+                request.shard_len
+            )));
+        }
+        if shard_len != self.layout.shard_len() {
+            self.shape(shard_len)?;
+        }
+
         // Stream frames are read by a task of their own: reading is not cancel-safe.
         let (frames_tx, mut frames) = mpsc::channel(64);
         let reader = tokio::spawn(read_frames(recv, frames_tx));
@@ -376,6 +415,9 @@ impl<'s> Batch<'s> {
                             lost: self.lost,
                         };
                         write_frame_raw(&mut send, FRAME_LOSS, &report.encode()).await?;
+                        self.shared.fec_report(&report);
+                        self.totals.0 += self.received;
+                        self.totals.1 += self.lost;
                         (self.received, self.lost) = (0, 0);
                     }
                 }
@@ -383,9 +425,19 @@ impl<'s> Batch<'s> {
             while !self.repairs.is_empty() {
                 let n = self.repairs.len().min(MAX_REPAIR);
                 let list: Vec<u64> = self.repairs.drain(..n).collect();
+                self.totals.2 += list.len() as u64;
                 write_frame_raw(&mut send, FRAME_REPAIR, &encode_repair(&list)).await?;
             }
         }
+        tracing::debug!(
+            first = self.first,
+            count = self.count,
+            stripes = self.stripes.len(),
+            received = self.totals.0,
+            lost = self.totals.1,
+            repairs = self.totals.2,
+            "FEC request done"
+        );
         // Every group is in: say so, and read the provider's end of the stream.
         let _ = send.finish();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {

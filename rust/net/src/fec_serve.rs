@@ -17,8 +17,9 @@ use crate::session::Session;
 use bytes::{BufMut, Bytes, BytesMut};
 use i6p_core::erasure::{Coder, ErasureParams, Stripe};
 use i6p_core::fec::{
-    decode_repair, encode_stripe_header, FecRequest, LossReport, Redundancy, Shard, FRAME_FEC_END,
-    FRAME_LOSS, FRAME_PROOF, FRAME_REPAIR, FRAME_STRIPE, SHARD_HEADER_LEN,
+    decode_repair, encode_shape, encode_stripe_header, FecRequest, LossReport, Redundancy, Shard,
+    FRAME_FEC_END, FRAME_FEC_SHAPE, FRAME_LOSS, FRAME_PROOF, FRAME_REPAIR, FRAME_STRIPE,
+    MIN_SHARD_LEN, SHARD_HEADER_LEN,
 };
 use i6p_core::transfer::encode_group_header;
 use i6p_core::tree::group_range;
@@ -28,6 +29,11 @@ use std::sync::{Arc, Mutex};
 
 /// Bytes of stripes read from the file at once (read ahead by one such chunk).
 const READ_CHUNK: usize = 1 << 20;
+/// Bytes of each packet left to the stream (proofs, repairs) beside a shard: quinn fills
+/// packets with datagrams first, so a shard that filled them would starve the stream.
+const STREAM_ROOM: usize = 160;
+/// QUIC's smallest MTU (quinn's `min_mtu`, which this crate keeps).
+const MIN_MTU: usize = 1200;
 /// REPAIR lists waiting to be answered; a requester that sends more waits for room.
 const REPAIR_QUEUE: usize = 16;
 
@@ -69,6 +75,23 @@ pub(crate) async fn serve_fec(
     let Ok(redundancy) = request.redundancy() else {
         return;
     };
+    // The shard size: at most what was asked for, and what this path's datagrams carry with
+    // room left in each packet for the stream.
+    let mut request = request;
+    let conn = session.inner_conn();
+    if let Some(max) = conn.max_datagram_size() {
+        // Sized for the smallest MTU QUIC allows, so that the shards still fit when the path's
+        // MTU estimate falls back (quinn takes bursts of random loss for a black hole).
+        let above_min = usize::from(conn.stats().path.current_mtu).saturating_sub(MIN_MTU);
+        let fits = max.saturating_sub(above_min + SHARD_HEADER_LEN + STREAM_ROOM) / 16 * 16;
+        request.shard_len = request.shard_len.min(fits).max(MIN_SHARD_LEN);
+    }
+    if write_frame_raw(&mut send, FRAME_FEC_SHAPE, &encode_shape(request.shard_len))
+        .await
+        .is_err()
+    {
+        return;
+    }
     let redundancy = Arc::new(Mutex::new(redundancy));
     let log = request.get.group_log;
     // 1. Proofs.
@@ -160,6 +183,12 @@ pub(crate) async fn serve_fec(
             }
         }
     }
+    tracing::debug!(
+        sent,
+        shard_len = request.shard_len,
+        loss = redundancy.lock().map(|r| r.loss()).unwrap_or(0.0),
+        "FEC shards sent"
+    );
     // 3. The end of the datagrams, then repairs until the requester is done.
     if write_frame_raw(&mut send, FRAME_FEC_END, &sent.to_be_bytes())
         .await

@@ -120,8 +120,8 @@ pub struct FetchOutcome {
     pub path: PathBuf,
 }
 
-/// FEC requests in flight at once: two, so that one's repairs overlap the other's shards.
-const FEC_REQUESTS: usize = 2;
+/// FEC requests in flight at once: three, so that the round trip of a new request and the repairs at the end of one overlap the shards of the others.
+const FEC_REQUESTS: usize = 3;
 
 /// Received groups queued for the disk stage (to be verified and written), at most in bytes.
 const DISK_QUEUE_BYTES: usize = 8 << 20;
@@ -169,6 +169,8 @@ pub(crate) struct Shared {
     last_failure: Mutex<String>,
     pub(crate) options: FetchOptions,
     progress: Arc<Progress>,
+    /// FEC mode: the shard loss seen so far, which each new request starts from.
+    fec_loss: Mutex<f64>,
 }
 
 impl Shared {
@@ -179,6 +181,21 @@ impl Shared {
         if let Ok(mut last) = self.last_failure.lock() {
             *last = detail;
         }
+    }
+
+    /// Takes a FEC loss report into the fetch's loss estimate.
+    pub(crate) fn fec_report(&self, report: &i6p_core::fec::LossReport) {
+        if let Ok(mut loss) = self.fec_loss.lock() {
+            *loss = i6p_core::fec::next_loss(*loss, report);
+        }
+    }
+
+    /// The FEC loss estimate in millionths.
+    pub(crate) fn fec_loss_ppm(&self) -> u32 {
+        self.fec_loss
+            .lock()
+            .map(|l| (l.clamp(0.0, 1.0) * 1e6) as u32)
+            .unwrap_or(0)
     }
 
     pub(crate) fn gave_up(&self) -> bool {
@@ -252,6 +269,7 @@ pub async fn fetch_to_file(
         last_failure: Mutex::new(String::new()),
         options: options.clone(),
         progress: progress.clone(),
+        fec_loss: Mutex::new(0.0),
     });
     let _count = CountFetched(shared.clone());
     if let Some(fec) = &options.fec {
@@ -601,7 +619,7 @@ async fn read_request(
 /// A provider that sends nothing for this long is given up on.
 pub(crate) const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn no_stall<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+pub(crate) async fn no_stall<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     tokio::time::timeout(STALL_TIMEOUT, fut)
         .await
         .map_err(|_| NetError::Stream(format!("provider sent nothing for {STALL_TIMEOUT:?}")))?
