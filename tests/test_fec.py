@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
 from i6p import Ticket
+from i6p.errors import IntegrityError
 
 from .conftest import NodeFactory
 from .impair_relay import ImpairRelay
@@ -42,3 +45,120 @@ async def test_fec_fetch_through_five_percent_loss(make_node: NodeFactory, tmp_p
     assert result.hash == expected and b3_file(dest) == expected
     # Shards were lost on the way (5 % of datagrams), and the fetch still got everything.
     assert relay.stats["up"]["dropped_loss"] + relay.stats["down"]["dropped_loss"] > 0
+
+
+@pytest.mark.parametrize("mode", ["plain", "fec"])
+async def test_three_providers_one_killed_one_corrupt(
+    make_node: NodeFactory, tmp_path: Path, mode: str
+) -> None:
+    """One provider dies at 30 %, another serves flipped bits: the third finishes the fetch,
+    the result is exact, and the corrupt provider is named in the result."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    size = 32 << 20
+    expected = write_random(src, size)
+    honest, doomed, liar = await make_node(), await make_node(), await make_node()
+    fetcher = await make_node()
+    liar._core._set_provider_faults(8)  # a flipped bit in every group's data
+    killed: list[asyncio.Task[None]] = []
+
+    def progress(done: int, total: int) -> None:
+        if not killed and total and done >= 0.3 * total:
+            killed.append(asyncio.ensure_future(doomed.close()))
+
+    # Each provider behind a relay limited to 8 MB/s, so the kill lands mid-transfer.
+    async with contextlib.AsyncExitStack() as stack:
+        tickets = []
+        for node in (honest, doomed, liar):
+            blob = await node.add_path(src)
+            relay = await stack.enter_async_context(
+                ImpairRelay(f"[::1]:{node.port}", rate=8_000_000, max_seconds=120)
+            )
+            tickets.append(Ticket(node.peer_id, [relay.addr], blob.hash, blob.size))
+        # Small requests, so that every provider gets many.
+        result = await fetcher.fetch(
+            tickets, dest, mode=mode, progress=progress, request_size=1 << 20, max_failures=2
+        )
+    assert killed, "the fetch finished before the kill"
+    await killed[0]
+    assert result.hash == expected and b3_file(dest) == expected
+    assert set(result.providers) == {str(n.peer_id) for n in (honest, doomed, liar)}
+    assert str(liar.peer_id) in result.dropped
+    assert "hash mismatch" in result.dropped[str(liar.peer_id)]
+    assert str(doomed.peer_id) in result.dropped
+    assert 0 < result.providers[str(doomed.peer_id)] < size
+    assert str(honest.peer_id) not in result.dropped
+    assert result.providers[str(honest.peer_id)] > size // 2
+    assert result.bytes_fetched == sum(result.providers.values())
+
+
+async def test_unreachable_provider_is_reported_and_skipped(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    expected = write_random(src, 3 * GROUP)
+    good, gone, fetcher = await make_node(), await make_node(), await make_node()
+    tickets = [n.ticket(await n.add_path(src)) for n in (good, gone)]
+    await gone.close()
+    result = await fetcher.fetch(tickets, dest)
+    assert b3_file(dest) == expected
+    assert list(result.dropped) == [str(gone.peer_id)]
+    assert result.providers[str(good.peer_id)] == 3 * GROUP
+
+
+async def test_tickets_for_different_blobs_are_refused(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_random(a, 1000)
+    write_random(b, 1000)
+    provider, fetcher = await make_node(), await make_node()
+    tickets = [provider.ticket(await provider.add_path(p)) for p in (a, b)]
+    with pytest.raises(ValueError, match="different blobs"):
+        await fetcher.fetch(tickets, tmp_path / "dest")
+
+
+@pytest.mark.parametrize(
+    ("faults", "fragment"),
+    [(1, "hash mismatch"), (8, "hash mismatch")],
+    ids=["wrong-proof", "flipped-data"],
+)
+async def test_lying_fec_provider_is_caught(
+    make_node: NodeFactory, tmp_path: Path, faults: int, fragment: str
+) -> None:
+    """Rebuilt data is verified before it is written: a provider whose shards rebuild wrong
+    groups is caught and named, and nothing unverified is kept."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    expected = write_random(src, 10 * GROUP + 999)
+    liar, fetcher = await make_node(), await make_node()
+    ticket = liar.ticket(await liar.add_path(src))
+    liar._core._set_provider_faults(faults)
+    with pytest.raises(IntegrityError) as info:
+        await fetcher.fetch(ticket, dest, mode="fec")
+    assert info.value.provider == str(liar.peer_id)
+    assert fragment in info.value.detail, info.value.detail
+    liar._core._set_provider_faults(0)
+    result = await fetcher.fetch(ticket, dest, mode="fec")
+    assert result.bytes_reused + result.bytes_fetched == result.size
+    assert b3_file(dest) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"mode": "fast"}, "mode must be"),
+        ({"mode": "fec", "fec_shape": (0, 1, 4)}, "FEC options"),
+        ({"mode": "fec", "fec_shape": (32, 0, 4)}, "FEC options"),
+        ({"mode": "fec", "fec_shape": (32, 5, 4)}, "FEC options"),
+        ({"mode": "fec", "fec_shape": (250, 1, 10)}, "FEC options"),
+        ({"mode": "fec", "shard_size": 100}, "shard size 100"),
+    ],
+)
+async def test_bad_fec_options_are_clear_errors(
+    make_node: NodeFactory, tmp_path: Path, kwargs: dict[str, object], fragment: str
+) -> None:
+    provider, fetcher = await make_node(), await make_node()
+    src = tmp_path / "src"
+    write_random(src, 1000)
+    ticket = provider.ticket(await provider.add_path(src))
+    with pytest.raises(ValueError, match=fragment):
+        await fetcher.fetch(ticket, tmp_path / "dest", **kwargs)  # type: ignore[arg-type]

@@ -121,7 +121,7 @@ class Node:
     def _set_provider_faults(self, faults: int) -> None: ...
     def fetch(
         self,
-        ticket: Ticket,
+        tickets: list[Ticket],
         dest: os.PathLike[str] | str,
         *,
         overwrite: bool = False,
@@ -134,7 +134,10 @@ class Node:
         mode: str = "plain",
         fec_shape: tuple[int, int, int] = (32, 1, 24),
         shard_size: int | None = None,
-    ) -> tuple[Awaitable[tuple[str, int, int, int, float, int, str]], FetchProgress]: ...
+    ) -> tuple[
+        Awaitable[tuple[str, int, int, int, float, int, str, list[tuple[str, int, str | None]]]],
+        FetchProgress,
+    ]: ...
     def read_range(
         self, ticket: Ticket, offset: int, length: int, *, group_size: int = 16384
     ) -> Awaitable[bytes]: ...

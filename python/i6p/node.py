@@ -184,7 +184,7 @@ class Node:
 
     async def fetch(
         self,
-        ticket: Ticket | str,
+        ticket: Ticket | str | Iterable[Ticket | str],
         dest: str | os.PathLike[str],
         *,
         progress: Progress | None = None,
@@ -200,6 +200,12 @@ class Node:
         shard_size: int | None = None,
     ) -> FetchResult:
         """Fetches the ticket's blob into ``dest``, verified and resumable.
+
+        Given several tickets for the same blob, the providers are fetched from at once:
+        they share the work, and one that is unreachable, disconnects, or serves data that
+        fails verification (``max_failures`` times) is dropped while the others finish the
+        fetch. ``result.providers`` says what each sent, ``result.dropped`` which were
+        dropped and why.
 
         Data goes to ``DEST.i6p-part`` with its state in ``DEST.i6p-state``; when every chunk
         group is verified the file is renamed to ``dest``. Running the same fetch again after
@@ -224,10 +230,10 @@ class Node:
         those bounds. ``shard_size`` defaults to what the path's datagrams carry. Every
         rebuilt group is verified against the root before it is written, as in plain mode.
         """
-        if isinstance(ticket, str):
-            ticket = Ticket.parse(ticket)
+        singles = [ticket] if isinstance(ticket, (str, Ticket)) else list(ticket)
+        tickets = [Ticket.parse(t) if isinstance(t, str) else t for t in singles]
         awaitable, live = self._core.fetch(
-            ticket,
+            tickets,
             Path(dest),
             overwrite=overwrite,
             group_size=group_size,
@@ -253,8 +259,18 @@ class Node:
                 raise
             raw = task.result()
             progress(live.done, live.total)
-        digest, size, fetched, reused, duration, failed, path = raw
-        return FetchResult(digest, size, fetched, reused, duration, failed, Path(path))
+        digest, size, fetched, reused, duration, failed, path, providers = raw
+        return FetchResult(
+            digest,
+            size,
+            fetched,
+            reused,
+            duration,
+            failed,
+            Path(path),
+            providers={peer: sent for peer, sent, _ in providers},
+            dropped={peer: why for peer, _, why in providers if why is not None},
+        )
 
     async def read_range(self, ticket: Ticket | str, offset: int, length: int) -> bytes:
         """Verified bytes ``offset .. offset+length`` of the blob, fetching only the chunk

@@ -6,7 +6,7 @@ groups, each verified against that hash before it is written; see docs/PROTOCOL.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import _core
@@ -46,6 +46,11 @@ class FetchResult:
     failed_groups: int
     #: The finished file.
     path: Path
+    #: Bytes of chunk-group data received from each provider, by PeerId text.
+    providers: dict[str, int] = field(default_factory=dict)
+    #: Providers dropped from the fetch, by PeerId text, with why: unreachable, gone
+    #: mid-transfer, or serving data that failed verification.
+    dropped: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """The fields as JSON-ready values."""
@@ -57,4 +62,6 @@ class FetchResult:
             "duration_s": self.duration_s,
             "failed_groups": self.failed_groups,
             "path": str(self.path),
+            "providers": dict(self.providers),
+            "dropped": dict(self.dropped),
         }

@@ -550,12 +550,13 @@ impl<'s> Batch<'s> {
             if from >= to {
                 continue;
             }
-            let pool = &self.shared.pool;
+            let (pool, provider) = (&self.shared.pool, self.shared.provider);
             let Some(group) = self.groups.get_mut((index - self.first) as usize) else {
                 continue;
             };
             let slot = group.slot.get_or_insert_with(|| {
                 let mut slot = pool.take();
+                slot.provider = provider;
                 slot.index = index;
                 slot.data.resize(glen as usize, 0);
                 slot

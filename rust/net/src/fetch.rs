@@ -103,6 +103,18 @@ pub struct Progress {
     reused: std::sync::OnceLock<u64>,
 }
 
+/// What one provider did for a fetch.
+#[derive(Debug, Clone)]
+pub struct ProviderOutcome {
+    /// Who.
+    pub peer: i6p_core::PeerId,
+    /// Group bytes received from it.
+    pub bytes: u64,
+    /// Why it was dropped from the fetch (unreachable, gone, or serving corrupt data), if
+    /// it was.
+    pub error: Option<NetError>,
+}
+
 /// What a completed fetch did.
 #[derive(Debug, Clone)]
 pub struct FetchOutcome {
@@ -118,7 +130,13 @@ pub struct FetchOutcome {
     pub duration: Duration,
     /// The finished file.
     pub path: PathBuf,
+    /// Every provider asked, with what it sent and whether it was dropped.
+    pub providers: Vec<ProviderOutcome>,
 }
+
+/// With several providers, one that sends nothing for this long while others deliver is
+/// dropped from the fetch.
+const PROVIDER_STALL: Duration = Duration::from_secs(3);
 
 /// FEC requests in flight at once: three, so that the round trip of a new request and the repairs at the end of one overlap the shards of the others.
 const FEC_REQUESTS: usize = 3;
@@ -128,6 +146,8 @@ const DISK_QUEUE_BYTES: usize = 8 << 20;
 
 /// A group on its way from the network to the disk: a pooled buffer plus what arrived with it.
 pub(crate) struct Slot {
+    /// Which provider sent it (its place in the fetch's list).
+    pub(crate) provider: usize,
     pub(crate) index: u64,
     pub(crate) proof: Vec<Cv>,
     pub(crate) data: Vec<u8>,
@@ -144,6 +164,7 @@ impl Pool {
     pub(crate) fn take(&self) -> Slot {
         let reused = self.free.lock().ok().and_then(|mut f| f.pop());
         reused.unwrap_or_else(|| Slot {
+            provider: 0,
             index: 0,
             proof: Vec::with_capacity(MAX_PROOF_LEN),
             data: vec![0; self.group_len],
@@ -157,20 +178,26 @@ impl Pool {
     }
 }
 
+/// One provider of a fetch, with what every provider shares (queue, buffers, progress).
 pub(crate) struct Shared {
     pub(crate) session: Session,
+    /// Its place in the fetch's list of providers.
+    pub(crate) provider: usize,
     pub(crate) hash: [u8; 32],
     pub(crate) size: u64,
     pub(crate) group_log: u8,
-    pub(crate) queue: Mutex<VecDeque<(u64, u64)>>,
-    pub(crate) pool: Pool,
+    pub(crate) queue: Arc<Mutex<VecDeque<(u64, u64)>>>,
+    pub(crate) pool: Arc<Pool>,
+    /// Group bytes received from this provider.
     pub(crate) fetched: AtomicU64,
     failures: AtomicU32,
     last_failure: Mutex<String>,
     pub(crate) options: FetchOptions,
     progress: Arc<Progress>,
     /// FEC mode: the shard loss seen so far, which each new request starts from.
-    fec_loss: Mutex<f64>,
+    fec_loss: Arc<Mutex<f64>>,
+    /// Why this provider was dropped from the fetch, if it was.
+    dropped: Mutex<Option<NetError>>,
 }
 
 impl Shared {
@@ -200,6 +227,16 @@ impl Shared {
 
     pub(crate) fn gave_up(&self) -> bool {
         self.failures.load(Ordering::Relaxed) >= self.options.max_failures
+    }
+
+    fn is_dropped(&self) -> bool {
+        self.dropped.lock().map(|d| d.is_some()).unwrap_or(true)
+    }
+
+    fn drop_with(&self, e: NetError) {
+        if let Ok(mut d) = self.dropped.lock() {
+            d.get_or_insert(e);
+        }
     }
 
     pub(crate) fn integrity_error(&self) -> NetError {
@@ -239,7 +276,38 @@ pub async fn fetch_to_file(
     options: FetchOptions,
     progress: Arc<Progress>,
 ) -> Result<FetchOutcome> {
+    fetch_from(
+        std::slice::from_ref(session),
+        hash,
+        size,
+        dest,
+        options,
+        progress,
+    )
+    .await
+}
+
+/// Fetches blob `hash` of `size` bytes from every peer of `sessions` at once into `dest`:
+/// they share one queue of requests, so each serves what it can. A provider whose
+/// connection fails, or that sends `max_failures` groups that fail verification, is dropped
+/// and the others carry on; the fetch fails only when none is left.
+pub async fn fetch_from(
+    sessions: &[Session],
+    hash: [u8; 32],
+    size: u64,
+    dest: PathBuf,
+    options: FetchOptions,
+    progress: Arc<Progress>,
+) -> Result<FetchOutcome> {
     check_group_log(options.group_log)?;
+    if let Some(fec) = &options.fec {
+        fec.validate()?;
+    }
+    let Some(provider) = sessions.first().map(|s| s.remote_peer_id()) else {
+        return Err(NetError::Config(
+            "a fetch needs at least one provider".into(),
+        ));
+    };
     let start = Instant::now();
     if dest.exists() && !options.overwrite {
         return Err(NetError::DestinationExists(dest.display().to_string()));
@@ -254,45 +322,69 @@ pub async fn fetch_to_file(
     let _ = progress.reused.set(reused);
     progress.total.store(size, Ordering::Relaxed);
     progress.done.store(reused, Ordering::Relaxed);
-    let shared = Arc::new(Shared {
-        session: session.clone(),
-        hash,
-        size,
-        group_log,
-        queue: Mutex::new(VecDeque::new()),
-        pool: Pool {
-            free: Mutex::new(Vec::new()),
-            group_len: 1 << group_log,
-        },
-        fetched: AtomicU64::new(0),
-        failures: AtomicU32::new(0),
-        last_failure: Mutex::new(String::new()),
-        options: options.clone(),
-        progress: progress.clone(),
-        fec_loss: Mutex::new(0.0),
+    let (queue, fec_loss) = (Arc::default(), Arc::new(Mutex::new(0.0)));
+    let pool = Arc::new(Pool {
+        free: Mutex::new(Vec::new()),
+        group_len: 1 << group_log,
     });
-    let _count = CountFetched(shared.clone());
-    if let Some(fec) = &options.fec {
-        fec.validate()?;
-    }
+    let providers: Vec<Arc<Shared>> = sessions
+        .iter()
+        .enumerate()
+        .map(|(provider, session)| {
+            Arc::new(Shared {
+                session: session.clone(),
+                provider,
+                hash,
+                size,
+                group_log,
+                queue: Arc::clone(&queue),
+                pool: pool.clone(),
+                fetched: AtomicU64::new(0),
+                failures: AtomicU32::new(0),
+                last_failure: Mutex::new(String::new()),
+                options: options.clone(),
+                progress: progress.clone(),
+                fec_loss: fec_loss.clone(),
+                dropped: Mutex::new(None),
+            })
+        })
+        .collect();
+    let _count: Vec<_> = providers.iter().cloned().map(CountFetched).collect();
     let mut fec = options.fec.is_some();
     // Rounds: fetch every missing group; groups that failed verification stay missing and
-    // are asked for again in the next round, until `max_failures`.
+    // are asked for again in the next round, until `max_failures` for their provider.
     loop {
         let missing = download.state.missing_ranges();
         if missing.is_empty() {
             break;
         }
-        if shared.gave_up() {
-            return Err(shared.integrity_error());
+        for p in &providers {
+            if p.gave_up() && !p.is_dropped() {
+                p.drop_with(p.integrity_error());
+            }
+        }
+        let live: Vec<Arc<Shared>> = providers
+            .iter()
+            .filter(|p| !p.is_dropped())
+            .cloned()
+            .collect();
+        if live.is_empty() {
+            return Err(last_error(&providers));
         }
         let before = download.state.done_groups();
-        let failures = shared.failures.load(Ordering::Relaxed);
-        let (returned, result) = round(&shared, download, missing, fec).await?;
+        let failures: u32 = live
+            .iter()
+            .map(|p| p.failures.load(Ordering::Relaxed))
+            .sum();
+        let (returned, result) = round(&live, &providers, download, missing, fec).await?;
         download = returned;
         result?;
-        let stuck = download.state.done_groups() == before
-            && shared.failures.load(Ordering::Relaxed) == failures;
+        let dropped = live.iter().any(|p| p.is_dropped());
+        let failed: u32 = live
+            .iter()
+            .map(|p| p.failures.load(Ordering::Relaxed))
+            .sum();
+        let stuck = download.state.done_groups() == before && failed == failures && !dropped;
         if stuck && fec {
             // Nothing came through FEC: the rest goes over plain streams.
             fec = false;
@@ -301,7 +393,6 @@ pub async fn fetch_to_file(
         }
     }
     let overwrite = options.overwrite;
-    let provider = session.remote_peer_id();
     let path = blocking(move || download.finish(overwrite))
         .await?
         .map_err(|e| match e.kind() {
@@ -315,70 +406,174 @@ pub async fn fetch_to_file(
         })?;
     Ok(FetchOutcome {
         size,
-        bytes_fetched: shared.fetched.load(Ordering::Relaxed),
+        bytes_fetched: providers
+            .iter()
+            .map(|p| p.fetched.load(Ordering::Relaxed))
+            .sum(),
         bytes_reused: reused,
-        failed_groups: shared.failures.load(Ordering::Relaxed),
+        failed_groups: providers
+            .iter()
+            .map(|p| p.failures.load(Ordering::Relaxed))
+            .sum(),
         duration: start.elapsed(),
         path,
+        providers: providers
+            .iter()
+            .map(|p| ProviderOutcome {
+                peer: p.session.remote_peer_id(),
+                bytes: p.fetched.load(Ordering::Relaxed),
+                error: p.dropped.lock().ok().and_then(|d| d.clone()),
+            })
+            .collect(),
     })
 }
 
-/// One pass over `missing`: stream workers feed the disk stage until every request is read.
-/// Returns the download (with what was verified and saved) and the first error.
+/// The error to report when every provider has been dropped: an integrity failure if any
+/// provider served corrupt data, else the last provider's error.
+fn last_error(providers: &[Arc<Shared>]) -> NetError {
+    let errors: Vec<NetError> = providers
+        .iter()
+        .filter_map(|p| p.dropped.lock().ok().and_then(|d| d.clone()))
+        .collect();
+    errors
+        .iter()
+        .find(|e| matches!(e, NetError::Integrity { .. }))
+        .or(errors.last())
+        .cloned()
+        .unwrap_or_else(|| NetError::Io("no provider to fetch from".into()))
+}
+
+/// One pass over `missing`: every live provider's workers feed the disk stage until the
+/// queue is empty. A provider whose worker fails is dropped (its other workers stop; what it
+/// did not deliver stays missing for the next round). Returns the download (with what was
+/// verified and saved) and the error that ends the fetch: a disk failure, or with a single
+/// provider its failure (so that [`fetch_ticket`] can reconnect).
 async fn round(
-    shared: &Arc<Shared>,
+    live: &[Arc<Shared>],
+    all: &[Arc<Shared>],
     download: PartialDownload,
     missing: Vec<(u64, u64)>,
     fec: bool,
 ) -> Result<(PartialDownload, Result<()>)> {
+    let Some(first) = live.first() else {
+        return Ok((download, Err(NetError::Io("no provider left".into()))));
+    };
     // Requests of `request_bytes`, but small enough that every stream gets one: a blob (or
     // what is left of it) is striped over all `streams` (FEC mode: over its requests).
-    let streams = if fec {
+    let per_provider = if fec {
         FEC_REQUESTS
     } else {
-        shared.options.streams.max(1)
+        first.options.streams.max(1)
     };
+    let streams = per_provider * live.len();
     let missing_groups: u64 = missing.iter().map(|&(_, count)| count).sum();
     let per_stream = missing_groups.div_ceil(streams as u64);
-    let batch = (shared.options.request_bytes >> shared.group_log)
+    let batch = (first.options.request_bytes >> first.group_log)
         .min(per_stream)
         .max(1);
-    if let Ok(mut queue) = shared.queue.lock() {
+    if let Ok(mut queue) = first.queue.lock() {
         queue.clear();
         queue.extend(missing.into_iter().flat_map(|(first, count)| {
             (0..count.div_ceil(batch))
                 .map(move |k| (first + k * batch, (count - k * batch).min(batch)))
         }));
     }
-    let depth = (DISK_QUEUE_BYTES >> shared.group_log).clamp(2, 64);
+    let depth = (DISK_QUEUE_BYTES >> first.group_log).clamp(2, 64);
     let (tx, rx) = tokio::sync::mpsc::channel(depth);
     // If this future is dropped (the fetch cancelled), the disk stage stops at its next group
     // rather than writing what is queued after the caller has moved on.
     let cancelled = CancelOnDrop(Arc::new(AtomicBool::new(false)));
     let disk = {
-        let (shared, cancelled) = (shared.clone(), cancelled.0.clone());
-        tokio::task::spawn_blocking(move || disk_stage(download, rx, &shared, &cancelled))
+        let (all, cancelled) = (all.to_vec(), cancelled.0.clone());
+        tokio::task::spawn_blocking(move || disk_stage(download, rx, &all, &cancelled))
     };
     // A JoinSet aborts its tasks when dropped: cancelling the fetch stops every worker, and
     // the disk stage ends as soon as their senders are gone.
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..streams {
-        if fec {
-            workers.spawn(crate::fec_fetch::worker(shared.clone(), tx.clone()));
-        } else {
-            workers.spawn(worker(shared.clone(), tx.clone()));
+    let mut handles: Vec<(usize, tokio::task::AbortHandle)> = Vec::new();
+    for shared in live {
+        for _ in 0..per_provider {
+            let (shared, tx) = (shared.clone(), tx.clone());
+            let index = shared.provider;
+            let handle = workers.spawn(async move {
+                let result = if fec {
+                    crate::fec_fetch::worker(shared, tx).await
+                } else {
+                    worker(shared, tx).await
+                };
+                (index, result)
+            });
+            handles.push((index, handle));
         }
     }
     drop(tx);
     let mut first_error = None;
-    while let Some(joined) = workers.join_next().await {
-        let result = joined
-            .map_err(|e| NetError::Io(format!("fetch worker failed: {e}")))
-            .and_then(|r| r);
+    // With several providers, one that stops sending while the others deliver is dropped
+    // after `PROVIDER_STALL` rather than the full stall timeout: the others take its share.
+    let mut watch = tokio::time::interval(PROVIDER_STALL / 4);
+    let mut last_moved: Vec<(u64, Instant)> = all
+        .iter()
+        .map(|p| (p.fetched.load(Ordering::Relaxed), Instant::now()))
+        .collect();
+    loop {
+        let joined = tokio::select! {
+            joined = workers.join_next() => joined,
+            _ = watch.tick(), if live.len() > 1 => {
+                let now = Instant::now();
+                for p in live {
+                    let fetched = p.fetched.load(Ordering::Relaxed);
+                    if let Some(last) = last_moved.get_mut(p.provider) {
+                        if fetched != last.0 {
+                            *last = (fetched, now);
+                        }
+                    }
+                }
+                let idle = |q: &Shared| !handles.iter().any(|(i, h)| *i == q.provider && !h.is_finished());
+                let moved_recently = |q: &Shared| last_moved
+                    .get(q.provider)
+                    .is_some_and(|l| now.duration_since(l.1) < PROVIDER_STALL);
+                for p in live {
+                    let Some(&(_, moved)) = last_moved.get(p.provider) else { continue };
+                    // Others that could take over: delivering, or out of work.
+                    let others = live.iter().any(|q| {
+                        q.provider != p.provider && !q.is_dropped() && (moved_recently(q) || idle(q))
+                    });
+                    if !idle(p) && !p.is_dropped() && others
+                        && now.duration_since(moved) > PROVIDER_STALL
+                    {
+                        p.drop_with(NetError::Stream(format!(
+                            "sent nothing for {PROVIDER_STALL:?} while other providers could"
+                        )));
+                        for (_, handle) in handles.iter().filter(|(i, _)| *i == p.provider) {
+                            handle.abort();
+                        }
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(joined) = joined else {
+            break;
+        };
+        let (index, result) = match joined {
+            Ok(done) => done,
+            Err(e) if e.is_cancelled() => continue,
+            Err(e) => return Err(NetError::Io(format!("fetch worker failed: {e}"))),
+        };
         if let Err(e) = result {
-            if first_error.is_none() {
-                // Stop the others at once: nothing more is requested after a failure.
-                workers.abort_all();
+            let Some(provider) = all.get(index) else {
+                continue;
+            };
+            if !provider.is_dropped() {
+                tracing::debug!(provider = %provider.session.remote_peer_id().short(), error = %e,
+                    "provider dropped from the fetch");
+                provider.drop_with(e.clone());
+            }
+            // Stop its other workers at once: nothing more is asked of it.
+            for (_, handle) in handles.iter().filter(|(i, _)| *i == index) {
+                handle.abort();
+            }
+            if live.len() == 1 && first_error.is_none() {
                 first_error = Some(e);
             }
         }
@@ -464,6 +659,100 @@ pub async fn fetch_ticket(
     }
 }
 
+/// Fetches a blob from several providers at once (tickets naming the same blob). Providers
+/// are dialed together; those that cannot be reached are reported in the outcome and the
+/// others share the work (see [`fetch_from`]). One ticket: [`fetch_ticket`], with its
+/// reconnection policy.
+pub async fn fetch_tickets(
+    node: &crate::Node,
+    tickets: &[i6p_core::ticket::Ticket],
+    dest: PathBuf,
+    options: FetchOptions,
+    progress: Arc<Progress>,
+) -> Result<FetchOutcome> {
+    let Some(first) = tickets.first() else {
+        return Err(NetError::Config("a fetch needs at least one ticket".into()));
+    };
+    if tickets.len() == 1 {
+        return fetch_ticket(node, first, dest, options, progress).await;
+    }
+    if let Some(other) = tickets
+        .iter()
+        .find(|t| t.hash != first.hash || t.size != first.size)
+    {
+        return Err(NetError::Config(format!(
+            "tickets name different blobs ({} bytes and {} bytes, or different hashes)",
+            first.size, other.size
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let tickets: Vec<_> = tickets.iter().filter(|t| seen.insert(t.peer_id)).collect();
+    let mut dials = tokio::task::JoinSet::new();
+    for (i, ticket) in tickets.iter().enumerate() {
+        let (node, peer, addrs) = (node.clone(), ticket.peer_id, ticket.addrs.clone());
+        dials.spawn(async move { (i, node.connect_any(peer, &addrs).await) });
+    }
+    // Once one provider has answered, the others get a little longer (a provider that is
+    // down would otherwise hold the fetch for a whole handshake timeout); later ones are
+    // reported as unreachable.
+    let started = tokio::time::Instant::now();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut dialed: Vec<Option<Result<Session>>> = (0..tickets.len()).map(|_| None).collect();
+    loop {
+        let next = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, dials.join_next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => dials.join_next().await,
+        };
+        let Some(joined) = next else {
+            break;
+        };
+        let (i, result) = joined.map_err(|e| NetError::Io(format!("dial task failed: {e}")))?;
+        if result.is_ok() && deadline.is_none() {
+            let waited = started.elapsed();
+            deadline = Some(tokio::time::Instant::now() + (waited * 2).max(DIAL_GRACE));
+        }
+        dialed[i] = Some(result);
+    }
+    dials.abort_all();
+    let mut sessions = Vec::new();
+    let mut unreachable = Vec::new();
+    for (ticket, result) in tickets.iter().zip(dialed) {
+        match result {
+            Some(Ok(session)) => sessions.push(session),
+            Some(Err(e)) => unreachable.push(ProviderOutcome {
+                peer: ticket.peer_id,
+                bytes: 0,
+                error: Some(e),
+            }),
+            None => unreachable.push(ProviderOutcome {
+                peer: ticket.peer_id,
+                bytes: 0,
+                error: Some(NetError::Handshake(format!(
+                    "no answer within {:?} of the first provider's",
+                    DIAL_GRACE
+                ))),
+            }),
+        }
+    }
+    if sessions.is_empty() {
+        let error = unreachable.into_iter().find_map(|p| p.error);
+        return Err(error.unwrap_or_else(|| NetError::Io("no provider reachable".into())));
+    }
+    let outcome = fetch_from(&sessions, first.hash, first.size, dest, options, progress).await;
+    for session in &sessions {
+        session.close(0, "fetch done").await;
+    }
+    let mut outcome = outcome?;
+    outcome.providers.extend(unreachable);
+    Ok(outcome)
+}
+
+/// How much longer than the first provider the others have to answer, at least.
+const DIAL_GRACE: Duration = Duration::from_secs(1);
+
 /// Errors after which a new connection may succeed where the old one failed.
 fn link_dropped(e: &NetError) -> bool {
     matches!(
@@ -486,9 +775,12 @@ impl Drop for CancelOnDrop {
 fn disk_stage(
     mut download: PartialDownload,
     mut rx: tokio::sync::mpsc::Receiver<Slot>,
-    shared: &Shared,
+    providers: &[Arc<Shared>],
     cancelled: &AtomicBool,
 ) -> (PartialDownload, Result<()>) {
+    let Some(shared) = providers.first() else {
+        return (download, Ok(()));
+    };
     let mut last_save = Instant::now();
     let mut run = || -> Result<()> {
         while let Some(slot) = rx.blocking_recv() {
@@ -500,7 +792,11 @@ fn disk_stage(
                 Ok(()) => download
                     .write_group(slot.index, &slot.data)
                     .map_err(|e| io_error(e, "cannot write to the partial file"))?,
-                Err(e) => shared.fail(slot.index, format!("group {}: {e}", slot.index)),
+                Err(e) => {
+                    if let Some(provider) = providers.get(slot.provider) {
+                        provider.fail(slot.index, format!("group {}: {e}", slot.index));
+                    }
+                }
             }
             shared.pool.give(slot);
             if last_save.elapsed() >= shared.options.save_interval {
@@ -583,6 +879,7 @@ async fn read_request(
     }
     for index in first..first + count {
         let mut slot = shared.pool.take();
+        slot.provider = shared.provider;
         let claimed = no_stall(read_group_into(shared, &mut recv, index, &mut slot)).await?;
         if claimed != index {
             shared.fail(

@@ -266,13 +266,14 @@ impl Node {
         Ok(served.into_iter().map(|(p, b)| (PeerId(p), b)).collect())
     }
 
-    /// Starts a verified, resumable fetch into `dest`; returns (awaitable, progress).
-    #[pyo3(signature = (ticket, dest, *, overwrite=false, group_size=262_144, streams=8, max_failures=3, request_size=16_777_216, reconnects=5, backoff=0.25, mode="plain", fec_shape=(32, 1, 24), shard_size=None))]
+    /// Starts a verified, resumable fetch into `dest` from one provider or several; returns
+    /// (awaitable, progress).
+    #[pyo3(signature = (tickets, dest, *, overwrite=false, group_size=262_144, streams=8, max_failures=3, request_size=16_777_216, reconnects=5, backoff=0.25, mode="plain", fec_shape=(32, 1, 24), shard_size=None))]
     #[allow(clippy::too_many_arguments)]
     fn fetch<'py>(
         &self,
         py: Python<'py>,
-        ticket: PyRef<'py, Ticket>,
+        tickets: Vec<PyRef<'py, Ticket>>,
         dest: std::path::PathBuf,
         overwrite: bool,
         group_size: u64,
@@ -295,7 +296,8 @@ impl Node {
             backoff,
         )?;
         options.fec = transfer::fec_options(mode, fec_shape, shard_size)?;
-        transfer::fetch(py, self.inner.clone(), ticket.clone(), dest, options)
+        let tickets = tickets.iter().map(|t| (*t).clone()).collect();
+        transfer::fetch(py, self.inner.clone(), tickets, dest, options)
     }
 
     /// Verified bytes `offset..offset+length` of a blob, fetching only the groups they span.

@@ -5,7 +5,7 @@ use crate::handoff::ReadBytesOwned;
 use crate::runtime::future;
 use crate::ticket::{hash_hex, Ticket};
 use i6p_net::fec_fetch::FecOptions;
-use i6p_net::fetch::{fetch_range, fetch_ticket, FetchOptions, Progress, Reconnect};
+use i6p_net::fetch::{fetch_range, fetch_tickets, FetchOptions, Progress, Reconnect};
 use i6p_net::{NetError, Node};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -140,25 +140,41 @@ pub(crate) fn fec_options(
 pub(crate) fn fetch<'py>(
     py: Python<'py>,
     node: Node,
-    ticket: Ticket,
+    tickets: Vec<Ticket>,
     dest: PathBuf,
     options: FetchOptions,
 ) -> PyResult<(Bound<'py, PyAny>, FetchProgress)> {
+    if tickets.is_empty() {
+        return Err(PyValueError::new_err("fetch needs at least one ticket"));
+    }
     let progress = Arc::new(Progress::default());
     let p = progress.clone();
     let awaitable = future(py, async move {
-        let t = ticket.0;
-        let o = fetch_ticket(&node, &t, dest, options, p)
+        let tickets: Vec<_> = tickets.into_iter().map(|t| t.0).collect();
+        let hash = tickets.first().map(|t| t.hash).unwrap_or_default();
+        let o = fetch_tickets(&node, &tickets, dest, options, p)
             .await
             .map_err(to_py)?;
+        let providers: Vec<(String, u64, Option<String>)> = o
+            .providers
+            .iter()
+            .map(|p| {
+                (
+                    p.peer.to_string(),
+                    p.bytes,
+                    p.error.as_ref().map(|e| e.to_string()),
+                )
+            })
+            .collect();
         Ok((
-            hash_hex(&t.hash),
+            hash_hex(&hash),
             o.size,
             o.bytes_fetched,
             o.bytes_reused,
             o.duration.as_secs_f64(),
             o.failed_groups,
             o.path.to_string_lossy().into_owned(),
+            providers,
         ))
     })?;
     Ok((awaitable, FetchProgress(progress)))
