@@ -109,3 +109,29 @@ def test_reed_solomon_vs_crate(benchmark: Any, k: int, m: int) -> None:
             ("reconstruct, rayon", "bare_reconstruct_par", "engine_reconstruct_par"),
         ],
     )
+
+
+@pytest.mark.parametrize("shard_len", [1200, 64 << 10], ids=["1200B", "64KiB"])
+@pytest.mark.parametrize("k,m", [(10, 4), (32, 8)], ids=["10+4", "32+8"])
+def test_reed_solomon_stripes_vs_crate(benchmark: Any, k: int, m: int, shard_len: int) -> None:
+    """FEC mode's coding: many stripes of k shards of ``shard_len`` bytes, one at a time."""
+    figures: dict[str, list[float]] = {}
+    stripe = k * shard_len
+    size = ERASURE_BYTES // stripe * stripe
+    benchmark.pedantic(
+        lambda: figures.update(
+            _core._bench_erasure_stripes(k, m, shard_len, ERASURE_BYTES, ROUNDS)
+        ),
+        rounds=1,
+    )
+    benchmark.extra_info.update(bytes=size, data_shards=k, parity_shards=m, shard_len=shard_len)
+    _compare(
+        benchmark,
+        f"Reed-Solomon {k}+{m}, {shard_len}-byte shards, stripe by stripe ({m} lost each)",
+        size,
+        figures,
+        [
+            ("encode, 1 thread", "bare_stripes_encode", "engine_stripes_encode"),
+            ("reconstruct, 1 thread", "bare_stripes_reconstruct", "engine_stripes_reconstruct"),
+        ],
+    )

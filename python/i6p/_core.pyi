@@ -17,6 +17,7 @@ __all__ = [
     "__version__",
     "_bench_engine_stream",
     "_bench_erasure",
+    "_bench_erasure_stripes",
     "_bench_hash",
     "_bench_raw_quinn",
     "_bench_session_stream",
@@ -48,6 +49,9 @@ def _bench_hash(
     size: int, rounds: int, tmpdir: str | os.PathLike[str] | None = None
 ) -> dict[str, list[float]]: ...
 def _bench_erasure(k: int, m: int, size: int, rounds: int) -> dict[str, list[float]]: ...
+def _bench_erasure_stripes(
+    k: int, m: int, shard_len: int, size: int, rounds: int
+) -> dict[str, list[float]]: ...
 
 @final
 class PeerId:
@@ -132,7 +136,7 @@ class Node:
         reconnects: int = 5,
         backoff: float = 0.25,
         mode: str = "plain",
-        fec_shape: tuple[int, int, int] = (32, 1, 24),
+        fec_shape: tuple[int, int, int] = (32, 1, 8),
         shard_size: int | None = None,
     ) -> tuple[
         Awaitable[tuple[str, int, int, int, float, int, str, list[tuple[str, int, str | None]]]],

@@ -196,7 +196,7 @@ class Node:
         reconnects: int = 5,
         backoff: float = 0.25,
         mode: Literal["plain", "fec"] = "plain",
-        fec_shape: tuple[int, int, int] = (32, 1, 24),
+        fec_shape: tuple[int, int, int] = (32, 1, 8),
         shard_size: int | None = None,
     ) -> FetchResult:
         """Fetches the ticket's blob into ``dest``, verified and resumable.

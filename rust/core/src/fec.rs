@@ -161,11 +161,14 @@ impl<'a> Shard<'a> {
 }
 
 /// What a receiver saw since its last report: shards received and shards lost (expected for
-/// stripes it has given up waiting for, but never seen).
+/// stripes it has given up waiting for, but never seen), and how far it has got.
 ///
 /// ```text
-/// loss_report = transfer:u32  received:u64  lost:u64
+/// loss_report = transfer:u32  received:u64  lost:u64  through:u64
 /// ```
+///
+/// `through` is the first stripe the receiver has not yet judged (rebuilt, or asked for
+/// again): the sender keeps at most a window of stripes beyond it in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LossReport {
     /// The fetch it is about.
@@ -174,10 +177,12 @@ pub struct LossReport {
     pub received: u64,
     /// Shards lost in the window.
     pub lost: u64,
+    /// Every stripe before this one is rebuilt or asked for again.
+    pub through: u64,
 }
 
 /// Bytes of an encoded [`LossReport`].
-pub const LOSS_REPORT_LEN: usize = 4 + 8 + 8;
+pub const LOSS_REPORT_LEN: usize = 4 + 8 + 8 + 8;
 
 impl LossReport {
     /// The report's bytes.
@@ -185,7 +190,8 @@ impl LossReport {
         let mut out = [0u8; LOSS_REPORT_LEN];
         out[..4].copy_from_slice(&self.transfer.to_be_bytes());
         out[4..12].copy_from_slice(&self.received.to_be_bytes());
-        out[12..].copy_from_slice(&self.lost.to_be_bytes());
+        out[12..20].copy_from_slice(&self.lost.to_be_bytes());
+        out[20..].copy_from_slice(&self.through.to_be_bytes());
         out
     }
 
@@ -204,6 +210,7 @@ impl LossReport {
             transfer: u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
             received: u64_at(4),
             lost: u64_at(12),
+            through: u64_at(20),
         })
     }
 }
@@ -601,9 +608,10 @@ mod tests {
             transfer: 3,
             received: 1 << 40,
             lost: 17,
+            through: 99,
         };
         assert_eq!(LossReport::decode(&r.encode()).unwrap(), r);
-        for n in [0, 19, 21, 64] {
+        for n in [0, 20, 27, 29, 64] {
             assert!(LossReport::decode(&vec![0; n]).is_err());
         }
     }
@@ -691,6 +699,7 @@ mod tests {
             transfer: 1,
             received,
             lost,
+            through: 0,
         };
         let mut last = 1;
         for lost in [10, 30, 100] {

@@ -55,7 +55,7 @@ impl Default for FecOptions {
             shard_len: None,
             data: 32,
             min_parity: 1,
-            max_parity: 24,
+            max_parity: 8,
             target: 1e-3,
         }
     }
@@ -413,6 +413,7 @@ impl<'s> Batch<'s> {
                             transfer: route.transfer,
                             received: self.received,
                             lost: self.lost,
+                            through: self.judged,
                         };
                         write_frame_raw(&mut send, FRAME_LOSS, &report.encode()).await?;
                         self.shared.fec_report(&report);

@@ -116,11 +116,29 @@ pub(crate) async fn serve_fec(
     }
     // The requester's LOSS and REPAIR frames, read by a task of their own.
     let (repair_tx, mut repairs) = tokio::sync::mpsc::channel::<Vec<u64>>(REPAIR_QUEUE);
+    let stripe_bytes = (request.data * request.shard_len) as u64;
+    let runs = stripe_runs(blob.size(), log, &request.get.ranges, stripe_bytes);
+    let first_stripe = runs.first().map_or(0, |r| r.0);
+    let reached = session
+        .fec_window()
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let initial = reached.clamp(INITIAL_FLOW, MAX_FLOW);
+    let (flow_tx, mut flow) = tokio::sync::watch::channel(Flow {
+        through: first_stripe,
+        window: (initial / stripe_bytes.max(1)).max(MIN_FLOW_STRIPES),
+    });
     let reader = tokio::spawn(read_requests(
         recv,
         request.transfer,
         redundancy.clone(),
         repair_tx,
+        FlowTuner {
+            conn: session.inner_conn().clone(),
+            stripe_bytes,
+            mark: (first_stripe, std::time::Instant::now()),
+            flow: flow_tx,
+            session: session.clone(),
+        },
     ));
     let _stop_reader = AbortOnDrop(reader);
     let mut sender = ShardSender {
@@ -132,8 +150,6 @@ pub(crate) async fn serve_fec(
         padded: Vec::new(),
     };
     // 2. Shards, with repairs answered between stripes.
-    let stripe_bytes = (request.data * request.shard_len) as u64;
-    let runs = stripe_runs(blob.size(), log, &request.get.ranges, stripe_bytes);
     let mut sent = 0u64;
     for (first, last) in runs {
         let per_chunk = (READ_CHUNK as u64 / stripe_bytes).max(1);
@@ -161,9 +177,30 @@ pub(crate) async fn serve_fec(
                 ));
             }
             for (i, data) in chunk.chunks(stripe_bytes as usize).enumerate() {
-                while let Ok(list) = repairs.try_recv() {
-                    if !answer_repairs(&mut send, &blob, &request, faults, &list).await {
-                        return;
+                // At most a window of stripes beyond what the requester has judged; repairs
+                // are answered meanwhile (the requester's reports wait behind them).
+                let stripe = chunk_first + i as u64;
+                loop {
+                    while let Ok(list) = repairs.try_recv() {
+                        if !answer_repairs(&mut send, &blob, &request, faults, &list).await {
+                            return;
+                        }
+                    }
+                    let open = {
+                        let f = flow.borrow_and_update();
+                        stripe < f.through.saturating_add(f.window)
+                    };
+                    if open {
+                        break;
+                    }
+                    tokio::select! {
+                        changed = flow.changed() => if changed.is_err() { return },
+                        list = repairs.recv() => {
+                            let Some(list) = list else { return };
+                            if !answer_repairs(&mut send, &blob, &request, faults, &list).await {
+                                return;
+                            }
+                        }
                     }
                 }
                 let Ok(params) = redundancy.lock().map(|r| r.params()) else {
@@ -236,6 +273,7 @@ async fn read_requests(
     transfer: u32,
     redundancy: Arc<Mutex<Redundancy>>,
     repairs: tokio::sync::mpsc::Sender<Vec<u64>>,
+    mut tuner: FlowTuner,
 ) {
     while let Ok(Some(frame)) = read_frame(&mut recv).await {
         match frame.kind {
@@ -244,6 +282,7 @@ async fn read_requests(
                     if let Ok(mut r) = redundancy.lock() {
                         r.report(&report);
                     }
+                    tuner.on_report(report.through);
                 }
                 _ => return,
             },
@@ -257,6 +296,66 @@ async fn read_requests(
             },
             _ => return,
         }
+    }
+}
+
+/// How many stripes a FEC request may have in flight: those from `through` (the first the
+/// requester has not judged yet) to `through + window`.
+#[derive(Debug, Clone, Copy)]
+struct Flow {
+    through: u64,
+    window: u64,
+}
+
+/// A request's window at first, in bytes (a connection carries up to three requests).
+const INITIAL_FLOW: u64 = 2 << 20;
+/// The window is this many times the bandwidth-delay product the requester's progress
+/// shows: it grows by a quarter each round trip while it is the limit, and stays little
+/// enough that the path's queue is not flooded once the path is (1.5 already floods it).
+const FLOW_GAIN: f64 = 1.25;
+/// The smallest window, in stripes: well above the requester's lag before it judges a stripe
+/// (8 stripes), which `through` trails the newest stripe by.
+const MIN_FLOW_STRIPES: u64 = 32;
+/// The largest window of one request, in bytes.
+const MAX_FLOW: u64 = 32 << 20;
+
+/// Grows a request's window much as [`crate::transport`] grows flow-control windows: to
+/// [`FLOW_GAIN`] times the rate at which the requester gets through stripes times the RTT.
+/// Datagrams have no flow control of their own, and BBR (the controller lossy links need)
+/// keeps up to twice the path's bandwidth-delay product in flight: behind a shallow queue that
+/// drops a third of the shards (measured: 100 MB/s, 50 ms of queue, 100 ms RTT), where a gain
+/// of 1.25 drops under 2 %. A window only grows; the session keeps the largest for its next
+/// request.
+struct FlowTuner {
+    conn: quinn::Connection,
+    stripe_bytes: u64,
+    /// (through, when) at the start of the current measurement.
+    mark: (u64, std::time::Instant),
+    flow: tokio::sync::watch::Sender<Flow>,
+    /// Where the window reached is kept for the session's next request.
+    session: Session,
+}
+
+impl FlowTuner {
+    fn on_report(&mut self, through: u64) {
+        let now = std::time::Instant::now();
+        let rtt = self.conn.rtt();
+        let mut flow = *self.flow.borrow();
+        flow.through = flow.through.max(through);
+        let elapsed = now.duration_since(self.mark.1);
+        if elapsed >= rtt.max(std::time::Duration::from_millis(20)) {
+            let bytes = flow.through.saturating_sub(self.mark.0) * self.stripe_bytes;
+            let target = FLOW_GAIN * bytes as f64 / elapsed.as_secs_f64() * rtt.as_secs_f64();
+            let window =
+                ((target as u64).min(MAX_FLOW) / self.stripe_bytes.max(1)).max(MIN_FLOW_STRIPES);
+            flow.window = flow.window.max(window);
+            self.mark = (flow.through, now);
+            self.session.fec_window().fetch_max(
+                flow.window * self.stripe_bytes,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        self.flow.send_replace(flow);
     }
 }
 

@@ -90,6 +90,9 @@ pub(crate) struct SessionInner {
     store: Arc<BlobStore>,
     /// Routes SHARD datagrams to FEC requests; started by the first one.
     datagrams: OnceLock<Arc<crate::fec_fetch::Router>>,
+    /// The largest window (bytes) a FEC request served on this session reached: the next
+    /// one starts there instead of from the beginning.
+    pub(crate) fec_window: AtomicU64,
 }
 
 /// No early data on this session.
@@ -275,8 +278,14 @@ impl Session {
                 raw,
                 store: est_store,
                 datagrams: OnceLock::new(),
+                fec_window: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// The FEC window to start a served request with, in bytes (0: none reached yet).
+    pub(crate) fn fec_window(&self) -> &AtomicU64 {
+        &self.inner.fec_window
     }
 
     /// The session's datagram router, started on first use.

@@ -290,6 +290,114 @@ pub(crate) fn _bench_erasure(
     })
 }
 
+/// Seconds per round for Reed-Solomon `k`+`m` over `size` bytes cut into stripes of
+/// `k × shard_len` bytes, as FEC mode codes them (one stripe at a time, one thread):
+/// `bare_stripes_encode` / `bare_stripes_reconstruct` (the crate on pre-split shards of
+/// every stripe) against `engine_stripes_encode` (`Coder::encode` of each stripe's bytes
+/// into one reused [`Stripe`]) and `engine_stripes_reconstruct` (`Coder::reconstruct` of
+/// each stripe with its first `m` data shards lost).
+#[pyfunction]
+pub(crate) fn _bench_erasure_stripes(
+    py: Python<'_>,
+    k: usize,
+    m: usize,
+    shard_len: usize,
+    size: usize,
+    rounds: usize,
+) -> PyResult<Figures> {
+    let params = ErasureParams::new(k, m).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let stripe_bytes = k
+        .checked_mul(shard_len)
+        .filter(|&b| b > 0 && b <= size)
+        .ok_or_else(|| PyValueError::new_err("need 0 < k x shard_len <= size"))?;
+    py.detach(move || {
+        let coder = Coder::new(params).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let rs = ReedSolomon::new(k, m).map_err(|e| PyValueError::new_err(format!("{e:?}")))?;
+        // Whole stripes only, so both sides code exactly the same bytes.
+        let count = size / stripe_bytes;
+        let data = random_bytes(count * stripe_bytes);
+        let mut bare: Vec<Vec<Vec<u8>>> = data
+            .chunks_exact(stripe_bytes)
+            .map(|stripe| {
+                let mut shards: Vec<Vec<u8>> =
+                    stripe.chunks_exact(shard_len).map(|c| c.to_vec()).collect();
+                shards.resize(k + m, vec![0u8; shard_len]);
+                shards
+            })
+            .collect();
+        let mut stripe = Stripe::new();
+        let mut engine: Vec<Stripe> = (0..count).map(|_| Stripe::new()).collect();
+        let mut figures = Figures::new();
+        for round in 0..rounds {
+            let (b, e) = pair(
+                &mut figures,
+                round,
+                ("bare_stripes_encode", || {
+                    bare.iter_mut().try_for_each(|shards| rs.encode(shards))
+                }),
+                ("engine_stripes_encode", || {
+                    data.chunks_exact(stripe_bytes)
+                        .try_for_each(|bytes| coder.encode(bytes, &mut stripe))
+                }),
+            );
+            b.map_err(rs_err)?;
+            e.map_err(to_err)?;
+            // The last stripe coded by each side agree.
+            if let Some(last) = bare.last() {
+                check(
+                    stripe.shards().zip(last).all(|(a, b)| a == Some(&b[..])),
+                    "stripes encode",
+                )?;
+            }
+        }
+        for (bytes, out) in data.chunks_exact(stripe_bytes).zip(engine.iter_mut()) {
+            coder.encode(bytes, out).map_err(to_err)?;
+        }
+        let mut received: Vec<Vec<(Vec<u8>, bool)>> = bare
+            .into_iter()
+            .map(|shards| shards.into_iter().map(|s| (s, true)).collect())
+            .collect();
+        for round in 0..rounds {
+            for (shards, out) in received.iter_mut().zip(engine.iter_mut()) {
+                for (i, (shard, present)) in shards.iter_mut().take(m.min(k)).enumerate() {
+                    *present = false;
+                    shard.fill(0);
+                    out.erase(i);
+                    out.slot_mut(i).map_err(to_err)?.fill(0);
+                }
+            }
+            let (b, e) = pair(
+                &mut figures,
+                round,
+                ("bare_stripes_reconstruct", || {
+                    received
+                        .iter_mut()
+                        .try_for_each(|shards| rs.reconstruct_data(shards))
+                }),
+                ("engine_stripes_reconstruct", || {
+                    engine
+                        .iter_mut()
+                        .try_for_each(|out| coder.reconstruct(out, stripe_bytes as u64).map(|_| ()))
+                }),
+            );
+            b.map_err(rs_err)?;
+            e.map_err(to_err)?;
+            let rebuilt = engine.iter().all(|s| s.data().is_some())
+                && engine
+                    .iter()
+                    .zip(data.chunks_exact(stripe_bytes))
+                    .all(|(s, d)| s.data() == Some(d));
+            check(rebuilt, "engine_stripes_reconstruct")?;
+            let bare_ok = received
+                .iter()
+                .zip(data.chunks_exact(stripe_bytes))
+                .all(|(shards, d)| shards[..k].iter().flat_map(|(s, _)| s.iter()).eq(d.iter()));
+            check(bare_ok, "bare_stripes_reconstruct")?;
+        }
+        Ok(figures)
+    })
+}
+
 /// The bare crate parallelised the plain way: one column range per thread, each coded with
 /// `encode_sep`.
 fn bare_encode_par(

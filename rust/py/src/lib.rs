@@ -41,6 +41,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(erasure::reconstruct, m)?)?;
     m.add_function(wrap_pyfunction!(coding_bench::_bench_hash, m)?)?;
     m.add_function(wrap_pyfunction!(coding_bench::_bench_erasure, m)?)?;
+    m.add_function(wrap_pyfunction!(coding_bench::_bench_erasure_stripes, m)?)?;
     m.add_function(wrap_pyfunction!(bench::_bench_engine_stream, m)?)?;
     m.add_function(wrap_pyfunction!(bench::_bench_raw_quinn, m)?)?;
     m.add_function(wrap_pyfunction!(bench::_bench_session_stream, m)?)?;
