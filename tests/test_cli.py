@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import i6p
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +86,8 @@ def test_readme_example_runs() -> None:
     assert out.stdout.strip() == expected.group(1)
 
 
-def test_send_once_and_get_json(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["plain", "fec"])
+def test_send_once_and_get_json(tmp_path: Path, mode: str) -> None:
     src, dest = tmp_path / "file.bin", tmp_path / "copy.bin"
     src.write_bytes(os.urandom(3 << 20))
     env = {**os.environ, "I6P_HOME": str(tmp_path / "home")}
@@ -100,13 +102,21 @@ def test_send_once_and_get_json(tmp_path: Path) -> None:
         assert sender.stdout is not None
         info = json.loads(sender.stdout.readline())
         got = run(
-            "get", info["ticket"], "-o", str(dest), "--json", env={"I6P_HOME": str(tmp_path / "h2")}
+            "get",
+            info["ticket"],
+            "-o",
+            str(dest),
+            "--json",
+            "--mode",
+            mode,
+            env={"I6P_HOME": str(tmp_path / "h2")},
         )
         assert got.returncode == 0, got.stderr
         result = json.loads(got.stdout)
         assert result["hash"] == info["hash"] and result["size"] == 3 << 20
         assert result["bytes_fetched"] == 3 << 20 and result["bytes_reused"] == 0
         assert result["duration_s"] > 0
+        assert result["providers"] == {info["peer_id"]: 3 << 20} and result["dropped"] == {}
         assert dest.read_bytes() == src.read_bytes()
         assert sender.wait(timeout=30) == 0  # --once: exits after the complete transfer
         assert sender.stderr is not None

@@ -136,7 +136,7 @@ class Node:
         reconnects: int = 5,
         backoff: float = 0.25,
         mode: str = "plain",
-        fec_shape: tuple[int, int, int] = (32, 1, 8),
+        fec_shape: tuple[int, int, int] = ...,
         shard_size: int | None = None,
     ) -> tuple[
         Awaitable[tuple[str, int, int, int, float, int, str, list[tuple[str, int, str | None]]]],

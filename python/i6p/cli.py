@@ -128,7 +128,8 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 
 async def _get(args: argparse.Namespace) -> FetchResult:
-    ticket = Ticket.parse(args.ticket)
+    tickets = [Ticket.parse(t) for t in args.ticket]
+    ticket = tickets[0]
     dest = Path(args.output) if args.output else Path.cwd() / ticket.hash
     identity = _identity(args.identity)
     show = not args.json and not args.quiet
@@ -142,12 +143,13 @@ async def _get(args: argparse.Namespace) -> FetchResult:
     ) as node:
         with bar:
             return await node.fetch(
-                ticket,
+                tickets,
                 dest,
                 progress=update,
                 overwrite=args.overwrite,
                 group_size=args.group_size,
                 streams=args.streams,
+                mode=args.mode,
             )
 
 
@@ -163,6 +165,8 @@ def _cmd_get(args: argparse.Namespace) -> int:
             f"{result.bytes_fetched} fetched{resumed} in {result.duration_s:.2f} s "
             f"({rate / 2**20:.1f} MiB/s)"
         )
+        for peer, why in result.dropped.items():
+            print(f"provider {peer} dropped: {why}", file=sys.stderr)
     return 0
 
 
@@ -340,13 +344,21 @@ def build_parser() -> argparse.ArgumentParser:
     p_send.set_defaults(func=_cmd_send)
 
     p_get = sub.add_parser("get", help="fetch a file from a ticket (resumes automatically)")
-    p_get.add_argument("ticket", help="the ticket printed by `i6p send`")
+    p_get.add_argument(
+        "ticket", nargs="+", help="the ticket printed by `i6p send` (several: fetch from all)"
+    )
     p_get.add_argument("-o", "--output", metavar="PATH", help="where to write (default: ./HASH)")
     with_identity(p_get)
     p_get.add_argument("--addr", default="[::]:0", help="local address (default [::]:0)")
     p_get.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p_get.add_argument("--group-size", type=_size, default=256 << 10, help="chunk group size")
     p_get.add_argument("--streams", type=int, default=8, help="requests in flight (default 8)")
+    p_get.add_argument(
+        "--mode",
+        choices=["plain", "fec"],
+        default="plain",
+        help="fec: Reed-Solomon shards in datagrams, for lossy or long links (default plain)",
+    )
     p_get.add_argument(
         "--window", default="auto", help="flow-control window: auto (default), quinn, or bytes"
     )

@@ -167,8 +167,8 @@ impl<'a> Shard<'a> {
 /// loss_report = transfer:u32  received:u64  lost:u64  through:u64
 /// ```
 ///
-/// `through` is the first stripe the receiver has not yet judged (rebuilt, or asked for
-/// again): the sender keeps at most a window of stripes beyond it in flight.
+/// `through` is one past the newest stripe of which a shard has arrived: the sender keeps at
+/// most a window of stripes beyond it in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LossReport {
     /// The fetch it is about.
@@ -177,7 +177,7 @@ pub struct LossReport {
     pub received: u64,
     /// Shards lost in the window.
     pub lost: u64,
-    /// Every stripe before this one is rebuilt or asked for again.
+    /// One past the newest stripe a shard of which has arrived.
     pub through: u64,
 }
 

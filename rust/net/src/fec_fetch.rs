@@ -89,7 +89,7 @@ const LAG: u64 = 8;
 /// Datagrams queued for one request before further ones are dropped (counted as lost).
 const ROUTE_QUEUE: usize = 16384;
 /// How often LOSS reports are sent and the quiet time after END is checked.
-const TICK: Duration = Duration::from_millis(20);
+const TICK: Duration = Duration::from_millis(10);
 
 /// Hands each SHARD datagram of a session to the request it belongs to.
 pub(crate) struct Router {
@@ -242,6 +242,9 @@ struct Batch<'s> {
     newest: u64,
     /// Stripes before this one have been judged (rebuilt or asked for again).
     judged: u64,
+    /// One past the newest stripe a shard of which has arrived: the requester's progress,
+    /// against which the provider keeps its window.
+    seen: u64,
     received: u64,
     lost: u64,
     left: u64,
@@ -272,6 +275,7 @@ impl<'s> Batch<'s> {
             spare: Vec::new(),
             newest: 0,
             judged: 0,
+            seen: 0,
             received: 0,
             lost: 0,
             left: count,
@@ -297,6 +301,7 @@ impl<'s> Batch<'s> {
         self.first_stripe = first_stripe;
         self.newest = first_stripe;
         self.judged = first_stripe;
+        self.seen = first_stripe;
         let n = (last_stripe - first_stripe + 1) as usize;
         self.stripes = (0..n).map(|_| StripeState::Pending(None, 0)).collect();
         self.groups = (first..first + count)
@@ -370,6 +375,7 @@ impl<'s> Batch<'s> {
         let reader = tokio::spawn(read_frames(recv, frames_tx));
         let _reader = AbortOnDrop(reader);
         let mut ended = false;
+        let mut reported = self.first_stripe;
         let mut last_shard = Instant::now();
         let mut last_activity = Instant::now();
         let mut tick = tokio::time::interval(TICK);
@@ -408,12 +414,13 @@ impl<'s> Batch<'s> {
                     if ended && last_shard.elapsed() > quiet {
                         self.judge(u64::MAX);
                     }
-                    if self.received + self.lost > 0 {
+                    if self.received + self.lost > 0 || self.seen > reported {
+                        reported = self.seen;
                         let report = LossReport {
                             transfer: route.transfer,
                             received: self.received,
                             lost: self.lost,
-                            through: self.judged,
+                            through: self.seen,
                         };
                         write_frame_raw(&mut send, FRAME_LOSS, &report.encode()).await?;
                         self.shared.fec_report(&report);
@@ -499,6 +506,7 @@ impl<'s> Batch<'s> {
         if complete && !self.rebuild(stripe_no, params, tx).await? {
             return Ok(false);
         }
+        self.seen = self.seen.max(stripe_no + 1);
         if stripe_no > self.newest {
             self.newest = stripe_no;
             self.judge(stripe_no.saturating_sub(LAG));

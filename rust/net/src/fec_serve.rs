@@ -119,6 +119,8 @@ pub(crate) async fn serve_fec(
     let stripe_bytes = (request.data * request.shard_len) as u64;
     let runs = stripe_runs(blob.size(), log, &request.get.ranges, stripe_bytes);
     let first_stripe = runs.first().map_or(0, |r| r.0);
+    // When each stripe went out, for the tuner's loop delay.
+    let sent_at: SentLog = Arc::default();
     let reached = session
         .fec_window()
         .load(std::sync::atomic::Ordering::Relaxed);
@@ -133,11 +135,13 @@ pub(crate) async fn serve_fec(
         redundancy.clone(),
         repair_tx,
         FlowTuner {
-            conn: session.inner_conn().clone(),
             stripe_bytes,
-            mark: (first_stripe, std::time::Instant::now()),
+            mark: std::time::Instant::now(),
             flow: flow_tx,
             session: session.clone(),
+            sent_at: sent_at.clone(),
+            min_loop: None,
+            mark_through: first_stripe,
         },
     ));
     let _stop_reader = AbortOnDrop(reader);
@@ -177,7 +181,7 @@ pub(crate) async fn serve_fec(
                 ));
             }
             for (i, data) in chunk.chunks(stripe_bytes as usize).enumerate() {
-                // At most a window of stripes beyond what the requester has judged; repairs
+                // At most a window of stripes beyond what the requester has seen; repairs
                 // are answered meanwhile (the requester's reports wait behind them).
                 let stripe = chunk_first + i as u64;
                 loop {
@@ -207,7 +211,12 @@ pub(crate) async fn serve_fec(
                     return;
                 };
                 match sender.send(chunk_first + i as u64, data, params).await {
-                    Ok(true) => sent += 1,
+                    Ok(true) => {
+                        sent += 1;
+                        if let Ok(mut log) = sent_at.lock() {
+                            log.push_back((stripe, std::time::Instant::now()));
+                        }
+                    }
                     // The path no longer carries datagrams this large: the stripe goes reliably.
                     Ok(false) => {
                         let stripe = chunk_first + i as u64;
@@ -300,7 +309,7 @@ async fn read_requests(
 }
 
 /// How many stripes a FEC request may have in flight: those from `through` (the first the
-/// requester has not judged yet) to `through + window`.
+/// requester has not seen yet) to `through + window`.
 #[derive(Debug, Clone, Copy)]
 struct Flow {
     through: u64,
@@ -309,9 +318,9 @@ struct Flow {
 
 /// A request's window at first, in bytes (a connection carries up to three requests).
 const INITIAL_FLOW: u64 = 2 << 20;
-/// The window is this many times the bandwidth-delay product the requester's progress
-/// shows: it grows by a quarter each round trip while it is the limit, and stays little
-/// enough that the path's queue is not flooded once the path is (1.5 already floods it).
+/// The window over the bandwidth × loop delay the requester's progress shows: it grows by
+/// this much each loop while it is the limit, and little enough not to flood a shallow queue
+/// once the path is the limit (1.5 already did).
 const FLOW_GAIN: f64 = 1.25;
 /// The smallest window, in stripes: well above the requester's lag before it judges a stripe
 /// (8 stripes), which `through` trails the newest stripe by.
@@ -319,37 +328,60 @@ const MIN_FLOW_STRIPES: u64 = 32;
 /// The largest window of one request, in bytes.
 const MAX_FLOW: u64 = 32 << 20;
 
-/// Grows a request's window much as [`crate::transport`] grows flow-control windows: to
-/// [`FLOW_GAIN`] times the rate at which the requester gets through stripes times the RTT.
-/// Datagrams have no flow control of their own, and BBR (the controller lossy links need)
-/// keeps up to twice the path's bandwidth-delay product in flight: behind a shallow queue that
-/// drops a third of the shards (measured: 100 MB/s, 50 ms of queue, 100 ms RTT), where a gain
-/// of 1.25 drops under 2 %. A window only grows; the session keeps the largest for its next
-/// request.
+/// Stripes sent and when, oldest first; the tuner drops those the requester has seen.
+type SentLog = Arc<Mutex<std::collections::VecDeque<(u64, std::time::Instant)>>>;
+
+/// Sizes a request's window from the requester's progress: [`FLOW_GAIN`] times the rate at
+/// which `through` advances times the shortest loop delay seen (from a stripe's sending to
+/// the report that saw it: a round trip plus the requester's reporting delay). While the
+/// window is the limit, it grows by that gain every loop; once the path is, it stays a
+/// little above the path's bandwidth × delay. Datagrams have no flow control of their own,
+/// and BBR (the controller lossy links need) sends more than a shallow queue holds: behind
+/// 100 MB/s with 50 ms of queue at 100 ms RTT, a third of the shards were dropped without
+/// this window. A window never shrinks; the session keeps the largest for its next request.
 struct FlowTuner {
-    conn: quinn::Connection,
     stripe_bytes: u64,
-    /// (through, when) at the start of the current measurement.
-    mark: (u64, std::time::Instant),
+    /// When the current measurement began, and `through` then.
+    mark: std::time::Instant,
+    mark_through: u64,
     flow: tokio::sync::watch::Sender<Flow>,
     /// Where the window reached is kept for the session's next request.
     session: Session,
+    sent_at: SentLog,
+    /// The shortest loop delay seen.
+    min_loop: Option<std::time::Duration>,
 }
 
 impl FlowTuner {
     fn on_report(&mut self, through: u64) {
         let now = std::time::Instant::now();
-        let rtt = self.conn.rtt();
         let mut flow = *self.flow.borrow();
         flow.through = flow.through.max(through);
-        let elapsed = now.duration_since(self.mark.1);
-        if elapsed >= rtt.max(std::time::Duration::from_millis(20)) {
-            let bytes = flow.through.saturating_sub(self.mark.0) * self.stripe_bytes;
-            let target = FLOW_GAIN * bytes as f64 / elapsed.as_secs_f64() * rtt.as_secs_f64();
-            let window =
-                ((target as u64).min(MAX_FLOW) / self.stripe_bytes.max(1)).max(MIN_FLOW_STRIPES);
+        if let Ok(mut log) = self.sent_at.lock() {
+            let mut newest = None;
+            while log
+                .front()
+                .is_some_and(|(stripe, _)| *stripe < flow.through)
+            {
+                newest = log.pop_front();
+            }
+            if let Some((_, sent)) = newest {
+                let sample = now.duration_since(sent);
+                self.min_loop = Some(self.min_loop.map_or(sample, |m| m.min(sample)));
+            }
+        }
+        let Some(loop_delay) = self.min_loop else {
+            self.flow.send_replace(flow);
+            return;
+        };
+        let elapsed = now.duration_since(self.mark);
+        if elapsed >= loop_delay.max(std::time::Duration::from_millis(10)) {
+            let bytes = flow.through.saturating_sub(self.mark_through) * self.stripe_bytes;
+            let rate = bytes as f64 / elapsed.as_secs_f64();
+            let target = (FLOW_GAIN * rate * loop_delay.as_secs_f64()) as u64;
+            let window = (target.min(MAX_FLOW) / self.stripe_bytes.max(1)).max(MIN_FLOW_STRIPES);
             flow.window = flow.window.max(window);
-            self.mark = (flow.through, now);
+            (self.mark, self.mark_through) = (now, flow.through);
             self.session.fec_window().fetch_max(
                 flow.window * self.stripe_bytes,
                 std::sync::atomic::Ordering::Relaxed,

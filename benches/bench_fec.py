@@ -1,0 +1,100 @@
+"""FEC mode against plain mode on a lossy long link: 100 ms round trip, random loss, through the
+Rust impairment relay (tests/impair; the kernel here has no netem).
+
+For each loss rate a blob is fetched in plain mode (QUIC streams, lost packets retransmitted)
+and in FEC mode (Reed-Solomon shards in datagrams, lost stripes repaired), alternating which
+goes first. Both ends use BBR: CUBIC takes random loss for congestion, and at 3 % loss on this
+link it crawls in either mode. Figures per mode: completion time (median of the rounds, with
+min-max) and bytes on the wire per byte delivered (every UDP payload both peers sent, as the
+relay received it, over the blob's size); then FEC / plain for both.
+
+I6P_FEC_BYTES sets the blob size (default 256 MiB), I6P_BENCH_ROUNDS the rounds (default 3),
+I6P_FEC_RATE the bottleneck in bytes/s (default 100 MB/s with 50 ms of queue; 0: none, the
+machine is the limit), I6P_FEC_LOSS the loss rates (default "0,0.01,0.03,0.10").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from i6p import Identity, Node, Ticket
+
+from tests.impair_relay import ImpairRelay
+
+from .conftest import summary
+
+SIZE = int(os.environ.get("I6P_FEC_BYTES", str(256 << 20)))
+ROUNDS = int(os.environ.get("I6P_BENCH_ROUNDS", "3"))
+RATE = float(os.environ.get("I6P_FEC_RATE", "100e6"))
+LOSSES = [float(x) for x in os.environ.get("I6P_FEC_LOSS", "0,0.01,0.03,0.10").split(",")]
+ONE_WAY_MS = 50.0
+
+
+async def _fetch_once(src: Path, mode: str, loss: float, seed: int) -> tuple[float, float]:
+    """(seconds, wire bytes per byte) of one fetch of ``src`` through a fresh relay."""
+    provider = await Node.bind(Identity.generate(), "[::1]:0", congestion="bbr")
+    fetcher = await Node.bind(Identity.generate(), "[::1]:0", congestion="bbr")
+    try:
+        blob = await provider.add_path(src)
+        with tempfile.TemporaryDirectory() as tmp:
+            async with ImpairRelay(
+                f"[::1]:{provider.port}",
+                delay_ms=ONE_WAY_MS,
+                loss=loss,
+                seed=seed,
+                rate=RATE or None,
+                max_seconds=600,
+            ) as relay:
+                ticket = Ticket(provider.peer_id, [relay.addr], blob.hash, blob.size)
+                start = time.perf_counter()
+                result = await fetcher.fetch(ticket, Path(tmp) / "dest", mode=mode)  # type: ignore[arg-type]
+                seconds = time.perf_counter() - start
+            assert result.size == SIZE and result.hash == blob.hash
+        wire = relay.stats["up"]["received_bytes"] + relay.stats["down"]["received_bytes"]
+        return seconds, wire / SIZE
+    finally:
+        await fetcher.close()
+        await provider.close()
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=[f"{x:g}" for x in LOSSES])
+def test_fec_vs_plain_on_a_lossy_long_link(benchmark: Any, loss: float) -> None:
+    times: dict[str, list[float]] = {"plain": [], "fec": []}
+    wires: dict[str, list[float]] = {"plain": [], "fec": []}
+
+    def run() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "blob"
+            src.write_bytes(os.urandom(SIZE))
+            for round_ in range(ROUNDS):
+                order = ["plain", "fec"] if round_ % 2 == 0 else ["fec", "plain"]
+                for mode in order:
+                    seconds, wire = asyncio.run(_fetch_once(src, mode, loss, 1000 + round_))
+                    times[mode].append(seconds)
+                    wires[mode].append(wire)
+
+    benchmark.pedantic(run, rounds=1)
+    rate = f"{RATE / 1e6:.0f} MB/s bottleneck" if RATE else "no bottleneck"
+    print(f"\n{SIZE >> 20} MiB, 100 ms RTT, {rate}, {loss:.0%} loss, BBR, {ROUNDS} rounds:")
+    for mode in ("plain", "fec"):
+        t, w = times[mode], wires[mode]
+        benchmark.extra_info[f"{mode}_seconds"] = summary(t)
+        benchmark.extra_info[f"{mode}_wire_per_byte"] = summary(w)
+        print(
+            f"  {mode:5}  {statistics.median(t):6.2f} s [{min(t):.2f}-{max(t):.2f}]"
+            f"  {SIZE / statistics.median(t) / 2**20:6.1f} MiB/s"
+            f"  wire/byte {statistics.median(w):.3f} [{min(w):.3f}-{max(w):.3f}]"
+        )
+    time_ratio = statistics.median(times["fec"]) / statistics.median(times["plain"])
+    wire_ratio = statistics.median(wires["fec"]) / statistics.median(wires["plain"])
+    benchmark.extra_info.update(
+        bytes=SIZE, loss=loss, rate=RATE, time_fec_to_plain=time_ratio, wire_fec_to_plain=wire_ratio
+    )
+    print(f"  FEC / plain: time {time_ratio:.2f}x, bytes on the wire {wire_ratio:.2f}x")
