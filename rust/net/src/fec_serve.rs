@@ -141,6 +141,7 @@ pub(crate) async fn serve_fec(
             session: session.clone(),
             sent_at: sent_at.clone(),
             min_loop: None,
+            recent_loop: None,
             mark_through: first_stripe,
         },
     ));
@@ -318,10 +319,9 @@ struct Flow {
 
 /// A request's window at first, in bytes (a connection carries up to three requests).
 const INITIAL_FLOW: u64 = 2 << 20;
-/// The window over the bandwidth × loop delay the requester's progress shows: it grows by
-/// this much each loop while it is the limit, and little enough not to flood a shallow queue
-/// once the path is the limit (1.5 already did).
-const FLOW_GAIN: f64 = 1.25;
+/// The window over the bandwidth × loop delay the requester's progress shows, while no queue
+/// builds: it doubles each loop while it is the limit.
+const FLOW_GAIN: f64 = 2.0;
 /// The smallest window, in stripes: well above the requester's lag before it judges a stripe
 /// (8 stripes), which `through` trails the newest stripe by.
 const MIN_FLOW_STRIPES: u64 = 32;
@@ -331,14 +331,16 @@ const MAX_FLOW: u64 = 32 << 20;
 /// Stripes sent and when, oldest first; the tuner drops those the requester has seen.
 type SentLog = Arc<Mutex<std::collections::VecDeque<(u64, std::time::Instant)>>>;
 
-/// Sizes a request's window from the requester's progress: [`FLOW_GAIN`] times the rate at
-/// which `through` advances times the shortest loop delay seen (from a stripe's sending to
-/// the report that saw it: a round trip plus the requester's reporting delay). While the
-/// window is the limit, it grows by that gain every loop; once the path is, it stays a
-/// little above the path's bandwidth × delay. Datagrams have no flow control of their own,
-/// and BBR (the controller lossy links need) sends more than a shallow queue holds: behind
-/// 100 MB/s with 50 ms of queue at 100 ms RTT, a third of the shards were dropped without
-/// this window. A window never shrinks; the session keeps the largest for its next request.
+/// Sizes a request's window from the requester's progress and the loop delay (from a
+/// stripe's sending to the report that saw it: a round trip plus the requester's reporting
+/// delay). While the loop delay stays within a fifth of the shortest seen, no queue builds and
+/// the window grows to [`FLOW_GAIN`] times the rate at which `through` advances times that
+/// shortest delay (doubling every loop while it is the limit). Once the delay grows by more
+/// than half, a queue is building: the window falls back to one bandwidth × delay. Datagrams
+/// have no flow control of their own, and BBR (the controller lossy links need) sends more
+/// than a shallow queue holds: behind 100 MB/s with 50 ms of queue at 100 ms RTT, a third of
+/// the shards were dropped without this window. The session keeps the window for its next
+/// request.
 struct FlowTuner {
     stripe_bytes: u64,
     /// When the current measurement began, and `through` then.
@@ -350,6 +352,8 @@ struct FlowTuner {
     sent_at: SentLog,
     /// The shortest loop delay seen.
     min_loop: Option<std::time::Duration>,
+    /// A moving average of recent loop delays.
+    recent_loop: Option<std::time::Duration>,
 }
 
 impl FlowTuner {
@@ -368,6 +372,7 @@ impl FlowTuner {
             if let Some((_, sent)) = newest {
                 let sample = now.duration_since(sent);
                 self.min_loop = Some(self.min_loop.map_or(sample, |m| m.min(sample)));
+                self.recent_loop = Some(self.recent_loop.map_or(sample, |r| (r * 3 + sample) / 4));
             }
         }
         let Some(loop_delay) = self.min_loop else {
@@ -378,11 +383,18 @@ impl FlowTuner {
         if elapsed >= loop_delay.max(std::time::Duration::from_millis(10)) {
             let bytes = flow.through.saturating_sub(self.mark_through) * self.stripe_bytes;
             let rate = bytes as f64 / elapsed.as_secs_f64();
-            let target = (FLOW_GAIN * rate * loop_delay.as_secs_f64()) as u64;
-            let window = (target.min(MAX_FLOW) / self.stripe_bytes.max(1)).max(MIN_FLOW_STRIPES);
-            flow.window = flow.window.max(window);
+            let bdp = rate * loop_delay.as_secs_f64();
+            let stripes = |bytes: f64| {
+                ((bytes as u64).min(MAX_FLOW) / self.stripe_bytes.max(1)).max(MIN_FLOW_STRIPES)
+            };
+            let recent = self.recent_loop.unwrap_or(loop_delay);
+            if recent > loop_delay * 3 / 2 {
+                flow.window = flow.window.min(stripes(bdp));
+            } else if recent <= loop_delay * 6 / 5 {
+                flow.window = flow.window.max(stripes(FLOW_GAIN * bdp));
+            }
             (self.mark, self.mark_through) = (now, flow.through);
-            self.session.fec_window().fetch_max(
+            self.session.fec_window().store(
                 flow.window * self.stripe_bytes,
                 std::sync::atomic::Ordering::Relaxed,
             );
