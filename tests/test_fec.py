@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from i6p import Ticket
-from i6p.errors import IntegrityError
+from i6p.errors import IntegrityError, StreamReset
 
 from .conftest import NodeFactory
 from .impair_relay import ImpairRelay
@@ -162,3 +162,39 @@ async def test_bad_fec_options_are_clear_errors(
     ticket = provider.ticket(await provider.add_path(src))
     with pytest.raises(ValueError, match=fragment):
         await fetcher.fetch(ticket, tmp_path / "dest", **kwargs)  # type: ignore[arg-type]
+
+
+def _fec_get(
+    shard_len: int = 1200, k: int = 32, min_m: int = 1, max_m: int = 8, target: int = 1000
+) -> bytes:
+    head = (7).to_bytes(4, "big") + shard_len.to_bytes(2, "big") + bytes([k, min_m, max_m])
+    get = bytes(32) + b"\x12\x00\x01" + (0).to_bytes(8, "big") + (1).to_bytes(8, "big")
+    return head + target.to_bytes(4, "big") + (0).to_bytes(4, "big") + get
+
+
+async def test_malformed_fec_requests_get_clear_refusals(make_node: NodeFactory) -> None:
+    from .test_protocol import frame, handshake, raw_session, read_frame
+
+    a, provider = await make_node(), await make_node()
+    raw = await raw_session(a, provider)
+    await handshake(raw)
+    cases = [
+        (frame(0x13, b"short"), "truncated fec get"),
+        (frame(0x13, _fec_get(shard_len=100)), "shard size 100"),
+        (frame(0x13, _fec_get(shard_len=60_000, k=20)), "exceed"),
+        (frame(0x13, _fec_get(k=0)), "invalid"),
+        (frame(0x13, _fec_get(min_m=9, max_m=8)), "not a valid range"),
+        (frame(0x13, _fec_get(k=250, max_m=10)), "invalid"),
+        (frame(0x13, _fec_get(target=0)), "target 0 ppm"),
+        (frame(0x13, _fec_get()[:-3]), "truncated get"),
+        (frame(0x13, _fec_get()), "does not have"),
+    ]
+    for data, fragment in cases:
+        stream = await raw.open_stream()
+        await stream.write(b"\x01" + data)
+        with contextlib.suppress(StreamReset):  # the provider may stop reading once it refused
+            await stream.finish()
+        kind, payload = await asyncio.wait_for(read_frame(stream), 10)
+        assert kind == 0x12, (kind, payload)
+        message = payload[4:].decode()
+        assert fragment in message, message

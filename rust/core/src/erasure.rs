@@ -569,17 +569,27 @@ mod tests {
     }
 
     #[test]
-    fn every_erasure_pattern_of_m_shards() {
-        for (k, m) in [(2, 1), (3, 2), (4, 3), (5, 2)] {
+    fn every_erasure_pattern_of_up_to_m_shards_and_m_plus_one_fails() {
+        for (k, m) in [(2, 1), (3, 2), (4, 3), (5, 2), (4, 4)] {
             let c = coder(k, m);
             let blob = data(k * 37 + 5, 3);
             let n = k + m;
             for mask in 0u32..(1 << n) {
-                if mask.count_ones() as usize != m {
-                    continue;
-                }
                 let lost: Vec<usize> = (0..n).filter(|i| mask & (1 << i) != 0).collect();
-                round_trip(&c, &blob, &lost);
+                if lost.len() <= m {
+                    round_trip(&c, &blob, &lost);
+                } else if lost.len() == m + 1 {
+                    let mut stripe = Stripe::new();
+                    c.encode(&blob, &mut stripe).unwrap();
+                    for &i in &lost {
+                        stripe.erase(i);
+                    }
+                    let err = c.reconstruct(&mut stripe, blob.len() as u64).unwrap_err();
+                    assert!(
+                        matches!(err, CoreError::TooFewShards { .. }),
+                        "{lost:?}: {err}"
+                    );
+                }
             }
         }
     }
