@@ -117,6 +117,7 @@ def test_send_once_and_get_json(tmp_path: Path, mode: str) -> None:
         assert result["bytes_fetched"] == 3 << 20 and result["bytes_reused"] == 0
         assert result["duration_s"] > 0
         assert result["providers"] == {info["peer_id"]: 3 << 20} and result["dropped"] == {}
+        assert (result["fec"] is None) == (mode == "plain")
         assert dest.read_bytes() == src.read_bytes()
         assert sender.wait(timeout=30) == 0  # --once: exits after the complete transfer
         assert sender.stderr is not None

@@ -28,6 +28,7 @@ async def test_fec_round_trip_on_loopback(
     result = await fetcher.fetch(ticket, dest, mode="fec")
     assert (result.hash, result.size) == (expected, size)
     assert b3_file(dest) == expected
+    assert result.fec is not None and result.fec["shards_received"] > 0
 
 
 async def test_fec_fetch_through_five_percent_loss(make_node: NodeFactory, tmp_path: Path) -> None:
@@ -45,6 +46,12 @@ async def test_fec_fetch_through_five_percent_loss(make_node: NodeFactory, tmp_p
     assert result.hash == expected and b3_file(dest) == expected
     # Shards were lost on the way (5 % of datagrams), and the fetch still got everything.
     assert relay.stats["up"]["dropped_loss"] + relay.stats["down"]["dropped_loss"] > 0
+    fec = result.fec
+    assert fec is not None and fec["shards_received"] > size // 2000
+    # The receiver saw the loss and reported it: about 5 % (the relay's random loss).
+    lost = fec["shards_lost"] / (fec["shards_received"] + fec["shards_lost"])
+    assert 0.02 < lost < 0.15, fec
+    assert 0.01 < fec["loss"] < 0.2, fec
 
 
 @pytest.mark.parametrize("mode", ["plain", "fec"])

@@ -139,7 +139,19 @@ class Node:
         fec_shape: tuple[int, int, int] = ...,
         shard_size: int | None = None,
     ) -> tuple[
-        Awaitable[tuple[str, int, int, int, float, int, str, list[tuple[str, int, str | None]]]],
+        Awaitable[
+            tuple[
+                str,
+                int,
+                int,
+                int,
+                float,
+                int,
+                str,
+                list[tuple[str, int, str | None]],
+                tuple[int, int, int, float] | None,
+            ]
+        ],
         FetchProgress,
     ]: ...
     def read_range(

@@ -259,7 +259,7 @@ class Node:
                 raise
             raw = task.result()
             progress(live.done, live.total)
-        digest, size, fetched, reused, duration, failed, path, providers = raw
+        digest, size, fetched, reused, duration, failed, path, providers, fec = raw
         return FetchResult(
             digest,
             size,
@@ -270,6 +270,14 @@ class Node:
             Path(path),
             providers={peer: sent for peer, sent, _ in providers},
             dropped={peer: why for peer, _, why in providers if why is not None},
+            fec=None
+            if fec is None
+            else {
+                "shards_received": fec[0],
+                "shards_lost": fec[1],
+                "stripes_repaired": fec[2],
+                "loss": fec[3],
+            },
         )
 
     async def read_range(self, ticket: Ticket | str, offset: int, length: int) -> bytes:

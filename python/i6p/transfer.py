@@ -51,6 +51,9 @@ class FetchResult:
     #: Providers dropped from the fetch, by PeerId text, with why: unreachable, gone
     #: mid-transfer, or serving data that failed verification.
     dropped: dict[str, str] = field(default_factory=dict)
+    #: FEC mode only: ``shards_received``, ``shards_lost``, ``stripes_repaired`` (asked for
+    #: again over the stream) and ``loss`` (the final shard loss estimate).
+    fec: dict[str, float] | None = None
 
     def as_dict(self) -> dict[str, object]:
         """The fields as JSON-ready values."""
@@ -64,4 +67,5 @@ class FetchResult:
             "path": str(self.path),
             "providers": dict(self.providers),
             "dropped": dict(self.dropped),
+            "fec": None if self.fec is None else dict(self.fec),
         }

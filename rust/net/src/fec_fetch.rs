@@ -434,9 +434,22 @@ impl<'s> Batch<'s> {
                 let n = self.repairs.len().min(MAX_REPAIR);
                 let list: Vec<u64> = self.repairs.drain(..n).collect();
                 self.totals.2 += list.len() as u64;
+                self.shared.fec_repaired(list.len() as u64);
                 write_frame_raw(&mut send, FRAME_REPAIR, &encode_repair(&list)).await?;
             }
         }
+        // Every group is in, so every stripe was rebuilt or repaired: what the stripes not
+        // judged yet received and lost counts too (it goes to no provider any more).
+        self.judge(u64::MAX);
+        self.repairs.clear();
+        self.shared.fec_report(&LossReport {
+            transfer: route.transfer,
+            received: self.received,
+            lost: self.lost,
+            through: self.seen,
+        });
+        self.totals.0 += self.received;
+        self.totals.1 += self.lost;
         tracing::debug!(
             first = self.first,
             count = self.count,

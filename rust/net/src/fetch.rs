@@ -132,6 +132,21 @@ pub struct FetchOutcome {
     pub path: PathBuf,
     /// Every provider asked, with what it sent and whether it was dropped.
     pub providers: Vec<ProviderOutcome>,
+    /// FEC mode: what the shards did.
+    pub fec: Option<FecStats>,
+}
+
+/// What the shards of a FEC-mode fetch did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FecStats {
+    /// Shards that arrived (in stripes judged).
+    pub shards_received: u64,
+    /// Shards that never arrived.
+    pub shards_lost: u64,
+    /// Stripes that lost more than their parity and came again over the stream.
+    pub stripes_repaired: u64,
+    /// The final shard loss estimate (what the parity was chosen from).
+    pub loss: f64,
 }
 
 /// With several providers, one that sends nothing for this long while others deliver is
@@ -196,6 +211,8 @@ pub(crate) struct Shared {
     progress: Arc<Progress>,
     /// FEC mode: the shard loss seen so far, which each new request starts from.
     fec_loss: Arc<Mutex<f64>>,
+    /// FEC mode: shards received, shards lost, stripes repaired (every provider).
+    fec_counts: Arc<[AtomicU64; 3]>,
     /// Why this provider was dropped from the fetch, if it was.
     dropped: Mutex<Option<NetError>>,
 }
@@ -215,6 +232,13 @@ impl Shared {
         if let Ok(mut loss) = self.fec_loss.lock() {
             *loss = i6p_core::fec::next_loss(*loss, report);
         }
+        self.fec_counts[0].fetch_add(report.received, Ordering::Relaxed);
+        self.fec_counts[1].fetch_add(report.lost, Ordering::Relaxed);
+    }
+
+    /// Counts stripes asked for again over the stream.
+    pub(crate) fn fec_repaired(&self, stripes: u64) {
+        self.fec_counts[2].fetch_add(stripes, Ordering::Relaxed);
     }
 
     /// The FEC loss estimate in millionths.
@@ -323,6 +347,7 @@ pub async fn fetch_from(
     progress.total.store(size, Ordering::Relaxed);
     progress.done.store(reused, Ordering::Relaxed);
     let (queue, fec_loss) = (Arc::default(), Arc::new(Mutex::new(0.0)));
+    let fec_counts: Arc<[AtomicU64; 3]> = Arc::default();
     let pool = Arc::new(Pool {
         free: Mutex::new(Vec::new()),
         group_len: 1 << group_log,
@@ -345,6 +370,7 @@ pub async fn fetch_from(
                 options: options.clone(),
                 progress: progress.clone(),
                 fec_loss: fec_loss.clone(),
+                fec_counts: fec_counts.clone(),
                 dropped: Mutex::new(None),
             })
         })
@@ -425,6 +451,12 @@ pub async fn fetch_from(
                 error: p.dropped.lock().ok().and_then(|d| d.clone()),
             })
             .collect(),
+        fec: options.fec.map(|_| FecStats {
+            shards_received: fec_counts[0].load(Ordering::Relaxed),
+            shards_lost: fec_counts[1].load(Ordering::Relaxed),
+            stripes_repaired: fec_counts[2].load(Ordering::Relaxed),
+            loss: fec_loss.lock().map(|l| *l).unwrap_or(0.0),
+        }),
     })
 }
 

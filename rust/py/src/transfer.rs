@@ -175,6 +175,8 @@ pub(crate) fn fetch<'py>(
             o.failed_groups,
             o.path.to_string_lossy().into_owned(),
             providers,
+            o.fec
+                .map(|f| (f.shards_received, f.shards_lost, f.stripes_repaired, f.loss)),
         ))
     })?;
     Ok((awaitable, FetchProgress(progress)))
