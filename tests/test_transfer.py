@@ -12,7 +12,7 @@ from pathlib import Path
 
 import blake3
 import pytest
-from i6p import Identity, Node, Ticket
+from i6p import Identity, Node, Session, Ticket
 from i6p.errors import (
     BlobNotFound,
     ConnectionLost,
@@ -256,8 +256,23 @@ async def test_lying_provider_is_caught(
         await fetcher.read_range(ticket, 0, 100)
 
 
+async def assert_refused(raw: Session, cases: list[tuple[bytes, str]]) -> None:
+    """Each request, on a blob stream of its own, gets an ERROR whose message has its fragment."""
+    from .test_protocol import read_frame
+
+    for data, fragment in cases:
+        stream = await raw.open_stream()
+        await stream.write(b"\x01" + data)
+        with contextlib.suppress(StreamReset):  # the provider may stop reading once it refused
+            await stream.finish()
+        kind, payload = await asyncio.wait_for(read_frame(stream), 10)
+        assert kind == 0x12, (kind, payload)
+        message = payload[4:].decode()
+        assert fragment in message, message
+
+
 async def test_malformed_get_requests_get_clear_refusals(make_node: NodeFactory) -> None:
-    from .test_protocol import frame, handshake, raw_session, read_frame
+    from .test_protocol import frame, handshake, raw_session
 
     a, provider = await make_node(), await make_node()
     raw = await raw_session(a, provider)
@@ -270,15 +285,7 @@ async def test_malformed_get_requests_get_clear_refusals(make_node: NodeFactory)
         (frame(0x42, b""), "expected a GET"),
         (b"\x10\x80\x00\x00\x00", "frame too large"),
     ]
-    for data, fragment in cases:
-        stream = await raw.open_stream()
-        await stream.write(b"\x01" + data)
-        with contextlib.suppress(StreamReset):  # the provider may stop reading once it refused
-            await stream.finish()
-        kind, payload = await asyncio.wait_for(read_frame(stream), 10)
-        assert kind == 0x12, (kind, payload)
-        message = payload[4:].decode()
-        assert fragment in message, message
+    await assert_refused(raw, cases)
     # The provider still serves: an unknown stream kind is refused, the session lives on.
     odd = await raw.open_stream()
     await odd.write(b"\x07hello")

@@ -15,7 +15,7 @@
 
 use crate::control::write_frame_raw;
 use crate::error::{NetError, Result};
-use crate::fec_serve::stripe_runs;
+use crate::fec_serve::{stripe_runs, AbortOnDrop};
 use crate::fetch::{read_answer_raw, Shared, Slot};
 use crate::session::Session;
 use bytes::Bytes;
@@ -738,14 +738,5 @@ async fn read_frames(mut recv: quinn::RecvStream, out: mpsc::Sender<Result<(u8, 
         if out.send(item).await.is_err() || stop {
             return;
         }
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
