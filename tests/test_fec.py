@@ -54,12 +54,14 @@ async def test_fec_fetch_through_five_percent_loss(make_node: NodeFactory, tmp_p
     assert 0.01 < fec["loss"] < 0.2, fec
 
 
-@pytest.mark.parametrize("mode", ["plain", "fec"])
+@pytest.mark.parametrize("mode", ["plain", "fec", "fec-separate"])
 async def test_three_providers_one_killed_one_corrupt(
     make_node: NodeFactory, tmp_path: Path, mode: str
 ) -> None:
     """One provider dies at 30 %, another serves flipped bits: the third finishes the fetch,
-    the result is exact, and the corrupt provider is named in the result."""
+    the result is exact, and the corrupt provider is named in the result. In FEC mode the
+    three first share every stripe; the corrupt shards spoil combined groups, which names
+    nobody, so the fetch stops combining and the batches that follow name the liar."""
     src, dest = tmp_path / "src", tmp_path / "dest"
     size = 32 << 20
     expected = write_random(src, size)
@@ -83,7 +85,13 @@ async def test_three_providers_one_killed_one_corrupt(
             tickets.append(Ticket(node.peer_id, [relay.addr], blob.hash, blob.size))
         # Small requests, so that every provider gets many.
         result = await fetcher.fetch(
-            tickets, dest, mode=mode, progress=progress, request_size=1 << 20, max_failures=2
+            tickets,
+            dest,
+            mode="plain" if mode == "plain" else "fec",
+            fec_combine=mode == "fec",
+            progress=progress,
+            request_size=1 << 20,
+            max_failures=2,
         )
     assert killed, "the fetch finished before the kill"
     await killed[0]
@@ -96,6 +104,67 @@ async def test_three_providers_one_killed_one_corrupt(
     assert str(honest.peer_id) not in result.dropped
     assert result.providers[str(honest.peer_id)] > size // 2
     assert result.bytes_fetched == sum(result.providers.values())
+    if mode == "fec":
+        assert result.fec is not None and result.fec["stripes_combined"] > 0, result.fec
+
+
+async def test_any_k_shards_from_several_providers_rebuild_a_stripe(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    """Two providers behind lossy links each send a share of every stripe (half its data
+    shards and their own parity, fewer than k): each stripe rebuilt from shards needed both,
+    and the losses of either link are covered by the parity of both."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    size = 12 << 20
+    expected = write_random(src, size)
+    one, two = await make_node(congestion="bbr"), await make_node(congestion="bbr")
+    fetcher = await make_node(congestion="bbr")
+    async with contextlib.AsyncExitStack() as stack:
+        tickets = []
+        for seed, node in enumerate((one, two)):
+            blob = await node.add_path(src)
+            relay = await stack.enter_async_context(
+                ImpairRelay(
+                    f"[::1]:{node.port}", delay_ms=5, loss=0.03, seed=seed + 1, max_seconds=120
+                )
+            )
+            tickets.append(Ticket(node.peer_id, [relay.addr], blob.hash, blob.size))
+        result = await fetcher.fetch(tickets, dest, mode="fec")
+    assert result.hash == expected and b3_file(dest) == expected
+    assert not result.dropped and result.failed_groups == 0
+    fec = result.fec
+    assert fec is not None and fec["shards_lost"] > 0, fec
+    # Every stripe not repaired whole was rebuilt from both providers' shards.
+    stripes = -(-size // (32 * 1104))
+    assert fec["stripes_combined"] + fec["stripes_repaired"] >= stripes * 0.95, fec
+    assert fec["stripes_combined"] > stripes // 2, fec
+    for node in (one, two):
+        assert result.providers[str(node.peer_id)] > size // 4, result.providers
+    assert result.bytes_fetched == sum(result.providers.values())
+
+
+@pytest.mark.parametrize("combine", [False, True], ids=["one-provider", "combined"])
+async def test_forged_shards_are_dropped(
+    make_node: NodeFactory, tmp_path: Path, combine: bool
+) -> None:
+    """A provider that sends forged SHARD datagrams (wrong index, size, shape, tag, transfer,
+    a stripe beyond the blob, and, when stripes are shared, a shard of the other provider's
+    share) ahead of its real ones: every forgery is dropped, so no group fails verification
+    and the fetch is exact."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    expected = write_random(src, 6 * GROUP + 777)
+    forger, honest, fetcher = await make_node(), await make_node(), await make_node()
+    forger._core._set_provider_faults(16)
+    providers = [forger, honest] if combine else [forger]
+    tickets = [n.ticket(await n.add_path(src)) for n in providers]
+    result = await fetcher.fetch(tickets, dest, mode="fec")
+    assert b3_file(dest) == expected
+    assert result.failed_groups == 0 and not result.dropped
+    fec = result.fec
+    assert fec is not None
+    if combine:
+        assert fec["stripes_combined"] > 0, fec
+    assert result.providers[str(forger.peer_id)] > 0
 
 
 async def test_unreachable_provider_is_reported_and_skipped(
@@ -172,11 +241,17 @@ async def test_bad_fec_options_are_clear_errors(
 
 
 def _fec_get(
-    shard_len: int = 1200, k: int = 32, min_m: int = 1, max_m: int = 8, target: int = 1000
+    shard_len: int = 1200,
+    k: int = 32,
+    min_m: int = 1,
+    max_m: int = 8,
+    target: int = 1000,
+    share: tuple[int, int, int, int] | None = None,
 ) -> bytes:
     head = (7).to_bytes(4, "big") + shard_len.to_bytes(2, "big") + bytes([k, min_m, max_m])
+    share_bytes = bytes(share if share is not None else (0, k, 0, 1))
     get = bytes(32) + b"\x12\x00\x01" + (0).to_bytes(8, "big") + (1).to_bytes(8, "big")
-    return head + target.to_bytes(4, "big") + (0).to_bytes(4, "big") + get
+    return head + target.to_bytes(4, "big") + (0).to_bytes(4, "big") + share_bytes + get
 
 
 async def test_malformed_fec_requests_get_clear_refusals(make_node: NodeFactory) -> None:
@@ -193,6 +268,11 @@ async def test_malformed_fec_requests_get_clear_refusals(make_node: NodeFactory)
         (frame(0x13, _fec_get(min_m=9, max_m=8)), "not a valid range"),
         (frame(0x13, _fec_get(k=250, max_m=10)), "invalid"),
         (frame(0x13, _fec_get(target=0)), "target 0 ppm"),
+        (frame(0x13, _fec_get(share=(0, 0, 0, 1))), "not a run inside"),
+        (frame(0x13, _fec_get(share=(30, 3, 0, 1))), "not a run inside"),
+        (frame(0x13, _fec_get(share=(0, 32, 2, 2))), "not a share"),
+        (frame(0x13, _fec_get(share=(0, 32, 0, 0))), "not a share"),
+        (frame(0x13, _fec_get(share=(0, 32, 5, 3))), "not a share"),
         (frame(0x13, _fec_get()[:-3]), "truncated get"),
         (frame(0x13, _fec_get()), "does not have"),
     ]

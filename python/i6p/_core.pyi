@@ -138,6 +138,7 @@ class Node:
         mode: str = "plain",
         fec_shape: tuple[int, int, int] = ...,
         shard_size: int | None = None,
+        fec_combine: bool = True,
     ) -> tuple[
         Awaitable[
             tuple[
@@ -149,7 +150,7 @@ class Node:
                 int,
                 str,
                 list[tuple[str, int, str | None]],
-                tuple[int, int, int, float] | None,
+                tuple[int, int, int, int, float] | None,
             ]
         ],
         FetchProgress,

@@ -198,6 +198,7 @@ class Node:
         mode: Literal["plain", "fec"] = "plain",
         fec_shape: tuple[int, int, int] = (32, 1, 8),
         shard_size: int | None = None,
+        fec_combine: bool = True,
     ) -> FetchResult:
         """Fetches the ticket's blob into ``dest``, verified and resumable.
 
@@ -229,6 +230,11 @@ class Node:
         ``fec_shape=(k, min_m, max_m)``: m follows the loss the receiver reports, within
         those bounds. ``shard_size`` defaults to what the path's datagrams carry. Every
         rebuilt group is verified against the root before it is written, as in plain mode.
+        With several tickets, each provider sends its share of every stripe (a run of data
+        shards and its own parity) and any k shards from any of them rebuild it;
+        ``fec_combine=False`` has each provider serve whole batches of its own instead. A
+        combined group that fails verification cannot be pinned on one provider: the fetch
+        then stops combining, and the culprit is named by the batches that follow.
         """
         singles = [ticket] if isinstance(ticket, (str, Ticket)) else list(ticket)
         tickets = [Ticket.parse(t) if isinstance(t, str) else t for t in singles]
@@ -245,6 +251,7 @@ class Node:
             mode=mode,
             fec_shape=fec_shape,
             shard_size=shard_size,
+            fec_combine=fec_combine,
         )
         if progress is None:
             raw = await awaitable
@@ -276,7 +283,8 @@ class Node:
                 "shards_received": fec[0],
                 "shards_lost": fec[1],
                 "stripes_repaired": fec[2],
-                "loss": fec[3],
+                "stripes_combined": fec[3],
+                "loss": fec[4],
             },
         )
 

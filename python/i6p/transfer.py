@@ -52,7 +52,8 @@ class FetchResult:
     #: mid-transfer, or serving data that failed verification.
     dropped: dict[str, str] = field(default_factory=dict)
     #: FEC mode only: ``shards_received``, ``shards_lost``, ``stripes_repaired`` (asked for
-    #: again over the stream) and ``loss`` (the final shard loss estimate).
+    #: again over the stream), ``stripes_combined`` (rebuilt from the shards of several
+    #: providers) and ``loss`` (the final shard loss estimate).
     fec: dict[str, float] | None = None
 
     def as_dict(self) -> dict[str, object]:

@@ -541,6 +541,42 @@ mod tests {
     }
 
     #[test]
+    fn parity_shard_j_is_the_same_for_every_m() {
+        // FEC mode relies on this: providers coding one stripe with different parity counts
+        // send interchangeable parity shards, and a receiver rebuilds with the largest shape.
+        let data: Vec<u8> = (0..10 * 1200).map(|i| (i * 7 + 3) as u8).collect();
+        let mut wide = Stripe::new();
+        Coder::new(ErasureParams::new(10, 40).unwrap())
+            .unwrap()
+            .encode(&data, &mut wide)
+            .unwrap();
+        for m in [1, 2, 5, 17, 39] {
+            let mut narrow = Stripe::new();
+            Coder::new(ErasureParams::new(10, m).unwrap())
+                .unwrap()
+                .encode(&data, &mut narrow)
+                .unwrap();
+            for j in 0..10 + m {
+                assert_eq!(narrow.shard(j), wide.shard(j), "m = {m}, shard {j}");
+            }
+        }
+        // Data shards 0..4, parity numbers 0..4 (as a narrower coding makes them), 20 and 35:
+        // a 10+40 coder rebuilds the data from this mix.
+        let mut mixed = Stripe::new();
+        mixed
+            .reset(ErasureParams::new(10, 40).unwrap(), 1200)
+            .unwrap();
+        for index in [0, 1, 2, 3, 10, 11, 12, 13, 30, 45] {
+            mixed.insert(index, wide.shard(index).unwrap()).unwrap();
+        }
+        let coder = Coder::new(ErasureParams::new(10, 40).unwrap()).unwrap();
+        assert_eq!(
+            coder.reconstruct(&mut mixed, data.len() as u64).unwrap(),
+            &data[..]
+        );
+    }
+
+    #[test]
     fn params_are_checked() {
         assert!(ErasureParams::new(1, 1).is_ok());
         assert!(ErasureParams::new(255, 1).is_ok());

@@ -1,8 +1,8 @@
 //! Forward error correction over datagrams: how a blob is cut into stripes of k data + m
 //! parity shards, and the SHARD datagram that carries one shard.
 //!
-//! This is the wire layer of FEC mode (issue 6); the sender and receiver that use it are not
-//! built yet. A blob of `size` bytes is cut into stripes of `k × shard_len` bytes (the last one
+//! This is the wire layer of FEC mode; `fec_serve` and `fec_fetch` in the net crate send and
+//! receive it. A blob of `size` bytes is cut into stripes of `k × shard_len` bytes (the last one
 //! shorter, zero-padded to whole shards); each stripe is coded into `k + m` shards of
 //! `shard_len` bytes, any k of which rebuild it. A shard travels alone in one QUIC datagram,
 //! so `shard_len` plus the header must fit the path's datagram size.
@@ -332,11 +332,121 @@ pub const MAX_STRIPE_BYTES: usize = (1 << 20) - 16;
 /// At most this many stripes in one REPAIR.
 pub const MAX_REPAIR: usize = 1024;
 
-/// FEC GET: a [`GetRequest`] plus how to code it.
+/// Which shards of each stripe a provider sends: its share when several providers send the
+/// same stripes, so that any k shards from any of them rebuild a stripe.
+///
+/// ```text
+/// share = data_first:u8  data_count:u8  parity_first:u8  parity_step:u8
+/// ```
+///
+/// The provider codes each stripe with the m parity shards its redundancy picks for the whole
+/// stripe, as it would alone, and sends data shards `data_first .. data_first + data_count`
+/// and the parity shards numbered j < m with `j ≡ parity_first (mod parity_step)` (shard
+/// index k + j). Shares with one step and different firsts never overlap, and together they
+/// send the whole coded stripe; as parity shard j is the same whatever m a stripe is coded
+/// with, shards of providers that picked different m still combine. A shard's header carries
+/// the k and m its sender coded with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// First data shard sent.
+    pub data_first: u8,
+    /// Data shards sent (at least one).
+    pub data_count: u8,
+    /// First parity number sent.
+    pub parity_first: u8,
+    /// Distance between the parity numbers sent (at least one, above `parity_first`).
+    pub parity_step: u8,
+}
+
+/// Bytes of an encoded [`Share`].
+pub const SHARE_LEN: usize = 4;
+
+impl Share {
+    /// Every shard of stripes of `data` data shards: one provider alone.
+    pub fn whole(data: usize) -> Self {
+        Self {
+            data_first: 0,
+            data_count: data as u8,
+            parity_first: 0,
+            parity_step: 1,
+        }
+    }
+
+    /// Share `part` of `parts` of stripes of `data` data shards: a near-equal run of data
+    /// shards each, parity numbers interleaved. `None` unless `0 < parts ≤ data` and
+    /// `part < parts`.
+    pub fn split(data: usize, part: usize, parts: usize) -> Option<Self> {
+        if parts == 0 || parts > data {
+            return None;
+        }
+        let (base, extra) = (data / parts, data % parts);
+        let counts: Vec<usize> = (0..parts).map(|p| base + usize::from(p < extra)).collect();
+        Self::split_by(&counts, part)
+    }
+
+    /// Share `part` when part p gets `counts[p]` consecutive data shards (each at least one,
+    /// k = their sum), parity numbers interleaved.
+    pub fn split_by(counts: &[usize], part: usize) -> Option<Self> {
+        let data: usize = counts.iter().sum();
+        let count = *counts.get(part)?;
+        if counts.contains(&0) || data > 255 {
+            return None;
+        }
+        Some(Self {
+            data_first: counts[..part].iter().sum::<usize>() as u8,
+            data_count: count as u8,
+            parity_first: part as u8,
+            parity_step: counts.len() as u8,
+        })
+    }
+
+    /// The parity shards this share sends of a stripe coded with `m` parity shards.
+    pub fn parity_sent(&self, m: usize) -> usize {
+        let first = usize::from(self.parity_first);
+        match m.checked_sub(first + 1) {
+            Some(above) => above / usize::from(self.parity_step).max(1) + 1,
+            None => 0,
+        }
+    }
+
+    /// The shard indices this share sends of a stripe of `data` data and `m` parity shards.
+    pub fn indices(&self, data: usize, m: usize) -> impl Iterator<Item = usize> {
+        let first = usize::from(self.data_first);
+        let (pfirst, step) = (
+            usize::from(self.parity_first),
+            usize::from(self.parity_step).max(1),
+        );
+        (first..first + usize::from(self.data_count))
+            .chain((0..self.parity_sent(m)).map(move |t| data + pfirst + step * t))
+    }
+
+    /// Whether shard `index` of a stripe of `data` data shards belongs to this share.
+    pub fn holds(&self, data: usize, index: usize) -> bool {
+        let first = usize::from(self.data_first);
+        if index < data {
+            return (first..first + usize::from(self.data_count)).contains(&index);
+        }
+        let j = index - data;
+        let step = usize::from(self.parity_step).max(1);
+        j >= usize::from(self.parity_first)
+            && (j - usize::from(self.parity_first)).is_multiple_of(step)
+    }
+
+    fn encode(&self) -> [u8; SHARE_LEN] {
+        [
+            self.data_first,
+            self.data_count,
+            self.parity_first,
+            self.parity_step,
+        ]
+    }
+}
+
+/// FEC GET: a [`GetRequest`] plus how to code it and which shards to send.
 ///
 /// ```text
 /// fec_get = transfer:u32  shard_len:u16  k:u8  min_m:u8  max_m:u8  target_ppm:u32
-///           loss_ppm:u32  get
+///           loss_ppm:u32  share  get
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FecRequest {
@@ -355,6 +465,8 @@ pub struct FecRequest {
     /// The shard loss the requester has seen so far in this fetch, in millionths: where the
     /// provider's estimate starts.
     pub loss_ppm: u32,
+    /// The shards of each stripe to send.
+    pub share: Share,
     /// Which groups.
     pub get: GetRequest,
 }
@@ -370,6 +482,7 @@ impl FecRequest {
         out.push(self.max_parity as u8);
         out.extend_from_slice(&self.target_ppm.to_be_bytes());
         out.extend_from_slice(&self.loss_ppm.to_be_bytes());
+        out.extend_from_slice(&self.share.encode());
         out.extend_from_slice(&self.get.encode());
         out
     }
@@ -384,6 +497,12 @@ impl FecRequest {
         let max_parity = usize::from(r.u8()?);
         let target_ppm = r.u32()?;
         let loss_ppm = r.u32()?;
+        let share = Share {
+            data_first: r.u8()?,
+            data_count: r.u8()?,
+            parity_first: r.u8()?,
+            parity_step: r.u8()?,
+        };
         let get = GetRequest::decode(r.rest())?;
         let request = Self {
             transfer,
@@ -393,6 +512,7 @@ impl FecRequest {
             max_parity,
             target_ppm,
             loss_ppm,
+            share,
             get,
         };
         request.check()?;
@@ -426,7 +546,29 @@ impl FecRequest {
         if self.loss_ppm > 1_000_000 {
             return Err(bad(format!("loss {} ppm is above 1000000", self.loss_ppm)));
         }
-        self.redundancy().map(|_| ())
+        // The stripe's shape range on its own, then the share inside it.
+        Redundancy::new(
+            self.data,
+            self.min_parity,
+            self.max_parity,
+            f64::from(self.target_ppm) / 1e6,
+        )?;
+        let share = self.share;
+        let (first, count) = (usize::from(share.data_first), usize::from(share.data_count));
+        if count == 0 || first + count > self.data {
+            return Err(bad(format!(
+                "data shards {first}..{} are not a run inside 0..{}",
+                first + count,
+                self.data
+            )));
+        }
+        if share.parity_step == 0 || share.parity_first >= share.parity_step {
+            return Err(bad(format!(
+                "parity numbers from {} every {} are not a share",
+                share.parity_first, share.parity_step
+            )));
+        }
+        Ok(())
     }
 
     /// The redundancy this request allows, starting from the loss the requester has seen.
@@ -626,6 +768,7 @@ mod tests {
             max_parity: 16,
             target_ppm: 1000,
             loss_ppm: 30_000,
+            share: Share::whole(32),
             get: GetRequest {
                 hash: [5; 32],
                 group_log: 18,
@@ -647,6 +790,26 @@ mod tests {
         assert!(bad(&|r| r.target_ppm = 1_000_000));
         assert!(bad(&|r| r.loss_ppm = 1_000_001));
         assert!((request.redundancy().unwrap().loss() - 0.03).abs() < 1e-9);
+        // Shares: a run of data shards inside k, a parity first below its step, and parity
+        // numbers that fit a stripe.
+        let split = FecRequest {
+            share: Share::split(32, 1, 3).unwrap(),
+            ..request.clone()
+        };
+        assert_eq!(FecRequest::decode(&split.encode()).unwrap(), split);
+        let share = |r: &mut FecRequest, s: [u8; 4]| {
+            r.share = Share {
+                data_first: s[0],
+                data_count: s[1],
+                parity_first: s[2],
+                parity_step: s[3],
+            }
+        };
+        assert!(bad(&|r| share(r, [0, 0, 0, 1])));
+        assert!(bad(&|r| share(r, [30, 3, 0, 1])));
+        assert!(bad(&|r| share(r, [0, 32, 0, 0])));
+        assert!(bad(&|r| share(r, [0, 32, 2, 2])));
+        assert!(bad(&|r| share(r, [0, 32, 5, 3])));
         assert!(bad(&|r| {
             r.shard_len = 60_000;
             r.data = 20;
@@ -668,6 +831,50 @@ mod tests {
         frame.extend_from_slice(b"abc");
         assert_eq!(decode_stripe(&frame).unwrap(), (7, &b"abc"[..]));
         assert!(decode_stripe(&frame[..7]).is_err());
+    }
+
+    #[test]
+    fn shares_split_every_shard_once() {
+        for (k, parts) in [(32, 1), (32, 2), (32, 3), (10, 4), (5, 5)] {
+            let shares: Vec<Share> = (0..parts)
+                .map(|p| Share::split(k, p, parts).unwrap())
+                .collect();
+            for index in 0..k + 20 {
+                let holders = shares.iter().filter(|s| s.holds(k, index)).count();
+                assert_eq!(holders, 1, "{k}/{parts}: shard {index}");
+            }
+            // Together the shares send every shard of a stripe coded with m parity, once.
+            for m in 1..=20 {
+                let mut sent: Vec<usize> = shares.iter().flat_map(|s| s.indices(k, m)).collect();
+                sent.sort_unstable();
+                assert_eq!(sent, (0..k + m).collect::<Vec<_>>(), "{k}/{parts}, m = {m}");
+                for s in &shares {
+                    assert!(s.indices(k, m).all(|i| s.holds(k, i)));
+                    assert_eq!(
+                        s.indices(k, m).count(),
+                        usize::from(s.data_count) + s.parity_sent(m)
+                    );
+                }
+            }
+        }
+        assert_eq!(Share::split(32, 0, 1), Some(Share::whole(32)));
+        let uneven: Vec<Share> = (0..3)
+            .map(|p| Share::split_by(&[20, 3, 9], p).unwrap())
+            .collect();
+        let mut sent: Vec<usize> = uneven.iter().flat_map(|s| s.indices(32, 7)).collect();
+        sent.sort_unstable();
+        assert_eq!(sent, (0..39).collect::<Vec<_>>());
+        assert!(Share::split_by(&[20, 0, 12], 0).is_none());
+        assert!(Share::split_by(&[20, 12], 2).is_none());
+        assert!(Share::split(4, 0, 5).is_none());
+        assert!(Share::split(4, 2, 2).is_none());
+        assert!(Share::split(4, 0, 0).is_none());
+        let s = Share::split(32, 1, 3).unwrap();
+        assert_eq!(s.parity_sent(1), 0, "parity 0 only: not its number");
+        assert_eq!(
+            (s.parity_sent(2), s.parity_sent(4), s.parity_sent(5)),
+            (1, 1, 2)
+        );
     }
 
     #[test]

@@ -235,6 +235,10 @@ impl Faults {
     pub const WRONG_SIZE: u8 = 4;
     /// Flip a bit in every group's data.
     pub const FLIPPED_DATA: u8 = 8;
+    /// FEC mode: send forged SHARD datagrams of garbage ahead of each stripe's real ones (a
+    /// wrong index, size, shape, tag, transfer number, a stripe beyond the blob, and a shard
+    /// from another provider's share), which a requester must drop.
+    pub const FORGED_SHARDS: u8 = 16;
 }
 
 impl BlobStore {

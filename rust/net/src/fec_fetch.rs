@@ -1,27 +1,33 @@
 //! The requester side of FEC mode: groups arrive as erasure-coded shards in QUIC datagrams.
 //!
 //! A FEC worker takes a batch of groups from the fetch's queue (as a plain worker does) and
-//! sends one FEC GET for it on a stream of its own. Shards come in through the session's
-//! [`Router`], which hands each datagram to the request its transfer number names. A stripe is
-//! rebuilt as soon as any k of its shards are in; its bytes go into the groups it covers, and
-//! a group whose stripes and proof are all in goes to the disk stage, which verifies it against
-//! the root before writing, as in plain mode.
+//! sends a FEC GET for it on a stream of its own, to one provider, or with several providers
+//! to each of them at once, every one for its [`Share`] of each stripe's shards (a run of
+//! data shards and interleaved parity numbers), so that any k shards from any of them rebuild
+//! a stripe. Shards come in through each session's [`Router`], which hands each datagram to
+//! the request its transfer number names. A stripe is rebuilt as soon as any k of its shards
+//! are in; its bytes go into the groups it covers, and a group whose stripes and proof are all
+//! in goes to the disk stage, which verifies it against the root before writing, as in plain
+//! mode. A group made of several providers' shards that fails verification cannot be pinned
+//! on one of them: the fetch stops combining, and its later batches each come from one
+//! provider, which names the culprit.
 //!
-//! A stripe is given up on once shards of stripes [`LAG`] further on have arrived, or once
-//! the provider has said END and no shard came for a short quiet time; its stripes are asked
-//! for again with a REPAIR, and come back whole over the stream. What was received and lost
-//! goes back to the provider in LOSS reports, from which it picks the parity of what it sends
-//! next.
+//! A stripe is given up on once every provider still sending has sent shards of stripes
+//! [`LAG`] further on (or has said END, or gone quiet, and no shard came for a short time);
+//! its stripes are asked for again with a REPAIR to one of the providers, and come back whole
+//! over the stream. What each provider's shards did goes back to it in LOSS reports, from
+//! which it picks the parity of what it sends next. A provider whose stream fails mid-batch
+//! is dropped from the fetch; the others answer its repairs.
 
 use crate::control::write_frame_raw;
 use crate::error::{NetError, Result};
 use crate::fec_serve::{stripe_runs, AbortOnDrop};
-use crate::fetch::{read_answer_raw, Shared, Slot};
+use crate::fetch::{read_answer_raw, Shared, Slot, MIXED};
 use crate::session::Session;
 use bytes::Bytes;
 use i6p_core::erasure::{Coder, ErasureParams, Stripe};
 use i6p_core::fec::{
-    decode_shape, decode_stripe, encode_repair, FecLayout, FecRequest, LossReport, Shard,
+    decode_shape, decode_stripe, encode_repair, FecLayout, FecRequest, LossReport, Shard, Share,
     FRAME_FEC_END, FRAME_FEC_GET, FRAME_FEC_SHAPE, FRAME_LOSS, FRAME_PROOF, FRAME_REPAIR,
     FRAME_STRIPE, MAX_REPAIR, MAX_SHARD_LEN, MAX_STRIPE_BYTES, MIN_SHARD_LEN, SHARD_TAG,
 };
@@ -41,12 +47,15 @@ pub struct FecOptions {
     pub shard_len: Option<usize>,
     /// Data shards per stripe (k).
     pub data: usize,
-    /// Parity shards per stripe, at least ...
+    /// Parity shards per stripe (per provider when several share a stripe), at least ...
     pub min_parity: usize,
     /// ... and at most.
     pub max_parity: usize,
     /// Probability of losing a stripe (more than m of its shards) to aim for.
     pub target: f64,
+    /// With several providers, have each send a share of every stripe's shards (any k of
+    /// them rebuild it) rather than each serving whole batches of its own.
+    pub combine: bool,
 }
 
 impl Default for FecOptions {
@@ -57,6 +66,7 @@ impl Default for FecOptions {
             min_parity: 1,
             max_parity: 8,
             target: 1e-3,
+            combine: true,
         }
     }
 }
@@ -64,36 +74,57 @@ impl Default for FecOptions {
 impl FecOptions {
     /// Checks the options (the shard size against the path later, when it is known).
     pub fn validate(&self) -> Result<()> {
-        let probe = FecRequest {
-            transfer: 0,
+        self.request(0, Share::whole(self.data), 0, vec![(0, 1)])
+            .check()
+            .map_err(|e| NetError::Config(format!("FEC options: {e}")))
+    }
+
+    fn request(
+        &self,
+        transfer: u32,
+        share: Share,
+        loss_ppm: u32,
+        ranges: Vec<(u64, u64)>,
+    ) -> FecRequest {
+        FecRequest {
+            transfer,
             shard_len: self.shard_len.unwrap_or(MIN_SHARD_LEN),
             data: self.data,
             min_parity: self.min_parity,
             max_parity: self.max_parity,
             target_ppm: (self.target * 1e6).round() as u32,
-            loss_ppm: 0,
+            loss_ppm,
+            share,
             get: GetRequest {
                 hash: [0; 32],
                 group_log: 18,
-                ranges: vec![(0, 1)],
+                ranges,
             },
-        };
-        probe
-            .check()
-            .map_err(|e| NetError::Config(format!("FEC options: {e}")))
+        }
     }
 }
 
+/// Providers that can share one stripe at most (each needs a data shard of its own).
+pub(crate) const MAX_MEMBERS: usize = 8;
 /// Stripes behind the newest one seen after which a stripe still short of k shards is lost.
 const LAG: u64 = 8;
-/// Datagrams queued for one request before further ones are dropped (counted as lost).
+/// Datagrams queued for one batch before further ones are dropped (counted as lost).
 const ROUTE_QUEUE: usize = 16384;
 /// How often LOSS reports are sent and the quiet time after END is checked.
 const TICK: Duration = Duration::from_millis(10);
+/// A provider that sent no shard for this long (and three round trips) while another did is
+/// not waited for before stripes are judged: its shards are counted lost and repaired.
+const MEMBER_QUIET: Duration = Duration::from_millis(200);
+
+/// Shards a provider must have sent in a batch for its delivery rate to count.
+const MIN_RATE_SHARDS: u64 = 64;
+
+/// A datagram and the member of its batch it came from.
+type Tagged = (usize, Bytes);
 
 /// Hands each SHARD datagram of a session to the request it belongs to.
 pub(crate) struct Router {
-    routes: Mutex<HashMap<u32, mpsc::Sender<Bytes>>>,
+    routes: Mutex<HashMap<u32, (mpsc::Sender<Tagged>, usize)>>,
     next: AtomicU32,
 }
 
@@ -121,27 +152,24 @@ impl Router {
                     .ok()
                     .and_then(|r| r.get(&transfer).cloned());
                 // A shard of a finished request, or one its request cannot keep up with: lost.
-                if let Some(route) = route {
-                    let _ = route.try_send(datagram);
+                if let Some((route, member)) = route {
+                    let _ = route.try_send((member, datagram));
                 }
             }
         });
         router
     }
 
-    fn register(self: &Arc<Self>) -> (Route, mpsc::Receiver<Bytes>) {
-        let (tx, rx) = mpsc::channel(ROUTE_QUEUE);
+    /// A transfer number whose datagrams go to `tx`, tagged with `member`.
+    fn register(self: &Arc<Self>, tx: mpsc::Sender<Tagged>, member: usize) -> Route {
         let transfer = self.next.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut routes) = self.routes.lock() {
-            routes.insert(transfer, tx);
+            routes.insert(transfer, (tx, member));
         }
-        (
-            Route {
-                router: self.clone(),
-                transfer,
-            },
-            rx,
-        )
+        Route {
+            router: self.clone(),
+            transfer,
+        }
     }
 }
 
@@ -161,7 +189,7 @@ impl Drop for Route {
 
 /// The largest shard size to ask for: the configured one, or any that fits a datagram (the
 /// provider picks what its path carries). `None` if the peer takes no datagrams.
-fn shard_len(session: &Session, options: &FecOptions) -> Option<usize> {
+pub(crate) fn shard_len(session: &Session, options: &FecOptions) -> Option<usize> {
     session.inner_conn().max_datagram_size()?;
     Some(
         options
@@ -172,7 +200,8 @@ fn shard_len(session: &Session, options: &FecOptions) -> Option<usize> {
     )
 }
 
-/// A FEC worker: batches of groups from the queue, each fetched with one FEC GET.
+/// A FEC worker for one provider: batches of groups from the queue, each fetched with one
+/// FEC GET.
 pub(crate) async fn worker(shared: Arc<Shared>, tx: mpsc::Sender<Slot>) -> Result<()> {
     let Some(options) = shared.options.fec else {
         return crate::fetch::worker(shared, tx).await;
@@ -181,12 +210,7 @@ pub(crate) async fn worker(shared: Arc<Shared>, tx: mpsc::Sender<Slot>) -> Resul
         if shared.gave_up() {
             return Err(shared.integrity_error());
         }
-        let next = shared
-            .queue
-            .lock()
-            .map_err(|_| NetError::Io("fetch queue lock poisoned".into()))?
-            .pop_front();
-        let Some((first, count)) = next else {
+        let Some((first, count)) = shared.next_batch()? else {
             return Ok(());
         };
         let Some(len) = shard_len(&shared.session, &options) else {
@@ -196,21 +220,109 @@ pub(crate) async fn worker(shared: Arc<Shared>, tx: mpsc::Sender<Slot>) -> Resul
             }
             continue;
         };
-        let batch = Batch::new(&shared, options, len, first, count)?;
-        if !batch.run(&tx).await? {
+        let batch = Batch::new(vec![shared.clone()], options, len, first, count, &[])?;
+        if batch.run(&tx).await?.is_none() {
             return Ok(());
         }
     }
 }
 
+/// A FEC worker for several providers at once: each batch goes to all of them still in the
+/// fetch, each sending its share of every stripe. A provider's run of data shards follows
+/// the rate it delivered its shards at in the batches before, so that a slow one does not
+/// hold up every stripe. Ends (leaving the queue to the next round) once combining has been
+/// given up; fails when no provider is left.
+pub(crate) async fn joint_worker(
+    providers: Vec<Arc<Shared>>,
+    tx: mpsc::Sender<Slot>,
+) -> Result<()> {
+    let Some(common) = providers.first().cloned() else {
+        return Ok(());
+    };
+    let Some(options) = common.options.fec else {
+        return Ok(());
+    };
+    // Delivery rates by provider (bytes per second), from the batches so far.
+    let mut rates: HashMap<usize, f64> = HashMap::new();
+    loop {
+        if !common.combining() {
+            return Ok(());
+        }
+        let members: Vec<Arc<Shared>> = providers
+            .iter()
+            .filter(|p| !p.is_dropped() && !p.gave_up())
+            .cloned()
+            .collect();
+        if members.is_empty() {
+            return Err(NetError::Io("no provider left for a FEC batch".into()));
+        }
+        let len = members
+            .iter()
+            .map(|p| shard_len(&p.session, &options))
+            .min()
+            .flatten();
+        let Some(len) = len else {
+            return Ok(());
+        };
+        let Some((first, count)) = common.next_batch()? else {
+            return Ok(());
+        };
+        let known: Vec<f64> = members
+            .iter()
+            .filter_map(|p| rates.get(&p.provider).copied())
+            .collect();
+        let typical = known.iter().sum::<f64>() / known.len().max(1) as f64;
+        let weights: Vec<f64> = members
+            .iter()
+            .map(|p| rates.get(&p.provider).copied().unwrap_or(typical).max(1.0))
+            .collect();
+        let counts = apportion(options.data, &weights);
+        let batch = Batch::new(members, options, len, first, count, &counts)?;
+        let Some(measured) = batch.run(&tx).await? else {
+            return Ok(());
+        };
+        for (provider, rate) in measured {
+            let r = rates.entry(provider).or_insert(rate);
+            *r = (*r + rate) / 2.0;
+        }
+    }
+}
+
+/// Splits `data` shards over parts in proportion to `weights`, each getting at least one
+/// (largest remainders first). Needs `weights.len() <= data`.
+fn apportion(data: usize, weights: &[f64]) -> Vec<usize> {
+    let n = weights.len();
+    let total: f64 = weights.iter().sum();
+    if n == 0 || total <= 0.0 || data < n {
+        return vec![1; n];
+    }
+    let spare = (data - n) as f64;
+    let exact: Vec<f64> = weights.iter().map(|w| spare * w / total).collect();
+    let mut counts: Vec<usize> = exact.iter().map(|e| 1 + e.floor() as usize).collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| {
+        let (ra, rb) = (exact[a] - exact[a].floor(), exact[b] - exact[b].floor());
+        rb.total_cmp(&ra)
+    });
+    let mut left = data.saturating_sub(counts.iter().sum());
+    for &i in order.iter().cycle().take(n * 2) {
+        if left == 0 {
+            break;
+        }
+        counts[i] += 1;
+        left -= 1;
+    }
+    counts
+}
+
 /// Where one stripe of a batch stands.
 enum StripeState {
-    /// Short of k shards: the shards so far (a buffer once the first arrived).
+    /// Short of k shards: the shards so far (a buffer once the first arrived), and how many.
     Pending(Option<Box<Stripe>>, u16),
     /// Rebuilt (or received whole); shards still arriving are counted.
-    Rebuilt(u16, u16),
-    /// Asked for again over the stream.
-    Repairing,
+    Rebuilt,
+    /// Asked for again over the stream, from this member.
+    Repairing(usize),
     /// Counted in a loss report (rebuilt, or repaired).
     Settled,
 }
@@ -223,74 +335,169 @@ struct GroupAsm {
     sent: bool,
 }
 
-/// One FEC GET and everything received for it.
-struct Batch<'s> {
-    shared: &'s Arc<Shared>,
+/// One provider's part in a batch: its request, stream and what its shards did.
+struct Member {
+    shared: Arc<Shared>,
+    share: Share,
+    transfer: u32,
+    _route: Option<Route>,
+    send: Option<quinn::SendStream>,
+    dead: bool,
+    ended: bool,
+    last_shard: Instant,
+    /// The newest stripe a shard of which came from it.
+    newest: Option<u64>,
+    /// One past `newest`: its progress, against which it keeps its window.
+    seen: u64,
+    reported: u64,
+    /// The parity count its last shard said its stripes are coded with.
+    parity: u16,
+    /// Shards received and lost since its last report.
+    received: u64,
+    lost: u64,
+    /// Shards received in all.
+    shards: u64,
+}
+
+impl Member {
+    /// Shards it sends of a stripe coded with `parity` parity shards.
+    fn expected(&self, parity: u16) -> u16 {
+        u16::from(self.share.data_count) + self.share.parity_sent(usize::from(parity)) as u16
+    }
+}
+
+/// Shards one member sent for one stripe: arrived, and expected (0: unknown yet).
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    arrived: u16,
+    expected: u16,
+}
+
+/// What came from a member's stream.
+enum Event {
+    Frame(u8, Vec<u8>),
+    Ended,
+    Failed(NetError),
+}
+
+/// What opening a member's request gave.
+enum Opened {
+    Open(quinn::SendStream, quinn::RecvStream, usize),
+    Refused(String),
+}
+
+/// One batch of groups, fetched with a FEC GET to each member, and everything received.
+struct Batch {
+    common: Arc<Shared>,
     options: FecOptions,
+    members: Vec<Member>,
     layout: FecLayout,
-    params_k: usize,
+    /// The stripe shape shards are assembled in: k data shards and the most parity any
+    /// member may code with.
+    wide: ErasureParams,
+    coder: Option<Coder>,
     first: u64,
     count: u64,
     first_stripe: u64,
     stripes: Vec<StripeState>,
+    /// Per stripe, per member.
+    tallies: Vec<Tally>,
     groups: Vec<GroupAsm>,
-    coders: HashMap<(usize, usize), Coder>,
     /// Stripe buffers for reuse (boxed as in [`StripeState::Pending`], so they move as a
     /// pointer between the two).
     #[allow(clippy::vec_box)]
     spare: Vec<Box<Stripe>>,
-    newest: u64,
     /// Stripes before this one have been judged (rebuilt or asked for again).
     judged: u64,
-    /// One past the newest stripe a shard of which has arrived: the requester's progress,
-    /// against which the provider keeps its window.
-    seen: u64,
-    received: u64,
-    lost: u64,
     left: u64,
     repairs: Vec<u64>,
+    next_repairer: usize,
+    /// Bytes the last `place` put into groups.
+    placed: u64,
     /// Shards received, shards lost and stripes repaired, for the log.
     totals: (u64, u64, u64),
 }
 
-impl<'s> Batch<'s> {
+impl Batch {
     fn new(
-        shared: &'s Arc<Shared>,
+        members: Vec<Arc<Shared>>,
         options: FecOptions,
         shard_len: usize,
         first: u64,
         count: u64,
+        counts: &[usize],
     ) -> Result<Self> {
+        let common = members
+            .first()
+            .cloned()
+            .ok_or_else(|| NetError::Config("a FEC batch needs a provider".into()))?;
+        let parts = members.len();
+        let now = Instant::now();
+        let members = members
+            .into_iter()
+            .enumerate()
+            .map(|(i, shared)| {
+                let share = if counts.len() == parts {
+                    Share::split_by(counts, i)
+                } else {
+                    Share::split(options.data, i, parts)
+                };
+                let share = share.ok_or_else(|| {
+                    NetError::Config(format!(
+                        "{parts} providers cannot share stripes of {} data shards",
+                        options.data
+                    ))
+                })?;
+                Ok(Member {
+                    shared,
+                    share,
+                    transfer: 0,
+                    _route: None,
+                    send: None,
+                    dead: false,
+                    ended: false,
+                    last_shard: now,
+                    newest: None,
+                    seen: 0,
+                    reported: 0,
+                    parity: options.min_parity as u16,
+                    received: 0,
+                    lost: 0,
+                    shards: 0,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let wide = ErasureParams::new(options.data, options.max_parity).map_err(core)?;
         let mut batch = Self {
-            shared,
+            common,
             options,
-            layout: FecLayout::new(shared.size, shard_len, usize::MAX).map_err(core)?,
-            params_k: options.data,
+            members,
+            layout: FecLayout::new(0, shard_len, usize::MAX).map_err(core)?,
+            wide,
+            coder: None,
             first,
             count,
             first_stripe: 0,
             stripes: Vec::new(),
+            tallies: Vec::new(),
             groups: Vec::new(),
-            coders: HashMap::new(),
             spare: Vec::new(),
-            newest: 0,
             judged: 0,
-            seen: 0,
-            received: 0,
-            lost: 0,
             left: count,
             repairs: Vec::new(),
+            next_repairer: 0,
+            placed: 0,
             totals: (0, 0, 0),
         };
         batch.shape(shard_len)?;
         Ok(batch)
     }
 
-    /// Lays the batch out in shards of `shard_len` bytes (the provider's choice).
+    /// Lays the batch out in shards of `shard_len` bytes (the providers' choice).
     fn shape(&mut self, shard_len: usize) -> Result<()> {
         let (size, log, first, count) = (
-            self.shared.size,
-            self.shared.group_log,
+            self.common.size,
+            self.common.group_log,
             self.first,
             self.count,
         );
@@ -299,11 +506,14 @@ impl<'s> Batch<'s> {
         let runs = stripe_runs(size, log, &[(first, count)], stripe_bytes);
         let (first_stripe, last_stripe) = runs.first().copied().unwrap_or((0, 0));
         self.first_stripe = first_stripe;
-        self.newest = first_stripe;
         self.judged = first_stripe;
-        self.seen = first_stripe;
+        for m in &mut self.members {
+            m.seen = first_stripe;
+            m.reported = first_stripe;
+        }
         let n = (last_stripe - first_stripe + 1) as usize;
         self.stripes = (0..n).map(|_| StripeState::Pending(None, 0)).collect();
+        self.tallies = vec![Tally::default(); n * self.members.len()];
         self.groups = (first..first + count)
             .map(|index| {
                 let (start, len) = group_range(size, log, index);
@@ -319,90 +529,153 @@ impl<'s> Batch<'s> {
         Ok(())
     }
 
-    /// Sends the request and assembles its groups; false if the disk stage has stopped.
-    async fn run(mut self, tx: &mpsc::Sender<Slot>) -> Result<bool> {
-        let session = self.shared.session.clone();
-        let router = session.datagram_router();
-        let (route, mut datagrams) = router.register();
-        let request = FecRequest {
-            transfer: route.transfer,
-            shard_len: self.layout.shard_len(),
-            data: self.options.data,
-            min_parity: self.options.min_parity,
-            max_parity: self.options.max_parity,
-            target_ppm: (self.options.target * 1e6).round() as u32,
-            loss_ppm: self.shared.fec_loss_ppm(),
-            get: GetRequest {
-                hash: self.shared.hash,
-                group_log: self.shared.group_log,
-                ranges: vec![(self.first, self.count)],
-            },
-        };
-        let (mut send, mut recv) = session.open_kind(Some(STREAM_KIND_BLOBS)).await?;
-        write_frame_raw(&mut send, FRAME_FEC_GET, &request.encode()).await?;
-        if let Some(detail) = read_answer_raw(&session, &mut recv, self.shared.size).await? {
-            self.shared.fail(self.first, detail);
-            let _ = recv.stop(quinn::VarInt::from_u32(0));
-            return Ok(true);
+    /// Whether this batch combines several providers' shards.
+    fn joint(&self) -> bool {
+        self.members.len() > 1
+    }
+
+    /// Opens every member's request at once; the streams to read, by member. `None`: the
+    /// batch cannot go on as laid out (every member refused, or they chose different shard
+    /// sizes) and its groups were put back or left for the next round.
+    async fn open(
+        &mut self,
+        datagrams: &mpsc::Sender<Tagged>,
+    ) -> Result<Option<Vec<(usize, quinn::RecvStream)>>> {
+        let mut opening = tokio::task::JoinSet::new();
+        for (i, member) in self.members.iter_mut().enumerate() {
+            let session = member.shared.session.clone();
+            let route = session.datagram_router().register(datagrams.clone(), i);
+            member.transfer = route.transfer;
+            member._route = Some(route);
+            let mut request = self.options.request(
+                member.transfer,
+                member.share,
+                self.common.fec_loss_ppm(),
+                vec![(self.first, self.count)],
+            );
+            request.shard_len = self.layout.shard_len();
+            request.get.hash = self.common.hash;
+            request.get.group_log = self.common.group_log;
+            let size = self.common.size;
+            opening.spawn(async move { (i, open_request(session, request, size).await) });
         }
-        // The provider picks the shard size: at most ours, and what its datagrams carry.
-        let shape = crate::fetch::no_stall(async {
-            crate::control::read_frame(&mut recv)
-                .await?
-                .ok_or_else(|| NetError::Stream("provider ended a FEC request at once".into()))
-        })
-        .await?;
-        let shard_len = match shape.kind {
-            FRAME_FEC_SHAPE => decode_shape(&shape.payload).map_err(core)?,
-            other => {
-                return Err(NetError::Protocol(format!(
-                    "expected FEC SHAPE, got frame {other:#04x}"
-                )))
+        let mut chosen: Option<usize> = None;
+        let mut agreed = true;
+        let mut streams = Vec::new();
+        let mut last_error = None;
+        while let Some(joined) = opening.join_next().await {
+            let (i, result) =
+                joined.map_err(|e| NetError::Io(format!("FEC request task failed: {e}")))?;
+            match result {
+                Ok(Opened::Open(send, recv, len)) => {
+                    agreed &= chosen.is_none_or(|c| c == len);
+                    chosen = Some(chosen.map_or(len, |c| c.min(len)));
+                    if let Some(m) = self.members.get_mut(i) {
+                        m.send = Some(send);
+                    }
+                    streams.push((i, recv));
+                }
+                Ok(Opened::Refused(detail)) => {
+                    if let Some(m) = self.members.get_mut(i) {
+                        m.shared.fail(self.first, detail);
+                        m.dead = true;
+                    }
+                }
+                Err(e) if !self.joint() => return Err(e),
+                Err(e) => {
+                    if let Some(m) = self.members.get_mut(i) {
+                        m.dead = true;
+                        m.shared.drop_with(e.clone());
+                    }
+                    last_error = Some(e);
+                }
             }
+        }
+        let Some(shard_len) = chosen else {
+            // Nobody is serving this batch: refusals are counted and the next round asks
+            // again; with every member gone, the batch fails.
+            return match last_error {
+                Some(e) if self.members.iter().all(|m| m.shared.is_dropped()) => Err(e),
+                _ => Ok(None),
+            };
         };
-        if shard_len > request.shard_len {
-            return Err(NetError::Protocol(format!(
-                "provider chose {shard_len}-byte shards, above the {} asked for",
-                request.shard_len
-            )));
+        if !agreed {
+            // Shards of different sizes cannot be combined: from now on each provider
+            // serves batches of its own, starting with this one.
+            tracing::debug!("providers chose different shard sizes: not combining");
+            self.common.stop_combining();
+            self.common.put_back(self.first, self.count);
+            return Ok(None);
         }
         if shard_len != self.layout.shard_len() {
             self.shape(shard_len)?;
         }
+        Ok(Some(streams))
+    }
 
-        // Stream frames are read by a task of their own: reading is not cancel-safe.
+    /// Fetches the batch's groups; the rate each provider delivered shards at (bytes per
+    /// second, by its place in the fetch), or `None` if the disk stage has stopped.
+    async fn run(mut self, tx: &mpsc::Sender<Slot>) -> Result<Option<Vec<(usize, f64)>>> {
+        let (datagrams_tx, mut datagrams) = mpsc::channel(ROUTE_QUEUE);
+        let Some(streams) = self.open(&datagrams_tx).await? else {
+            return Ok(Some(Vec::new()));
+        };
+        drop(datagrams_tx);
+        // Stream frames are read by tasks of their own: reading is not cancel-safe.
         let (frames_tx, mut frames) = mpsc::channel(64);
-        let reader = tokio::spawn(read_frames(recv, frames_tx));
-        let _reader = AbortOnDrop(reader);
-        let mut ended = false;
-        let mut reported = self.first_stripe;
-        let mut last_shard = Instant::now();
-        let mut last_activity = Instant::now();
+        let mut readers = Vec::new();
+        for (i, recv) in streams {
+            readers.push(AbortOnDrop(tokio::spawn(read_frames(
+                i,
+                recv,
+                frames_tx.clone(),
+            ))));
+        }
+        drop(frames_tx);
+        let now = Instant::now();
+        for m in &mut self.members {
+            m.last_shard = now;
+        }
+        let mut last_activity = now;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while self.left > 0 {
             tokio::select! {
                 datagram = datagrams.recv() => {
-                    let Some(datagram) = datagram else { break };
-                    last_shard = Instant::now();
-                    last_activity = last_shard;
-                    if !self.on_shard(&datagram, route.transfer, tx).await? {
-                        return Ok(false);
+                    let Some((member, datagram)) = datagram else { break };
+                    last_activity = Instant::now();
+                    if self.members.get(member).is_none_or(|m| m.dead) {
+                        continue;
+                    }
+                    if !self.on_shard(member, &datagram, tx).await? {
+                        return Ok(None);
                     }
                 }
-                frame = frames.recv() => {
+                event = frames.recv() => {
                     last_activity = Instant::now();
-                    match frame {
-                        Some(Ok((kind, payload))) => {
-                            if kind == FRAME_FEC_END {
-                                ended = true;
-                            } else if !self.on_frame(kind, &payload, tx).await? {
-                                return Ok(false);
+                    let Some((member, event)) = event else {
+                        return Err(NetError::Stream(
+                            "every provider ended a FEC request before every group".into()));
+                    };
+                    if self.members.get(member).is_none_or(|m| m.dead) {
+                        continue;
+                    }
+                    match event {
+                        Event::Frame(FRAME_FEC_END, _) => {
+                            if let Some(m) = self.members.get_mut(member) {
+                                m.ended = true;
                             }
                         }
-                        Some(Err(e)) => return Err(e),
-                        None => return Err(NetError::Stream(
-                            "provider ended a FEC request before every group".into())),
+                        Event::Frame(kind, payload) => {
+                            match self.on_frame(member, kind, &payload, tx).await {
+                                Ok(true) => {}
+                                Ok(false) => return Ok(None),
+                                Err(e) => self.kill(member, e)?,
+                            }
+                        }
+                        Event::Ended => self.kill(member, NetError::Stream(
+                            "provider ended a FEC request before every group".into()))?,
+                        Event::Failed(e) => self.kill(member, e)?,
                     }
                 }
                 _ = tick.tick() => {
@@ -410,62 +683,199 @@ impl<'s> Batch<'s> {
                         return Err(NetError::Stream(format!(
                             "provider sent nothing for {:?}", crate::fetch::STALL_TIMEOUT)));
                     }
-                    let quiet = session.inner_conn().rtt() / 4 + Duration::from_millis(10);
-                    if ended && last_shard.elapsed() > quiet {
-                        self.judge(u64::MAX);
+                    // Dropped by the fetch meanwhile (it stopped sending while others did).
+                    for i in 0..self.members.len() {
+                        let m = &self.members[i];
+                        if !m.dead && m.shared.is_dropped() {
+                            self.kill(i, NetError::Stream("dropped from the fetch".into()))?;
+                        }
                     }
-                    if self.received + self.lost > 0 || self.seen > reported {
-                        reported = self.seen;
-                        let report = LossReport {
-                            transfer: route.transfer,
-                            received: self.received,
-                            lost: self.lost,
-                            through: self.seen,
-                        };
-                        write_frame_raw(&mut send, FRAME_LOSS, &report.encode()).await?;
-                        self.shared.fec_report(&report);
-                        self.totals.0 += self.received;
-                        self.totals.1 += self.lost;
-                        (self.received, self.lost) = (0, 0);
-                    }
+                    let horizon = self.horizon();
+                    self.judge(horizon);
+                    self.report().await?;
                 }
             }
-            while !self.repairs.is_empty() {
-                let n = self.repairs.len().min(MAX_REPAIR);
-                let list: Vec<u64> = self.repairs.drain(..n).collect();
-                self.totals.2 += list.len() as u64;
-                self.shared.fec_repaired(list.len() as u64);
-                write_frame_raw(&mut send, FRAME_REPAIR, &encode_repair(&list)).await?;
-            }
+            self.send_repairs().await?;
         }
         // Every group is in, so every stripe was rebuilt or repaired: what the stripes not
         // judged yet received and lost counts too (it goes to no provider any more).
         self.judge(u64::MAX);
         self.repairs.clear();
-        self.shared.fec_report(&LossReport {
-            transfer: route.transfer,
-            received: self.received,
-            lost: self.lost,
-            through: self.seen,
-        });
-        self.totals.0 += self.received;
-        self.totals.1 += self.lost;
+        for m in &mut self.members {
+            let report = LossReport {
+                transfer: m.transfer,
+                received: m.received,
+                lost: m.lost,
+                through: m.seen,
+            };
+            if !m.dead {
+                self.common.fec_report(&report);
+            }
+            self.totals.0 += m.received;
+            self.totals.1 += m.lost;
+            (m.received, m.lost) = (0, 0);
+        }
         tracing::debug!(
             first = self.first,
             count = self.count,
+            providers = self.members.len(),
             stripes = self.stripes.len(),
             received = self.totals.0,
             lost = self.totals.1,
             repairs = self.totals.2,
-            "FEC request done"
+            "FEC batch done"
         );
-        // Every group is in: say so, and read the provider's end of the stream.
-        let _ = send.finish();
+        // Every group is in: say so, and read the providers' ends of their streams.
+        for m in &mut self.members {
+            if let Some(mut send) = m.send.take() {
+                let _ = send.finish();
+            }
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             while frames.recv().await.is_some() {}
         })
         .await;
-        Ok(true)
+        drop(readers);
+        let shard_len = self.layout.shard_len() as f64;
+        Ok(Some(
+            self.members
+                .iter()
+                .filter(|m| !m.dead && m.shards >= MIN_RATE_SHARDS)
+                .map(|m| {
+                    let took = m.last_shard.duration_since(now).as_secs_f64().max(1e-3);
+                    (m.shared.provider, m.shards as f64 * shard_len / took)
+                })
+                .collect(),
+        ))
+    }
+
+    /// Takes member `i` out of the batch after `e`. Alone, its error is the batch's; with
+    /// others left, it is dropped from the fetch and its repairs go to the others.
+    fn kill(&mut self, i: usize, e: NetError) -> Result<()> {
+        let joint = self.joint();
+        let Some(m) = self.members.get_mut(i) else {
+            return Ok(());
+        };
+        if m.dead {
+            return Ok(());
+        }
+        if !joint {
+            return Err(e);
+        }
+        tracing::debug!(provider = %m.shared.session.remote_peer_id().short(), error = %e,
+            "provider dropped from a FEC batch");
+        m.dead = true;
+        m.send = None;
+        m.shared.drop_with(e.clone());
+        if self.members.iter().all(|m| m.dead) {
+            return Err(e);
+        }
+        for (n, state) in self.stripes.iter_mut().enumerate() {
+            if matches!(state, StripeState::Repairing(r) if *r == i) {
+                self.repairs.push(self.first_stripe + n as u64);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether member `i` has sent no shard for a while when another has.
+    fn quiet(&self, i: usize) -> bool {
+        let Some(m) = self.members.get(i) else {
+            return true;
+        };
+        let freshest = self
+            .members
+            .iter()
+            .filter(|m| !m.dead)
+            .map(|m| m.last_shard)
+            .max();
+        let rtt = m.shared.session.inner_conn().rtt();
+        self.joint()
+            && m.last_shard.elapsed() > MEMBER_QUIET.max(rtt * 3)
+            && freshest.is_some_and(|f| f.elapsed() < MEMBER_QUIET)
+    }
+
+    /// Stripes before which every stripe can be judged: `LAG` behind the newest stripe of
+    /// the slowest member still sending (members that ended or went quiet do not hold it up).
+    fn horizon(&self) -> u64 {
+        let quiet_after_end =
+            self.common.session.inner_conn().rtt() / 4 + Duration::from_millis(10);
+        let mut horizon = u64::MAX;
+        for (i, m) in self.members.iter().enumerate().filter(|(_, m)| !m.dead) {
+            let done = m.ended && m.last_shard.elapsed() > quiet_after_end;
+            // Quiet while another member delivers: not worth waiting for.
+            if !done && !self.quiet(i) {
+                let newest = m.newest.unwrap_or(self.first_stripe);
+                horizon = horizon.min(newest.saturating_sub(LAG));
+            }
+        }
+        horizon
+    }
+
+    /// Sends each live member a LOSS report of what its shards did since the last one.
+    async fn report(&mut self) -> Result<()> {
+        for i in 0..self.members.len() {
+            let m = &mut self.members[i];
+            if m.dead || (m.received + m.lost == 0 && m.seen <= m.reported) {
+                continue;
+            }
+            m.reported = m.seen;
+            let report = LossReport {
+                transfer: m.transfer,
+                received: m.received,
+                lost: m.lost,
+                through: m.seen,
+            };
+            self.common.fec_report(&report);
+            self.totals.0 += m.received;
+            self.totals.1 += m.lost;
+            (m.received, m.lost) = (0, 0);
+            let written = match m.send.as_mut() {
+                Some(send) => write_frame_raw(send, FRAME_LOSS, &report.encode()).await,
+                None => Ok(()),
+            };
+            if let Err(e) = written {
+                self.kill(i, e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks live members for the stripes given up on, in turn.
+    async fn send_repairs(&mut self) -> Result<()> {
+        while !self.repairs.is_empty() {
+            // In turn among the members still sending, else any that is left.
+            let n = self.members.len();
+            let order = (0..n).map(|d| (self.next_repairer + d) % n);
+            let live = |i: &usize| !self.members[*i].dead;
+            let Some(i) = order
+                .clone()
+                .filter(live)
+                .find(|&i| !self.quiet(i))
+                .or_else(|| order.clone().find(live))
+            else {
+                return Err(NetError::Stream("no provider left to repair from".into()));
+            };
+            self.next_repairer = (i + 1) % n;
+            let take = self.repairs.len().min(MAX_REPAIR);
+            let list: Vec<u64> = self.repairs.drain(..take).collect();
+            for &stripe in &list {
+                if let Some(state) = self.stripe_slot(stripe) {
+                    *state = StripeState::Repairing(i);
+                }
+            }
+            self.totals.2 += list.len() as u64;
+            self.common.fec_repaired(list.len() as u64);
+            let written = match self.members[i].send.as_mut() {
+                Some(send) => write_frame_raw(send, FRAME_REPAIR, &encode_repair(&list)).await,
+                None => Ok(()),
+            };
+            if let Err(e) = written {
+                // Its stripes go back on the list for the others.
+                self.kill(i, e)?;
+            }
+        }
+        Ok(())
     }
 
     fn stripe_slot(&mut self, stripe: u64) -> Option<&mut StripeState> {
@@ -473,109 +883,156 @@ impl<'s> Batch<'s> {
         self.stripes.get_mut(usize::try_from(i).ok()?)
     }
 
+    fn tally(&mut self, stripe: u64, member: usize) -> Option<&mut Tally> {
+        let i = usize::try_from(stripe.checked_sub(self.first_stripe)?).ok()?;
+        self.tallies.get_mut(i * self.members.len() + member)
+    }
+
     async fn on_shard(
         &mut self,
+        member: usize,
         datagram: &[u8],
-        transfer: u32,
         tx: &mpsc::Sender<Slot>,
     ) -> Result<bool> {
+        let Some(m) = self.members.get(member) else {
+            return Ok(true);
+        };
+        let k = self.options.data;
+        // A malformed shard, or one outside its sender's share, costs only itself: it is
+        // dropped (and so counted as lost).
         let shard = match Shard::decode(datagram, &self.layout) {
-            Ok(s) if s.transfer == transfer && s.params.data() == self.params_k => s,
-            // A malformed shard costs only itself: it is dropped (and so counted as lost).
+            Ok(s)
+                if s.transfer == m.transfer
+                    && s.params.data() == k
+                    && s.params.parity() <= self.options.max_parity
+                    && m.share.holds(k, usize::from(s.index)) =>
+            {
+                s
+            }
             Ok(_) | Err(_) => {
                 tracing::debug!("dropped a malformed or misdirected shard");
                 return Ok(true);
             }
         };
-        let (stripe_no, params, index) = (shard.stripe, shard.params, usize::from(shard.index));
-        let shard_len = self.layout.shard_len();
+        let parity = shard.params.parity() as u16;
+        let expected = m.expected(parity);
+        let (stripe_no, index) = (shard.stripe, usize::from(shard.index));
+        let (wide, shard_len) = (self.wide, self.layout.shard_len());
         let mut spare = self.spare.pop();
-        let Some(state) = self.stripe_slot(stripe_no) else {
-            if let Some(s) = spare {
-                self.spare.push(s);
-            }
-            return Ok(true);
-        };
         let mut complete = false;
-        match state {
-            StripeState::Pending(buf, arrived) => {
-                let stripe = buf.get_or_insert_with(|| {
-                    let mut s = spare.take().unwrap_or_default();
-                    let _ = s.reset(params, shard_len);
-                    s
-                });
-                if stripe.params() == params && !stripe.is_present(index) {
-                    stripe.insert(index, shard.payload).map_err(core)?;
-                    *arrived += 1;
-                    complete = usize::from(*arrived) >= params.data();
+        let mut counted = false;
+        if let Some(state) = self.stripe_slot(stripe_no) {
+            match state {
+                StripeState::Pending(buf, arrived) => {
+                    let stripe = buf.get_or_insert_with(|| {
+                        let mut s = spare.take().unwrap_or_default();
+                        let _ = s.reset(wide, shard_len);
+                        s
+                    });
+                    if !stripe.is_present(index) {
+                        stripe.insert(index, shard.payload).map_err(core)?;
+                        *arrived += 1;
+                        counted = true;
+                        complete = usize::from(*arrived) >= k;
+                    }
                 }
+                StripeState::Rebuilt => counted = true,
+                StripeState::Repairing(_) | StripeState::Settled => {}
             }
-            StripeState::Rebuilt(arrived, _) => *arrived += 1,
-            StripeState::Repairing | StripeState::Settled => {}
         }
         if let Some(s) = spare {
             self.spare.push(s);
         }
-        if complete && !self.rebuild(stripe_no, params, tx).await? {
+        if counted {
+            if let Some(t) = self.tally(stripe_no, member) {
+                t.arrived += 1;
+                t.expected = t.expected.max(expected);
+            }
+        }
+        let m = &mut self.members[member];
+        m.shards += 1;
+        m.parity = parity;
+        m.last_shard = Instant::now();
+        m.seen = m.seen.max(stripe_no + 1);
+        let advanced = m.newest.is_none_or(|n| stripe_no > n);
+        if advanced {
+            m.newest = Some(stripe_no);
+        }
+        if complete && !self.rebuild(stripe_no, tx).await? {
             return Ok(false);
         }
-        self.seen = self.seen.max(stripe_no + 1);
-        if stripe_no > self.newest {
-            self.newest = stripe_no;
-            self.judge(stripe_no.saturating_sub(LAG));
+        if advanced {
+            let horizon = self.horizon();
+            self.judge(horizon);
         }
         Ok(true)
     }
 
-    /// Rebuilds a stripe that has k shards and passes its bytes to its groups.
-    async fn rebuild(
-        &mut self,
-        stripe_no: u64,
-        params: ErasureParams,
-        tx: &mpsc::Sender<Slot>,
-    ) -> Result<bool> {
+    /// Rebuilds a stripe that has k shards, passes its bytes to its groups and credits each
+    /// member with its part of them.
+    async fn rebuild(&mut self, stripe_no: u64, tx: &mpsc::Sender<Slot>) -> Result<bool> {
         let Some(StripeState::Pending(Some(mut stripe), arrived)) = self
             .stripe_slot(stripe_no)
-            .map(|s| std::mem::replace(s, StripeState::Rebuilt(0, 0)))
+            .map(|s| std::mem::replace(s, StripeState::Rebuilt))
         else {
             return Ok(true);
         };
-        let (start, end) = self.layout.stripe_range(params, stripe_no).map_err(core)?;
-        let coder = match self.coders.entry((params.data(), params.parity())) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(Coder::new(params).map_err(core)?)
-            }
-        };
-        let result = coder
-            .reconstruct(&mut stripe, end - start)
-            .map(|d| d.to_vec());
-        if let Some(state) = self.stripe_slot(stripe_no) {
-            *state = StripeState::Rebuilt(arrived, params.total() as u16);
+        let (start, end) = self
+            .layout
+            .stripe_range(self.wide, stripe_no)
+            .map_err(core)?;
+        if self.coder.is_none() {
+            self.coder = Some(Coder::new(self.wide).map_err(core)?);
         }
+        let result = match &self.coder {
+            Some(coder) => coder
+                .reconstruct(&mut stripe, end - start)
+                .map(|d| d.to_vec()),
+            None => return Ok(true),
+        };
         self.spare.push(stripe);
         let data = result.map_err(core)?;
-        self.place(start, &data, tx).await
+        let placed = self.place(start, &data, tx).await?;
+        let shares: Vec<u16> = (0..self.members.len())
+            .map(|i| self.tally(stripe_no, i).map_or(0, |t| t.arrived))
+            .collect();
+        if shares.iter().filter(|&&n| n > 0).count() > 1 {
+            self.common.fec_combined();
+        }
+        for (m, n) in self.members.iter().zip(shares) {
+            let part = self.placed * u64::from(n) / u64::from(arrived.max(1));
+            m.shared.fetched.fetch_add(part, Ordering::Relaxed);
+        }
+        Ok(placed)
     }
 
     /// Copies a stripe's bytes (blob offset `start`) into the batch's groups, and hands every
-    /// group that is complete to the disk stage.
+    /// group that is complete to the disk stage; `placed` is set to the bytes copied.
     async fn place(&mut self, start: u64, data: &[u8], tx: &mpsc::Sender<Slot>) -> Result<bool> {
+        self.placed = 0;
         let end = start + data.len() as u64;
-        let log = self.shared.group_log;
+        let log = self.common.group_log;
         let first_group = (start >> log).max(self.first);
         let last_group = ((end - 1) >> log).min(self.first + self.count - 1);
+        let provider = if self.joint() {
+            MIXED
+        } else {
+            self.common.provider
+        };
         for index in first_group..=last_group {
-            let (gstart, glen) = group_range(self.shared.size, log, index);
+            let (gstart, glen) = group_range(self.common.size, log, index);
             let gend = gstart + glen;
             let (from, to) = (start.max(gstart), end.min(gend));
             if from >= to {
                 continue;
             }
-            let (pool, provider) = (&self.shared.pool, self.shared.provider);
+            let pool = &self.common.pool;
             let Some(group) = self.groups.get_mut((index - self.first) as usize) else {
                 continue;
             };
+            if group.sent {
+                continue;
+            }
             let slot = group.slot.get_or_insert_with(|| {
                 let mut slot = pool.take();
                 slot.provider = provider;
@@ -585,6 +1042,7 @@ impl<'s> Batch<'s> {
             });
             slot.data[(from - gstart) as usize..(to - gstart) as usize]
                 .copy_from_slice(&data[(from - start) as usize..(to - start) as usize]);
+            self.placed += to - from;
             group.stripes_left = group.stripes_left.saturating_sub(1);
             if !self.try_send(index, tx).await? {
                 return Ok(false);
@@ -607,42 +1065,45 @@ impl<'s> Batch<'s> {
         group.sent = true;
         self.left -= 1;
         slot.proof = proof;
-        self.shared
-            .fetched
-            .fetch_add(slot.data.len() as u64, Ordering::Relaxed);
         Ok(tx.send(slot).await.is_ok())
     }
 
     /// Judges every stripe before `until`: one still short of k shards is asked for again;
-    /// what was received and lost is counted for the next LOSS report.
+    /// what each member's shards did is counted for its next LOSS report.
     fn judge(&mut self, until: u64) {
         let last = self.first_stripe + self.stripes.len() as u64;
         let until = until.min(last);
         while self.judged < until {
             let stripe_no = self.judged;
             self.judged += 1;
+            for i in 0..self.members.len() {
+                let Some(t) = self.tally(stripe_no, i).copied() else {
+                    continue;
+                };
+                let m = &mut self.members[i];
+                if m.dead {
+                    continue;
+                }
+                // A stripe of which nothing of its arrived: assume its last parity count.
+                let expected = if t.expected == 0 {
+                    m.expected(m.parity)
+                } else {
+                    t.expected
+                };
+                m.received += u64::from(t.arrived);
+                m.lost += u64::from(expected.saturating_sub(t.arrived));
+            }
             let Some(state) = self.stripe_slot(stripe_no) else {
                 continue;
             };
             match std::mem::replace(state, StripeState::Settled) {
-                StripeState::Pending(buf, arrived) => {
-                    let total = buf.as_ref().map(|b| b.params().total()).unwrap_or(0);
+                StripeState::Pending(buf, _) => {
                     if let Some(b) = buf {
                         self.spare.push(b);
                     }
-                    self.received += u64::from(arrived);
-                    // A stripe of which nothing arrived: its shape is unknown, assume k + 1.
-                    let total = if total == 0 { self.params_k + 1 } else { total };
-                    self.lost += (total as u64).saturating_sub(u64::from(arrived));
-                    if let Some(state) = self.stripe_slot(stripe_no) {
-                        *state = StripeState::Repairing;
-                    }
                     self.repairs.push(stripe_no);
                 }
-                StripeState::Rebuilt(arrived, total) => {
-                    self.received += u64::from(arrived);
-                    self.lost += u64::from(total.saturating_sub(arrived));
-                }
+                StripeState::Rebuilt => {}
                 other => {
                     if let Some(state) = self.stripe_slot(stripe_no) {
                         *state = other;
@@ -652,9 +1113,10 @@ impl<'s> Batch<'s> {
         }
     }
 
-    /// A PROOF or STRIPE frame from the stream.
+    /// A PROOF or STRIPE frame from member `member`'s stream.
     async fn on_frame(
         &mut self,
+        member: usize,
         kind: u8,
         payload: &[u8],
         tx: &mpsc::Sender<Slot>,
@@ -678,6 +1140,11 @@ impl<'s> Batch<'s> {
                     )));
                 }
                 let group = &mut self.groups[(index - self.first) as usize];
+                // Every member sends the proofs: the first one in is used (the disk stage
+                // verifies it with the data).
+                if group.sent || group.proof.is_some() {
+                    return Ok(true);
+                }
                 group.proof = Some(
                     proof
                         .chunks_exact(32)
@@ -693,10 +1160,9 @@ impl<'s> Batch<'s> {
             FRAME_STRIPE => {
                 let (stripe_no, data) =
                     decode_stripe(payload).map_err(|e| NetError::Protocol(e.to_string()))?;
-                let params = ErasureParams::new(self.params_k, 1).map_err(core)?;
                 let (start, end) = self
                     .layout
-                    .stripe_range(params, stripe_no)
+                    .stripe_range(self.wide, stripe_no)
                     .map_err(|e| NetError::Protocol(e.to_string()))?;
                 if data.len() as u64 != end - start {
                     return Err(NetError::Protocol(format!(
@@ -707,13 +1173,21 @@ impl<'s> Batch<'s> {
                 }
                 match self.stripe_slot(stripe_no) {
                     // Asked for, or sent whole because its shards no longer fit a datagram.
-                    Some(state @ (StripeState::Repairing | StripeState::Pending(..))) => {
-                        *state = StripeState::Settled
+                    Some(state @ (StripeState::Repairing(_) | StripeState::Pending(..))) => {
+                        if let StripeState::Pending(Some(b), _) =
+                            std::mem::replace(state, StripeState::Settled)
+                        {
+                            self.spare.push(b);
+                        }
                     }
                     // Rebuilt from late shards meanwhile, or never asked for: nothing to do.
                     _ => return Ok(true),
                 }
-                self.place(start, data, tx).await
+                let placed = self.place(start, data, tx).await?;
+                if let Some(m) = self.members.get(member) {
+                    m.shared.fetched.fetch_add(self.placed, Ordering::Relaxed);
+                }
+                Ok(placed)
             }
             other => Err(NetError::Protocol(format!(
                 "unexpected frame {other:#04x} in a FEC request"
@@ -726,17 +1200,71 @@ fn core(e: i6p_core::CoreError) -> NetError {
     NetError::Protocol(e.to_string())
 }
 
-/// Reads frames off the request's stream until it ends.
-async fn read_frames(mut recv: quinn::RecvStream, out: mpsc::Sender<Result<(u8, Vec<u8>)>>) {
+/// Sends one FEC GET and reads the answer up to the provider's chosen shard size.
+async fn open_request(session: Session, request: FecRequest, size: u64) -> Result<Opened> {
+    let (mut send, mut recv) = session.open_kind(Some(STREAM_KIND_BLOBS)).await?;
+    write_frame_raw(&mut send, FRAME_FEC_GET, &request.encode()).await?;
+    if let Some(detail) = read_answer_raw(&session, &mut recv, size).await? {
+        let _ = recv.stop(quinn::VarInt::from_u32(0));
+        return Ok(Opened::Refused(detail));
+    }
+    // The provider picks the shard size: at most ours, and what its datagrams carry.
+    let shape = crate::fetch::no_stall(async {
+        crate::control::read_frame(&mut recv)
+            .await?
+            .ok_or_else(|| NetError::Stream("provider ended a FEC request at once".into()))
+    })
+    .await?;
+    let shard_len = match shape.kind {
+        FRAME_FEC_SHAPE => decode_shape(&shape.payload).map_err(core)?,
+        other => {
+            return Err(NetError::Protocol(format!(
+                "expected FEC SHAPE, got frame {other:#04x}"
+            )))
+        }
+    };
+    if shard_len > request.shard_len {
+        return Err(NetError::Protocol(format!(
+            "provider chose {shard_len}-byte shards, above the {} asked for",
+            request.shard_len
+        )));
+    }
+    Ok(Opened::Open(send, recv, shard_len))
+}
+
+/// Reads frames off member `member`'s stream until it ends.
+async fn read_frames(
+    member: usize,
+    mut recv: quinn::RecvStream,
+    out: mpsc::Sender<(usize, Event)>,
+) {
     loop {
-        let item = match crate::control::read_frame(&mut recv).await {
-            Ok(Some(frame)) => Ok((frame.kind, frame.payload)),
-            Ok(None) => return,
-            Err(e) => Err(e),
+        let event = match crate::control::read_frame(&mut recv).await {
+            Ok(Some(frame)) => Event::Frame(frame.kind, frame.payload),
+            Ok(None) => Event::Ended,
+            Err(e) => Event::Failed(e),
         };
-        let stop = item.is_err();
-        if out.send(item).await.is_err() || stop {
+        let stop = !matches!(event, Event::Frame(..));
+        if out.send((member, event)).await.is_err() || stop {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::apportion;
+
+    #[test]
+    fn shares_follow_the_weights_and_everyone_gets_one() {
+        assert_eq!(apportion(32, &[1.0, 1.0]), vec![16, 16]);
+        assert_eq!(apportion(32, &[3.0, 1.0]), vec![24, 8]);
+        assert_eq!(apportion(32, &[1e9, 1.0, 1.0]), vec![30, 1, 1]);
+        assert_eq!(apportion(3, &[5.0, 1.0, 1.0]), vec![1, 1, 1]);
+        for weights in [&[0.3, 0.3, 0.4][..], &[7.0, 11.0, 13.0, 1.0], &[1.0; 8]] {
+            let counts = apportion(32, weights);
+            assert_eq!(counts.iter().sum::<usize>(), 32, "{weights:?}");
+            assert!(counts.iter().all(|&c| c >= 1));
         }
     }
 }

@@ -208,10 +208,10 @@ pub(crate) async fn serve_fec(
                         }
                     }
                 }
-                let Ok(params) = redundancy.lock().map(|r| r.params()) else {
+                let Ok(parity) = redundancy.lock().map(|r| r.params().parity()) else {
                     return;
                 };
-                match sender.send(chunk_first + i as u64, data, params).await {
+                match sender.send(chunk_first + i as u64, data, parity).await {
                     Ok(true) => {
                         sent += 1;
                         if let Ok(mut log) = sent_at.lock() {
@@ -448,10 +448,15 @@ struct ShardSender<'r> {
 }
 
 impl ShardSender<'_> {
-    /// Codes stripe `index` (its data, the last stripe short) with `params` and sends every
-    /// shard. Ok(false): datagrams of this size no longer fit the path; Err: connection gone.
-    async fn send(&mut self, index: u64, data: &[u8], params: ErasureParams) -> Result<bool, ()> {
-        let shard_len = self.request.shard_len;
+    /// Codes stripe `index` (its data, the last stripe short) with `parity` parity shards and
+    /// sends the request's share of them. Ok(false): datagrams of this size no
+    /// longer fit the path; Err: connection gone.
+    async fn send(&mut self, index: u64, data: &[u8], parity: usize) -> Result<bool, ()> {
+        let (shard_len, k, share) = (
+            self.request.shard_len,
+            self.request.data,
+            self.request.share,
+        );
         if self
             .conn
             .max_datagram_size()
@@ -459,7 +464,8 @@ impl ShardSender<'_> {
         {
             return Ok(false);
         }
-        let stripe_bytes = params.data() * shard_len;
+        let params = ErasureParams::new(k, parity).map_err(|_| ())?;
+        let stripe_bytes = k * shard_len;
         self.padded.clear();
         self.padded.extend_from_slice(data);
         self.padded.resize(stripe_bytes, 0);
@@ -477,12 +483,20 @@ impl ShardSender<'_> {
         coder
             .encode(&self.padded, &mut self.stripe)
             .map_err(|_| ())?;
-        // All shards of the stripe in one buffer, each datagram a slice of it.
+        if self.faults & Faults::FORGED_SHARDS != 0 {
+            for forged in forgeries(self.request, index, params) {
+                if self.conn.send_datagram_wait(forged.into()).await.is_err() {
+                    return Err(());
+                }
+            }
+        }
+        // The share's shards in one buffer, each datagram a slice of it.
         let datagram = SHARD_HEADER_LEN + shard_len;
-        let mut buf = BytesMut::with_capacity(params.total() * datagram);
+        let sent = usize::from(share.data_count) + share.parity_sent(parity);
+        let mut buf = BytesMut::with_capacity(sent * datagram);
         let mut encoded = Vec::with_capacity(datagram);
-        for (i, shard) in self.stripe.shards().enumerate() {
-            let Some(payload) = shard else {
+        for i in share.indices(k, parity) {
+            let Some(payload) = self.stripe.shard(i) else {
                 return Err(());
             };
             encoded.clear();
@@ -507,6 +521,48 @@ impl ShardSender<'_> {
         }
         Ok(true)
     }
+}
+
+/// Garbage shards for stripe `stripe` of shape `params` that a requester must drop, each
+/// wrong in one way (the [`Faults::FORGED_SHARDS`] fault).
+fn forgeries(request: &FecRequest, stripe: u64, params: ErasureParams) -> Vec<Vec<u8>> {
+    let garbage = vec![0xa5; request.shard_len];
+    let (k, share) = (params.data(), request.share);
+    let shard = |transfer, stripe, index: usize, params, payload: &[u8]| {
+        let mut out = Vec::new();
+        Shard {
+            transfer,
+            stripe,
+            index: index as u8,
+            params,
+            payload,
+        }
+        .encode(&mut out);
+        out
+    };
+    let own = usize::from(share.data_first);
+    let t = request.transfer;
+    let mut forged = vec![
+        shard(t, stripe, own, params, &garbage[1..]),
+        shard(t, u64::MAX / 2, own, params, &garbage),
+        shard(t ^ 0x8000_0000, stripe, own, params, &garbage),
+    ];
+    // An index beyond the shape: the header is patched after encoding.
+    let mut beyond = shard(t, stripe, own, params, &garbage);
+    beyond[13] = (params.total()).min(255) as u8;
+    forged.push(beyond);
+    let mut tag = shard(t, stripe, own, params, &garbage);
+    tag[0] = 0x7f;
+    forged.push(tag);
+    if let Ok(other_k) = ErasureParams::new(k + 1, params.parity()) {
+        forged.push(shard(t, stripe, own, other_k, &garbage));
+    }
+    // A data shard of another provider's share (only when the stripe is shared).
+    let next = (own + usize::from(share.data_count)) % k;
+    if !share.holds(k, next) {
+        forged.push(shard(t, stripe, next, params, &garbage));
+    }
+    forged
 }
 
 /// Aborts a task when dropped (the FEC request's frame reader, on either side).

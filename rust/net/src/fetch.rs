@@ -145,6 +145,8 @@ pub struct FecStats {
     pub shards_lost: u64,
     /// Stripes that lost more than their parity and came again over the stream.
     pub stripes_repaired: u64,
+    /// Stripes rebuilt from the shards of more than one provider.
+    pub stripes_combined: u64,
     /// The final shard loss estimate (what the parity was chosen from).
     pub loss: f64,
 }
@@ -159,9 +161,12 @@ const FEC_REQUESTS: usize = 3;
 /// Received groups queued for the disk stage (to be verified and written), at most in bytes.
 const DISK_QUEUE_BYTES: usize = 8 << 20;
 
+/// [`Slot::provider`] of a group rebuilt from several providers' shards.
+pub(crate) const MIXED: usize = usize::MAX;
+
 /// A group on its way from the network to the disk: a pooled buffer plus what arrived with it.
 pub(crate) struct Slot {
-    /// Which provider sent it (its place in the fetch's list).
+    /// Which provider sent it (its place in the fetch's list), or [`MIXED`].
     pub(crate) provider: usize,
     pub(crate) index: u64,
     pub(crate) proof: Vec<Cv>,
@@ -211,8 +216,12 @@ pub(crate) struct Shared {
     progress: Arc<Progress>,
     /// FEC mode: the shard loss seen so far, which each new request starts from.
     fec_loss: Arc<Mutex<f64>>,
-    /// FEC mode: shards received, shards lost, stripes repaired (every provider).
-    fec_counts: Arc<[AtomicU64; 3]>,
+    /// FEC mode: shards received, shards lost, stripes repaired, stripes combined.
+    fec_counts: Arc<[AtomicU64; 4]>,
+    /// FEC mode: set once providers' shards must no longer be combined in one stripe.
+    combine_off: Arc<AtomicBool>,
+    /// Groups made of several providers' shards that failed verification.
+    mixed_failures: Arc<AtomicU32>,
     /// Why this provider was dropped from the fetch, if it was.
     dropped: Mutex<Option<NetError>>,
 }
@@ -241,6 +250,11 @@ impl Shared {
         self.fec_counts[2].fetch_add(stripes, Ordering::Relaxed);
     }
 
+    /// Counts a stripe rebuilt from several providers' shards.
+    pub(crate) fn fec_combined(&self) {
+        self.fec_counts[3].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The FEC loss estimate in millionths.
     pub(crate) fn fec_loss_ppm(&self) -> u32 {
         self.fec_loss
@@ -253,11 +267,40 @@ impl Shared {
         self.failures.load(Ordering::Relaxed) >= self.options.max_failures
     }
 
-    fn is_dropped(&self) -> bool {
+    /// The next batch of groups from the shared queue.
+    pub(crate) fn next_batch(&self) -> Result<Option<(u64, u64)>> {
+        Ok(self.queue.lock().map_err(|_| poisoned())?.pop_front())
+    }
+
+    /// Puts a batch back at the head of the queue.
+    pub(crate) fn put_back(&self, first: u64, count: u64) {
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.push_front((first, count));
+        }
+    }
+
+    /// Whether FEC batches may still combine several providers' shards.
+    pub(crate) fn combining(&self) -> bool {
+        !self.combine_off.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn stop_combining(&self) {
+        self.combine_off.store(true, Ordering::Relaxed);
+    }
+
+    /// A group rebuilt from several providers' shards failed verification: nobody can be
+    /// blamed, so the fetch stops combining and each provider answers for its own batches.
+    fn mixed_failure(&self, index: u64, detail: String) {
+        tracing::debug!(index, %detail, "a combined group failed verification");
+        self.mixed_failures.fetch_add(1, Ordering::Relaxed);
+        self.stop_combining();
+    }
+
+    pub(crate) fn is_dropped(&self) -> bool {
         self.dropped.lock().map(|d| d.is_some()).unwrap_or(true)
     }
 
-    fn drop_with(&self, e: NetError) {
+    pub(crate) fn drop_with(&self, e: NetError) {
         if let Ok(mut d) = self.dropped.lock() {
             d.get_or_insert(e);
         }
@@ -347,7 +390,8 @@ pub async fn fetch_from(
     progress.total.store(size, Ordering::Relaxed);
     progress.done.store(reused, Ordering::Relaxed);
     let (queue, fec_loss) = (Arc::default(), Arc::new(Mutex::new(0.0)));
-    let fec_counts: Arc<[AtomicU64; 3]> = Arc::default();
+    let fec_counts: Arc<[AtomicU64; 4]> = Arc::default();
+    let (combine_off, mixed_failures) = (Arc::<AtomicBool>::default(), Arc::<AtomicU32>::default());
     let pool = Arc::new(Pool {
         free: Mutex::new(Vec::new()),
         group_len: 1 << group_log,
@@ -371,6 +415,8 @@ pub async fn fetch_from(
                 progress: progress.clone(),
                 fec_loss: fec_loss.clone(),
                 fec_counts: fec_counts.clone(),
+                combine_off: combine_off.clone(),
+                mixed_failures: mixed_failures.clone(),
                 dropped: Mutex::new(None),
             })
         })
@@ -401,7 +447,8 @@ pub async fn fetch_from(
         let failures: u32 = live
             .iter()
             .map(|p| p.failures.load(Ordering::Relaxed))
-            .sum();
+            .sum::<u32>()
+            + mixed_failures.load(Ordering::Relaxed);
         let (returned, result) = round(&live, &providers, download, missing, fec).await?;
         download = returned;
         result?;
@@ -409,7 +456,8 @@ pub async fn fetch_from(
         let failed: u32 = live
             .iter()
             .map(|p| p.failures.load(Ordering::Relaxed))
-            .sum();
+            .sum::<u32>()
+            + mixed_failures.load(Ordering::Relaxed);
         let stuck = download.state.done_groups() == before && failed == failures && !dropped;
         if stuck && fec {
             // Nothing came through FEC: the rest goes over plain streams.
@@ -440,7 +488,8 @@ pub async fn fetch_from(
         failed_groups: providers
             .iter()
             .map(|p| p.failures.load(Ordering::Relaxed))
-            .sum(),
+            .sum::<u32>()
+            + mixed_failures.load(Ordering::Relaxed),
         duration: start.elapsed(),
         path,
         providers: providers
@@ -455,6 +504,7 @@ pub async fn fetch_from(
             shards_received: fec_counts[0].load(Ordering::Relaxed),
             shards_lost: fec_counts[1].load(Ordering::Relaxed),
             stripes_repaired: fec_counts[2].load(Ordering::Relaxed),
+            stripes_combined: fec_counts[3].load(Ordering::Relaxed),
             loss: fec_loss.lock().map(|l| *l).unwrap_or(0.0),
         }),
     })
@@ -490,6 +540,17 @@ async fn round(
     let Some(first) = live.first() else {
         return Ok((download, Err(NetError::Io("no provider left".into()))));
     };
+    // FEC mode with several providers: each batch goes to all of them, every one sending a
+    // share of each stripe (they must all carry datagrams, and each needs a data shard).
+    let combine =
+        fec && first.combining()
+            && live.len() > 1
+            && first.options.fec.is_some_and(|f| {
+                f.combine && live.len() <= f.data.min(crate::fec_fetch::MAX_MEMBERS)
+            })
+            && live
+                .iter()
+                .all(|p| p.session.inner_conn().max_datagram_size().is_some());
     // Requests of `request_bytes`, but small enough that every stream gets one: a blob (or
     // what is left of it) is striped over all `streams` (FEC mode: over its requests).
     let per_provider = if fec {
@@ -497,7 +558,11 @@ async fn round(
     } else {
         first.options.streams.max(1)
     };
-    let streams = per_provider * live.len();
+    let streams = if combine {
+        FEC_REQUESTS
+    } else {
+        per_provider * live.len()
+    };
     let missing_groups: u64 = missing.iter().map(|&(_, count)| count).sum();
     let per_stream = missing_groups.div_ceil(streams as u64);
     let batch = (first.options.request_bytes >> first.group_log)
@@ -523,7 +588,17 @@ async fn round(
     // the disk stage ends as soon as their senders are gone.
     let mut workers = tokio::task::JoinSet::new();
     let mut handles: Vec<(usize, tokio::task::AbortHandle)> = Vec::new();
-    for shared in live {
+    for _ in 0..if combine { FEC_REQUESTS } else { 0 } {
+        let (providers, tx) = (live.to_vec(), tx.clone());
+        // A joint worker's batches notice a provider dropped meanwhile and carry on without
+        // it; it is not aborted with the provider.
+        let handle = workers
+            .spawn(async move { (MIXED, crate::fec_fetch::joint_worker(providers, tx).await) });
+        for p in live {
+            handles.push((p.provider, handle.clone()));
+        }
+    }
+    for shared in live.iter().filter(|_| !combine) {
         for _ in 0..per_provider {
             let (shared, tx) = (shared.clone(), tx.clone());
             let index = shared.provider;
@@ -576,7 +651,7 @@ async fn round(
                         p.drop_with(NetError::Stream(format!(
                             "sent nothing for {PROVIDER_STALL:?} while other providers could"
                         )));
-                        for (_, handle) in handles.iter().filter(|(i, _)| *i == p.provider) {
+                        for (_, handle) in handles.iter().filter(|(i, _)| *i == p.provider && !combine) {
                             handle.abort();
                         }
                     }
@@ -825,8 +900,10 @@ fn disk_stage(
                     .write_group(slot.index, &slot.data)
                     .map_err(|e| io_error(e, "cannot write to the partial file"))?,
                 Err(e) => {
-                    if let Some(provider) = providers.get(slot.provider) {
-                        provider.fail(slot.index, format!("group {}: {e}", slot.index));
+                    let detail = format!("group {}: {e}", slot.index);
+                    match providers.get(slot.provider) {
+                        Some(provider) => provider.fail(slot.index, detail),
+                        None => shared.mixed_failure(slot.index, detail),
                     }
                 }
             }

@@ -221,7 +221,8 @@ impl Node {
     }
 
     /// Makes this node's provider misbehave on purpose (conformance tests of requesters):
-    /// 1 wrong proofs, 2 wrong indexes, 4 wrong size, 8 flipped data; 0 is honest.
+    /// 1 wrong proofs, 2 wrong indexes, 4 wrong size, 8 flipped data, 16 forged FEC shards;
+    /// 0 is honest.
     fn _set_provider_faults(&self, faults: u8) {
         self.inner.store().set_faults(faults);
     }
@@ -268,7 +269,7 @@ impl Node {
 
     /// Starts a verified, resumable fetch into `dest` from one provider or several; returns
     /// (awaitable, progress).
-    #[pyo3(signature = (tickets, dest, *, overwrite=false, group_size=262_144, streams=8, max_failures=3, request_size=16_777_216, reconnects=5, backoff=0.25, mode="plain", fec_shape=(32, 1, 8), shard_size=None))]
+    #[pyo3(signature = (tickets, dest, *, overwrite=false, group_size=262_144, streams=8, max_failures=3, request_size=16_777_216, reconnects=5, backoff=0.25, mode="plain", fec_shape=(32, 1, 8), shard_size=None, fec_combine=true))]
     #[allow(clippy::too_many_arguments)]
     fn fetch<'py>(
         &self,
@@ -285,6 +286,7 @@ impl Node {
         mode: &str,
         fec_shape: (usize, usize, usize),
         shard_size: Option<usize>,
+        fec_combine: bool,
     ) -> PyResult<(Bound<'py, PyAny>, transfer::FetchProgress)> {
         let mut options = transfer::options(
             group_size,
@@ -295,7 +297,7 @@ impl Node {
             reconnects,
             backoff,
         )?;
-        options.fec = transfer::fec_options(mode, fec_shape, shard_size)?;
+        options.fec = transfer::fec_options(mode, fec_shape, shard_size, fec_combine)?;
         let tickets = tickets.iter().map(|t| (*t).clone()).collect();
         transfer::fetch(py, self.inner.clone(), tickets, dest, options)
     }

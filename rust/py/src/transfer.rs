@@ -105,6 +105,7 @@ pub(crate) fn fec_options(
     mode: &str,
     (data, min_parity, max_parity): (usize, usize, usize),
     shard_size: Option<usize>,
+    combine: bool,
 ) -> PyResult<Option<FecOptions>> {
     match mode {
         "plain" => Ok(None),
@@ -114,6 +115,7 @@ pub(crate) fn fec_options(
                 data,
                 min_parity,
                 max_parity,
+                combine,
                 ..FecOptions::default()
             };
             fec.validate()
@@ -175,8 +177,15 @@ pub(crate) fn fetch<'py>(
             o.failed_groups,
             o.path.to_string_lossy().into_owned(),
             providers,
-            o.fec
-                .map(|f| (f.shards_received, f.shards_lost, f.stripes_repaired, f.loss)),
+            o.fec.map(|f| {
+                (
+                    f.shards_received,
+                    f.shards_lost,
+                    f.stripes_repaired,
+                    f.stripes_combined,
+                    f.loss,
+                )
+            }),
         ))
     })?;
     Ok((awaitable, FetchProgress(progress)))
