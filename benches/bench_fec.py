@@ -11,11 +11,18 @@ relay received it, over the blob's size); then FEC / plain for both.
 I6P_FEC_BYTES sets the blob size (default 256 MiB), I6P_BENCH_ROUNDS the rounds (default 3),
 I6P_FEC_RATE the bottleneck in bytes/s (default 100 MB/s with 50 ms of queue; 0: none, the
 machine is the limit), I6P_FEC_LOSS the loss rates (default "0,0.01,0.03,0.10").
+
+`test_fec_from_two_providers` fetches from two providers, each behind a link of its own (100 ms
+round trip, the same random loss, a bottleneck each: equal, or one four times the other), in
+three ways: from the first provider alone, from both serving whole batches of their own
+(`fec_combine=False`), and from both sharing every stripe (the default). I6P_FEC_PAIR_BYTES
+sets its blob size (default 128 MiB).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import statistics
 import tempfile
@@ -98,3 +105,91 @@ def test_fec_vs_plain_on_a_lossy_long_link(benchmark: Any, loss: float) -> None:
         bytes=SIZE, loss=loss, rate=RATE, time_fec_to_plain=time_ratio, wire_fec_to_plain=wire_ratio
     )
     print(f"  FEC / plain: time {time_ratio:.2f}x, bytes on the wire {wire_ratio:.2f}x")
+
+
+PAIR_SIZE = int(os.environ.get("I6P_FEC_PAIR_BYTES", str(128 << 20)))
+PAIR_LINKS = {"equal": (25e6, 25e6), "uneven": (40e6, 10e6)}
+
+
+async def _fetch_from_pair(
+    src: Path, rates: tuple[float, float], loss: float, way: str, seed: int
+) -> tuple[float, float]:
+    """(seconds, wire bytes per byte) of one FEC fetch of ``src`` from one or two providers."""
+    count = 1 if way == "one" else 2
+    providers = [
+        await Node.bind(Identity.generate(), "[::1]:0", congestion="bbr") for _ in range(count)
+    ]
+    fetcher = await Node.bind(Identity.generate(), "[::1]:0", congestion="bbr")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with contextlib.AsyncExitStack() as stack:
+                relays, tickets = [], []
+                for i, provider in enumerate(providers):
+                    blob = await provider.add_path(src)
+                    relay = await stack.enter_async_context(
+                        ImpairRelay(
+                            f"[::1]:{provider.port}",
+                            delay_ms=ONE_WAY_MS,
+                            loss=loss,
+                            seed=seed + i,
+                            rate=rates[i],
+                            max_seconds=600,
+                        )
+                    )
+                    relays.append(relay)
+                    tickets.append(Ticket(provider.peer_id, [relay.addr], blob.hash, blob.size))
+                start = time.perf_counter()
+                result = await fetcher.fetch(
+                    tickets, Path(tmp) / "dest", mode="fec", fec_combine=way == "combined"
+                )
+                seconds = time.perf_counter() - start
+            assert result.size == PAIR_SIZE and not result.dropped
+        wire = sum(
+            r.stats["up"]["received_bytes"] + r.stats["down"]["received_bytes"] for r in relays
+        )
+        return seconds, wire / PAIR_SIZE
+    finally:
+        await fetcher.close()
+        for provider in providers:
+            await provider.close()
+
+
+@pytest.mark.parametrize("links", list(PAIR_LINKS))
+@pytest.mark.parametrize("loss", [0.0, 0.03], ids=["0", "0.03"])
+def test_fec_from_two_providers(benchmark: Any, loss: float, links: str) -> None:
+    ways = ["one", "separate", "combined"]
+    times: dict[str, list[float]] = {w: [] for w in ways}
+    wires: dict[str, list[float]] = {w: [] for w in ways}
+    rates = PAIR_LINKS[links]
+
+    def run() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "blob"
+            src.write_bytes(os.urandom(PAIR_SIZE))
+            for round_ in range(ROUNDS):
+                for way in ways[round_ % 3 :] + ways[: round_ % 3]:
+                    seconds, wire = asyncio.run(
+                        _fetch_from_pair(src, rates, loss, way, 2000 + 2 * round_)
+                    )
+                    times[way].append(seconds)
+                    wires[way].append(wire)
+
+    benchmark.pedantic(run, rounds=1)
+    print(
+        f"\n{PAIR_SIZE >> 20} MiB FEC, 100 ms RTT, {loss:.0%} loss, links of"
+        f" {rates[0] / 1e6:.0f} and {rates[1] / 1e6:.0f} MB/s, {ROUNDS} rounds:"
+    )
+    for way in ways:
+        t, w = times[way], wires[way]
+        benchmark.extra_info[f"{way}_seconds"] = summary(t)
+        benchmark.extra_info[f"{way}_wire_per_byte"] = summary(w)
+        print(
+            f"  {way:8}  {statistics.median(t):6.2f} s [{min(t):.2f}-{max(t):.2f}]"
+            f"  {PAIR_SIZE / statistics.median(t) / 2**20:6.1f} MiB/s"
+            f"  wire/byte {statistics.median(w):.3f}"
+        )
+    one = statistics.median(times["one"])
+    for way in ("separate", "combined"):
+        ratio = statistics.median(times[way]) / one
+        benchmark.extra_info[f"time_{way}_to_one"] = ratio
+        print(f"  {way} / one provider: time {ratio:.2f}x")

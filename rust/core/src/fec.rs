@@ -215,13 +215,91 @@ impl LossReport {
     }
 }
 
-/// Adaptive redundancy: the parity count for stripes of k data shards, from the loss the
-/// receiver reports, within configured bounds.
+/// A shard loss estimate that tells random loss from congestion.
 ///
-/// The loss rate is a moving average of the reports, each weighted by how many shards it
-/// covers (a report of 10 shards moves it less than one of 10 000). The parity chosen is the
-/// smallest m in `min_parity..=max_parity` for which, with shards lost independently at that
-/// rate, a stripe loses more than m of its k + m shards with probability at most `target`.
+/// Reports are taken in windows of at least [`SPIKE_WINDOW`] shards. A window whose loss is
+/// more than twice the lower median of the last windows (plus half a percent) is taken for
+/// congestion (a queue overflowing drops runs of packets, which parity cannot cover and
+/// which more parity would only worsen): it counts at that median. The estimate is a moving
+/// average of the windows, each weighted by how many shards it covers. Loss that persists
+/// raises the median and so counts in full after a few windows; loss that falls counts at
+/// once.
+#[derive(Debug, Clone)]
+pub struct LossEstimate {
+    loss: f64,
+    /// Shards received and lost in the window being filled.
+    window: (u64, u64),
+    /// Loss rates of the last windows, oldest first.
+    history: std::collections::VecDeque<f64>,
+}
+
+/// Shards a report must cover to move the loss estimate by about 63 % of the way.
+const LOSS_WINDOW: f64 = 2000.0;
+/// Shards in a window of reports that is judged as random loss or congestion.
+pub const SPIKE_WINDOW: u64 = 1000;
+/// Windows whose loss rates the baseline is the lower median of.
+const HISTORY: usize = 9;
+
+impl Default for LossEstimate {
+    fn default() -> Self {
+        Self::starting_at(0.0)
+    }
+}
+
+impl LossEstimate {
+    /// An estimate (and baseline) starting at `loss`.
+    pub fn starting_at(loss: f64) -> Self {
+        let loss = loss.clamp(0.0, 1.0);
+        Self {
+            loss,
+            window: (0, 0),
+            history: std::collections::VecDeque::from([loss]),
+        }
+    }
+
+    /// The estimated random shard loss rate.
+    pub fn loss(&self) -> f64 {
+        self.loss
+    }
+
+    /// Takes a receiver's report in; true when it completed a window of congestion (loss
+    /// well above the baseline).
+    pub fn report(&mut self, report: &LossReport) -> bool {
+        self.window.0 = self.window.0.saturating_add(report.received);
+        self.window.1 = self.window.1.saturating_add(report.lost);
+        let seen = self.window.0.saturating_add(self.window.1);
+        if seen < SPIKE_WINDOW {
+            return false;
+        }
+        let rate = self.window.1 as f64 / seen as f64;
+        self.window = (0, 0);
+        let baseline = self.baseline();
+        let congested = rate > 2.0 * baseline + 0.005;
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(rate);
+        let counted = if congested { baseline } else { rate };
+        self.loss = next_rate(self.loss, counted, seen);
+        congested
+    }
+
+    /// The lower median of the last windows' loss rates.
+    pub fn baseline(&self) -> f64 {
+        let mut rates: Vec<f64> = self.history.iter().copied().collect();
+        rates.sort_by(f64::total_cmp);
+        rates
+            .get(rates.len().saturating_sub(1) / 2)
+            .copied()
+            .unwrap_or(0.0)
+    }
+}
+
+/// Adaptive redundancy: the parity count for stripes of k data shards, from the loss the
+/// receiver reports (as a [`LossEstimate`], so congestion does not count), within configured
+/// bounds. The parity chosen is the smallest m in `min_parity..=max_parity` for which, with
+/// shards lost independently at the estimated rate, a stripe loses more than m of its k + m
+/// shards with probability at most `target`.
 #[derive(Debug, Clone)]
 pub struct Redundancy {
     data: usize,
@@ -230,11 +308,8 @@ pub struct Redundancy {
     /// The shape with the most parity, checked when the range was set.
     max: ErasureParams,
     target: f64,
-    loss: f64,
+    estimate: LossEstimate,
 }
-
-/// Shards a report must cover to move the loss estimate by about 63 % of the way.
-const LOSS_WINDOW: f64 = 2000.0;
 
 impl Redundancy {
     /// Redundancy for stripes of `data` shards, between `min_parity` and `max_parity` parity
@@ -256,36 +331,38 @@ impl Redundancy {
             max_parity,
             max,
             target,
-            loss: 0.0,
+            estimate: LossEstimate::default(),
         })
     }
 
-    /// Takes a receiver's report into the loss estimate.
-    pub fn report(&mut self, report: &LossReport) {
-        self.loss = next_loss(self.loss, report);
+    /// Starts the estimate (and its baseline) at `loss`.
+    pub fn start_at(&mut self, loss: f64) {
+        self.estimate = LossEstimate::starting_at(loss);
     }
 
-    /// The estimated shard loss rate.
+    /// Takes a receiver's report into the loss estimate; true when it completed a window of
+    /// congestion.
+    pub fn report(&mut self, report: &LossReport) -> bool {
+        self.estimate.report(report)
+    }
+
+    /// The estimated random shard loss rate.
     pub fn loss(&self) -> f64 {
-        self.loss
+        self.estimate.loss()
     }
 
     /// The stripe shape to use now.
     pub fn params(&self) -> ErasureParams {
+        let loss = self.loss();
         (self.min_parity..self.max_parity)
-            .find(|&m| stripe_loss(self.data + m, m, self.loss) <= self.target)
+            .find(|&m| stripe_loss(self.data + m, m, loss) <= self.target)
             .and_then(|m| ErasureParams::new(self.data, m).ok())
             .unwrap_or(self.max)
     }
 }
 
-/// The loss estimate after `report`: a moving average weighted by the shards it covers.
-pub fn next_loss(loss: f64, report: &LossReport) -> f64 {
-    let seen = report.received.saturating_add(report.lost);
-    if seen == 0 {
-        return loss;
-    }
-    let rate = report.lost as f64 / seen as f64;
+/// The moving average `loss` after `seen` shards lost at `rate`.
+fn next_rate(loss: f64, rate: f64, seen: u64) -> f64 {
     let weight = 1.0 - (-(seen as f64) / LOSS_WINDOW).exp();
     loss + weight * (rate - loss)
 }
@@ -579,7 +656,7 @@ impl FecRequest {
             self.max_parity,
             f64::from(self.target_ppm) / 1e6,
         )?;
-        r.loss = f64::from(self.loss_ppm) / 1e6;
+        r.start_at(f64::from(self.loss_ppm) / 1e6);
         Ok(r)
     }
 }
@@ -878,6 +955,39 @@ mod tests {
     }
 
     #[test]
+    fn congestion_spikes_do_not_raise_the_parity() {
+        let report = |received, lost| LossReport {
+            transfer: 1,
+            received,
+            lost,
+            through: 0,
+        };
+        let mut r = Redundancy::new(32, 1, 8, 1e-3).unwrap();
+        r.start_at(0.03);
+        for _ in 0..20 {
+            assert!(!r.report(&report(970, 30)), "steady 3 % is random loss");
+        }
+        let (loss, m) = (r.loss(), r.params().parity());
+        assert!((loss - 0.03).abs() < 0.005, "{loss}");
+        // A queue overflowing: a window losing 20 %, then 3 % again.
+        assert!(r.report(&report(800, 200)), "a spike is congestion");
+        assert!((r.loss() - 0.03).abs() < 0.005, "counted at the baseline");
+        assert_eq!(r.params().parity(), m);
+        assert!(!r.report(&report(970, 30)));
+        // Loss that stays high is real: after a few windows it counts in full.
+        let mut congested = 0;
+        for _ in 0..10 {
+            congested += usize::from(r.report(&report(800, 200)));
+        }
+        assert!((1..=5).contains(&congested), "{congested}");
+        assert!(r.loss() > 0.15 && r.params().parity() > m);
+        // A request that starts from a measured loss does not take it for congestion.
+        let mut fresh = Redundancy::new(32, 1, 8, 1e-3).unwrap();
+        fresh.start_at(0.1);
+        assert!(!fresh.report(&report(900, 100)));
+    }
+
+    #[test]
     fn binomial_tail_matches_direct_sums() {
         // n = 4, m = 1, p = 0.5: P(X > 1) = 1 - (1 + 4) / 16.
         assert!((stripe_loss(4, 1, 0.5) - 11.0 / 16.0).abs() < 1e-12);
@@ -929,11 +1039,13 @@ mod tests {
             r.report(&report(1000, 0));
         }
         assert!(r.params().parity() < last, "parity falls when loss falls");
-        // A report of nothing changes nothing; a tiny report moves the estimate a little.
+        // A report of nothing changes nothing; reports count once they fill a window.
         let before = r.loss();
         r.report(&report(0, 0));
         assert_eq!(r.loss(), before);
         r.report(&report(0, 5));
+        assert_eq!(r.loss(), before);
+        r.report(&report(995, 0));
         assert!(r.loss() > before && r.loss() < before + 0.01);
         // The maximum caps it even when the target cannot be met.
         let mut capped = Redundancy::new(10, 1, 4, 1e-6).unwrap();

@@ -214,8 +214,8 @@ pub(crate) struct Shared {
     last_failure: Mutex<String>,
     pub(crate) options: FetchOptions,
     progress: Arc<Progress>,
-    /// FEC mode: the shard loss seen so far, which each new request starts from.
-    fec_loss: Arc<Mutex<f64>>,
+    /// FEC mode: the (random) shard loss seen so far, which each new request starts from.
+    fec_loss: Arc<Mutex<i6p_core::fec::LossEstimate>>,
     /// FEC mode: shards received, shards lost, stripes repaired, stripes combined.
     fec_counts: Arc<[AtomicU64; 4]>,
     /// FEC mode: set once providers' shards must no longer be combined in one stripe.
@@ -239,7 +239,7 @@ impl Shared {
     /// Takes a FEC loss report into the fetch's loss estimate.
     pub(crate) fn fec_report(&self, report: &i6p_core::fec::LossReport) {
         if let Ok(mut loss) = self.fec_loss.lock() {
-            *loss = i6p_core::fec::next_loss(*loss, report);
+            loss.report(report);
         }
         self.fec_counts[0].fetch_add(report.received, Ordering::Relaxed);
         self.fec_counts[1].fetch_add(report.lost, Ordering::Relaxed);
@@ -259,7 +259,7 @@ impl Shared {
     pub(crate) fn fec_loss_ppm(&self) -> u32 {
         self.fec_loss
             .lock()
-            .map(|l| (l.clamp(0.0, 1.0) * 1e6) as u32)
+            .map(|l| (l.loss().clamp(0.0, 1.0) * 1e6) as u32)
             .unwrap_or(0)
     }
 
@@ -389,7 +389,10 @@ pub async fn fetch_from(
     let _ = progress.reused.set(reused);
     progress.total.store(size, Ordering::Relaxed);
     progress.done.store(reused, Ordering::Relaxed);
-    let (queue, fec_loss) = (Arc::default(), Arc::new(Mutex::new(0.0)));
+    let (queue, fec_loss) = (
+        Arc::default(),
+        Arc::<Mutex<i6p_core::fec::LossEstimate>>::default(),
+    );
     let fec_counts: Arc<[AtomicU64; 4]> = Arc::default();
     let (combine_off, mixed_failures) = (Arc::<AtomicBool>::default(), Arc::<AtomicU32>::default());
     let pool = Arc::new(Pool {
@@ -505,7 +508,7 @@ pub async fn fetch_from(
             shards_lost: fec_counts[1].load(Ordering::Relaxed),
             stripes_repaired: fec_counts[2].load(Ordering::Relaxed),
             stripes_combined: fec_counts[3].load(Ordering::Relaxed),
-            loss: fec_loss.lock().map(|l| *l).unwrap_or(0.0),
+            loss: fec_loss.lock().map(|l| l.loss()).unwrap_or(0.0),
         }),
     })
 }
