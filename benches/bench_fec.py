@@ -15,7 +15,7 @@ machine is the limit), I6P_FEC_LOSS the loss rates (default "0,0.01,0.03,0.10").
 `test_fec_from_two_providers` fetches from two providers, each behind a link of its own (100 ms
 round trip, the same random loss, a bottleneck each: equal, or one four times the other), in
 three ways: from the first provider alone, from both serving whole batches of their own
-(`fec_combine=False`), and from both sharing every stripe (the default). I6P_FEC_PAIR_BYTES
+(the default), and from both sharing every stripe (`fec_combine=True`). I6P_FEC_PAIR_BYTES
 sets its blob size (default 128 MiB).
 """
 

@@ -109,6 +109,7 @@ def test_send_once_and_get_json(tmp_path: Path, mode: str) -> None:
             "--json",
             "--mode",
             mode,
+            *(["--combine"] if mode == "fec" else []),
             env={"I6P_HOME": str(tmp_path / "h2")},
         )
         assert got.returncode == 0, got.stderr

@@ -54,12 +54,12 @@ async def test_fec_fetch_through_five_percent_loss(make_node: NodeFactory, tmp_p
     assert 0.01 < fec["loss"] < 0.2, fec
 
 
-@pytest.mark.parametrize("mode", ["plain", "fec", "fec-separate"])
+@pytest.mark.parametrize("mode", ["plain", "fec", "fec-combined"])
 async def test_three_providers_one_killed_one_corrupt(
     make_node: NodeFactory, tmp_path: Path, mode: str
 ) -> None:
     """One provider dies at 30 %, another serves flipped bits: the third finishes the fetch,
-    the result is exact, and the corrupt provider is named in the result. In FEC mode the
+    the result is exact, and the corrupt provider is named in the result. Combining, the
     three first share every stripe; the corrupt shards spoil combined groups, which names
     nobody, so the fetch stops combining and the batches that follow name the liar."""
     src, dest = tmp_path / "src", tmp_path / "dest"
@@ -88,7 +88,7 @@ async def test_three_providers_one_killed_one_corrupt(
             tickets,
             dest,
             mode="plain" if mode == "plain" else "fec",
-            fec_combine=mode == "fec",
+            fec_combine=mode == "fec-combined",
             progress=progress,
             request_size=1 << 20,
             max_failures=2,
@@ -104,7 +104,7 @@ async def test_three_providers_one_killed_one_corrupt(
     assert str(honest.peer_id) not in result.dropped
     assert result.providers[str(honest.peer_id)] > size // 2
     assert result.bytes_fetched == sum(result.providers.values())
-    if mode == "fec":
+    if mode == "fec-combined":
         assert result.fec is not None and result.fec["stripes_combined"] > 0, result.fec
 
 
@@ -129,7 +129,7 @@ async def test_any_k_shards_from_several_providers_rebuild_a_stripe(
                 )
             )
             tickets.append(Ticket(node.peer_id, [relay.addr], blob.hash, blob.size))
-        result = await fetcher.fetch(tickets, dest, mode="fec")
+        result = await fetcher.fetch(tickets, dest, mode="fec", fec_combine=True)
     assert result.hash == expected and b3_file(dest) == expected
     assert not result.dropped and result.failed_groups == 0
     fec = result.fec
@@ -157,7 +157,7 @@ async def test_forged_shards_are_dropped(
     forger._core._set_provider_faults(16)
     providers = [forger, honest] if combine else [forger]
     tickets = [n.ticket(await n.add_path(src)) for n in providers]
-    result = await fetcher.fetch(tickets, dest, mode="fec")
+    result = await fetcher.fetch(tickets, dest, mode="fec", fec_combine=combine)
     assert b3_file(dest) == expected
     assert result.failed_groups == 0 and not result.dropped
     fec = result.fec

@@ -138,7 +138,7 @@ class Node:
         mode: str = "plain",
         fec_shape: tuple[int, int, int] = ...,
         shard_size: int | None = None,
-        fec_combine: bool = True,
+        fec_combine: bool = False,
     ) -> tuple[
         Awaitable[
             tuple[

@@ -150,6 +150,7 @@ async def _get(args: argparse.Namespace) -> FetchResult:
                 group_size=args.group_size,
                 streams=args.streams,
                 mode=args.mode,
+                fec_combine=args.combine,
             )
 
 
@@ -358,6 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["plain", "fec"],
         default="plain",
         help="fec: Reed-Solomon shards in datagrams, for lossy or long links (default plain)",
+    )
+    p_get.add_argument(
+        "--combine",
+        action="store_true",
+        help="fec with several tickets: every provider sends a share of each stripe",
     )
     p_get.add_argument(
         "--window", default="auto", help="flow-control window: auto (default), quinn, or bytes"

@@ -198,7 +198,7 @@ class Node:
         mode: Literal["plain", "fec"] = "plain",
         fec_shape: tuple[int, int, int] = (32, 1, 8),
         shard_size: int | None = None,
-        fec_combine: bool = True,
+        fec_combine: bool = False,
     ) -> FetchResult:
         """Fetches the ticket's blob into ``dest``, verified and resumable.
 
@@ -230,11 +230,13 @@ class Node:
         ``fec_shape=(k, min_m, max_m)``: m follows the loss the receiver reports, within
         those bounds. ``shard_size`` defaults to what the path's datagrams carry. Every
         rebuilt group is verified against the root before it is written, as in plain mode.
-        With several tickets, each provider sends its share of every stripe (a run of data
-        shards and its own parity) and any k shards from any of them rebuild it;
-        ``fec_combine=False`` has each provider serve whole batches of its own instead. A
-        combined group that fails verification cannot be pinned on one provider: the fetch
-        then stops combining, and the culprit is named by the batches that follow.
+        With several tickets, each provider serves whole batches of its own;
+        ``fec_combine=True`` has each provider send its share of every stripe instead (a run
+        of data shards sized to its measured rate, and interleaved parity), any k shards from
+        any of them rebuilding it. A combined group that fails verification cannot be pinned
+        on one provider: the fetch then stops combining, and the culprit is named by the
+        batches that follow. Combining measured slower than separate batches so far (see
+        ``benches/bench_fec.py``), hence off by default.
         """
         singles = [ticket] if isinstance(ticket, (str, Ticket)) else list(ticket)
         tickets = [Ticket.parse(t) if isinstance(t, str) else t for t in singles]

@@ -142,6 +142,8 @@ pub(crate) async fn serve_fec(
             sent_at: sent_at.clone(),
             min_loop: None,
             recent_loop: None,
+            rate: None,
+            cautious: false,
             mark_through: first_stripe,
         },
     ));
@@ -289,8 +291,12 @@ async fn read_requests(
         match frame.kind {
             FRAME_LOSS => match LossReport::decode(&frame.payload) {
                 Ok(report) if report.transfer == transfer => {
+                    let mut congested = false;
                     if let Ok(mut r) = redundancy.lock() {
-                        r.report(&report);
+                        congested = r.report(&report);
+                    }
+                    if congested {
+                        tuner.on_congestion();
                     }
                     tuner.on_report(report.through);
                 }
@@ -322,9 +328,17 @@ const INITIAL_FLOW: u64 = 2 << 20;
 /// The window over the bandwidth × loop delay the requester's progress shows, while no queue
 /// builds: it doubles each loop while it is the limit.
 const FLOW_GAIN: f64 = 2.0;
-/// The smallest window, in stripes: well above the requester's lag before it judges a stripe
-/// (8 stripes), which `through` trails the newest stripe by.
-const MIN_FLOW_STRIPES: u64 = 32;
+/// The requester's LOSS report interval (its TICK).
+const REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+/// The most the window falls by at once (a measured rate can be low for reasons other than
+/// the path, a repair or a stall of the disk, and the window would collapse with it).
+const DECREASE: f64 = 0.7;
+/// The window's gain once congestion has been seen: enough to find more bandwidth, little
+/// enough not to overflow a shallow queue again at once.
+const CAUTIOUS_GAIN: f64 = 1.25;
+/// The smallest window, in stripes: above the requester's lag before it judges a stripe (8
+/// stripes), so that a stripe lost at the head of the window is judged before it shuts.
+const MIN_FLOW_STRIPES: u64 = 16;
 /// The largest window of one request, in bytes.
 const MAX_FLOW: u64 = 32 << 20;
 
@@ -333,14 +347,16 @@ type SentLog = Arc<Mutex<std::collections::VecDeque<(u64, std::time::Instant)>>>
 
 /// Sizes a request's window from the requester's progress and the loop delay (from a
 /// stripe's sending to the report that saw it: a round trip plus the requester's reporting
-/// delay). While the loop delay stays within a fifth of the shortest seen, no queue builds and
-/// the window grows to [`FLOW_GAIN`] times the rate at which `through` advances times that
-/// shortest delay (doubling every loop while it is the limit). Once the delay grows by more
-/// than half, a queue is building: the window falls back to one bandwidth × delay. Datagrams
-/// have no flow control of their own, and BBR (the controller lossy links need) sends more
-/// than a shallow queue holds: behind 100 MB/s with 50 ms of queue at 100 ms RTT, a third of
-/// the shards were dropped without this window. The session keeps the window for its next
-/// request.
+/// delay). While the loop delay stays within a tenth of the shortest seen (plus a report
+/// interval), no queue builds and the window grows to [`FLOW_GAIN`] times the rate at which
+/// `through` advances times that shortest delay (doubling every loop while it is the limit).
+/// Once the delay grows by more than a quarter, a queue is building: the window falls back to
+/// one bandwidth × delay, by at most [`DECREASE`] at once. A window of reports with loss well
+/// above the random loss (see `LossEstimate`) is congestion: the window falls the same way
+/// and grows by [`CAUTIOUS_GAIN`] only from then on. Datagrams have no flow control of their
+/// own, and BBR (the controller lossy links need) sends more than a shallow queue holds:
+/// behind 100 MB/s with 50 ms of queue at 100 ms RTT, a third of the shards were dropped
+/// without this window. The session keeps the window for its next request.
 struct FlowTuner {
     stripe_bytes: u64,
     /// When the current measurement began, and `through` then.
@@ -354,9 +370,33 @@ struct FlowTuner {
     min_loop: Option<std::time::Duration>,
     /// A moving average of recent loop delays.
     recent_loop: Option<std::time::Duration>,
+    /// The rate `through` advanced at over the last measurement, bytes per second.
+    rate: Option<f64>,
+    /// Congestion has been seen: the window grows by [`CAUTIOUS_GAIN`] only.
+    cautious: bool,
 }
 
 impl FlowTuner {
+    /// A window of reports showed congestion (loss well above the random loss): the window
+    /// falls to one rate × shortest loop delay, the measurement starts over, and from now on
+    /// the window grows cautiously.
+    fn on_congestion(&mut self) {
+        let (Some(rate), Some(loop_delay)) = (self.rate, self.min_loop) else {
+            return;
+        };
+        let mut flow = *self.flow.borrow();
+        let bdp = (rate * loop_delay.as_secs_f64()) as u64;
+        let floor = (flow.window as f64 * DECREASE) as u64;
+        flow.window = flow.window.min(
+            (bdp.min(MAX_FLOW) / self.stripe_bytes.max(1))
+                .max(floor)
+                .max(MIN_FLOW_STRIPES),
+        );
+        self.cautious = true;
+        (self.mark, self.mark_through) = (std::time::Instant::now(), flow.through);
+        self.flow.send_replace(flow);
+    }
+
     fn on_report(&mut self, through: u64) {
         let now = std::time::Instant::now();
         let mut flow = *self.flow.borrow();
@@ -388,11 +428,21 @@ impl FlowTuner {
                 ((bytes as u64).min(MAX_FLOW) / self.stripe_bytes.max(1)).max(MIN_FLOW_STRIPES)
             };
             let recent = self.recent_loop.unwrap_or(loop_delay);
-            if recent > loop_delay * 3 / 2 {
-                flow.window = flow.window.min(stripes(bdp));
-            } else if recent <= loop_delay * 6 / 5 {
-                flow.window = flow.window.max(stripes(FLOW_GAIN * bdp));
+            let gain = if self.cautious {
+                CAUTIOUS_GAIN
+            } else {
+                FLOW_GAIN
+            };
+            // The loop delay includes up to a report interval of the requester's: a slack of
+            // one interval keeps that jitter from reading as a queue.
+            let slack = REPORT_INTERVAL;
+            if recent > loop_delay * 5 / 4 + slack {
+                let floor = (flow.window as f64 * DECREASE) as u64;
+                flow.window = flow.window.min(stripes(bdp).max(floor));
+            } else if recent <= loop_delay * 11 / 10 + slack {
+                flow.window = flow.window.max(stripes(gain * bdp));
             }
+            self.rate = Some(rate);
             (self.mark, self.mark_through) = (now, flow.through);
             self.session.fec_window().store(
                 flow.window * self.stripe_bytes,

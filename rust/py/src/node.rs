@@ -269,7 +269,7 @@ impl Node {
 
     /// Starts a verified, resumable fetch into `dest` from one provider or several; returns
     /// (awaitable, progress).
-    #[pyo3(signature = (tickets, dest, *, overwrite=false, group_size=262_144, streams=8, max_failures=3, request_size=16_777_216, reconnects=5, backoff=0.25, mode="plain", fec_shape=(32, 1, 8), shard_size=None, fec_combine=true))]
+    #[pyo3(signature = (tickets, dest, *, overwrite=false, group_size=262_144, streams=8, max_failures=3, request_size=16_777_216, reconnects=5, backoff=0.25, mode="plain", fec_shape=(32, 1, 8), shard_size=None, fec_combine=false))]
     #[allow(clippy::too_many_arguments)]
     fn fetch<'py>(
         &self,
