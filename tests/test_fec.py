@@ -108,6 +108,34 @@ async def test_three_providers_one_killed_one_corrupt(
         assert result.fec is not None and result.fec["stripes_combined"] > 0, result.fec
 
 
+@pytest.mark.parametrize("mode", ["plain", "fec"])
+async def test_a_fast_provider_takes_over_a_slow_ones_batches(
+    make_node: NodeFactory, tmp_path: Path, mode: str
+) -> None:
+    """Once the queue is empty, a provider that has delivered more takes over the second half
+    of what a slower one has left of its batch, again and again: the slow provider's first
+    batches do not hold up the fetch, and nothing is fetched twice (beyond a group or two in
+    flight when the half is taken)."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    size = 16 << 20
+    expected = write_random(src, size)
+    fast, slow, fetcher = await make_node(), await make_node(), await make_node()
+    async with contextlib.AsyncExitStack() as stack:
+        tickets = [fast.ticket(await fast.add_path(src))]
+        blob = await slow.add_path(src)
+        relay = await stack.enter_async_context(
+            ImpairRelay(f"[::1]:{slow.port}", rate=2_000_000, max_seconds=120)
+        )
+        tickets.append(Ticket(slow.peer_id, [relay.addr], blob.hash, blob.size))
+        result = await fetcher.fetch(tickets, dest, mode=mode, request_size=2 << 20)
+    assert result.hash == expected and b3_file(dest) == expected
+    assert not result.dropped
+    # Half the batches were the slow provider's at first; it delivered far less than that.
+    slow_bytes = result.providers[str(slow.peer_id)]
+    assert 0 < slow_bytes < size // 4, result.providers
+    assert result.bytes_fetched <= size + 8 * GROUP, result.providers
+
+
 async def test_any_k_shards_from_several_providers_rebuild_a_stripe(
     make_node: NodeFactory, tmp_path: Path
 ) -> None:

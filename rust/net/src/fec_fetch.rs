@@ -22,7 +22,7 @@
 use crate::control::write_frame_raw;
 use crate::error::{NetError, Result};
 use crate::fec_serve::{stripe_runs, AbortOnDrop};
-use crate::fetch::{read_answer_raw, Shared, Slot, MIXED};
+use crate::fetch::{read_answer_raw, Claim, Shared, Slot, MIXED};
 use crate::session::Session;
 use bytes::Bytes;
 use i6p_core::erasure::{Coder, ErasureParams, Stripe};
@@ -211,17 +211,17 @@ pub(crate) async fn worker(shared: Arc<Shared>, tx: mpsc::Sender<Slot>) -> Resul
         if shared.gave_up() {
             return Err(shared.integrity_error());
         }
-        let Some((first, count)) = shared.next_batch()? else {
+        let Some(claim) = shared.claim(true)? else {
             return Ok(());
         };
         let Some(len) = shard_len(&shared.session, &options) else {
             // The peer takes no datagrams (or none large enough): a plain request instead.
-            if !crate::fetch::plain_request(&shared, &tx, first, count).await? {
+            if !crate::fetch::plain_request(&shared, &tx, &claim).await? {
                 return Ok(());
             }
             continue;
         };
-        let batch = Batch::new(vec![shared.clone()], options, len, first, count, &[])?;
+        let batch = Batch::new(vec![shared.clone()], options, len, &claim, &[])?;
         if batch.run(&tx).await?.is_none() {
             return Ok(());
         }
@@ -265,7 +265,7 @@ pub(crate) async fn joint_worker(
         let Some(len) = len else {
             return Ok(());
         };
-        let Some((first, count)) = common.next_batch()? else {
+        let Some(claim) = common.claim(false)? else {
             return Ok(());
         };
         let known: Vec<f64> = members
@@ -278,7 +278,7 @@ pub(crate) async fn joint_worker(
             .map(|p| rates.get(&p.provider).copied().unwrap_or(typical).max(1.0))
             .collect();
         let counts = apportion(options.data, &weights);
-        let batch = Batch::new(members, options, len, first, count, &counts)?;
+        let batch = Batch::new(members, options, len, &claim, &counts)?;
         let Some(measured) = batch.run(&tx).await? else {
             return Ok(());
         };
@@ -417,6 +417,9 @@ struct Batch {
     placed: u64,
     /// Shards received, shards lost and stripes repaired, for the log.
     totals: (u64, u64, u64),
+    /// Where this batch now ends (another provider may take over its second half), and
+    /// how far it has delivered.
+    progress: Arc<crate::fetch::BatchProgress>,
 }
 
 impl Batch {
@@ -424,10 +427,10 @@ impl Batch {
         members: Vec<Arc<Shared>>,
         options: FecOptions,
         shard_len: usize,
-        first: u64,
-        count: u64,
+        claim: &Claim,
         counts: &[usize],
     ) -> Result<Self> {
+        let (first, count) = (claim.first, claim.count);
         let common = members
             .first()
             .cloned()
@@ -489,6 +492,7 @@ impl Batch {
             next_repairer: 0,
             placed: 0,
             totals: (0, 0, 0),
+            progress: claim.progress(),
         };
         batch.shape(shard_len)?;
         Ok(batch)
@@ -680,6 +684,10 @@ impl Batch {
                     }
                 }
                 _ = tick.tick() => {
+                    self.drop_taken_over();
+                    if self.left == 0 {
+                        break;
+                    }
                     if last_activity.elapsed() > crate::fetch::STALL_TIMEOUT {
                         return Err(NetError::Stream(format!(
                             "provider sent nothing for {:?}", crate::fetch::STALL_TIMEOUT)));
@@ -726,16 +734,25 @@ impl Batch {
             repairs = self.totals.2,
             "FEC batch done"
         );
-        // Every group is in: say so, and read the providers' ends of their streams.
+        // Every group is in: say so, and read the providers' ends of their streams. If
+        // another provider took over the end of the batch, its stripes are not wanted: the
+        // request is cancelled instead.
+        let cut_short = self.progress.end.load(Ordering::Relaxed) < self.first + self.count;
         for m in &mut self.members {
             if let Some(mut send) = m.send.take() {
-                let _ = send.finish();
+                if cut_short {
+                    let _ = send.reset(quinn::VarInt::from_u32(0));
+                } else {
+                    let _ = send.finish();
+                }
             }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while frames.recv().await.is_some() {}
-        })
-        .await;
+        if !cut_short {
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while frames.recv().await.is_some() {}
+            })
+            .await;
+        }
         drop(readers);
         let shard_len = self.layout.shard_len() as f64;
         Ok(Some(
@@ -1052,6 +1069,22 @@ impl Batch {
         Ok(true)
     }
 
+    /// Gives up the groups another provider has taken over (those from the batch's end on):
+    /// they are no longer waited for; their shards still arriving are ignored.
+    fn drop_taken_over(&mut self) {
+        let end = self.progress.end.load(Ordering::Relaxed);
+        let first_dropped = end.saturating_sub(self.first) as usize;
+        for group in self.groups.iter_mut().skip(first_dropped) {
+            if !group.sent {
+                group.sent = true;
+                self.left = self.left.saturating_sub(1);
+                if let Some(slot) = group.slot.take() {
+                    self.common.pool.give(slot);
+                }
+            }
+        }
+    }
+
     /// Hands group `index` to the disk stage if its data and proof are all in.
     async fn try_send(&mut self, index: u64, tx: &mpsc::Sender<Slot>) -> Result<bool> {
         let Some(group) = self.groups.get_mut((index - self.first) as usize) else {
@@ -1066,7 +1099,13 @@ impl Batch {
         group.sent = true;
         self.left -= 1;
         slot.proof = proof;
-        Ok(tx.send(slot).await.is_ok())
+        let sent = tx.send(slot).await.is_ok();
+        // Groups before the first one not sent are delivered, for a provider taking over.
+        let delivered = self.groups.iter().take_while(|g| g.sent).count() as u64;
+        self.progress
+            .next
+            .fetch_max(self.first + delivered, Ordering::Relaxed);
+        Ok(sent)
     }
 
     /// Judges every stripe before `until`: one still short of k shards is asked for again;

@@ -191,9 +191,62 @@ impl Pool {
         })
     }
 
-    fn give(&self, slot: Slot) {
+    pub(crate) fn give(&self, slot: Slot) {
         if let Ok(mut free) = self.free.lock() {
             free.push(slot);
+        }
+    }
+}
+
+/// A batch some provider's worker is fetching.
+pub(crate) struct InFlight {
+    provider: usize,
+    /// What its provider has delivered so far in the fetch.
+    provider_fetched: Arc<AtomicU64>,
+    /// Shared with the [`Claim`] fetching it.
+    progress: Arc<BatchProgress>,
+}
+
+/// How far a batch has got, and where it now ends.
+#[derive(Debug)]
+pub(crate) struct BatchProgress {
+    /// The first group not delivered yet (in order).
+    pub(crate) next: AtomicU64,
+    /// One past the last group this batch still has to deliver: lowered when another
+    /// provider takes over its second half.
+    pub(crate) end: AtomicU64,
+}
+
+/// A batch of groups a worker fetches: `first..first + count` as asked for, of which it
+/// delivers those below [`Claim::end`].
+pub(crate) struct Claim {
+    inflight: Arc<Mutex<Vec<InFlight>>>,
+    pub(crate) first: u64,
+    pub(crate) count: u64,
+    progress: Arc<BatchProgress>,
+}
+
+impl Claim {
+    /// One past the last group still to deliver (another provider has the rest).
+    pub(crate) fn end(&self) -> u64 {
+        self.progress.end.load(Ordering::Relaxed)
+    }
+
+    /// Where the batch stands, for a FEC batch to follow and update.
+    pub(crate) fn progress(&self) -> Arc<BatchProgress> {
+        self.progress.clone()
+    }
+
+    /// Groups before `next` have all been delivered.
+    pub(crate) fn delivered_to(&self, next: u64) {
+        self.progress.next.fetch_max(next, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Ok(mut inflight) = self.inflight.lock() {
+            inflight.retain(|b| !Arc::ptr_eq(&b.progress, &self.progress));
         }
     }
 }
@@ -207,9 +260,11 @@ pub(crate) struct Shared {
     pub(crate) size: u64,
     pub(crate) group_log: u8,
     pub(crate) queue: Arc<Mutex<VecDeque<(u64, u64)>>>,
+    /// Batches being fetched, by every provider.
+    inflight: Arc<Mutex<Vec<InFlight>>>,
     pub(crate) pool: Arc<Pool>,
     /// Group bytes received from this provider.
-    pub(crate) fetched: AtomicU64,
+    pub(crate) fetched: Arc<AtomicU64>,
     failures: AtomicU32,
     last_failure: Mutex<String>,
     pub(crate) options: FetchOptions,
@@ -267,9 +322,66 @@ impl Shared {
         self.failures.load(Ordering::Relaxed) >= self.options.max_failures
     }
 
-    /// The next batch of groups from the shared queue.
-    pub(crate) fn next_batch(&self) -> Result<Option<(u64, u64)>> {
-        Ok(self.queue.lock().map_err(|_| poisoned())?.pop_front())
+    /// The next batch of groups from the shared queue or, with `help` and the queue empty,
+    /// the second half of what is left of the batch of a provider that has delivered less
+    /// than this one (a slow provider's last batches do not hold up the fetch while a faster
+    /// one sits idle; the slow one stops at the half).
+    pub(crate) fn claim(&self, help: bool) -> Result<Option<Claim>> {
+        let mut inflight = self.inflight.lock().map_err(|_| poisoned())?;
+        let next = self.queue.lock().map_err(|_| poisoned())?.pop_front();
+        let (first, count) = match next {
+            Some(batch) => batch,
+            None if help => {
+                let ours = self.fetched.load(Ordering::Relaxed);
+                let left = |b: &InFlight| {
+                    let p = &b.progress;
+                    p.end
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(p.next.load(Ordering::Relaxed))
+                };
+                let Some(batch) = inflight
+                    .iter()
+                    .filter(|b| {
+                        b.provider != self.provider
+                            && b.provider_fetched.load(Ordering::Relaxed) < ours
+                            && left(b) >= 2
+                    })
+                    .max_by_key(|b| left(b))
+                else {
+                    return Ok(None);
+                };
+                let (next, end) = (
+                    batch.progress.next.load(Ordering::Relaxed),
+                    batch.progress.end.load(Ordering::Relaxed),
+                );
+                let mid = next + (end - next) / 2;
+                batch.progress.end.store(mid, Ordering::Relaxed);
+                tracing::debug!(
+                    from = batch.provider,
+                    by = self.provider,
+                    mid,
+                    end,
+                    "taking over the second half of another provider's batch"
+                );
+                (mid, end - mid)
+            }
+            None => return Ok(None),
+        };
+        let progress = Arc::new(BatchProgress {
+            next: AtomicU64::new(first),
+            end: AtomicU64::new(first + count),
+        });
+        inflight.push(InFlight {
+            provider: self.provider,
+            provider_fetched: self.fetched.clone(),
+            progress: progress.clone(),
+        });
+        Ok(Some(Claim {
+            inflight: self.inflight.clone(),
+            first,
+            count,
+            progress,
+        }))
     }
 
     /// Puts a batch back at the head of the queue.
@@ -393,6 +505,7 @@ pub async fn fetch_from(
         Arc::default(),
         Arc::<Mutex<i6p_core::fec::LossEstimate>>::default(),
     );
+    let inflight = Arc::default();
     let fec_counts: Arc<[AtomicU64; 4]> = Arc::default();
     let (combine_off, mixed_failures) = (Arc::<AtomicBool>::default(), Arc::<AtomicU32>::default());
     let pool = Arc::new(Pool {
@@ -410,8 +523,9 @@ pub async fn fetch_from(
                 size,
                 group_log,
                 queue: Arc::clone(&queue),
+                inflight: Arc::clone(&inflight),
                 pool: pool.clone(),
-                fetched: AtomicU64::new(0),
+                fetched: Arc::default(),
                 failures: AtomicU32::new(0),
                 last_failure: Mutex::new(String::new()),
                 options: options.clone(),
@@ -945,28 +1059,27 @@ pub(crate) async fn worker(shared: Arc<Shared>, tx: tokio::sync::mpsc::Sender<Sl
         if shared.gave_up() {
             return Err(shared.integrity_error());
         }
-        let next = shared.queue.lock().map_err(|_| poisoned())?.pop_front();
-        let Some((first, count)) = next else {
+        let Some(claim) = shared.claim(true)? else {
             return Ok(());
         };
-        if !plain_request(&shared, &tx, first, count).await? {
+        if !plain_request(&shared, &tx, &claim).await? {
             // The disk stage stopped; its own result says why.
             return Ok(());
         }
     }
 }
 
-/// One GET for groups `first..first+count`, read into the disk stage. False if the disk
-/// stage has stopped.
+/// One GET for the groups of `claim`, read into the disk stage. False if the disk stage has
+/// stopped.
 pub(crate) async fn plain_request(
     shared: &Arc<Shared>,
     tx: &tokio::sync::mpsc::Sender<Slot>,
-    first: u64,
-    count: u64,
+    claim: &Claim,
 ) -> Result<bool> {
+    let (first, count) = (claim.first, claim.count);
     let get = send_get(&shared.session, shared.hash, shared.group_log, first, count);
     let recv = no_stall(get).await?;
-    read_request(shared, tx, recv, first, count).await
+    read_request(shared, tx, recv, claim).await
 }
 
 fn poisoned() -> NetError {
@@ -980,9 +1093,9 @@ async fn read_request(
     shared: &Arc<Shared>,
     tx: &tokio::sync::mpsc::Sender<Slot>,
     mut recv: quinn::RecvStream,
-    first: u64,
-    count: u64,
+    claim: &Claim,
 ) -> Result<bool> {
+    let (first, count) = (claim.first, claim.count);
     let session = &shared.session;
     if let Some(detail) = no_stall(read_answer_raw(session, &mut recv, shared.size)).await? {
         shared.fail(first, detail);
@@ -990,6 +1103,11 @@ async fn read_request(
         return Ok(true);
     }
     for index in first..first + count {
+        if index >= claim.end() {
+            // Another provider took over the rest of this batch.
+            let _ = recv.stop(VarInt::from_u32(0));
+            return Ok(true);
+        }
         let mut slot = shared.pool.take();
         slot.provider = shared.provider;
         let claimed = no_stall(read_group_into(shared, &mut recv, index, &mut slot)).await?;
@@ -1008,6 +1126,7 @@ async fn read_request(
         if tx.send(slot).await.is_err() {
             return Ok(false);
         }
+        claim.delivered_to(index + 1);
     }
     // Read the end of the stream too: a provider counts the request as served only once it
     // sees it acknowledged to the end, and anything after the last group is a protocol error.
