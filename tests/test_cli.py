@@ -147,6 +147,21 @@ def test_send_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+def test_join_writes_one_ticket_for_several_providers() -> None:
+    from i6p import Identity, Ticket
+
+    blob = "ab" * 32
+    tickets = [
+        Ticket(Identity.generate().peer_id, [f"[2001:db8::{i}]:4433"], blob, 99) for i in (1, 2)
+    ]
+    joined = run("join", *(str(t) for t in tickets))
+    assert joined.returncode == 0, joined.stderr
+    assert Ticket.parse_all(joined.stdout.strip()) == tickets
+    other = Ticket(Identity.generate().peer_id, [], "cd" * 32, 99)
+    bad = run("join", str(tickets[0]), str(other))
+    assert bad.returncode == 1 and "different blobs" in bad.stderr
+
+
 def test_get_failures_are_one_line(tmp_path: Path) -> None:
     env = {"I6P_HOME": str(tmp_path / "home")}
     bad = run("get", "i6pnotaticket", "-o", str(tmp_path / "x"), env=env)

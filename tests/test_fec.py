@@ -209,6 +209,24 @@ async def test_unreachable_provider_is_reported_and_skipped(
     assert result.providers[str(good.peer_id)] == 3 * GROUP
 
 
+async def test_one_ticket_listing_several_providers(make_node: NodeFactory, tmp_path: Path) -> None:
+    """Ticket.join writes the providers of several tickets as one string; a fetch given that
+    string uses them all, and a one-provider parse of it says to read it with parse_all."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    expected = write_random(src, 3 * GROUP + 5)
+    one, two, fetcher = await make_node(), await make_node(), await make_node()
+    tickets = [n.ticket(await n.add_path(src)) for n in (one, two)]
+    text = Ticket.join(tickets)
+    assert Ticket.parse_all(text) == tickets
+    with pytest.raises(ValueError, match="parse_all"):
+        Ticket.parse(text)
+    with pytest.raises(ValueError, match="twice"):
+        Ticket.join([tickets[0], tickets[0]])
+    result = await fetcher.fetch(text, dest, request_size=GROUP)
+    assert b3_file(dest) == expected
+    assert set(result.providers) == {str(one.peer_id), str(two.peer_id)}
+
+
 async def test_tickets_for_different_blobs_are_refused(
     make_node: NodeFactory, tmp_path: Path
 ) -> None:

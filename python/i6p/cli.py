@@ -83,6 +83,14 @@ def _cmd_id(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- join ----------------------------------------------------------------------------------
+
+
+def _cmd_join(args: argparse.Namespace) -> int:
+    print(Ticket.join([one for t in args.ticket for one in Ticket.parse_all(t)]))
+    return 0
+
+
 # -- send ----------------------------------------------------------------------------------
 
 
@@ -128,7 +136,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 
 async def _get(args: argparse.Namespace) -> FetchResult:
-    tickets = [Ticket.parse(t) for t in args.ticket]
+    tickets = [one for t in args.ticket for one in Ticket.parse_all(t)]
     ticket = tickets[0]
     dest = Path(args.output) if args.output else Path.cwd() / ticket.hash
     identity = _identity(args.identity)
@@ -393,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_bench.add_argument("--json", action="store_true", help="print the results as JSON")
     p_bench.set_defaults(func=_cmd_bench)
+
+    p_join = sub.add_parser(
+        "join", help="print one ticket listing the providers of several tickets for one blob"
+    )
+    p_join.add_argument("ticket", nargs="+", help="tickets for the same blob (2 to 8 providers)")
+    p_join.set_defaults(func=_cmd_join)
 
     p_demo = sub.add_parser("demo", help="send a generated file between two local nodes")
     p_demo.add_argument("--size", type=_size, default=256 << 20, help="bytes (default 256MiB)")

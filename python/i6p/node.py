@@ -202,7 +202,8 @@ class Node:
     ) -> FetchResult:
         """Fetches the ticket's blob into ``dest``, verified and resumable.
 
-        Given several tickets for the same blob, the providers are fetched from at once:
+        Given several tickets for the same blob (or a ticket string listing several
+        providers, as ``Ticket.join`` writes), the providers are fetched from at once:
         they share the work, and one that is unreachable, disconnects, or serves data that
         fails verification (``max_failures`` times) is dropped while the others finish the
         fetch. ``result.providers`` says what each sent, ``result.dropped`` which were
@@ -239,7 +240,9 @@ class Node:
         ``benches/bench_fec.py``), hence off by default.
         """
         singles = [ticket] if isinstance(ticket, (str, Ticket)) else list(ticket)
-        tickets = [Ticket.parse(t) if isinstance(t, str) else t for t in singles]
+        tickets = [
+            one for t in singles for one in (Ticket.parse_all(t) if isinstance(t, str) else [t])
+        ]
         awaitable, live = self._core.fetch(
             tickets,
             Path(dest),

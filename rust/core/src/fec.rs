@@ -217,9 +217,9 @@ impl LossReport {
 
 /// A shard loss estimate that tells random loss from congestion.
 ///
-/// Reports are taken in windows of at least [`SPIKE_WINDOW`] shards. A window whose loss is
-/// more than twice the lower median of the last windows (plus half a percent) is taken for
-/// congestion (a queue overflowing drops runs of packets, which parity cannot cover and
+/// Reports are taken in windows of at least [`SPIKE_WINDOW`] shards. Once three windows have
+/// been seen, a window whose loss is more than twice the lower median of the last windows
+/// (plus half a percent) is taken for congestion (a queue overflowing drops runs of packets, which parity cannot cover and
 /// which more parity would only worsen): it counts at that median. The estimate is a moving
 /// average of the windows, each weighted by how many shards it covers. Loss that persists
 /// raises the median and so counts in full after a few windows; loss that falls counts at
@@ -239,6 +239,9 @@ const LOSS_WINDOW: f64 = 2000.0;
 pub const SPIKE_WINDOW: u64 = 1000;
 /// Windows whose loss rates the baseline is the lower median of.
 const HISTORY: usize = 9;
+/// Entries the history needs (the starting value and windows) before a window can be taken
+/// for congestion.
+const MIN_HISTORY: usize = 3;
 
 impl Default for LossEstimate {
     fn default() -> Self {
@@ -274,7 +277,8 @@ impl LossEstimate {
         let rate = self.window.1 as f64 / seen as f64;
         self.window = (0, 0);
         let baseline = self.baseline();
-        let congested = rate > 2.0 * baseline + 0.005;
+        // A baseline of the starting value and two windows or fewer says too little yet.
+        let congested = self.history.len() > MIN_HISTORY && rate > 2.0 * baseline + 0.005;
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
@@ -966,6 +970,11 @@ mod tests {
         r.start_at(0.03);
         for _ in 0..20 {
             assert!(!r.report(&report(970, 30)), "steady 3 % is random loss");
+        }
+        // The first windows of an estimate starting from nothing are not congestion.
+        let mut blank = Redundancy::new(32, 1, 8, 1e-3).unwrap();
+        for _ in 0..5 {
+            assert!(!blank.report(&report(970, 30)));
         }
         let (loss, m) = (r.loss(), r.params().parity());
         assert!((loss - 0.03).abs() < 0.005, "{loss}");

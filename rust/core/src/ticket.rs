@@ -4,6 +4,11 @@
 //! `version:u8=1 kind:u8=1 peer_id:32 hash:32 size:u64 n_addrs:u8 address* checksum:4`,
 //! where `checksum` is the first 4 bytes of BLAKE3 over everything before it. Parsing is
 //! case-insensitive and ignores surrounding white space.
+//!
+//! A ticket may also list several providers of one blob (kind 2):
+//! `version:u8=1 kind:u8=2 hash:32 size:u64 n_providers:u8 (peer_id:32 n_addrs:u8 address*)*
+//! checksum:4`, with 2 to [`MAX_TICKET_PROVIDERS`] distinct providers; [`parse_all`] reads
+//! either kind as one ticket per provider, and [`join`] writes several as one.
 
 use crate::error::{CoreError, Result};
 use crate::peer_id::PeerId;
@@ -14,9 +19,12 @@ use std::net::SocketAddr;
 pub const TICKET_PREFIX: &str = "i6p";
 const VERSION: u8 = 1;
 const KIND_BLOB: u8 = 1;
+const KIND_PROVIDERS: u8 = 2;
 /// At most this many provider addresses in a ticket.
 pub const MAX_TICKET_ADDRS: usize = 16;
-const MAX_TICKET_TEXT: usize = 2048;
+/// At most this many providers in a ticket listing several.
+pub const MAX_TICKET_PROVIDERS: usize = 8;
+const MAX_TICKET_TEXT: usize = 4096;
 
 /// A blob ticket: the provider, its addresses, and the blob's hash and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,68 +63,183 @@ impl Ticket {
         out
     }
 
-    /// Parses the binary form.
+    /// Parses the binary form of a one-provider ticket.
     pub fn from_bytes(raw: &[u8]) -> Result<Self> {
-        if raw.len() < 4 {
-            return Err(bad("too short"));
+        let mut all = from_bytes_all(raw)?;
+        match all.len() {
+            1 => Ok(all.remove(0)),
+            n => Err(bad(format!(
+                "it lists {n} providers: read it with parse_all"
+            ))),
         }
-        let (body, sum) = raw.split_at(raw.len() - 4);
-        if &blake3::hash(body).as_bytes()[..4] != sum {
-            return Err(bad(
-                "checksum mismatch: the ticket was mistyped or cut short",
-            ));
-        }
-        let mut r = Reader::new(body, "ticket");
-        let version = r.u8()?;
-        if version != VERSION {
-            return Err(bad(format!(
-                "version {version} is not supported (this is version 1)"
-            )));
-        }
-        let kind = r.u8()?;
-        if kind != KIND_BLOB {
-            return Err(bad(format!("kind {kind} is not a blob ticket")));
-        }
-        let peer_id = PeerId::from_bytes(r.array()?);
-        let hash = r.array()?;
-        let size = r.u64()?;
-        let n = usize::from(r.u8()?);
-        if n > MAX_TICKET_ADDRS {
-            return Err(bad(format!("{n} addresses exceed {MAX_TICKET_ADDRS}")));
-        }
-        let mut addrs = Vec::with_capacity(n);
-        for _ in 0..n {
-            addrs.push(r.socket_addr()?);
-        }
-        r.finish()?;
-        Ok(Self {
-            peer_id,
-            addrs,
-            hash,
-            size,
-        })
     }
 
-    /// Parses the text form.
+    /// Parses the text form of a one-provider ticket.
     pub fn parse(text: &str) -> Result<Self> {
-        let text = text.trim();
-        if text.len() > MAX_TICKET_TEXT {
-            return Err(bad("longer than any valid ticket"));
-        }
-        let lower = text.to_ascii_lowercase();
-        let body = lower
-            .strip_prefix(TICKET_PREFIX)
-            .ok_or_else(|| bad(format!("expected it to start with {TICKET_PREFIX:?}")))?;
-        let raw = data_encoding::BASE32_NOPAD
-            .decode(body.to_ascii_uppercase().as_bytes())
-            .map_err(|e| {
-                bad(format!(
-                    "not base32 at position {}",
-                    e.position + TICKET_PREFIX.len()
-                ))
-            })?;
-        Self::from_bytes(&raw)
+        Self::from_bytes(&decode_text(text)?)
     }
+}
+
+/// Parses a ticket's text form, of either kind: one ticket per provider it lists.
+pub fn parse_all(text: &str) -> Result<Vec<Ticket>> {
+    from_bytes_all(&decode_text(text)?)
+}
+
+/// One ticket listing the providers of `tickets` (2 to [`MAX_TICKET_PROVIDERS`] distinct
+/// ones, all for the same blob); a single ticket is written as it is.
+pub fn join(tickets: &[Ticket]) -> Result<String> {
+    let Some(first) = tickets.first() else {
+        return Err(bad("no ticket to join"));
+    };
+    if tickets.len() == 1 {
+        return Ok(first.to_string());
+    }
+    if tickets.len() > MAX_TICKET_PROVIDERS {
+        return Err(bad(format!(
+            "{} providers exceed {MAX_TICKET_PROVIDERS}",
+            tickets.len()
+        )));
+    }
+    if tickets
+        .iter()
+        .any(|t| (t.hash, t.size) != (first.hash, first.size))
+    {
+        return Err(bad("the tickets are for different blobs"));
+    }
+    check_distinct(tickets)?;
+    let mut out = vec![VERSION, KIND_PROVIDERS];
+    out.extend_from_slice(&first.hash);
+    out.extend_from_slice(&first.size.to_be_bytes());
+    out.push(tickets.len() as u8);
+    for t in tickets {
+        out.extend_from_slice(t.peer_id.as_bytes());
+        let addrs = &t.addrs[..t.addrs.len().min(MAX_TICKET_ADDRS)];
+        out.push(addrs.len() as u8);
+        for a in addrs {
+            put_socket_addr(&mut out, a);
+        }
+    }
+    let sum = blake3::hash(&out);
+    out.extend_from_slice(&sum.as_bytes()[..4]);
+    let text = format!(
+        "{TICKET_PREFIX}{}",
+        data_encoding::BASE32_NOPAD
+            .encode(&out)
+            .to_ascii_lowercase()
+    );
+    if text.len() > MAX_TICKET_TEXT {
+        return Err(bad(format!(
+            "{} characters: too many addresses for one ticket",
+            text.len()
+        )));
+    }
+    Ok(text)
+}
+
+fn check_distinct(tickets: &[Ticket]) -> Result<()> {
+    for (i, t) in tickets.iter().enumerate() {
+        if tickets[..i].iter().any(|o| o.peer_id == t.peer_id) {
+            return Err(bad(format!(
+                "provider {} is listed twice",
+                t.peer_id.short()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads `n_addrs address*`.
+fn read_addrs(r: &mut Reader<'_>) -> Result<Vec<SocketAddr>> {
+    let n = usize::from(r.u8()?);
+    if n > MAX_TICKET_ADDRS {
+        return Err(bad(format!("{n} addresses exceed {MAX_TICKET_ADDRS}")));
+    }
+    let mut addrs = Vec::with_capacity(n);
+    for _ in 0..n {
+        addrs.push(r.socket_addr()?);
+    }
+    Ok(addrs)
+}
+
+/// Parses the binary form of either kind.
+fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
+    if raw.len() < 4 {
+        return Err(bad("too short"));
+    }
+    let (body, sum) = raw.split_at(raw.len() - 4);
+    if &blake3::hash(body).as_bytes()[..4] != sum {
+        return Err(bad(
+            "checksum mismatch: the ticket was mistyped or cut short",
+        ));
+    }
+    let mut r = Reader::new(body, "ticket");
+    let version = r.u8()?;
+    if version != VERSION {
+        return Err(bad(format!(
+            "version {version} is not supported (this is version 1)"
+        )));
+    }
+    let tickets = match r.u8()? {
+        KIND_BLOB => {
+            let peer_id = PeerId::from_bytes(r.array()?);
+            let hash = r.array()?;
+            let size = r.u64()?;
+            let addrs = read_addrs(&mut r)?;
+            vec![Ticket {
+                peer_id,
+                addrs,
+                hash,
+                size,
+            }]
+        }
+        KIND_PROVIDERS => {
+            let hash = r.array()?;
+            let size = r.u64()?;
+            let n = usize::from(r.u8()?);
+            if !(2..=MAX_TICKET_PROVIDERS).contains(&n) {
+                return Err(bad(format!(
+                    "{n} providers (a ticket lists 2 to {MAX_TICKET_PROVIDERS})"
+                )));
+            }
+            let mut tickets = Vec::with_capacity(n);
+            for _ in 0..n {
+                let peer_id = PeerId::from_bytes(r.array()?);
+                let addrs = read_addrs(&mut r)?;
+                tickets.push(Ticket {
+                    peer_id,
+                    addrs,
+                    hash,
+                    size,
+                });
+            }
+            check_distinct(&tickets)?;
+            tickets
+        }
+        kind => return Err(bad(format!("kind {kind} is not a blob ticket"))),
+    };
+    r.finish()?;
+    Ok(tickets)
+}
+
+/// The bytes of a ticket's text form.
+fn decode_text(text: &str) -> Result<Vec<u8>> {
+    let text = text.trim();
+    if text.len() > MAX_TICKET_TEXT {
+        return Err(bad("longer than any valid ticket"));
+    }
+    let lower = text.to_ascii_lowercase();
+    let body = lower
+        .strip_prefix(TICKET_PREFIX)
+        .ok_or_else(|| bad(format!("expected it to start with {TICKET_PREFIX:?}")))?;
+    let raw = data_encoding::BASE32_NOPAD
+        .decode(body.to_ascii_uppercase().as_bytes())
+        .map_err(|e| {
+            bad(format!(
+                "not base32 at position {}",
+                e.position + TICKET_PREFIX.len()
+            ))
+        })?;
+    Ok(raw)
 }
 
 impl std::fmt::Display for Ticket {
@@ -172,5 +295,92 @@ mod tests {
         assert!(Ticket::parse("").is_err());
         assert!(Ticket::parse("xyz").is_err());
         assert!(Ticket::parse("i6p!!!!").is_err());
+    }
+
+    fn provider(seed: u8) -> Ticket {
+        Ticket {
+            peer_id: PeerId::from_public_key(&[seed; 32]),
+            addrs: vec![format!("[2001:db8::{seed}]:4433").parse().unwrap()],
+            ..sample()
+        }
+    }
+
+    #[test]
+    fn several_providers_in_one_ticket() {
+        let three = vec![sample(), provider(2), provider(3)];
+        let text = join(&three).unwrap();
+        assert_eq!(parse_all(&text).unwrap(), three);
+        // A one-provider ticket reads as a list of one; a several-provider one is not a
+        // one-provider ticket.
+        assert_eq!(parse_all(&sample().to_string()).unwrap(), vec![sample()]);
+        assert_eq!(join(&[sample()]).unwrap(), sample().to_string());
+        let e = Ticket::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("3 providers"), "{e}");
+        // Typos are caught as in any ticket.
+        let mut typo = text.clone();
+        let c = if typo.ends_with('a') { "b" } else { "a" };
+        typo.replace_range(typo.len() - 1.., c);
+        assert!(parse_all(&typo).is_err());
+        // Different blobs, a provider twice, too many, none: clear errors.
+        let other = Ticket {
+            size: 1,
+            ..provider(4)
+        };
+        assert!(join(&[sample(), other])
+            .unwrap_err()
+            .to_string()
+            .contains("different blobs"));
+        assert!(join(&[sample(), sample()])
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+        let nine: Vec<Ticket> = (10..19).map(provider).collect();
+        assert!(join(&nine).is_err());
+        assert!(join(&[]).is_err());
+        assert!(join(&nine[..8]).is_ok());
+    }
+
+    #[test]
+    fn malformed_provider_lists_are_refused() {
+        let encode = |body: Vec<u8>| {
+            let mut raw = body;
+            let sum = blake3::hash(&raw);
+            raw.extend_from_slice(&sum.as_bytes()[..4]);
+            format!(
+                "{TICKET_PREFIX}{}",
+                data_encoding::BASE32_NOPAD
+                    .encode(&raw)
+                    .to_ascii_lowercase()
+            )
+        };
+        let head = |n: u8| {
+            let mut b = vec![VERSION, KIND_PROVIDERS];
+            b.extend_from_slice(&[7; 32]);
+            b.extend_from_slice(&5u64.to_be_bytes());
+            b.push(n);
+            b
+        };
+        for n in [0, 1, 9, 255] {
+            assert!(parse_all(&encode(head(n))).is_err(), "{n} providers");
+        }
+        // Two providers announced, one present; the same provider twice; trailing bytes.
+        let mut one = head(2);
+        one.extend_from_slice(&[1; 32]);
+        one.push(0);
+        assert!(parse_all(&encode(one.clone())).is_err());
+        let mut twice = one.clone();
+        twice.extend_from_slice(&[1; 32]);
+        twice.push(0);
+        assert!(parse_all(&encode(twice.clone()))
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+        let mut two = one;
+        two.extend_from_slice(&[2; 32]);
+        two.push(0);
+        assert_eq!(parse_all(&encode(two.clone())).unwrap().len(), 2);
+        two.push(0);
+        assert!(parse_all(&encode(two)).is_err());
+        assert!(parse_all(&"a".repeat(5000)).is_err());
     }
 }

@@ -143,7 +143,7 @@ pub(crate) async fn serve_fec(
             min_loop: None,
             recent_loop: None,
             rate: None,
-            cautious: false,
+            cautious: None,
             mark_through: first_stripe,
         },
     ));
@@ -336,6 +336,8 @@ const DECREASE: f64 = 0.7;
 /// The window's gain once congestion has been seen: enough to find more bandwidth, little
 /// enough not to overflow a shallow queue again at once.
 const CAUTIOUS_GAIN: f64 = 1.25;
+/// Loop delays after the last congestion during which the window grows cautiously.
+const CAUTIOUS_LOOPS: u32 = 8;
 /// The smallest window, in stripes: above the requester's lag before it judges a stripe (8
 /// stripes), so that a stripe lost at the head of the window is judged before it shuts.
 const MIN_FLOW_STRIPES: u64 = 16;
@@ -353,7 +355,7 @@ type SentLog = Arc<Mutex<std::collections::VecDeque<(u64, std::time::Instant)>>>
 /// Once the delay grows by more than a quarter, a queue is building: the window falls back to
 /// one bandwidth × delay, by at most [`DECREASE`] at once. A window of reports with loss well
 /// above the random loss (see `LossEstimate`) is congestion: the window falls the same way
-/// and grows by [`CAUTIOUS_GAIN`] only from then on. Datagrams have no flow control of their
+/// and grows by [`CAUTIOUS_GAIN`] only for the next [`CAUTIOUS_LOOPS`] loop delays. Datagrams have no flow control of their
 /// own, and BBR (the controller lossy links need) sends more than a shallow queue holds:
 /// behind 100 MB/s with 50 ms of queue at 100 ms RTT, a third of the shards were dropped
 /// without this window. The session keeps the window for its next request.
@@ -372,8 +374,8 @@ struct FlowTuner {
     recent_loop: Option<std::time::Duration>,
     /// The rate `through` advanced at over the last measurement, bytes per second.
     rate: Option<f64>,
-    /// Congestion has been seen: the window grows by [`CAUTIOUS_GAIN`] only.
-    cautious: bool,
+    /// Until when the window grows by [`CAUTIOUS_GAIN`] only (congestion was seen).
+    cautious: Option<std::time::Instant>,
 }
 
 impl FlowTuner {
@@ -392,8 +394,9 @@ impl FlowTuner {
                 .max(floor)
                 .max(MIN_FLOW_STRIPES),
         );
-        self.cautious = true;
-        (self.mark, self.mark_through) = (std::time::Instant::now(), flow.through);
+        let now = std::time::Instant::now();
+        self.cautious = Some(now + loop_delay * CAUTIOUS_LOOPS);
+        (self.mark, self.mark_through) = (now, flow.through);
         self.flow.send_replace(flow);
     }
 
@@ -428,7 +431,7 @@ impl FlowTuner {
                 ((bytes as u64).min(MAX_FLOW) / self.stripe_bytes.max(1)).max(MIN_FLOW_STRIPES)
             };
             let recent = self.recent_loop.unwrap_or(loop_delay);
-            let gain = if self.cautious {
+            let gain = if self.cautious.is_some_and(|until| now < until) {
                 CAUTIOUS_GAIN
             } else {
                 FLOW_GAIN

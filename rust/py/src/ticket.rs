@@ -11,6 +11,15 @@ use pyo3::prelude::*;
 #[derive(Clone)]
 pub(crate) struct Ticket(pub(crate) i6p_core::ticket::Ticket);
 
+fn ticket_error(e: i6p_core::CoreError) -> PyErr {
+    match e {
+        i6p_core::CoreError::Malformed { detail, .. } => {
+            PyValueError::new_err(format!("invalid ticket: {detail}"))
+        }
+        other => core_to_py(other),
+    }
+}
+
 pub(crate) fn parse_hash(text: &str) -> PyResult<[u8; 32]> {
     let text = text.trim();
     let bytes = text.as_bytes();
@@ -56,17 +65,28 @@ impl Ticket {
         }))
     }
 
-    /// Parses a ticket string; any typo is a `ValueError` saying what is wrong.
+    /// Parses a one-provider ticket string; any typo is a `ValueError` saying what is wrong.
     #[staticmethod]
     fn parse(text: &str) -> PyResult<Self> {
         i6p_core::ticket::Ticket::parse(text)
             .map(Self)
-            .map_err(|e| match e {
-                i6p_core::CoreError::Malformed { detail, .. } => {
-                    PyValueError::new_err(format!("invalid ticket: {detail}"))
-                }
-                other => core_to_py(other),
-            })
+            .map_err(ticket_error)
+    }
+
+    /// Parses a ticket string listing one provider or several: one ticket per provider.
+    #[staticmethod]
+    fn parse_all(text: &str) -> PyResult<Vec<Self>> {
+        i6p_core::ticket::parse_all(text)
+            .map(|all| all.into_iter().map(Self).collect())
+            .map_err(ticket_error)
+    }
+
+    /// One ticket string listing the providers of `tickets` (2 to 8 distinct ones, for the
+    /// same blob; a single ticket is returned as it is).
+    #[staticmethod]
+    fn join(tickets: Vec<PyRef<'_, Ticket>>) -> PyResult<String> {
+        let all: Vec<i6p_core::ticket::Ticket> = tickets.iter().map(|t| t.0.clone()).collect();
+        i6p_core::ticket::join(&all).map_err(ticket_error)
     }
 
     /// The provider's PeerId.
