@@ -71,6 +71,17 @@ async def _fetch_once(src: Path, mode: str, loss: float, seed: int) -> tuple[flo
         await provider.close()
 
 
+def _report(benchmark: Any, label: str, t: list[float], w: list[float], size: int) -> None:
+    """Records and prints one way's times and wire bytes per byte (median [min-max])."""
+    benchmark.extra_info[f"{label}_seconds"] = summary(t)
+    benchmark.extra_info[f"{label}_wire_per_byte"] = summary(w)
+    print(
+        f"  {label:8}  {statistics.median(t):6.2f} s [{min(t):.2f}-{max(t):.2f}]"
+        f"  {size / statistics.median(t) / 2**20:6.1f} MiB/s"
+        f"  wire/byte {statistics.median(w):.3f} [{min(w):.3f}-{max(w):.3f}]"
+    )
+
+
 @pytest.mark.parametrize("loss", LOSSES, ids=[f"{x:g}" for x in LOSSES])
 def test_fec_vs_plain_on_a_lossy_long_link(benchmark: Any, loss: float) -> None:
     times: dict[str, list[float]] = {"plain": [], "fec": []}
@@ -91,14 +102,7 @@ def test_fec_vs_plain_on_a_lossy_long_link(benchmark: Any, loss: float) -> None:
     rate = f"{RATE / 1e6:.0f} MB/s bottleneck" if RATE else "no bottleneck"
     print(f"\n{SIZE >> 20} MiB, 100 ms RTT, {rate}, {loss:.0%} loss, BBR, {ROUNDS} rounds:")
     for mode in ("plain", "fec"):
-        t, w = times[mode], wires[mode]
-        benchmark.extra_info[f"{mode}_seconds"] = summary(t)
-        benchmark.extra_info[f"{mode}_wire_per_byte"] = summary(w)
-        print(
-            f"  {mode:5}  {statistics.median(t):6.2f} s [{min(t):.2f}-{max(t):.2f}]"
-            f"  {SIZE / statistics.median(t) / 2**20:6.1f} MiB/s"
-            f"  wire/byte {statistics.median(w):.3f} [{min(w):.3f}-{max(w):.3f}]"
-        )
+        _report(benchmark, mode, times[mode], wires[mode], SIZE)
     time_ratio = statistics.median(times["fec"]) / statistics.median(times["plain"])
     wire_ratio = statistics.median(wires["fec"]) / statistics.median(wires["plain"])
     benchmark.extra_info.update(
@@ -180,14 +184,7 @@ def test_fec_from_two_providers(benchmark: Any, loss: float, links: str) -> None
         f" {rates[0] / 1e6:.0f} and {rates[1] / 1e6:.0f} MB/s, {ROUNDS} rounds:"
     )
     for way in ways:
-        t, w = times[way], wires[way]
-        benchmark.extra_info[f"{way}_seconds"] = summary(t)
-        benchmark.extra_info[f"{way}_wire_per_byte"] = summary(w)
-        print(
-            f"  {way:8}  {statistics.median(t):6.2f} s [{min(t):.2f}-{max(t):.2f}]"
-            f"  {PAIR_SIZE / statistics.median(t) / 2**20:6.1f} MiB/s"
-            f"  wire/byte {statistics.median(w):.3f}"
-        )
+        _report(benchmark, way, times[way], wires[way], PAIR_SIZE)
     one = statistics.median(times["one"])
     for way in ("separate", "combined"):
         ratio = statistics.median(times[way]) / one

@@ -53,14 +53,8 @@ impl Ticket {
         out.extend_from_slice(self.peer_id.as_bytes());
         out.extend_from_slice(&self.hash);
         out.extend_from_slice(&self.size.to_be_bytes());
-        let addrs = &self.addrs[..self.addrs.len().min(MAX_TICKET_ADDRS)];
-        out.push(addrs.len() as u8);
-        for a in addrs {
-            put_socket_addr(&mut out, a);
-        }
-        let sum = blake3::hash(&out);
-        out.extend_from_slice(&sum.as_bytes()[..4]);
-        out
+        put_addrs(&mut out, &self.addrs);
+        seal(out)
     }
 
     /// Parses the binary form of a one-provider ticket.
@@ -113,20 +107,9 @@ pub fn join(tickets: &[Ticket]) -> Result<String> {
     out.push(tickets.len() as u8);
     for t in tickets {
         out.extend_from_slice(t.peer_id.as_bytes());
-        let addrs = &t.addrs[..t.addrs.len().min(MAX_TICKET_ADDRS)];
-        out.push(addrs.len() as u8);
-        for a in addrs {
-            put_socket_addr(&mut out, a);
-        }
+        put_addrs(&mut out, &t.addrs);
     }
-    let sum = blake3::hash(&out);
-    out.extend_from_slice(&sum.as_bytes()[..4]);
-    let text = format!(
-        "{TICKET_PREFIX}{}",
-        data_encoding::BASE32_NOPAD
-            .encode(&out)
-            .to_ascii_lowercase()
-    );
+    let text = encode_text(&seal(out));
     if text.len() > MAX_TICKET_TEXT {
         return Err(bad(format!(
             "{} characters: too many addresses for one ticket",
@@ -134,6 +117,28 @@ pub fn join(tickets: &[Ticket]) -> Result<String> {
         )));
     }
     Ok(text)
+}
+
+/// Appends `n_addrs address*` (the first [`MAX_TICKET_ADDRS`]).
+fn put_addrs(out: &mut Vec<u8>, addrs: &[SocketAddr]) {
+    let addrs = &addrs[..addrs.len().min(MAX_TICKET_ADDRS)];
+    out.push(addrs.len() as u8);
+    for a in addrs {
+        put_socket_addr(out, a);
+    }
+}
+
+/// Appends the checksum.
+fn seal(mut out: Vec<u8>) -> Vec<u8> {
+    let sum = blake3::hash(&out);
+    out.extend_from_slice(&sum.as_bytes()[..4]);
+    out
+}
+
+/// The text form of a ticket's bytes.
+fn encode_text(raw: &[u8]) -> String {
+    let body = data_encoding::BASE32_NOPAD.encode(raw);
+    format!("{TICKET_PREFIX}{}", body.to_ascii_lowercase())
 }
 
 fn check_distinct(tickets: &[Ticket]) -> Result<()> {
@@ -244,8 +249,7 @@ fn decode_text(text: &str) -> Result<Vec<u8>> {
 
 impl std::fmt::Display for Ticket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let body = data_encoding::BASE32_NOPAD.encode(&self.to_bytes());
-        write!(f, "{TICKET_PREFIX}{}", body.to_ascii_lowercase())
+        f.write_str(&encode_text(&self.to_bytes()))
     }
 }
 
@@ -342,17 +346,7 @@ mod tests {
 
     #[test]
     fn malformed_provider_lists_are_refused() {
-        let encode = |body: Vec<u8>| {
-            let mut raw = body;
-            let sum = blake3::hash(&raw);
-            raw.extend_from_slice(&sum.as_bytes()[..4]);
-            format!(
-                "{TICKET_PREFIX}{}",
-                data_encoding::BASE32_NOPAD
-                    .encode(&raw)
-                    .to_ascii_lowercase()
-            )
-        };
+        let encode = |body: Vec<u8>| encode_text(&seal(body));
         let head = |n: u8| {
             let mut b = vec![VERSION, KIND_PROVIDERS];
             b.extend_from_slice(&[7; 32]);
