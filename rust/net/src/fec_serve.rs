@@ -156,9 +156,10 @@ pub(crate) async fn serve_fec(
         stripe: Stripe::new(),
         padded: Vec::new(),
     };
-    // 2. Shards, with repairs answered between stripes.
+    // 2. Shards, with repairs answered between stripes. Once the requester's side of the
+    // stream has ended (it has every group, or gave the request up) the rest is not sent.
     let mut sent = 0u64;
-    for (first, last) in runs {
+    'stripes: for (first, last) in runs {
         let per_chunk = (READ_CHUNK as u64 / stripe_bytes).max(1);
         let mut next = Some(read_stripes(
             &blob,
@@ -188,9 +189,18 @@ pub(crate) async fn serve_fec(
                 // are answered meanwhile (the requester's reports wait behind them).
                 let stripe = chunk_first + i as u64;
                 loop {
-                    while let Ok(list) = repairs.try_recv() {
-                        if !answer_repairs(&mut send, &blob, &request, faults, &list).await {
-                            return;
+                    loop {
+                        match repairs.try_recv() {
+                            Ok(list) => {
+                                if !answer_repairs(&mut send, &blob, &request, faults, &list).await
+                                {
+                                    return;
+                                }
+                            }
+                            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                                break 'stripes
+                            }
                         }
                     }
                     let open = {
@@ -201,9 +211,9 @@ pub(crate) async fn serve_fec(
                         break;
                     }
                     tokio::select! {
-                        changed = flow.changed() => if changed.is_err() { return },
+                        changed = flow.changed() => if changed.is_err() { break 'stripes },
                         list = repairs.recv() => {
-                            let Some(list) = list else { return };
+                            let Some(list) = list else { break 'stripes };
                             if !answer_repairs(&mut send, &blob, &request, faults, &list).await {
                                 return;
                             }
