@@ -12,7 +12,7 @@ from i6p.errors import IntegrityError
 
 from .conftest import NodeFactory
 from .impair_relay import ImpairRelay
-from .test_transfer import GROUP, assert_refused, b3_file, write_random
+from .test_transfer import GROUP, assert_refused, b3_file, raw_provider_session, write_random
 
 
 @pytest.mark.parametrize(
@@ -301,11 +301,9 @@ def _fec_get(
 
 
 async def test_malformed_fec_requests_get_clear_refusals(make_node: NodeFactory) -> None:
-    from .test_protocol import frame, handshake, raw_session
+    from .test_protocol import frame
 
-    a, provider = await make_node(), await make_node()
-    raw = await raw_session(a, provider)
-    await handshake(raw)
+    raw = await raw_provider_session(make_node)
     cases = [
         (frame(0x13, b"short"), "truncated fec get"),
         (frame(0x13, _fec_get(shard_len=100)), "shard size 100"),

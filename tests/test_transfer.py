@@ -256,6 +256,16 @@ async def test_lying_provider_is_caught(
         await fetcher.read_range(ticket, 0, 100)
 
 
+async def raw_provider_session(make_node: NodeFactory) -> Session:
+    """A raw session to a fresh provider, past the handshake, to send it hand-made frames."""
+    from .test_protocol import handshake, raw_session
+
+    a, provider = await make_node(), await make_node()
+    raw = await raw_session(a, provider)
+    await handshake(raw)
+    return raw
+
+
 async def assert_refused(raw: Session, cases: list[tuple[bytes, str]]) -> None:
     """Each request, on a blob stream of its own, gets an ERROR whose message has its fragment."""
     from .test_protocol import read_frame
@@ -272,11 +282,9 @@ async def assert_refused(raw: Session, cases: list[tuple[bytes, str]]) -> None:
 
 
 async def test_malformed_get_requests_get_clear_refusals(make_node: NodeFactory) -> None:
-    from .test_protocol import frame, handshake, raw_session
+    from .test_protocol import frame
 
-    a, provider = await make_node(), await make_node()
-    raw = await raw_session(a, provider)
-    await handshake(raw)
+    raw = await raw_provider_session(make_node)
     cases = [
         (frame(0x10, b"short"), "truncated get"),
         (frame(0x10, bytes(32) + b"\x17" + b"\x00\x01" + bytes(16)), "outside"),

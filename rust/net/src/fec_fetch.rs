@@ -112,7 +112,7 @@ const LAG: u64 = 8;
 /// Datagrams queued for one batch before further ones are dropped (counted as lost).
 const ROUTE_QUEUE: usize = 16384;
 /// How often LOSS reports are sent and the quiet time after END is checked.
-const TICK: Duration = Duration::from_millis(10);
+pub(crate) const TICK: Duration = Duration::from_millis(10);
 /// A provider that sent no shard for this long (and three round trips) while another did is
 /// not waited for before stripes are judged: its shards are counted lost and repaired.
 const MEMBER_QUIET: Duration = Duration::from_millis(200);
@@ -348,8 +348,6 @@ struct Member {
     last_shard: Instant,
     /// The newest stripe a shard of which came from it.
     newest: Option<u64>,
-    /// One past `newest`: its progress, against which it keeps its window.
-    seen: u64,
     reported: u64,
     /// The parity count its last shard said its stripes are coded with.
     parity: u16,
@@ -361,6 +359,12 @@ struct Member {
 }
 
 impl Member {
+    /// One past the newest stripe it sent a shard of (`first` before any): its progress,
+    /// against which it keeps its window.
+    fn through(&self, first: u64) -> u64 {
+        self.newest.map_or(first, |n| n + 1)
+    }
+
     /// Shards it sends of a stripe coded with `parity` parity shards.
     fn expected(&self, parity: u16) -> u16 {
         u16::from(self.share.data_count) + self.share.parity_sent(usize::from(parity)) as u16
@@ -462,7 +466,6 @@ impl Batch {
                     ended: false,
                     last_shard: now,
                     newest: None,
-                    seen: 0,
                     reported: 0,
                     parity: options.min_parity as u16,
                     received: 0,
@@ -513,7 +516,6 @@ impl Batch {
         self.first_stripe = first_stripe;
         self.judged = first_stripe;
         for m in &mut self.members {
-            m.seen = first_stripe;
             m.reported = first_stripe;
         }
         let n = (last_stripe - first_stripe + 1) as usize;
@@ -710,12 +712,13 @@ impl Batch {
         // judged yet received and lost counts too (it goes to no provider any more).
         self.judge(u64::MAX);
         self.repairs.clear();
+        let first = self.first_stripe;
         for m in &mut self.members {
             let report = LossReport {
                 transfer: m.transfer,
                 received: m.received,
                 lost: m.lost,
-                through: m.seen,
+                through: m.through(first),
             };
             if !m.dead {
                 self.common.fec_report(&report);
@@ -737,7 +740,7 @@ impl Batch {
         // Every group is in: say so, and read the providers' ends of their streams. If
         // another provider took over the end of the batch, its stripes are not wanted: the
         // request is cancelled instead.
-        let cut_short = self.progress.end.load(Ordering::Relaxed) < self.first + self.count;
+        let cut_short = self.progress.end() < self.first + self.count;
         for m in &mut self.members {
             if let Some(mut send) = m.send.take() {
                 if cut_short {
@@ -832,17 +835,19 @@ impl Batch {
 
     /// Sends each live member a LOSS report of what its shards did since the last one.
     async fn report(&mut self) -> Result<()> {
+        let first = self.first_stripe;
         for i in 0..self.members.len() {
             let m = &mut self.members[i];
-            if m.dead || (m.received + m.lost == 0 && m.seen <= m.reported) {
+            let through = m.through(first);
+            if m.dead || (m.received + m.lost == 0 && through <= m.reported) {
                 continue;
             }
-            m.reported = m.seen;
+            m.reported = through;
             let report = LossReport {
                 transfer: m.transfer,
                 received: m.received,
                 lost: m.lost,
-                through: m.seen,
+                through,
             };
             self.common.fec_report(&report);
             self.totals.0 += m.received;
@@ -971,7 +976,6 @@ impl Batch {
         m.shards += 1;
         m.parity = parity;
         m.last_shard = Instant::now();
-        m.seen = m.seen.max(stripe_no + 1);
         let advanced = m.newest.is_none_or(|n| stripe_no > n);
         if advanced {
             m.newest = Some(stripe_no);
@@ -1011,14 +1015,15 @@ impl Batch {
         self.spare.push(stripe);
         let data = result.map_err(core)?;
         let placed = self.place(start, &data, tx).await?;
-        let shares: Vec<u16> = (0..self.members.len())
-            .map(|i| self.tally(stripe_no, i).map_or(0, |t| t.arrived))
-            .collect();
-        if shares.iter().filter(|&&n| n > 0).count() > 1 {
+        // The stripe's tallies: how many of its shards each member sent.
+        let n = self.members.len();
+        let row = (stripe_no - self.first_stripe) as usize * n;
+        let tallies = self.tallies.get(row..row + n).unwrap_or(&[]);
+        if tallies.iter().filter(|t| t.arrived > 0).count() > 1 {
             self.common.fec_combined();
         }
-        for (m, n) in self.members.iter().zip(shares) {
-            let part = self.placed * u64::from(n) / u64::from(arrived.max(1));
+        for (m, t) in self.members.iter().zip(tallies) {
+            let part = self.placed * u64::from(t.arrived) / u64::from(arrived.max(1));
             m.shared.fetched.fetch_add(part, Ordering::Relaxed);
         }
         Ok(placed)
@@ -1072,7 +1077,7 @@ impl Batch {
     /// Gives up the groups another provider has taken over (those from the batch's end on):
     /// they are no longer waited for; their shards still arriving are ignored.
     fn drop_taken_over(&mut self) {
-        let end = self.progress.end.load(Ordering::Relaxed);
+        let end = self.progress.end();
         let first_dropped = end.saturating_sub(self.first) as usize;
         for group in self.groups.iter_mut().skip(first_dropped) {
             if !group.sent {
@@ -1102,9 +1107,7 @@ impl Batch {
         let sent = tx.send(slot).await.is_ok();
         // Groups before the first one not sent are delivered, for a provider taking over.
         let delivered = self.groups.iter().take_while(|g| g.sent).count() as u64;
-        self.progress
-            .next
-            .fetch_max(self.first + delivered, Ordering::Relaxed);
+        self.progress.delivered_to(self.first + delivered);
         Ok(sent)
     }
 

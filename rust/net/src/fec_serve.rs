@@ -338,8 +338,6 @@ const INITIAL_FLOW: u64 = 2 << 20;
 /// The window over the bandwidth × loop delay the requester's progress shows, while no queue
 /// builds: it doubles each loop while it is the limit.
 const FLOW_GAIN: f64 = 2.0;
-/// The requester's LOSS report interval (its TICK).
-const REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 /// The most the window falls by at once (a measured rate can be low for reasons other than
 /// the path, a repair or a stall of the disk, and the window would collapse with it).
 const DECREASE: f64 = 0.7;
@@ -397,17 +395,22 @@ impl FlowTuner {
             return;
         };
         let mut flow = *self.flow.borrow();
-        let bdp = (rate * loop_delay.as_secs_f64()) as u64;
-        let floor = (flow.window as f64 * DECREASE) as u64;
-        flow.window = flow.window.min(
-            (bdp.min(MAX_FLOW) / self.stripe_bytes.max(1))
-                .max(floor)
-                .max(MIN_FLOW_STRIPES),
-        );
+        flow.window = self.cut(flow.window, rate * loop_delay.as_secs_f64());
         let now = std::time::Instant::now();
         self.cautious = Some(now + loop_delay * CAUTIOUS_LOOPS);
         (self.mark, self.mark_through) = (now, flow.through);
         self.flow.send_replace(flow);
+    }
+
+    /// The window in stripes for `bytes` of data in flight, within the bounds.
+    fn stripes(&self, bytes: f64) -> u64 {
+        ((bytes as u64).min(MAX_FLOW) / self.stripe_bytes.max(1)).max(MIN_FLOW_STRIPES)
+    }
+
+    /// `window` brought down towards `bdp` bytes, by at most [`DECREASE`].
+    fn cut(&self, window: u64, bdp: f64) -> u64 {
+        let floor = (window as f64 * DECREASE) as u64;
+        window.min(self.stripes(bdp).max(floor))
     }
 
     fn on_report(&mut self, through: u64) {
@@ -437,9 +440,6 @@ impl FlowTuner {
             let bytes = flow.through.saturating_sub(self.mark_through) * self.stripe_bytes;
             let rate = bytes as f64 / elapsed.as_secs_f64();
             let bdp = rate * loop_delay.as_secs_f64();
-            let stripes = |bytes: f64| {
-                ((bytes as u64).min(MAX_FLOW) / self.stripe_bytes.max(1)).max(MIN_FLOW_STRIPES)
-            };
             let recent = self.recent_loop.unwrap_or(loop_delay);
             let gain = if self.cautious.is_some_and(|until| now < until) {
                 CAUTIOUS_GAIN
@@ -448,12 +448,11 @@ impl FlowTuner {
             };
             // The loop delay includes up to a report interval of the requester's: a slack of
             // one interval keeps that jitter from reading as a queue.
-            let slack = REPORT_INTERVAL;
+            let slack = crate::fec_fetch::TICK;
             if recent > loop_delay * 5 / 4 + slack {
-                let floor = (flow.window as f64 * DECREASE) as u64;
-                flow.window = flow.window.min(stripes(bdp).max(floor));
+                flow.window = self.cut(flow.window, bdp);
             } else if recent <= loop_delay * 11 / 10 + slack {
-                flow.window = flow.window.max(stripes(gain * bdp));
+                flow.window = flow.window.max(self.stripes(gain * bdp));
             }
             self.rate = Some(rate);
             (self.mark, self.mark_through) = (now, flow.through);

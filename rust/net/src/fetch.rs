@@ -211,10 +211,22 @@ pub(crate) struct InFlight {
 #[derive(Debug)]
 pub(crate) struct BatchProgress {
     /// The first group not delivered yet (in order).
-    pub(crate) next: AtomicU64,
+    next: AtomicU64,
     /// One past the last group this batch still has to deliver: lowered when another
     /// provider takes over its second half.
-    pub(crate) end: AtomicU64,
+    end: AtomicU64,
+}
+
+impl BatchProgress {
+    /// One past the last group still to deliver (another provider has the rest).
+    pub(crate) fn end(&self) -> u64 {
+        self.end.load(Ordering::Relaxed)
+    }
+
+    /// Groups before `next` have all been delivered.
+    pub(crate) fn delivered_to(&self, next: u64) {
+        self.next.fetch_max(next, Ordering::Relaxed);
+    }
 }
 
 /// A batch of groups a worker fetches: `first..first + count` as asked for, of which it
@@ -227,19 +239,9 @@ pub(crate) struct Claim {
 }
 
 impl Claim {
-    /// One past the last group still to deliver (another provider has the rest).
-    pub(crate) fn end(&self) -> u64 {
-        self.progress.end.load(Ordering::Relaxed)
-    }
-
     /// Where the batch stands, for a FEC batch to follow and update.
     pub(crate) fn progress(&self) -> Arc<BatchProgress> {
         self.progress.clone()
-    }
-
-    /// Groups before `next` have all been delivered.
-    pub(crate) fn delivered_to(&self, next: u64) {
-        self.progress.next.fetch_max(next, Ordering::Relaxed);
     }
 }
 
@@ -1103,7 +1105,7 @@ async fn read_request(
         return Ok(true);
     }
     for index in first..first + count {
-        if index >= claim.end() {
+        if index >= claim.progress.end() {
             // Another provider took over the rest of this batch.
             let _ = recv.stop(VarInt::from_u32(0));
             return Ok(true);
@@ -1126,7 +1128,7 @@ async fn read_request(
         if tx.send(slot).await.is_err() {
             return Ok(false);
         }
-        claim.delivered_to(index + 1);
+        claim.progress.delivered_to(index + 1);
     }
     // Read the end of the stream too: a provider counts the request as served only once it
     // sees it acknowledged to the end, and anything after the last group is a protocol error.
