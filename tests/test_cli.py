@@ -188,3 +188,12 @@ def test_get_failures_are_one_line(tmp_path: Path) -> None:
     finally:
         sender.kill()
         sender.wait()
+
+
+def test_send_allow_needs_at_least_one_peer(tmp_path: Path) -> None:
+    """``--allow`` alone used to mean "allow everyone" (an empty, falsy list)."""
+    src = tmp_path / "src"
+    src.write_bytes(b"secret")
+    out = run("send", str(src), "--allow", "--identity", str(tmp_path / "id.pem"), timeout=30)
+    assert out.returncode == 2
+    assert "expected at least one argument" in out.stderr

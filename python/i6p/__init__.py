@@ -9,7 +9,7 @@ import atexit
 
 from . import _core, erasure, errors
 from .identity import Identity, PeerId, default_identity_path
-from .node import Node
+from .node import Limits, Node, NodeLoad
 from .session import Session, SessionStats, Stream
 from .transfer import Blob, FetchResult, Ticket
 
@@ -21,7 +21,9 @@ __all__ = [
     "Blob",
     "FetchResult",
     "Identity",
+    "Limits",
     "Node",
+    "NodeLoad",
     "PeerId",
     "Session",
     "SessionStats",

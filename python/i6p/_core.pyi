@@ -9,6 +9,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "FetchProgress",
     "Identity",
+    "Limits",
     "Node",
     "PeerId",
     "Session",
@@ -82,6 +83,46 @@ class Identity:
     def sign(self, data: bytes) -> bytes: ...
 
 @final
+class Limits:
+    def __new__(
+        cls,
+        *,
+        max_connections: int | None = None,
+        max_connections_per_peer: int | None = None,
+        max_connections_per_prefix: int | None = None,
+        max_handshakes: int | None = None,
+        max_queued_sessions: int | None = None,
+        max_queued_streams: int | None = None,
+        max_requests: int | None = None,
+        max_requests_per_peer: int | None = None,
+        send_timeout: float | None = None,
+        request_idle_timeout: float | None = None,
+        read_ahead: int | None = None,
+    ) -> Limits: ...
+    @property
+    def max_connections(self) -> int: ...
+    @property
+    def max_connections_per_peer(self) -> int: ...
+    @property
+    def max_connections_per_prefix(self) -> int: ...
+    @property
+    def max_handshakes(self) -> int: ...
+    @property
+    def max_queued_sessions(self) -> int: ...
+    @property
+    def max_queued_streams(self) -> int: ...
+    @property
+    def max_requests(self) -> int: ...
+    @property
+    def max_requests_per_peer(self) -> int: ...
+    @property
+    def send_timeout(self) -> float: ...
+    @property
+    def request_idle_timeout(self) -> float: ...
+    @property
+    def read_ahead(self) -> int: ...
+
+@final
 class Node:
     @staticmethod
     def bind(
@@ -98,7 +139,13 @@ class Node:
         max_window: int | None = None,
         zero_rtt: bool = True,
         state_dir: str | None = None,
+        limits: Limits | None = None,
+        accept_sessions: bool = True,
     ) -> Awaitable[Node]: ...
+    @property
+    def limits(self) -> Limits: ...
+    @property
+    def load(self) -> tuple[int, int, int, int, int, int]: ...
     @property
     def peer_id(self) -> PeerId: ...
     @property
@@ -189,6 +236,7 @@ class Session:
     def wait_closed(self) -> Awaitable[tuple[int, str, bool]]: ...
     def stats(self) -> dict[str, Any]: ...
     def _signed_hello(self, capabilities: list[tuple[str, str]] | None = None) -> bytes: ...
+    def _send_datagram(self, data: bytes) -> None: ...
 
 @final
 class Stream:

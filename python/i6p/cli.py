@@ -97,9 +97,13 @@ def _cmd_join(args: argparse.Namespace) -> int:
 async def _send(args: argparse.Namespace) -> int:
     identity = _identity(args.identity)
     async with await Node.bind(
-        identity, args.addr, congestion=args.congestion, state_dir=_state_dir(args.identity)
+        identity,
+        args.addr,
+        congestion=args.congestion,
+        state_dir=_state_dir(args.identity),
+        accept_sessions=False,  # it only serves: sessions never wait for an accept()
     ) as node:
-        if args.allow:
+        if args.allow is not None:
             node.allow_peers(args.allow)
         blob = await node.add_path(args.path)
         ticket = node.ticket(blob)
@@ -345,7 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
     with_identity(p_send)
     p_send.add_argument("--addr", default="[::]:0", help="listen address (default [::]:0)")
     p_send.add_argument("--once", action="store_true", help="exit after one complete transfer")
-    p_send.add_argument("--allow", nargs="*", metavar="PEERID", help="only these peers may fetch")
+    p_send.add_argument(
+        "--allow",
+        nargs="+",
+        action="extend",
+        metavar="PEERID",
+        help="only these peers may fetch (at least one)",
+    )
     p_send.add_argument("--json", action="store_true", help="print the ticket as JSON")
     p_send.add_argument(
         "--progress", action="store_true", help="acknowledged-bytes bar even when piped"

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from . import _core
 from ._addr import Address, resolve
@@ -17,7 +17,26 @@ from .transfer import Blob, FetchResult, Ticket
 
 Progress = Callable[[int, int], object]
 
-__all__ = ["Node"]
+Limits = _core.Limits
+
+__all__ = ["Limits", "Node", "NodeLoad"]
+
+
+class NodeLoad(NamedTuple):
+    """What peers hold of a node right now (see ``Limits``)."""
+
+    connections: int
+    """Incoming connections, handshaking or established."""
+    handshakes: int
+    """Incoming handshakes in progress."""
+    requests: int
+    """Blob requests being served, or waiting (up to 5 s) for one of the node's slots."""
+    admitted: int
+    """Incoming connections let in to handshake, since the node started."""
+    retried: int
+    """Incoming connections asked to prove their address first (QUIC Retry), so far."""
+    refused: int
+    """Incoming connections refused before any handshake work, so far."""
 
 
 class Node:
@@ -48,6 +67,8 @@ class Node:
         max_window: int = 64 << 20,
         zero_rtt: bool = True,
         state_dir: str | os.PathLike[str] | None = None,
+        limits: Limits | None = None,
+        accept_sessions: bool = True,
     ) -> Node:
         """Binds a UDP socket (dual-stack on ``[::]``) and starts accepting sessions.
 
@@ -67,6 +88,17 @@ class Node:
         session at once and sends PINGs and GETs in 0-RTT. The tickets it issues to others
         are single use; with ``state_dir`` they are kept in a file there (mode 0600) and
         survive a restart with the same identity.
+
+        ``limits`` (an ``i6p.Limits``) bounds what peers can make the node hold: incoming
+        connections per node, per PeerId and per address prefix, handshakes in progress,
+        sessions and streams waiting to be accepted (refused past the bound, never waited
+        for), blob requests per node and per peer, how long a requester may take no data, and
+        the read-ahead per request. ``Limits()`` holds the defaults.
+
+        ``accept_sessions=False`` makes a node that only serves: its peers' sessions serve
+        their requests and are never queued for ``accept()`` (which then raises
+        ``ValueError``). A node that accepts must keep up: past
+        ``limits.max_queued_sessions`` waiting sessions, new ones are refused.
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(
@@ -82,6 +114,8 @@ class Node:
             max_window=max_window,
             zero_rtt=zero_rtt,
             state_dir=None if state_dir is None else os.fspath(state_dir),
+            limits=limits,
+            accept_sessions=accept_sessions,
         )
         return cls(core, identity)
 
@@ -122,6 +156,16 @@ class Node:
         return self._core.early_requests
 
     @property
+    def limits(self) -> Limits:
+        """The node's resource policy."""
+        return self._core.limits
+
+    @property
+    def load(self) -> NodeLoad:
+        """Connections, handshakes and blob requests now; admission decisions so far."""
+        return NodeLoad(*self._core.load)
+
+    @property
     def resumption_state(self) -> tuple[int, int]:
         """(peers this node holds resumption tickets for, unused tickets it issued)."""
         return self._core.resumption_state
@@ -156,7 +200,8 @@ class Node:
         return Blob(hash=digest, size=size, path=Path(resolved))
 
     def remove(self, blob: Blob | str) -> bool:
-        """Stops serving a blob; True if it was served."""
+        """Stops serving a blob, and forgets what each peer fetched of it (``served``); True
+        if it was served."""
         return self._core.remove(blob.hash if isinstance(blob, Blob) else blob)
 
     def allow_peers(self, peers: Iterable[PeerId | str] | None) -> None:

@@ -40,6 +40,9 @@ pub enum ErrorCode {
     Unavailable = 3,
     /// The request was malformed or asked for groups beyond the blob.
     BadRequest = 4,
+    /// The provider is serving as many requests as its limits allow (for the node, or for
+    /// this requester); a later request may succeed.
+    Busy = 5,
 }
 
 impl ErrorCode {
@@ -49,6 +52,7 @@ impl ErrorCode {
             1 => Self::NotFound,
             2 => Self::Forbidden,
             4 => Self::BadRequest,
+            5 => Self::Busy,
             _ => Self::Unavailable,
         }
     }

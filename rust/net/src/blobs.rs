@@ -3,10 +3,15 @@
 //!
 //! A blob is a file plus its [`Outboard`] (chaining values from which proofs are read off).
 //! Group data is read ahead with positioned reads on a blocking thread, so disk I/O never
-//! stalls the network tasks; record buffers are reused once the peer acknowledged them. Serving never trusts the request: ranges are checked
-//! against the blob before anything is read.
+//! stalls the network tasks; record buffers are reused once the peer acknowledged them.
+//! Serving never trusts the request: ranges are checked against the blob before anything is
+//! read. A request takes one of the node's request slots (per node and per peer, see
+//! [`Limits`]) only once it has been read and authorized, and gives it back when the
+//! requester stops taking data for the send timeout: a peer that stops reading cannot keep
+//! the provider from serving others.
 
-use crate::control::{read_frame, write_frame_raw};
+use crate::control::{codes, read_frame, write_frame_raw};
+use crate::limits::{Limits, RequestSlot, Requests, SLOT_WAIT};
 use crate::session::Session;
 use bytes::{Bytes, BytesMut};
 use i6p_core::fec::{FecRequest, FRAME_FEC_GET};
@@ -22,6 +27,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 /// A blob this node serves.
 pub struct Blob {
@@ -49,28 +55,33 @@ impl Blob {
     }
 }
 
-/// At most this many GET requests are served at once per node (each holds up to one group,
-/// at most 4 MiB, in memory): a bound on what peers can make a provider allocate.
-const MAX_CONCURRENT_GETS: usize = 64;
 /// A requester must send its GET within this time.
-const GET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const GET_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of coverage bitmaps kept for `served` figures (one bit per 16 KiB of a blob per
+/// peer); past it, the entries updated least recently are forgotten. New identities are
+/// free, so this must not grow with the number of peers.
+const MAX_COVERAGE_BYTES: usize = 16 << 20;
 
 /// The blobs a node serves, and who may fetch them.
 pub struct BlobStore {
-    serving: tokio::sync::Semaphore,
+    requests: Arc<Requests>,
+    /// Send timeout, request idle timeout and read-ahead of every request.
+    pub(crate) limits: Limits,
     blobs: RwLock<HashMap<[u8; 32], Arc<Blob>>>,
     /// Deliberate misbehaviour for conformance tests of requesters (see [`Faults`]).
     faults: std::sync::atomic::AtomicU8,
     allowed: RwLock<Option<HashSet<PeerId>>>,
-    served: RwLock<HashMap<(PeerId, [u8; 32]), Coverage>>,
+    served: RwLock<Served>,
     /// Requests (PING, GET) this node served before a handshake completed (0-RTT).
     early_requests: std::sync::atomic::AtomicU64,
 }
 
-impl Default for BlobStore {
-    fn default() -> Self {
+impl BlobStore {
+    /// An empty store whose requests are bounded by `limits`.
+    pub fn new(limits: &Limits) -> Self {
         Self {
-            serving: tokio::sync::Semaphore::new(MAX_CONCURRENT_GETS),
+            requests: Requests::new(limits),
+            limits: limits.clone(),
             blobs: RwLock::default(),
             faults: Default::default(),
             early_requests: Default::default(),
@@ -78,9 +89,18 @@ impl Default for BlobStore {
             served: RwLock::default(),
         }
     }
-}
 
-impl BlobStore {
+    /// Blob requests being served now.
+    pub fn requests_in_flight(&self) -> usize {
+        self.requests.in_use()
+    }
+
+    /// Takes a request slot for `peer` (after its request was read and authorized), waiting
+    /// up to [`SLOT_WAIT`] for the node to have one.
+    pub(crate) async fn take_slot(&self, peer: PeerId) -> Result<RequestSlot, &'static str> {
+        self.requests.take(peer, SLOT_WAIT).await
+    }
+
     /// Counts a request served as early data on any of the node's sessions.
     pub(crate) fn note_early(&self) {
         self.early_requests
@@ -114,8 +134,11 @@ impl BlobStore {
         Ok(blob)
     }
 
-    /// Stops serving a blob; true if it was served.
+    /// Stops serving a blob and forgets who fetched it; true if it was served.
     pub fn remove(&self, hash: &[u8; 32]) -> bool {
+        if let Ok(mut s) = self.served.write() {
+            s.forget_blob(hash);
+        }
         self.blobs
             .write()
             .map(|mut b| b.remove(hash).is_some())
@@ -146,7 +169,7 @@ impl BlobStore {
         self.served
             .read()
             .ok()
-            .and_then(|s| s.get(&(*peer, *hash)).map(|c| c.bytes))
+            .and_then(|s| s.entries.get(&(*peer, *hash)).map(|c| c.bytes))
             .unwrap_or(0)
     }
 
@@ -156,7 +179,8 @@ impl BlobStore {
         self.served
             .read()
             .map(|s| {
-                s.iter()
+                s.entries
+                    .iter()
                     .filter(|((_, h), _)| h == hash)
                     .map(|(_, c)| c.bytes)
                     .max()
@@ -170,7 +194,8 @@ impl BlobStore {
         self.served
             .read()
             .map(|s| {
-                s.iter()
+                s.entries
+                    .iter()
                     .filter(|((_, h), _)| h == hash)
                     .map(|((peer, _), c)| (*peer, c.bytes))
                     .collect()
@@ -181,9 +206,57 @@ impl BlobStore {
     pub(crate) fn count_served(&self, peer: PeerId, blob: &Blob, group_log: u8, index: u64) {
         if let Ok(mut s) = self.served.write() {
             let (start, len) = group_range(blob.size(), group_log, index);
-            s.entry((peer, blob.hash()))
-                .or_insert_with(|| Coverage::new(blob.size()))
-                .mark(start, len);
+            s.mark((peer, blob.hash()), blob.size(), start, len);
+        }
+    }
+}
+
+/// What each peer acknowledged of each blob, within [`MAX_COVERAGE_BYTES`] of bitmaps.
+#[derive(Default)]
+struct Served {
+    entries: HashMap<(PeerId, [u8; 32]), Coverage>,
+    /// Bitmap bytes of all entries.
+    bytes: usize,
+    /// Counts updates, to find the entries updated least recently.
+    clock: u64,
+}
+
+impl Served {
+    fn mark(&mut self, key: (PeerId, [u8; 32]), size: u64, start: u64, len: u64) {
+        self.clock += 1;
+        if !self.entries.contains_key(&key) {
+            let coverage = Coverage::new(size);
+            self.bytes += coverage.leaves.len();
+            self.entries.insert(key, coverage);
+            self.evict(&key);
+        }
+        if let Some(c) = self.entries.get_mut(&key) {
+            c.touched = self.clock;
+            c.mark(start, len);
+        }
+    }
+
+    /// Forgets the entries updated least recently until the bitmaps fit (never `keep`).
+    fn evict(&mut self, keep: &(PeerId, [u8; 32])) {
+        while self.bytes > MAX_COVERAGE_BYTES {
+            let oldest = self
+                .entries
+                .iter()
+                .filter(|(k, _)| *k != keep)
+                .min_by_key(|(_, c)| c.touched)
+                .map(|(k, _)| *k);
+            let Some(oldest) = oldest else { return };
+            if let Some(c) = self.entries.remove(&oldest) {
+                self.bytes -= c.leaves.len();
+            }
+        }
+    }
+
+    fn forget_blob(&mut self, hash: &[u8; 32]) {
+        let before = self.entries.len();
+        self.entries.retain(|(_, h), _| h != hash);
+        if self.entries.len() != before {
+            self.bytes = self.entries.values().map(|c| c.leaves.len()).sum();
         }
     }
 }
@@ -193,6 +266,8 @@ struct Coverage {
     size: u64,
     leaves: Vec<u8>,
     bytes: u64,
+    /// When it was last updated ([`Served::clock`]).
+    touched: u64,
 }
 
 impl Coverage {
@@ -202,6 +277,7 @@ impl Coverage {
             size,
             leaves: vec![0; leaves.div_ceil(8) as usize],
             bytes: 0,
+            touched: 0,
         }
     }
 
@@ -261,9 +337,7 @@ pub(crate) async fn serve(
     mut recv: quinn::RecvStream,
 ) {
     let peer = session.remote_peer_id();
-    let Ok(_permit) = store.serving.acquire().await else {
-        return;
-    };
+    let limits = store.limits.clone();
     let refuse = |code: ErrorCode, message: String| TransferError { code, message };
     let answer = async {
         let frame = match tokio::time::timeout(GET_TIMEOUT, read_frame(&mut recv)).await {
@@ -297,14 +371,22 @@ pub(crate) async fn serve(
         })?;
         get.check_bounds(blob.size())
             .map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
-        Ok((get, fec, blob))
+        // Only now, for a request that will be served, is a slot taken.
+        let slot = store
+            .take_slot(peer)
+            .await
+            .map_err(|why| refuse(ErrorCode::Busy, why.into()))?;
+        Ok((get, fec, blob, slot))
     };
-    let (get, fec, blob) = match answer.await {
+    let (get, fec, blob, _slot) = match answer.await {
         Ok(ok) => ok,
         Err(refusal) => {
-            let _ = write_frame_raw(&mut send, FRAME_ERROR, &refusal.encode()).await;
-            let _ = send.finish();
-            let _ = send.stopped().await;
+            let _ = tokio::time::timeout(limits.send_timeout, async {
+                let _ = write_frame_raw(&mut send, FRAME_ERROR, &refusal.encode()).await;
+                let _ = send.finish();
+                let _ = send.stopped().await;
+            })
+            .await;
             return;
         }
     };
@@ -320,20 +402,21 @@ pub(crate) async fn serve(
         crate::fec_serve::serve_fec(store.clone(), session, blob, fec, send, recv).await;
         return;
     }
-    // Group records are read ahead (READ_AHEAD positioned reads on the blocking pool at once,
-    // none of them waiting on the network) while earlier ones are sent. QUIC keeps each record
-    // until the peer acknowledges it; a record it has dropped is acknowledged, so it is
-    // counted as served and its buffer is reused.
+    // Group records are read ahead (positioned reads on the blocking pool, none of them
+    // waiting on the network, up to the read-ahead in bytes) while earlier ones are sent.
+    // QUIC keeps each record until the peer acknowledges it; a record it has dropped is
+    // acknowledged, so it is counted as served and its buffer is reused.
     let log = get.group_log;
+    let ahead = read_ahead_groups(limits.read_ahead, log);
     let mut indexes = get
         .ranges
         .iter()
         .flat_map(|&(first, count)| first..first + count);
-    let mut reading = VecDeque::with_capacity(READ_AHEAD);
+    let mut reading = VecDeque::with_capacity(ahead);
     let mut free: Vec<BytesMut> = Vec::new();
     let mut unacked: VecDeque<(u64, Bytes)> = VecDeque::new();
     loop {
-        while reading.len() < READ_AHEAD {
+        while reading.len() < ahead {
             let Some(index) = indexes.next() else {
                 break;
             };
@@ -353,8 +436,14 @@ pub(crate) async fn serve(
                 return;
             }
         };
-        if send.write_chunk(record.clone()).await.is_err() {
-            return;
+        match write_progressing(&mut send, record.clone(), limits.send_timeout).await {
+            Ok(()) => {}
+            Err(Stalled::Yes) => {
+                tracing::debug!(peer = %peer.short(), "requester took no data; request reset");
+                let _ = send.reset(quinn::VarInt::from_u32(codes::SEND_TIMEOUT));
+                return;
+            }
+            Err(Stalled::No) => return,
         }
         unacked.push_back((index, record));
         while unacked.front().is_some_and(|(_, r)| r.is_unique()) {
@@ -369,8 +458,10 @@ pub(crate) async fn serve(
     let _ = send.finish();
     // The rest counts once the peer has acknowledged it: all of it when the stream ends
     // acknowledged; if the peer stopped the stream instead, what QUIC has let go of (a
-    // STOP_SENDING does not discard unacknowledged data, only our reset would).
-    let acked_all = matches!(send.stopped().await, Ok(None));
+    // STOP_SENDING does not discard unacknowledged data, only our reset would). A requester
+    // that takes nothing more for the send timeout is not waited for.
+    let stopped = tokio::time::timeout(limits.send_timeout, send.stopped()).await;
+    let acked_all = matches!(stopped, Ok(Ok(None)));
     for (index, record) in unacked {
         if acked_all || record.is_unique() {
             store.count_served(peer, &blob, log, index);
@@ -378,8 +469,41 @@ pub(crate) async fn serve(
     }
 }
 
-/// Group records read ahead of the network, per GET.
-const READ_AHEAD: usize = 4;
+/// Most group records read ahead of the network per GET (fewer when groups are large: the
+/// read-ahead is bounded in bytes, at least one group).
+const MAX_READ_AHEAD: usize = 4;
+
+/// Groups of `2^group_log` bytes a request reads ahead within `bytes`.
+fn read_ahead_groups(bytes: usize, group_log: u8) -> usize {
+    (bytes >> group_log.min(63)).clamp(1, MAX_READ_AHEAD)
+}
+
+/// Whether a failed write was a stall (the requester took nothing for the timeout) or the
+/// stream going away.
+pub(crate) enum Stalled {
+    /// No flow-control credit for the whole timeout.
+    Yes,
+    /// The stream or connection ended.
+    No,
+}
+
+/// Writes `data` whole, failing if the requester takes none of it for `timeout` at a time
+/// (a slow requester that keeps taking data is never cut off).
+pub(crate) async fn write_progressing(
+    send: &mut quinn::SendStream,
+    data: Bytes,
+    timeout: Duration,
+) -> Result<(), Stalled> {
+    let mut chunks = [data];
+    while !chunks[0].is_empty() {
+        match tokio::time::timeout(timeout, send.write_chunks(&mut chunks)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(Stalled::No),
+            Err(_) => return Err(Stalled::Yes),
+        }
+    }
+    Ok(())
+}
 
 /// Reads one group record into `buf` (header, proof and data together, so each record is a
 /// single write to QUIC).
@@ -418,4 +542,26 @@ fn read_record(
         }
     }
     Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn served_figures_stay_within_their_memory_bound_however_many_peers_come() {
+        let mut served = Served::default();
+        // 64 GiB blobs: half a MiB of bitmap per peer; 100 peers would need 50 MiB.
+        let size = 64 << 30;
+        let peer = |i: u32| PeerId::from_bytes(blake3::hash(&i.to_be_bytes()).into());
+        for i in 0..100 {
+            served.mark((peer(i), [1; 32]), size, 0, 1 << 20);
+            assert!(served.bytes <= MAX_COVERAGE_BYTES, "{}", served.bytes);
+        }
+        // The peers seen last are kept, with their figures; the first ones are forgotten.
+        assert_eq!(served.entries[&(peer(99), [1; 32])].bytes, 1 << 20);
+        assert!(!served.entries.contains_key(&(peer(0), [1; 32])));
+        served.forget_blob(&[1; 32]);
+        assert_eq!((served.entries.len(), served.bytes), (0, 0));
+    }
 }

@@ -21,6 +21,11 @@ pub mod codes {
     pub const UNSUPPORTED_VERSION: u32 = 4;
     /// Stream reset code: the stream's kind byte names no known kind.
     pub const UNKNOWN_STREAM_KIND: u32 = 5;
+    /// Close or stream reset code: the node is at a resource limit (see `Limits`); try
+    /// again later.
+    pub const BUSY: u32 = 6;
+    /// Stream reset code: the requester took no data for the request's send timeout.
+    pub const SEND_TIMEOUT: u32 = 7;
     /// Codes below this value are reserved for I6P itself (except 0).
     pub const FIRST_APPLICATION_CODE: u32 = 16;
 }

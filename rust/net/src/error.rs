@@ -33,6 +33,10 @@ pub enum NetError {
     /// The QUIC or TLS handshake failed, or timed out.
     #[error("handshake failed: {0}")]
     Handshake(String),
+    /// The peer refused the connection before any handshake work: it is at its limit of
+    /// connections or handshakes in progress (see `Limits`). A later dial may succeed.
+    #[error("handshake failed: {0}")]
+    Busy(String),
     /// Local TLS or certificate setup failed.
     #[error("tls: {0}")]
     Tls(String),
@@ -64,7 +68,8 @@ pub enum NetError {
     /// The provider refused the request.
     #[error("provider refused: {message}")]
     Refused {
-        /// The provider's error code (1 not found, 2 forbidden, 3 unavailable, 4 bad request).
+        /// The provider's error code (1 not found, 2 forbidden, 3 unavailable, 4 bad request,
+        /// 5 busy).
         code: u16,
         /// The provider's message.
         message: String,

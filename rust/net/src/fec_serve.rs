@@ -12,7 +12,7 @@
 //! REPAIRs that arrive while shards are still going out are answered between two stripes.
 
 use crate::blobs::{Blob, BlobStore, Faults};
-use crate::control::{read_frame, write_frame_raw};
+use crate::control::{codes, read_frame, write_frame_raw};
 use crate::session::Session;
 use bytes::{BufMut, Bytes, BytesMut};
 use i6p_core::erasure::{Coder, ErasureParams, Stripe};
@@ -72,6 +72,8 @@ pub(crate) async fn serve_fec(
 ) {
     let faults = store.faults();
     let peer = session.remote_peer_id();
+    let (send_timeout, idle_timeout) =
+        (store.limits.send_timeout, store.limits.request_idle_timeout);
     let Ok(redundancy) = request.redundancy() else {
         return;
     };
@@ -106,10 +108,9 @@ pub(crate) async fn serve_fec(
                 }
             }
             let frame = encode_group_header(index, &proof);
-            if write_frame_raw(&mut send, FRAME_PROOF, &frame)
-                .await
-                .is_err()
-            {
+            let write = write_frame_raw(&mut send, FRAME_PROOF, &frame);
+            if !matches!(tokio::time::timeout(send_timeout, write).await, Ok(Ok(()))) {
+                let _ = send.reset(quinn::VarInt::from_u32(codes::SEND_TIMEOUT));
                 return;
             }
         }
@@ -120,7 +121,10 @@ pub(crate) async fn serve_fec(
     let runs = stripe_runs(blob.size(), log, &request.get.ranges, stripe_bytes);
     let first_stripe = runs.first().map_or(0, |r| r.0);
     // When each stripe went out, for the tuner's loop delay.
-    let sent_at: SentLog = Arc::default();
+    let sent_at: SentLog = Arc::new(Mutex::new(Sent {
+        log: std::collections::VecDeque::new(),
+        end: first_stripe,
+    }));
     let reached = session
         .fec_window()
         .load(std::sync::atomic::Ordering::Relaxed);
@@ -152,6 +156,7 @@ pub(crate) async fn serve_fec(
         conn: session.inner_conn().clone(),
         request: &request,
         faults,
+        timeout: send_timeout,
         coders: HashMap::new(),
         stripe: Stripe::new(),
         padded: Vec::new(),
@@ -188,12 +193,14 @@ pub(crate) async fn serve_fec(
                 // At most a window of stripes beyond what the requester has seen; repairs
                 // are answered meanwhile (the requester's reports wait behind them).
                 let stripe = chunk_first + i as u64;
+                // A requester whose reports stop advancing is not waited for past the send
+                // timeout (its reports alone, without progress, do not keep the request).
+                let deadline = tokio::time::Instant::now() + send_timeout;
                 loop {
                     loop {
                         match repairs.try_recv() {
                             Ok(list) => {
-                                if !answer_repairs(&mut send, &blob, &request, faults, &list).await
-                                {
+                                if !answer_repairs(&mut send, &blob, &sender, &list).await {
                                     return;
                                 }
                             }
@@ -214,9 +221,14 @@ pub(crate) async fn serve_fec(
                         changed = flow.changed() => if changed.is_err() { break 'stripes },
                         list = repairs.recv() => {
                             let Some(list) = list else { break 'stripes };
-                            if !answer_repairs(&mut send, &blob, &request, faults, &list).await {
+                            if !answer_repairs(&mut send, &blob, &sender, &list).await {
                                 return;
                             }
+                        }
+                        () = tokio::time::sleep_until(deadline) => {
+                            tracing::debug!(peer = %peer.short(), "FEC requester stalled; request reset");
+                            let _ = send.reset(quinn::VarInt::from_u32(codes::SEND_TIMEOUT));
+                            return;
                         }
                     }
                 }
@@ -226,14 +238,17 @@ pub(crate) async fn serve_fec(
                 match sender.send(chunk_first + i as u64, data, parity).await {
                     Ok(true) => {
                         sent += 1;
-                        if let Ok(mut log) = sent_at.lock() {
-                            log.push_back((stripe, std::time::Instant::now()));
+                        if let Ok(mut s) = sent_at.lock() {
+                            s.end = s.end.max(stripe + 1);
+                            s.log.push_back((stripe, std::time::Instant::now()));
                         }
                     }
                     // The path no longer carries datagrams this large: the stripe goes reliably.
                     Ok(false) => {
-                        let stripe = chunk_first + i as u64;
-                        if !answer_repairs(&mut send, &blob, &request, faults, &[stripe]).await {
+                        if let Ok(mut s) = sent_at.lock() {
+                            s.end = s.end.max(stripe + 1);
+                        }
+                        if !answer_repairs(&mut send, &blob, &sender, &[stripe]).await {
                             return;
                         }
                     }
@@ -249,20 +264,31 @@ pub(crate) async fn serve_fec(
         "FEC shards sent"
     );
     // 3. The end of the datagrams, then repairs until the requester is done.
-    if write_frame_raw(&mut send, FRAME_FEC_END, &sent.to_be_bytes())
-        .await
-        .is_err()
-    {
+    let sent = sent.to_be_bytes();
+    let end = write_frame_raw(&mut send, FRAME_FEC_END, &sent);
+    if !matches!(tokio::time::timeout(send_timeout, end).await, Ok(Ok(()))) {
         return;
     }
-    while let Some(list) = repairs.recv().await {
-        if !answer_repairs(&mut send, &blob, &request, faults, &list).await {
-            return;
+    // Repairs until the requester ends its side; one that goes quiet is not waited for.
+    loop {
+        match tokio::time::timeout(idle_timeout, repairs.recv()).await {
+            Ok(Some(list)) => {
+                if !answer_repairs(&mut send, &blob, &sender, &list).await {
+                    return;
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {
+                tracing::debug!(peer = %peer.short(), "FEC requester idle; request ended");
+                let _ = send.reset(quinn::VarInt::from_u32(codes::SEND_TIMEOUT));
+                return;
+            }
         }
     }
     let _ = send.finish();
     // Groups are counted as served once the requester has acknowledged everything.
-    if matches!(send.stopped().await, Ok(None)) {
+    let stopped = tokio::time::timeout(send_timeout, send.stopped()).await;
+    if matches!(stopped, Ok(Ok(None))) {
         for &(first, count) in &request.get.ranges {
             for index in first..first + count {
                 store.count_served(peer, &blob, log, index);
@@ -353,7 +379,14 @@ const MIN_FLOW_STRIPES: u64 = 16;
 const MAX_FLOW: u64 = 32 << 20;
 
 /// Stripes sent and when, oldest first; the tuner drops those the requester has seen.
-type SentLog = Arc<Mutex<std::collections::VecDeque<(u64, std::time::Instant)>>>;
+struct Sent {
+    log: std::collections::VecDeque<(u64, std::time::Instant)>,
+    /// One past the last stripe sent: a requester cannot have seen further, so its reports
+    /// are capped here (a `through` of `u64::MAX` would open the window for good).
+    end: u64,
+}
+
+type SentLog = Arc<Mutex<Sent>>;
 
 /// Sizes a request's window from the requester's progress and the loop delay (from a
 /// stripe's sending to the report that saw it: a round trip plus the requester's reporting
@@ -416,14 +449,15 @@ impl FlowTuner {
     fn on_report(&mut self, through: u64) {
         let now = std::time::Instant::now();
         let mut flow = *self.flow.borrow();
-        flow.through = flow.through.max(through);
-        if let Ok(mut log) = self.sent_at.lock() {
+        if let Ok(mut sent) = self.sent_at.lock() {
+            flow.through = flow.through.max(through.min(sent.end));
             let mut newest = None;
-            while log
+            while sent
+                .log
                 .front()
                 .is_some_and(|(stripe, _)| *stripe < flow.through)
             {
-                newest = log.pop_front();
+                newest = sent.log.pop_front();
             }
             if let Some((_, sent)) = newest {
                 let sample = now.duration_since(sent);
@@ -437,7 +471,10 @@ impl FlowTuner {
         };
         let elapsed = now.duration_since(self.mark);
         if elapsed >= loop_delay.max(std::time::Duration::from_millis(10)) {
-            let bytes = flow.through.saturating_sub(self.mark_through) * self.stripe_bytes;
+            let bytes = flow
+                .through
+                .saturating_sub(self.mark_through)
+                .saturating_mul(self.stripe_bytes);
             let rate = bytes as f64 / elapsed.as_secs_f64();
             let bdp = rate * loop_delay.as_secs_f64();
             let recent = self.recent_loop.unwrap_or(loop_delay);
@@ -465,14 +502,15 @@ impl FlowTuner {
     }
 }
 
-/// Sends the data of `stripes` as STRIPE frames. False if the stream is gone.
+/// Sends the data of `stripes` as STRIPE frames. False if the stream is gone, or the
+/// requester took none of a frame for the send timeout.
 async fn answer_repairs(
     send: &mut quinn::SendStream,
     blob: &Arc<Blob>,
-    request: &FecRequest,
-    faults: u8,
+    sender: &ShardSender<'_>,
     stripes: &[u64],
 ) -> bool {
+    let (request, faults) = (sender.request, sender.faults);
     let stripe_bytes = (request.data * request.shard_len) as u64;
     for &stripe in stripes {
         let start = stripe.saturating_mul(stripe_bytes);
@@ -492,7 +530,12 @@ async fn answer_repairs(
         let mut payload = Vec::with_capacity(8 + data.len());
         payload.extend_from_slice(&encode_stripe_header(stripe));
         payload.extend_from_slice(&data);
-        if write_frame_raw(send, FRAME_STRIPE, &payload).await.is_err() {
+        let write = write_frame_raw(send, FRAME_STRIPE, &payload);
+        if !matches!(
+            tokio::time::timeout(sender.timeout, write).await,
+            Ok(Ok(()))
+        ) {
+            let _ = send.reset(quinn::VarInt::from_u32(codes::SEND_TIMEOUT));
             return false;
         }
     }
@@ -504,6 +547,8 @@ struct ShardSender<'r> {
     conn: quinn::Connection,
     request: &'r FecRequest,
     faults: u8,
+    /// How long a write may wait for the requester to take data.
+    timeout: std::time::Duration,
     coders: HashMap<usize, Coder>,
     stripe: Stripe,
     padded: Vec<u8>,

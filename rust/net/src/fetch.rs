@@ -979,12 +979,16 @@ pub async fn fetch_tickets(
 /// How much longer than the first provider the others have to answer, at least.
 const DIAL_GRACE: Duration = Duration::from_secs(1);
 
-/// Errors after which a new connection may succeed where the old one failed.
+/// Errors after which a new connection may succeed where the old one failed (a provider
+/// that is unavailable or busy may serve a later request).
 fn link_dropped(e: &NetError) -> bool {
     matches!(
         e,
-        NetError::ConnectionLost { .. } | NetError::Handshake(_) | NetError::Stream(_)
-    ) || matches!(e, NetError::Refused { code: 3, .. })
+        NetError::ConnectionLost { .. }
+            | NetError::Handshake(_)
+            | NetError::Busy(_)
+            | NetError::Stream(_)
+    ) || matches!(e, NetError::Refused { code: 3 | 5, .. })
 }
 
 /// Sets its flag when dropped.

@@ -15,6 +15,7 @@ pub mod error;
 pub mod fec_fetch;
 mod fec_serve;
 pub mod fetch;
+pub mod limits;
 pub mod node;
 mod resume;
 pub mod session;
@@ -24,6 +25,7 @@ mod tls;
 pub mod transport;
 
 pub use error::{NetError, Result};
+pub use limits::Limits;
 pub use node::{Node, NodeConfig};
 pub use session::{Session, SessionStats};
 pub use stream::{RecvStream, SendStream};

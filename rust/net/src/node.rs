@@ -7,6 +7,7 @@ use crate::addr;
 use crate::blobs::BlobStore;
 use crate::control::codes;
 use crate::error::{NetError, Result};
+use crate::limits::{Admission, ConnectionSlot, Connections, Limits};
 use crate::resume::{PeerSessions, ServerSessions};
 use crate::session::{now_ms, Established, Session, EARLY_ACCEPTED, EARLY_PENDING, EARLY_REJECTED};
 use crate::socket::SocketBuffers;
@@ -35,8 +36,12 @@ pub struct NodeConfig {
     pub keep_alive: Duration,
     /// Streams the peer may have open at once in each direction.
     pub max_streams: u32,
-    /// Completed incoming sessions waiting for `accept` before new ones are held back.
-    pub accept_backlog: usize,
+    /// Bounds on what peers can make the node hold.
+    pub limits: Limits,
+    /// Hand incoming sessions to `accept`. A node that only serves blobs turns this off: its
+    /// peers' sessions serve their requests and never wait in a queue for an `accept` that
+    /// never comes.
+    pub accept_sessions: bool,
     /// Congestion controller of every connection.
     pub congestion: Congestion,
     /// Flow-control windows (auto-tuned by default).
@@ -55,7 +60,8 @@ impl Default for NodeConfig {
             idle_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(5),
             max_streams: 1024,
-            accept_backlog: 64,
+            limits: Limits::default(),
+            accept_sessions: true,
             congestion: Congestion::default(),
             windows: Windows::default(),
             zero_rtt: true,
@@ -92,6 +98,8 @@ struct NodeInner {
     incoming: Mutex<mpsc::Receiver<Session>>,
     /// Feeds `incoming`; also used to hand back sessions whose accept was not delivered.
     incoming_tx: mpsc::Sender<Session>,
+    /// Incoming connections, counted against the limits.
+    connections: Arc<Connections>,
     /// Wakes pending `accept` calls when the node closes.
     shutdown: tokio::sync::Notify,
     accept_task: tokio::task::JoinHandle<()>,
@@ -126,8 +134,10 @@ impl Node {
             Arc::new(quinn::TokioRuntime),
         )?;
         let closed = Arc::new(AtomicBool::new(false));
-        let store = Arc::new(BlobStore::default());
-        let (tx, rx) = mpsc::channel(config.accept_backlog.max(1));
+        config.limits.validate()?;
+        let store = Arc::new(BlobStore::new(&config.limits));
+        let connections = Connections::new(config.limits.clone());
+        let (tx, rx) = mpsc::channel(config.limits.max_queued_sessions);
         let hello = Arc::new(Hello {
             version: PROTOCOL_VERSION,
             timestamp_ms: 0,
@@ -143,7 +153,10 @@ impl Node {
                 timeout: config.handshake_timeout,
                 windows: config.windows,
                 buffers: buffers.clone(),
+                max_queued_streams: config.limits.max_queued_streams,
+                deliver: config.accept_sessions,
             },
+            connections.clone(),
             closed.clone(),
             store.clone(),
             tx.clone(),
@@ -164,6 +177,7 @@ impl Node {
                 buffers,
                 incoming: Mutex::new(rx),
                 incoming_tx: tx,
+                connections,
                 shutdown: tokio::sync::Notify::new(),
                 accept_task,
             }),
@@ -266,10 +280,10 @@ impl Node {
             },
             None => connecting,
         };
-        let (est, resumed) =
-            tokio::time::timeout_at(deadline, self.finish_dial(connecting, peer, dial))
-                .await
-                .map_err(|_| late())??;
+        let dialing = self.finish_dial_retrying(connecting, peer, addr, dial, deadline);
+        let (est, resumed) = tokio::time::timeout_at(deadline, dialing)
+            .await
+            .map_err(|_| late())??;
         let conn = est.conn.clone();
         let key = est.remote_key;
         let handshake = est.handshake_dialer(&self.inner.identity, &hello, resumed);
@@ -399,6 +413,7 @@ impl Node {
             store: self.inner.store.clone(),
             windows: self.inner.config.windows,
             buffers: Some(self.inner.buffers.clone()),
+            max_queued_streams: self.inner.config.limits.max_queued_streams,
         }
     }
 
@@ -413,6 +428,35 @@ impl Node {
                 NetError::Handshake(format!("no handshake with {addr} within {timeout:?}"))
             })??;
         Ok(Session::new(est, true, None))
+    }
+
+    /// [`Self::finish_dial`], dialing again after a short pause (jittered, doubling up to 1 s)
+    /// while the peer refuses the connection before any handshake work because it is at a
+    /// limit, for as long as the deadline leaves room.
+    async fn finish_dial_retrying(
+        &self,
+        connecting: quinn::Connecting,
+        peer: PeerId,
+        addr: SocketAddr,
+        dial: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Established, bool)> {
+        let (mut connecting, mut dial) = (connecting, dial);
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.finish_dial(connecting, peer, dial).await {
+                Err(NetError::Busy(why)) => {
+                    let wait = pause.mul_f64(rand::random_range(0.5..1.5));
+                    if tokio::time::Instant::now() + wait >= deadline {
+                        return Err(NetError::Busy(why));
+                    }
+                    tokio::time::sleep(wait).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                    (connecting, dial) = self.start_dial(peer, addr)?;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Sends the first flight of a dial to `peer` at `addr`.
@@ -493,6 +537,11 @@ impl Node {
 
     /// The next incoming session whose handshake completed.
     pub async fn accept(&self) -> Result<Session> {
+        if !self.inner.config.accept_sessions {
+            return Err(NetError::Config(
+                "this node does not accept sessions (accept_sessions is off)".into(),
+            ));
+        }
         let shutdown = self.inner.shutdown.notified();
         tokio::pin!(shutdown);
         shutdown.as_mut().enable();
@@ -571,6 +620,26 @@ impl Node {
         &self.inner.store
     }
 
+    /// The node's resource policy.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.config.limits
+    }
+
+    /// Incoming connections now (handshaking or established), and handshakes in progress.
+    pub fn connection_counts(&self) -> (usize, usize) {
+        self.inner.connections.counts()
+    }
+
+    /// How many incoming connections were admitted, asked to Retry and refused so far.
+    pub fn admission(&self) -> crate::limits::AdmissionCounts {
+        self.inner.connections.admission()
+    }
+
+    /// Blob requests being served now.
+    pub fn requests_in_flight(&self) -> usize {
+        self.inner.store.requests_in_flight()
+    }
+
     /// True once `close` was called.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
@@ -594,7 +663,9 @@ pub(crate) fn transport_config(config: &NodeConfig) -> Result<TransportConfig> {
     t.max_idle_timeout(Some(idle));
     t.keep_alive_interval(Some(config.keep_alive));
     t.max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams));
-    t.max_concurrent_uni_streams(VarInt::from_u32(64));
+    // No I6P protocol uses unidirectional streams: a peer may not open any, so none can pin
+    // data nobody reads.
+    t.max_concurrent_uni_streams(VarInt::from_u32(0));
     // FEC mode's shards: room for a burst the router has not taken yet, and a send queue
     // short enough that a request's END does not overtake its shards by much.
     t.datagram_receive_buffer_size(Some(8 << 20));
@@ -626,6 +697,14 @@ pub(crate) fn bind_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
 fn handshake_error(e: &ConnectionError) -> NetError {
     match e {
         ConnectionError::TimedOut => NetError::Handshake("peer did not answer (timed out)".into()),
+        ConnectionError::ConnectionClosed(c)
+            if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+        {
+            NetError::Busy(
+                "the peer refused the connection (it is at its limit of connections or handshakes)"
+                    .into(),
+            )
+        }
         other => NetError::Handshake(other.to_string()),
     }
 }
@@ -637,18 +716,45 @@ struct AcceptSettings {
     timeout: Duration,
     windows: Windows,
     buffers: Arc<SocketBuffers>,
+    max_queued_streams: usize,
+    /// Hand sessions to `accept` (see [`NodeConfig::accept_sessions`]).
+    deliver: bool,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     endpoint: Endpoint,
     identity: Identity,
     hello: Arc<Hello>,
     settings: AcceptSettings,
+    connections: Arc<Connections>,
     closed: Arc<AtomicBool>,
     store: Arc<BlobStore>,
     tx: mpsc::Sender<Session>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
+        // Decided before any cryptography: a refusal or a Retry costs one stateless packet.
+        let slot = match connections.admit(
+            incoming.remote_address(),
+            incoming.remote_address_validated(),
+        ) {
+            Admission::Accept(slot) => slot,
+            Admission::Retry if incoming.may_retry() => {
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().refuse();
+                }
+                continue;
+            }
+            Admission::Retry => {
+                incoming.refuse();
+                continue;
+            }
+            Admission::Refuse(why) => {
+                tracing::debug!(addr = %incoming.remote_address(), why, "connection refused");
+                incoming.refuse();
+                continue;
+            }
+        };
         let mut ours = (*hello).clone();
         ours.timestamp_ms = now_ms();
         ours.listen_addrs = endpoint
@@ -662,13 +768,32 @@ async fn accept_loop(
         let closed = closed.clone();
         let store = store.clone();
         let (tx, settings) = (tx.clone(), settings.clone());
+        let deliver = settings.deliver;
         tokio::spawn(async move {
-            match accept_one(incoming, &identity, &ours, settings, closed, store).await {
-                Ok(session) => {
-                    let _ = tx.send(session).await;
+            let mut slot = slot;
+            let accepted = accept_one(
+                incoming, &identity, &ours, settings, &mut slot, closed, store,
+            )
+            .await;
+            slot.handshake_done();
+            let session = match accepted {
+                Ok(session) => session,
+                Err(e) => {
+                    tracing::debug!(error = %e, "incoming handshake failed");
+                    return;
                 }
-                Err(e) => tracing::debug!(error = %e, "incoming handshake failed"),
+            };
+            let conn = session.inner_conn().clone();
+            // Never wait for room: sessions the application does not accept in time are
+            // refused, not held half-open.
+            if deliver {
+                if let Err(mpsc::error::TrySendError::Full(session)) = tx.try_send(session) {
+                    session.refuse(codes::BUSY, "too many sessions waiting to be accepted");
+                }
             }
+            // The connection counts against the limits until it ends.
+            conn.closed().await;
+            drop(slot);
         });
     }
 }
@@ -683,6 +808,7 @@ async fn accept_one(
     identity: &Identity,
     ours: &Hello,
     settings: AcceptSettings,
+    slot: &mut ConnectionSlot,
     closed: Arc<AtomicBool>,
     store: Arc<BlobStore>,
 ) -> Result<Session> {
@@ -716,6 +842,10 @@ async fn accept_one(
         }
     }
     let (remote_peer_id, remote_key) = tls::peer_of_connection(&conn)?;
+    if let Err(why) = slot.identified(remote_peer_id) {
+        conn.close(VarInt::from_u32(codes::BUSY), why.as_bytes());
+        return Err(NetError::Handshake(why.into()));
+    }
     let est = Established {
         conn: conn.clone(),
         remote_peer_id,
@@ -725,6 +855,7 @@ async fn accept_one(
         store,
         windows: settings.windows,
         buffers: Some(settings.buffers),
+        max_queued_streams: settings.max_queued_streams,
     };
     let session = Session::new(est, false, None);
     match handshake {

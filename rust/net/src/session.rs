@@ -85,6 +85,7 @@ pub(crate) struct SessionInner {
     /// streams handed back undelivered (their accept was cancelled).
     returned: Mutex<VecDeque<(quinn::SendStream, quinn::RecvStream)>>,
     returned_notify: Notify,
+    max_queued_streams: usize,
     /// A raw session (conformance tests): no HELLO, no control task, bare QUIC streams.
     raw: bool,
     store: Arc<BlobStore>,
@@ -116,6 +117,8 @@ pub(crate) struct Established {
     pub(crate) windows: crate::transport::Windows,
     /// The node's socket, whose buffers grow with the windows.
     pub(crate) buffers: Option<Arc<crate::socket::SocketBuffers>>,
+    /// Application streams that may wait for `accept_stream` before new ones are refused.
+    pub(crate) max_queued_streams: usize,
 }
 
 impl Established {
@@ -253,7 +256,7 @@ impl Session {
         }
         let est_store = est.store.clone();
         let (established, _) = watch::channel(raw);
-        Self {
+        let session = Self {
             inner: Arc::new(SessionInner {
                 conn: est.conn,
                 remote_peer_id: est.remote_peer_id,
@@ -275,12 +278,19 @@ impl Session {
                 close: Mutex::new(None),
                 returned: Mutex::new(VecDeque::new()),
                 returned_notify: Notify::new(),
+                max_queued_streams: est.max_queued_streams,
                 raw,
                 store: est_store,
                 datagrams: OnceLock::new(),
                 fec_window: AtomicU64::new(0),
             }),
+        };
+        if !raw {
+            // Datagrams are read (and dropped unless a FEC fetch wants them) from the start,
+            // so a peer cannot pin the connection's datagram buffer on a node that runs none.
+            session.datagram_router();
         }
+        session
     }
 
     /// The FEC window to start a served request with, in bytes (0: none reached yet).
@@ -543,11 +553,42 @@ impl Session {
         }
     }
 
-    fn queue_stream(&self, send: quinn::SendStream, recv: quinn::RecvStream) {
+    /// Queues an application stream for `accept_stream`, or refuses it (reset and stopped
+    /// with [`codes::BUSY`]) when too many already wait: unaccepted streams pin their data.
+    fn queue_stream(&self, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
         if let Ok(mut r) = self.inner.returned.lock() {
+            if r.len() >= self.inner.max_queued_streams {
+                drop(r);
+                let _ = send.reset(VarInt::from_u32(codes::BUSY));
+                let _ = recv.stop(VarInt::from_u32(codes::BUSY));
+                return;
+            }
             r.push_back((send, recv));
         }
         self.inner.returned_notify.notify_one();
+    }
+
+    /// Sends one unreliable datagram as it is (conformance and abuse tests: a peer may send
+    /// anything).
+    pub fn send_raw_datagram(&self, data: bytes::Bytes) -> Result<()> {
+        self.inner
+            .conn
+            .send_datagram(data)
+            .map_err(|e| NetError::Stream(format!("datagram not sent: {e}")))
+    }
+
+    /// Ends a session the node cannot take (a limit is reached), telling the peer why.
+    pub(crate) fn refuse(&self, code: u32, reason: &str) {
+        self.record_close(
+            Close {
+                code,
+                reason: reason.into(),
+            },
+            false,
+        );
+        self.inner
+            .conn
+            .close(VarInt::from_u32(code), reason.as_bytes());
     }
 
     /// Hands back a stream whose acceptance was not delivered, for the next `accept_stream`.

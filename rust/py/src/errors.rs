@@ -40,7 +40,9 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
             by_peer,
         } => py::ConnectionLost::new_err((msg, code, reason, by_peer)),
         NetError::Protocol(_) => py::ProtocolError::new_err(msg),
-        NetError::Handshake(_) | NetError::Tls(_) => py::HandshakeError::new_err(msg),
+        NetError::Handshake(_) | NetError::Busy(_) | NetError::Tls(_) => {
+            py::HandshakeError::new_err(msg)
+        }
         NetError::InvalidAddress(_) => py::InvalidAddress::new_err(msg),
         NetError::Config(_) => pyo3::exceptions::PyValueError::new_err(msg),
         NetError::NodeClosed => py::NodeClosed::new_err(msg),

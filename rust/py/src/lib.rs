@@ -10,6 +10,7 @@ mod erasure;
 mod errors;
 mod handoff;
 mod identity;
+mod limits;
 mod node;
 mod peer_id;
 mod runtime;
@@ -32,6 +33,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<peer_id::PeerId>()?;
     m.add_class::<identity::Identity>()?;
     m.add_class::<node::Node>()?;
+    m.add_class::<limits::Limits>()?;
     m.add_class::<session::Session>()?;
     m.add_class::<stream::Stream>()?;
     m.add_class::<ticket::Ticket>()?;

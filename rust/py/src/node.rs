@@ -3,6 +3,7 @@
 use crate::errors::to_py;
 use crate::handoff::AcceptedSession;
 use crate::identity::Identity;
+use crate::limits::Limits;
 use crate::peer_id::PeerId;
 use crate::runtime::future;
 use crate::session::Session;
@@ -54,7 +55,7 @@ pub(crate) fn windows(window: Option<&str>, max_window: Option<u64>) -> PyResult
 impl Node {
     /// Binds a node; returns an awaitable for it.
     #[staticmethod]
-    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, max_streams=1024, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None))]
+    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, max_streams=1024, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true))]
     #[allow(clippy::too_many_arguments)]
     fn bind<'py>(
         py: Python<'py>,
@@ -70,6 +71,8 @@ impl Node {
         max_window: Option<u64>,
         zero_rtt: bool,
         state_dir: Option<std::path::PathBuf>,
+        limits: Option<PyRef<'py, Limits>>,
+        accept_sessions: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let addr = parse_addr(addr).map_err(to_py)?;
         let config = NodeConfig {
@@ -82,7 +85,8 @@ impl Node {
             windows: windows(window, max_window)?,
             zero_rtt,
             state_dir,
-            ..NodeConfig::default()
+            limits: limits.map(|l| l.0.clone()).unwrap_or_default(),
+            accept_sessions,
         };
         config.windows.validate().map_err(to_py)?;
         let hello = i6p_core::Hello {
@@ -168,6 +172,29 @@ impl Node {
                 identity,
             })
         })
+    }
+
+    /// The node's resource policy.
+    #[getter]
+    fn limits(&self) -> Limits {
+        Limits(self.inner.limits().clone())
+    }
+
+    /// (incoming connections, handshakes in progress, blob requests being served) now, then
+    /// (admitted, retried, refused) incoming connections so far.
+    #[getter]
+    fn load(&self) -> (usize, usize, usize, u64, u64, u64) {
+        let (connections, handshakes) = self.inner.connection_counts();
+        let a = self.inner.admission();
+        let requests = self.inner.requests_in_flight();
+        (
+            connections,
+            handshakes,
+            requests,
+            a.admitted,
+            a.retried,
+            a.refused,
+        )
     }
 
     /// Closes all sessions and the socket.

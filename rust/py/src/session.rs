@@ -187,6 +187,13 @@ impl Session {
         Ok(d)
     }
 
+    /// Sends one datagram as it is (abuse tests).
+    fn _send_datagram(&self, data: &[u8]) -> PyResult<()> {
+        self.inner
+            .send_raw_datagram(bytes::Bytes::copy_from_slice(data))
+            .map_err(to_py)
+    }
+
     /// A HELLO frame valid on this connection, signed by this node (conformance tests).
     #[pyo3(signature = (capabilities=None))]
     fn _signed_hello(&self, capabilities: Option<Vec<(String, String)>>) -> PyResult<PyBytesOut> {

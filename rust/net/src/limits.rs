@@ -1,0 +1,560 @@
+//! The node's resource policy: one set of bounds on what peers can make it hold, and the
+//! accounting that enforces them.
+//!
+//! Invariants: every slot is taken before the resource is used and given back in `Drop`, so
+//! an aborted task or a failed handshake can never leak one; refusing is preferred to
+//! waiting, and nothing waits without a deadline (a request waits at most [`SLOT_WAIT`] for
+//! one of the node's request slots, in arrival order, so a burst of honest requests is served
+//! rather than refused). Peers are free to make new identities, so
+//! whatever one identity is bounded by is also bounded per address prefix (/64 for IPv6, /32
+//! for IPv4), which an attacker cannot multiply as cheaply.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use i6p_core::PeerId;
+
+/// Bounds on what peers can make a node hold. The defaults suit a public node serving a few
+/// hundred peers; raise them for load tests or dedicated providers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Incoming connections (handshaking or established) at once.
+    pub max_connections: usize,
+    /// Incoming connections from one PeerId at once.
+    pub max_connections_per_peer: usize,
+    /// Incoming connections from one address prefix (/64, or /32 for IPv4) at once.
+    pub max_connections_per_prefix: usize,
+    /// Incoming handshakes in progress. Above half of it, clients must first prove their
+    /// address (a QUIC Retry); at the limit, new ones are refused.
+    pub max_handshakes: usize,
+    /// Established sessions waiting for `accept`; above it, new ones are refused (closed with
+    /// [`codes::BUSY`](crate::control::codes::BUSY)).
+    pub max_queued_sessions: usize,
+    /// Application streams of one session waiting for `accept_stream`; above it, new ones
+    /// are refused (reset with [`codes::BUSY`](crate::control::codes::BUSY)).
+    pub max_queued_streams: usize,
+    /// Blob requests (GET, FEC GET) served at once by the node.
+    pub max_requests: usize,
+    /// Blob requests served at once to one PeerId.
+    pub max_requests_per_peer: usize,
+    /// A request whose requester takes no data (grants no flow-control credit, or sends no
+    /// loss report in FEC mode) for this long is reset and its slot freed.
+    pub send_timeout: Duration,
+    /// A FEC request with no frame from its requester for this long, once its shards are
+    /// out, is ended.
+    pub request_idle_timeout: Duration,
+    /// Bytes of group data a request reads ahead of the network (at least one group).
+    pub read_ahead: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            // One PeerId costs an attacker nothing, so this bound is loose; it keeps one
+            // identity from taking the node, while an application may open a connection per
+            // concurrent fetch.
+            max_connections_per_peer: 32,
+            max_connections_per_prefix: 64,
+            max_handshakes: 128,
+            max_queued_sessions: 64,
+            // As many as a peer may open at once (quinn's stream limit, 1024 by default); the
+            // data they hold is bounded by the connection's receive window anyway.
+            max_queued_streams: 1024,
+            max_requests: 256,
+            max_requests_per_peer: 16,
+            send_timeout: Duration::from_secs(20),
+            request_idle_timeout: Duration::from_secs(30),
+            read_ahead: 4 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks that every bound is usable (at least 1, timeouts non-zero).
+    pub fn validate(&self) -> crate::Result<()> {
+        let counts = [
+            ("max_connections", self.max_connections),
+            ("max_connections_per_peer", self.max_connections_per_peer),
+            (
+                "max_connections_per_prefix",
+                self.max_connections_per_prefix,
+            ),
+            ("max_handshakes", self.max_handshakes),
+            ("max_queued_sessions", self.max_queued_sessions),
+            ("max_queued_streams", self.max_queued_streams),
+            ("max_requests", self.max_requests),
+            ("max_requests_per_peer", self.max_requests_per_peer),
+            ("read_ahead", self.read_ahead),
+        ];
+        for (name, value) in counts {
+            if value == 0 {
+                return Err(crate::NetError::Config(format!(
+                    "{name} must be at least 1"
+                )));
+            }
+        }
+        for (name, value) in [
+            ("send_timeout", self.send_timeout),
+            ("request_idle_timeout", self.request_idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(crate::NetError::Config(format!("{name} must be positive")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The address prefix a peer is bounded by: its /64 (IPv6) or /32 (IPv4; IPv4-mapped
+/// addresses count as IPv4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Prefix {
+    /// An IPv4 address (a /32).
+    V4(u32),
+    /// The upper 64 bits of an IPv6 address.
+    V6(u64),
+}
+
+impl Prefix {
+    /// The prefix of `addr`.
+    pub fn of(addr: SocketAddr) -> Self {
+        match addr.ip() {
+            IpAddr::V4(v4) => Self::V4(u32::from(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self::V4(u32::from(v4)),
+                None => Self::V6((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// Counts per key with a cap; entries at zero are removed, so the map holds only live keys.
+struct Tally<K> {
+    counts: HashMap<K, usize>,
+}
+
+impl<K: Eq + Hash + Copy> Tally<K> {
+    fn new() -> Self {
+        Self {
+            counts: HashMap::new(),
+        }
+    }
+
+    fn get(&self, key: &K) -> usize {
+        self.counts.get(key).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, key: K) {
+        *self.counts.entry(key).or_insert(0) += 1;
+    }
+
+    fn remove(&mut self, key: &K) {
+        if let Some(n) = self.counts.get_mut(key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.counts.remove(key);
+            }
+        }
+    }
+}
+
+/// What to do with a new incoming connection.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// Go on with the handshake, holding this slot.
+    Accept(ConnectionSlot),
+    /// Ask the client to prove its address first (QUIC Retry).
+    Retry,
+    /// Refuse it: the node is at a limit. The reason is for the logs.
+    Refuse(&'static str),
+}
+
+/// Counts of what [`Connections::admit`] decided, since the node started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdmissionCounts {
+    /// Connections let in to handshake.
+    pub admitted: u64,
+    /// Clients asked to prove their address first (QUIC Retry).
+    pub retried: u64,
+    /// Connections refused before any handshake work.
+    pub refused: u64,
+}
+
+#[derive(Default)]
+struct ConnState {
+    total: usize,
+    handshaking: usize,
+    counts: AdmissionCounts,
+    prefixes: Option<Tally<Prefix>>,
+    peers: Option<Tally<PeerId>>,
+}
+
+/// The node's incoming connections: how many, from which prefixes and peers, and how many are
+/// still handshaking.
+pub(crate) struct Connections {
+    limits: Limits,
+    state: Mutex<ConnState>,
+}
+
+impl Connections {
+    pub(crate) fn new(limits: Limits) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            state: Mutex::new(ConnState {
+                prefixes: Some(Tally::new()),
+                peers: Some(Tally::new()),
+                ..ConnState::default()
+            }),
+        })
+    }
+
+    /// Decides on a new connection from `addr`; `validated`: the client has already proved
+    /// its address (it answered a Retry).
+    pub(crate) fn admit(self: &Arc<Self>, addr: SocketAddr, validated: bool) -> Admission {
+        let prefix = Prefix::of(addr);
+        let Ok(mut s) = self.state.lock() else {
+            return Admission::Refuse("connection table poisoned");
+        };
+        let decision = self.decide(&mut s, prefix, validated);
+        match &decision {
+            Admission::Accept(_) => s.counts.admitted += 1,
+            Admission::Retry => s.counts.retried += 1,
+            Admission::Refuse(_) => s.counts.refused += 1,
+        }
+        decision
+    }
+
+    fn decide(self: &Arc<Self>, s: &mut ConnState, prefix: Prefix, validated: bool) -> Admission {
+        if s.total >= self.limits.max_connections {
+            return Admission::Refuse("too many connections");
+        }
+        if s.handshaking >= self.limits.max_handshakes {
+            return Admission::Refuse("too many handshakes in progress");
+        }
+        let per_prefix = s.prefixes.as_ref().map_or(0, |t| t.get(&prefix));
+        if per_prefix >= self.limits.max_connections_per_prefix {
+            return Admission::Refuse("too many connections from this address prefix");
+        }
+        if !validated && s.handshaking >= self.limits.max_handshakes.div_ceil(2) {
+            return Admission::Retry;
+        }
+        s.total += 1;
+        s.handshaking += 1;
+        if let Some(t) = s.prefixes.as_mut() {
+            t.add(prefix);
+        }
+        Admission::Accept(ConnectionSlot {
+            table: self.clone(),
+            prefix,
+            peer: None,
+            handshaking: true,
+        })
+    }
+
+    /// What admission decided so far.
+    pub(crate) fn admission(&self) -> AdmissionCounts {
+        self.state.lock().map(|s| s.counts).unwrap_or_default()
+    }
+
+    /// (connections, handshakes in progress) right now.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        self.state
+            .lock()
+            .map(|s| (s.total, s.handshaking))
+            .unwrap_or((0, 0))
+    }
+}
+
+/// One incoming connection's place in [`Connections`]; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct ConnectionSlot {
+    table: Arc<Connections>,
+    prefix: Prefix,
+    peer: Option<PeerId>,
+    handshaking: bool,
+}
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (total, handshaking) = self.counts();
+        write!(f, "Connections(total={total}, handshaking={handshaking})")
+    }
+}
+
+impl ConnectionSlot {
+    /// The TLS handshake proved `peer`: counts the connection against it, or refuses it if
+    /// that peer already has its share.
+    pub(crate) fn identified(&mut self, peer: PeerId) -> Result<(), &'static str> {
+        let Ok(mut s) = self.table.state.lock() else {
+            return Err("connection table poisoned");
+        };
+        let count = s.peers.as_ref().map_or(0, |t| t.get(&peer));
+        if count >= self.table.limits.max_connections_per_peer {
+            return Err("too many connections from this peer");
+        }
+        if let Some(t) = s.peers.as_mut() {
+            t.add(peer);
+        }
+        self.peer = Some(peer);
+        Ok(())
+    }
+
+    /// The handshake is over (the session is established or failed).
+    pub(crate) fn handshake_done(&mut self) {
+        if std::mem::take(&mut self.handshaking) {
+            if let Ok(mut s) = self.table.state.lock() {
+                s.handshaking = s.handshaking.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let Ok(mut s) = self.table.state.lock() else {
+            return;
+        };
+        s.total = s.total.saturating_sub(1);
+        if self.handshaking {
+            s.handshaking = s.handshaking.saturating_sub(1);
+        }
+        if let Some(t) = s.prefixes.as_mut() {
+            t.remove(&self.prefix);
+        }
+        if let (Some(peer), Some(t)) = (self.peer, s.peers.as_mut()) {
+            t.remove(&peer);
+        }
+    }
+}
+
+/// How long a request waits for one of the node's request slots before it is refused.
+pub const SLOT_WAIT: Duration = Duration::from_secs(5);
+
+/// Request slots of the blob provider: per node (waited for, briefly) and per peer (a peer
+/// over its share is refused at once: it is asking for more than any requester needs).
+pub(crate) struct Requests {
+    node: Arc<tokio::sync::Semaphore>,
+    per_peer: usize,
+    peers: Mutex<Tally<PeerId>>,
+}
+
+impl Requests {
+    pub(crate) fn new(limits: &Limits) -> Arc<Self> {
+        Arc::new(Self {
+            node: Arc::new(tokio::sync::Semaphore::new(limits.max_requests)),
+            per_peer: limits.max_requests_per_peer,
+            peers: Mutex::new(Tally::new()),
+        })
+    }
+
+    /// A slot for one request of `peer`, waiting up to `wait` for the node to have one; or
+    /// why there is none.
+    pub(crate) async fn take(
+        self: &Arc<Self>,
+        peer: PeerId,
+        wait: Duration,
+    ) -> Result<RequestSlot, &'static str> {
+        {
+            let Ok(mut peers) = self.peers.lock() else {
+                return Err("request table poisoned");
+            };
+            if peers.get(&peer) >= self.per_peer {
+                return Err("too many requests from this peer at once");
+            }
+            peers.add(peer);
+        }
+        // From here the peer's count is held by `share`, so every way out gives it back.
+        let share = PeerShare {
+            table: self.clone(),
+            peer,
+        };
+        match tokio::time::timeout(wait, self.node.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(RequestSlot {
+                _permit: permit,
+                _share: share,
+            }),
+            _ => Err("the provider is serving as many requests as it can"),
+        }
+    }
+
+    /// Requests being served now.
+    pub(crate) fn in_use(&self) -> usize {
+        self.peers
+            .lock()
+            .map(|p| p.counts.values().sum())
+            .unwrap_or(0)
+    }
+}
+
+/// One request's count against its peer's share; given back when dropped.
+struct PeerShare {
+    table: Arc<Requests>,
+    peer: PeerId,
+}
+
+impl Drop for PeerShare {
+    fn drop(&mut self) {
+        if let Ok(mut peers) = self.table.peers.lock() {
+            peers.remove(&self.peer);
+        }
+    }
+}
+
+/// One request's slot, node-wide and in its peer's share; given back when dropped.
+pub(crate) struct RequestSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _share: PeerShare,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    fn small() -> Limits {
+        Limits {
+            max_connections: 6,
+            max_connections_per_peer: 2,
+            max_connections_per_prefix: 3,
+            max_handshakes: 4,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn a_prefix_gets_its_share_and_others_still_get_in() {
+        let table = Connections::new(small());
+        let mut held = Vec::new();
+        for port in 1..=3 {
+            let a = table.admit(addr(&format!("[2001:db8:1:2::{port}]:{port}")), true);
+            let Admission::Accept(mut slot) = a else {
+                panic!("{a:?}")
+            };
+            slot.handshake_done();
+            held.push(slot);
+        }
+        // Another host in the same /64 is refused; one in another /64 is not.
+        assert!(matches!(
+            table.admit(addr("[2001:db8:1:2:ffff::9]:9"), true),
+            Admission::Refuse("too many connections from this address prefix")
+        ));
+        assert!(matches!(
+            table.admit(addr("[2001:db8:1:3::1]:9"), true),
+            Admission::Accept(_)
+        ));
+        drop(held.pop());
+        assert!(matches!(
+            table.admit(addr("[2001:db8:1:2::7]:9"), true),
+            Admission::Accept(_)
+        ));
+    }
+
+    #[test]
+    fn ipv4_and_mapped_ipv4_are_one_prefix() {
+        assert_eq!(
+            Prefix::of(addr("192.0.2.7:1")),
+            Prefix::of(addr("[::ffff:192.0.2.7]:2"))
+        );
+        assert_ne!(
+            Prefix::of(addr("192.0.2.7:1")),
+            Prefix::of(addr("192.0.2.8:1"))
+        );
+    }
+
+    #[test]
+    fn handshakes_past_half_are_retried_and_at_the_limit_refused() {
+        let table = Connections::new(small());
+        let mut held = Vec::new();
+        for i in 0..2 {
+            match table.admit(addr(&format!("[2001:db8:{i}::1]:1")), false) {
+                Admission::Accept(slot) => held.push(slot),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            table.admit(addr("[2001:db8:9::1]:1"), false),
+            Admission::Retry
+        ));
+        for i in 2..4 {
+            match table.admit(addr(&format!("[2001:db8:{i}::1]:1")), true) {
+                Admission::Accept(slot) => held.push(slot),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            table.admit(addr("[2001:db8:9::1]:1"), true),
+            Admission::Refuse("too many handshakes in progress")
+        ));
+        for slot in &mut held {
+            slot.handshake_done();
+        }
+        assert_eq!(table.counts(), (4, 0));
+        held.clear();
+        assert_eq!(table.counts(), (0, 0));
+    }
+
+    #[test]
+    fn a_peer_gets_its_share_of_connections() {
+        let table = Connections::new(small());
+        let peer = PeerId::from_bytes([7; 32]);
+        let mut held = Vec::new();
+        for i in 0..3 {
+            let Admission::Accept(mut slot) =
+                table.admit(addr(&format!("[2001:db8:{i}::1]:1")), true)
+            else {
+                panic!()
+            };
+            let identified = slot.identified(peer);
+            if i < 2 {
+                assert!(identified.is_ok());
+            } else {
+                assert_eq!(identified, Err("too many connections from this peer"));
+            }
+            held.push(slot);
+        }
+    }
+
+    #[tokio::test]
+    async fn request_slots_are_per_peer_and_per_node() {
+        let limits = Limits {
+            max_requests: 3,
+            max_requests_per_peer: 2,
+            ..Limits::default()
+        };
+        let requests = Requests::new(&limits);
+        let (a, b, c) = (
+            PeerId::from_bytes([1; 32]),
+            PeerId::from_bytes([2; 32]),
+            PeerId::from_bytes([3; 32]),
+        );
+        let wait = Duration::from_millis(20);
+        let a1 = requests.take(a, wait).await.unwrap();
+        let _a2 = requests.take(a, wait).await.unwrap();
+        let refused = requests.take(a, wait).await.err();
+        assert_eq!(refused, Some("too many requests from this peer at once"));
+        let _b1 = requests.take(b, wait).await.unwrap();
+        // The node is full: c waits, and is refused when no slot frees in time...
+        let refused = requests.take(c, wait).await.err();
+        assert_eq!(
+            refused,
+            Some("the provider is serving as many requests as it can")
+        );
+        assert_eq!(requests.in_use(), 3);
+        // ...or served as soon as one does.
+        let waiting = tokio::spawn({
+            let requests = requests.clone();
+            async move { requests.take(c, Duration::from_secs(5)).await.is_ok() }
+        });
+        tokio::time::sleep(wait).await;
+        drop(a1);
+        assert!(waiting.await.unwrap());
+        assert_eq!(requests.in_use(), 2);
+    }
+}
