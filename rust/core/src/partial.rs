@@ -121,9 +121,14 @@ impl TransferState {
         out.extend_from_slice(&self.size.to_be_bytes());
         out.push(self.group_log);
         out.extend_from_slice(&self.bits);
-        let sum = blake3::hash(&out);
-        out.extend_from_slice(&sum.as_bytes()[..8]);
-        out
+        Self::seal(out)
+    }
+
+    /// Appends the checksum to an encoded body.
+    pub(crate) fn seal(mut body: Vec<u8>) -> Vec<u8> {
+        let sum = blake3::hash(&body);
+        body.extend_from_slice(&sum.as_bytes()[..8]);
+        body
     }
 
     /// Parses the on-disk form; any damage is an error (the caller then starts over).
