@@ -158,6 +158,10 @@ impl TransferState {
                 state.set(i);
             }
         }
+        // Our encoder never sets the padding bits after the last group.
+        if state.bits != bits {
+            return Err(bad("bits set beyond the last group"));
+        }
         Ok(state)
     }
 }
@@ -392,6 +396,10 @@ mod tests {
             assert!(TransferState::decode(&damaged).is_err(), "byte {i}");
         }
         assert!(TransferState::decode(&raw[..raw.len() - 1]).is_err());
+        // A bit past the last of the 11 groups, with a valid checksum, is damage too.
+        let mut body = raw[..raw.len() - 8].to_vec();
+        *body.last_mut().unwrap() |= 0x80;
+        assert!(TransferState::decode(&TransferState::seal(body)).is_err());
     }
 
     fn scratch(name: &str) -> PathBuf {
