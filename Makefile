@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test install lint rust-test py-test impair bench clean
+.PHONY: test install lint rust-test py-test impair bench fuzz clean
 
 # The README's test command: build and install the extension, run the engine's Rust tests,
 # then the pytest suites over real sockets.
@@ -46,5 +46,33 @@ bench: install impair
 	$(PY) -m pytest benches -p no:cacheprovider -s --benchmark-only --benchmark-autosave \
 		$$(ls .benchmarks/*/*.json >/dev/null 2>&1 && echo --benchmark-compare)
 
+# Coverage-guided fuzzing of every decoder of peer or file input (rust/fuzz, bodies in
+# i6p_core::fuzzing): each target for FUZZ_SECONDS, one at a time (a fuzzer takes a whole core),
+# niced. Run on purpose, not in CI; CI runs the committed seeds and past crashes as a plain
+# test (rust/core/tests/fuzz_corpus.rs). Needs `cargo install cargo-fuzz`.
+# Stable Rust is enough with `--sanitizer none`: the coverage instrumentation cargo-fuzz asks
+# for (-Cpasses=sancov-module, -Cllvm-args=-sanitizer-coverage-*) is made of stable codegen
+# options; only its default AddressSanitizer needs nightly's -Zsanitizer. The engine forbids
+# unsafe code, so a bug shows as a panic, which libFuzzer catches without a sanitizer. Debug
+# assertions and overflow checks stay on (cargo-fuzz's default without -O).
+# A crash leaves its input in rust/fuzz/artifacts/<target>/: fix the decoder and copy the input
+# to rust/fuzz/regressions/<target>/. Each target's -max_len is about its largest valid input.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= frame:8192 hello:4096 control:2048 transfer:17000 group:8192 fec:17100 \
+	shard:4096 ticket:5000 state:4096
+FUZZ := nice -n 10 cargo fuzz
+FUZZ_FLAGS := --fuzz-dir rust/fuzz --sanitizer none
+
+fuzz:
+	$(FUZZ) build $(FUZZ_FLAGS)
+	@for spec in $(FUZZ_TARGETS); do \
+		t=$${spec%%:*}; len=$${spec#*:}; \
+		mkdir -p rust/fuzz/corpus/$$t rust/fuzz/regressions/$$t; \
+		echo "== fuzz $$t for $(FUZZ_SECONDS) s (-max_len=$$len)"; \
+		$(FUZZ) run $(FUZZ_FLAGS) $$t rust/fuzz/corpus/$$t rust/fuzz/corpus-seed/$$t \
+			rust/fuzz/regressions/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=$$len \
+			-timeout=10 -print_final_stats=1 || exit 1; \
+	done
+
 clean:
-	rm -rf $(VENV) target
+	rm -rf $(VENV) target rust/fuzz/target

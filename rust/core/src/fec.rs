@@ -85,7 +85,8 @@ impl FecLayout {
                 what: "shard",
                 detail: format!("stripe {stripe} is beyond the blob's end"),
             })?;
-        Ok((start, (start + per).min(self.size)))
+        // start < size, so this cannot overflow even when the blob ends near 2^64.
+        Ok((start, start + per.min(self.size - start)))
     }
 }
 
@@ -755,6 +756,17 @@ mod tests {
             assert_eq!(got.params, params);
             assert_eq!(got.payload, &payload[..]);
         }
+    }
+
+    #[test]
+    fn the_last_stripe_of_a_blob_ending_near_two_to_the_64_has_a_range() {
+        let params = ErasureParams::new(1, 1).unwrap();
+        let layout = FecLayout::new(u64::MAX, 256, 1200).unwrap();
+        let last = layout.stripes(params) - 1;
+        assert_eq!(
+            layout.stripe_range(params, last).unwrap(),
+            (last * 256, u64::MAX)
+        );
     }
 
     #[test]

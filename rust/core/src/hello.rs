@@ -87,7 +87,7 @@ impl Hello {
         Ok(())
     }
 
-    fn encode_body(&self) -> Vec<u8> {
+    pub(crate) fn encode_body(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
         out.extend_from_slice(&self.version.to_be_bytes());
         out.extend_from_slice(&self.timestamp_ms.to_be_bytes());
@@ -145,7 +145,7 @@ impl Hello {
         Self::decode_body(body)
     }
 
-    fn decode_body(body: &[u8]) -> Result<Self> {
+    pub(crate) fn decode_body(body: &[u8]) -> Result<Self> {
         let mut r = Reader::new(body, "hello");
         let version = r.u16()?;
         let timestamp_ms = r.u64()?;

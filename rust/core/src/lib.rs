@@ -12,6 +12,8 @@ pub mod erasure;
 pub mod error;
 pub mod fec;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hello;
 pub mod identity;
 pub mod messages;

@@ -121,9 +121,14 @@ impl TransferState {
         out.extend_from_slice(&self.size.to_be_bytes());
         out.push(self.group_log);
         out.extend_from_slice(&self.bits);
-        let sum = blake3::hash(&out);
-        out.extend_from_slice(&sum.as_bytes()[..8]);
-        out
+        Self::seal(out)
+    }
+
+    /// Appends the checksum to an encoded body.
+    pub(crate) fn seal(mut body: Vec<u8>) -> Vec<u8> {
+        let sum = blake3::hash(&body);
+        body.extend_from_slice(&sum.as_bytes()[..8]);
+        body
     }
 
     /// Parses the on-disk form; any damage is an error (the caller then starts over).
@@ -152,6 +157,10 @@ impl TransferState {
             if bits[(i / 8) as usize] & (1 << (i % 8)) != 0 {
                 state.set(i);
             }
+        }
+        // Our encoder never sets the padding bits after the last group.
+        if state.bits != bits {
+            return Err(bad("bits set beyond the last group"));
         }
         Ok(state)
     }
@@ -387,6 +396,10 @@ mod tests {
             assert!(TransferState::decode(&damaged).is_err(), "byte {i}");
         }
         assert!(TransferState::decode(&raw[..raw.len() - 1]).is_err());
+        // A bit past the last of the 11 groups, with a valid checksum, is damage too.
+        let mut body = raw[..raw.len() - 8].to_vec();
+        *body.last_mut().unwrap() |= 0x80;
+        assert!(TransferState::decode(&TransferState::seal(body)).is_err());
     }
 
     fn scratch(name: &str) -> PathBuf {

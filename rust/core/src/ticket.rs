@@ -129,14 +129,14 @@ fn put_addrs(out: &mut Vec<u8>, addrs: &[SocketAddr]) {
 }
 
 /// Appends the checksum.
-fn seal(mut out: Vec<u8>) -> Vec<u8> {
+pub(crate) fn seal(mut out: Vec<u8>) -> Vec<u8> {
     let sum = blake3::hash(&out);
     out.extend_from_slice(&sum.as_bytes()[..4]);
     out
 }
 
 /// The text form of a ticket's bytes.
-fn encode_text(raw: &[u8]) -> String {
+pub(crate) fn encode_text(raw: &[u8]) -> String {
     let body = data_encoding::BASE32_NOPAD.encode(raw);
     format!("{TICKET_PREFIX}{}", body.to_ascii_lowercase())
 }
