@@ -7,7 +7,7 @@ use crate::addr;
 use crate::blobs::BlobStore;
 use crate::control::codes;
 use crate::error::{NetError, Result};
-use crate::resume::{PeerSessions, ServerSessions};
+use crate::resume::{PeerSessions, ServerConfigs, ServerSessions};
 use crate::session::{now_ms, Established, Session, EARLY_ACCEPTED, EARLY_PENDING, EARLY_REJECTED};
 use crate::socket::SocketBuffers;
 use crate::tls::{self, PeerVerifier, TlsIdentity};
@@ -106,9 +106,9 @@ impl Node {
             Some(dir) => ServerSessions::persistent(tickets_path(dir, &identity.peer_id())?),
             None => ServerSessions::in_memory(),
         });
-        let server_crypto =
-            QuicServerConfig::try_from(tls::server_crypto(&tls, server_sessions.clone())?)
-                .map_err(|e| NetError::Tls(e.to_string()))?;
+        let server_tls = tls::server_crypto(&tls, server_sessions.clone())?;
+        let server_crypto = QuicServerConfig::try_from(server_tls.clone())
+            .map_err(|e| NetError::Tls(e.to_string()))?;
         let sessions = Arc::new(PeerSessions::default());
         let (client_crypto, verifier) = tls::client_crypto(&tls, sessions.clone())?;
         let client_crypto =
@@ -117,6 +117,7 @@ impl Node {
         client.transport_config(transport.clone());
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server.transport_config(transport.clone());
+        let configs = ServerConfigs::new(server_tls, server.clone(), server_sessions.clone());
         let socket = bind_socket(addr)?;
         let buffers = Arc::new(SocketBuffers::new(&socket)?);
         let endpoint = Endpoint::new(
@@ -143,6 +144,7 @@ impl Node {
                 timeout: config.handshake_timeout,
                 windows: config.windows,
                 buffers: buffers.clone(),
+                configs: Arc::new(configs),
             },
             closed.clone(),
             store.clone(),
@@ -541,6 +543,9 @@ impl Node {
             endpoint.close(VarInt::from_u32(codes::NODE_CLOSED), b"node closed");
             let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
         }
+        // Saves the listener's tickets for the next run (a write and fsyncs).
+        let tickets = self.inner.server_sessions.clone();
+        let _ = tokio::task::spawn_blocking(move || tickets.close()).await;
         // Dropping the last handle lets the endpoint's driver finish and close the socket, a
         // moment later. Wait for that (briefly), so the address can be bound again at once.
         // Sessions the application still holds keep the socket open: give up after 200 ms.
@@ -637,6 +642,8 @@ struct AcceptSettings {
     timeout: Duration,
     windows: Windows,
     buffers: Arc<SocketBuffers>,
+    /// Each connection's server config, which charges its tickets to the client's address.
+    configs: Arc<ServerConfigs>,
 }
 
 async fn accept_loop(
@@ -688,7 +695,10 @@ async fn accept_one(
 ) -> Result<Session> {
     let deadline = tokio::time::Instant::now() + settings.timeout;
     let tls_late = || NetError::Handshake("tls handshake timed out".into());
-    let connecting = incoming.accept().map_err(|e| handshake_error(&e))?;
+    let connecting = settings
+        .configs
+        .accept(incoming)
+        .map_err(|e| handshake_error(&e))?;
     let (conn, handshake) = match connecting.into_0rtt() {
         Ok((conn, accepted)) => (conn, Some(accepted)),
         Err(connecting) => {
