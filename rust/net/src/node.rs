@@ -8,7 +8,7 @@ use crate::blobs::BlobStore;
 use crate::control::codes;
 use crate::error::{NetError, Result};
 use crate::limits::{Admission, ConnectionSlot, Connections, Limits};
-use crate::resume::{PeerSessions, ServerSessions};
+use crate::resume::{PeerSessions, ServerConfigs, ServerSessions};
 use crate::session::{now_ms, Established, Session, EARLY_ACCEPTED, EARLY_PENDING, EARLY_REJECTED};
 use crate::socket::SocketBuffers;
 use crate::tls::{self, PeerVerifier, TlsIdentity};
@@ -114,9 +114,9 @@ impl Node {
             Some(dir) => ServerSessions::persistent(tickets_path(dir, &identity.peer_id())?),
             None => ServerSessions::in_memory(),
         });
-        let server_crypto =
-            QuicServerConfig::try_from(tls::server_crypto(&tls, server_sessions.clone())?)
-                .map_err(|e| NetError::Tls(e.to_string()))?;
+        let server_tls = tls::server_crypto(&tls, server_sessions.clone())?;
+        let server_crypto = QuicServerConfig::try_from(server_tls.clone())
+            .map_err(|e| NetError::Tls(e.to_string()))?;
         let sessions = Arc::new(PeerSessions::default());
         let (client_crypto, verifier) = tls::client_crypto(&tls, sessions.clone())?;
         let client_crypto =
@@ -125,6 +125,7 @@ impl Node {
         client.transport_config(transport.clone());
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server.transport_config(transport.clone());
+        let configs = ServerConfigs::new(server_tls, server.clone(), server_sessions.clone());
         let socket = bind_socket(addr)?;
         let buffers = Arc::new(SocketBuffers::new(&socket)?);
         let endpoint = Endpoint::new(
@@ -155,6 +156,7 @@ impl Node {
                 buffers: buffers.clone(),
                 max_queued_streams: config.limits.max_queued_streams,
                 deliver: config.accept_sessions,
+                configs: Arc::new(configs),
             },
             connections.clone(),
             closed.clone(),
@@ -590,6 +592,9 @@ impl Node {
             endpoint.close(VarInt::from_u32(codes::NODE_CLOSED), b"node closed");
             let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
         }
+        // Saves the listener's tickets for the next run (a write and fsyncs).
+        let tickets = self.inner.server_sessions.clone();
+        let _ = tokio::task::spawn_blocking(move || tickets.close()).await;
         // Dropping the last handle lets the endpoint's driver finish and close the socket, a
         // moment later. Wait for that (briefly), so the address can be bound again at once.
         // Sessions the application still holds keep the socket open: give up after 200 ms.
@@ -719,6 +724,8 @@ struct AcceptSettings {
     max_queued_streams: usize,
     /// Hand sessions to `accept` (see [`NodeConfig::accept_sessions`]).
     deliver: bool,
+    /// Each connection's server config, which charges its tickets to the client's address.
+    configs: Arc<ServerConfigs>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -814,7 +821,10 @@ async fn accept_one(
 ) -> Result<Session> {
     let deadline = tokio::time::Instant::now() + settings.timeout;
     let tls_late = || NetError::Handshake("tls handshake timed out".into());
-    let connecting = incoming.accept().map_err(|e| handshake_error(&e))?;
+    let connecting = settings
+        .configs
+        .accept(incoming)
+        .map_err(|e| handshake_error(&e))?;
     let (conn, handshake) = match connecting.into_0rtt() {
         Ok((conn, accepted)) => (conn, Some(accepted)),
         Err(connecting) => {
