@@ -918,8 +918,16 @@ pub async fn fetch_tickets(
     let mut seen = std::collections::HashSet::new();
     let tickets: Vec<_> = tickets.iter().filter(|t| seen.insert(t.peer_id)).collect();
     let mut dials = tokio::task::JoinSet::new();
+    // The fetch's dialing work is bounded too: the addresses are shared out among providers.
+    let per_provider = (MAX_DIAL_ADDRS_PER_FETCH / tickets.len()).max(1);
     for (i, ticket) in tickets.iter().enumerate() {
-        let (node, peer, addrs) = (node.clone(), ticket.peer_id, ticket.addrs.clone());
+        let addrs = ticket
+            .addrs
+            .iter()
+            .take(per_provider)
+            .copied()
+            .collect::<Vec<_>>();
+        let (node, peer) = (node.clone(), ticket.peer_id);
         dials.spawn(async move { (i, node.connect_any(peer, &addrs).await) });
     }
     // Once one provider has answered, the others get a little longer (a provider that is
@@ -982,6 +990,10 @@ pub async fn fetch_tickets(
 
 /// How much longer than the first provider the others have to answer, at least.
 const DIAL_GRACE: Duration = Duration::from_secs(1);
+
+/// Addresses a fetch from several providers dials in all, at most (8 providers get 4 each,
+/// of their ticket's up to 16; each provider's are dialed as [`crate::dial`] says).
+pub const MAX_DIAL_ADDRS_PER_FETCH: usize = 32;
 
 /// Errors after which a new connection may succeed where the old one failed.
 fn link_dropped(e: &NetError) -> bool {
