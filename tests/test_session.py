@@ -8,7 +8,7 @@ import os
 
 import pytest
 from i6p import Session
-from i6p.errors import ConnectionLost, NodeClosed, StreamError, StreamReset
+from i6p.errors import ConnectionLost, NodeClosed, StreamError, StreamReset, StreamTooLong
 
 from .conftest import NodeFactory, connect_pair, loopback, wait_until
 from .udp_relay import UdpRelay
@@ -158,6 +158,28 @@ async def test_read_limit_and_reset(pair: tuple[Session, Session]) -> None:
     with pytest.raises(StreamReset) as info:
         await incoming2.read()
     assert info.value.code == 77
+
+
+async def test_read_to_the_end_is_bounded_by_default(pair: tuple[Session, Session]) -> None:
+    """The peer decides how much a stream carries: read() stops at 16 MiB with a typed error
+    that says how to take more, keeps what arrived, and a larger limit reads it all."""
+    ab, ba = pair
+    payload = os.urandom(20 << 20)
+
+    async def send() -> None:
+        stream = await ab.open_stream()
+        await stream.write(payload)
+        await stream.finish()
+
+    sender = asyncio.create_task(send())
+    incoming = await ba.accept_stream()
+    with pytest.raises(StreamTooLong, match=r"limit=") as info:
+        await asyncio.wait_for(incoming.read(), 60)
+    assert info.value.limit == 16 << 20
+    assert isinstance(info.value, StreamError)
+    # Nothing was lost: a larger limit reads the whole stream.
+    assert await asyncio.wait_for(incoming.read(-1, limit=32 << 20), 60) == payload
+    await asyncio.wait_for(sender, 60)
 
 
 async def test_close_reason_reaches_the_peer(pair: tuple[Session, Session]) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "ProtocolError",
     "StreamError",
     "StreamReset",
+    "StreamTooLong",
     "TransferRefused",
     "TransportError",
 ]
@@ -94,6 +95,18 @@ class StreamReset(StreamError):
         super().__init__(message)
         #: The peer's application error code.
         self.code = code
+
+
+class StreamTooLong(StreamError):
+    """``read()`` to the end found more than its ``limit``; what arrived stays readable.
+
+    Pass a larger ``read(-1, limit=...)``, or read the stream in chunks (``async for``).
+    """
+
+    def __init__(self, message: str, limit: int = 0) -> None:
+        super().__init__(message)
+        #: The limit the stream went past, in bytes.
+        self.limit = limit
 
 
 class IntegrityError(I6PError):

@@ -11,6 +11,8 @@ from .identity import PeerId
 __all__ = ["Session", "SessionStats", "Stream"]
 
 _CHUNK = 1 << 20
+#: The most ``Stream.read()`` returns by default when reading to the end (16 MiB).
+READ_LIMIT = 16 << 20
 
 
 class SessionStats(TypedDict):
@@ -51,10 +53,11 @@ class Stream:
         """Ends the sending side; returns once the peer acknowledged every byte."""
         await self._core.finish()
 
-    async def read(self, n: int = -1, *, limit: int = 1 << 30) -> bytes:
+    async def read(self, n: int = -1, *, limit: int = READ_LIMIT) -> bytes:
         """Up to ``n`` bytes as they arrive, ``b""`` at the end of the stream.
 
-        With ``n < 0``, reads until the end, raising ``StreamError`` past ``limit`` bytes.
+        With ``n < 0``, reads until the end, raising ``StreamTooLong`` (a ``StreamError``)
+        past ``limit`` bytes, 16 MiB by default: the peer decides how much a stream carries.
         """
         return await self._core.read(n, limit=limit)
 

@@ -315,6 +315,9 @@ impl Faults {
     /// wrong index, size, shape, tag, transfer number, a stripe beyond the blob, and a shard
     /// from another provider's share), which a requester must drop.
     pub const FORGED_SHARDS: u8 = 16;
+    /// FEC mode: send only junk SHARD datagrams (the forgeries above, over and over) and
+    /// never a real shard, proof, END or repair, until the requester gives the request up.
+    pub const JUNK_ONLY: u8 = 32;
 }
 
 impl BlobStore {

@@ -55,6 +55,10 @@ pub enum NetError {
     /// A read exceeded the caller's limit, or a stream ended early.
     #[error("{0}")]
     Stream(String),
+    /// A read to the end of a stream found more than the caller's limit (in bytes); what
+    /// arrived stays readable.
+    #[error("stream exceeds the read limit of {0} bytes")]
+    ReadLimit(usize),
     /// A provider kept serving data that does not match the blob's hash.
     #[error("integrity error: provider {provider} served {failures} chunk groups that failed verification ({detail})")]
     Integrity {

@@ -371,11 +371,31 @@ impl Member {
     }
 }
 
-/// Shards one member sent for one stripe: arrived, and expected (0: unknown yet).
+/// Shards one member sent for one stripe: arrived (distinct ones), and expected (0: unknown
+/// yet).
 #[derive(Clone, Copy, Default)]
 struct Tally {
     arrived: u16,
     expected: u16,
+}
+
+/// Which shards of one stripe have arrived, from any member (their shares are disjoint), so
+/// that a duplicate is told from a new shard even after the stripe was rebuilt and its buffer
+/// went back for reuse.
+#[derive(Clone, Copy, Default)]
+struct ShardSet([u64; i6p_core::erasure::MAX_SHARDS / 64]);
+
+impl ShardSet {
+    /// Adds shard `index`: true if it was not in yet (false for an index beyond any stripe).
+    fn insert(&mut self, index: usize) -> bool {
+        let bit = 1u64 << (index % 64);
+        let Some(word) = self.0.get_mut(index / 64) else {
+            return false;
+        };
+        let fresh = *word & bit == 0;
+        *word |= bit;
+        fresh
+    }
 }
 
 /// What came from a member's stream.
@@ -407,6 +427,12 @@ struct Batch {
     stripes: Vec<StripeState>,
     /// Per stripe, per member.
     tallies: Vec<Tally>,
+    /// Per stripe: the shards that arrived.
+    seen: Vec<ShardSet>,
+    /// When the batch last made progress: a new shard of a stripe still short of k, or a
+    /// frame that brought a proof or a stripe. Anything else (junk, duplicates, replays) does
+    /// not hold off the stall timeout.
+    progressed: Instant,
     groups: Vec<GroupAsm>,
     /// Stripe buffers for reuse (boxed as in [`StripeState::Pending`], so they move as a
     /// pointer between the two).
@@ -487,6 +513,8 @@ impl Batch {
             first_stripe: 0,
             stripes: Vec::new(),
             tallies: Vec::new(),
+            seen: Vec::new(),
+            progressed: now,
             groups: Vec::new(),
             spare: Vec::new(),
             judged: 0,
@@ -521,6 +549,7 @@ impl Batch {
         let n = (last_stripe - first_stripe + 1) as usize;
         self.stripes = (0..n).map(|_| StripeState::Pending(None, 0)).collect();
         self.tallies = vec![Tally::default(); n * self.members.len()];
+        self.seen = vec![ShardSet::default(); n];
         self.groups = (first..first + count)
             .map(|index| {
                 let (start, len) = group_range(size, log, index);
@@ -563,8 +592,8 @@ impl Batch {
             request.shard_len = self.layout.shard_len();
             request.get.hash = self.common.hash;
             request.get.group_log = self.common.group_log;
-            let size = self.common.size;
-            opening.spawn(async move { (i, open_request(session, request, size).await) });
+            let (size, stall) = (self.common.size, self.common.options.stall_timeout);
+            opening.spawn(async move { (i, open_request(session, request, size, stall).await) });
         }
         let mut chosen: Option<usize> = None;
         let mut agreed = true;
@@ -643,14 +672,14 @@ impl Batch {
         for m in &mut self.members {
             m.last_shard = now;
         }
-        let mut last_activity = now;
+        self.progressed = now;
+        let stall = self.common.options.stall_timeout;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while self.left > 0 {
             tokio::select! {
                 datagram = datagrams.recv() => {
                     let Some((member, datagram)) = datagram else { break };
-                    last_activity = Instant::now();
                     if self.members.get(member).is_none_or(|m| m.dead) {
                         continue;
                     }
@@ -659,7 +688,6 @@ impl Batch {
                     }
                 }
                 event = frames.recv() => {
-                    last_activity = Instant::now();
                     let Some((member, event)) = event else {
                         return Err(NetError::Stream(
                             "every provider ended a FEC request before every group".into()));
@@ -690,9 +718,9 @@ impl Batch {
                     if self.left == 0 {
                         break;
                     }
-                    if last_activity.elapsed() > crate::fetch::STALL_TIMEOUT {
+                    if self.progressed.elapsed() > stall {
                         return Err(NetError::Stream(format!(
-                            "provider sent nothing for {:?}", crate::fetch::STALL_TIMEOUT)));
+                            "provider sent nothing useful for {stall:?}")));
                     }
                     // Dropped by the fetch meanwhile (it stopped sending while others did).
                     for i in 0..self.members.len() {
@@ -906,6 +934,11 @@ impl Batch {
         self.stripes.get_mut(usize::try_from(i).ok()?)
     }
 
+    fn seen_slot(&mut self, stripe: u64) -> Option<&mut ShardSet> {
+        let i = stripe.checked_sub(self.first_stripe)?;
+        self.seen.get_mut(usize::try_from(i).ok()?)
+    }
+
     fn tally(&mut self, stripe: u64, member: usize) -> Option<&mut Tally> {
         let i = usize::try_from(stripe.checked_sub(self.first_stripe)?).ok()?;
         self.tallies.get_mut(i * self.members.len() + member)
@@ -941,6 +974,14 @@ impl Batch {
         let expected = m.expected(parity);
         let (stripe_no, index) = (shard.stripe, usize::from(shard.index));
         let (wide, shard_len) = (self.wide, self.layout.shard_len());
+        // A shard seen before (a duplicate, or a replay of an old one) counts for nothing:
+        // not as received, not as the member's activity, not as the fetch's progress.
+        let fresh = self
+            .seen_slot(stripe_no)
+            .is_some_and(|seen| seen.insert(index));
+        if !fresh {
+            return Ok(true);
+        }
         let mut spare = self.spare.pop();
         let mut complete = false;
         let mut counted = false;
@@ -954,9 +995,10 @@ impl Batch {
                     });
                     if !stripe.is_present(index) {
                         stripe.insert(index, shard.payload).map_err(core)?;
-                        *arrived += 1;
+                        *arrived = arrived.saturating_add(1);
                         counted = true;
                         complete = usize::from(*arrived) >= k;
+                        self.progressed = Instant::now();
                     }
                 }
                 StripeState::Rebuilt => counted = true,
@@ -968,7 +1010,7 @@ impl Batch {
         }
         if counted {
             if let Some(t) = self.tally(stripe_no, member) {
-                t.arrived += 1;
+                t.arrived = t.arrived.saturating_add(1);
                 t.expected = t.expected.max(expected);
             }
         }
@@ -1198,6 +1240,7 @@ impl Batch {
                         })
                         .collect(),
                 );
+                self.progressed = Instant::now();
                 self.try_send(index, tx).await
             }
             FRAME_STRIPE => {
@@ -1226,6 +1269,7 @@ impl Batch {
                     // Rebuilt from late shards meanwhile, or never asked for: nothing to do.
                     _ => return Ok(true),
                 }
+                self.progressed = Instant::now();
                 let placed = self.place(start, data, tx).await?;
                 if let Some(m) = self.members.get(member) {
                     m.shared.fetched.fetch_add(self.placed, Ordering::Relaxed);
@@ -1244,7 +1288,12 @@ fn core(e: i6p_core::CoreError) -> NetError {
 }
 
 /// Sends one FEC GET and reads the answer up to the provider's chosen shard size.
-async fn open_request(session: Session, request: FecRequest, size: u64) -> Result<Opened> {
+async fn open_request(
+    session: Session,
+    request: FecRequest,
+    size: u64,
+    stall: Duration,
+) -> Result<Opened> {
     let (mut send, mut recv) = session.open_kind(Some(STREAM_KIND_BLOBS)).await?;
     write_frame_raw(&mut send, FRAME_FEC_GET, &request.encode()).await?;
     if let Some(detail) = read_answer_raw(&session, &mut recv, size).await? {
@@ -1252,7 +1301,7 @@ async fn open_request(session: Session, request: FecRequest, size: u64) -> Resul
         return Ok(Opened::Refused(detail));
     }
     // The provider picks the shard size: at most ours, and what its datagrams carry.
-    let shape = crate::fetch::no_stall(async {
+    let shape = crate::fetch::no_stall(stall, async {
         crate::control::read_frame(&mut recv)
             .await?
             .ok_or_else(|| NetError::Stream("provider ended a FEC request at once".into()))
@@ -1296,7 +1345,25 @@ async fn read_frames(
 
 #[cfg(test)]
 mod tests {
-    use super::apportion;
+    use super::{apportion, ShardSet};
+    use i6p_core::erasure::MAX_SHARDS;
+
+    #[test]
+    fn a_shard_counts_once_however_often_it_comes() {
+        let mut seen = ShardSet::default();
+        let mut arrived = 0u16;
+        // Every index of the widest stripe, each 300 times: more datagrams than a u16 holds.
+        for _ in 0..300 {
+            for index in 0..MAX_SHARDS {
+                if seen.insert(index) {
+                    arrived = arrived.saturating_add(1);
+                }
+            }
+        }
+        assert_eq!(usize::from(arrived), MAX_SHARDS);
+        assert!(!seen.insert(MAX_SHARDS), "no stripe has a shard there");
+        assert!(!seen.insert(usize::MAX));
+    }
 
     #[test]
     fn shares_follow_the_weights_and_everyone_gets_one() {

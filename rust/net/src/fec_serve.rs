@@ -94,6 +94,10 @@ pub(crate) async fn serve_fec(
     {
         return;
     }
+    if faults & Faults::JUNK_ONLY != 0 {
+        send_junk(conn, &request, &mut send).await;
+        return;
+    }
     let redundancy = Arc::new(Mutex::new(redundancy));
     let log = request.get.group_log;
     // 1. Proofs.
@@ -670,6 +674,26 @@ fn forgeries(request: &FecRequest, stripe: u64, params: ErasureParams) -> Vec<Ve
         forged.push(shard(t, stripe, next, params, &garbage));
     }
     forged
+}
+
+/// The [`Faults::JUNK_ONLY`] fault: forged shards every 10 ms until the requester stops the
+/// request or the connection ends (at most 10 minutes).
+async fn send_junk(conn: &quinn::Connection, request: &FecRequest, send: &mut quinn::SendStream) {
+    let Ok(params) = ErasureParams::new(request.data, request.min_parity) else {
+        return;
+    };
+    let junk = forgeries(request, 0, params);
+    for _ in 0..60_000 {
+        for forged in &junk {
+            if conn.send_datagram(forged.clone().into()).is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = send.stopped() => return,
+            () = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+        }
+    }
 }
 
 /// Aborts a task when dropped (the FEC request's frame reader, on either side).

@@ -50,6 +50,9 @@ pub struct FetchOptions {
     pub reconnect: Reconnect,
     /// FEC mode: groups come as erasure-coded shards in datagrams (see [`crate::fec_fetch`]).
     pub fec: Option<crate::fec_fetch::FecOptions>,
+    /// A provider that makes no progress for this long is given up on (in FEC mode, only
+    /// new shards of stripes still open and frames that bring data count as progress).
+    pub stall_timeout: Duration,
 }
 
 /// Reconnection after a dropped connection: up to `attempts` in a row that bring no new
@@ -86,6 +89,7 @@ impl Default for FetchOptions {
             save_interval: Duration::from_millis(100),
             reconnect: Reconnect::default(),
             fec: None,
+            stall_timeout: STALL_TIMEOUT,
         }
     }
 }
@@ -914,8 +918,16 @@ pub async fn fetch_tickets(
     let mut seen = std::collections::HashSet::new();
     let tickets: Vec<_> = tickets.iter().filter(|t| seen.insert(t.peer_id)).collect();
     let mut dials = tokio::task::JoinSet::new();
+    // The fetch's dialing work is bounded too: the addresses are shared out among providers.
+    let per_provider = (MAX_DIAL_ADDRS_PER_FETCH / tickets.len()).max(1);
     for (i, ticket) in tickets.iter().enumerate() {
-        let (node, peer, addrs) = (node.clone(), ticket.peer_id, ticket.addrs.clone());
+        let addrs = ticket
+            .addrs
+            .iter()
+            .take(per_provider)
+            .copied()
+            .collect::<Vec<_>>();
+        let (node, peer) = (node.clone(), ticket.peer_id);
         dials.spawn(async move { (i, node.connect_any(peer, &addrs).await) });
     }
     // Once one provider has answered, the others get a little longer (a provider that is
@@ -978,6 +990,10 @@ pub async fn fetch_tickets(
 
 /// How much longer than the first provider the others have to answer, at least.
 const DIAL_GRACE: Duration = Duration::from_secs(1);
+
+/// Addresses a fetch from several providers dials in all, at most (8 providers get 4 each,
+/// of their ticket's up to 16; each provider's are dialed as [`crate::dial`] says).
+pub const MAX_DIAL_ADDRS_PER_FETCH: usize = 32;
 
 /// Errors after which a new connection may succeed where the old one failed (a provider
 /// that is unavailable or busy may serve a later request).
@@ -1084,7 +1100,7 @@ pub(crate) async fn plain_request(
 ) -> Result<bool> {
     let (first, count) = (claim.first, claim.count);
     let get = send_get(&shared.session, shared.hash, shared.group_log, first, count);
-    let recv = no_stall(get).await?;
+    let recv = no_stall(shared.options.stall_timeout, get).await?;
     read_request(shared, tx, recv, claim).await
 }
 
@@ -1103,7 +1119,8 @@ async fn read_request(
 ) -> Result<bool> {
     let (first, count) = (claim.first, claim.count);
     let session = &shared.session;
-    if let Some(detail) = no_stall(read_answer_raw(session, &mut recv, shared.size)).await? {
+    let stall = shared.options.stall_timeout;
+    if let Some(detail) = no_stall(stall, read_answer_raw(session, &mut recv, shared.size)).await? {
         shared.fail(first, detail);
         let _ = recv.stop(VarInt::from_u32(0));
         return Ok(true);
@@ -1116,7 +1133,7 @@ async fn read_request(
         }
         let mut slot = shared.pool.take();
         slot.provider = shared.provider;
-        let claimed = no_stall(read_group_into(shared, &mut recv, index, &mut slot)).await?;
+        let claimed = no_stall(stall, read_group_into(shared, &mut recv, index, &mut slot)).await?;
         if claimed != index {
             shared.fail(
                 index,
@@ -1136,7 +1153,7 @@ async fn read_request(
     }
     // Read the end of the stream too: a provider counts the request as served only once it
     // sees it acknowledged to the end, and anything after the last group is a protocol error.
-    match no_stall(async {
+    match no_stall(stall, async {
         recv.read_chunk(1, true)
             .await
             .map_err(|e| read_error(session, e))
@@ -1150,13 +1167,17 @@ async fn read_request(
     }
 }
 
-/// A provider that sends nothing for this long is given up on.
+/// A provider that sends nothing for this long is given up on (the default of
+/// [`FetchOptions::stall_timeout`]).
 pub(crate) const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub(crate) async fn no_stall<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    tokio::time::timeout(STALL_TIMEOUT, fut)
+pub(crate) async fn no_stall<T>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(limit, fut)
         .await
-        .map_err(|_| NetError::Stream(format!("provider sent nothing for {STALL_TIMEOUT:?}")))?
+        .map_err(|_| NetError::Stream(format!("provider sent nothing for {limit:?}")))?
 }
 
 async fn read_exact_raw(
@@ -1328,12 +1349,13 @@ pub async fn fetch_range(
     let count = (last - first + 1).min(group_count(size, group_log) - first);
     let recv = send_get(session, hash, group_log, first, count).await?;
     let mut recv = crate::stream::RecvStream::new(recv, session.clone());
-    if let Some(detail) = no_stall(read_answer(&mut recv, size)).await? {
+    if let Some(detail) = no_stall(STALL_TIMEOUT, read_answer(&mut recv, size)).await? {
         return Err(integrity(session, detail));
     }
     let mut out = BytesMut::with_capacity(len as usize);
     for index in first..first + count {
-        let (got, proof, data) = no_stall(read_group(&mut recv, size, group_log, index)).await?;
+        let (got, proof, data) =
+            no_stall(STALL_TIMEOUT, read_group(&mut recv, size, group_log, index)).await?;
         let (start, glen) = group_range(size, group_log, index);
         if got != index {
             return Err(integrity(

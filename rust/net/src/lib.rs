@@ -11,6 +11,7 @@ pub mod addr;
 pub mod bench;
 pub mod blobs;
 pub mod control;
+pub mod dial;
 pub mod error;
 pub mod fec_fetch;
 mod fec_serve;

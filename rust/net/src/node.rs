@@ -304,17 +304,10 @@ impl Node {
         result
     }
 
-    /// Connects to `peer` at the first of `addrs` that answers.
+    /// Connects to `peer` at the first of `addrs` to answer as `peer`, a few addresses at a
+    /// time (bounds and the error returned: [`crate::dial`]).
     pub async fn connect_any(&self, peer: PeerId, addrs: &[SocketAddr]) -> Result<Session> {
-        let mut last = NetError::Handshake("no address to dial".into());
-        for addr in addrs {
-            match self.connect(peer, *addr).await {
-                Ok(s) => return Ok(s),
-                Err(e @ NetError::PeerIdMismatch { .. }) => return Err(e),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
+        crate::dial::connect_any(self, peer, addrs).await
     }
 
     /// A session in 0-RTT: returned before the handshake completes, which a task finishes.

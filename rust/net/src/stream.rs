@@ -150,9 +150,7 @@ impl RecvStream {
     pub async fn read_to_end(&mut self, limit: usize) -> Result<Bytes> {
         loop {
             if self.pending_len > limit {
-                return Err(NetError::Stream(format!(
-                    "stream exceeds the read limit of {limit} bytes"
-                )));
+                return Err(NetError::ReadLimit(limit));
             }
             if !self.pull(READ_BATCH_CAPACITY).await? {
                 return Ok(self.take(self.pending_len));

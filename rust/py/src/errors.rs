@@ -16,6 +16,7 @@ mod py {
     pyo3::import_exception!(i6p.errors, NodeClosed);
     pyo3::import_exception!(i6p.errors, StreamReset);
     pyo3::import_exception!(i6p.errors, StreamError);
+    pyo3::import_exception!(i6p.errors, StreamTooLong);
     pyo3::import_exception!(i6p.errors, InvalidAddress);
     pyo3::import_exception!(i6p.errors, InvalidKey);
     pyo3::import_exception!(i6p.errors, TransportError);
@@ -48,6 +49,13 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
         NetError::NodeClosed => py::NodeClosed::new_err(msg),
         NetError::StreamReset(code) => py::StreamReset::new_err((msg, code)),
         NetError::Stream(_) => py::StreamError::new_err(msg),
+        NetError::ReadLimit(limit) => py::StreamTooLong::new_err((
+            format!(
+                "{msg}: pass read(-1, limit=...) to accept more, or read it in chunks \
+                 (async for chunk in stream)"
+            ),
+            limit,
+        )),
         NetError::Io(_) => py::TransportError::new_err(msg),
         NetError::Core(c) => core_to_py(c),
         NetError::Integrity {

@@ -12,8 +12,9 @@ use pyo3::prelude::*;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
-/// The largest `read(-1)` result unless the caller sets `limit`.
-const DEFAULT_READ_LIMIT: usize = 1 << 30;
+/// The largest `read(-1)` result unless the caller sets `limit`: the peer decides how much
+/// a stream carries, so reading it all must not take what memory it likes.
+const DEFAULT_READ_LIMIT: usize = 16 << 20;
 
 /// A bidirectional stream.
 #[pyclass(frozen, module = "i6p._core")]
