@@ -47,9 +47,10 @@ bench: install impair
 		$$(ls .benchmarks/*/*.json >/dev/null 2>&1 && echo --benchmark-compare)
 
 # Coverage-guided fuzzing of every decoder of peer or file input (rust/fuzz, bodies in
-# i6p_core::fuzzing): each target for FUZZ_SECONDS, one at a time (a fuzzer takes a whole core),
-# niced. Run on purpose, not in CI; CI runs the committed seeds and past crashes as a plain
-# test (rust/core/tests/fuzz_corpus.rs). Needs `cargo install cargo-fuzz`.
+# i6p_core::fuzzing and i6p_net::fuzzing): each target for FUZZ_SECONDS, one at a time (a fuzzer
+# takes a whole core), niced. Run on purpose, not in CI; CI runs the committed seeds and past
+# crashes as plain tests (rust/{core,net}/tests/fuzz_corpus.rs). Needs `cargo install cargo-fuzz`.
+# `provider` drives a live provider on [::1] (milliseconds per input, a few hundred per second).
 # Stable Rust is enough with `--sanitizer none`: the coverage instrumentation cargo-fuzz asks
 # for (-Cpasses=sancov-module, -Cllvm-args=-sanitizer-coverage-*) is made of stable codegen
 # options; only its default AddressSanitizer needs nightly's -Zsanitizer. The engine forbids
@@ -59,7 +60,7 @@ bench: install impair
 # to rust/fuzz/regressions/<target>/. Each target's -max_len is about its largest valid input.
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS ?= frame:8192 hello:4096 control:2048 transfer:17000 group:8192 fec:17100 \
-	shard:4096 ticket:5000 state:4096
+	shard:4096 ticket:5000 state:4096 journal:8192 provider:2048
 FUZZ := nice -n 10 cargo fuzz
 FUZZ_FLAGS := --fuzz-dir rust/fuzz --sanitizer none
 

@@ -14,8 +14,8 @@
 //!
 //! Running them: `make fuzz` (see the Makefile and `rust/fuzz/Cargo.toml`).
 //!
-//! Not covered here: the listener's resumption-ticket journal (`rust/net/src/resume.rs`),
-//! which is not in this crate.
+//! The listener's resumption-ticket file and a live provider are fuzzed by the net crate's
+//! targets (`i6p_net::fuzzing`), which this crate cannot reach.
 
 use crate::fec::{
     decode_repair, decode_shape, decode_stripe, encode_repair, encode_shape, encode_stripe_header,

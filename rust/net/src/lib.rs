@@ -16,6 +16,8 @@ pub mod error;
 pub mod fec_fetch;
 mod fec_serve;
 pub mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub mod node;
 mod resume;

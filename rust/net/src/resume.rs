@@ -47,8 +47,8 @@ pub const MAX_SERVER_ENTRIES: usize = 4096;
 /// Bounds on one stored ticket's key and value, checked before anything is allocated.
 /// (A value is the resumption secret, parameters and the peer's certificate: a few hundred
 /// bytes with our Ed25519 certificates.)
-const MAX_KEY: usize = 256;
-const MAX_VALUE: usize = 4096;
+pub(crate) const MAX_KEY: usize = 256;
+pub(crate) const MAX_VALUE: usize = 4096;
 /// The largest state file read: one record per ticket held.
 const MAX_FILE: u64 = (8 + MAX_SERVER_ENTRIES * (RECORD_HEAD + MAX_KEY + MAX_VALUE + 8)) as u64;
 
@@ -187,7 +187,7 @@ impl ClientSessionStore for PeerSessions {
 /// the /32 of an IPv4 one (IPv4-mapped IPv6 counts as IPv4). Family 0 is "unknown" (a store
 /// used without [`ServerConfigs`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Subnet {
+pub(crate) struct Subnet {
     family: u8,
     bits: u64,
 }
@@ -301,7 +301,7 @@ pub(crate) struct ServerSessions {
 }
 
 #[derive(Default)]
-struct ServerState {
+pub(crate) struct ServerState {
     tickets: HashMap<Vec<u8>, Ticket>,
     /// Each subnet's tickets by issue order.
     by_subnet: HashMap<Subnet, BTreeMap<u64, Vec<u8>>>,
@@ -406,7 +406,12 @@ impl Drop for ServerSessions {
 }
 
 impl ServerState {
-    fn insert(&mut self, key: Vec<u8>, value: Vec<u8>, subnet: Subnet) {
+    /// Tickets held.
+    pub(crate) fn len(&self) -> usize {
+        self.tickets.len()
+    }
+
+    pub(crate) fn insert(&mut self, key: Vec<u8>, value: Vec<u8>, subnet: Subnet) {
         self.remove(&key);
         while self.tickets.len() >= MAX_SERVER_ENTRIES && self.evict() {}
         let seq = self.next_seq;
@@ -449,7 +454,7 @@ impl ServerState {
         oldest.is_some_and(|key| self.remove(&key).is_some())
     }
 
-    fn drain_oldest_first(&mut self) -> Vec<SavedTicket> {
+    pub(crate) fn drain_oldest_first(&mut self) -> Vec<SavedTicket> {
         let mut all: Vec<(u64, SavedTicket)> = self
             .tickets
             .drain()
@@ -561,7 +566,7 @@ impl ServerConfigs {
 }
 
 /// A saved ticket: the subnet it was charged to, its key and its state.
-type SavedTicket = (Subnet, Vec<u8>, Vec<u8>);
+pub(crate) type SavedTicket = (Subnet, Vec<u8>, Vec<u8>);
 
 /// The file of tickets saved for the next run, written whole (temporary file, fsync, rename).
 /// After the magic, one record per ticket, oldest first: subnet (family u8, prefix u64), key
@@ -569,8 +574,8 @@ type SavedTicket = (Subnet, Vec<u8>, Vec<u8>);
 /// everything before it in the record.
 struct Snapshot;
 
-const MAGIC: &[u8; 8] = b"i6pres02";
-const RECORD_HEAD: usize = 9 + 2 + 4;
+pub(crate) const MAGIC: &[u8; 8] = b"i6pres02";
+pub(crate) const RECORD_HEAD: usize = 9 + 2 + 4;
 
 fn record(subnet: Subnet, key: &[u8], value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(RECORD_HEAD + key.len() + value.len() + 8);
@@ -581,6 +586,46 @@ fn record(subnet: Subnet, key: &[u8], value: &[u8]) -> Vec<u8> {
     out.extend_from_slice(value);
     let sum = blake3::hash(&out);
     out.extend_from_slice(&sum.as_bytes()[..8]);
+    out
+}
+
+/// Decodes a ticket file's bytes (the magic, then records; see [`Snapshot`]): every record
+/// is bounded and its checksum checked before anything is kept. Pure, for the fuzzer.
+pub(crate) fn decode_tickets(data: &[u8]) -> Result<Vec<SavedTicket>, String> {
+    let body = data
+        .strip_prefix(&MAGIC[..])
+        .ok_or_else(|| "not an i6p resumption state file".to_string())?;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let rest = &body[at..];
+        let corrupt = || format!("corrupt record at byte {}", at + MAGIC.len());
+        if rest.len() < RECORD_HEAD || out.len() >= MAX_SERVER_ENTRIES {
+            return Err(corrupt());
+        }
+        let subnet = Subnet::decode(&rest[..9]).ok_or_else(corrupt)?;
+        let klen = usize::from(u16::from_be_bytes([rest[9], rest[10]]));
+        let vlen = u32::from_be_bytes([rest[11], rest[12], rest[13], rest[14]]) as usize;
+        if klen > MAX_KEY || vlen > MAX_VALUE || rest.len() < RECORD_HEAD + klen + vlen + 8 {
+            return Err(corrupt());
+        }
+        let end = RECORD_HEAD + klen + vlen;
+        if blake3::hash(&rest[..end]).as_bytes()[..8] != rest[end..end + 8] {
+            return Err(corrupt());
+        }
+        let key = rest[RECORD_HEAD..RECORD_HEAD + klen].to_vec();
+        out.push((subnet, key, rest[RECORD_HEAD + klen..end].to_vec()));
+        at += end + 8;
+    }
+    Ok(out)
+}
+
+/// A ticket file holding `tickets` (oldest first), as [`decode_tickets`] reads it.
+pub(crate) fn encode_tickets(tickets: &[SavedTicket]) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    for (subnet, key, value) in tickets {
+        out.extend_from_slice(&record(*subnet, key, value));
+    }
     out
 }
 
@@ -601,42 +646,14 @@ impl Snapshot {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e.to_string()),
         }
-        let body = data
-            .strip_prefix(&MAGIC[..])
-            .ok_or_else(|| "not an i6p resumption state file".to_string())?;
-        let mut out = Vec::new();
-        let mut at = 0;
-        while at < body.len() {
-            let rest = &body[at..];
-            let corrupt = || format!("corrupt record at byte {}", at + MAGIC.len());
-            if rest.len() < RECORD_HEAD || out.len() >= MAX_SERVER_ENTRIES {
-                return Err(corrupt());
-            }
-            let subnet = Subnet::decode(&rest[..9]).ok_or_else(corrupt)?;
-            let klen = usize::from(u16::from_be_bytes([rest[9], rest[10]]));
-            let vlen = u32::from_be_bytes([rest[11], rest[12], rest[13], rest[14]]) as usize;
-            if klen > MAX_KEY || vlen > MAX_VALUE || rest.len() < RECORD_HEAD + klen + vlen + 8 {
-                return Err(corrupt());
-            }
-            let end = RECORD_HEAD + klen + vlen;
-            if blake3::hash(&rest[..end]).as_bytes()[..8] != rest[end..end + 8] {
-                return Err(corrupt());
-            }
-            let key = rest[RECORD_HEAD..RECORD_HEAD + klen].to_vec();
-            out.push((subnet, key, rest[RECORD_HEAD + klen..end].to_vec()));
-            at += end + 8;
-        }
-        Ok(out)
+        decode_tickets(&data)
     }
 
     /// Replaces `path` atomically and durably with a file (mode 0600) holding `tickets`.
     fn write(path: &Path, tickets: &[SavedTicket]) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         let tmp = path.with_extension("tmp");
-        let mut out = MAGIC.to_vec();
-        for (subnet, key, value) in tickets {
-            out.extend_from_slice(&record(*subnet, key, value));
-        }
+        let out = encode_tickets(tickets);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
