@@ -419,3 +419,40 @@ fn check_state(state: &TransferState, raw: &[u8]) {
     assert_eq!(missing + state.done_groups(), state.groups());
     assert_eq!(state.complete(), missing == 0);
 }
+
+/// Runs every committed seed (`corpus-seed/<target>/`) and past crash (`regressions/<target>/`)
+/// under `fuzz_dir` through `run`, for each of `targets`; returns the inputs that panicked or
+/// that `run` rejected, and the targets that have no seeds. The regression tests of this crate
+/// and of `i6p-net` share it.
+pub fn replay_corpus(
+    fuzz_dir: &std::path::Path,
+    targets: &[&str],
+    run: impl Fn(&str, &[u8]) -> bool + std::panic::RefUnwindSafe,
+) -> Vec<String> {
+    let files = |dir: std::path::PathBuf| -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p: &std::path::PathBuf| p.is_file());
+        files.sort();
+        files
+    };
+    let mut failed = Vec::new();
+    for target in targets {
+        let seeds = files(fuzz_dir.join("corpus-seed").join(target));
+        if seeds.is_empty() {
+            failed.push(format!("no seeds for fuzz target {target}"));
+        }
+        for path in seeds
+            .iter()
+            .chain(&files(fuzz_dir.join("regressions").join(target)))
+        {
+            let ok = std::fs::read(path)
+                .is_ok_and(|data| std::panic::catch_unwind(|| run(target, &data)).unwrap_or(false));
+            if !ok {
+                failed.push(path.display().to_string());
+            }
+        }
+    }
+    failed
+}

@@ -31,34 +31,10 @@ fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
 }
 
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    files
-}
-
 #[test]
 fn every_seed_and_past_crash_runs_clean() {
-    let mut failed = Vec::new();
-    for target in TARGETS {
-        let seeds = files(&fuzz_dir().join("corpus-seed").join(target));
-        assert!(!seeds.is_empty(), "no seeds for fuzz target {target}");
-        let regressions = files(&fuzz_dir().join("regressions").join(target));
-        for path in seeds.iter().chain(&regressions) {
-            let data = fs::read(path).unwrap();
-            let ran = std::panic::catch_unwind(|| assert!(fuzzing::run(target, &data)));
-            if ran.is_err() {
-                failed.push(path.display().to_string());
-            }
-        }
-    }
-    assert!(failed.is_empty(), "fuzz inputs that panic: {failed:#?}");
+    let failed = i6p_core::fuzzing::replay_corpus(&fuzz_dir(), TARGETS, fuzzing::run);
+    assert!(failed.is_empty(), "fuzz inputs that fail: {failed:#?}");
 }
 
 /// The net crate's targets (`i6p_net::fuzzing::TARGETS`), whose corpus its own
