@@ -13,7 +13,7 @@ import statistics
 import time
 from typing import Any
 
-from i6p import Identity, Node, Session, _core
+from i6p import Identity, Limits, Node, Session, _core
 
 from .conftest import BENCH_BYTES, summary
 
@@ -84,8 +84,22 @@ def test_stream_rate_python_vs_engine(benchmark: Any) -> None:
     )
 
 
+# One client makes every connection: the server's per-PeerId, per-prefix and rate bounds
+# would otherwise measure themselves, not the handshake.
+UNBOUNDED = 1 << 20
+
+
+def _server_limits() -> Limits:
+    return Limits(
+        max_connections=UNBOUNDED,
+        max_connections_per_peer=UNBOUNDED,
+        max_connections_per_prefix=UNBOUNDED,
+        handshake_rate_per_prefix=UNBOUNDED,
+    )
+
+
 async def _handshakes(n: int) -> list[float]:
-    server = await Node.bind(Identity.generate())
+    server = await Node.bind(Identity.generate(), limits=_server_limits())
     client = await Node.bind(Identity.generate())
     times = []
 
@@ -135,7 +149,7 @@ def _rss() -> int:
 
 
 async def _idle_sessions(n: int) -> tuple[float, float]:
-    server = await Node.bind(Identity.generate())
+    server = await Node.bind(Identity.generate(), limits=_server_limits())
     client = await Node.bind(Identity.generate())
     await asyncio.gather(client.connect(server.peer_id, f"[::1]:{server.port}"), server.accept())
     await asyncio.sleep(0.5)

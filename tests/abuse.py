@@ -46,8 +46,10 @@ def peer_ip(i: int) -> str:
     return f"127.0.{1 + i // 250}.{1 + i % 250}"
 
 
-async def attacker_node() -> Node:
-    return await Node.bind(Identity.generate(), f"{ATTACKER_IP}:0")
+async def attacker_node(handshake_timeout: float = 10.0) -> Node:
+    return await Node.bind(
+        Identity.generate(), f"{ATTACKER_IP}:0", handshake_timeout=handshake_timeout
+    )
 
 
 def get_request(blob_hash: str, size: int) -> bytes:
@@ -241,9 +243,11 @@ async def flood_handshakes(
     provider: Provider, stop: asyncio.Event, seconds: float, sockets: int = 16, per_socket: int = 8
 ) -> Tally:
     """Dials from ``sockets`` sockets, ``per_socket`` at a time each, expecting a wrong
-    PeerId: the provider pays for its side of each handshake, the dialer aborts."""
+    PeerId: the provider pays for its side of each handshake, the dialer aborts. A dial the
+    provider refuses is given up after half a second (i6p's dialer would keep retrying it,
+    with backoff, for its whole handshake timeout; an attacker would not back off at all)."""
     tally, start = Tally(), time.monotonic()
-    nodes = [await attacker_node() for _ in range(sockets)]
+    nodes = [await attacker_node(handshake_timeout=0.5) for _ in range(sockets)]
     wrong = Identity.generate().peer_id
 
     async def dialer(node: Node) -> None:

@@ -91,6 +91,7 @@ class Limits:
         max_connections_per_peer: int | None = None,
         max_connections_per_prefix: int | None = None,
         max_handshakes: int | None = None,
+        handshake_rate_per_prefix: int | None = None,
         max_queued_sessions: int | None = None,
         max_queued_streams: int | None = None,
         max_requests: int | None = None,
@@ -107,6 +108,8 @@ class Limits:
     def max_connections_per_prefix(self) -> int: ...
     @property
     def max_handshakes(self) -> int: ...
+    @property
+    def handshake_rate_per_prefix(self) -> int: ...
     @property
     def max_queued_sessions(self) -> int: ...
     @property

@@ -209,7 +209,7 @@ async def handshakes(n: int, *, peer: Ticket | None = None) -> tuple[Figure, Fig
             at_once = 16
             if peer is None:
                 # One client dials 64 at a time: more than one PeerId may hold by default.
-                limits = Limits(max_connections_per_peer=128)
+                limits = Limits(max_connections_per_peer=128, handshake_rate_per_prefix=1 << 20)
                 server = await stack.enter_async_context(
                     await Node.bind(Identity.generate(), "[::1]:0", limits=limits)
                 )

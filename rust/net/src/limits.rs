@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use i6p_core::PeerId;
 
@@ -30,6 +30,11 @@ pub struct Limits {
     /// Incoming handshakes in progress. Above half of it, clients must first prove their
     /// address (a QUIC Retry); at the limit, new ones are refused.
     pub max_handshakes: usize,
+    /// New incoming connections admitted per second from one address prefix (a token bucket
+    /// holding two seconds' worth); past it, refused before any cryptography. A flood from
+    /// one prefix then costs the node a stateless refusal per packet, not a key exchange and
+    /// a signature.
+    pub handshake_rate_per_prefix: usize,
     /// Established sessions waiting for `accept`; above it, new ones are refused (closed with
     /// [`codes::BUSY`](crate::control::codes::BUSY)).
     pub max_queued_sessions: usize,
@@ -60,6 +65,7 @@ impl Default for Limits {
             max_connections_per_peer: 32,
             max_connections_per_prefix: 64,
             max_handshakes: 128,
+            handshake_rate_per_prefix: 100,
             max_queued_sessions: 64,
             // As many as a peer may open at once (quinn's stream limit, 1024 by default); the
             // data they hold is bounded by the connection's receive window anyway.
@@ -84,6 +90,7 @@ impl Limits {
                 self.max_connections_per_prefix,
             ),
             ("max_handshakes", self.max_handshakes),
+            ("handshake_rate_per_prefix", self.handshake_rate_per_prefix),
             ("max_queued_sessions", self.max_queued_sessions),
             ("max_queued_streams", self.max_queued_streams),
             ("max_requests", self.max_requests),
@@ -191,6 +198,26 @@ struct ConnState {
     counts: AdmissionCounts,
     prefixes: Option<Tally<Prefix>>,
     peers: Option<Tally<PeerId>>,
+    /// Admission rate per prefix; prefixes whose bucket is full again are forgotten.
+    rates: HashMap<Prefix, Bucket>,
+}
+
+/// Prefixes whose admission rate is tracked at once; past it, the full buckets (prefixes
+/// quiet for two seconds) are dropped.
+const MAX_RATE_PREFIXES: usize = 1 << 16;
+
+/// A token bucket: `tokens` at `at`, refilled at the prefix's rate up to twice that.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn refilled(self, now: Instant, rate: f64) -> f64 {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        (self.tokens + elapsed * rate).min(2.0 * rate)
+    }
 }
 
 /// The node's incoming connections: how many, from which prefixes and peers, and how many are
@@ -212,14 +239,19 @@ impl Connections {
         })
     }
 
-    /// Decides on a new connection from `addr`; `validated`: the client has already proved
-    /// its address (it answered a Retry).
-    pub(crate) fn admit(self: &Arc<Self>, addr: SocketAddr, validated: bool) -> Admission {
+    /// Decides on a new connection from `addr` at `now`; `validated`: the client has already
+    /// proved its address (it answered a Retry).
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        validated: bool,
+        now: Instant,
+    ) -> Admission {
         let prefix = Prefix::of(addr);
         let Ok(mut s) = self.state.lock() else {
             return Admission::Refuse("connection table poisoned");
         };
-        let decision = self.decide(&mut s, prefix, validated);
+        let decision = self.decide(&mut s, prefix, validated, now);
         match &decision {
             Admission::Accept(_) => s.counts.admitted += 1,
             Admission::Retry => s.counts.retried += 1,
@@ -228,7 +260,13 @@ impl Connections {
         decision
     }
 
-    fn decide(self: &Arc<Self>, s: &mut ConnState, prefix: Prefix, validated: bool) -> Admission {
+    fn decide(
+        self: &Arc<Self>,
+        s: &mut ConnState,
+        prefix: Prefix,
+        validated: bool,
+        now: Instant,
+    ) -> Admission {
         if s.total >= self.limits.max_connections {
             return Admission::Refuse("too many connections");
         }
@@ -239,9 +277,27 @@ impl Connections {
         if per_prefix >= self.limits.max_connections_per_prefix {
             return Admission::Refuse("too many connections from this address prefix");
         }
+        let rate = self.limits.handshake_rate_per_prefix as f64;
+        let tokens = s
+            .rates
+            .get(&prefix)
+            .map_or(2.0 * rate, |b| b.refilled(now, rate));
+        if tokens < 1.0 {
+            return Admission::Refuse("too many new connections from this address prefix");
+        }
         if !validated && s.handshaking >= self.limits.max_handshakes.div_ceil(2) {
             return Admission::Retry;
         }
+        if s.rates.len() >= MAX_RATE_PREFIXES && !s.rates.contains_key(&prefix) {
+            s.rates.retain(|_, b| b.refilled(now, rate) < 2.0 * rate);
+        }
+        s.rates.insert(
+            prefix,
+            Bucket {
+                tokens: tokens - 1.0,
+                at: now,
+            },
+        );
         s.total += 1;
         s.handshaking += 1;
         if let Some(t) = s.prefixes.as_mut() {
@@ -418,6 +474,10 @@ mod tests {
         text.parse().unwrap()
     }
 
+    fn now() -> Instant {
+        Instant::now()
+    }
+
     fn small() -> Limits {
         Limits {
             max_connections: 6,
@@ -433,7 +493,7 @@ mod tests {
         let table = Connections::new(small());
         let mut held = Vec::new();
         for port in 1..=3 {
-            let a = table.admit(addr(&format!("[2001:db8:1:2::{port}]:{port}")), true);
+            let a = table.admit(addr(&format!("[2001:db8:1:2::{port}]:{port}")), true, now());
             let Admission::Accept(mut slot) = a else {
                 panic!("{a:?}")
             };
@@ -442,16 +502,16 @@ mod tests {
         }
         // Another host in the same /64 is refused; one in another /64 is not.
         assert!(matches!(
-            table.admit(addr("[2001:db8:1:2:ffff::9]:9"), true),
+            table.admit(addr("[2001:db8:1:2:ffff::9]:9"), true, now()),
             Admission::Refuse("too many connections from this address prefix")
         ));
         assert!(matches!(
-            table.admit(addr("[2001:db8:1:3::1]:9"), true),
+            table.admit(addr("[2001:db8:1:3::1]:9"), true, now()),
             Admission::Accept(_)
         ));
         drop(held.pop());
         assert!(matches!(
-            table.admit(addr("[2001:db8:1:2::7]:9"), true),
+            table.admit(addr("[2001:db8:1:2::7]:9"), true, now()),
             Admission::Accept(_)
         ));
     }
@@ -473,23 +533,23 @@ mod tests {
         let table = Connections::new(small());
         let mut held = Vec::new();
         for i in 0..2 {
-            match table.admit(addr(&format!("[2001:db8:{i}::1]:1")), false) {
+            match table.admit(addr(&format!("[2001:db8:{i}::1]:1")), false, now()) {
                 Admission::Accept(slot) => held.push(slot),
                 other => panic!("{other:?}"),
             }
         }
         assert!(matches!(
-            table.admit(addr("[2001:db8:9::1]:1"), false),
+            table.admit(addr("[2001:db8:9::1]:1"), false, now()),
             Admission::Retry
         ));
         for i in 2..4 {
-            match table.admit(addr(&format!("[2001:db8:{i}::1]:1")), true) {
+            match table.admit(addr(&format!("[2001:db8:{i}::1]:1")), true, now()) {
                 Admission::Accept(slot) => held.push(slot),
                 other => panic!("{other:?}"),
             }
         }
         assert!(matches!(
-            table.admit(addr("[2001:db8:9::1]:1"), true),
+            table.admit(addr("[2001:db8:9::1]:1"), true, now()),
             Admission::Refuse("too many handshakes in progress")
         ));
         for slot in &mut held {
@@ -501,13 +561,46 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_gets_its_rate_of_new_connections_and_others_are_untouched() {
+        let limits = Limits {
+            handshake_rate_per_prefix: 10,
+            ..Limits::default()
+        };
+        let table = Connections::new(limits);
+        let start = Instant::now();
+        let flood = addr("[2001:db8:66::1]:1");
+        // A burst of two seconds' worth is admitted, then nothing until tokens refill.
+        let mut admitted = 0;
+        for _ in 0..100 {
+            if let Admission::Accept(mut slot) = table.admit(flood, true, start) {
+                slot.handshake_done();
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, 20);
+        assert!(matches!(
+            table.admit(flood, true, start),
+            Admission::Refuse("too many new connections from this address prefix")
+        ));
+        assert!(matches!(
+            table.admit(addr("[2001:db8:77::1]:1"), true, start),
+            Admission::Accept(_)
+        ));
+        let later = start + Duration::from_millis(500);
+        let refilled = (0..10)
+            .filter(|_| matches!(table.admit(flood, true, later), Admission::Accept(_)))
+            .count();
+        assert_eq!(refilled, 5);
+    }
+
+    #[test]
     fn a_peer_gets_its_share_of_connections() {
         let table = Connections::new(small());
         let peer = PeerId::from_bytes([7; 32]);
         let mut held = Vec::new();
         for i in 0..3 {
             let Admission::Accept(mut slot) =
-                table.admit(addr(&format!("[2001:db8:{i}::1]:1")), true)
+                table.admit(addr(&format!("[2001:db8:{i}::1]:1")), true, now())
             else {
                 panic!()
             };

@@ -737,6 +737,7 @@ async fn accept_loop(
         let slot = match connections.admit(
             incoming.remote_address(),
             incoming.remote_address_validated(),
+            std::time::Instant::now(),
         ) {
             Admission::Accept(slot) => slot,
             Admission::Retry if incoming.may_retry() => {

@@ -26,13 +26,14 @@ fn timeout(name: &str, value: Option<f64>, default: Duration) -> PyResult<Durati
 #[pymethods]
 impl Limits {
     #[new]
-    #[pyo3(signature = (*, max_connections=None, max_connections_per_peer=None, max_connections_per_prefix=None, max_handshakes=None, max_queued_sessions=None, max_queued_streams=None, max_requests=None, max_requests_per_peer=None, send_timeout=None, request_idle_timeout=None, read_ahead=None))]
+    #[pyo3(signature = (*, max_connections=None, max_connections_per_peer=None, max_connections_per_prefix=None, max_handshakes=None, handshake_rate_per_prefix=None, max_queued_sessions=None, max_queued_streams=None, max_requests=None, max_requests_per_peer=None, send_timeout=None, request_idle_timeout=None, read_ahead=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         max_connections: Option<usize>,
         max_connections_per_peer: Option<usize>,
         max_connections_per_prefix: Option<usize>,
         max_handshakes: Option<usize>,
+        handshake_rate_per_prefix: Option<usize>,
         max_queued_sessions: Option<usize>,
         max_queued_streams: Option<usize>,
         max_requests: Option<usize>,
@@ -49,6 +50,8 @@ impl Limits {
             max_connections_per_prefix: max_connections_per_prefix
                 .unwrap_or(d.max_connections_per_prefix),
             max_handshakes: max_handshakes.unwrap_or(d.max_handshakes),
+            handshake_rate_per_prefix: handshake_rate_per_prefix
+                .unwrap_or(d.handshake_rate_per_prefix),
             max_queued_sessions: max_queued_sessions.unwrap_or(d.max_queued_sessions),
             max_queued_streams: max_queued_streams.unwrap_or(d.max_queued_streams),
             max_requests: max_requests.unwrap_or(d.max_requests),
@@ -89,6 +92,13 @@ impl Limits {
     #[getter]
     fn max_handshakes(&self) -> usize {
         self.0.max_handshakes
+    }
+
+    /// New incoming connections admitted per second from one address prefix (bursts of two
+    /// seconds' worth); past it, refused before any cryptography.
+    #[getter]
+    fn handshake_rate_per_prefix(&self) -> usize {
+        self.0.handshake_rate_per_prefix
     }
 
     /// Established sessions waiting for `accept` before new ones are refused.
@@ -141,13 +151,15 @@ impl Limits {
         let l = &self.0;
         format!(
             "Limits(max_connections={}, max_connections_per_peer={}, \
-             max_connections_per_prefix={}, max_handshakes={}, max_queued_sessions={}, \
+             max_connections_per_prefix={}, max_handshakes={}, \
+             handshake_rate_per_prefix={}, max_queued_sessions={}, \
              max_queued_streams={}, max_requests={}, max_requests_per_peer={}, \
              send_timeout={}, request_idle_timeout={}, read_ahead={})",
             l.max_connections,
             l.max_connections_per_peer,
             l.max_connections_per_prefix,
             l.max_handshakes,
+            l.handshake_rate_per_prefix,
             l.max_queued_sessions,
             l.max_queued_streams,
             l.max_requests,
