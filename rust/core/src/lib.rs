@@ -19,6 +19,7 @@ pub mod identity;
 pub mod messages;
 pub mod partial;
 pub mod peer_id;
+pub mod schedule;
 pub mod ticket;
 pub mod transfer;
 pub mod tree;
