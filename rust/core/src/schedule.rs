@@ -231,10 +231,11 @@ impl<E: Clone> Schedule<E> {
         let per_worker = groups.div_ceil(workers.max(1) as u64);
         let batch = request_groups.min(per_worker).max(1);
         self.queue.clear();
-        self.queue.extend(missing.iter().flat_map(|&(first, count)| {
-            (0..count.div_ceil(batch))
-                .map(move |k| (first + k * batch, (count - k * batch).min(batch)))
-        }));
+        self.queue
+            .extend(missing.iter().flat_map(|&(first, count)| {
+                (0..count.div_ceil(batch))
+                    .map(move |k| (first + k * batch, (count - k * batch).min(batch)))
+            }));
     }
 
     /// Ends a round with `verified` groups done: whether it achieved anything (verified a
@@ -342,7 +343,13 @@ impl<E: Clone> Schedule<E> {
     /// Group `index` of batch `id` (from its provider, `bytes` long) was delivered: counts
     /// the bytes and the batch's progress. Returns where the batch now ends (its worker stops
     /// reading there), None if it has finished.
-    pub fn handle_group(&mut self, id: BatchId, index: u64, bytes: u64, now: Instant) -> Option<u64> {
+    pub fn handle_group(
+        &mut self,
+        id: BatchId,
+        index: u64,
+        bytes: u64,
+        now: Instant,
+    ) -> Option<u64> {
         let b = self.inflight.iter_mut().find(|b| b.id == id)?;
         b.next = b.next.max(index + 1);
         let (provider, end) = (b.provider, b.end);
@@ -498,7 +505,10 @@ impl<E: Clone> Schedule<E> {
     }
 
     fn dropped_count(&self) -> usize {
-        self.providers.iter().filter(|p| p.dropped.is_some()).count()
+        self.providers
+            .iter()
+            .filter(|p| p.dropped.is_some())
+            .count()
     }
 }
 
