@@ -9,7 +9,7 @@
 
 use super::disk::{blocking, disk_stage, io_error};
 use super::options::{FetchOptions, FetchOutcome, Progress, ProviderOutcome};
-use super::shared::{CountFetched, Fetch, Shared, WorkerGuard, MIXED, PROVIDER_STALL};
+use super::shared::{CountFetched, Fetch, Shared, Slot, WorkerGuard, MIXED, PROVIDER_STALL};
 use crate::error::{NetError, Result};
 use crate::session::Session;
 use i6p_core::partial::PartialDownload;
@@ -72,58 +72,26 @@ pub async fn fetch_from(
         return Err(NetError::DestinationExists(dest.display().to_string()));
     }
     let group_log = options.group_log;
-    let path = dest.clone();
-    let mut download = blocking(move || PartialDownload::open(&path, hash, size, group_log))
+    let download = blocking(move || PartialDownload::open(&dest, hash, size, group_log))
         .await?
         .map_err(|e| io_error(e, "cannot open the partial download"))?;
-    let group_log = download.state.group_log;
     let reused = download.reused_bytes;
     let _ = progress.reused.set(reused);
     progress.total.store(size, Ordering::Relaxed);
     progress.done.store(reused, Ordering::Relaxed);
     let peers = sessions.iter().map(|s| s.remote_peer_id()).collect();
-    let fetch = Arc::new(Fetch::new(
-        hash,
-        size,
-        group_log,
-        options.clone(),
-        progress.clone(),
-        peers,
-    ));
+    // An earlier run's state keeps its own group size.
+    let group_log = download.state.group_log;
+    let fetch = Fetch::new(hash, size, group_log, options, progress, peers);
+    let fetch = Arc::new(fetch);
     let providers: Vec<Arc<Shared>> = sessions
         .iter()
         .enumerate()
         .map(|(p, session)| Arc::new(Shared::new(fetch.clone(), session.clone(), p)))
         .collect();
     let _count = CountFetched(fetch.clone());
-    let mut fec = options.fec.is_some();
-    loop {
-        let missing = download.state.missing_ranges();
-        if missing.is_empty() {
-            break;
-        }
-        let verified = download.state.done_groups();
-        let live: Vec<Arc<Shared>> = fetch
-            .schedule()
-            .begin_round(Instant::now(), verified)
-            .into_iter()
-            .filter_map(|p| providers.get(p).cloned())
-            .collect();
-        if live.is_empty() {
-            return Err(last_error(&fetch));
-        }
-        let (returned, result) = round(&fetch, &live, download, &missing, fec).await?;
-        download = returned;
-        result?;
-        let progressed = fetch.schedule().end_round(download.state.done_groups());
-        if !progressed && fec {
-            // Nothing came through FEC: the rest goes over plain streams.
-            fec = false;
-        } else if !progressed {
-            return Err(NetError::Io("fetch ended with groups missing".into()));
-        }
-    }
-    let overwrite = options.overwrite;
+    let download = rounds(&fetch, &providers, download).await?;
+    let overwrite = fetch.options.overwrite;
     let path = blocking(move || download.finish(overwrite))
         .await?
         .map_err(|e| match e.kind() {
@@ -135,6 +103,54 @@ pub async fn fetch_from(
             },
             _ => io_error(e, "cannot finish the download"),
         })?;
+    Ok(outcome(&fetch, sessions, path, reused, start))
+}
+
+/// Rounds until every group is verified on disk: each fetches every missing group; groups
+/// that failed verification stay missing and are asked for again in the next one, until
+/// their provider reaches `max_failures`. Returns the complete download.
+async fn rounds(
+    fetch: &Arc<Fetch>,
+    providers: &[Arc<Shared>],
+    mut download: PartialDownload,
+) -> Result<PartialDownload> {
+    let mut fec = fetch.options.fec.is_some();
+    loop {
+        let missing = download.state.missing_ranges();
+        if missing.is_empty() {
+            return Ok(download);
+        }
+        let verified = download.state.done_groups();
+        let live: Vec<Arc<Shared>> = fetch
+            .schedule()
+            .begin_round(Instant::now(), verified)
+            .into_iter()
+            .filter_map(|p| providers.get(p).cloned())
+            .collect();
+        if live.is_empty() {
+            return Err(last_error(fetch));
+        }
+        let (returned, result) = round(fetch, &live, download, &missing, fec).await?;
+        download = returned;
+        result?;
+        let progressed = fetch.schedule().end_round(download.state.done_groups());
+        if !progressed && fec {
+            // Nothing came through FEC: the rest goes over plain streams.
+            fec = false;
+        } else if !progressed {
+            return Err(NetError::Io("fetch ended with groups missing".into()));
+        }
+    }
+}
+
+/// What a finished fetch did, from the scheduler's figures.
+fn outcome(
+    fetch: &Fetch,
+    sessions: &[Session],
+    path: PathBuf,
+    reused: u64,
+    start: Instant,
+) -> FetchOutcome {
     let (bytes_fetched, failed_groups, delivered) = {
         let schedule = fetch.schedule();
         let delivered: Vec<u64> = schedule.providers().iter().map(|p| p.delivered()).collect();
@@ -144,8 +160,8 @@ pub async fn fetch_from(
             delivered,
         )
     };
-    Ok(FetchOutcome {
-        size,
+    FetchOutcome {
+        size: fetch.size,
         bytes_fetched,
         bytes_reused: reused,
         failed_groups,
@@ -161,8 +177,8 @@ pub async fn fetch_from(
                 error,
             })
             .collect(),
-        fec: options.fec.map(|_| fetch.fec_stats()),
-    })
+        fec: fetch.options.fec.map(|_| fetch.fec_stats()),
+    }
 }
 
 /// The error to report when every provider has been dropped: an integrity failure if any
@@ -197,33 +213,11 @@ async fn round(
     missing: &[(u64, u64)],
     fec: bool,
 ) -> Result<(PartialDownload, Result<()>)> {
-    // FEC mode with several providers: each batch goes to all of them, every one sending a
-    // share of each stripe (they must all carry datagrams, and each needs a data shard).
-    let combine =
-        fec && fetch.combining()
-            && live.len() > 1
-            && fetch.options.fec.is_some_and(|f| {
-                f.combine && live.len() <= f.data.min(crate::fec_fetch::MAX_MEMBERS)
-            })
-            && live
-                .iter()
-                .all(|p| p.session.inner_conn().max_datagram_size().is_some());
-    // Requests of `request_bytes`, but small enough that every stream gets one (FEC mode:
-    // every request).
-    let per_provider = if fec {
-        FEC_REQUESTS
-    } else {
-        fetch.options.streams.max(1)
-    };
-    let workers = if combine {
-        FEC_REQUESTS
-    } else {
-        per_provider * live.len()
-    };
+    let plan = Plan::new(fetch, live, fec);
     let request_groups = fetch.options.request_bytes >> fetch.group_log;
     fetch
         .schedule()
-        .queue_missing(missing, workers, request_groups);
+        .queue_missing(missing, plan.workers(live.len()), request_groups);
     let depth = (DISK_QUEUE_BYTES >> fetch.group_log).clamp(2, 64);
     let (tx, rx) = tokio::sync::mpsc::channel(depth);
     // If this future is dropped (the fetch cancelled), the disk stage stops at its next group
@@ -235,83 +229,12 @@ async fn round(
     };
     // A JoinSet aborts its tasks when dropped: cancelling the fetch stops every worker, and
     // the disk stage ends as soon as their senders are gone.
-    let mut workers = tokio::task::JoinSet::new();
-    let mut handles: Vec<(usize, tokio::task::AbortHandle)> = Vec::new();
-    let everyone: Vec<usize> = live.iter().map(|p| p.provider).collect();
-    for _ in 0..if combine { FEC_REQUESTS } else { 0 } {
-        let (providers, tx) = (live.to_vec(), tx.clone());
-        // A joint worker works for every provider; its batches notice a provider dropped
-        // meanwhile and carry on without it, so it is not aborted with the provider.
-        let guard = WorkerGuard::new(fetch, everyone.clone());
-        workers.spawn(async move {
-            let _guard = guard;
-            (MIXED, crate::fec_fetch::joint_worker(providers, tx).await)
-        });
-    }
-    for shared in live.iter().filter(|_| !combine) {
-        for _ in 0..per_provider {
-            let (shared, tx) = (shared.clone(), tx.clone());
-            let index = shared.provider;
-            let guard = WorkerGuard::new(fetch, vec![index]);
-            let handle = workers.spawn(async move {
-                let _guard = guard;
-                let result = if fec {
-                    crate::fec_fetch::worker(shared, tx).await
-                } else {
-                    super::worker::worker(shared, tx).await
-                };
-                (index, result)
-            });
-            handles.push((index, handle));
-        }
-    }
-    drop(tx);
-    let mut first_error = None;
-    // With several providers, one that stops sending while the others deliver is dropped
-    // after `PROVIDER_STALL` rather than the full stall timeout: the others take its share.
-    // The scheduler judges; a steady tick asks it often enough for the judgement to land
-    // within a quarter of that time.
-    let mut watch = tokio::time::interval(PROVIDER_STALL / 4);
-    loop {
-        let joined = tokio::select! {
-            joined = workers.join_next() => joined,
-            _ = watch.tick(), if live.len() > 1 => {
-                let stalled = fetch.schedule().handle_timeout(Instant::now());
-                for p in stalled {
-                    tracing::debug!(provider = p, "provider stalled; dropped from the fetch");
-                    for (_, handle) in handles.iter().filter(|(i, _)| *i == p) {
-                        handle.abort();
-                    }
-                }
-                continue;
-            }
-        };
-        let Some(joined) = joined else {
-            break;
-        };
-        let (index, result) = match joined {
-            Ok(done) => done,
-            Err(e) if e.is_cancelled() => continue,
-            Err(e) => return Err(NetError::Io(format!("fetch worker failed: {e}"))),
-        };
-        if let Err(e) = result {
-            let Some(provider) = live.iter().find(|p| p.provider == index) else {
-                continue;
-            };
-            if !provider.is_dropped() {
-                tracing::debug!(provider = %provider.session.remote_peer_id().short(), error = %e,
-                    "provider dropped from the fetch");
-                provider.drop_with(e.clone());
-            }
-            // Stop its other workers at once: nothing more is asked of it.
-            for (_, handle) in handles.iter().filter(|(i, _)| *i == index) {
-                handle.abort();
-            }
-            if live.len() == 1 && first_error.is_none() {
-                first_error = Some(e);
-            }
-        }
-    }
+    let mut workers = Workers {
+        tasks: tokio::task::JoinSet::new(),
+        handles: Vec::new(),
+    };
+    workers.spawn(fetch, live, &plan, tx);
+    let first_error = workers.supervise(fetch, live).await?;
     let (download, disk_result) = disk
         .await
         .map_err(|e| NetError::Io(format!("disk stage failed: {e}")))?;
@@ -322,4 +245,146 @@ async fn round(
         (Ok(()), None) => Ok(()),
     };
     Ok((download, result))
+}
+
+/// How a round fetches: over plain streams or FEC, per provider or combined.
+struct Plan {
+    fec: bool,
+    /// FEC mode with several providers: each batch goes to all of them, every one sending a
+    /// share of each stripe (they must all carry datagrams, and each needs a data shard).
+    combine: bool,
+    /// Workers per provider (FEC mode: requests).
+    per_provider: usize,
+}
+
+impl Plan {
+    fn new(fetch: &Fetch, live: &[Arc<Shared>], fec: bool) -> Self {
+        let combine = fec
+            && fetch.combining()
+            && live.len() > 1
+            && fetch.options.fec.is_some_and(|f| {
+                f.combine && live.len() <= f.data.min(crate::fec_fetch::MAX_MEMBERS)
+            })
+            && live
+                .iter()
+                .all(|p| p.session.inner_conn().max_datagram_size().is_some());
+        let per_provider = if fec {
+            FEC_REQUESTS
+        } else {
+            fetch.options.streams.max(1)
+        };
+        Self {
+            fec,
+            combine,
+            per_provider,
+        }
+    }
+
+    /// Workers in all: requests are of `request_bytes`, but small enough that every worker
+    /// gets one (a blob, or what is left of it, is striped over all of them).
+    fn workers(&self, providers: usize) -> usize {
+        if self.combine {
+            FEC_REQUESTS
+        } else {
+            self.per_provider * providers
+        }
+    }
+}
+
+/// The worker tasks of a round, and which provider each works for.
+struct Workers {
+    tasks: tokio::task::JoinSet<(usize, Result<()>)>,
+    /// A provider's own workers, to stop when it is dropped (not the joint ones).
+    handles: Vec<(usize, tokio::task::AbortHandle)>,
+}
+
+impl Workers {
+    fn spawn(
+        &mut self,
+        fetch: &Arc<Fetch>,
+        live: &[Arc<Shared>],
+        plan: &Plan,
+        tx: tokio::sync::mpsc::Sender<Slot>,
+    ) {
+        let everyone: Vec<usize> = live.iter().map(|p| p.provider).collect();
+        for _ in 0..if plan.combine { FEC_REQUESTS } else { 0 } {
+            let (providers, tx) = (live.to_vec(), tx.clone());
+            // A joint worker works for every provider; its batches notice a provider dropped
+            // meanwhile and carry on without it, so it is not aborted with the provider.
+            let guard = WorkerGuard::new(fetch, everyone.clone());
+            self.tasks.spawn(async move {
+                let _guard = guard;
+                (MIXED, crate::fec_fetch::joint_worker(providers, tx).await)
+            });
+        }
+        for shared in live.iter().filter(|_| !plan.combine) {
+            for _ in 0..plan.per_provider {
+                let (shared, tx, fec) = (shared.clone(), tx.clone(), plan.fec);
+                let index = shared.provider;
+                let guard = WorkerGuard::new(fetch, vec![index]);
+                let handle = self.tasks.spawn(async move {
+                    let _guard = guard;
+                    let result = if fec {
+                        crate::fec_fetch::worker(shared, tx).await
+                    } else {
+                        super::worker::worker(shared, tx).await
+                    };
+                    (index, result)
+                });
+                self.handles.push((index, handle));
+            }
+        }
+    }
+
+    /// Waits for every worker, dropping providers whose worker failed and, with several
+    /// providers, those the scheduler judges stalled: one that stops sending while the
+    /// others deliver is dropped after `PROVIDER_STALL` rather than the full stall timeout,
+    /// and the others take its share. A steady tick asks the scheduler often enough for the
+    /// judgement to land within a quarter of that time. Returns the first failure of a
+    /// single provider (which ends the fetch).
+    async fn supervise(&mut self, fetch: &Fetch, live: &[Arc<Shared>]) -> Result<Option<NetError>> {
+        let mut first_error = None;
+        let mut watch = tokio::time::interval(PROVIDER_STALL / 4);
+        loop {
+            let joined = tokio::select! {
+                joined = self.tasks.join_next() => joined,
+                _ = watch.tick(), if live.len() > 1 => {
+                    let stalled = fetch.schedule().handle_timeout(Instant::now());
+                    for p in stalled {
+                        tracing::debug!(provider = p, "provider stalled; dropped from the fetch");
+                        self.abort(p);
+                    }
+                    continue;
+                }
+            };
+            let Some(joined) = joined else {
+                return Ok(first_error);
+            };
+            let (index, result) = match joined {
+                Ok(done) => done,
+                Err(e) if e.is_cancelled() => continue,
+                Err(e) => return Err(NetError::Io(format!("fetch worker failed: {e}"))),
+            };
+            let (Err(e), Some(provider)) = (result, live.iter().find(|p| p.provider == index))
+            else {
+                continue;
+            };
+            if !provider.is_dropped() {
+                tracing::debug!(provider = %provider.session.remote_peer_id().short(), error = %e,
+                    "provider dropped from the fetch");
+                provider.drop_with(e.clone());
+            }
+            // Stop its other workers at once: nothing more is asked of it.
+            self.abort(index);
+            if live.len() == 1 && first_error.is_none() {
+                first_error = Some(e);
+            }
+        }
+    }
+
+    fn abort(&self, provider: usize) {
+        for (_, handle) in self.handles.iter().filter(|(i, _)| *i == provider) {
+            handle.abort();
+        }
+    }
 }

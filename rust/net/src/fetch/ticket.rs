@@ -97,6 +97,28 @@ pub async fn fetch_tickets(
     }
     let mut seen = std::collections::HashSet::new();
     let tickets: Vec<_> = tickets.iter().filter(|t| seen.insert(t.peer_id)).collect();
+    let (sessions, unreachable) = dial_all(node, &tickets).await?;
+    if sessions.is_empty() {
+        let error = unreachable.into_iter().find_map(|p| p.error);
+        return Err(error.unwrap_or_else(|| NetError::Io("no provider reachable".into())));
+    }
+    let outcome = fetch_from(&sessions, first.hash, first.size, dest, options, progress).await;
+    for session in &sessions {
+        session.close(0, "fetch done").await;
+    }
+    let mut outcome = outcome?;
+    outcome.providers.extend(unreachable);
+    Ok(outcome)
+}
+
+/// Dials every ticket's provider at once. Once one has answered, the others get a little
+/// longer (a provider that is down would otherwise hold the fetch for a whole handshake
+/// timeout); later ones are reported as unreachable. Returns the sessions, in the tickets'
+/// order, and what became of the others.
+async fn dial_all(
+    node: &crate::Node,
+    tickets: &[&i6p_core::ticket::Ticket],
+) -> Result<(Vec<Session>, Vec<ProviderOutcome>)> {
     let mut dials = tokio::task::JoinSet::new();
     // The fetch's dialing work is bounded too: the addresses are shared out among providers.
     let per_provider = (MAX_DIAL_ADDRS_PER_FETCH / tickets.len()).max(1);
@@ -110,9 +132,6 @@ pub async fn fetch_tickets(
         let (node, peer) = (node.clone(), ticket.peer_id);
         dials.spawn(async move { (i, node.connect_any(peer, &addrs).await) });
     }
-    // Once one provider has answered, the others get a little longer (a provider that is
-    // down would otherwise hold the fetch for a whole handshake timeout); later ones are
-    // reported as unreachable.
     let started = tokio::time::Instant::now();
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut dialed: Vec<Option<Result<Session>>> = (0..tickets.len()).map(|_| None).collect();
@@ -155,17 +174,7 @@ pub async fn fetch_tickets(
             }),
         }
     }
-    if sessions.is_empty() {
-        let error = unreachable.into_iter().find_map(|p| p.error);
-        return Err(error.unwrap_or_else(|| NetError::Io("no provider reachable".into())));
-    }
-    let outcome = fetch_from(&sessions, first.hash, first.size, dest, options, progress).await;
-    for session in &sessions {
-        session.close(0, "fetch done").await;
-    }
-    let mut outcome = outcome?;
-    outcome.providers.extend(unreachable);
-    Ok(outcome)
+    Ok((sessions, unreachable))
 }
 
 /// How much longer than the first provider the others have to answer, at least.
