@@ -180,6 +180,8 @@ pub struct Schedule<E> {
     /// Groups rebuilt from several providers' data that failed verification: nobody can be
     /// blamed for those.
     mixed_failures: u32,
+    /// Halves of batches taken over from slower providers.
+    take_overs: u64,
     round: RoundStart,
 }
 
@@ -193,6 +195,7 @@ impl<E: Clone> Schedule<E> {
             next_id: 0,
             providers: (0..providers).map(|_| ProviderState::new()).collect(),
             mixed_failures: 0,
+            take_overs: 0,
             round: RoundStart::default(),
         }
     }
@@ -314,6 +317,7 @@ impl<E: Clone> Schedule<E> {
         let (next, end) = (batch.next, batch.end);
         let mid = next + (end - next) / 2;
         batch.end = mid;
+        self.take_overs += 1;
         Some((mid, end - mid))
     }
 
@@ -492,6 +496,11 @@ impl<E: Clone> Schedule<E> {
     /// Groups rebuilt from several providers' data that failed verification.
     pub fn mixed_failures(&self) -> u32 {
         self.mixed_failures
+    }
+
+    /// Halves of batches taken over from slower providers so far.
+    pub fn take_overs(&self) -> u64 {
+        self.take_overs
     }
 
     /// Batches waiting in the queue.
