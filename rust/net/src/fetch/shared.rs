@@ -142,16 +142,10 @@ impl Fetch {
 
     /// Why each provider was dropped, if it was, in the fetch's order.
     pub(crate) fn dropped(&self) -> Vec<Option<NetError>> {
-        let reasons: Vec<_> = self
-            .schedule()
-            .providers()
-            .iter()
-            .map(|p| p.dropped().cloned())
-            .collect();
-        reasons
-            .into_iter()
-            .enumerate()
-            .map(|(p, r)| r.map(|r| self.error(p, r)))
+        let schedule = self.schedule();
+        let providers = schedule.providers().iter().enumerate();
+        providers
+            .map(|(p, state)| state.dropped().map(|r| self.error(p, r.clone())))
             .collect()
     }
 
@@ -277,18 +271,15 @@ impl Shared {
 
     /// The integrity error naming this provider, with its failures so far.
     pub(crate) fn integrity_error(&self) -> NetError {
-        let (failures, detail) = {
+        let corrupt = {
             let schedule = self.schedule();
             let state = schedule.providers().get(self.provider);
-            state.map_or((0, String::new()), |p| {
-                (p.failures(), p.last_failure().to_string())
-            })
+            Dropped::Corrupt {
+                failures: state.map_or(0, |p| p.failures()),
+                detail: state.map_or(String::new(), |p| p.last_failure().to_string()),
+            }
         };
-        NetError::Integrity {
-            provider: self.session.remote_peer_id(),
-            failures,
-            detail,
-        }
+        self.fetch.error(self.provider, corrupt)
     }
 
     /// The next batch for a worker of this provider: an error if the provider is out of the
