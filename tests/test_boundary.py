@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import pickle
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ def test_fetch_options_replace_changes_only_what_it_names() -> None:
     # FEC settings survive a round trip through plain mode.
     assert o.replace(mode="plain").replace(mode="fec") == o
     assert FetchOptions() != "FetchOptions()"
+    # Options survive pickling, e.g. on their way to a worker process.
+    assert pickle.loads(pickle.dumps(p)) == p
     with pytest.raises(TypeError):
         o.replace(stream=3)  # a typo is not silently ignored
 

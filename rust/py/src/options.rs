@@ -305,6 +305,14 @@ impl FetchOptions {
         py.get_type::<Self>().call((), Some(&fields))
     }
 
+    /// Pickles as the constructor called with the fields, so options can be sent to
+    /// another process.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, ())> {
+        let partial = py.import("functools")?.getattr("partial")?;
+        let make = partial.call((py.get_type::<Self>(),), Some(&self.fields(py)?))?;
+        Ok((make, ()))
+    }
+
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         other
             .cast::<Self>()
