@@ -8,6 +8,7 @@ import importlib
 import logging
 import pickle
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +250,32 @@ async def test_a_clean_small_transfer_says_little_at_info(
     await asyncio.sleep(0.3)
     assert len(engine_records(caplog)) <= 5, [r.getMessage() for r in caplog.records]
     assert _core.testing.log_records_dropped() == 0
+
+
+async def test_engine_threads_never_wait_for_the_gil_to_log(
+    make_node: NodeFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="i6p")
+    src = tmp_path / "src"
+    write_random(src, 96 << 20)
+    provider, fetcher = await make_node(), await make_node()
+    ticket = provider.ticket(await provider.add_path(src))
+    # FEC mode logs every batch at DEBUG, on engine threads.
+    awaitable, live = fetcher._core.fetch([ticket], tmp_path / "dest", FetchOptions(mode="fec"))
+    task = asyncio.ensure_future(awaitable)
+    assert await wait_until(lambda: live.done > 0, 20, 0.005)
+    # Hold the GIL for a second: the log drain cannot run, and a fetch whose threads waited
+    # for the GIL to log would stand still.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(30)
+    try:
+        before, until = live.done, time.monotonic() + 1.0
+        while time.monotonic() < until:
+            pass
+        moved = live.done - before
+    finally:
+        sys.setswitchinterval(interval)
+    assert before < ticket.size, "the fetch ended too early to tell"
+    assert moved > 0, (before, moved)
+    await task
+    assert await wait_until(lambda: any("FEC" in r.getMessage() for r in caplog.records), 5)
