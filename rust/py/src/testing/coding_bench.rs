@@ -75,7 +75,7 @@ fn check(ok: bool, what: &str) -> PyResult<()> {
 /// against `blake3::hash`.
 #[pyfunction]
 #[pyo3(signature = (size, rounds, tmpdir=None))]
-pub(crate) fn _bench_hash(
+pub(crate) fn bench_hash(
     py: Python<'_>,
     size: usize,
     rounds: usize,
@@ -178,7 +178,7 @@ fn hash_files(
 /// `*_par` over one column range per rayon thread) against [`Coder`] from the flat buffer
 /// (`engine_encode`, `engine_reconstruct`, `engine_*_par`).
 #[pyfunction]
-pub(crate) fn _bench_erasure(
+pub(crate) fn bench_erasure(
     py: Python<'_>,
     k: usize,
     m: usize,
@@ -297,7 +297,7 @@ pub(crate) fn _bench_erasure(
 /// into one reused [`Stripe`]) and `engine_stripes_reconstruct` (`Coder::reconstruct` of
 /// each stripe with its first `m` data shards lost).
 #[pyfunction]
-pub(crate) fn _bench_erasure_stripes(
+pub(crate) fn bench_erasure_stripes(
     py: Python<'_>,
     k: usize,
     m: usize,
