@@ -351,7 +351,10 @@ impl Workers {
                 _ = watch.tick(), if live.len() > 1 => {
                     let stalled = fetch.schedule().handle_timeout(Instant::now());
                     for p in stalled {
-                        tracing::debug!(provider = p, "provider stalled; dropped from the fetch");
+                        if let Some(provider) = live.iter().find(|s| s.provider == p) {
+                            tracing::info!(provider = %provider.session.remote_peer_id().short(),
+                                "provider stalled; dropped from the fetch");
+                        }
                         self.abort(p);
                     }
                     continue;
@@ -370,7 +373,7 @@ impl Workers {
                 continue;
             };
             if !provider.is_dropped() {
-                tracing::debug!(provider = %provider.session.remote_peer_id().short(), error = %e,
+                tracing::info!(provider = %provider.session.remote_peer_id().short(), error = %e,
                     "provider dropped from the fetch");
                 provider.drop_with(e.clone());
             }

@@ -60,7 +60,7 @@ pub async fn fetch_ticket(
                     (left, delay) = (policy.attempts, policy.backoff);
                 }
                 left -= 1;
-                tracing::debug!(error = %e, ?delay, left, "fetch lost its provider; reconnecting");
+                tracing::info!(error = %e, ?delay, left, "fetch lost its provider; reconnecting");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(policy.max_backoff);
             }
