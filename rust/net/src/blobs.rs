@@ -435,7 +435,7 @@ pub(crate) async fn serve(
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(error = %e, "reading a group failed");
-                let _ = send.reset(quinn::VarInt::from_u32(ErrorCode::Unavailable as u32));
+                let _ = send.reset(quinn::VarInt::from_u32(codes::RESET_UNAVAILABLE));
                 return;
             }
         };
