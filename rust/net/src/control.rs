@@ -35,7 +35,7 @@ pub(crate) async fn read_frame(recv: &mut RecvStream) -> Result<Option<RawFrame>
         }
         Err(ReadExactError::ReadError(e)) => return Err(read_error(e)),
     }
-    let header = FrameHeader::decode(header).map_err(|e| NetError::Protocol(e.to_string()))?;
+    let header = FrameHeader::decode(header).map_err(NetError::BadFrame)?;
     // Bounded by MAX_FRAME_PAYLOAD (1 MiB) in FrameHeader::decode.
     let mut payload = vec![0u8; header.len as usize];
     match recv.read_exact(&mut payload).await {
@@ -79,7 +79,7 @@ pub(crate) async fn write_frame_raw(send: &mut SendStream, kind: u8, payload: &[
 
 fn read_error(e: quinn::ReadError) -> NetError {
     match e {
-        quinn::ReadError::ConnectionLost(c) => crate::session::describe_connection_error(&c),
+        quinn::ReadError::ConnectionLost(c) => crate::error::describe_connection_error(&c),
         quinn::ReadError::Reset(code) => {
             NetError::Protocol(format!("control stream reset ({code})"))
         }

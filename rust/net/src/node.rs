@@ -5,14 +5,17 @@
 
 use crate::addr;
 use crate::blobs::BlobStore;
-use crate::control::codes;
 use crate::error::{NetError, Result};
 use crate::limits::{Admission, ConnectionSlot, Connections, Limits};
 use crate::resume::{PeerSessions, ServerConfigs, ServerSessions};
-use crate::session::{now_ms, Established, Session, EARLY_ACCEPTED, EARLY_PENDING, EARLY_REJECTED};
+use crate::session::{
+    now_ms, Established, ProtocolHandler, Protocols, Session, EARLY_ACCEPTED, EARLY_PENDING,
+    EARLY_REJECTED,
+};
 use crate::socket::SocketBuffers;
 use crate::tls::{self, PeerVerifier, TlsIdentity};
 use crate::transport::{Congestion, Windows};
+use i6p_core::codes;
 use i6p_core::{Hello, Identity, PeerId, Role, PROTOCOL_VERSION};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{ConnectionError, Endpoint, TransportConfig, VarInt};
@@ -94,6 +97,10 @@ struct NodeInner {
     config: NodeConfig,
     closed: Arc<AtomicBool>,
     store: Arc<BlobStore>,
+    /// The handlers of the protocols this node serves, by stream kind.
+    protocols: Arc<Protocols>,
+    /// Requests served before their session's handshake completed (0-RTT), on all sessions.
+    early_requests: Arc<AtomicU64>,
     buffers: Arc<SocketBuffers>,
     incoming: Mutex<mpsc::Receiver<Session>>,
     /// Feeds `incoming`; also used to hand back sessions whose accept was not delivered.
@@ -137,6 +144,9 @@ impl Node {
         let closed = Arc::new(AtomicBool::new(false));
         config.limits.validate()?;
         let store = Arc::new(BlobStore::new(&config.limits));
+        let protocols = Arc::new(Protocols::default());
+        crate::protocols::register_blobs(&protocols, store.clone())?;
+        let early_requests = Arc::new(AtomicU64::new(0));
         let connections = Connections::new(config.limits.clone());
         let (tx, rx) = mpsc::channel(config.limits.max_queued_sessions);
         let hello = Arc::new(Hello {
@@ -157,10 +167,11 @@ impl Node {
                 max_queued_streams: config.limits.max_queued_streams,
                 deliver: config.accept_sessions,
                 configs: Arc::new(configs),
+                protocols: protocols.clone(),
+                early_requests: early_requests.clone(),
+                closed: closed.clone(),
             },
             connections.clone(),
-            closed.clone(),
-            store.clone(),
             tx.clone(),
         ));
         Ok(Self {
@@ -176,6 +187,8 @@ impl Node {
                 config,
                 closed,
                 store,
+                protocols,
+                early_requests,
                 buffers,
                 incoming: Mutex::new(rx),
                 incoming_tx: tx,
@@ -223,7 +236,7 @@ impl Node {
 
     /// Requests this node served as early data (before their session's handshake completed).
     pub fn early_requests(&self) -> u64 {
-        self.inner.store.early_requests()
+        self.inner.early_requests.load(Ordering::Relaxed)
     }
 
     /// Addresses other nodes can use to reach this one.
@@ -304,12 +317,6 @@ impl Node {
         result
     }
 
-    /// Connects to `peer` at the first of `addrs` to answer as `peer`, a few addresses at a
-    /// time (bounds and the error returned: [`crate::dial`]).
-    pub async fn connect_any(&self, peer: PeerId, addrs: &[SocketAddr]) -> Result<Session> {
-        crate::dial::connect_any(self, peer, addrs).await
-    }
-
     /// A session in 0-RTT: returned before the handshake completes, which a task finishes.
     #[allow(clippy::too_many_arguments)]
     async fn early_session(
@@ -325,7 +332,7 @@ impl Node {
         let (send, recv) = conn
             .open_bi()
             .await
-            .map_err(|e| crate::session::describe_connection_error(&e))?;
+            .map_err(|e| crate::error::describe_connection_error(&e))?;
         let session = Session::new(self.established(conn.clone(), peer, key), false, Some(send));
         session.set_early(EARLY_PENDING);
         tokio::spawn(crate::session::dispatch_streams(session.clone()));
@@ -370,7 +377,7 @@ impl Node {
             });
         }
         if let Some(e) = session.inner_conn().close_reason() {
-            return Err(crate::session::describe_connection_error(&e));
+            return Err(crate::error::describe_connection_error(&e));
         }
         let (actual, _) = tls::peer_of_connection(session.inner_conn())?;
         if actual != peer {
@@ -405,7 +412,8 @@ impl Node {
             remote_key: key,
             role: Role::Dialer,
             node_closed: self.inner.closed.clone(),
-            store: self.inner.store.clone(),
+            node_early_requests: self.inner.early_requests.clone(),
+            protocols: self.inner.protocols.clone(),
             windows: self.inner.config.windows,
             buffers: Some(self.inner.buffers.clone()),
             max_queued_streams: self.inner.config.limits.max_queued_streams,
@@ -618,6 +626,18 @@ impl Node {
         &self.inner.store
     }
 
+    /// The protocols this node serves, by stream kind.
+    pub fn protocols(&self) -> &Arc<Protocols> {
+        &self.inner.protocols
+    }
+
+    /// Serves the streams peers open with kind byte `kind` with `handler`, on every session,
+    /// present and future. Fails if the kind already has a handler (application streams and
+    /// blob transfers are registered from the start).
+    pub fn register_protocol(&self, kind: u8, handler: impl ProtocolHandler) -> Result<()> {
+        self.inner.protocols.register(kind, Arc::new(handler))
+    }
+
     /// The node's resource policy.
     pub fn limits(&self) -> &Limits {
         &self.inner.config.limits
@@ -719,17 +739,20 @@ struct AcceptSettings {
     deliver: bool,
     /// Each connection's server config, which charges its tickets to the client's address.
     configs: Arc<ServerConfigs>,
+    /// The node's protocols, for every session it accepts.
+    protocols: Arc<Protocols>,
+    /// The node's count of requests served as early data.
+    early_requests: Arc<AtomicU64>,
+    /// Set when the node closes.
+    closed: Arc<AtomicBool>,
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     endpoint: Endpoint,
     identity: Identity,
     hello: Arc<Hello>,
     settings: AcceptSettings,
     connections: Arc<Connections>,
-    closed: Arc<AtomicBool>,
-    store: Arc<BlobStore>,
     tx: mpsc::Sender<Session>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
@@ -766,16 +789,11 @@ async fn accept_loop(
             .take(i6p_core::hello::MAX_LISTEN_ADDRS)
             .collect();
         let identity = identity.clone();
-        let closed = closed.clone();
-        let store = store.clone();
         let (tx, settings) = (tx.clone(), settings.clone());
         let deliver = settings.deliver;
         tokio::spawn(async move {
             let mut slot = slot;
-            let accepted = accept_one(
-                incoming, &identity, &ours, settings, &mut slot, closed, store,
-            )
-            .await;
+            let accepted = accept_one(incoming, &identity, &ours, settings, &mut slot).await;
             slot.handshake_done();
             let session = match accepted {
                 Ok(session) => session,
@@ -810,8 +828,6 @@ async fn accept_one(
     ours: &Hello,
     settings: AcceptSettings,
     slot: &mut ConnectionSlot,
-    closed: Arc<AtomicBool>,
-    store: Arc<BlobStore>,
 ) -> Result<Session> {
     let deadline = tokio::time::Instant::now() + settings.timeout;
     let tls_late = || NetError::Handshake("tls handshake timed out".into());
@@ -855,8 +871,9 @@ async fn accept_one(
         remote_peer_id,
         remote_key,
         role: Role::Listener,
-        node_closed: closed,
-        store,
+        node_closed: settings.closed,
+        node_early_requests: settings.early_requests,
+        protocols: settings.protocols,
         windows: settings.windows,
         buffers: Some(settings.buffers),
         max_queued_streams: settings.max_queued_streams,
