@@ -13,12 +13,13 @@
 use crate::control::{codes, read_frame, write_frame_raw};
 use crate::limits::{Limits, RequestSlot, Requests, SLOT_WAIT};
 use crate::session::Session;
+use crate::storage::hash_file;
 use bytes::{Bytes, BytesMut};
 use i6p_core::codes::ErrorCode;
 use i6p_core::fec::FecRequest;
 use i6p_core::kinds::{FRAME_BLOB, FRAME_ERROR, FRAME_FEC_GET, FRAME_GET};
 use i6p_core::transfer::{encode_blob, encode_group_header, GetRequest, TransferError};
-use i6p_core::tree::{group_range, hash_file, Outboard, LEAF_LOG};
+use i6p_core::tree::{group_range, Outboard, LEAF_LOG};
 use i6p_core::PeerId;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;

@@ -14,9 +14,9 @@
 use crate::control::write_frame_raw;
 use crate::error::{NetError, Result};
 use crate::session::Session;
+use crate::storage::PartialDownload;
 use crate::stream::read_error;
 use bytes::{Bytes, BytesMut};
-use i6p_core::partial::PartialDownload;
 use i6p_core::transfer::{
     decode_blob, decode_group_header, GetRequest, TransferError, FRAME_BLOB, FRAME_ERROR,
     GROUP_HEADER_LEN, STREAM_KIND_BLOBS,

@@ -25,6 +25,7 @@ mod resume;
 pub mod session;
 pub use session::stream;
 pub mod socket;
+pub mod storage;
 mod tls;
 pub mod transport;
 
