@@ -528,7 +528,7 @@ fn read_record(
     let mut proof = blob
         .outboard
         .proof(group_log, index)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     if faults & Faults::WRONG_PROOF != 0 {
         if let Some(cv) = proof.first_mut() {
             cv[0] ^= 1;

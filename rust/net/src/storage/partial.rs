@@ -367,7 +367,7 @@ fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 fn invalid(e: CoreError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+    io::Error::new(io::ErrorKind::InvalidInput, e)
 }
 
 fn sync_dir(path: &Path) -> io::Result<()> {
