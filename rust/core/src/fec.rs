@@ -393,6 +393,11 @@ pub fn stripe_loss(n: usize, m: usize, p: f64) -> f64 {
     (1.0 - kept).max(0.0)
 }
 
+/// How often a FEC requester sends LOSS reports and checks the quiet time after END; the
+/// provider allows this much slack when it judges the delay its reports show. Both ends
+/// use it, so it lives here rather than in either.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
 // Frame types of the FEC exchange, registered with every other kind in `crate::kinds`.
 pub use crate::kinds::{
     FRAME_FEC_END, FRAME_FEC_GET, FRAME_FEC_SHAPE, FRAME_LOSS, FRAME_PROOF, FRAME_REPAIR,

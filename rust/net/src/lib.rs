@@ -15,6 +15,7 @@ pub mod dial;
 pub mod error;
 pub mod fec_fetch;
 mod fec_serve;
+mod fec_session;
 pub mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -177,20 +177,7 @@ async fn accept_one(
         max_queued_streams: settings.max_queued_streams,
     };
     let session = Session::new(est, false, None);
-    match handshake {
-        Some(accepted) => {
-            session.set_resumed(true);
-            let early = session.clone();
-            tokio::spawn(async move {
-                // Resolves when the handshake completes (on this side its value says nothing).
-                accepted.await;
-                if early.inner_conn().close_reason().is_none() {
-                    early.mark_handshake_done(true);
-                }
-            });
-        }
-        None => session.mark_handshake_done(false),
-    }
+    watch_handshake(&session, handshake);
     let exchange = crate::session::listener_exchange(&session, identity, ours);
     let result = match tokio::time::timeout_at(deadline, exchange).await {
         Ok(r) => r,
@@ -203,4 +190,22 @@ async fn accept_one(
         );
     }
     result.map(|()| session)
+}
+
+/// Marks the session's TLS handshake done: now, or for a connection taken in 0.5-RTT, once
+/// `accepted` resolves (on this side its value says nothing) and the connection still stands.
+fn watch_handshake(session: &Session, accepted: Option<quinn::ZeroRttAccepted>) {
+    match accepted {
+        Some(accepted) => {
+            session.set_resumed(true);
+            let early = session.clone();
+            tokio::spawn(async move {
+                accepted.await;
+                if early.inner_conn().close_reason().is_none() {
+                    early.mark_handshake_done(true);
+                }
+            });
+        }
+        None => session.mark_handshake_done(false),
+    }
 }

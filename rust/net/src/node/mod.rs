@@ -81,17 +81,13 @@ impl Node {
             Some(dir) => ServerSessions::persistent(tickets_path(dir, &identity.peer_id())?),
             None => ServerSessions::in_memory(),
         });
+        let sessions = Arc::new(PeerSessions::default());
+        let (client, verifier) = client_config(&tls, sessions.clone(), transport.clone())?;
         let server_tls = tls::server_crypto(&tls, server_sessions.clone())?;
         let server_crypto = QuicServerConfig::try_from(server_tls.clone())
             .map_err(|e| NetError::Tls(e.to_string()))?;
-        let sessions = Arc::new(PeerSessions::default());
-        let (client_crypto, verifier) = tls::client_crypto(&tls, sessions.clone())?;
-        let client_crypto =
-            QuicClientConfig::try_from(client_crypto).map_err(|e| NetError::Tls(e.to_string()))?;
-        let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
-        client.transport_config(transport.clone());
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server.transport_config(transport.clone());
+        server.transport_config(transport);
         let configs = ServerConfigs::new(server_tls, server.clone(), server_sessions.clone());
         let socket = bind_socket(addr)?;
         let buffers = Arc::new(SocketBuffers::new(&socket)?);
@@ -622,6 +618,20 @@ impl Node {
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
     }
+}
+
+/// The one client configuration of a node's dials, and the verifier that reports on them.
+fn client_config(
+    tls: &TlsIdentity,
+    sessions: Arc<PeerSessions>,
+    transport: Arc<quinn::TransportConfig>,
+) -> Result<(quinn::ClientConfig, Arc<PeerVerifier>)> {
+    let (client_crypto, verifier) = tls::client_crypto(tls, sessions)?;
+    let client_crypto =
+        QuicClientConfig::try_from(client_crypto).map_err(|e| NetError::Tls(e.to_string()))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
+    client.transport_config(transport);
+    Ok((client, verifier))
 }
 
 impl Drop for NodeInner {

@@ -6,7 +6,8 @@
 //! Invariants: a stream whose kind has no handler is reset and stopped with
 //! [`codes::UNKNOWN_STREAM_KIND`]; a kind has at most one handler, and a handler once
 //! registered stays (sessions may be serving with it). Per-session state of a protocol lives
-//! in the session's [`Extensions`], one value per type, created on first use.
+//! in the session's [`Extensions`], one value per type, created on first use; the datagrams
+//! of the connection go to the one protocol that claims them, and are dropped until then.
 
 use super::stream::{RecvStream, SendStream};
 use super::Session;
@@ -48,14 +49,10 @@ where
     }
 }
 
-/// Called for every new (non-raw) session, before it serves anything.
-type SessionHook = Arc<dyn Fn(&Session) + Send + Sync>;
-
 /// The protocols a node serves, by stream kind. Shared by the node and its sessions, so a
 /// handler registered later serves sessions that already exist.
 pub struct Protocols {
     handlers: RwLock<HashMap<u8, Arc<dyn ProtocolHandler>>>,
-    hooks: RwLock<Vec<SessionHook>>,
 }
 
 impl std::fmt::Debug for Protocols {
@@ -74,7 +71,6 @@ impl Default for Protocols {
     fn default() -> Self {
         let protocols = Self {
             handlers: RwLock::default(),
-            hooks: RwLock::default(),
         };
         let app: Arc<dyn ProtocolHandler> = Arc::new(ApplicationStreams);
         if let Ok(mut h) = protocols.handlers.write() {
@@ -100,14 +96,6 @@ impl Protocols {
         Ok(())
     }
 
-    /// Runs `hook` for every session created from now on, before it serves anything (a
-    /// protocol starts its per-session machinery there).
-    pub(crate) fn on_session(&self, hook: impl Fn(&Session) + Send + Sync + 'static) {
-        if let Ok(mut hooks) = self.hooks.write() {
-            hooks.push(Arc::new(hook));
-        }
-    }
-
     /// The stream kinds that have a handler.
     pub fn kinds(&self) -> Vec<u8> {
         let mut kinds: Vec<u8> = self
@@ -121,13 +109,6 @@ impl Protocols {
 
     fn handler(&self, kind: u8) -> Option<Arc<dyn ProtocolHandler>> {
         self.handlers.read().ok()?.get(&kind).cloned()
-    }
-
-    pub(super) fn session_started(&self, session: &Session) {
-        let hooks: Vec<SessionHook> = self.hooks.read().map(|h| h.clone()).unwrap_or_default();
-        for hook in hooks {
-            hook(session);
-        }
     }
 }
 
@@ -172,6 +153,37 @@ impl Session {
         let value = init(&self.inner.conn);
         map.insert(TypeId::of::<T>(), value.clone());
         value
+    }
+
+    /// The state of the one protocol that reads the connection's datagrams (made by `start`
+    /// on first use); from then on the session no longer drops them (see
+    /// [`Self::drain_datagrams`]).
+    pub(crate) fn datagram_consumer<T: Any + Send + Sync>(
+        &self,
+        start: impl FnOnce(&quinn::Connection) -> Arc<T>,
+    ) -> Arc<T> {
+        self.extension(|conn| {
+            self.inner.datagrams_claimed.send_replace(true);
+            start(conn)
+        })
+    }
+
+    /// Reads and drops the connection's datagrams until a protocol claims them, so a peer
+    /// cannot pin the connection's datagram buffer on a node that reads none. (A datagram in
+    /// hand when the claim comes is dropped: datagrams are unreliable, and none is expected
+    /// before the protocol that claims them has asked for any.)
+    pub(super) fn drain_datagrams(&self) {
+        let conn = self.inner.conn.clone();
+        let mut claimed = self.inner.datagrams_claimed.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = claimed.wait_for(|c| *c) => return,
+                    read = conn.read_datagram() => if read.is_err() { return },
+                }
+            }
+        });
     }
 
     /// Opens a stream of a registered protocol: writes `kind` as its first byte, so the

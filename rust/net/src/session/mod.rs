@@ -8,7 +8,7 @@
 //!
 //! This module knows no transfer protocol: blobs, FEC and the application's streams are
 //! handlers, and per-session state of a protocol (the FEC datagram router, say) lives in the
-//! session's typed extension slots.
+//! session's typed extension slots, set up by the protocol's own module.
 
 mod control;
 pub mod dispatch;
@@ -102,6 +102,8 @@ pub(crate) struct SessionInner {
     protocols: Arc<Protocols>,
     /// Per-session state of protocols, one value per type (see [`Session::extension`]).
     extensions: dispatch::Extensions,
+    /// Set once a protocol reads the connection's datagrams (until then they are dropped).
+    datagrams_claimed: watch::Sender<bool>,
 }
 
 /// No early data on this session.
@@ -172,12 +174,11 @@ impl Session {
                 node_early_requests: est.node_early_requests,
                 protocols: est.protocols,
                 extensions: dispatch::Extensions::default(),
+                datagrams_claimed: watch::channel(false).0,
             }),
         };
         if !raw {
-            // Protocols start their per-session machinery here: the datagram reader, say,
-            // runs from the start so a peer cannot pin the connection's datagram buffer.
-            session.inner.protocols.session_started(&session);
+            session.drain_datagrams();
         }
         session
     }
