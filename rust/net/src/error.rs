@@ -83,8 +83,8 @@ pub enum NetError {
     /// The provider refused the request.
     #[error("provider refused: {message}")]
     Refused {
-        /// The provider's error code (1 not found, 2 forbidden, 3 unavailable, 4 bad request,
-        /// 5 busy).
+        /// The provider's error code, one of [`i6p_core::codes::ErrorCode`] (1 not found,
+        /// 2 forbidden, 3 unavailable, 4 bad request, 5 busy).
         code: u16,
         /// The provider's message.
         message: String,

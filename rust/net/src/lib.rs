@@ -4,6 +4,11 @@
 //! address; the TLS handshake fails unless the peer's certificate key hashes to that PeerId.
 //! Both sides then exchange signed HELLOs on the control stream before a [`Session`] is
 //! handed to the application.
+//!
+//! Every other stream starts with a kind byte, and the session hands it to the protocol
+//! handler the node registered for that kind ([`Protocols`]): the application's streams and
+//! blob transfers out of the box, more with [`Node::register_protocol`]. The files a node
+//! reads and writes are handled in [`storage`].
 
 #![deny(missing_docs)]
 

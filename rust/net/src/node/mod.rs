@@ -1,8 +1,8 @@
 //! A node: one UDP socket, one QUIC endpoint, one identity; it dials and accepts sessions.
 //!
-//! Incoming connections are handshaken (TLS, then HELLO) in their own tasks ([`accept`]), so
+//! Incoming connections are handshaken (TLS, then HELLO) in their own tasks (`accept`), so
 //! a slow or hostile peer never holds up others; only completed sessions reach `accept`.
-//! What a node is set up with (its config, transport and socket) is in [`config`].
+//! What a node is set up with (its config, transport and socket) is in `config`.
 
 mod accept;
 mod config;

@@ -6,7 +6,7 @@
 //! Invariants: a stream whose kind has no handler is reset and stopped with
 //! [`codes::UNKNOWN_STREAM_KIND`]; a kind has at most one handler, and a handler once
 //! registered stays (sessions may be serving with it). Per-session state of a protocol lives
-//! in the session's [`Extensions`], one value per type, created on first use; the datagrams
+//! in the session's extension slots, one value per type, created on first use; the datagrams
 //! of the connection go to the one protocol that claims them, and are dropped until then.
 
 use super::stream::{RecvStream, SendStream};

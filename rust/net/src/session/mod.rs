@@ -1,8 +1,8 @@
 //! Symmetric peer sessions over one QUIC connection.
 //!
-//! Who dialed matters only for the handshake ([`handshake`]): afterwards either side opens and
+//! Who dialed matters only for the handshake (`handshake`): afterwards either side opens and
 //! accepts streams, pings and closes. Each session runs one task that serves the control
-//! stream ([`control`]: PING/PONG, PEER_INFO, CLOSE) and one that accepts the peer's streams
+//! stream (`control`: PING/PONG, PEER_INFO, CLOSE) and one that accepts the peer's streams
 //! and hands each, by its kind byte, to the protocol handler registered on the node
 //! ([`dispatch`]); both end with the connection.
 //!
