@@ -112,7 +112,7 @@ const LAG: u64 = 8;
 /// Datagrams queued for one batch before further ones are dropped (counted as lost).
 const ROUTE_QUEUE: usize = 16384;
 /// How often LOSS reports are sent and the quiet time after END is checked.
-pub(crate) const TICK: Duration = Duration::from_millis(10);
+pub(crate) use i6p_core::fec::TICK;
 /// A provider that sent no shard for this long (and three round trips) while another did is
 /// not waited for before stripes are judged: its shards are counted lost and repaired.
 const MEMBER_QUIET: Duration = Duration::from_millis(200);

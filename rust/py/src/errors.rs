@@ -40,12 +40,12 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
             reason,
             by_peer,
         } => py::ConnectionLost::new_err((msg, code, reason, by_peer)),
-        NetError::Protocol(_) => py::ProtocolError::new_err(msg),
+        NetError::Protocol(_) | NetError::BadFrame(_) => py::ProtocolError::new_err(msg),
         NetError::Handshake(_) | NetError::Busy(_) | NetError::Tls(_) => {
             py::HandshakeError::new_err(msg)
         }
         NetError::InvalidAddress(_) => py::InvalidAddress::new_err(msg),
-        NetError::Config(_) => pyo3::exceptions::PyValueError::new_err(msg),
+        NetError::Config(_) | NetError::BadRange(_) => pyo3::exceptions::PyValueError::new_err(msg),
         NetError::NodeClosed => py::NodeClosed::new_err(msg),
         NetError::StreamReset(code) => py::StreamReset::new_err((msg, code)),
         NetError::Stream(_) => py::StreamError::new_err(msg),
@@ -56,7 +56,9 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
             ),
             limit,
         )),
-        NetError::Io(_) => py::TransportError::new_err(msg),
+        NetError::Io(_) | NetError::Os(_) | NetError::Incomplete(_) => {
+            py::TransportError::new_err(msg)
+        }
         NetError::Core(c) => core_to_py(c),
         NetError::Integrity {
             provider,

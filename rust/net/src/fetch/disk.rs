@@ -7,7 +7,7 @@
 use super::options::Progress;
 use super::shared::{Fetch, Slot};
 use crate::error::{NetError, Result};
-use i6p_core::partial::PartialDownload;
+use crate::storage::PartialDownload;
 use i6p_core::tree::verify_group;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;

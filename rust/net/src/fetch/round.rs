@@ -12,7 +12,7 @@ use super::options::{FetchOptions, FetchOutcome, Progress, ProviderOutcome};
 use super::shared::{CountFetched, Fetch, Shared, Slot, WorkerGuard, MIXED, PROVIDER_STALL};
 use crate::error::{NetError, Result};
 use crate::session::Session;
-use i6p_core::partial::PartialDownload;
+use crate::storage::PartialDownload;
 use i6p_core::tree::check_group_log;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,7 +10,8 @@
 //! input, padding, copying).
 
 use i6p_core::erasure::{Coder, ErasureParams, Stripe};
-use i6p_core::tree::{hash_file, Outboard};
+use i6p_core::tree::Outboard;
+use i6p_net::storage::hash_file;
 use pyo3::exceptions::{PyAssertionError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use rayon::prelude::*;
