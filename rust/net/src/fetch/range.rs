@@ -27,8 +27,7 @@ async fn read_group(
     let header = recv.read_exact(GROUP_HEADER_LEN).await?;
     let mut raw = [0u8; GROUP_HEADER_LEN];
     raw.copy_from_slice(&header);
-    let (claimed, proof_len) =
-        decode_group_header(raw).map_err(|e| NetError::Protocol(e.to_string()))?;
+    let (claimed, proof_len) = decode_group_header(raw).map_err(NetError::BadFrame)?;
     // proof_len is bounded by MAX_PROOF_LEN in decode_group_header.
     let proof = recv
         .read_exact(proof_len * 32)
@@ -49,7 +48,7 @@ async fn read_frame_from(recv: &mut crate::stream::RecvStream) -> Result<(u8, By
     let header = recv.read_exact(i6p_core::FRAME_HEADER_LEN).await?;
     let mut raw = [0u8; i6p_core::FRAME_HEADER_LEN];
     raw.copy_from_slice(&header);
-    let h = i6p_core::FrameHeader::decode(raw).map_err(|e| NetError::Protocol(e.to_string()))?;
+    let h = i6p_core::FrameHeader::decode(raw).map_err(NetError::BadFrame)?;
     let payload = recv.read_exact(h.len as usize).await?;
     Ok((h.kind, payload))
 }

@@ -136,8 +136,7 @@ async fn read_group_into(
     let session = &shared.session;
     let mut header = [0u8; GROUP_HEADER_LEN];
     read_exact_raw(session, recv, &mut header).await?;
-    let (claimed, proof_len) =
-        decode_group_header(header).map_err(|e| NetError::Protocol(e.to_string()))?;
+    let (claimed, proof_len) = decode_group_header(header).map_err(NetError::BadFrame)?;
     // proof_len is bounded by MAX_PROOF_LEN in decode_group_header.
     let mut proof = [0u8; MAX_PROOF_LEN * 32];
     let proof = &mut proof[..proof_len * 32];
@@ -164,7 +163,7 @@ pub(crate) async fn read_answer_raw(
 ) -> Result<Option<String>> {
     let mut header = [0u8; i6p_core::FRAME_HEADER_LEN];
     read_exact_raw(session, recv, &mut header).await?;
-    let h = i6p_core::FrameHeader::decode(header).map_err(|e| NetError::Protocol(e.to_string()))?;
+    let h = i6p_core::FrameHeader::decode(header).map_err(NetError::BadFrame)?;
     // The frame header bounds the length (MAX_FRAME_PAYLOAD) before this allocation.
     let mut payload = vec![0u8; h.len as usize];
     read_exact_raw(session, recv, &mut payload).await?;
@@ -195,14 +194,13 @@ pub(super) async fn send_get(
 pub(super) fn answer(kind: u8, payload: &[u8], size: u64) -> Result<Option<String>> {
     match kind {
         FRAME_BLOB => {
-            let announced = decode_blob(payload).map_err(|e| NetError::Protocol(e.to_string()))?;
+            let announced = decode_blob(payload).map_err(NetError::BadFrame)?;
             Ok((announced != size).then(|| {
                 format!("provider says the blob has {announced} bytes, the ticket {size}")
             }))
         }
         FRAME_ERROR => {
-            let err =
-                TransferError::decode(payload).map_err(|e| NetError::Protocol(e.to_string()))?;
+            let err = TransferError::decode(payload).map_err(NetError::BadFrame)?;
             Err(NetError::Refused {
                 code: err.code as u16,
                 message: err.message,
