@@ -21,6 +21,7 @@ pub mod kinds;
 pub mod messages;
 pub mod partial;
 pub mod peer_id;
+pub mod schedule;
 pub mod ticket;
 pub mod transfer;
 pub mod tree;
