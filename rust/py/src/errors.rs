@@ -3,6 +3,7 @@
 //! The classes are defined in Python and imported lazily, so errors can be built on engine
 //! threads without the GIL and raised later where it is held.
 
+use i6p_core::codes::ErrorCode;
 use i6p_core::CoreError;
 use i6p_net::NetError;
 use pyo3::exceptions::PyValueError;
@@ -65,7 +66,9 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
             failures,
             detail,
         } => py::IntegrityError::new_err((msg, provider.to_string(), failures, detail)),
-        NetError::Refused { code: 1, message } => py::BlobNotFound::new_err((msg, 1u16, message)),
+        NetError::Refused { code, message } if code == ErrorCode::NotFound as u16 => {
+            py::BlobNotFound::new_err((msg, code, message))
+        }
         NetError::Refused { code, message } => py::TransferRefused::new_err((msg, code, message)),
         NetError::DiskFull(_) => py::DiskFull::new_err(msg),
         NetError::DestinationExists(_) => py::DestinationExists::new_err(msg),

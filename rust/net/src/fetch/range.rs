@@ -64,7 +64,7 @@ pub async fn fetch_range(
 ) -> Result<Bytes> {
     check_group_log(group_log)?;
     if offset.checked_add(len).is_none_or(|end| end > size) {
-        return Err(NetError::Stream(format!(
+        return Err(NetError::BadRange(format!(
             "range {offset}+{len} is outside the {size}-byte blob"
         )));
     }

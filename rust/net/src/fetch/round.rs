@@ -138,7 +138,9 @@ async fn rounds(
             // Nothing came through FEC: the rest goes over plain streams.
             fec = false;
         } else if !progressed {
-            return Err(NetError::Io("fetch ended with groups missing".into()));
+            return Err(NetError::Incomplete(
+                "fetch ended with groups missing".into(),
+            ));
         }
     }
 }

@@ -5,6 +5,7 @@ use super::options::{FetchOptions, FetchOutcome, Progress, ProviderOutcome};
 use super::round::{fetch_from, fetch_to_file};
 use crate::error::{NetError, Result};
 use crate::session::Session;
+use i6p_core::codes::ErrorCode;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -193,5 +194,5 @@ fn link_dropped(e: &NetError) -> bool {
             | NetError::Handshake(_)
             | NetError::Busy(_)
             | NetError::Stream(_)
-    ) || matches!(e, NetError::Refused { code: 3 | 5, .. })
+    ) || matches!(e, NetError::Refused { code, .. } if ErrorCode::from_u16(*code).is_transient())
 }

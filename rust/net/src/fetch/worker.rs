@@ -7,6 +7,7 @@ use crate::control::write_frame_raw;
 use crate::error::{NetError, Result};
 use crate::session::Session;
 use crate::stream::read_error;
+use i6p_core::codes;
 use i6p_core::transfer::{
     decode_blob, decode_group_header, GetRequest, TransferError, FRAME_BLOB, FRAME_ERROR,
     GROUP_HEADER_LEN, STREAM_KIND_BLOBS,
@@ -58,14 +59,14 @@ async fn read_request(
     let stall = shared.options.stall_timeout;
     if let Some(detail) = no_stall(stall, read_answer_raw(session, &mut recv, shared.size)).await? {
         shared.fail(first, detail);
-        let _ = recv.stop(VarInt::from_u32(0));
+        let _ = recv.stop(VarInt::from_u32(codes::NORMAL));
         return Ok(true);
     }
     let progress = claim.progress();
     for index in first..first + count {
         if index >= progress.end() {
             // Another provider took over the rest of this batch.
-            let _ = recv.stop(VarInt::from_u32(0));
+            let _ = recv.stop(VarInt::from_u32(codes::NORMAL));
             return Ok(true);
         }
         let mut slot = shared.pool.take();
@@ -77,7 +78,7 @@ async fn read_request(
                 format!("expected group {index}, provider sent {claimed}"),
             );
             shared.pool.give(slot);
-            let _ = recv.stop(VarInt::from_u32(0));
+            let _ = recv.stop(VarInt::from_u32(codes::NORMAL));
             return Ok(true);
         }
         progress.delivered(index, slot.data.len() as u64);
