@@ -231,8 +231,7 @@ impl Node {
         let hello = self.hello()?;
         let timeout = self.inner.config.handshake_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
-        let late =
-            move || NetError::Handshake(format!("no session with {addr} within {timeout:?}"));
+        let late = move || no_session_in_time(addr, timeout);
         let known = self
             .inner
             .config
@@ -402,8 +401,23 @@ impl Node {
     ) -> Result<(Established, bool)> {
         let (mut connecting, mut dial) = (connecting, dial);
         let mut pause = Duration::from_millis(50);
+        let mut refused: Option<String> = None;
         loop {
-            match self.finish_dial(connecting, peer, dial).await {
+            // Once refused, a retry cut short by the deadline reports the refusal: it says
+            // more than "no session in time" (the node is at a limit).
+            let attempt =
+                tokio::time::timeout_at(deadline, self.finish_dial(connecting, peer, dial));
+            let result = match (attempt.await, refused.take()) {
+                (Ok(result), _) => result,
+                (Err(_), Some(why)) => return Err(NetError::Busy(why)),
+                (Err(_), None) => {
+                    return Err(no_session_in_time(
+                        addr,
+                        self.inner.config.handshake_timeout,
+                    ))
+                }
+            };
+            match result {
                 Err(NetError::Busy(why)) => {
                     let wait = pause.mul_f64(rand::random_range(0.5..1.5));
                     if tokio::time::Instant::now() + wait >= deadline {
@@ -412,6 +426,7 @@ impl Node {
                     tokio::time::sleep(wait).await;
                     pause = (pause * 2).min(Duration::from_secs(1));
                     (connecting, dial) = self.start_dial(peer, addr)?;
+                    refused = Some(why);
                 }
                 other => return other,
             }
@@ -632,6 +647,11 @@ fn client_config(
     let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
     client.transport_config(transport);
     Ok((client, verifier))
+}
+
+/// A dial that reached no session before its handshake timeout.
+fn no_session_in_time(addr: SocketAddr, timeout: Duration) -> NetError {
+    NetError::Handshake(format!("no session with {addr} within {timeout:?}"))
 }
 
 impl Drop for NodeInner {
