@@ -27,3 +27,7 @@ mod shard;
 pub use loss::{stripe_loss, LossEstimate, Redundancy, SPIKE_WINDOW};
 pub use request::*;
 pub use shard::*;
+mod flow;
+mod schedule;
+pub use flow::{FlowWindow, INITIAL_FLOW, MAX_FLOW, MIN_FLOW_STRIPES, REPORT_INTERVAL};
+pub use schedule::{stripe_runs, SendSchedule, Transmit, REPAIR_QUEUE};
