@@ -31,3 +31,10 @@ mod flow;
 mod schedule;
 pub use flow::{FlowWindow, INITIAL_FLOW, MAX_FLOW, MIN_FLOW_STRIPES, REPORT_INTERVAL};
 pub use schedule::{stripe_runs, SendSchedule, Transmit, REPAIR_QUEUE};
+mod assembler;
+mod tally;
+pub use assembler::{
+    Action, Assembler, BatchShape, Failure, MemberFate, MemberSpec, ReadyGroup, Source, Totals,
+    LAG, MAX_MEMBERS,
+};
+pub use tally::{apportion, shares};
