@@ -16,15 +16,13 @@ mod shards;
 use crate::blobs::{Blob, BlobStore, Faults};
 use crate::control::{codes, read_frame, write_frame_raw};
 use crate::session::Session;
-use i6p_core::erasure::Stripe;
 use i6p_core::fec::{
     decode_repair, encode_shape, encode_stripe_header, stripe_runs, FecRequest, LossReport,
-    SendSchedule, Transmit, FRAME_FEC_END, FRAME_FEC_SHAPE, FRAME_LOSS, FRAME_PROOF, FRAME_REPAIR,
-    FRAME_STRIPE, MIN_SHARD_LEN, REPAIR_QUEUE, SHARD_HEADER_LEN,
+    Redundancy, SendSchedule, Transmit, FRAME_FEC_END, FRAME_FEC_SHAPE, FRAME_LOSS, FRAME_PROOF,
+    FRAME_REPAIR, FRAME_STRIPE, MIN_SHARD_LEN, REPAIR_QUEUE, SHARD_HEADER_LEN,
 };
 use i6p_core::transfer::encode_group_header;
 use shards::{send_junk, ShardSender};
-use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -58,17 +56,9 @@ pub(crate) async fn serve_fec(
     let Ok(redundancy) = request.redundancy() else {
         return;
     };
-    // The shard size: at most what was asked for, and what this path's datagrams carry with
-    // room left in each packet for the stream.
     let mut request = request;
     let conn = session.inner_conn();
-    if let Some(max) = conn.max_datagram_size() {
-        // Sized for the smallest MTU QUIC allows, so that the shards still fit when the path's
-        // MTU estimate falls back (quinn takes bursts of random loss for a black hole).
-        let above_min = usize::from(conn.stats().path.current_mtu).saturating_sub(MIN_MTU);
-        let fits = max.saturating_sub(above_min + SHARD_HEADER_LEN + STREAM_ROOM) / 16 * 16;
-        request.shard_len = request.shard_len.min(fits).max(MIN_SHARD_LEN);
-    }
+    request.shard_len = fit_shard_len(conn, request.shard_len);
     if write_frame_raw(&mut send, FRAME_FEC_SHAPE, &encode_shape(request.shard_len))
         .await
         .is_err()
@@ -82,65 +72,61 @@ pub(crate) async fn serve_fec(
     if !send_proofs(&store, &blob, &request, &mut send).await {
         return;
     }
-    let stripe_bytes = (request.data * request.shard_len) as u64;
-    let runs = stripe_runs(
-        blob.size(),
-        request.get.group_log,
-        &request.get.ranges,
-        stripe_bytes,
-    );
-    let timeouts = (store.limits.send_timeout, store.limits.request_idle_timeout);
-    let last = runs.last().map_or(0, |r| r.1);
-    let source = StripeSource::new(blob.clone(), stripe_bytes, last);
-    let reached = session.fec_window().load(Ordering::Relaxed);
-    let schedule = SendSchedule::new(
-        runs,
-        stripe_bytes,
-        redundancy,
-        reached,
-        timeouts,
-        Instant::now(),
-    );
+    let (schedule, source) = plan(&store, &session, &blob, &request, redundancy);
     // The requester's LOSS and REPAIR frames, read by a task of their own.
     let (events_tx, events) = mpsc::channel(REPAIR_QUEUE);
     let reader = tokio::spawn(read_requests(recv, request.transfer, events_tx));
     let _stop_reader = AbortOnDrop(reader);
-    let sender = ShardSender {
-        conn: conn.clone(),
-        request: &request,
-        faults,
-        timeout: store.limits.send_timeout,
-        coders: HashMap::new(),
-        stripe: Stripe::new(),
-        padded: Vec::new(),
-    };
-    if !drive(
-        &session,
-        &blob,
-        schedule,
-        events,
-        (source, sender),
-        &mut send,
-    )
-    .await
-    {
+    let sender = ShardSender::new(conn.clone(), &request, faults, store.limits.send_timeout);
+    let sending = (source, sender);
+    if !drive(&session, &blob, schedule, events, sending, &mut send).await {
         return;
     }
     let _ = send.finish();
     // Groups are counted as served once the requester has acknowledged everything.
     let stopped = tokio::time::timeout(store.limits.send_timeout, send.stopped()).await;
     if matches!(stopped, Ok(Ok(None))) {
+        let peer = session.remote_peer_id();
         for &(first, count) in &request.get.ranges {
             for index in first..first + count {
-                store.count_served(
-                    session.remote_peer_id(),
-                    &blob,
-                    request.get.group_log,
-                    index,
-                );
+                store.count_served(peer, &blob, request.get.group_log, index);
             }
         }
     }
+}
+
+/// The send schedule of `request` and the reader of its stripes.
+fn plan(
+    store: &BlobStore,
+    session: &Session,
+    blob: &Arc<Blob>,
+    request: &FecRequest,
+    redundancy: Redundancy,
+) -> (SendSchedule, StripeSource) {
+    let stripe_bytes = (request.data * request.shard_len) as u64;
+    let (size, log) = (blob.size(), request.get.group_log);
+    let runs = stripe_runs(size, log, &request.get.ranges, stripe_bytes);
+    let last = runs.last().map_or(0, |r| r.1);
+    let source = StripeSource::new(blob.clone(), stripe_bytes, last);
+    // The window starts where the session's last request left it.
+    let reached = session.fec_window().load(Ordering::Relaxed);
+    let timeouts = (store.limits.send_timeout, store.limits.request_idle_timeout);
+    let now = Instant::now();
+    let schedule = SendSchedule::new(runs, stripe_bytes, redundancy, reached, timeouts, now);
+    (schedule, source)
+}
+
+/// The shard size: at most `asked`, and what this path's datagrams carry with room left in
+/// each packet for the stream.
+fn fit_shard_len(conn: &quinn::Connection, asked: usize) -> usize {
+    let Some(max) = conn.max_datagram_size() else {
+        return asked;
+    };
+    // Sized for the smallest MTU QUIC allows, so that the shards still fit when the path's
+    // MTU estimate falls back (quinn takes bursts of random loss for a black hole).
+    let above_min = usize::from(conn.stats().path.current_mtu).saturating_sub(MIN_MTU);
+    let fits = max.saturating_sub(above_min + SHARD_HEADER_LEN + STREAM_ROOM) / 16 * 16;
+    asked.min(fits).max(MIN_SHARD_LEN)
 }
 
 /// A PROOF frame per requested group; false if the stream failed or timed out.
@@ -186,17 +172,7 @@ async fn drive(
     send: &mut quinn::SendStream,
 ) -> bool {
     loop {
-        // What the requester sent meanwhile (a full repair queue leaves the rest waiting).
-        while schedule.has_room() {
-            match events.try_recv() {
-                Ok(event) => take(&mut schedule, event),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    schedule.handle_requester_done();
-                    break;
-                }
-            }
-        }
+        take_waiting(&mut schedule, &mut events);
         if let Some(bytes) = schedule.take_reached() {
             session.fec_window().store(bytes, Ordering::Relaxed);
         }
@@ -223,21 +199,14 @@ async fn drive(
                 }
             }
             Transmit::Stripe { stripe, parity } => {
-                let Some(data) = source.stripe(stripe).await else {
-                    let _ = send.reset(quinn::VarInt::from_u32(3));
+                let sent = send_stripe(&mut source, &mut sender, stripe, parity, send).await;
+                let Some(datagrams) = sent else {
                     return false;
                 };
-                match sender.send(stripe, data, parity).await {
-                    Ok(true) => schedule.handle_sent(Instant::now(), stripe, true),
-                    // The path no longer carries datagrams this large: the stripe goes
-                    // reliably.
-                    Ok(false) => {
-                        schedule.handle_sent(Instant::now(), stripe, false);
-                        if !answer_repairs(send, blob, &sender, &[stripe]).await {
-                            return false;
-                        }
-                    }
-                    Err(()) => return false,
+                schedule.handle_sent(Instant::now(), stripe, datagrams);
+                // The path no longer carries datagrams this large: the stripe goes reliably.
+                if !datagrams && !answer_repairs(send, blob, &sender, &[stripe]).await {
+                    return false;
                 }
             }
             Transmit::End { sent } => {
@@ -259,6 +228,38 @@ async fn drive(
                     "FEC requester stalled or idle; request reset");
                 let _ = send.reset(quinn::VarInt::from_u32(codes::SEND_TIMEOUT));
                 return false;
+            }
+        }
+    }
+}
+
+/// Sends stripe `stripe` as datagrams: Some(true) if they went, Some(false) if the path no
+/// longer carries datagrams this large (the stripe must go over the stream), `None` if the
+/// request is over (the file cannot be read, or the connection is gone).
+async fn send_stripe(
+    source: &mut StripeSource,
+    sender: &mut ShardSender<'_>,
+    stripe: u64,
+    parity: usize,
+    send: &mut quinn::SendStream,
+) -> Option<bool> {
+    let Some(data) = source.stripe(stripe).await else {
+        let _ = send.reset(quinn::VarInt::from_u32(3));
+        return None;
+    };
+    sender.send(stripe, data, parity).await.ok()
+}
+
+/// What the requester sent meanwhile, into the schedule (a full repair queue leaves the rest
+/// waiting).
+fn take_waiting(schedule: &mut SendSchedule, events: &mut mpsc::Receiver<FromRequester>) {
+    while schedule.has_room() {
+        match events.try_recv() {
+            Ok(event) => take(schedule, event),
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                schedule.handle_requester_done();
+                break;
             }
         }
     }

@@ -217,15 +217,7 @@ impl Batch {
                     if asm.is_done() {
                         break;
                     }
-                    // Dropped by the fetch meanwhile (it stopped sending while others did).
-                    for i in 0..self.members.len() {
-                        if !asm.is_dead(i) && self.members[i].shared.is_dropped() {
-                            let e = NetError::Stream("dropped from the fetch".into());
-                            self.kill(&mut asm, i, e)?;
-                        }
-                        asm.set_rtt(i, self.members[i].shared.session.inner_conn().rtt());
-                    }
-                    asm.handle_tick(Instant::now());
+                    self.on_tick(&mut asm)?;
                 }
             }
             if !self.perform(&mut asm, tx).await? {
@@ -254,6 +246,21 @@ impl Batch {
                 .map(|(i, rate)| (self.members[i].shared.provider, rate))
                 .collect(),
         ))
+    }
+
+    /// A report interval passed: members the fetch dropped meanwhile (they stopped sending
+    /// while others did) leave the batch, round-trip times are brought up to date, and the
+    /// assembler judges and reports.
+    fn on_tick(&mut self, asm: &mut Assembler) -> Result<()> {
+        for i in 0..self.members.len() {
+            if !asm.is_dead(i) && self.members[i].shared.is_dropped() {
+                let e = NetError::Stream("dropped from the fetch".into());
+                self.kill(asm, i, e)?;
+            }
+            asm.set_rtt(i, self.members[i].shared.session.inner_conn().rtt());
+        }
+        asm.handle_tick(Instant::now());
+        Ok(())
     }
 
     /// The batch's assembler, as its requests stand once open.

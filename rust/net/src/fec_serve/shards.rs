@@ -9,17 +9,34 @@ use std::collections::HashMap;
 
 /// Codes stripes and hands their shards to quinn, reusing its buffers.
 pub(super) struct ShardSender<'r> {
-    pub(super) conn: quinn::Connection,
+    conn: quinn::Connection,
     pub(super) request: &'r FecRequest,
     pub(super) faults: u8,
     /// How long a write may wait for the requester to take data.
     pub(super) timeout: std::time::Duration,
-    pub(super) coders: HashMap<usize, Coder>,
-    pub(super) stripe: Stripe,
-    pub(super) padded: Vec<u8>,
+    coders: HashMap<usize, Coder>,
+    stripe: Stripe,
+    padded: Vec<u8>,
 }
 
-impl ShardSender<'_> {
+impl<'r> ShardSender<'r> {
+    pub(super) fn new(
+        conn: quinn::Connection,
+        request: &'r FecRequest,
+        faults: u8,
+        timeout: std::time::Duration,
+    ) -> Self {
+        Self {
+            conn,
+            request,
+            faults,
+            timeout,
+            coders: HashMap::new(),
+            stripe: Stripe::new(),
+            padded: Vec::new(),
+        }
+    }
+
     /// Codes stripe `index` (its data, the last stripe short) with `parity` parity shards and
     /// sends the request's share of them. Ok(false): datagrams of this size no
     /// longer fit the path; Err: connection gone.

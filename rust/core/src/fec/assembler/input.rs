@@ -18,21 +18,10 @@ impl Assembler {
     /// its sender's share, is dropped (and so counted as lost); an error is the batch's.
     pub fn handle_datagram(&mut self, now: Instant, member: usize, datagram: &[u8]) -> Result<()> {
         self.now = now;
-        let Some(m) = self.members.get(member).filter(|m| !m.dead) else {
+        let Some(shard) = self.accept(member, datagram) else {
             return Ok(());
         };
-        let k = self.shape.data;
-        let shard = match Shard::decode(datagram, &self.layout) {
-            Ok(s)
-                if s.transfer == m.transfer
-                    && s.params.data() == k
-                    && s.params.parity() <= self.shape.max_parity
-                    && m.share.holds(k, usize::from(s.index)) =>
-            {
-                s
-            }
-            Ok(_) | Err(_) => return Ok(()),
-        };
+        let (k, m) = (self.shape.data, &self.members[member]);
         let parity = shard.params.parity() as u16;
         let expected = m.expected(parity);
         let (stripe_no, index) = (shard.stripe, usize::from(shard.index));
@@ -98,6 +87,19 @@ impl Assembler {
             self.judge(horizon);
         }
         Ok(())
+    }
+
+    /// The shard `datagram` carries if it is well formed and member `member` (alive) may
+    /// send it: its transfer, the batch's k, parity within bounds, an index of its share.
+    fn accept<'d>(&self, member: usize, datagram: &'d [u8]) -> Option<Shard<'d>> {
+        let m = self.members.get(member).filter(|m| !m.dead)?;
+        let k = self.shape.data;
+        Shard::decode(datagram, &self.layout).ok().filter(|s| {
+            s.transfer == m.transfer
+                && s.params.data() == k
+                && s.params.parity() <= self.shape.max_parity
+                && m.share.holds(k, usize::from(s.index))
+        })
     }
 
     /// A frame from member `member`'s stream (PROOF, STRIPE or END), at `now`. An error is
