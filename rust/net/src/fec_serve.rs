@@ -37,10 +37,62 @@ const STREAM_ROOM: usize = 160;
 /// QUIC's smallest MTU (quinn's `min_mtu`, which this crate keeps).
 const MIN_MTU: usize = 1200;
 
-/// What the requester sent on the request's stream, and when it came.
-enum FromRequester {
-    Loss(Instant, LossReport),
-    Repair(Vec<u64>),
+/// LOSS reports kept for the send loop at most: ten seconds of them; a send loop that falls
+/// further behind holds the requester's frames up.
+const LOSS_QUEUE: usize = 1024;
+
+/// What the requester sent on the request's stream, read by a task of their own: LOSS
+/// reports (stamped with when they came, for the flow window's loop delay) and REPAIR lists
+/// (at most [`REPAIR_QUEUE`] waiting, as the schedule takes them). Both close when the
+/// requester's side ends.
+struct FromRequester {
+    losses: mpsc::Receiver<(Instant, LossReport)>,
+    losses_open: bool,
+    repairs: mpsc::Receiver<Vec<u64>>,
+}
+
+impl FromRequester {
+    /// Everything waiting, into the schedule (a full repair queue leaves the rest waiting).
+    fn take_waiting(&mut self, schedule: &mut SendSchedule) {
+        while let Ok((at, report)) = self.losses.try_recv() {
+            schedule.handle_loss(at, &report);
+        }
+        while schedule.has_room() {
+            match self.repairs.try_recv() {
+                Ok(list) => {
+                    schedule.handle_repair(list);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    schedule.handle_requester_done();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Waits for the next frame, or until `deadline`, and takes it in.
+    async fn wait(&mut self, schedule: &mut SendSchedule, deadline: Option<Instant>) {
+        let deadline = deadline.map(tokio::time::Instant::from_std);
+        tokio::select! {
+            loss = self.losses.recv(), if self.losses_open => match loss {
+                Some((at, report)) => schedule.handle_loss(at, &report),
+                None => self.losses_open = false,
+            },
+            list = self.repairs.recv(), if schedule.has_room() => match list {
+                Some(list) => {
+                    schedule.handle_repair(list);
+                }
+                None => schedule.handle_requester_done(),
+            },
+            () = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+    }
 }
 
 /// Serves one FEC GET whose BLOB answer has been sent.
@@ -74,8 +126,14 @@ pub(crate) async fn serve_fec(
     }
     let (schedule, source) = plan(&store, &session, &blob, &request, redundancy);
     // The requester's LOSS and REPAIR frames, read by a task of their own.
-    let (events_tx, events) = mpsc::channel(REPAIR_QUEUE);
-    let reader = tokio::spawn(read_requests(recv, request.transfer, events_tx));
+    let (losses_tx, losses) = mpsc::channel(LOSS_QUEUE);
+    let (repairs_tx, repairs) = mpsc::channel(REPAIR_QUEUE);
+    let reader = tokio::spawn(read_requests(recv, request.transfer, losses_tx, repairs_tx));
+    let events = FromRequester {
+        losses,
+        losses_open: true,
+        repairs,
+    };
     let _stop_reader = AbortOnDrop(reader);
     let sender = ShardSender::new(conn.clone(), &request, faults, store.limits.send_timeout);
     let sending = (source, sender);
@@ -167,29 +225,18 @@ async fn drive(
     session: &Session,
     blob: &Arc<Blob>,
     mut schedule: SendSchedule,
-    mut events: mpsc::Receiver<FromRequester>,
+    mut events: FromRequester,
     (mut source, mut sender): (StripeSource, ShardSender<'_>),
     send: &mut quinn::SendStream,
 ) -> bool {
     loop {
-        take_waiting(&mut schedule, &mut events);
+        events.take_waiting(&mut schedule);
         if let Some(bytes) = schedule.take_reached() {
             session.fec_window().store(bytes, Ordering::Relaxed);
         }
         let Some(transmit) = schedule.poll_transmit(Instant::now()) else {
-            let deadline = schedule.poll_timeout().map(tokio::time::Instant::from_std);
-            tokio::select! {
-                event = events.recv(), if schedule.has_room() => match event {
-                    Some(event) => take(&mut schedule, event),
-                    None => schedule.handle_requester_done(),
-                },
-                () = async {
-                    match deadline {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => {}
-            }
+            let deadline = schedule.poll_timeout();
+            events.wait(&mut schedule, deadline).await;
             continue;
         };
         match transmit {
@@ -248,32 +295,6 @@ async fn send_stripe(
         return None;
     };
     sender.send(stripe, data, parity).await.ok()
-}
-
-/// What the requester sent meanwhile, into the schedule (a full repair queue leaves the rest
-/// waiting).
-fn take_waiting(schedule: &mut SendSchedule, events: &mut mpsc::Receiver<FromRequester>) {
-    while schedule.has_room() {
-        match events.try_recv() {
-            Ok(event) => take(schedule, event),
-            Err(mpsc::error::TryRecvError::Empty) => break,
-            Err(mpsc::error::TryRecvError::Disconnected) => {
-                schedule.handle_requester_done();
-                break;
-            }
-        }
-    }
-}
-
-/// Hands a requester's frame to the schedule.
-fn take(schedule: &mut SendSchedule, event: FromRequester) {
-    match event {
-        FromRequester::Loss(at, report) => schedule.handle_loss(at, &report),
-        FromRequester::Repair(list) => {
-            // Only taken when there was room.
-            let _ = schedule.handle_repair(list);
-        }
-    }
 }
 
 /// The blob's stripes in order, read in chunks of [`READ_CHUNK`] on a blocking thread, the
@@ -348,29 +369,30 @@ fn read_stripes(
     })
 }
 
-/// Reads the requester's frames: LOSS reports (stamped with when they came, for the flow
-/// window's loop delay) and REPAIR lists, for the send loop. Anything else, a malformed frame
-/// or a report of another transfer ends the reading, which ends the request's stripes.
+/// Reads the requester's frames: LOSS reports, stamped with when they came, and REPAIR lists.
+/// Anything else, a malformed frame or a report of another transfer ends the reading, which
+/// ends the request's stripes.
 async fn read_requests(
     mut recv: quinn::RecvStream,
     transfer: u32,
-    out: mpsc::Sender<FromRequester>,
+    losses: mpsc::Sender<(Instant, LossReport)>,
+    repairs: mpsc::Sender<Vec<u64>>,
 ) {
     while let Ok(Some(frame)) = read_frame(&mut recv).await {
-        let event = match frame.kind {
+        let sent = match frame.kind {
             FRAME_LOSS => match LossReport::decode(&frame.payload) {
                 Ok(report) if report.transfer == transfer => {
-                    FromRequester::Loss(Instant::now(), report)
+                    losses.send((Instant::now(), report)).await.is_ok()
                 }
                 _ => return,
             },
             FRAME_REPAIR => match decode_repair(&frame.payload) {
-                Ok(list) => FromRequester::Repair(list),
+                Ok(list) => repairs.send(list).await.is_ok(),
                 Err(_) => return,
             },
             _ => return,
         };
-        if out.send(event).await.is_err() {
+        if !sent {
             return;
         }
     }
