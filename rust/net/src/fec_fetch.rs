@@ -12,13 +12,13 @@
 //! on one of them: the fetch stops combining, and its later batches each come from one
 //! provider, which names the culprit.
 //!
-//! The stripe assembly is the pure machine [`Assembler`] in core; this module and its
-//! `batch` driver open the requests, feed it datagrams, frames and ticks, and carry out what it
-//! asks (LOSS reports, REPAIRs, groups for the disk stage).
+//! The stripe assembly is the pure machine [`Assembler`](i6p_core::fec::Assembler) in core;
+//! this module and its `batch` driver open the requests, feed it datagrams, frames and ticks,
+//! and carry out what it asks (LOSS reports, REPAIRs, groups for the disk stage).
 //!
 //! A stripe is given up on once every provider still sending has sent shards of stripes
-//! [`LAG`] further on (or has said END, or gone quiet, and no shard came for a short time);
-//! its stripes are asked for again with a REPAIR to one of the providers, and come back whole
+//! [`LAG`](i6p_core::fec::LAG) further on (or has said END, or gone quiet, and no shard came
+//! for a short time); its stripes are asked for again with a REPAIR to one of the providers, and come back whole
 //! over the stream. What each provider's shards did goes back to it in LOSS reports, from
 //! which it picks the parity of what it sends next. A provider whose stream fails mid-batch
 //! is dropped from the fetch; the others answer its repairs.
