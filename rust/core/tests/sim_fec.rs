@@ -8,7 +8,7 @@ mod fec_peers;
 mod sim;
 
 use fec_peers::{blob, run_batch, wrong_groups, BatchSetup, Outcome, PeerSetup};
-use i6p_core::fec::Source;
+use i6p_core::fec::{Failure, MemberFate, Source};
 use sim::{Burst, LinkConfig};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -36,6 +36,8 @@ fn peer(path: LinkConfig) -> PeerSetup {
         path,
         pace: None,
         lies: false,
+        silent_after: None,
+        breaks: false,
     }
 }
 
@@ -223,4 +225,50 @@ fn assert_complete_range(out: &Outcome, blob: &[u8], first: u64, count: u64) {
     let got: Vec<u64> = out.groups.keys().copied().collect();
     assert_eq!(got, (first..first + count).collect::<Vec<_>>());
     assert!(wrong_groups(out, blob, GROUP_LOG).is_empty());
+}
+
+#[test]
+fn a_provider_whose_stream_breaks_is_dropped_and_the_other_repairs_its_part() {
+    let data = blob(2 << 20, 7);
+    // Paced at 5 MB/s each, so the batch takes a while.
+    let mut steady = peer(LinkConfig::clean(10 * MS).lossy(0.01).seeded(31));
+    steady.pace = Some(5_000_000);
+    let mut breaking = peer(LinkConfig::clean(10 * MS).lossy(0.01).seeded(32));
+    breaking.pace = Some(5_000_000);
+    breaking.silent_after = Some(40 * MS);
+    breaking.breaks = true;
+    let t0 = Instant::now();
+    let out = run_batch(&setup(32, 16, 1024, vec![steady, breaking]), &data, t0);
+    assert_complete(&out, &data, 32);
+    assert_eq!(out.broken, vec![(1, MemberFate::Dropped)]);
+    // Alone, the other's share cannot rebuild a stripe: what is left comes repaired, from it.
+    let after: Vec<usize> = out
+        .repairs_to
+        .iter()
+        .filter(|(_, at)| *at > t0 + 40 * MS)
+        .map(|(member, _)| *member)
+        .collect();
+    assert!(!after.is_empty());
+    assert!(
+        after.iter().all(|&m| m == 0),
+        "repairs asked of a dropped provider"
+    );
+}
+
+#[test]
+fn a_provider_that_goes_silent_fails_the_batch_after_its_stall_timeout() {
+    let data = blob(1 << 20, 8);
+    let mut silent = peer(LinkConfig::clean(10 * MS));
+    silent.pace = Some(5_000_000);
+    silent.silent_after = Some(30 * MS);
+    let mut s = setup(16, 16, 1024, vec![silent]);
+    s.stall = Duration::from_millis(500);
+    let t0 = Instant::now();
+    let out = run_batch(&s, &data, t0);
+    assert_eq!(out.failure, Some(Failure::Stalled(s.stall)));
+    assert!(out.groups.len() < 16, "it went silent before the end");
+    // Not before the timeout has passed since the last shard (sent by 30 ms, in by 40 ms),
+    // and within a few report intervals after.
+    assert!(out.took > s.stall + 30 * MS, "{:?}", out.took);
+    assert!(out.took <= s.stall + 80 * MS, "{:?}", out.took);
 }

@@ -34,6 +34,11 @@ pub struct PeerSetup {
     pub pace: Option<u64>,
     /// It flips a byte of every shard it sends: valid shards of wrong data.
     pub lies: bool,
+    /// From this long after the start it sends nothing more; if `breaks`, the requester sees
+    /// its stream fail then.
+    pub silent_after: Option<Duration>,
+    /// Its stream fails when it falls silent.
+    pub breaks: bool,
 }
 
 /// A simulated batch.
@@ -67,9 +72,13 @@ pub struct Outcome {
     pub windows: Vec<Vec<u64>>,
     /// Stripes rebuilt from several providers' shards.
     pub combined: u64,
+    /// Members whose stream broke, and what that did to the batch.
+    pub broken: Vec<(usize, MemberFate)>,
+    /// Who each repair went to, and when.
+    pub repairs_to: Vec<(usize, Instant)>,
     /// Why the batch failed, if it did.
     pub failure: Option<Failure>,
-    /// Simulated time the batch took.
+    /// Simulated time the batch took to finish, or to fail.
     pub took: Duration,
 }
 
@@ -78,6 +87,9 @@ struct Provider {
     schedule: SendSchedule,
     request: FecRequest,
     lies: bool,
+    /// When it falls silent, if it does.
+    silent_at: Option<Instant>,
+    breaks: bool,
     coders: HashMap<usize, Coder>,
     stripe: Stripe,
     pace: Option<u64>,
@@ -122,6 +134,8 @@ impl Provider {
             schedule,
             request,
             lies: peer.lies,
+            silent_at: peer.silent_after.map(|d| t0 + d),
+            breaks: peer.breaks,
             coders: HashMap::new(),
             stripe: Stripe::new(),
             pace: peer.pace,
@@ -138,6 +152,12 @@ impl Provider {
     /// Takes in the requester's frames that arrived by `now` and sends what the schedule
     /// and the pacing allow.
     fn step(&mut self, now: Instant, blob: &[u8], out: &mut Outcome) {
+        if self.silent_at.is_some_and(|at| now >= at) {
+            // Silent: what the requester sends is never read.
+            self.done = true;
+            while self.up.recv(now).is_some() {}
+            return;
+        }
         while let Some((kind, payload)) = self.up.recv(now) {
             match kind {
                 FRAME_LOSS => {
@@ -226,11 +246,19 @@ impl Provider {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
+        if self.done {
+            return None;
+        }
         let pacing = (!self.pending.is_empty()).then_some(self.next_send);
-        [pacing, self.schedule.poll_timeout().filter(|_| !self.done)]
-            .into_iter()
-            .flatten()
-            .min()
+        let silence = self.silent_at.filter(|_| !self.done);
+        [
+            pacing,
+            silence,
+            self.schedule.poll_timeout().filter(|_| !self.done),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -247,13 +275,11 @@ fn range(request: &FecRequest, blob: &[u8], stripe: u64) -> (usize, usize) {
     (a as usize, b as usize)
 }
 
-/// Runs one batch of `setup` over `blob` from `t0` until every group is in, the batch fails,
-/// or a minute of simulated time passes.
-pub fn run_batch(setup: &BatchSetup, blob: &[u8], t0: Instant) -> Outcome {
+/// The batch's providers, each asked for its share, and the requester's assembler.
+fn start(setup: &BatchSetup, blob: &[u8], t0: Instant) -> (Vec<Provider>, Assembler) {
     let parts = setup.peers.len();
     let split = shares(setup.data, parts, &[]).expect("shares");
-    let mut out = Outcome::default();
-    let mut providers: Vec<Provider> = setup
+    let providers: Vec<Provider> = setup
         .peers
         .iter()
         .zip(&split)
@@ -298,9 +324,18 @@ pub fn run_batch(setup: &BatchSetup, blob: &[u8], t0: Instant) -> Outcome {
             alive: true,
         })
         .collect();
-    let mut asm = Assembler::new(shape, &specs, t0).expect("an assembler");
+    let asm = Assembler::new(shape, &specs, t0).expect("an assembler");
+    (providers, asm)
+}
+
+/// Runs one batch of `setup` over `blob` from `t0` until every group is in, the batch fails,
+/// or a minute of simulated time passes.
+pub fn run_batch(setup: &BatchSetup, blob: &[u8], t0: Instant) -> Outcome {
+    let (mut providers, mut asm) = start(setup, blob, t0);
+    let mut out = Outcome::default();
     let mut now = t0;
     let mut finished = false;
+    let mut spins = 0u64;
     while now - t0 < Duration::from_secs(60) {
         // The requester: what arrived, then the tick, then its actions.
         for (i, p) in providers.iter_mut().enumerate() {
@@ -314,11 +349,18 @@ pub fn run_batch(setup: &BatchSetup, blob: &[u8], t0: Instant) -> Outcome {
                 }
             }
         }
+        for (i, p) in providers.iter().enumerate() {
+            if p.breaks && p.silent_at.is_some_and(|at| now >= at) && !asm.is_dead(i) {
+                out.broken.push((i, asm.handle_failure(i)));
+            }
+        }
         if asm.poll_timeout().is_some_and(|t| t <= now) {
             asm.handle_tick(now);
         }
         perform(&mut asm, &mut providers, now, &mut out);
-        if out.failure.is_some() {
+        let batch_failed = out.broken.iter().any(|(_, f)| *f == MemberFate::BatchFails);
+        if out.failure.is_some() || batch_failed {
+            out.took = now - t0;
             break;
         }
         if asm.is_done() && !finished {
@@ -350,6 +392,9 @@ pub fn run_batch(setup: &BatchSetup, blob: &[u8], t0: Instant) -> Outcome {
             .flatten()
             .min();
         let Some(next) = next else { break };
+        // Whatever was due by now has been handled: a simulation that stops moving is stuck.
+        spins = if next > now { 0 } else { spins + 1 };
+        assert!(spins < 100_000, "the simulation does not advance");
         now = next.max(now);
     }
     assert!(
@@ -378,6 +423,7 @@ fn perform(asm: &mut Assembler, providers: &mut [Provider], now: Instant, out: &
             }
             Action::Repair { member, stripes } => {
                 out.repaired.extend(&stripes);
+                out.repairs_to.push((member, now));
                 let frame = encode_repair(&stripes);
                 providers[member]
                     .up
