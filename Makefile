@@ -24,7 +24,7 @@ $(STAMP): $(PY) $(SOURCES)
 	touch $@
 
 rust-test:
-	cargo test --locked -p i6p-core -p i6p-net -p i6p-impair
+	cargo test --locked -p i6p-core -p i6p-net -p i6p-py -p i6p-impair
 
 # The UDP impairment relay (tests/impair) that tests and benches put between peers.
 impair:

@@ -1,6 +1,6 @@
 """Coding benchmarks: the engine's BLAKE3 tree and Reed-Solomon coder against the bare crates.
 
-Each side runs in Rust with the GIL released (``_core._bench_hash``, ``_core._bench_erasure``),
+Each side runs in Rust with the GIL released (``i6p._core.testing.bench_hash``, ``bench_erasure``),
 on the same data, alternating which side goes first. Figures are medians over the rounds with
 their spread (min-max), and every engine figure comes with its ratio to the bare crate's
 (engine throughput / bare throughput: above 1 the engine is faster). Single-thread and rayon
@@ -26,7 +26,7 @@ import statistics
 from typing import Any
 
 import pytest
-from i6p import _core
+from i6p._core import testing
 
 from .conftest import BENCH_BYTES, summary
 
@@ -73,7 +73,7 @@ def _rate(values: list[float]) -> str:
 def test_blake3_tree_vs_blake3(benchmark: Any) -> None:
     figures: dict[str, list[float]] = {}
     benchmark.pedantic(
-        lambda: figures.update(_core._bench_hash(BENCH_BYTES, ROUNDS, _tmpfs())), rounds=1
+        lambda: figures.update(testing.bench_hash(BENCH_BYTES, ROUNDS, _tmpfs())), rounds=1
     )
     benchmark.extra_info.update(bytes=BENCH_BYTES)
     _compare(
@@ -94,7 +94,7 @@ def test_blake3_tree_vs_blake3(benchmark: Any) -> None:
 def test_reed_solomon_vs_crate(benchmark: Any, k: int, m: int) -> None:
     figures: dict[str, list[float]] = {}
     benchmark.pedantic(
-        lambda: figures.update(_core._bench_erasure(k, m, ERASURE_BYTES, ROUNDS)), rounds=1
+        lambda: figures.update(testing.bench_erasure(k, m, ERASURE_BYTES, ROUNDS)), rounds=1
     )
     benchmark.extra_info.update(bytes=ERASURE_BYTES, data_shards=k, parity_shards=m)
     _compare(
@@ -120,7 +120,7 @@ def test_reed_solomon_stripes_vs_crate(benchmark: Any, k: int, m: int, shard_len
     size = ERASURE_BYTES // stripe * stripe
     benchmark.pedantic(
         lambda: figures.update(
-            _core._bench_erasure_stripes(k, m, shard_len, ERASURE_BYTES, ROUNDS)
+            testing.bench_erasure_stripes(k, m, shard_len, ERASURE_BYTES, ROUNDS)
         ),
         rounds=1,
     )

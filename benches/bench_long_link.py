@@ -14,7 +14,8 @@ import os
 import statistics
 from typing import Any
 
-from i6p import Identity, Node, _core
+from i6p import Identity, Node
+from i6p._core import testing
 
 from tests.impair_relay import ImpairRelay
 
@@ -50,7 +51,7 @@ async def _one(window: str, congestion: str, streams: int, total: int) -> float:
             ours, theirs = await asyncio.gather(
                 sender.connect(receiver.peer_id, relay.addr), receiver.accept()
             )
-            samples = await _core._bench_session_stream(ours._core, theirs._core, total, streams)
+            samples = await testing.bench_session_stream(ours._core, theirs._core, total, streams)
             await ours.close()
         return _steady_rate(samples)
     finally:

@@ -13,7 +13,8 @@ import statistics
 import time
 from typing import Any
 
-from i6p import Identity, Limits, Node, Session, _core
+from i6p import Identity, Limits, Node, Session
+from i6p._core import testing
 
 from .conftest import BENCH_BYTES, summary
 
@@ -62,7 +63,7 @@ def test_stream_rate_python_vs_engine(benchmark: Any) -> None:
     python: list[float] = []
 
     async def engine_stream() -> float:
-        return await _core._bench_engine_stream(BENCH_BYTES, BLOCK)
+        return await testing.bench_engine_stream(BENCH_BYTES, BLOCK)
 
     def one_round() -> None:
         engine.append(BENCH_BYTES / asyncio.run(engine_stream()))

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from i6p import _core
+from i6p._core import testing
 from i6p.bench import scratch_dir
 
 from .bench_sessions import python_stream
@@ -101,7 +101,7 @@ async def _rounds(rounds: int) -> dict[str, list[float]]:
         _fill(src, BENCH_BYTES)
         for _ in range(rounds):
             cpu = os.times()
-            seconds = await _core._bench_raw_quinn(BENCH_BYTES)
+            seconds = await testing.bench_raw_quinn(BENCH_BYTES)
             after = os.times()
             r["baseline"].append(BENCH_BYTES / seconds)
             r["baseline_cpu"].append((after.user + after.system - cpu.user - cpu.system) / gb)

@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from i6p import Identity, Node, PeerId, Session, Stream, Ticket
+from i6p._core import testing
 from i6p.errors import I6PError
 
 from .test_protocol import frame, read_frame
@@ -136,9 +137,9 @@ class Tally:
 
 async def raw_provider_session(node: Node, peer: PeerId, addr: str) -> Session:
     """A raw session past a hand-made HELLO exchange."""
-    raw = Session(await node._core._connect_raw(peer, addr))
+    raw = Session(await testing.connect_raw(node._core, peer, addr))
     control = await raw.open_stream()
-    await control.write(raw._core._signed_hello([]))
+    await control.write(testing.signed_hello(raw._core, []))
     for _ in range(2):  # the provider's HELLO and PEER_INFO
         await asyncio.wait_for(read_frame(control), 10)
     return raw
@@ -230,7 +231,7 @@ async def flood_datagrams(
         while not stop.is_set() and time.monotonic() < start + seconds:
             for i in range(batch):
                 try:
-                    session._core._send_datagram(junk[i % 2])
+                    testing.send_datagram(session._core, junk[i % 2])
                     tally.attempts += 1
                 except I6PError:
                     tally.failures += 1

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from i6p import Ticket
+from i6p._core import testing
 from i6p.errors import IntegrityError
 
 from .conftest import NodeFactory
@@ -28,7 +29,7 @@ async def test_fec_round_trip_on_loopback(
     result = await fetcher.fetch(ticket, dest, mode="fec")
     assert (result.hash, result.size) == (expected, size)
     assert b3_file(dest) == expected
-    assert result.fec is not None and result.fec["shards_received"] > 0
+    assert result.fec is not None and result.fec.shards_received > 0
 
 
 async def test_fec_fetch_through_five_percent_loss(make_node: NodeFactory, tmp_path: Path) -> None:
@@ -47,11 +48,11 @@ async def test_fec_fetch_through_five_percent_loss(make_node: NodeFactory, tmp_p
     # Shards were lost on the way (5 % of datagrams), and the fetch still got everything.
     assert relay.stats["up"]["dropped_loss"] + relay.stats["down"]["dropped_loss"] > 0
     fec = result.fec
-    assert fec is not None and fec["shards_received"] > size // 2000
+    assert fec is not None and fec.shards_received > size // 2000
     # The receiver saw the loss and reported it: about 5 % (the relay's random loss).
-    lost = fec["shards_lost"] / (fec["shards_received"] + fec["shards_lost"])
+    lost = fec.shards_lost / (fec.shards_received + fec.shards_lost)
     assert 0.02 < lost < 0.15, fec
-    assert 0.01 < fec["loss"] < 0.2, fec
+    assert 0.01 < fec.loss < 0.2, fec
 
 
 @pytest.mark.parametrize("mode", ["plain", "fec", "fec-combined"])
@@ -67,7 +68,7 @@ async def test_three_providers_one_killed_one_corrupt(
     expected = write_random(src, size)
     honest, doomed, liar = await make_node(), await make_node(), await make_node()
     fetcher = await make_node()
-    liar._core._set_provider_faults(8)  # a flipped bit in every group's data
+    testing.set_provider_faults(liar._core, testing.FLIPPED_DATA)
     killed: list[asyncio.Task[None]] = []
 
     def progress(done: int, total: int) -> None:
@@ -96,16 +97,16 @@ async def test_three_providers_one_killed_one_corrupt(
     assert killed, "the fetch finished before the kill"
     await killed[0]
     assert result.hash == expected and b3_file(dest) == expected
-    assert set(result.providers) == {str(n.peer_id) for n in (honest, doomed, liar)}
-    assert str(liar.peer_id) in result.dropped
-    assert "hash mismatch" in result.dropped[str(liar.peer_id)]
-    assert str(doomed.peer_id) in result.dropped
-    assert 0 < result.providers[str(doomed.peer_id)] < size
-    assert str(honest.peer_id) not in result.dropped
-    assert result.providers[str(honest.peer_id)] > size // 2
+    assert set(result.providers) == {n.peer_id for n in (honest, doomed, liar)}
+    assert liar.peer_id in result.dropped
+    assert "hash mismatch" in result.dropped[liar.peer_id]
+    assert doomed.peer_id in result.dropped
+    assert 0 < result.providers[doomed.peer_id] < size
+    assert honest.peer_id not in result.dropped
+    assert result.providers[honest.peer_id] > size // 2
     assert result.bytes_fetched == sum(result.providers.values())
     if mode == "fec-combined":
-        assert result.fec is not None and result.fec["stripes_combined"] > 0, result.fec
+        assert result.fec is not None and result.fec.stripes_combined > 0, result.fec
 
 
 @pytest.mark.parametrize("mode", ["plain", "fec"])
@@ -131,7 +132,7 @@ async def test_a_fast_provider_takes_over_a_slow_ones_batches(
     assert result.hash == expected and b3_file(dest) == expected
     assert not result.dropped
     # Half the batches were the slow provider's at first; it delivered far less than that.
-    slow_bytes = result.providers[str(slow.peer_id)]
+    slow_bytes = result.providers[slow.peer_id]
     assert 0 < slow_bytes < size // 4, result.providers
     assert result.bytes_fetched <= size + 8 * GROUP, result.providers
 
@@ -161,13 +162,13 @@ async def test_any_k_shards_from_several_providers_rebuild_a_stripe(
     assert result.hash == expected and b3_file(dest) == expected
     assert not result.dropped and result.failed_groups == 0
     fec = result.fec
-    assert fec is not None and fec["shards_lost"] > 0, fec
+    assert fec is not None and fec.shards_lost > 0, fec
     # Every stripe not repaired whole was rebuilt from both providers' shards.
     stripes = -(-size // (32 * 1104))
-    assert fec["stripes_combined"] + fec["stripes_repaired"] >= stripes * 0.95, fec
-    assert fec["stripes_combined"] > stripes // 2, fec
+    assert fec.stripes_combined + fec.stripes_repaired >= stripes * 0.95, fec
+    assert fec.stripes_combined > stripes // 2, fec
     for node in (one, two):
-        assert result.providers[str(node.peer_id)] > size // 4, result.providers
+        assert result.providers[node.peer_id] > size // 4, result.providers
     assert result.bytes_fetched == sum(result.providers.values())
 
 
@@ -182,7 +183,7 @@ async def test_forged_shards_are_dropped(
     src, dest = tmp_path / "src", tmp_path / "dest"
     expected = write_random(src, 6 * GROUP + 777)
     forger, honest, fetcher = await make_node(), await make_node(), await make_node()
-    forger._core._set_provider_faults(16)
+    testing.set_provider_faults(forger._core, testing.FORGED_SHARDS)
     providers = [forger, honest] if combine else [forger]
     tickets = [n.ticket(await n.add_path(src)) for n in providers]
     result = await fetcher.fetch(tickets, dest, mode="fec", fec_combine=combine)
@@ -191,8 +192,8 @@ async def test_forged_shards_are_dropped(
     fec = result.fec
     assert fec is not None
     if combine:
-        assert fec["stripes_combined"] > 0, fec
-    assert result.providers[str(forger.peer_id)] > 0
+        assert fec.stripes_combined > 0, fec
+    assert result.providers[forger.peer_id] > 0
 
 
 async def test_unreachable_provider_is_reported_and_skipped(
@@ -205,8 +206,8 @@ async def test_unreachable_provider_is_reported_and_skipped(
     await gone.close()
     result = await fetcher.fetch(tickets, dest)
     assert b3_file(dest) == expected
-    assert list(result.dropped) == [str(gone.peer_id)]
-    assert result.providers[str(good.peer_id)] == 3 * GROUP
+    assert list(result.dropped) == [gone.peer_id]
+    assert result.providers[good.peer_id] == 3 * GROUP
 
 
 async def test_one_ticket_listing_several_providers(make_node: NodeFactory, tmp_path: Path) -> None:
@@ -224,7 +225,7 @@ async def test_one_ticket_listing_several_providers(make_node: NodeFactory, tmp_
         Ticket.join([tickets[0], tickets[0]])
     result = await fetcher.fetch(text, dest, request_size=GROUP)
     assert b3_file(dest) == expected
-    assert set(result.providers) == {str(one.peer_id), str(two.peer_id)}
+    assert set(result.providers) == {one.peer_id, two.peer_id}
 
 
 async def test_tickets_for_different_blobs_are_refused(
@@ -241,7 +242,7 @@ async def test_tickets_for_different_blobs_are_refused(
 
 @pytest.mark.parametrize(
     ("faults", "fragment"),
-    [(1, "hash mismatch"), (8, "hash mismatch")],
+    [(testing.WRONG_PROOF, "hash mismatch"), (testing.FLIPPED_DATA, "hash mismatch")],
     ids=["wrong-proof", "flipped-data"],
 )
 async def test_lying_fec_provider_is_caught(
@@ -253,12 +254,12 @@ async def test_lying_fec_provider_is_caught(
     expected = write_random(src, 10 * GROUP + 999)
     liar, fetcher = await make_node(), await make_node()
     ticket = liar.ticket(await liar.add_path(src))
-    liar._core._set_provider_faults(faults)
+    testing.set_provider_faults(liar._core, faults)
     with pytest.raises(IntegrityError) as info:
         await fetcher.fetch(ticket, dest, mode="fec")
     assert info.value.provider == str(liar.peer_id)
     assert fragment in info.value.detail, info.value.detail
-    liar._core._set_provider_faults(0)
+    testing.set_provider_faults(liar._core, 0)
     result = await fetcher.fetch(ticket, dest, mode="fec")
     assert result.bytes_reused + result.bytes_fetched == result.size
     assert b3_file(dest) == expected
@@ -272,7 +273,7 @@ async def test_lying_fec_provider_is_caught(
         ({"mode": "fec", "fec_shape": (32, 0, 4)}, "FEC options"),
         ({"mode": "fec", "fec_shape": (32, 5, 4)}, "FEC options"),
         ({"mode": "fec", "fec_shape": (250, 1, 10)}, "FEC options"),
-        ({"mode": "fec", "shard_size": 100}, "shard size 100"),
+        ({"mode": "fec", "shard_size": 100}, "shard_size must be"),
     ],
 )
 async def test_bad_fec_options_are_clear_errors(

@@ -14,6 +14,7 @@ import struct
 
 import pytest
 from i6p import Node, Session, Stream
+from i6p._core import testing
 from i6p.errors import ConnectionLost, StreamReset
 
 from .conftest import NodeFactory, connect_pair, loopback
@@ -32,7 +33,7 @@ async def read_frame(stream: Stream) -> tuple[int, bytes]:
 
 
 async def raw_session(dialer: Node, listener: Node) -> Session:
-    core = await dialer._core._connect_raw(listener.peer_id, loopback(listener))
+    core = await testing.connect_raw(dialer._core, listener.peer_id, loopback(listener))
     return Session(core)
 
 
@@ -54,7 +55,7 @@ async def still_serving(listener: Node, make_node: NodeFactory) -> None:
 async def handshake(raw: Session) -> Stream:
     """A complete, valid HELLO exchange done by hand."""
     control = await raw.open_stream()
-    await control.write(raw._core._signed_hello([("raw", "yes")]))
+    await control.write(testing.signed_hello(raw._core, [("raw", "yes")]))
     kind, _ = await read_frame(control)
     assert kind == HELLO
     kind, payload = await read_frame(control)
@@ -75,11 +76,11 @@ async def test_hello_replayed_from_another_connection_is_rejected(
     make_node: NodeFactory,
 ) -> None:
     a, b = await make_node(), await make_node()
-    recorded = (await raw_session(a, b))._core._signed_hello()
+    recorded = testing.signed_hello((await raw_session(a, b))._core)
     replay = await raw_session(a, b)
     # A HELLO signed for this connection differs: only the channel binding changed. (Taken
     # before the listener closes the connection, after which no keys can be exported.)
-    assert replay._core._signed_hello() != recorded
+    assert testing.signed_hello(replay._core) != recorded
     control = await replay.open_stream()
     await control.write(recorded)
     await expect_protocol_error(control, "bad signature on hello")

@@ -6,12 +6,13 @@ The transport runs in a Rust engine (``i6p._core``); this package is its typed a
 from __future__ import annotations
 
 import atexit
+import logging
 
 from . import _core, erasure, errors
 from .identity import Identity, PeerId, default_identity_path
 from .node import Limits, Node, NodeLoad
 from .session import Session, SessionStats, Stream
-from .transfer import Blob, FetchResult, Ticket
+from .transfer import Blob, FecStats, FetchOptions, FetchResult, Ticket
 
 __version__: str = _core.__version__
 PROTOCOL_VERSION: int = _core.PROTOCOL_VERSION
@@ -19,6 +20,8 @@ PROTOCOL_VERSION: int = _core.PROTOCOL_VERSION
 __all__ = [
     "PROTOCOL_VERSION",
     "Blob",
+    "FecStats",
+    "FetchOptions",
     "FetchResult",
     "Identity",
     "Limits",
@@ -34,6 +37,10 @@ __all__ = [
     "erasure",
     "errors",
 ]
+
+# The engine logs under "i6p" (i6p.net.fetch, i6p.net.node, ...); like any library, it leaves
+# where records go to the application, and stays silent if the application configures nothing.
+logging.getLogger("i6p").addHandler(logging.NullHandler())
 
 # Stop the engine's threads before the interpreter tears down, without holding the GIL.
 atexit.register(_core.shutdown)

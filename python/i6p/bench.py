@@ -18,10 +18,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import _core
+from ._core import testing
 from .identity import Identity
 from .node import Limits, Node
-from .transfer import Ticket
+from .transfer import FetchOptions, Ticket
+
+# The engine's fetch defaults, which the settings below start from.
+_DEFAULTS = FetchOptions()
 
 __all__ = [
     "Figure",
@@ -75,8 +78,8 @@ class Figure:
 class Settings:
     """Transfer settings that ``tune`` varies."""
 
-    streams: int = 8
-    group_size: int = 256 * 1024
+    streams: int = _DEFAULTS.streams
+    group_size: int = _DEFAULTS.group_size
     window: str = "auto"
 
     def describe(self) -> str:
@@ -117,7 +120,7 @@ async def raw_quinn(total: int, rounds: int, *, congestion: str = "cubic") -> tu
     rate, cpu = Figure("raw quinn stream", "B/s"), Figure("raw quinn CPU", "s/GB")
     for _ in range(rounds):
         c0 = time.process_time()
-        seconds = await _core._bench_raw_quinn(total, congestion=congestion)
+        seconds = await testing.bench_raw_quinn(total, congestion=congestion)
         cpu.values.append((time.process_time() - c0) / (total / 1e9))
         rate.values.append(total / seconds)
     return rate, cpu

@@ -16,7 +16,7 @@ from . import __version__
 from .errors import I6PError
 from .identity import Identity, default_identity_path
 from .node import Node
-from .transfer import FetchResult, Ticket
+from .transfer import FetchOptions, FetchResult, Ticket
 
 __all__ = ["main"]
 
@@ -154,16 +154,19 @@ async def _get(args: argparse.Namespace) -> FetchResult:
         state_dir=_state_dir(args.identity),
     ) as node:
         with bar:
-            return await node.fetch(
-                tickets,
-                dest,
-                progress=update,
-                overwrite=args.overwrite,
-                group_size=args.group_size,
-                streams=args.streams,
-                mode=args.mode,
-                fec_combine=args.combine,
-            )
+            return await node.fetch(tickets, dest, progress=update, options=_fetch_options(args))
+
+
+def _fetch_options(args: argparse.Namespace) -> FetchOptions:
+    """The options given on the command line; the engine's defaults for the rest."""
+    given = {
+        "overwrite": args.overwrite or None,
+        "group_size": args.group_size,
+        "streams": args.streams,
+        "mode": args.mode,
+        "fec_combine": args.combine or None,
+    }
+    return FetchOptions(**{k: v for k, v in given.items() if v is not None})
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
@@ -322,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="i6p", description="Peer-to-peer sessions and verified transfers on QUIC."
     )
     parser.add_argument("--version", action="version", version=f"i6p {__version__}")
+    defaults = FetchOptions()  # the engine's, shown in the help
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_identity(p: argparse.ArgumentParser) -> None:
@@ -370,13 +374,19 @@ def build_parser() -> argparse.ArgumentParser:
     with_identity(p_get)
     p_get.add_argument("--addr", default="[::]:0", help="local address (default [::]:0)")
     p_get.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    p_get.add_argument("--group-size", type=_size, default=256 << 10, help="chunk group size")
-    p_get.add_argument("--streams", type=int, default=8, help="requests in flight (default 8)")
+    p_get.add_argument(
+        "--group-size",
+        type=_size,
+        help=f"chunk group size (default {defaults.group_size >> 10}KiB)",
+    )
+    p_get.add_argument(
+        "--streams", type=int, help=f"requests in flight (default {defaults.streams})"
+    )
     p_get.add_argument(
         "--mode",
         choices=["plain", "fec"],
-        default="plain",
-        help="fec: Reed-Solomon shards in datagrams, for lossy or long links (default plain)",
+        help="fec: Reed-Solomon shards in datagrams, for lossy or long links "
+        f"(default {defaults.mode})",
     )
     p_get.add_argument(
         "--combine",
@@ -399,8 +409,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("ticket", nargs="?", help="a ticket from `i6p send` on the other host")
     p_bench.add_argument("--size", type=_size, default=256 << 20, help="local blob (256MiB)")
     p_bench.add_argument("--rounds", type=int, default=3, help="rounds per figure (default 3)")
-    p_bench.add_argument("--streams", type=int, default=8, help="requests in flight (8)")
-    p_bench.add_argument("--group-size", type=_size, default=256 << 10, help="chunk group")
+    p_bench.add_argument(
+        "--streams",
+        type=int,
+        default=defaults.streams,
+        help=f"requests in flight ({defaults.streams})",
+    )
+    p_bench.add_argument(
+        "--group-size",
+        type=_size,
+        default=defaults.group_size,
+        help=f"chunk group ({defaults.group_size >> 10}KiB)",
+    )
     p_bench.add_argument("--window", default="auto", help="auto, quinn, or bytes")
     p_bench.add_argument("--dir", help="where blobs are written (default: a tmpfs if any)")
     p_bench.add_argument(

@@ -7,13 +7,13 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, NamedTuple
+from typing import NamedTuple, Unpack
 
 from . import _core
 from ._addr import Address, resolve
 from .identity import Identity, PeerId
 from .session import Session
-from .transfer import Blob, FetchResult, Ticket
+from .transfer import Blob, FetchChanges, FetchOptions, FetchResult, Ticket
 
 Progress = Callable[[int, int], object]
 
@@ -233,31 +233,29 @@ class Node:
         dest: str | os.PathLike[str],
         *,
         progress: Progress | None = None,
-        overwrite: bool = False,
-        group_size: int = 256 * 1024,
-        streams: int = 8,
-        max_failures: int = 3,
-        request_size: int = 16 << 20,
-        reconnects: int = 5,
-        backoff: float = 0.25,
-        mode: Literal["plain", "fec"] = "plain",
-        fec_shape: tuple[int, int, int] = (32, 1, 8),
-        shard_size: int | None = None,
-        fec_combine: bool = False,
+        options: FetchOptions | None = None,
+        **changes: Unpack[FetchChanges],
     ) -> FetchResult:
         """Fetches the ticket's blob into ``dest``, verified and resumable.
+
+        How the fetch runs is ``options`` (an ``i6p.FetchOptions``; ``FetchOptions()`` holds
+        the engine's defaults), with any of its fields given as keyword arguments instead or
+        on top: ``node.fetch(t, dest, streams=4)`` is
+        ``node.fetch(t, dest, options=FetchOptions(streams=4))``. A bad value raises
+        ``ValueError`` (or ``TypeError`` for a wrong type) before anything is fetched.
 
         Given several tickets for the same blob (or a ticket string listing several
         providers, as ``Ticket.join`` writes), the providers are fetched from at once:
         they share the work, and one that is unreachable, disconnects, or serves data that
         fails verification (``max_failures`` times) is dropped while the others finish the
         fetch. ``result.providers`` says what each sent, ``result.dropped`` which were
-        dropped and why.
+        dropped and why, both keyed by ``PeerId``.
 
         Data goes to ``DEST.i6p-part`` with its state in ``DEST.i6p-state``; when every chunk
-        group is verified the file is renamed to ``dest``. Running the same fetch again after
-        a crash or a dropped link fetches only what is missing. ``progress(done, total)`` is
-        called at most 10 times a second with bytes verified on disk.
+        group is verified the file is renamed to ``dest`` (an existing file is replaced only
+        with ``overwrite``). Running the same fetch again after a crash or a dropped link
+        fetches only what is missing. ``progress(done, total)`` is called at most 10 times a
+        second with bytes verified on disk.
 
         Tuning: ``streams`` requests are in flight at once, each on its own stream of the one
         connection and asking for ``request_size`` bytes of consecutive chunk groups of
@@ -284,63 +282,30 @@ class Node:
         batches that follow. Combining measured slower than separate batches so far (see
         ``benches/bench_fec.py``), hence off by default.
         """
+        if changes:
+            options = (options or FetchOptions()).replace(**changes)
         singles = [ticket] if isinstance(ticket, (str, Ticket)) else list(ticket)
         tickets = [
             one for t in singles for one in (Ticket.parse_all(t) if isinstance(t, str) else [t])
         ]
-        awaitable, live = self._core.fetch(
-            tickets,
-            Path(dest),
-            overwrite=overwrite,
-            group_size=group_size,
-            streams=streams,
-            max_failures=max_failures,
-            request_size=request_size,
-            reconnects=reconnects,
-            backoff=backoff,
-            mode=mode,
-            fec_shape=fec_shape,
-            shard_size=shard_size,
-            fec_combine=fec_combine,
-        )
+        awaitable, live = self._core.fetch(tickets, Path(dest), options)
         if progress is None:
-            raw = await awaitable
-        else:
-            task = asyncio.ensure_future(awaitable)
-            try:
-                while not task.done():
-                    progress(live.done, live.total)
-                    await asyncio.wait({task}, timeout=0.1)
-            except BaseException:
-                task.cancel()
-                raise
-            raw = task.result()
-            progress(live.done, live.total)
-        digest, size, fetched, reused, duration, failed, path, providers, fec = raw
-        return FetchResult(
-            digest,
-            size,
-            fetched,
-            reused,
-            duration,
-            failed,
-            Path(path),
-            providers={peer: sent for peer, sent, _ in providers},
-            dropped={peer: why for peer, _, why in providers if why is not None},
-            fec=None
-            if fec is None
-            else {
-                "shards_received": fec[0],
-                "shards_lost": fec[1],
-                "stripes_repaired": fec[2],
-                "stripes_combined": fec[3],
-                "loss": fec[4],
-            },
-        )
+            return await awaitable
+        task = asyncio.ensure_future(awaitable)
+        try:
+            while not task.done():
+                progress(live.done, live.total)
+                await asyncio.wait({task}, timeout=0.1)
+        except BaseException:
+            task.cancel()
+            raise
+        result = task.result()
+        progress(live.done, live.total)
+        return result
 
     async def read_range(self, ticket: Ticket | str, offset: int, length: int) -> bytes:
         """Verified bytes ``offset .. offset+length`` of the blob, fetching only the chunk
-        groups they span."""
+        groups they span. ``ValueError`` if the range is empty or not within the blob."""
         if isinstance(ticket, str):
             ticket = Ticket.parse(ticket)
         return await self._core.read_range(ticket, offset, length)

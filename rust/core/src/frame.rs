@@ -11,35 +11,7 @@ pub const FRAME_HEADER_LEN: usize = 5;
 /// The largest payload a control frame may carry (1 MiB).
 pub const MAX_FRAME_PAYLOAD: u32 = 1 << 20;
 
-/// The control frame types this version knows. Unknown types are skipped by receivers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum FrameType {
-    /// Signed handshake message, the first frame in each direction.
-    Hello = 0x01,
-    /// The address the sender observes for the receiver.
-    PeerInfo = 0x02,
-    /// Liveness and RTT probe.
-    Ping = 0x03,
-    /// Answer to a PING, echoing its nonce.
-    Pong = 0x04,
-    /// Graceful close with a code and a reason.
-    Close = 0x05,
-}
-
-impl FrameType {
-    /// The known type for a wire byte, if any.
-    pub fn from_byte(b: u8) -> Option<Self> {
-        Some(match b {
-            0x01 => Self::Hello,
-            0x02 => Self::PeerInfo,
-            0x03 => Self::Ping,
-            0x04 => Self::Pong,
-            0x05 => Self::Close,
-            _ => return None,
-        })
-    }
-}
+pub use crate::kinds::FrameType;
 
 /// A decoded and bounds-checked frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,7 @@
 
 #![deny(missing_docs)]
 
+pub mod codes;
 pub mod erasure;
 pub mod error;
 pub mod fec;
@@ -16,9 +17,11 @@ pub mod frame;
 pub mod fuzzing;
 pub mod hello;
 pub mod identity;
+pub mod kinds;
 pub mod messages;
 pub mod partial;
 pub mod peer_id;
+pub mod schedule;
 pub mod ticket;
 pub mod transfer;
 pub mod tree;

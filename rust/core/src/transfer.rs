@@ -9,17 +9,12 @@ use crate::error::{CoreError, Result};
 use crate::tree::{check_group_log, group_count, Cv, MAX_PROOF_LEN};
 use crate::wire::{put_string, Reader};
 
-/// First byte of every stream an application opens.
-pub const STREAM_KIND_APP: u8 = 0;
-/// First byte of every blob transfer stream.
-pub const STREAM_KIND_BLOBS: u8 = 1;
-
-/// Frame type of a GET request.
-pub const FRAME_GET: u8 = 0x10;
-/// Frame type of a BLOB answer.
-pub const FRAME_BLOB: u8 = 0x11;
-/// Frame type of an ERROR answer.
-pub const FRAME_ERROR: u8 = 0x12;
+pub use crate::codes::ErrorCode;
+/// First byte of every stream an application opens (registered in [`crate::kinds`]).
+pub use crate::kinds::STREAM_APP as STREAM_KIND_APP;
+/// First byte of every blob transfer stream (registered in [`crate::kinds`]).
+pub use crate::kinds::STREAM_BLOBS as STREAM_KIND_BLOBS;
+pub use crate::kinds::{FRAME_BLOB, FRAME_ERROR, FRAME_GET};
 
 /// At most this many ranges in one GET.
 pub const MAX_RANGES: usize = 1024;
@@ -27,36 +22,6 @@ pub const MAX_RANGES: usize = 1024;
 pub const MAX_ERROR_MESSAGE: usize = 1024;
 /// Bytes before the proof in a group record.
 pub const GROUP_HEADER_LEN: usize = 9;
-
-/// Why a provider refused a GET.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u16)]
-pub enum ErrorCode {
-    /// The provider does not have this blob.
-    NotFound = 1,
-    /// The requester is not on the provider's allow-list.
-    Forbidden = 2,
-    /// The provider has the blob but cannot read it now.
-    Unavailable = 3,
-    /// The request was malformed or asked for groups beyond the blob.
-    BadRequest = 4,
-    /// The provider is serving as many requests as its limits allow (for the node, or for
-    /// this requester); a later request may succeed.
-    Busy = 5,
-}
-
-impl ErrorCode {
-    /// The code for a wire value (unknown values read as `Unavailable`).
-    pub fn from_u16(v: u16) -> Self {
-        match v {
-            1 => Self::NotFound,
-            2 => Self::Forbidden,
-            4 => Self::BadRequest,
-            5 => Self::Busy,
-            _ => Self::Unavailable,
-        }
-    }
-}
 
 /// GET: which groups of which blob, at which group size.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -351,21 +351,23 @@ fn build(leaves: &[Cv], nodes: &mut [Cv], len: u64, parallel: bool) -> Cv {
     cv
 }
 
-/// Hashes a file into its [`Outboard`], in parallel over 1 MiB blocks with positioned reads
-/// (the file is never read whole into memory).
+/// Hashes `size` bytes read through `read_exact_at(buf, offset)` (a file's positioned reads,
+/// say) into their [`Outboard`], in parallel over 1 MiB blocks; the bytes are never held
+/// whole in memory. The reader is the caller's: this crate does no I/O.
 ///
 /// Each task reads its block 128 KiB at a time into a buffer it keeps: the buffer stays in
 /// cache while its leaves are hashed, so reading through the page cache costs about what
 /// hashing a memory map does (a fresh, zeroed 1 MiB buffer per block was measurably slower).
-pub fn hash_file(file: &std::fs::File) -> std::io::Result<Outboard> {
+pub fn hash_positioned<R>(size: u64, read_exact_at: R) -> std::io::Result<Outboard>
+where
+    R: Fn(&mut [u8], u64) -> std::io::Result<()> + Sync,
+{
     use rayon::prelude::*;
-    use std::os::unix::fs::FileExt;
     const BLOCK: u64 = 1 << 20;
     const READ: usize = 128 << 10;
-    let size = file.metadata()?.len();
     if size <= 1 << LEAF_LOG {
         let mut buf = vec![0u8; size as usize];
-        file.read_exact_at(&mut buf, 0)?;
+        read_exact_at(&mut buf, 0)?;
         return Ok(Outboard::from_bytes(&buf));
     }
     let blocks = size.div_ceil(BLOCK);
@@ -379,7 +381,7 @@ pub fn hash_file(file: &std::fs::File) -> std::io::Result<Outboard> {
                 let mut at = start;
                 while at < end {
                     let piece = &mut buf[..(end - at).min(READ as u64) as usize];
-                    file.read_exact_at(piece, at)?;
+                    read_exact_at(piece, at)?;
                     cvs.extend(
                         piece
                             .chunks(1 << LEAF_LOG)
@@ -444,8 +446,7 @@ mod tests {
     }
 
     #[test]
-    fn hash_file_matches_the_in_memory_tree() {
-        let path = std::env::temp_dir().join(format!("i6p-tree-test-{}", std::process::id()));
+    fn positioned_hashing_matches_the_in_memory_tree() {
         let sizes = [
             0usize,
             1,
@@ -456,14 +457,19 @@ mod tests {
         ];
         for size in sizes {
             let blob = data(size);
-            std::fs::write(&path, &blob).unwrap();
-            let ob = hash_file(&std::fs::File::open(&path).unwrap()).unwrap();
+            let read_at = |buf: &mut [u8], at: u64| {
+                let at = at as usize;
+                buf.copy_from_slice(&blob[at..at + buf.len()]);
+                Ok(())
+            };
+            let ob = hash_positioned(size as u64, read_at).unwrap();
             let expected = Outboard::from_bytes(&blob);
             assert_eq!(ob.root(), *blake3::hash(&blob).as_bytes(), "size {size}");
             assert_eq!(ob.leaves, expected.leaves, "size {size}");
             assert_eq!(ob.nodes, expected.nodes, "size {size}");
         }
-        std::fs::remove_file(&path).unwrap();
+        let failing = |_: &mut [u8], _: u64| Err(std::io::Error::other("bad sector"));
+        assert!(hash_positioned(5 << 20, failing).is_err());
     }
 
     #[test]

@@ -49,40 +49,7 @@ fn endpoint(
 /// returns the time from the first write to the last byte read.
 pub async fn raw_quinn_stream(total: u64, block: usize, config: &NodeConfig) -> Result<Duration> {
     let block = block.max(1);
-    let (server_id, client_id) = (Identity::generate(), Identity::generate());
-    let server_tls = TlsIdentity::new(&server_id)?;
-    let client_tls = TlsIdentity::new(&client_id)?;
-    let crypto = QuicServerConfig::try_from(tls::server_crypto(
-        &server_tls,
-        Arc::new(ServerSessions::in_memory()),
-    )?)
-    .map_err(|e| NetError::Tls(e.to_string()))?;
-    let (server, _) = endpoint(
-        Some(quinn::ServerConfig::with_crypto(Arc::new(crypto))),
-        config,
-    )?;
-    let (client, transport) = endpoint(None, config)?;
-    let (crypto, _) = tls::client_crypto(&client_tls, Arc::new(PeerSessions::default()))?;
-    let crypto = QuicClientConfig::try_from(crypto).map_err(|e| NetError::Tls(e.to_string()))?;
-    let mut client_config = quinn::ClientConfig::new(Arc::new(crypto));
-    client_config.transport_config(transport);
-    let server_addr = loopback(server.local_addr()?.port());
-    let connecting = client
-        .connect_with(
-            client_config,
-            server_addr,
-            &dial_name(&server_id.peer_id(), 0),
-        )
-        .map_err(|e| NetError::Handshake(e.to_string()))?;
-    let incoming = server
-        .accept()
-        .await
-        .ok_or_else(|| NetError::Handshake("no incoming connection".into()))?;
-    let (ours, theirs) = tokio::join!(connecting, incoming);
-    let (ours, theirs) = (
-        ours.map_err(|e| NetError::Handshake(e.to_string()))?,
-        theirs.map_err(|e| NetError::Handshake(e.to_string()))?,
-    );
+    let (client, ours, theirs) = raw_quinn_pair(config).await?;
     let data = Bytes::from(vec![0x5a; block]);
     let start = Instant::now();
     let sender = tokio::spawn(async move {
@@ -127,6 +94,48 @@ pub async fn raw_quinn_stream(total: u64, block: usize, config: &NodeConfig) -> 
     theirs.close(0u32.into(), b"done");
     client.wait_idle().await;
     Ok(elapsed)
+}
+
+/// A bare quinn connection over loopback with the node's TLS and transport settings: the
+/// client endpoint and both ends of the connection.
+async fn raw_quinn_pair(
+    config: &NodeConfig,
+) -> Result<(quinn::Endpoint, quinn::Connection, quinn::Connection)> {
+    let (server_id, client_id) = (Identity::generate(), Identity::generate());
+    let server_tls = TlsIdentity::new(&server_id)?;
+    let client_tls = TlsIdentity::new(&client_id)?;
+    let crypto = QuicServerConfig::try_from(tls::server_crypto(
+        &server_tls,
+        Arc::new(ServerSessions::in_memory()),
+    )?)
+    .map_err(|e| NetError::Tls(e.to_string()))?;
+    let (server, _) = endpoint(
+        Some(quinn::ServerConfig::with_crypto(Arc::new(crypto))),
+        config,
+    )?;
+    let (client, transport) = endpoint(None, config)?;
+    let (crypto, _) = tls::client_crypto(&client_tls, Arc::new(PeerSessions::default()))?;
+    let crypto = QuicClientConfig::try_from(crypto).map_err(|e| NetError::Tls(e.to_string()))?;
+    let mut client_config = quinn::ClientConfig::new(Arc::new(crypto));
+    client_config.transport_config(transport);
+    let server_addr = loopback(server.local_addr()?.port());
+    let connecting = client
+        .connect_with(
+            client_config,
+            server_addr,
+            &dial_name(&server_id.peer_id(), 0),
+        )
+        .map_err(|e| NetError::Handshake(e.to_string()))?;
+    let incoming = server
+        .accept()
+        .await
+        .ok_or_else(|| NetError::Handshake("no incoming connection".into()))?;
+    let (ours, theirs) = tokio::join!(connecting, incoming);
+    let (ours, theirs) = (
+        ours.map_err(|e| NetError::Handshake(e.to_string()))?,
+        theirs.map_err(|e| NetError::Handshake(e.to_string()))?,
+    );
+    Ok((client, ours, theirs))
 }
 
 async fn node_pair(config: &NodeConfig) -> Result<(Node, Node, crate::Session, crate::Session)> {

@@ -13,13 +13,13 @@
 use crate::control::{codes, read_frame, write_frame_raw};
 use crate::limits::{Limits, RequestSlot, Requests, SLOT_WAIT};
 use crate::session::Session;
+use crate::storage::hash_file;
 use bytes::{Bytes, BytesMut};
-use i6p_core::fec::{FecRequest, FRAME_FEC_GET};
-use i6p_core::transfer::{
-    encode_blob, encode_group_header, ErrorCode, GetRequest, TransferError, FRAME_BLOB,
-    FRAME_ERROR, FRAME_GET,
-};
-use i6p_core::tree::{group_range, hash_file, Outboard, LEAF_LOG};
+use i6p_core::codes::ErrorCode;
+use i6p_core::fec::FecRequest;
+use i6p_core::kinds::{FRAME_BLOB, FRAME_ERROR, FRAME_FEC_GET, FRAME_GET};
+use i6p_core::transfer::{encode_blob, encode_group_header, GetRequest, TransferError};
+use i6p_core::tree::{group_range, Outboard, LEAF_LOG};
 use i6p_core::PeerId;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -72,8 +72,6 @@ pub struct BlobStore {
     faults: std::sync::atomic::AtomicU8,
     allowed: RwLock<Option<HashSet<PeerId>>>,
     served: RwLock<Served>,
-    /// Requests (PING, GET) this node served before a handshake completed (0-RTT).
-    early_requests: std::sync::atomic::AtomicU64,
 }
 
 impl BlobStore {
@@ -84,7 +82,6 @@ impl BlobStore {
             limits: limits.clone(),
             blobs: RwLock::default(),
             faults: Default::default(),
-            early_requests: Default::default(),
             allowed: RwLock::default(),
             served: RwLock::default(),
         }
@@ -99,18 +96,6 @@ impl BlobStore {
     /// up to [`SLOT_WAIT`] for the node to have one.
     pub(crate) async fn take_slot(&self, peer: PeerId) -> Result<RequestSlot, &'static str> {
         self.requests.take(peer, SLOT_WAIT).await
-    }
-
-    /// Counts a request served as early data on any of the node's sessions.
-    pub(crate) fn note_early(&self) {
-        self.early_requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Requests this node served before their session's handshake completed.
-    pub fn early_requests(&self) -> u64 {
-        self.early_requests
-            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Hashes the file at `path` and serves it. Blocking: run it off the async threads.
@@ -332,18 +317,30 @@ impl BlobStore {
     }
 }
 
-/// Handles one GET stream from `session`'s peer.
-pub(crate) async fn serve(
-    store: Arc<BlobStore>,
-    session: Session,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-) {
+/// A request read, authorized and checked, holding one of the node's request slots.
+pub(crate) struct Accepted {
+    /// The groups asked for.
+    pub(crate) get: GetRequest,
+    /// The FEC parameters, for a FEC GET.
+    pub(crate) fec: Option<FecRequest>,
+    /// The blob asked for.
+    pub(crate) blob: Arc<Blob>,
+    /// Given back when the request ends.
+    pub(crate) slot: RequestSlot,
+}
+
+/// Reads the GET (or FEC GET) of a blob stream from `session`'s peer and answers it: with
+/// ERROR (then `None`) or with BLOB, after which the caller serves the groups.
+pub(crate) async fn accept(
+    store: &BlobStore,
+    session: &Session,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+) -> Option<Accepted> {
     let peer = session.remote_peer_id();
-    let limits = store.limits.clone();
     let refuse = |code: ErrorCode, message: String| TransferError { code, message };
     let answer = async {
-        let frame = match tokio::time::timeout(GET_TIMEOUT, read_frame(&mut recv)).await {
+        let frame = match tokio::time::timeout(GET_TIMEOUT, read_frame(recv)).await {
             Ok(Ok(Some(f))) if f.kind == FRAME_GET || f.kind == FRAME_FEC_GET => f,
             Ok(Ok(_)) => return Err(refuse(ErrorCode::BadRequest, "expected a GET frame".into())),
             Ok(Err(e)) => return Err(refuse(ErrorCode::BadRequest, e.to_string())),
@@ -379,32 +376,42 @@ pub(crate) async fn serve(
             .take_slot(peer)
             .await
             .map_err(|why| refuse(ErrorCode::Busy, why.into()))?;
-        Ok((get, fec, blob, slot))
+        Ok(Accepted {
+            get,
+            fec,
+            blob,
+            slot,
+        })
     };
-    let (get, fec, blob, _slot) = match answer.await {
-        Ok(ok) => ok,
+    let accepted = match answer.await {
+        Ok(accepted) => accepted,
         Err(refusal) => {
-            let _ = tokio::time::timeout(limits.send_timeout, async {
-                let _ = write_frame_raw(&mut send, FRAME_ERROR, &refusal.encode()).await;
+            let _ = tokio::time::timeout(store.limits.send_timeout, async {
+                let _ = write_frame_raw(send, FRAME_ERROR, &refusal.encode()).await;
                 let _ = send.finish();
                 let _ = send.stopped().await;
             })
             .await;
-            return;
+            return None;
         }
     };
     let faults = store.faults();
-    let announced = blob.size() + u64::from(faults & Faults::WRONG_SIZE != 0);
-    if write_frame_raw(&mut send, FRAME_BLOB, &encode_blob(announced))
+    let announced = accepted.blob.size() + u64::from(faults & Faults::WRONG_SIZE != 0);
+    write_frame_raw(send, FRAME_BLOB, &encode_blob(announced))
         .await
-        .is_err()
-    {
-        return;
-    }
-    if let Some(fec) = fec {
-        crate::fec_serve::serve_fec(store.clone(), session, blob, fec, send, recv).await;
-        return;
-    }
+        .ok()?;
+    Some(accepted)
+}
+
+/// Serves the groups of an accepted plain GET on `send`, whose BLOB answer has been sent.
+pub(crate) async fn serve_get(
+    store: &BlobStore,
+    peer: PeerId,
+    get: &GetRequest,
+    blob: Arc<Blob>,
+    mut send: quinn::SendStream,
+) {
+    let (limits, faults) = (&store.limits, store.faults());
     // Group records are read ahead (positioned reads on the blocking pool, none of them
     // waiting on the network, up to the read-ahead in bytes) while earlier ones are sent.
     // QUIC keeps each record until the peer acknowledges it; a record it has dropped is
@@ -435,7 +442,7 @@ pub(crate) async fn serve(
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(error = %e, "reading a group failed");
-                let _ = send.reset(quinn::VarInt::from_u32(ErrorCode::Unavailable as u32));
+                let _ = send.reset(quinn::VarInt::from_u32(codes::RESET_UNAVAILABLE));
                 return;
             }
         };
@@ -521,7 +528,7 @@ fn read_record(
     let mut proof = blob
         .outboard
         .proof(group_log, index)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     if faults & Faults::WRONG_PROOF != 0 {
         if let Some(cv) = proof.first_mut() {
             cv[0] ^= 1;

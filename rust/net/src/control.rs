@@ -7,28 +7,8 @@ use crate::error::{NetError, Result};
 use i6p_core::frame::{self, FrameHeader, FrameType, FRAME_HEADER_LEN};
 use quinn::{ReadExactError, RecvStream, SendStream};
 
-/// Close codes this implementation uses itself (application error codes of QUIC).
-pub mod codes {
-    /// Normal close.
-    pub const NORMAL: u32 = 0;
-    /// The peer broke the protocol.
-    pub const PROTOCOL_ERROR: u32 = 1;
-    /// The handshake (TLS or HELLO) did not complete in time.
-    pub const HANDSHAKE_TIMEOUT: u32 = 2;
-    /// The node is shutting down.
-    pub const NODE_CLOSED: u32 = 3;
-    /// The peer's protocol version is not supported.
-    pub const UNSUPPORTED_VERSION: u32 = 4;
-    /// Stream reset code: the stream's kind byte names no known kind.
-    pub const UNKNOWN_STREAM_KIND: u32 = 5;
-    /// Close or stream reset code: the node is at a resource limit (see `Limits`); try
-    /// again later.
-    pub const BUSY: u32 = 6;
-    /// Stream reset code: the requester took no data for the request's send timeout.
-    pub const SEND_TIMEOUT: u32 = 7;
-    /// Codes below this value are reserved for I6P itself (except 0).
-    pub const FIRST_APPLICATION_CODE: u32 = 16;
-}
+/// Close, reset and refusal codes, named once in the core (re-exported at the old path).
+pub use i6p_core::codes;
 
 /// One frame as read from the wire; `kind` may be a type this version does not know.
 pub(crate) struct RawFrame {
@@ -55,7 +35,7 @@ pub(crate) async fn read_frame(recv: &mut RecvStream) -> Result<Option<RawFrame>
         }
         Err(ReadExactError::ReadError(e)) => return Err(read_error(e)),
     }
-    let header = FrameHeader::decode(header).map_err(|e| NetError::Protocol(e.to_string()))?;
+    let header = FrameHeader::decode(header).map_err(NetError::BadFrame)?;
     // Bounded by MAX_FRAME_PAYLOAD (1 MiB) in FrameHeader::decode.
     let mut payload = vec![0u8; header.len as usize];
     match recv.read_exact(&mut payload).await {
@@ -99,7 +79,7 @@ pub(crate) async fn write_frame_raw(send: &mut SendStream, kind: u8, payload: &[
 
 fn read_error(e: quinn::ReadError) -> NetError {
     match e {
-        quinn::ReadError::ConnectionLost(c) => crate::session::describe_connection_error(&c),
+        quinn::ReadError::ConnectionLost(c) => crate::error::describe_connection_error(&c),
         quinn::ReadError::Reset(code) => {
             NetError::Protocol(format!("control stream reset ({code})"))
         }

@@ -26,12 +26,16 @@ pub const MAX_PARALLEL_DIALS: usize = 2;
 /// Time after starting an attempt before the next address is tried alongside it.
 pub const DIAL_STAGGER: Duration = Duration::from_millis(250);
 
+impl Node {
+    /// Connects to `peer` at the first of `addrs` to answer as `peer`, a few addresses at a
+    /// time (bounds and the error returned: [`crate::dial`]).
+    pub async fn connect_any(&self, peer: PeerId, addrs: &[SocketAddr]) -> Result<Session> {
+        connect_any(self, peer, addrs).await
+    }
+}
+
 /// Connects to `peer` at the first of `addrs` to answer as `peer` (see the module's doc).
-pub(crate) async fn connect_any(
-    node: &Node,
-    peer: PeerId,
-    addrs: &[SocketAddr],
-) -> Result<Session> {
+async fn connect_any(node: &Node, peer: PeerId, addrs: &[SocketAddr]) -> Result<Session> {
     let mut seen = std::collections::HashSet::new();
     let mut pending = addrs
         .iter()

@@ -1,6 +1,14 @@
 //! The error type of the networking crate.
+//!
+//! Errors that have a cause keep it as a typed source (`#[source]`/`#[from]`): a peer's frame
+//! that does not decode is [`NetError::BadFrame`] with the [`CoreError`] inside, an
+//! operating-system failure is [`NetError::Os`] with the `io::Error` inside. `NetError` is
+//! `Clone` (a session's failure is handed to every caller), so an `io::Error` is held in an
+//! `Arc`. Messages keep their old wording, so what users read does not change.
 
 use i6p_core::{CoreError, PeerId};
+use quinn::ConnectionError;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Result alias for the networking crate.
@@ -30,6 +38,9 @@ pub enum NetError {
     /// The peer broke the protocol (malformed, oversized or unauthenticated frames).
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The peer sent a frame or message that does not decode; the source says why.
+    #[error("protocol error: {0}")]
+    BadFrame(#[source] CoreError),
     /// The QUIC or TLS handshake failed, or timed out.
     #[error("handshake failed: {0}")]
     Handshake(String),
@@ -72,8 +83,8 @@ pub enum NetError {
     /// The provider refused the request.
     #[error("provider refused: {message}")]
     Refused {
-        /// The provider's error code (1 not found, 2 forbidden, 3 unavailable, 4 bad request,
-        /// 5 busy).
+        /// The provider's error code, one of [`i6p_core::codes::ErrorCode`] (1 not found,
+        /// 2 forbidden, 3 unavailable, 4 bad request, 5 busy).
         code: u16,
         /// The provider's message.
         message: String,
@@ -84,9 +95,20 @@ pub enum NetError {
     /// The destination exists and overwriting was not asked for.
     #[error("{0} already exists (pass overwrite=True to replace it)")]
     DestinationExists(String),
-    /// An operating-system error.
+    /// An operating-system error, described in words (no source error at hand).
     #[error("i/o error: {0}")]
     Io(String),
+    /// An operating-system error (file, socket).
+    #[error("i/o error: {0}")]
+    Os(#[source] Arc<std::io::Error>),
+    /// The caller asked for bytes outside the blob (a range or groups past its end): a
+    /// mistake of the local caller, not of the peer.
+    #[error("{0}")]
+    BadRange(String),
+    /// A fetch ended with groups of the blob neither fetched nor fetchable (every provider
+    /// was dropped or gave up); the partial download stays resumable.
+    #[error("fetch incomplete: {0}")]
+    Incomplete(String),
     /// A decoding or key error from the core.
     #[error(transparent)]
     Core(#[from] CoreError),
@@ -94,6 +116,65 @@ pub enum NetError {
 
 impl From<std::io::Error> for NetError {
     fn from(e: std::io::Error) -> Self {
-        Self::Io(e.to_string())
+        Self::Os(Arc::new(e))
+    }
+}
+
+/// Words for a QUIC connection error, as a `ConnectionLost` (or handshake) error.
+pub(crate) fn describe_connection_error(e: &ConnectionError) -> NetError {
+    let lost = |code: u64, reason: String, by_peer: bool| NetError::ConnectionLost {
+        code,
+        reason,
+        by_peer,
+    };
+    match e {
+        ConnectionError::ApplicationClosed(a) => lost(
+            a.error_code.into_inner(),
+            String::from_utf8_lossy(&a.reason).into_owned(),
+            true,
+        ),
+        ConnectionError::LocallyClosed => lost(0, "closed locally".into(), false),
+        ConnectionError::TimedOut => lost(0, "peer unreachable (idle timeout)".into(), false),
+        ConnectionError::Reset => lost(0, "connection reset by peer".into(), true),
+        ConnectionError::ConnectionClosed(c) => lost(
+            u64::from(c.error_code),
+            format!(
+                "transport closed by peer: {}",
+                String::from_utf8_lossy(&c.reason)
+            ),
+            true,
+        ),
+        ConnectionError::TransportError(t) => {
+            lost(u64::from(t.code), format!("transport error: {t}"), false)
+        }
+        ConnectionError::VersionMismatch => lost(0, "no common QUIC version".into(), false),
+        ConnectionError::CidsExhausted => lost(0, "connection ids exhausted".into(), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn causes_stay_typed_sources_and_messages_keep_their_wording() {
+        let io = NetError::from(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "disk on fire",
+        ));
+        assert_eq!(io.to_string(), "i/o error: disk on fire");
+        let source = io
+            .source()
+            .and_then(|s| s.downcast_ref::<Arc<std::io::Error>>());
+        assert!(source.is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied));
+
+        let core = CoreError::Truncated("frame");
+        let frame = NetError::BadFrame(core.clone());
+        assert_eq!(frame.to_string(), format!("protocol error: {core}"));
+        assert!(frame
+            .source()
+            .and_then(|s| s.downcast_ref::<CoreError>())
+            .is_some());
     }
 }

@@ -34,7 +34,7 @@ use crate::fetch::{
 use batch::Batch;
 use i6p_core::fec::{
     apportion, decode_shape, FecRequest, Share, FRAME_FEC_GET, FRAME_FEC_SHAPE, MAX_SHARD_LEN,
-    MAX_STRIPE_BYTES, MIN_SHARD_LEN, REPORT_INTERVAL,
+    MAX_STRIPE_BYTES, MIN_SHARD_LEN, TICK,
 };
 use i6p_core::transfer::{GetRequest, STREAM_KIND_BLOBS};
 use std::collections::HashMap;
@@ -50,8 +50,6 @@ pub(crate) use router::Router;
 
 /// Datagrams queued for one batch before further ones are dropped (counted as lost).
 const ROUTE_QUEUE: usize = 16384;
-/// How often LOSS reports are sent and the quiet time after END is checked.
-const TICK: Duration = REPORT_INTERVAL;
 
 /// How FEC mode codes a fetch.
 #[derive(Debug, Clone, Copy)]

@@ -4,6 +4,11 @@
 //! address; the TLS handshake fails unless the peer's certificate key hashes to that PeerId.
 //! Both sides then exchange signed HELLOs on the control stream before a [`Session`] is
 //! handed to the application.
+//!
+//! Every other stream starts with a kind byte, and the session hands it to the protocol
+//! handler the node registered for that kind ([`Protocols`]): the application's streams and
+//! blob transfers out of the box, more with [`Node::register_protocol`]. The files a node
+//! reads and writes are handled in [`storage`].
 
 #![deny(missing_docs)]
 
@@ -15,21 +20,24 @@ pub mod dial;
 pub mod error;
 pub mod fec_fetch;
 mod fec_serve;
+mod fec_session;
 pub mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;
 pub mod node;
+mod protocols;
 mod resume;
 pub mod session;
+pub use session::stream;
 pub mod socket;
-pub mod stream;
+pub mod storage;
 mod tls;
 pub mod transport;
 
 pub use error::{NetError, Result};
 pub use limits::Limits;
 pub use node::{Node, NodeConfig};
-pub use session::{Session, SessionStats};
+pub use session::{ProtocolHandler, Protocols, Session, SessionStats};
 pub use stream::{RecvStream, SendStream};
 pub use tls::peer_of_certificate;

@@ -36,10 +36,10 @@ pub struct Limits {
     /// a signature.
     pub handshake_rate_per_prefix: usize,
     /// Established sessions waiting for `accept`; above it, new ones are refused (closed with
-    /// [`codes::BUSY`](crate::control::codes::BUSY)).
+    /// [`codes::BUSY`](i6p_core::codes::BUSY)).
     pub max_queued_sessions: usize,
     /// Application streams of one session waiting for `accept_stream`; above it, new ones
-    /// are refused (reset with [`codes::BUSY`](crate::control::codes::BUSY)).
+    /// are refused (reset with [`codes::BUSY`](i6p_core::codes::BUSY)).
     pub max_queued_streams: usize,
     /// Blob requests (GET, FEC GET) served at once by the node.
     pub max_requests: usize,

@@ -3,6 +3,7 @@
 //! The classes are defined in Python and imported lazily, so errors can be built on engine
 //! threads without the GIL and raised later where it is held.
 
+use i6p_core::codes::ErrorCode;
 use i6p_core::CoreError;
 use i6p_net::NetError;
 use pyo3::exceptions::PyValueError;
@@ -40,12 +41,12 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
             reason,
             by_peer,
         } => py::ConnectionLost::new_err((msg, code, reason, by_peer)),
-        NetError::Protocol(_) => py::ProtocolError::new_err(msg),
+        NetError::Protocol(_) | NetError::BadFrame(_) => py::ProtocolError::new_err(msg),
         NetError::Handshake(_) | NetError::Busy(_) | NetError::Tls(_) => {
             py::HandshakeError::new_err(msg)
         }
         NetError::InvalidAddress(_) => py::InvalidAddress::new_err(msg),
-        NetError::Config(_) => pyo3::exceptions::PyValueError::new_err(msg),
+        NetError::Config(_) | NetError::BadRange(_) => pyo3::exceptions::PyValueError::new_err(msg),
         NetError::NodeClosed => py::NodeClosed::new_err(msg),
         NetError::StreamReset(code) => py::StreamReset::new_err((msg, code)),
         NetError::Stream(_) => py::StreamError::new_err(msg),
@@ -56,14 +57,18 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
             ),
             limit,
         )),
-        NetError::Io(_) => py::TransportError::new_err(msg),
+        NetError::Io(_) | NetError::Os(_) | NetError::Incomplete(_) => {
+            py::TransportError::new_err(msg)
+        }
         NetError::Core(c) => core_to_py(c),
         NetError::Integrity {
             provider,
             failures,
             detail,
         } => py::IntegrityError::new_err((msg, provider.to_string(), failures, detail)),
-        NetError::Refused { code: 1, message } => py::BlobNotFound::new_err((msg, 1u16, message)),
+        NetError::Refused { code, message } if code == ErrorCode::NotFound as u16 => {
+            py::BlobNotFound::new_err((msg, code, message))
+        }
         NetError::Refused { code, message } => py::TransferRefused::new_err((msg, code, message)),
         NetError::DiskFull(_) => py::DiskFull::new_err(msg),
         NetError::DestinationExists(_) => py::DestinationExists::new_err(msg),

@@ -3,19 +3,21 @@
 //! Each exposed class lives in its own module. Futures run on the engine's tokio runtime and
 //! return plain Rust values; they become Python objects only where the GIL is held.
 
-mod bench;
 mod buffers;
-mod coding_bench;
 mod erasure;
 mod errors;
 mod handoff;
 mod identity;
 mod limits;
+mod logs;
 mod node;
+mod options;
 mod peer_id;
+mod results;
 mod runtime;
 mod session;
 mod stream;
+mod testing;
 mod ticket;
 mod transfer;
 
@@ -38,14 +40,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::Stream>()?;
     m.add_class::<ticket::Ticket>()?;
     m.add_class::<transfer::FetchProgress>()?;
+    m.add_class::<options::FetchOptions>()?;
+    m.add_class::<results::FetchResult>()?;
+    m.add_class::<results::FecStats>()?;
     m.add_function(wrap_pyfunction!(runtime::shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(erasure::encode, m)?)?;
     m.add_function(wrap_pyfunction!(erasure::reconstruct, m)?)?;
-    m.add_function(wrap_pyfunction!(coding_bench::_bench_hash, m)?)?;
-    m.add_function(wrap_pyfunction!(coding_bench::_bench_erasure, m)?)?;
-    m.add_function(wrap_pyfunction!(coding_bench::_bench_erasure_stripes, m)?)?;
-    m.add_function(wrap_pyfunction!(bench::_bench_engine_stream, m)?)?;
-    m.add_function(wrap_pyfunction!(bench::_bench_raw_quinn, m)?)?;
-    m.add_function(wrap_pyfunction!(bench::_bench_session_stream, m)?)?;
+    testing::register(m)?;
+    logs::install(m.py());
     Ok(())
 }

@@ -4,6 +4,7 @@ use crate::errors::to_py;
 use crate::handoff::AcceptedSession;
 use crate::identity::Identity;
 use crate::limits::Limits;
+use crate::options::FetchOptions;
 use crate::peer_id::PeerId;
 use crate::runtime::future;
 use crate::session::Session;
@@ -48,6 +49,18 @@ pub(crate) fn windows(window: Option<&str>, max_window: Option<u64>) -> PyResult
         fixed => fixed.parse().map(Windows::Fixed).map_err(|_| {
             PyValueError::new_err("window must be 'auto', 'quinn' or a size in bytes")
         }),
+    }
+}
+
+impl Node {
+    /// The engine's node.
+    pub(crate) fn engine(&self) -> &i6p_net::Node {
+        &self.inner
+    }
+
+    /// This node's identity key (signs HELLOs).
+    pub(crate) fn identity(&self) -> &i6p_core::Identity {
+        &self.identity
     }
 }
 
@@ -146,21 +159,6 @@ impl Node {
         })
     }
 
-    /// Dials and authenticates without the HELLO exchange (protocol conformance tests).
-    fn _connect_raw<'py>(
-        &self,
-        py: Python<'py>,
-        peer_id: PyRef<'py, PeerId>,
-        addr: &str,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let addr = parse_addr(addr).map_err(to_py)?;
-        let (node, peer, identity) = (self.inner.clone(), peer_id.0, self.identity.clone());
-        future(py, async move {
-            let s = node.connect_raw(peer, addr).await.map_err(to_py)?;
-            Ok(Session::new(s, identity))
-        })
-    }
-
     /// The next incoming session.
     fn accept<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (node, identity) = (self.inner.clone(), self.identity.clone());
@@ -247,13 +245,6 @@ impl Node {
         }))
     }
 
-    /// Makes this node's provider misbehave on purpose (conformance tests of requesters):
-    /// 1 wrong proofs, 2 wrong indexes, 4 wrong size, 8 flipped data, 16 forged FEC shards;
-    /// 0 is honest.
-    fn _set_provider_faults(&self, faults: u8) {
-        self.inner.store().set_faults(faults);
-    }
-
     /// The most distinct bytes of a blob any one peer acknowledged receiving.
     fn served_bytes(&self, hash: &str) -> PyResult<u64> {
         Ok(self
@@ -295,58 +286,44 @@ impl Node {
     }
 
     /// Starts a verified, resumable fetch into `dest` from one provider or several; returns
-    /// (awaitable, progress).
-    #[pyo3(signature = (tickets, dest, *, overwrite=false, group_size=262_144, streams=8, max_failures=3, request_size=16_777_216, reconnects=5, backoff=0.25, mode="plain", fec_shape=(32, 1, 8), shard_size=None, fec_combine=false))]
-    #[allow(clippy::too_many_arguments)]
+    /// (awaitable of a `FetchResult`, progress).
+    #[pyo3(signature = (tickets, dest, options=None))]
     fn fetch<'py>(
         &self,
         py: Python<'py>,
         tickets: Vec<PyRef<'py, Ticket>>,
         dest: std::path::PathBuf,
-        overwrite: bool,
-        group_size: u64,
-        streams: usize,
-        max_failures: u32,
-        request_size: u64,
-        reconnects: u32,
-        backoff: f64,
-        mode: &str,
-        fec_shape: (usize, usize, usize),
-        shard_size: Option<usize>,
-        fec_combine: bool,
+        options: Option<PyRef<'py, FetchOptions>>,
     ) -> PyResult<(Bound<'py, PyAny>, transfer::FetchProgress)> {
-        let mut options = transfer::options(
-            group_size,
-            streams,
-            max_failures,
-            overwrite,
-            request_size,
-            reconnects,
-            backoff,
-        )?;
-        options.fec = transfer::fec_options(mode, fec_shape, shard_size, fec_combine)?;
+        let options = match options {
+            Some(o) => o.engine(),
+            None => i6p_net::fetch::FetchOptions::default(),
+        };
         let tickets = tickets.iter().map(|t| (*t).clone()).collect();
         transfer::fetch(py, self.inner.clone(), tickets, dest, options)
     }
 
-    /// Verified bytes `offset..offset+length` of a blob, fetching only the groups they span.
-    #[pyo3(signature = (ticket, offset, length, *, group_size=16_384))]
+    /// Verified bytes `offset..offset+length` of a blob, fetching only the groups they span
+    /// (of `group_size` bytes; by default the smallest, so that little is fetched in vain).
+    #[pyo3(signature = (ticket, offset, length, *, group_size=None))]
     fn read_range<'py>(
         &self,
         py: Python<'py>,
         ticket: PyRef<'py, Ticket>,
-        offset: u64,
-        length: u64,
-        group_size: u64,
+        offset: &Bound<'py, PyAny>,
+        length: &Bound<'py, PyAny>,
+        group_size: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let options = transfer::options(group_size, 1, 1, false, 16 << 20, 0, 0.0)?;
+        let group_log = match group_size {
+            Some(size) => crate::options::group_log(size)?,
+            None => i6p_core::tree::MIN_GROUP_LOG,
+        };
         transfer::read_range(
             py,
             self.inner.clone(),
             ticket.clone(),
-            offset,
-            length,
-            options.group_log,
+            (offset, length),
+            group_log,
         )
     }
 

@@ -47,9 +47,15 @@ pub(crate) fn handle() -> Handle {
     handle
 }
 
-/// Stops the runtime: running engine tasks are dropped. Called at interpreter exit.
+/// Stops the runtime (running engine tasks are dropped), then the forwarding of its logs.
+/// Called at interpreter exit.
 #[pyfunction]
 pub(crate) fn shutdown(py: Python<'_>) {
+    stop_runtime(py);
+    crate::logs::shutdown(py);
+}
+
+fn stop_runtime(py: Python<'_>) {
     let owned = RUNTIME.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(owned) = owned {
         if owned.pid == std::process::id() {
@@ -121,5 +127,7 @@ where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
+    // Every engine call passes here: a good moment to pick up a changed log level.
+    crate::logs::sync_level(py);
     generic::future_into_py::<Engine, F, T>(py, fut)
 }

@@ -1,6 +1,5 @@
 //! `Session`: a symmetric session with one peer.
 
-use crate::buffers::PyBytesOut;
 use crate::errors::to_py;
 use crate::handoff::AcceptedStream;
 use crate::peer_id::PeerId;
@@ -26,6 +25,11 @@ impl Session {
     /// The engine's session.
     pub(crate) fn engine(&self) -> &i6p_net::Session {
         &self.inner
+    }
+
+    /// This node's identity key (signs HELLOs).
+    pub(crate) fn identity(&self) -> &i6p_core::Identity {
+        &self.identity
     }
 }
 
@@ -185,28 +189,6 @@ impl Session {
         d.set_item("packets_lost", s.packets_lost)?;
         d.set_item("bytes_lost", s.bytes_lost)?;
         Ok(d)
-    }
-
-    /// Sends one datagram as it is (abuse tests).
-    fn _send_datagram(&self, data: &[u8]) -> PyResult<()> {
-        self.inner
-            .send_raw_datagram(bytes::Bytes::copy_from_slice(data))
-            .map_err(to_py)
-    }
-
-    /// A HELLO frame valid on this connection, signed by this node (conformance tests).
-    #[pyo3(signature = (capabilities=None))]
-    fn _signed_hello(&self, capabilities: Option<Vec<(String, String)>>) -> PyResult<PyBytesOut> {
-        let hello = i6p_core::Hello {
-            version: i6p_core::PROTOCOL_VERSION,
-            timestamp_ms: 0,
-            capabilities: capabilities.unwrap_or_default(),
-            listen_addrs: Vec::new(),
-        };
-        self.inner
-            .hello_frame(&self.identity, &hello)
-            .map(|f| PyBytesOut(f.into()))
-            .map_err(to_py)
     }
 
     fn __repr__(&self) -> String {

@@ -3,7 +3,7 @@
 //!
 //! Shards go in with [`Assembler::handle_datagram`], the providers' stream frames (PROOF,
 //! STRIPE, END) with [`Assembler::handle_frame`], the passing of time with
-//! [`Assembler::handle_tick`] (every [`REPORT_INTERVAL`]); what to do comes out of
+//! [`Assembler::handle_tick`] (every [`TICK`]); what to do comes out of
 //! [`Assembler::poll_action`]: LOSS reports, REPAIR lists, groups ready for the disk stage,
 //! bytes to credit to a provider, and failures.
 //!
@@ -20,7 +20,7 @@
 //! driver does both.
 
 use super::tally::{ShardSet, Tally};
-use super::{stripe_runs, FecLayout, LossReport, Share, MAX_REPAIR, REPORT_INTERVAL};
+use super::{stripe_runs, FecLayout, LossReport, Share, MAX_REPAIR, TICK};
 use crate::erasure::{Coder, ErasureParams, Stripe};
 use crate::error::Result;
 use crate::tree::{group_range, Cv};
@@ -318,7 +318,7 @@ impl Assembler {
             progressed: now,
             started: now,
             now,
-            next_tick: now + REPORT_INTERVAL,
+            next_tick: now + TICK,
             groups,
             spare: Vec::new(),
             buffers: Vec::new(),
@@ -454,7 +454,7 @@ impl Assembler {
     /// without progress for its stall timeout fails.
     pub fn handle_tick(&mut self, now: Instant) {
         self.now = now;
-        self.next_tick = now + REPORT_INTERVAL;
+        self.next_tick = now + TICK;
         if self.left == 0 {
             return;
         }

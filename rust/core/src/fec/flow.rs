@@ -22,8 +22,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// How often the requester sends LOSS reports: the loop delay includes up to one interval.
-pub const REPORT_INTERVAL: Duration = Duration::from_millis(10);
+/// How often a FEC requester sends LOSS reports and checks the quiet time after END; the
+/// provider allows this much slack when it judges the delay its reports show (the loop delay
+/// includes up to one interval). Both ends use it, so it lives here rather than in either.
+pub const TICK: Duration = Duration::from_millis(10);
 /// A request's window at first, in bytes (a connection carries up to three requests).
 pub const INITIAL_FLOW: u64 = 2 << 20;
 /// The window over the bandwidth × loop delay the requester's progress shows, while no queue
@@ -163,7 +165,7 @@ impl FlowWindow {
         };
         // The loop delay includes up to a report interval of the requester's: a slack of one
         // interval keeps that jitter from reading as a queue.
-        let slack = REPORT_INTERVAL;
+        let slack = TICK;
         if recent > loop_delay * 5 / 4 + slack {
             self.window = self.cut(self.window, bdp);
         } else if recent <= loop_delay * 11 / 10 + slack {

@@ -29,7 +29,7 @@ pub use request::*;
 pub use shard::*;
 mod flow;
 mod schedule;
-pub use flow::{FlowWindow, INITIAL_FLOW, MAX_FLOW, MIN_FLOW_STRIPES, REPORT_INTERVAL};
+pub use flow::{FlowWindow, INITIAL_FLOW, MAX_FLOW, MIN_FLOW_STRIPES, TICK};
 pub use schedule::{stripe_runs, SendSchedule, Transmit, REPAIR_QUEUE};
 mod assembler;
 mod tally;

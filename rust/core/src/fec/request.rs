@@ -6,21 +6,11 @@ use crate::error::{CoreError, Result};
 use crate::transfer::GetRequest;
 use crate::wire::Reader;
 
-/// Frame type of a FEC GET: a GET whose groups come back as shards in datagrams.
-pub const FRAME_FEC_GET: u8 = 0x13;
-/// Frame type of a PROOF: a group's index and proof, sent reliably ahead of its shards.
-pub const FRAME_PROOF: u8 = 0x14;
-/// Frame type of a STRIPE: one stripe's data bytes, sent reliably in answer to a REPAIR.
-pub const FRAME_STRIPE: u8 = 0x15;
-/// Frame type of a FEC END: the provider has sent every stripe of the request as datagrams.
-pub const FRAME_FEC_END: u8 = 0x16;
-/// Frame type of a LOSS report from the requester.
-pub const FRAME_LOSS: u8 = 0x17;
-/// Frame type of a REPAIR request: stripes the requester could not rebuild.
-pub const FRAME_REPAIR: u8 = 0x18;
-
-/// Frame type of a FEC SHAPE: the shard size the provider chose, its first frame after BLOB.
-pub const FRAME_FEC_SHAPE: u8 = 0x19;
+// Frame types of the FEC exchange, registered with every other kind in `crate::kinds`.
+pub use crate::kinds::{
+    FRAME_FEC_END, FRAME_FEC_GET, FRAME_FEC_SHAPE, FRAME_LOSS, FRAME_PROOF, FRAME_REPAIR,
+    FRAME_STRIPE,
+};
 
 /// Largest stripe (k × shard size): a STRIPE frame must fit a frame's 1 MiB payload.
 pub const MAX_STRIPE_BYTES: usize = (1 << 20) - 16;

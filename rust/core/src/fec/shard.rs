@@ -6,8 +6,8 @@
 use crate::erasure::ErasureParams;
 use crate::error::{CoreError, Result};
 
-/// Tag of a SHARD datagram.
-pub const SHARD_TAG: u8 = 0x01;
+/// Tag of a SHARD datagram (registered in [`crate::kinds`]).
+pub use crate::kinds::DATAGRAM_SHARD as SHARD_TAG;
 /// Bytes of a SHARD datagram before its payload.
 pub const SHARD_HEADER_LEN: usize = 1 + 4 + 8 + 1 + 1 + 1;
 /// Smallest shard payload: shards below this cost more in headers than they carry.

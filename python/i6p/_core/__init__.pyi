@@ -1,13 +1,20 @@
 # Type stubs for the Rust extension module i6p._core (checked with mypy.stubtest).
+# Defaults that the engine owns are shown as `...`: they are written once, in Rust.
 import os
 from collections.abc import Awaitable, Sequence
-from typing import Any, final
+from pathlib import Path
+from typing import Any, Literal, final
+
+from . import testing as testing
 
 __all__ = [
     "ALPN",
     "MAX_FRAME_PAYLOAD",
     "PROTOCOL_VERSION",
+    "FecStats",
+    "FetchOptions",
     "FetchProgress",
+    "FetchResult",
     "Identity",
     "Limits",
     "Node",
@@ -16,15 +23,10 @@ __all__ = [
     "Stream",
     "Ticket",
     "__version__",
-    "_bench_engine_stream",
-    "_bench_erasure",
-    "_bench_erasure_stripes",
-    "_bench_hash",
-    "_bench_raw_quinn",
-    "_bench_session_stream",
     "erasure_encode",
     "erasure_reconstruct",
     "shutdown",
+    "testing",
 ]
 
 __version__: str
@@ -33,26 +35,10 @@ ALPN: str
 MAX_FRAME_PAYLOAD: int
 
 def shutdown() -> None: ...
-def _bench_engine_stream(
-    total: int, block: int = ..., congestion: str = "cubic", window: str | None = None
-) -> Awaitable[float]: ...
-def _bench_raw_quinn(
-    total: int, block: int = ..., congestion: str = "cubic", window: str | None = None
-) -> Awaitable[float]: ...
-def _bench_session_stream(
-    sender: Session, receiver: Session, total: int, streams: int = 1, sample: float = 0.05
-) -> Awaitable[list[tuple[float, int]]]: ...
 def erasure_encode(data: bytes | bytearray | memoryview, k: int, m: int) -> list[bytes]: ...
 def erasure_reconstruct(
     shards: Sequence[bytes | bytearray | memoryview | None], k: int, m: int, size: int
 ) -> bytes: ...
-def _bench_hash(
-    size: int, rounds: int, tmpdir: str | os.PathLike[str] | None = None
-) -> dict[str, list[float]]: ...
-def _bench_erasure(k: int, m: int, size: int, rounds: int) -> dict[str, list[float]]: ...
-def _bench_erasure_stripes(
-    k: int, m: int, shard_len: int, size: int, rounds: int
-) -> dict[str, list[float]]: ...
 
 @final
 class PeerId:
@@ -160,7 +146,6 @@ class Node:
     @property
     def resumption_state(self) -> tuple[int, int]: ...
     def connect(self, peer_id: PeerId, addr: str) -> Awaitable[Session]: ...
-    def _connect_raw(self, peer_id: PeerId, addr: str) -> Awaitable[Session]: ...
     def accept(self) -> Awaitable[Session]: ...
     def close(self) -> Awaitable[None]: ...
     @property
@@ -172,41 +157,14 @@ class Node:
     def served_bytes(self, hash: str) -> int: ...
     def served(self, hash: str) -> list[tuple[PeerId, int]]: ...
     def socket_buffers(self) -> tuple[int, int]: ...
-    def _set_provider_faults(self, faults: int) -> None: ...
     def fetch(
         self,
         tickets: list[Ticket],
         dest: os.PathLike[str] | str,
-        *,
-        overwrite: bool = False,
-        group_size: int = 262144,
-        streams: int = 8,
-        max_failures: int = 3,
-        request_size: int = 16777216,
-        reconnects: int = 5,
-        backoff: float = 0.25,
-        mode: str = "plain",
-        fec_shape: tuple[int, int, int] = ...,
-        shard_size: int | None = None,
-        fec_combine: bool = False,
-    ) -> tuple[
-        Awaitable[
-            tuple[
-                str,
-                int,
-                int,
-                int,
-                float,
-                int,
-                str,
-                list[tuple[str, int, str | None]],
-                tuple[int, int, int, int, float] | None,
-            ]
-        ],
-        FetchProgress,
-    ]: ...
+        options: FetchOptions | None = None,
+    ) -> tuple[Awaitable[FetchResult], FetchProgress]: ...
     def read_range(
-        self, ticket: Ticket, offset: int, length: int, *, group_size: int = 16384
+        self, ticket: Ticket, offset: int, length: int, *, group_size: int | None = ...
     ) -> Awaitable[bytes]: ...
 
 @final
@@ -238,8 +196,6 @@ class Session:
     def close(self, code: int = 0, reason: str = ...) -> Awaitable[None]: ...
     def wait_closed(self) -> Awaitable[tuple[int, str, bool]]: ...
     def stats(self) -> dict[str, Any]: ...
-    def _signed_hello(self, capabilities: list[tuple[str, str]] | None = None) -> bytes: ...
-    def _send_datagram(self, data: bytes) -> None: ...
 
 @final
 class Stream:
@@ -278,3 +234,86 @@ class FetchProgress:
     def done(self) -> int: ...
     @property
     def total(self) -> int: ...
+
+@final
+class FetchOptions:
+    def __new__(
+        cls,
+        *,
+        group_size: int | None = ...,
+        streams: int | None = ...,
+        request_size: int | None = ...,
+        max_failures: int | None = ...,
+        overwrite: bool | None = ...,
+        reconnects: int | None = ...,
+        backoff: float | None = ...,
+        mode: Literal["plain", "fec"] | None = ...,
+        fec_shape: tuple[int, int, int] | None = ...,
+        shard_size: int | None = ...,
+        fec_combine: bool | None = ...,
+    ) -> FetchOptions: ...
+    @property
+    def group_size(self) -> int: ...
+    @property
+    def streams(self) -> int: ...
+    @property
+    def request_size(self) -> int: ...
+    @property
+    def max_failures(self) -> int: ...
+    @property
+    def overwrite(self) -> bool: ...
+    @property
+    def reconnects(self) -> int: ...
+    @property
+    def backoff(self) -> float: ...
+    @property
+    def mode(self) -> Literal["plain", "fec"]: ...
+    @property
+    def fec_shape(self) -> tuple[int, int, int]: ...
+    @property
+    def shard_size(self) -> int | None: ...
+    @property
+    def fec_combine(self) -> bool: ...
+    def replace(self, **changes: Any) -> FetchOptions: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class FecStats:
+    @property
+    def shards_received(self) -> int: ...
+    @property
+    def shards_lost(self) -> int: ...
+    @property
+    def stripes_repaired(self) -> int: ...
+    @property
+    def stripes_combined(self) -> int: ...
+    @property
+    def loss(self) -> float: ...
+    def as_dict(self) -> dict[str, float]: ...
+    def __eq__(self, other: object, /) -> bool: ...
+
+@final
+class FetchResult:
+    @property
+    def hash(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def bytes_fetched(self) -> int: ...
+    @property
+    def bytes_reused(self) -> int: ...
+    @property
+    def duration_s(self) -> float: ...
+    @property
+    def failed_groups(self) -> int: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def providers(self) -> dict[PeerId, int]: ...
+    @property
+    def dropped(self) -> dict[PeerId, str]: ...
+    @property
+    def fec(self) -> FecStats | None: ...
+    def as_dict(self) -> dict[str, Any]: ...

@@ -10,7 +10,8 @@
 //! input, padding, copying).
 
 use i6p_core::erasure::{Coder, ErasureParams, Stripe};
-use i6p_core::tree::{hash_file, Outboard};
+use i6p_core::tree::Outboard;
+use i6p_net::storage::hash_file;
 use pyo3::exceptions::{PyAssertionError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use rayon::prelude::*;
@@ -75,7 +76,7 @@ fn check(ok: bool, what: &str) -> PyResult<()> {
 /// against `blake3::hash`.
 #[pyfunction]
 #[pyo3(signature = (size, rounds, tmpdir=None))]
-pub(crate) fn _bench_hash(
+pub(crate) fn bench_hash(
     py: Python<'_>,
     size: usize,
     rounds: usize,
@@ -178,7 +179,7 @@ fn hash_files(
 /// `*_par` over one column range per rayon thread) against [`Coder`] from the flat buffer
 /// (`engine_encode`, `engine_reconstruct`, `engine_*_par`).
 #[pyfunction]
-pub(crate) fn _bench_erasure(
+pub(crate) fn bench_erasure(
     py: Python<'_>,
     k: usize,
     m: usize,
@@ -208,86 +209,140 @@ pub(crate) fn _bench_erasure(
         coder.encode(&data, &mut stripe).map_err(to_err)?;
         rs.encode(&mut shards).map_err(rs_err)?;
         let mut figures = Figures::new();
-        let threads = rayon::current_num_threads();
-        for round in 0..rounds {
-            let (bare, engine) = pair(
-                &mut figures,
-                round,
-                ("bare_encode", || rs.encode(&mut shards)),
-                ("engine_encode", || coder.encode(&data, &mut stripe)),
-            );
-            bare.map_err(rs_err)?;
-            engine.map_err(to_err)?;
-            check(
-                stripe.shards().zip(&shards).all(|(a, b)| a == Some(&b[..])),
-                "encode",
-            )?;
-            let (bare, engine) = pair(
-                &mut figures,
-                round,
-                ("bare_encode_par", || {
-                    bare_encode_par(&rs, &mut shards, threads)
-                }),
-                ("engine_encode_par", || {
-                    coder.encode_parallel(&data, &mut stripe)
-                }),
-            );
-            bare.map_err(rs_err)?;
-            engine.map_err(to_err)?;
-            check(
-                stripe.shards().zip(&shards).all(|(a, b)| a == Some(&b[..])),
-                "encode_par",
-            )?;
-        }
-        let mut received: Vec<(Vec<u8>, bool)> = shards.into_iter().map(|s| (s, true)).collect();
-        for round in 0..rounds {
-            for parallel in [false, true] {
-                for (i, (shard, present)) in received[..m].iter_mut().enumerate() {
-                    *present = false;
-                    shard.fill(0);
-                    stripe.erase(i);
-                    stripe.slot_mut(i).map_err(to_err)?.fill(0);
-                }
-                let names = if parallel {
-                    ("bare_reconstruct_par", "engine_reconstruct_par")
-                } else {
-                    ("bare_reconstruct", "engine_reconstruct")
-                };
-                let (bare, engine) = pair(
-                    &mut figures,
-                    round,
-                    (names.0, || {
-                        if parallel {
-                            bare_reconstruct_par(&rs, &mut received, threads)
-                        } else {
-                            rs.reconstruct_data(&mut received)
-                        }
-                    }),
-                    (names.1, || {
-                        let out = if parallel {
-                            coder.reconstruct_parallel(&mut stripe, size as u64)
-                        } else {
-                            coder.reconstruct(&mut stripe, size as u64)
-                        };
-                        // The data is compared after the clock stops.
-                        out.map(|d| d.len())
-                    }),
-                );
-                bare.map_err(rs_err)?;
-                let len = engine.map_err(to_err)?;
-                check(
-                    len == size && stripe.data().is_some_and(|d| d[..size] == data[..]),
-                    names.1,
-                )?;
-                let rebuilt = received[..k].iter().flat_map(|(s, _)| s.iter()).take(size);
-                check(rebuilt.eq(data.iter()), names.0)?;
-                for shard in &mut received[..m] {
-                    shard.1 = true;
-                }
-            }
-        }
+        encode_rounds(
+            &coder,
+            &rs,
+            &data,
+            &mut shards,
+            &mut stripe,
+            rounds,
+            &mut figures,
+        )?;
+        let received = shards.into_iter().map(|s| (s, true)).collect();
+        let coded = Coded {
+            coder: &coder,
+            rs: &rs,
+            data: &data,
+        };
+        reconstruct_rounds(coded, received, &mut stripe, rounds, &mut figures)?;
         Ok(figures)
     })
+}
+
+/// Encoding rounds of [`bench_erasure`]: the bare crate and the engine, one thread and all.
+fn encode_rounds(
+    coder: &Coder,
+    rs: &ReedSolomon,
+    data: &[u8],
+    shards: &mut [Vec<u8>],
+    stripe: &mut Stripe,
+    rounds: usize,
+    figures: &mut Figures,
+) -> PyResult<()> {
+    let threads = rayon::current_num_threads();
+    for round in 0..rounds {
+        let (bare, engine) = pair(
+            figures,
+            round,
+            ("bare_encode", || rs.encode(&mut *shards)),
+            ("engine_encode", || coder.encode(data, stripe)),
+        );
+        bare.map_err(rs_err)?;
+        engine.map_err(to_err)?;
+        check(
+            stripe
+                .shards()
+                .zip(shards.iter())
+                .all(|(a, b)| a == Some(&b[..])),
+            "encode",
+        )?;
+        let (bare, engine) = pair(
+            figures,
+            round,
+            ("bare_encode_par", || {
+                bare_encode_par(rs, &mut *shards, threads)
+            }),
+            ("engine_encode_par", || coder.encode_parallel(data, stripe)),
+        );
+        bare.map_err(rs_err)?;
+        engine.map_err(to_err)?;
+        check(
+            stripe
+                .shards()
+                .zip(shards.iter())
+                .all(|(a, b)| a == Some(&b[..])),
+            "encode_par",
+        )?;
+    }
+    Ok(())
+}
+
+/// What [`reconstruct_rounds`] codes with: the engine's coder, the bare crate's, the data.
+#[derive(Clone, Copy)]
+struct Coded<'a> {
+    coder: &'a Coder,
+    rs: &'a ReedSolomon,
+    data: &'a [u8],
+}
+
+/// Reconstruction rounds of [`bench_erasure`], with the first `m` data shards lost.
+fn reconstruct_rounds(
+    coded: Coded<'_>,
+    mut received: Vec<(Vec<u8>, bool)>,
+    stripe: &mut Stripe,
+    rounds: usize,
+    figures: &mut Figures,
+) -> PyResult<()> {
+    let Coded { coder, rs, data } = coded;
+    let (k, m, size) = (coder.params().data(), coder.params().parity(), data.len());
+    let threads = rayon::current_num_threads();
+    for round in 0..rounds {
+        for parallel in [false, true] {
+            for (i, (shard, present)) in received[..m].iter_mut().enumerate() {
+                *present = false;
+                shard.fill(0);
+                stripe.erase(i);
+                stripe.slot_mut(i).map_err(to_err)?.fill(0);
+            }
+            let names = if parallel {
+                ("bare_reconstruct_par", "engine_reconstruct_par")
+            } else {
+                ("bare_reconstruct", "engine_reconstruct")
+            };
+            let (bare, engine) = pair(
+                figures,
+                round,
+                (names.0, || {
+                    if parallel {
+                        bare_reconstruct_par(rs, &mut received, threads)
+                    } else {
+                        rs.reconstruct_data(&mut received)
+                    }
+                }),
+                (names.1, || {
+                    let out = if parallel {
+                        coder.reconstruct_parallel(stripe, size as u64)
+                    } else {
+                        coder.reconstruct(stripe, size as u64)
+                    };
+                    // The data is compared after the clock stops.
+                    out.map(|d| d.len())
+                }),
+            );
+            bare.map_err(rs_err)?;
+            let len = engine.map_err(to_err)?;
+            check(
+                len == size && stripe.data().is_some_and(|d| d[..size] == *data),
+                names.1,
+            )?;
+            let rebuilt = received[..k].iter().flat_map(|(s, _)| s.iter()).take(size);
+            check(rebuilt.eq(data.iter()), names.0)?;
+            for shard in &mut received[..m] {
+                shard.1 = true;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Seconds per round for Reed-Solomon `k`+`m` over `size` bytes cut into stripes of
@@ -297,7 +352,7 @@ pub(crate) fn _bench_erasure(
 /// into one reused [`Stripe`]) and `engine_stripes_reconstruct` (`Coder::reconstruct` of
 /// each stripe with its first `m` data shards lost).
 #[pyfunction]
-pub(crate) fn _bench_erasure_stripes(
+pub(crate) fn bench_erasure_stripes(
     py: Python<'_>,
     k: usize,
     m: usize,
@@ -353,49 +408,70 @@ pub(crate) fn _bench_erasure_stripes(
         for (bytes, out) in data.chunks_exact(stripe_bytes).zip(engine.iter_mut()) {
             coder.encode(bytes, out).map_err(to_err)?;
         }
-        let mut received: Vec<Vec<(Vec<u8>, bool)>> = bare
+        let received = bare
             .into_iter()
             .map(|shards| shards.into_iter().map(|s| (s, true)).collect())
             .collect();
-        for round in 0..rounds {
-            for (shards, out) in received.iter_mut().zip(engine.iter_mut()) {
-                for (i, (shard, present)) in shards.iter_mut().take(m.min(k)).enumerate() {
-                    *present = false;
-                    shard.fill(0);
-                    out.erase(i);
-                    out.slot_mut(i).map_err(to_err)?.fill(0);
-                }
-            }
-            let (b, e) = pair(
-                &mut figures,
-                round,
-                ("bare_stripes_reconstruct", || {
-                    received
-                        .iter_mut()
-                        .try_for_each(|shards| rs.reconstruct_data(shards))
-                }),
-                ("engine_stripes_reconstruct", || {
-                    engine
-                        .iter_mut()
-                        .try_for_each(|out| coder.reconstruct(out, stripe_bytes as u64).map(|_| ()))
-                }),
-            );
-            b.map_err(rs_err)?;
-            e.map_err(to_err)?;
-            let rebuilt = engine.iter().all(|s| s.data().is_some())
-                && engine
-                    .iter()
-                    .zip(data.chunks_exact(stripe_bytes))
-                    .all(|(s, d)| s.data() == Some(d));
-            check(rebuilt, "engine_stripes_reconstruct")?;
-            let bare_ok = received
-                .iter()
-                .zip(data.chunks_exact(stripe_bytes))
-                .all(|(shards, d)| shards[..k].iter().flat_map(|(s, _)| s.iter()).eq(d.iter()));
-            check(bare_ok, "bare_stripes_reconstruct")?;
-        }
+        let coded = Coded {
+            coder: &coder,
+            rs: &rs,
+            data: &data,
+        };
+        stripes_reconstruct_rounds(coded, received, &mut engine, rounds, &mut figures)?;
         Ok(figures)
     })
+}
+
+/// Reconstruction rounds of [`bench_erasure_stripes`]: each stripe with its first `m` data
+/// shards lost, rebuilt by the bare crate and by the engine.
+fn stripes_reconstruct_rounds(
+    coded: Coded<'_>,
+    mut received: Vec<Vec<(Vec<u8>, bool)>>,
+    engine: &mut [Stripe],
+    rounds: usize,
+    figures: &mut Figures,
+) -> PyResult<()> {
+    let Coded { coder, rs, data } = coded;
+    let (k, m) = (coder.params().data(), coder.params().parity());
+    let stripe_bytes = data.len() / engine.len().max(1);
+    for round in 0..rounds {
+        for (shards, out) in received.iter_mut().zip(engine.iter_mut()) {
+            for (i, (shard, present)) in shards.iter_mut().take(m.min(k)).enumerate() {
+                *present = false;
+                shard.fill(0);
+                out.erase(i);
+                out.slot_mut(i).map_err(to_err)?.fill(0);
+            }
+        }
+        let (b, e) = pair(
+            figures,
+            round,
+            ("bare_stripes_reconstruct", || {
+                received
+                    .iter_mut()
+                    .try_for_each(|shards| rs.reconstruct_data(shards))
+            }),
+            ("engine_stripes_reconstruct", || {
+                engine
+                    .iter_mut()
+                    .try_for_each(|out| coder.reconstruct(out, stripe_bytes as u64).map(|_| ()))
+            }),
+        );
+        b.map_err(rs_err)?;
+        e.map_err(to_err)?;
+        let rebuilt = engine.iter().all(|s| s.data().is_some())
+            && engine
+                .iter()
+                .zip(data.chunks_exact(stripe_bytes))
+                .all(|(s, d)| s.data() == Some(d));
+        check(rebuilt, "engine_stripes_reconstruct")?;
+        let bare_ok = received
+            .iter()
+            .zip(data.chunks_exact(stripe_bytes))
+            .all(|(shards, d)| shards[..k].iter().flat_map(|(s, _)| s.iter()).eq(d.iter()));
+        check(bare_ok, "bare_stripes_reconstruct")?;
+    }
+    Ok(())
 }
 
 /// The bare crate parallelised the plain way: one column range per thread, each coded with

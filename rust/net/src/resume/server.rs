@@ -1,187 +1,14 @@
-//! TLS session resumption state, keyed by PeerId.
-//!
-//! Dialer side: rustls keeps resumption tickets per server name. The server name of a dial is
-//! made from the PeerId asked for (`dial_name`), and [`PeerSessions`] files tickets under that
-//! PeerId, so a ticket from peer X can only ever be offered to a dial that requires X; the
-//! certificate check on the full handshake that issued it proved X.
-//!
-//! Listener side: [`ServerSessions`] holds the state behind the tickets this node issued.
-//! Each ticket is single use: rustls `take`s it when a client offers it, so a replayed
-//! ClientHello finds nothing, falls back to a full handshake and its early data is refused.
-//!
-//! Bounded fairly: identities cost an attacker nothing, so tickets are charged to the client's
-//! address instead, which it must own to complete a handshake (tickets are issued only after
-//! the client's Finished). rustls' `put` does not see the address, so each incoming
-//! connection gets its own server config ([`ServerConfigs`]) whose store view knows it. When
-//! the store is full, the site (IPv6 /48, IPv4 /24) holding the most tickets gives up one, from
-//! its subnet (/64, /32; IPv4-mapped counts as IPv4) holding the most, oldest first. A flood
-//! from one subnet, or one site, thus evicts its own tickets and nobody else's.
-//!
-//! Across restarts: with a state directory the tickets are written to a file (mode 0600) when
-//! the node closes, and read back on the next start. The TLS callbacks touch memory only, and
-//! single use survives restarts without an fsync per resumption: on start, the file is
-//! replaced durably by an empty one *before* any ticket is honoured, so at any moment the file
-//! on disk names only tickets nobody took. A node that dies without closing leaves the empty
-//! file: after a crash every peer makes one full handshake, and no ticket comes back.
-//!
-//! rustls 0.23 offers no way to serialize the dialer's tickets (`Tls13ClientSessionValue` has
-//! no public encoding), so the dialer's cache lives as long as the process.
+//! The listener's single-use resumption tickets: charged to the client's subnet and site so
+//! a flood evicts only its own, and saved to a file across restarts (see the parent module
+//! for the invariants of both).
 
-use i6p_core::{PeerId, PublicKey};
-use rustls::client::{ClientSessionStore, Tls12ClientSessionValue, Tls13ClientSessionValue};
-use rustls::pki_types::ServerName;
+use super::file::{SavedTicket, Snapshot};
+use super::{MAX_KEY, MAX_SERVER_ENTRIES, MAX_VALUE};
 use rustls::server::StoresServerSessions;
-use rustls::NamedGroup;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::io::{Read, Write};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-
-/// Peers whose tickets the dialer keeps; the least recently used one goes first.
-pub const MAX_PEERS: usize = 512;
-/// Tickets kept per peer (each reconnect uses one; every handshake brings new ones).
-const TICKETS_PER_PEER: usize = 4;
-/// Tickets a listener keeps at once (shared fairly between client addresses, see above).
-pub const MAX_SERVER_ENTRIES: usize = 4096;
-/// Bounds on one stored ticket's key and value, checked before anything is allocated.
-/// (A value is the resumption secret, parameters and the peer's certificate: a few hundred
-/// bytes with our Ed25519 certificates.)
-pub(crate) const MAX_KEY: usize = 256;
-pub(crate) const MAX_VALUE: usize = 4096;
-/// The largest state file read: one record per ticket held.
-const MAX_FILE: u64 = (8 + MAX_SERVER_ENTRIES * (RECORD_HEAD + MAX_KEY + MAX_VALUE + 8)) as u64;
-
-/// The TLS server name of a dial that requires `peer`. It is never sent (SNI is off): it is
-/// the key of the resumption cache, and tells the certificate verifier whom to expect. `dial`
-/// makes each dial's name unique so the verifier can report on that dial alone.
-pub(crate) fn dial_name(peer: &PeerId, dial: u64) -> String {
-    let hex: String = peer.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("d{dial:016x}.{}.{}.i6p", &hex[..32], &hex[32..])
-}
-
-/// The PeerId and dial number in a name made by [`dial_name`].
-pub(crate) fn parse_dial_name(name: &ServerName<'_>) -> Option<(PeerId, u64)> {
-    let ServerName::DnsName(dns) = name else {
-        return None;
-    };
-    let mut labels = dns.as_ref().split('.');
-    let dial = u64::from_str_radix(labels.next()?.strip_prefix('d')?, 16).ok()?;
-    let hex = [labels.next()?, labels.next()?].concat();
-    if labels.next()? != "i6p" || labels.next().is_some() || hex.len() != 64 {
-        return None;
-    }
-    let mut bytes = [0u8; 32];
-    for (i, byte) in bytes.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some((PeerId::from_bytes(bytes), dial))
-}
-
-#[derive(Default)]
-struct PeerEntry {
-    tickets: VecDeque<Tls13ClientSessionValue>,
-    kx_hint: Option<NamedGroup>,
-    key: Option<PublicKey>,
-}
-
-/// The dialer's resumption cache: tickets and key-exchange hints per PeerId, bounded.
-#[derive(Default)]
-pub(crate) struct PeerSessions {
-    peers: Mutex<(HashMap<PeerId, PeerEntry>, VecDeque<PeerId>)>,
-}
-
-impl std::fmt::Debug for PeerSessions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Tickets hold resumption secrets: show only how many peers there are.
-        let n = self.peers.lock().map(|p| p.0.len()).unwrap_or(0);
-        write!(f, "PeerSessions({n} peers)")
-    }
-}
-
-impl PeerSessions {
-    fn with_peer<T>(&self, peer: PeerId, f: impl FnOnce(&mut PeerEntry) -> T) -> Option<T> {
-        let mut guard = self.peers.lock().ok()?;
-        let (map, order) = &mut *guard;
-        if !map.contains_key(&peer) {
-            while map.len() >= MAX_PEERS {
-                let Some(oldest) = order.pop_front() else {
-                    break;
-                };
-                map.remove(&oldest);
-            }
-            map.insert(peer, PeerEntry::default());
-        } else if let Some(pos) = order.iter().position(|p| *p == peer) {
-            order.remove(pos);
-        }
-        order.push_back(peer);
-        map.get_mut(&peer).map(f)
-    }
-
-    fn lookup<T>(&self, peer: &PeerId, f: impl FnOnce(&mut PeerEntry) -> T) -> Option<T> {
-        let mut guard = self.peers.lock().ok()?;
-        guard.0.get_mut(peer).map(f)
-    }
-
-    /// Records the key a completed handshake authenticated for `peer`; a later 0-RTT dial
-    /// checks the peer's HELLO against it.
-    pub(crate) fn remember_key(&self, peer: PeerId, key: PublicKey) {
-        self.with_peer(peer, |e| e.key = Some(key));
-    }
-
-    /// The key of `peer` if this node holds a ticket for it.
-    pub(crate) fn resumable(&self, peer: &PeerId) -> Option<PublicKey> {
-        self.lookup(peer, |e| (!e.tickets.is_empty()).then_some(e.key).flatten())
-            .flatten()
-    }
-
-    /// Peers with at least one ticket.
-    pub(crate) fn len(&self) -> usize {
-        self.peers
-            .lock()
-            .map(|p| p.0.values().filter(|e| !e.tickets.is_empty()).count())
-            .unwrap_or(0)
-    }
-}
-
-impl ClientSessionStore for PeerSessions {
-    fn set_kx_hint(&self, name: ServerName<'static>, group: NamedGroup) {
-        if let Some((peer, _)) = parse_dial_name(&name) {
-            self.with_peer(peer, |e| e.kx_hint = Some(group));
-        }
-    }
-
-    fn kx_hint(&self, name: &ServerName<'_>) -> Option<NamedGroup> {
-        let (peer, _) = parse_dial_name(name)?;
-        self.lookup(&peer, |e| e.kx_hint).flatten()
-    }
-
-    // TLS 1.2 is never negotiated (the configs allow TLS 1.3 only).
-    fn set_tls12_session(&self, _: ServerName<'static>, _: Tls12ClientSessionValue) {}
-
-    fn tls12_session(&self, _: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
-        None
-    }
-
-    fn remove_tls12_session(&self, _: &ServerName<'static>) {}
-
-    fn insert_tls13_ticket(&self, name: ServerName<'static>, value: Tls13ClientSessionValue) {
-        if let Some((peer, _)) = parse_dial_name(&name) {
-            self.with_peer(peer, |e| {
-                if e.tickets.len() >= TICKETS_PER_PEER {
-                    e.tickets.pop_front();
-                }
-                e.tickets.push_back(value);
-            });
-        }
-    }
-
-    fn take_tls13_ticket(&self, name: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
-        let (peer, _) = parse_dial_name(name)?;
-        // Newest first; each ticket is used once (RFC 8446 C.4).
-        self.lookup(&peer, |e| e.tickets.pop_back()).flatten()
-    }
-}
 
 /// Where a client connected from, as its tickets are charged: the /64 of an IPv6 address or
 /// the /32 of an IPv4 one (IPv4-mapped IPv6 counts as IPv4). Family 0 is "unknown" (a store
@@ -221,13 +48,13 @@ impl Subnet {
         }
     }
 
-    fn encode(self) -> [u8; 9] {
+    pub(super) fn encode(self) -> [u8; 9] {
         let mut out = [self.family; 9];
         out[1..].copy_from_slice(&self.bits.to_be_bytes());
         out
     }
 
-    fn decode(raw: &[u8]) -> Option<Self> {
+    pub(super) fn decode(raw: &[u8]) -> Option<Self> {
         let (&family, bits) = raw.split_first()?;
         let bits = u64::from_be_bytes(bits.try_into().ok()?);
         let valid = match family {
@@ -565,127 +392,11 @@ impl ServerConfigs {
     }
 }
 
-/// A saved ticket: the subnet it was charged to, its key and its state.
-pub(crate) type SavedTicket = (Subnet, Vec<u8>, Vec<u8>);
-
-/// The file of tickets saved for the next run, written whole (temporary file, fsync, rename).
-/// After the magic, one record per ticket, oldest first: subnet (family u8, prefix u64), key
-/// length (u16), value length (u32), key, value, then a BLAKE3 checksum (first 8 bytes) of
-/// everything before it in the record.
-struct Snapshot;
-
-pub(crate) const MAGIC: &[u8; 8] = b"i6pres02";
-pub(crate) const RECORD_HEAD: usize = 9 + 2 + 4;
-
-fn record(subnet: Subnet, key: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(RECORD_HEAD + key.len() + value.len() + 8);
-    out.extend_from_slice(&subnet.encode());
-    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    out.extend_from_slice(&(value.len() as u32).to_be_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(value);
-    let sum = blake3::hash(&out);
-    out.extend_from_slice(&sum.as_bytes()[..8]);
-    out
-}
-
-/// Decodes a ticket file's bytes (the magic, then records; see [`Snapshot`]): every record
-/// is bounded and its checksum checked before anything is kept. Pure, for the fuzzer.
-pub(crate) fn decode_tickets(data: &[u8]) -> Result<Vec<SavedTicket>, String> {
-    let body = data
-        .strip_prefix(&MAGIC[..])
-        .ok_or_else(|| "not an i6p resumption state file".to_string())?;
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < body.len() {
-        let rest = &body[at..];
-        let corrupt = || format!("corrupt record at byte {}", at + MAGIC.len());
-        if rest.len() < RECORD_HEAD || out.len() >= MAX_SERVER_ENTRIES {
-            return Err(corrupt());
-        }
-        let subnet = Subnet::decode(&rest[..9]).ok_or_else(corrupt)?;
-        let klen = usize::from(u16::from_be_bytes([rest[9], rest[10]]));
-        let vlen = u32::from_be_bytes([rest[11], rest[12], rest[13], rest[14]]) as usize;
-        if klen > MAX_KEY || vlen > MAX_VALUE || rest.len() < RECORD_HEAD + klen + vlen + 8 {
-            return Err(corrupt());
-        }
-        let end = RECORD_HEAD + klen + vlen;
-        if blake3::hash(&rest[..end]).as_bytes()[..8] != rest[end..end + 8] {
-            return Err(corrupt());
-        }
-        let key = rest[RECORD_HEAD..RECORD_HEAD + klen].to_vec();
-        out.push((subnet, key, rest[RECORD_HEAD + klen..end].to_vec()));
-        at += end + 8;
-    }
-    Ok(out)
-}
-
-/// A ticket file holding `tickets` (oldest first), as [`decode_tickets`] reads it.
-pub(crate) fn encode_tickets(tickets: &[SavedTicket]) -> Vec<u8> {
-    let mut out = MAGIC.to_vec();
-    for (subnet, key, value) in tickets {
-        out.extend_from_slice(&record(*subnet, key, value));
-    }
-    out
-}
-
-impl Snapshot {
-    /// Reads the tickets saved at `path`; a missing file holds none.
-    fn load(path: &Path) -> Result<Vec<SavedTicket>, String> {
-        let mut data = Vec::new();
-        match std::fs::File::open(path) {
-            Ok(f) => {
-                let len = f.metadata().map_err(|e| e.to_string())?.len();
-                if len > MAX_FILE {
-                    return Err(format!("{len} bytes is more than a state file can hold"));
-                }
-                f.take(MAX_FILE)
-                    .read_to_end(&mut data)
-                    .map_err(|e| e.to_string())?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.to_string()),
-        }
-        decode_tickets(&data)
-    }
-
-    /// Replaces `path` atomically and durably with a file (mode 0600) holding `tickets`.
-    fn write(path: &Path, tickets: &[SavedTicket]) -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let tmp = path.with_extension("tmp");
-        let out = encode_tickets(tickets);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(&out)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // The rename itself must be durable before a ticket is honoured (see `persistent`).
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::File::open(dir)?.sync_all()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::file::{record, MAX_FILE, RECORD_HEAD};
     use super::*;
-
-    #[test]
-    fn dial_names_round_trip_and_reject_others() {
-        let peer = i6p_core::Identity::generate().peer_id();
-        let name = ServerName::try_from(dial_name(&peer, 7)).unwrap();
-        assert_eq!(parse_dial_name(&name), Some((peer, 7)));
-        for bad in ["i6p", "d1.ab.cd.i6p", "x.i6p.i6p.i6p", "localhost"] {
-            let name = ServerName::try_from(bad.to_string()).unwrap();
-            assert_eq!(parse_dial_name(&name), None, "{bad}");
-        }
-    }
+    use std::path::PathBuf;
 
     fn scratch() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("i6p-res-{}", rand::random::<u64>()));

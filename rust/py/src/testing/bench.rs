@@ -30,7 +30,7 @@ where
 /// Seconds to move `total` bytes over one stream between two nodes, entirely in Rust.
 #[pyfunction]
 #[pyo3(signature = (total, block=1 << 20, congestion="cubic", window=None))]
-pub(crate) fn _bench_engine_stream<'py>(
+pub(crate) fn bench_engine_stream<'py>(
     py: Python<'py>,
     total: u64,
     block: usize,
@@ -47,7 +47,7 @@ pub(crate) fn _bench_engine_stream<'py>(
 /// same quinn, rustls, TLS identities, transport settings and sockets as the engine).
 #[pyfunction]
 #[pyo3(signature = (total, block=1 << 20, congestion="cubic", window=None))]
-pub(crate) fn _bench_raw_quinn<'py>(
+pub(crate) fn bench_raw_quinn<'py>(
     py: Python<'py>,
     total: u64,
     block: usize,
@@ -65,7 +65,7 @@ pub(crate) fn _bench_raw_quinn<'py>(
 /// every `sample` seconds.
 #[pyfunction]
 #[pyo3(signature = (sender, receiver, total, streams=1, sample=0.05))]
-pub(crate) fn _bench_session_stream<'py>(
+pub(crate) fn bench_session_stream<'py>(
     py: Python<'py>,
     sender: PyRef<'py, Session>,
     receiver: PyRef<'py, Session>,

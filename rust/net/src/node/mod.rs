@@ -1,74 +1,37 @@
 //! A node: one UDP socket, one QUIC endpoint, one identity; it dials and accepts sessions.
 //!
-//! Incoming connections are handshaken (TLS, then HELLO) in their own tasks, so a slow or
-//! hostile peer never holds up others; only completed sessions reach `accept`.
+//! Incoming connections are handshaken (TLS, then HELLO) in their own tasks (`accept`), so
+//! a slow or hostile peer never holds up others; only completed sessions reach `accept`.
+//! What a node is set up with (its config, transport and socket) is in `config`.
+
+mod accept;
+mod config;
+
+use accept::{accept_loop, AcceptSettings};
+use config::tickets_path;
+pub use config::NodeConfig;
+pub(crate) use config::{bind_socket, transport_config};
 
 use crate::addr;
 use crate::blobs::BlobStore;
-use crate::control::codes;
 use crate::error::{NetError, Result};
-use crate::limits::{Admission, ConnectionSlot, Connections, Limits};
+use crate::limits::{Connections, Limits};
 use crate::resume::{PeerSessions, ServerConfigs, ServerSessions};
-use crate::session::{now_ms, Established, Session, EARLY_ACCEPTED, EARLY_PENDING, EARLY_REJECTED};
+use crate::session::{
+    now_ms, Established, ProtocolHandler, Protocols, Session, EARLY_ACCEPTED, EARLY_PENDING,
+    EARLY_REJECTED,
+};
 use crate::socket::SocketBuffers;
 use crate::tls::{self, PeerVerifier, TlsIdentity};
-use crate::transport::{Congestion, Windows};
+use i6p_core::codes;
 use i6p_core::{Hello, Identity, PeerId, Role, PROTOCOL_VERSION};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use quinn::{ConnectionError, Endpoint, TransportConfig, VarInt};
+use quinn::{ConnectionError, Endpoint, VarInt};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
-
-/// Tunables of a node.
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    /// Capabilities announced in HELLO.
-    pub capabilities: Vec<(String, String)>,
-    /// Time allowed for the QUIC handshake plus the HELLO exchange.
-    pub handshake_timeout: Duration,
-    /// A session with no traffic for this long is lost.
-    pub idle_timeout: Duration,
-    /// Keep-alive interval (keeps NAT and firewall state and detects dead peers).
-    pub keep_alive: Duration,
-    /// Streams the peer may have open at once in each direction.
-    pub max_streams: u32,
-    /// Bounds on what peers can make the node hold.
-    pub limits: Limits,
-    /// Hand incoming sessions to `accept`. A node that only serves blobs turns this off: its
-    /// peers' sessions serve their requests and never wait in a queue for an `accept` that
-    /// never comes.
-    pub accept_sessions: bool,
-    /// Congestion controller of every connection.
-    pub congestion: Congestion,
-    /// Flow-control windows (auto-tuned by default).
-    pub windows: Windows,
-    /// Send requests in 0-RTT when reconnecting to a peer met before.
-    pub zero_rtt: bool,
-    /// Where the listener keeps its resumption tickets across restarts (none: in memory).
-    pub state_dir: Option<PathBuf>,
-}
-
-impl Default for NodeConfig {
-    fn default() -> Self {
-        Self {
-            capabilities: Vec::new(),
-            handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
-            keep_alive: Duration::from_secs(5),
-            max_streams: 1024,
-            limits: Limits::default(),
-            accept_sessions: true,
-            congestion: Congestion::default(),
-            windows: Windows::default(),
-            zero_rtt: true,
-            state_dir: None,
-        }
-    }
-}
 
 /// A running node. Cheap to clone; all clones are the same node.
 #[derive(Clone)]
@@ -94,6 +57,10 @@ struct NodeInner {
     config: NodeConfig,
     closed: Arc<AtomicBool>,
     store: Arc<BlobStore>,
+    /// The handlers of the protocols this node serves, by stream kind.
+    protocols: Arc<Protocols>,
+    /// Requests served before their session's handshake completed (0-RTT), on all sessions.
+    early_requests: Arc<AtomicU64>,
     buffers: Arc<SocketBuffers>,
     incoming: Mutex<mpsc::Receiver<Session>>,
     /// Feeds `incoming`; also used to hand back sessions whose accept was not delivered.
@@ -114,17 +81,13 @@ impl Node {
             Some(dir) => ServerSessions::persistent(tickets_path(dir, &identity.peer_id())?),
             None => ServerSessions::in_memory(),
         });
+        let sessions = Arc::new(PeerSessions::default());
+        let (client, verifier) = client_config(&tls, sessions.clone(), transport.clone())?;
         let server_tls = tls::server_crypto(&tls, server_sessions.clone())?;
         let server_crypto = QuicServerConfig::try_from(server_tls.clone())
             .map_err(|e| NetError::Tls(e.to_string()))?;
-        let sessions = Arc::new(PeerSessions::default());
-        let (client_crypto, verifier) = tls::client_crypto(&tls, sessions.clone())?;
-        let client_crypto =
-            QuicClientConfig::try_from(client_crypto).map_err(|e| NetError::Tls(e.to_string()))?;
-        let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
-        client.transport_config(transport.clone());
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server.transport_config(transport.clone());
+        server.transport_config(transport);
         let configs = ServerConfigs::new(server_tls, server.clone(), server_sessions.clone());
         let socket = bind_socket(addr)?;
         let buffers = Arc::new(SocketBuffers::new(&socket)?);
@@ -137,6 +100,9 @@ impl Node {
         let closed = Arc::new(AtomicBool::new(false));
         config.limits.validate()?;
         let store = Arc::new(BlobStore::new(&config.limits));
+        let protocols = Arc::new(Protocols::default());
+        crate::protocols::register_blobs(&protocols, store.clone())?;
+        let early_requests = Arc::new(AtomicU64::new(0));
         let connections = Connections::new(config.limits.clone());
         let (tx, rx) = mpsc::channel(config.limits.max_queued_sessions);
         let hello = Arc::new(Hello {
@@ -157,10 +123,11 @@ impl Node {
                 max_queued_streams: config.limits.max_queued_streams,
                 deliver: config.accept_sessions,
                 configs: Arc::new(configs),
+                protocols: protocols.clone(),
+                early_requests: early_requests.clone(),
+                closed: closed.clone(),
             },
             connections.clone(),
-            closed.clone(),
-            store.clone(),
             tx.clone(),
         ));
         Ok(Self {
@@ -176,6 +143,8 @@ impl Node {
                 config,
                 closed,
                 store,
+                protocols,
+                early_requests,
                 buffers,
                 incoming: Mutex::new(rx),
                 incoming_tx: tx,
@@ -223,7 +192,7 @@ impl Node {
 
     /// Requests this node served as early data (before their session's handshake completed).
     pub fn early_requests(&self) -> u64 {
-        self.inner.store.early_requests()
+        self.inner.early_requests.load(Ordering::Relaxed)
     }
 
     /// Addresses other nodes can use to reach this one.
@@ -262,8 +231,7 @@ impl Node {
         let hello = self.hello()?;
         let timeout = self.inner.config.handshake_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
-        let late =
-            move || NetError::Handshake(format!("no session with {addr} within {timeout:?}"));
+        let late = move || no_session_in_time(addr, timeout);
         let known = self
             .inner
             .config
@@ -304,12 +272,6 @@ impl Node {
         result
     }
 
-    /// Connects to `peer` at the first of `addrs` to answer as `peer`, a few addresses at a
-    /// time (bounds and the error returned: [`crate::dial`]).
-    pub async fn connect_any(&self, peer: PeerId, addrs: &[SocketAddr]) -> Result<Session> {
-        crate::dial::connect_any(self, peer, addrs).await
-    }
-
     /// A session in 0-RTT: returned before the handshake completes, which a task finishes.
     #[allow(clippy::too_many_arguments)]
     async fn early_session(
@@ -325,7 +287,7 @@ impl Node {
         let (send, recv) = conn
             .open_bi()
             .await
-            .map_err(|e| crate::session::describe_connection_error(&e))?;
+            .map_err(|e| crate::error::describe_connection_error(&e))?;
         let session = Session::new(self.established(conn.clone(), peer, key), false, Some(send));
         session.set_early(EARLY_PENDING);
         tokio::spawn(crate::session::dispatch_streams(session.clone()));
@@ -370,7 +332,7 @@ impl Node {
             });
         }
         if let Some(e) = session.inner_conn().close_reason() {
-            return Err(crate::session::describe_connection_error(&e));
+            return Err(crate::error::describe_connection_error(&e));
         }
         let (actual, _) = tls::peer_of_connection(session.inner_conn())?;
         if actual != peer {
@@ -405,7 +367,8 @@ impl Node {
             remote_key: key,
             role: Role::Dialer,
             node_closed: self.inner.closed.clone(),
-            store: self.inner.store.clone(),
+            node_early_requests: self.inner.early_requests.clone(),
+            protocols: self.inner.protocols.clone(),
             windows: self.inner.config.windows,
             buffers: Some(self.inner.buffers.clone()),
             max_queued_streams: self.inner.config.limits.max_queued_streams,
@@ -438,8 +401,23 @@ impl Node {
     ) -> Result<(Established, bool)> {
         let (mut connecting, mut dial) = (connecting, dial);
         let mut pause = Duration::from_millis(50);
+        let mut refused: Option<String> = None;
         loop {
-            match self.finish_dial(connecting, peer, dial).await {
+            // Once refused, a retry cut short by the deadline reports the refusal: it says
+            // more than "no session in time" (the node is at a limit).
+            let attempt =
+                tokio::time::timeout_at(deadline, self.finish_dial(connecting, peer, dial));
+            let result = match (attempt.await, refused.take()) {
+                (Ok(result), _) => result,
+                (Err(_), Some(why)) => return Err(NetError::Busy(why)),
+                (Err(_), None) => {
+                    return Err(no_session_in_time(
+                        addr,
+                        self.inner.config.handshake_timeout,
+                    ))
+                }
+            };
+            match result {
                 Err(NetError::Busy(why)) => {
                     let wait = pause.mul_f64(rand::random_range(0.5..1.5));
                     if tokio::time::Instant::now() + wait >= deadline {
@@ -448,6 +426,7 @@ impl Node {
                     tokio::time::sleep(wait).await;
                     pause = (pause * 2).min(Duration::from_secs(1));
                     (connecting, dial) = self.start_dial(peer, addr)?;
+                    refused = Some(why);
                 }
                 other => return other,
             }
@@ -618,6 +597,18 @@ impl Node {
         &self.inner.store
     }
 
+    /// The protocols this node serves, by stream kind.
+    pub fn protocols(&self) -> &Arc<Protocols> {
+        &self.inner.protocols
+    }
+
+    /// Serves the streams peers open with kind byte `kind` with `handler`, on every session,
+    /// present and future. Fails if the kind already has a handler (application streams and
+    /// blob transfers are registered from the start).
+    pub fn register_protocol(&self, kind: u8, handler: impl ProtocolHandler) -> Result<()> {
+        self.inner.protocols.register(kind, Arc::new(handler))
+    }
+
     /// The node's resource policy.
     pub fn limits(&self) -> &Limits {
         &self.inner.config.limits
@@ -644,6 +635,25 @@ impl Node {
     }
 }
 
+/// The one client configuration of a node's dials, and the verifier that reports on them.
+fn client_config(
+    tls: &TlsIdentity,
+    sessions: Arc<PeerSessions>,
+    transport: Arc<quinn::TransportConfig>,
+) -> Result<(quinn::ClientConfig, Arc<PeerVerifier>)> {
+    let (client_crypto, verifier) = tls::client_crypto(tls, sessions)?;
+    let client_crypto =
+        QuicClientConfig::try_from(client_crypto).map_err(|e| NetError::Tls(e.to_string()))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
+    client.transport_config(transport);
+    Ok((client, verifier))
+}
+
+/// A dial that reached no session before its handshake timeout.
+fn no_session_in_time(addr: SocketAddr, timeout: Duration) -> NetError {
+    NetError::Handshake(format!("no session with {addr} within {timeout:?}"))
+}
+
 impl Drop for NodeInner {
     fn drop(&mut self) {
         self.accept_task.abort();
@@ -652,44 +662,6 @@ impl Drop for NodeInner {
             endpoint.close(VarInt::from_u32(codes::NODE_CLOSED), b"node closed");
         }
     }
-}
-
-pub(crate) fn transport_config(config: &NodeConfig) -> Result<TransportConfig> {
-    let mut t = TransportConfig::default();
-    let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
-        .map_err(|_| NetError::Tls("idle timeout out of range".into()))?;
-    t.max_idle_timeout(Some(idle));
-    t.keep_alive_interval(Some(config.keep_alive));
-    t.max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams));
-    // No I6P protocol uses unidirectional streams: a peer may not open any, so none can pin
-    // data nobody reads.
-    t.max_concurrent_uni_streams(VarInt::from_u32(0));
-    // FEC mode's shards: room for a burst the router has not taken yet, and a send queue
-    // short enough that a request's END does not overtake its shards by much.
-    t.datagram_receive_buffer_size(Some(8 << 20));
-    t.datagram_send_buffer_size(256 << 10);
-    config.windows.validate()?;
-    crate::transport::apply(&mut t, config.congestion, config.windows);
-    Ok(t)
-}
-
-/// A UDP socket for the endpoint; IPv6 wildcard sockets are made dual-stack explicitly.
-pub(crate) fn bind_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let domain = if addr.is_ipv6() {
-        Domain::IPV6
-    } else {
-        Domain::IPV4
-    };
-    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        // Only a wildcard bind can receive IPv4; specific IPv6 addresses stay IPv6-only.
-        socket.set_only_v6(!addr.ip().is_unspecified())?;
-    }
-    socket
-        .bind(&addr.into())
-        .map_err(|e| NetError::Io(format!("cannot bind {addr}: {e}")))?;
-    Ok(socket.into())
 }
 
 fn handshake_error(e: &ConnectionError) -> NetError {
@@ -705,200 +677,6 @@ fn handshake_error(e: &ConnectionError) -> NetError {
         }
         other => NetError::Handshake(other.to_string()),
     }
-}
-
-/// What every incoming connection is set up with.
-#[derive(Clone)]
-struct AcceptSettings {
-    /// Time for the TLS handshake plus the HELLO exchange.
-    timeout: Duration,
-    windows: Windows,
-    buffers: Arc<SocketBuffers>,
-    max_queued_streams: usize,
-    /// Hand sessions to `accept` (see [`NodeConfig::accept_sessions`]).
-    deliver: bool,
-    /// Each connection's server config, which charges its tickets to the client's address.
-    configs: Arc<ServerConfigs>,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn accept_loop(
-    endpoint: Endpoint,
-    identity: Identity,
-    hello: Arc<Hello>,
-    settings: AcceptSettings,
-    connections: Arc<Connections>,
-    closed: Arc<AtomicBool>,
-    store: Arc<BlobStore>,
-    tx: mpsc::Sender<Session>,
-) {
-    while let Some(incoming) = endpoint.accept().await {
-        // Decided before any cryptography: a refusal or a Retry costs one stateless packet.
-        let slot = match connections.admit(
-            incoming.remote_address(),
-            incoming.remote_address_validated(),
-            std::time::Instant::now(),
-        ) {
-            Admission::Accept(slot) => slot,
-            Admission::Retry if incoming.may_retry() => {
-                if let Err(e) = incoming.retry() {
-                    e.into_incoming().refuse();
-                }
-                continue;
-            }
-            Admission::Retry => {
-                incoming.refuse();
-                continue;
-            }
-            Admission::Refuse(why) => {
-                tracing::debug!(addr = %incoming.remote_address(), why, "connection refused");
-                incoming.refuse();
-                continue;
-            }
-        };
-        let mut ours = (*hello).clone();
-        ours.timestamp_ms = now_ms();
-        ours.listen_addrs = endpoint
-            .local_addr()
-            .map(addr::reachable_addrs)
-            .unwrap_or_default()
-            .into_iter()
-            .take(i6p_core::hello::MAX_LISTEN_ADDRS)
-            .collect();
-        let identity = identity.clone();
-        let closed = closed.clone();
-        let store = store.clone();
-        let (tx, settings) = (tx.clone(), settings.clone());
-        let deliver = settings.deliver;
-        tokio::spawn(async move {
-            let mut slot = slot;
-            let accepted = accept_one(
-                incoming, &identity, &ours, settings, &mut slot, closed, store,
-            )
-            .await;
-            slot.handshake_done();
-            let session = match accepted {
-                Ok(session) => session,
-                Err(e) => {
-                    tracing::debug!(error = %e, "incoming handshake failed");
-                    return;
-                }
-            };
-            let conn = session.inner_conn().clone();
-            // Never wait for room: sessions the application does not accept in time are
-            // refused, not held half-open.
-            if deliver {
-                if let Err(mpsc::error::TrySendError::Full(session)) = tx.try_send(session) {
-                    session.refuse(codes::BUSY, "too many sessions waiting to be accepted");
-                }
-            }
-            // The connection counts against the limits until it ends.
-            conn.closed().await;
-            drop(slot);
-        });
-    }
-}
-
-/// Completes one incoming connection: TLS, then the HELLO exchange, within `timeout`.
-///
-/// A resumed connection is taken in 0.5-RTT: the peer is known from its ticket as soon as
-/// the ClientHello is read, so PINGs and GETs that came as early data are served at once.
-/// Everything else waits for the handshake to complete (see `session.rs`).
-async fn accept_one(
-    incoming: quinn::Incoming,
-    identity: &Identity,
-    ours: &Hello,
-    settings: AcceptSettings,
-    slot: &mut ConnectionSlot,
-    closed: Arc<AtomicBool>,
-    store: Arc<BlobStore>,
-) -> Result<Session> {
-    let deadline = tokio::time::Instant::now() + settings.timeout;
-    let tls_late = || NetError::Handshake("tls handshake timed out".into());
-    let connecting = settings
-        .configs
-        .accept(incoming)
-        .map_err(|e| handshake_error(&e))?;
-    let (conn, handshake) = match connecting.into_0rtt() {
-        Ok((conn, accepted)) => (conn, Some(accepted)),
-        Err(connecting) => {
-            let conn = tokio::time::timeout_at(deadline, connecting)
-                .await
-                .map_err(|_| tls_late())?
-                .map_err(|e| handshake_error(&e))?;
-            (conn, None)
-        }
-    };
-    // rustls sets the peer's certificate from the ticket when it resumes; on a full
-    // handshake it only comes with the client's Finished.
-    let resumed = handshake.is_some() && conn.peer_identity().is_some();
-    let mut handshake = handshake;
-    if !resumed {
-        if let Some(accepted) = handshake.take() {
-            // Resolves when the handshake completes (its value says whether 0-RTT was taken)
-            // or fails.
-            tokio::time::timeout_at(deadline, accepted)
-                .await
-                .map_err(|_| tls_late())?;
-            if let Some(e) = conn.close_reason() {
-                return Err(handshake_error(&e));
-            }
-        }
-    }
-    let (remote_peer_id, remote_key) = tls::peer_of_connection(&conn)?;
-    if let Err(why) = slot.identified(remote_peer_id) {
-        conn.close(VarInt::from_u32(codes::BUSY), why.as_bytes());
-        return Err(NetError::Handshake(why.into()));
-    }
-    let est = Established {
-        conn: conn.clone(),
-        remote_peer_id,
-        remote_key,
-        role: Role::Listener,
-        node_closed: closed,
-        store,
-        windows: settings.windows,
-        buffers: Some(settings.buffers),
-        max_queued_streams: settings.max_queued_streams,
-    };
-    let session = Session::new(est, false, None);
-    match handshake {
-        Some(accepted) => {
-            session.set_resumed(true);
-            let early = session.clone();
-            tokio::spawn(async move {
-                // Resolves when the handshake completes (on this side its value says nothing).
-                accepted.await;
-                if early.inner_conn().close_reason().is_none() {
-                    early.mark_handshake_done(true);
-                }
-            });
-        }
-        None => session.mark_handshake_done(false),
-    }
-    let exchange = crate::session::listener_exchange(&session, identity, ours);
-    let result = match tokio::time::timeout_at(deadline, exchange).await {
-        Ok(r) => r,
-        Err(_) => Err(NetError::Handshake("no hello in time".into())),
-    };
-    if let Err(e) = &result {
-        conn.close(
-            VarInt::from_u32(close_code_for(e)),
-            e.to_string().as_bytes(),
-        );
-    }
-    result.map(|()| session)
-}
-
-/// The file of a node's listener tickets in `dir`: one per identity, in a 0700 directory.
-fn tickets_path(dir: &std::path::Path, peer: &PeerId) -> Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| NetError::Io(format!("cannot create state dir {}: {e}", dir.display())))?;
-    Ok(dir.join(format!("{peer}.tickets")))
 }
 
 /// The close code that reports a failed HELLO exchange to the peer.

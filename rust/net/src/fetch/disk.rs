@@ -1,0 +1,83 @@
+//! The disk stage, on a blocking thread: verify each group against the blob's root, write it
+//! with a positioned write, mark it, and save the state (after an fsync) every
+//! `save_interval`, so progress reported is progress that survives a crash. A group that
+//! fails verification is reported to the scheduler, blamed on the provider that sent it, and
+//! never reaches the file.
+
+use super::options::Progress;
+use super::shared::{Fetch, Slot};
+use crate::error::{NetError, Result};
+use crate::storage::PartialDownload;
+use i6p_core::tree::verify_group;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Runs the disk stage until every sender is gone, the fetch is cancelled, or a write fails.
+/// Returns the download (with what was verified and saved) and the first error.
+pub(super) fn disk_stage(
+    mut download: PartialDownload,
+    mut rx: tokio::sync::mpsc::Receiver<Slot>,
+    fetch: &Fetch,
+    cancelled: &AtomicBool,
+) -> (PartialDownload, Result<()>) {
+    let mut last_save = Instant::now();
+    let mut run = || -> Result<()> {
+        while let Some(slot) = rx.blocking_recv() {
+            if cancelled.load(Ordering::Relaxed) {
+                break;
+            }
+            let (hash, size, log) = (&fetch.hash, fetch.size, fetch.group_log);
+            match verify_group(hash, size, log, slot.index, &slot.data, &slot.proof) {
+                Ok(()) => download
+                    .write_group(slot.index, &slot.data)
+                    .map_err(|e| io_error(e, "cannot write to the partial file"))?,
+                Err(e) => fetch.fail(
+                    slot.provider,
+                    slot.index,
+                    format!("group {}: {e}", slot.index),
+                ),
+            }
+            fetch.pool.give(slot);
+            if last_save.elapsed() >= fetch.options.save_interval {
+                save(&mut download, &fetch.progress)?;
+                last_save = Instant::now();
+            }
+        }
+        Ok(())
+    };
+    let result = run();
+    // Record what is durable even after a failure; the first error is the one to report.
+    let saved = save(&mut download, &fetch.progress);
+    (download, result.and(saved))
+}
+
+/// Saves the state and publishes durable progress.
+fn save(download: &mut PartialDownload, progress: &Progress) -> Result<()> {
+    download
+        .save()
+        .map_err(|e| io_error(e, "cannot save the download state"))?;
+    progress
+        .done
+        .store(download.state.done_bytes(), Ordering::Relaxed);
+    Ok(())
+}
+
+/// The error for a failed file operation: a full disk is told apart (the partial state stays
+/// consistent, so the fetch can resume once there is room).
+pub(super) fn io_error(e: std::io::Error, what: &str) -> NetError {
+    // ENOSPC and EDQUOT.
+    if matches!(e.raw_os_error(), Some(28) | Some(122)) {
+        NetError::DiskFull(format!("{what}: {e}"))
+    } else {
+        NetError::Io(format!("{what}: {e}"))
+    }
+}
+
+/// Runs `f` on a blocking thread.
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| NetError::Io(format!("blocking task failed: {e}")))
+}

@@ -1,0 +1,198 @@
+//! Fetching by ticket: dialing the providers a ticket (or several) names, reconnecting to a
+//! single provider after a dropped connection, and handing the sessions to the round driver.
+
+use super::options::{FetchOptions, FetchOutcome, Progress, ProviderOutcome};
+use super::round::{fetch_from, fetch_to_file};
+use crate::error::{NetError, Result};
+use crate::session::Session;
+use i6p_core::codes::ErrorCode;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Fetches a ticket's blob into `dest` from its provider, reconnecting after a dropped
+/// connection as `options.reconnect` says (a reconnect to a peer met before goes in 0-RTT).
+/// Figures in the outcome cover every attempt.
+pub async fn fetch_ticket(
+    node: &crate::Node,
+    ticket: &i6p_core::ticket::Ticket,
+    dest: PathBuf,
+    options: FetchOptions,
+    progress: Arc<Progress>,
+) -> Result<FetchOutcome> {
+    let start = Instant::now();
+    let policy = options.reconnect;
+    let (mut left, mut delay) = (policy.attempts, policy.backoff);
+    // A provider that never answered is reported at once; only a dropped one is retried.
+    let mut connected = false;
+    loop {
+        let before = progress.done.load(Ordering::Relaxed);
+        let attempt = async {
+            let session = node.connect_any(ticket.peer_id, &ticket.addrs).await;
+            let session = match session {
+                Ok(s) => s,
+                Err(e) if !connected => return Err((e, false)),
+                Err(e) => return Err((e, true)),
+            };
+            connected = true;
+            let outcome = fetch_to_file(
+                &session,
+                ticket.hash,
+                ticket.size,
+                dest.clone(),
+                options.clone(),
+                progress.clone(),
+            )
+            .await
+            .map_err(|e| session.explain(e));
+            session.close(0, "fetch done").await;
+            outcome.map_err(|e| (e, true))
+        };
+        match attempt.await {
+            Ok(mut outcome) => {
+                outcome.bytes_fetched = progress.fetched.load(Ordering::Relaxed);
+                outcome.bytes_reused = progress.reused.get().copied().unwrap_or(0);
+                outcome.duration = start.elapsed();
+                return Ok(outcome);
+            }
+            Err((e, true)) if link_dropped(&e) && left > 0 => {
+                if progress.done.load(Ordering::Relaxed) > before {
+                    (left, delay) = (policy.attempts, policy.backoff);
+                }
+                left -= 1;
+                tracing::info!(error = %e, ?delay, left, "fetch lost its provider; reconnecting");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(policy.max_backoff);
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// Fetches a blob from several providers at once (tickets naming the same blob). Providers
+/// are dialed together; those that cannot be reached are reported in the outcome and the
+/// others share the work (see [`fetch_from`]). One ticket: [`fetch_ticket`], with its
+/// reconnection policy.
+pub async fn fetch_tickets(
+    node: &crate::Node,
+    tickets: &[i6p_core::ticket::Ticket],
+    dest: PathBuf,
+    options: FetchOptions,
+    progress: Arc<Progress>,
+) -> Result<FetchOutcome> {
+    let Some(first) = tickets.first() else {
+        return Err(NetError::Config("a fetch needs at least one ticket".into()));
+    };
+    if tickets.len() == 1 {
+        return fetch_ticket(node, first, dest, options, progress).await;
+    }
+    if let Some(other) = tickets
+        .iter()
+        .find(|t| t.hash != first.hash || t.size != first.size)
+    {
+        return Err(NetError::Config(format!(
+            "tickets name different blobs ({} bytes and {} bytes, or different hashes)",
+            first.size, other.size
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let tickets: Vec<_> = tickets.iter().filter(|t| seen.insert(t.peer_id)).collect();
+    let (sessions, unreachable) = dial_all(node, &tickets).await?;
+    if sessions.is_empty() {
+        let error = unreachable.into_iter().find_map(|p| p.error);
+        return Err(error.unwrap_or_else(|| NetError::Io("no provider reachable".into())));
+    }
+    let outcome = fetch_from(&sessions, first.hash, first.size, dest, options, progress).await;
+    for session in &sessions {
+        session.close(0, "fetch done").await;
+    }
+    let mut outcome = outcome?;
+    outcome.providers.extend(unreachable);
+    Ok(outcome)
+}
+
+/// Dials every ticket's provider at once. Once one has answered, the others get a little
+/// longer (a provider that is down would otherwise hold the fetch for a whole handshake
+/// timeout); later ones are reported as unreachable. Returns the sessions, in the tickets'
+/// order, and what became of the others.
+async fn dial_all(
+    node: &crate::Node,
+    tickets: &[&i6p_core::ticket::Ticket],
+) -> Result<(Vec<Session>, Vec<ProviderOutcome>)> {
+    let mut dials = tokio::task::JoinSet::new();
+    // The fetch's dialing work is bounded too: the addresses are shared out among providers.
+    let per_provider = (MAX_DIAL_ADDRS_PER_FETCH / tickets.len()).max(1);
+    for (i, ticket) in tickets.iter().enumerate() {
+        let addrs = ticket
+            .addrs
+            .iter()
+            .take(per_provider)
+            .copied()
+            .collect::<Vec<_>>();
+        let (node, peer) = (node.clone(), ticket.peer_id);
+        dials.spawn(async move { (i, node.connect_any(peer, &addrs).await) });
+    }
+    let started = tokio::time::Instant::now();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut dialed: Vec<Option<Result<Session>>> = (0..tickets.len()).map(|_| None).collect();
+    loop {
+        let next = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, dials.join_next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => dials.join_next().await,
+        };
+        let Some(joined) = next else {
+            break;
+        };
+        let (i, result) = joined.map_err(|e| NetError::Io(format!("dial task failed: {e}")))?;
+        if result.is_ok() && deadline.is_none() {
+            let waited = started.elapsed();
+            deadline = Some(tokio::time::Instant::now() + (waited * 2).max(DIAL_GRACE));
+        }
+        dialed[i] = Some(result);
+    }
+    dials.abort_all();
+    let mut sessions = Vec::new();
+    let mut unreachable = Vec::new();
+    for (ticket, result) in tickets.iter().zip(dialed) {
+        match result {
+            Some(Ok(session)) => sessions.push(session),
+            Some(Err(e)) => unreachable.push(ProviderOutcome {
+                peer: ticket.peer_id,
+                bytes: 0,
+                error: Some(e),
+            }),
+            None => unreachable.push(ProviderOutcome {
+                peer: ticket.peer_id,
+                bytes: 0,
+                error: Some(NetError::Handshake(format!(
+                    "no answer within {:?} of the first provider's",
+                    DIAL_GRACE
+                ))),
+            }),
+        }
+    }
+    Ok((sessions, unreachable))
+}
+
+/// How much longer than the first provider the others have to answer, at least.
+const DIAL_GRACE: Duration = Duration::from_secs(1);
+
+/// Addresses a fetch from several providers dials in all, at most (8 providers get 4 each,
+/// of their ticket's up to 16; each provider's are dialed as [`crate::dial`] says).
+pub const MAX_DIAL_ADDRS_PER_FETCH: usize = 32;
+
+/// Errors after which a new connection may succeed where the old one failed (a provider
+/// that is unavailable or busy may serve a later request).
+fn link_dropped(e: &NetError) -> bool {
+    matches!(
+        e,
+        NetError::ConnectionLost { .. }
+            | NetError::Handshake(_)
+            | NetError::Busy(_)
+            | NetError::Stream(_)
+    ) || matches!(e, NetError::Refused { code, .. } if ErrorCode::from_u16(*code).is_transient())
+}

@@ -1,0 +1,211 @@
+//! The listener side of a node: admission of incoming connections (before any
+//! cryptography), then the TLS handshake and the HELLO exchange of each in a task of its own,
+//! within the handshake timeout.
+//!
+//! Invariant: a connection counts against the limits from admission until it ends, and a
+//! session reaches `accept` only once its HELLO exchange is done; sessions the application
+//! does not accept in time are refused with BUSY, never held half-open.
+
+use super::{close_code_for, handshake_error};
+use crate::addr;
+use crate::error::{NetError, Result};
+use crate::limits::{Admission, ConnectionSlot, Connections};
+use crate::resume::ServerConfigs;
+use crate::session::{now_ms, Established, Protocols, Session};
+use crate::socket::SocketBuffers;
+use crate::tls;
+use crate::transport::Windows;
+use i6p_core::codes;
+use i6p_core::{Hello, Identity, Role};
+use quinn::{Endpoint, VarInt};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What every incoming connection is set up with.
+#[derive(Clone)]
+pub(super) struct AcceptSettings {
+    /// Time for the TLS handshake plus the HELLO exchange.
+    pub(super) timeout: Duration,
+    pub(super) windows: Windows,
+    pub(super) buffers: Arc<SocketBuffers>,
+    pub(super) max_queued_streams: usize,
+    /// Hand sessions to `accept` (see [`super::NodeConfig::accept_sessions`]).
+    pub(super) deliver: bool,
+    /// Each connection's server config, which charges its tickets to the client's address.
+    pub(super) configs: Arc<ServerConfigs>,
+    /// The node's protocols, for every session it accepts.
+    pub(super) protocols: Arc<Protocols>,
+    /// The node's count of requests served as early data.
+    pub(super) early_requests: Arc<AtomicU64>,
+    /// Set when the node closes.
+    pub(super) closed: Arc<AtomicBool>,
+}
+
+/// Admits incoming connections and completes each in a task of its own, handing finished
+/// sessions to `tx` (when the node delivers them).
+pub(super) async fn accept_loop(
+    endpoint: Endpoint,
+    identity: Identity,
+    hello: Arc<Hello>,
+    settings: AcceptSettings,
+    connections: Arc<Connections>,
+    tx: mpsc::Sender<Session>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        // Decided before any cryptography: a refusal or a Retry costs one stateless packet.
+        let slot = match connections.admit(
+            incoming.remote_address(),
+            incoming.remote_address_validated(),
+            std::time::Instant::now(),
+        ) {
+            Admission::Accept(slot) => slot,
+            Admission::Retry if incoming.may_retry() => {
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().refuse();
+                }
+                continue;
+            }
+            Admission::Retry => {
+                incoming.refuse();
+                continue;
+            }
+            Admission::Refuse(why) => {
+                tracing::debug!(addr = %incoming.remote_address(), why, "connection refused");
+                incoming.refuse();
+                continue;
+            }
+        };
+        let mut ours = (*hello).clone();
+        ours.timestamp_ms = now_ms();
+        ours.listen_addrs = endpoint
+            .local_addr()
+            .map(addr::reachable_addrs)
+            .unwrap_or_default()
+            .into_iter()
+            .take(i6p_core::hello::MAX_LISTEN_ADDRS)
+            .collect();
+        let identity = identity.clone();
+        let (tx, settings) = (tx.clone(), settings.clone());
+        let deliver = settings.deliver;
+        tokio::spawn(async move {
+            let mut slot = slot;
+            let accepted = accept_one(incoming, &identity, &ours, settings, &mut slot).await;
+            slot.handshake_done();
+            let session = match accepted {
+                Ok(session) => session,
+                Err(e) => {
+                    tracing::debug!(error = %e, "incoming handshake failed");
+                    return;
+                }
+            };
+            let conn = session.inner_conn().clone();
+            // Never wait for room: sessions the application does not accept in time are
+            // refused, not held half-open.
+            if deliver {
+                if let Err(mpsc::error::TrySendError::Full(session)) = tx.try_send(session) {
+                    session.refuse(codes::BUSY, "too many sessions waiting to be accepted");
+                }
+            }
+            // The connection counts against the limits until it ends.
+            conn.closed().await;
+            drop(slot);
+        });
+    }
+}
+
+/// Completes one incoming connection: TLS, then the HELLO exchange, within `timeout`.
+///
+/// A resumed connection is taken in 0.5-RTT: the peer is known from its ticket as soon as
+/// the ClientHello is read, so PINGs and GETs that came as early data are served at once.
+/// Everything else waits for the handshake to complete (see `session.rs`).
+async fn accept_one(
+    incoming: quinn::Incoming,
+    identity: &Identity,
+    ours: &Hello,
+    settings: AcceptSettings,
+    slot: &mut ConnectionSlot,
+) -> Result<Session> {
+    let deadline = tokio::time::Instant::now() + settings.timeout;
+    let tls_late = || NetError::Handshake("tls handshake timed out".into());
+    let connecting = settings
+        .configs
+        .accept(incoming)
+        .map_err(|e| handshake_error(&e))?;
+    let (conn, handshake) = match connecting.into_0rtt() {
+        Ok((conn, accepted)) => (conn, Some(accepted)),
+        Err(connecting) => {
+            let conn = tokio::time::timeout_at(deadline, connecting)
+                .await
+                .map_err(|_| tls_late())?
+                .map_err(|e| handshake_error(&e))?;
+            (conn, None)
+        }
+    };
+    // rustls sets the peer's certificate from the ticket when it resumes; on a full
+    // handshake it only comes with the client's Finished.
+    let resumed = handshake.is_some() && conn.peer_identity().is_some();
+    let mut handshake = handshake;
+    if !resumed {
+        if let Some(accepted) = handshake.take() {
+            // Resolves when the handshake completes (its value says whether 0-RTT was taken)
+            // or fails.
+            tokio::time::timeout_at(deadline, accepted)
+                .await
+                .map_err(|_| tls_late())?;
+            if let Some(e) = conn.close_reason() {
+                return Err(handshake_error(&e));
+            }
+        }
+    }
+    let (remote_peer_id, remote_key) = tls::peer_of_connection(&conn)?;
+    if let Err(why) = slot.identified(remote_peer_id) {
+        conn.close(VarInt::from_u32(codes::BUSY), why.as_bytes());
+        return Err(NetError::Handshake(why.into()));
+    }
+    let est = Established {
+        conn: conn.clone(),
+        remote_peer_id,
+        remote_key,
+        role: Role::Listener,
+        node_closed: settings.closed,
+        node_early_requests: settings.early_requests,
+        protocols: settings.protocols,
+        windows: settings.windows,
+        buffers: Some(settings.buffers),
+        max_queued_streams: settings.max_queued_streams,
+    };
+    let session = Session::new(est, false, None);
+    watch_handshake(&session, handshake);
+    let exchange = crate::session::listener_exchange(&session, identity, ours);
+    let result = match tokio::time::timeout_at(deadline, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(NetError::Handshake("no hello in time".into())),
+    };
+    if let Err(e) = &result {
+        conn.close(
+            VarInt::from_u32(close_code_for(e)),
+            e.to_string().as_bytes(),
+        );
+    }
+    result.map(|()| session)
+}
+
+/// Marks the session's TLS handshake done: now, or for a connection taken in 0.5-RTT, once
+/// `accepted` resolves (on this side its value says nothing) and the connection still stands.
+fn watch_handshake(session: &Session, accepted: Option<quinn::ZeroRttAccepted>) {
+    match accepted {
+        Some(accepted) => {
+            session.set_resumed(true);
+            let early = session.clone();
+            tokio::spawn(async move {
+                accepted.await;
+                if early.inner_conn().close_reason().is_none() {
+                    early.mark_handshake_done(true);
+                }
+            });
+        }
+        None => session.mark_handshake_done(false),
+    }
+}

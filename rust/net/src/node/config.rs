@@ -1,0 +1,108 @@
+//! What a node is set up with: its tunables ([`NodeConfig`]), the QUIC transport they make,
+//! its UDP socket, and the directory of its state.
+
+use crate::error::{NetError, Result};
+use crate::limits::Limits;
+use crate::transport::{Congestion, Windows};
+use i6p_core::PeerId;
+use quinn::{TransportConfig, VarInt};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Tunables of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Capabilities announced in HELLO.
+    pub capabilities: Vec<(String, String)>,
+    /// Time allowed for the QUIC handshake plus the HELLO exchange.
+    pub handshake_timeout: Duration,
+    /// A session with no traffic for this long is lost.
+    pub idle_timeout: Duration,
+    /// Keep-alive interval (keeps NAT and firewall state and detects dead peers).
+    pub keep_alive: Duration,
+    /// Streams the peer may have open at once in each direction.
+    pub max_streams: u32,
+    /// Bounds on what peers can make the node hold.
+    pub limits: Limits,
+    /// Hand incoming sessions to `accept`. A node that only serves blobs turns this off: its
+    /// peers' sessions serve their requests and never wait in a queue for an `accept` that
+    /// never comes.
+    pub accept_sessions: bool,
+    /// Congestion controller of every connection.
+    pub congestion: Congestion,
+    /// Flow-control windows (auto-tuned by default).
+    pub windows: Windows,
+    /// Send requests in 0-RTT when reconnecting to a peer met before.
+    pub zero_rtt: bool,
+    /// Where the listener keeps its resumption tickets across restarts (none: in memory).
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            capabilities: Vec::new(),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(5),
+            max_streams: 1024,
+            limits: Limits::default(),
+            accept_sessions: true,
+            congestion: Congestion::default(),
+            windows: Windows::default(),
+            zero_rtt: true,
+            state_dir: None,
+        }
+    }
+}
+
+/// The QUIC transport every connection of a node with `config` uses.
+pub(crate) fn transport_config(config: &NodeConfig) -> Result<TransportConfig> {
+    let mut t = TransportConfig::default();
+    let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
+        .map_err(|_| NetError::Tls("idle timeout out of range".into()))?;
+    t.max_idle_timeout(Some(idle));
+    t.keep_alive_interval(Some(config.keep_alive));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams));
+    // No I6P protocol uses unidirectional streams: a peer may not open any, so none can pin
+    // data nobody reads.
+    t.max_concurrent_uni_streams(VarInt::from_u32(0));
+    // FEC mode's shards: room for a burst the router has not taken yet, and a send queue
+    // short enough that a request's END does not overtake its shards by much.
+    t.datagram_receive_buffer_size(Some(8 << 20));
+    t.datagram_send_buffer_size(256 << 10);
+    config.windows.validate()?;
+    crate::transport::apply(&mut t, config.congestion, config.windows);
+    Ok(t)
+}
+
+/// A UDP socket for the endpoint; IPv6 wildcard sockets are made dual-stack explicitly.
+pub(crate) fn bind_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Only a wildcard bind can receive IPv4; specific IPv6 addresses stay IPv6-only.
+        socket.set_only_v6(!addr.ip().is_unspecified())?;
+    }
+    socket
+        .bind(&addr.into())
+        .map_err(|e| NetError::Io(format!("cannot bind {addr}: {e}")))?;
+    Ok(socket.into())
+}
+
+/// The file of a node's listener tickets in `dir`: one per identity, in a 0700 directory.
+pub(super) fn tickets_path(dir: &std::path::Path, peer: &PeerId) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| NetError::Io(format!("cannot create state dir {}: {e}", dir.display())))?;
+    Ok(dir.join(format!("{peer}.tickets")))
+}
