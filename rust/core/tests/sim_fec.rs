@@ -92,8 +92,8 @@ fn random_loss_is_repaired_exactly_where_a_stripe_lost_more_than_its_parity() {
 fn the_flow_window_settles_below_a_shallow_bottleneck() {
     // 25 MB/s with a 50 ms queue on a 100 ms round trip (the shallow queue the window was
     // made for); the sender paces at twice the bottleneck, as a congestion controller that
-    // overestimates the path would. (With a queue under a quarter of the round trip the
-    // window cannot see it: see the module's comment on `FlowWindow`.)
+    // overestimates the path would. (A shallower one is a known
+    // limit of the window: see the comment of `i6p_core::fec::FlowWindow`'s module.)
     let rate = 25_000_000;
     let queue = 1_250_000;
     let data = blob(24 << 20, 2);

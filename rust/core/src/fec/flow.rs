@@ -15,6 +15,12 @@
 //! the random loss (see [`super::LossEstimate`]) is congestion: the window falls the same way
 //! and grows by [`CAUTIOUS_GAIN`] only for the next [`CAUTIOUS_LOOPS`] loop delays.
 //!
+//! A known limit: a queue shorter than a quarter of the loop delay plus a report interval
+//! never shows in the delay, and overflow that starts with the first reports becomes the loss
+//! baseline instead of congestion. Behind a 10 ms queue on a 40 ms round trip, with a sender
+//! pacing at twice the bottleneck, the simulation saw the window stay at three times what the
+//! path holds and half the datagrams overflow (`sim_fec.rs` tests a 50 ms queue on 100 ms).
+//!
 //! Invariants: the window is always within [`MIN_FLOW_STRIPES`] and [`MAX_FLOW`] bytes (or
 //! the minimum, if larger); `through` never passes one past the last stripe sent, so a report
 //! of `u64::MAX` cannot open the window for good. No clock is read: every event carries `now`.
