@@ -456,3 +456,30 @@ pub fn replay_corpus(
     }
     failed
 }
+
+/// The seeds of one fuzz target, written afresh under `<fuzz_dir>/corpus-seed/<target>/` by
+/// the seed-writing tests of this crate and of `i6p-net`. A test helper: it panics when the
+/// directory cannot be written.
+pub struct SeedDir {
+    dir: std::path::PathBuf,
+}
+
+impl SeedDir {
+    /// Empties (or creates) the seed directory of `target`.
+    pub fn new(fuzz_dir: &std::path::Path, target: &str) -> Self {
+        let dir = fuzz_dir.join("corpus-seed").join(target);
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            panic!("cannot create {}: {e}", dir.display());
+        }
+        Self { dir }
+    }
+
+    /// Writes one seed.
+    pub fn write(&self, name: &str, data: &[u8]) {
+        let path = self.dir.join(name);
+        if let Err(e) = std::fs::write(&path, data) {
+            panic!("cannot write {}: {e}", path.display());
+        }
+    }
+}

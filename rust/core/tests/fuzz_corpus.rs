@@ -58,21 +58,8 @@ fn every_corpus_directory_names_a_target() {
 }
 
 /// Seeds for one target, written under `corpus-seed/<target>/`.
-struct Seeds {
-    dir: PathBuf,
-}
-
-impl Seeds {
-    fn new(target: &str) -> Self {
-        let dir = fuzz_dir().join("corpus-seed").join(target);
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Self { dir }
-    }
-
-    fn write(&self, name: &str, data: &[u8]) {
-        fs::write(self.dir.join(name), data).unwrap();
-    }
+fn seeds(target: &str) -> fuzzing::SeedDir {
+    fuzzing::SeedDir::new(&fuzz_dir(), target)
 }
 
 /// A frame of any type, as the net crate writes them (`frame::encode` takes only the control
@@ -208,7 +195,7 @@ fn write_seed_corpus() {
     let mut stripe = encode_stripe_header(2).to_vec();
     stripe.extend_from_slice(&data[..300]);
 
-    let s = Seeds::new("frame");
+    let s = seeds("frame");
     let mut control = frame::encode(FrameType::Hello, &signed).unwrap();
     control.extend(frame::encode(FrameType::PeerInfo, &peer_info).unwrap());
     control.extend(frame::encode(FrameType::Ping, &ping).unwrap());
@@ -227,7 +214,7 @@ fn write_seed_corpus() {
     fec.extend(raw_frame(FRAME_FEC_END, &[]));
     s.write("fec-stream", &fec);
 
-    let s = Seeds::new("hello");
+    let s = seeds("hello");
     let mut input = id.public_key().to_bytes().to_vec();
     input.extend_from_slice(&binding);
     input.push(Role::Dialer as u8);
@@ -244,7 +231,7 @@ fn write_seed_corpus() {
     input.extend(bare.sign(&id, Role::Listener, &binding).unwrap());
     s.write("listener-bare", &input);
 
-    let s = Seeds::new("control");
+    let s = seeds("control");
     s.write("ping", &with_kind(FrameType::Ping as u8, &ping));
     s.write("pong", &with_kind(FrameType::Pong as u8, &ping));
     s.write(
@@ -260,7 +247,7 @@ fn write_seed_corpus() {
     );
     s.write("close", &with_kind(FrameType::Close as u8, &close));
 
-    let s = Seeds::new("transfer");
+    let s = seeds("transfer");
     s.write("get-three-ranges", &with_kind(FRAME_GET, &get));
     let whole = GetRequest {
         ranges: vec![(0, 1)],
@@ -271,7 +258,7 @@ fn write_seed_corpus() {
     s.write("blob", &with_kind(FRAME_BLOB, &encode_blob(1 << 30)));
     s.write("error", &with_kind(FRAME_ERROR, &error));
 
-    let s = Seeds::new("group");
+    let s = seeds("group");
     let small = blob(300);
     let small_record = [encode_group_header(0, &[]), small.clone()].concat();
     let small_root = *blake3::hash(&small).as_bytes();
@@ -289,7 +276,7 @@ fn write_seed_corpus() {
         .collect();
     verify_group(&root, data.len() as u64, 14, 5, &data[5 << 14..], &proof).unwrap();
 
-    let s = Seeds::new("fec");
+    let s = seeds("fec");
     s.write("fec-get", &with_kind(FRAME_FEC_GET, &fec_get));
     s.write("shape", &with_kind(FRAME_FEC_SHAPE, &encode_shape(1200)));
     s.write(
@@ -300,7 +287,7 @@ fn write_seed_corpus() {
     s.write("loss", &with_kind(FRAME_LOSS, &loss));
     s.write("repair", &with_kind(FRAME_REPAIR, &repair));
 
-    let s = Seeds::new("shard");
+    let s = seeds("shard");
     let params = ErasureParams::new(4, 2).unwrap();
     let layout = FecLayout::new(data.len() as u64, 256, 1200).unwrap();
     let mut coded = Stripe::new();
@@ -325,7 +312,7 @@ fn write_seed_corpus() {
         s.write(&format!("stripe-1-shard-{index}"), &input);
     }
 
-    let s = Seeds::new("ticket");
+    let s = seeds("ticket");
     let one = provider(1);
     s.write("one-provider", one.to_string().as_bytes());
     let three = ticket::join(&[one.clone(), provider(2), provider(3)]).unwrap();
@@ -345,7 +332,7 @@ fn write_seed_corpus() {
     };
     s.write("no-address", bare.to_string().as_bytes());
 
-    let s = Seeds::new("state");
+    let s = seeds("state");
     // What a download's state file holds with groups 0, 2 and 5 of the blob saved.
     let mut state = TransferState::new(root, data.len() as u64, 14).unwrap();
     for index in [0, 2, 5] {

@@ -386,6 +386,8 @@ pub(crate) async fn accept(
     let accepted = match answer.await {
         Ok(accepted) => accepted,
         Err(refusal) => {
+            tracing::debug!(peer = %peer.short(), code = ?refusal.code, why = %refusal.message,
+                "blob request refused");
             let _ = tokio::time::timeout(store.limits.send_timeout, async {
                 let _ = write_frame_raw(send, FRAME_ERROR, &refusal.encode()).await;
                 let _ = send.finish();

@@ -27,21 +27,8 @@ fn every_seed_and_past_crash_runs_clean() {
 }
 
 /// Seeds for one target, written under `corpus-seed/<target>/`.
-struct Seeds {
-    dir: PathBuf,
-}
-
-impl Seeds {
-    fn new(target: &str) -> Self {
-        let dir = fuzz_dir().join("corpus-seed").join(target);
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Self { dir }
-    }
-
-    fn write(&self, name: &str, data: &[u8]) {
-        fs::write(self.dir.join(name), data).unwrap();
-    }
+fn seeds(target: &str) -> i6p_core::fuzzing::SeedDir {
+    i6p_core::fuzzing::SeedDir::new(&fuzz_dir(), target)
 }
 
 /// A listener's ticket file after `dials` full handshakes, written by a real node.
@@ -85,7 +72,7 @@ fn whole_blob(hash: [u8; 32]) -> GetRequest {
 #[ignore = "writes the seed corpus; run on purpose"]
 fn write_seed_corpus() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let s = Seeds::new("journal");
+    let s = seeds("journal");
     let one = runtime.block_on(ticket_file(1));
     let three = runtime.block_on(ticket_file(3));
     assert!(one.len() > 8, "the listener issued no ticket");
@@ -102,7 +89,7 @@ fn write_seed_corpus() {
             .collect::<Vec<_>>(),
     )
     .as_bytes();
-    let s = Seeds::new("provider");
+    let s = seeds("provider");
     let get = whole_blob(served);
     let mut read_all = vec![(0, Action::Open), (0, Action::Get(get.clone()))];
     read_all.extend((0..40).map(|_| (0, Action::Read(65535))));
