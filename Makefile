@@ -34,6 +34,7 @@ py-test: impair
 	$(PY) -m pytest tests
 
 lint: install
+	$(PY) .ci/arch_check.py
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -p i6p-core -p i6p-net -p i6p-py -p i6p-impair -- -D warnings
 	$(VENV)/bin/ruff check python tests benches

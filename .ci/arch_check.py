@@ -1,4 +1,4 @@
-"""Architecture gates of issue 14, run by `make lint`.
+"""Architecture gates, run by `make lint` (see docs/ARCHITECTURE.md).
 
 - no Rust source file under rust/ longer than MAX_FILE lines, no function longer than MAX_FN;
 - no import cycle between the modules of the `net` crate;

@@ -5,7 +5,7 @@
 //! Nothing imports this module: its methods are found on [`Session`] by the FEC requester and
 //! provider, so the session and the node set-up stay free of FEC code.
 
-use crate::fec_fetch::Router;
+use crate::fetch::fec::Router;
 use crate::session::Session;
 use std::ops::Deref;
 use std::sync::atomic::AtomicU64;

@@ -18,7 +18,6 @@ pub mod blobs;
 pub mod control;
 pub mod dial;
 pub mod error;
-pub mod fec_fetch;
 mod fec_serve;
 mod fec_session;
 pub mod fetch;

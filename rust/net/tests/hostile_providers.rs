@@ -6,7 +6,7 @@
 use i6p_core::ticket::Ticket;
 use i6p_core::Identity;
 use i6p_net::blobs::Faults;
-use i6p_net::fec_fetch::FecOptions;
+use i6p_net::fetch::FecOptions;
 use i6p_net::fetch::{fetch_ticket, FetchOptions, Progress, Reconnect};
 use i6p_net::{NetError, Node, NodeConfig};
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 
 use i6p_core::fec::{MAX_SHARD_LEN, MIN_SHARD_LEN};
 use i6p_core::tree::{MAX_GROUP_LOG, MIN_GROUP_LOG};
-use i6p_net::fec_fetch::FecOptions;
+use i6p_net::fetch::FecOptions;
 use i6p_net::fetch::FetchOptions as EngineOptions;
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;

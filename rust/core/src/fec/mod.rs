@@ -1,7 +1,7 @@
 //! Forward error correction over datagrams: how a blob is cut into stripes of k data + m
 //! parity shards, and the SHARD datagram that carries one shard.
 //!
-//! This is the wire layer of FEC mode; `fec_serve` and `fec_fetch` in the net crate send and
+//! This is the wire layer of FEC mode; `fec_serve` and `fetch::fec` in the net crate send and
 //! receive it. A blob of `size` bytes is cut into stripes of `k × shard_len` bytes (the last one
 //! shorter, zero-padded to whole shards); each stripe is coded into `k + m` shards of
 //! `shard_len` bytes, any k of which rebuild it. A shard travels alone in one QUIC datagram,

@@ -19,6 +19,7 @@
 //! Buffers go back to a pool once written: in steady state nothing is allocated per group.
 
 mod disk;
+pub mod fec;
 mod options;
 mod range;
 mod round;
@@ -26,6 +27,7 @@ mod shared;
 mod ticket;
 mod worker;
 
+pub use fec::FecOptions;
 pub use options::{FecStats, FetchOptions, FetchOutcome, Progress, ProviderOutcome, Reconnect};
 pub use range::fetch_range;
 pub use round::{fetch_from, fetch_to_file};

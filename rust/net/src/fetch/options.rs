@@ -28,8 +28,8 @@ pub struct FetchOptions {
     pub save_interval: Duration,
     /// How [`super::fetch_ticket`] gets back to the provider when the connection drops.
     pub reconnect: Reconnect,
-    /// FEC mode: groups come as erasure-coded shards in datagrams (see [`crate::fec_fetch`]).
-    pub fec: Option<crate::fec_fetch::FecOptions>,
+    /// FEC mode: groups come as erasure-coded shards in datagrams (see [`fec`]).
+    pub fec: Option<crate::fetch::fec::FecOptions>,
     /// A provider that makes no progress for this long is given up on (in FEC mode, only
     /// new shards of stripes still open and frames that bring data count as progress).
     pub stall_timeout: Duration,

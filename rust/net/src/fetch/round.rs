@@ -265,7 +265,7 @@ impl Plan {
             && fetch.combining()
             && live.len() > 1
             && fetch.options.fec.is_some_and(|f| {
-                f.combine && live.len() <= f.data.min(crate::fec_fetch::MAX_MEMBERS)
+                f.combine && live.len() <= f.data.min(crate::fetch::fec::MAX_MEMBERS)
             })
             && live
                 .iter()
@@ -316,7 +316,7 @@ impl Workers {
             let guard = WorkerGuard::new(fetch, everyone.clone());
             self.tasks.spawn(async move {
                 let _guard = guard;
-                (MIXED, crate::fec_fetch::joint_worker(providers, tx).await)
+                (MIXED, crate::fetch::fec::joint_worker(providers, tx).await)
             });
         }
         for shared in live.iter().filter(|_| !plan.combine) {
@@ -327,7 +327,7 @@ impl Workers {
                 let handle = self.tasks.spawn(async move {
                     let _guard = guard;
                     let result = if fec {
-                        crate::fec_fetch::worker(shared, tx).await
+                        crate::fetch::fec::worker(shared, tx).await
                     } else {
                         super::worker::worker(shared, tx).await
                     };

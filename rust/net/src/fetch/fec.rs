@@ -27,7 +27,7 @@ use crate::control::write_frame_raw;
 use crate::error::{NetError, Result};
 use crate::session::Session;
 // What the FEC workers use of the fetch: kept in this one place.
-use crate::fetch::{
+use super::{
     no_stall, plain_request, read_answer_raw, worker as plain_worker, BatchProgress, Claim, Shared,
     Slot, MIXED,
 };
