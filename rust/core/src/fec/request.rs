@@ -206,49 +206,30 @@ impl FecRequest {
 
     /// Checks the coding parameters.
     pub fn check(&self) -> Result<()> {
-        let bad = |detail: String| CoreError::Malformed {
-            what: "fec get",
-            detail,
-        };
-        if !(MIN_SHARD_LEN..=MAX_SHARD_LEN).contains(&self.shard_len) {
-            return Err(bad(format!(
-                "shard size {} is outside {MIN_SHARD_LEN}..={MAX_SHARD_LEN}",
-                self.shard_len
-            )));
-        }
-        if self.data * self.shard_len > MAX_STRIPE_BYTES {
-            return Err(bad(format!(
-                "stripes of {} x {} bytes exceed {MAX_STRIPE_BYTES}",
-                self.data, self.shard_len
-            )));
-        }
-        if !(1..1_000_000).contains(&self.target_ppm) {
-            return Err(bad(format!(
-                "target {} ppm is not in 1..1000000",
-                self.target_ppm
-            )));
-        }
-        if self.loss_ppm > 1_000_000 {
-            return Err(bad(format!("loss {} ppm is above 1000000", self.loss_ppm)));
-        }
-        // The stripe's shape range on its own, then the share inside it.
-        Redundancy::new(
+        check_stripes(
+            self.shard_len,
             self.data,
             self.min_parity,
             self.max_parity,
-            f64::from(self.target_ppm) / 1e6,
+            self.target_ppm,
         )?;
+        if self.loss_ppm > 1_000_000 {
+            return Err(malformed(format!(
+                "loss {} ppm is above 1000000",
+                self.loss_ppm
+            )));
+        }
         let share = self.share;
         let (first, count) = (usize::from(share.data_first), usize::from(share.data_count));
         if count == 0 || first + count > self.data {
-            return Err(bad(format!(
+            return Err(malformed(format!(
                 "data shards {first}..{} are not a run inside 0..{}",
                 first + count,
                 self.data
             )));
         }
         if share.parity_step == 0 || share.parity_first >= share.parity_step {
-            return Err(bad(format!(
+            return Err(malformed(format!(
                 "parity numbers from {} every {} are not a share",
                 share.parity_first, share.parity_step
             )));
@@ -324,6 +305,43 @@ pub fn decode_stripe(payload: &[u8]) -> Result<(u64, &[u8])> {
     let mut s = [0u8; 8];
     s.copy_from_slice(head);
     Ok((u64::from_be_bytes(s), data))
+}
+
+fn malformed(detail: String) -> CoreError {
+    CoreError::Malformed {
+        what: "fec get",
+        detail,
+    }
+}
+
+/// Checks the stripe parameters of a FEC GET on their own: the shard size, the stripe size,
+/// the parity range and the target stripe loss (in millionths). A requester checks its
+/// options with it before it knows the blob; a provider checks every request with it.
+pub fn check_stripes(
+    shard_len: usize,
+    data: usize,
+    min_parity: usize,
+    max_parity: usize,
+    target_ppm: u32,
+) -> Result<()> {
+    if !(MIN_SHARD_LEN..=MAX_SHARD_LEN).contains(&shard_len) {
+        return Err(malformed(format!(
+            "shard size {shard_len} is outside {MIN_SHARD_LEN}..={MAX_SHARD_LEN}"
+        )));
+    }
+    if data.saturating_mul(shard_len) > MAX_STRIPE_BYTES {
+        return Err(malformed(format!(
+            "stripes of {data} x {shard_len} bytes exceed {MAX_STRIPE_BYTES}"
+        )));
+    }
+    if !(1..1_000_000).contains(&target_ppm) {
+        return Err(malformed(format!(
+            "target {target_ppm} ppm is not in 1..1000000"
+        )));
+    }
+    // The stripe's shape range on its own.
+    Redundancy::new(data, min_parity, max_parity, f64::from(target_ppm) / 1e6)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -33,8 +33,8 @@ use super::{
 };
 use batch::Batch;
 use i6p_core::fec::{
-    apportion, decode_shape, FecRequest, Share, FRAME_FEC_GET, FRAME_FEC_SHAPE, MAX_SHARD_LEN,
-    MAX_STRIPE_BYTES, MIN_SHARD_LEN, TICK,
+    apportion, check_stripes, decode_shape, FecRequest, Share, FRAME_FEC_GET, FRAME_FEC_SHAPE,
+    MAX_SHARD_LEN, MAX_STRIPE_BYTES, MIN_SHARD_LEN, TICK,
 };
 use i6p_core::transfer::{GetRequest, STREAM_KIND_BLOBS};
 use std::collections::HashMap;
@@ -87,32 +87,41 @@ impl Default for FecOptions {
 impl FecOptions {
     /// Checks the options (the shard size against the path later, when it is known).
     pub fn validate(&self) -> Result<()> {
-        self.request(0, Share::whole(self.data), 0, vec![(0, 1)])
-            .check()
-            .map_err(|e| NetError::Config(format!("FEC options: {e}")))
+        check_stripes(
+            self.shard_len.unwrap_or(MIN_SHARD_LEN),
+            self.data,
+            self.min_parity,
+            self.max_parity,
+            self.target_ppm(),
+        )
+        .map_err(|e| NetError::Config(format!("FEC options: {e}")))
     }
 
-    fn request(
+    /// The target stripe loss in millionths, as a FEC GET carries it.
+    fn target_ppm(&self) -> u32 {
+        (self.target * 1e6).round() as u32
+    }
+
+    /// The FEC GET of `get` for one provider: its transfer number, its share of each
+    /// stripe, the loss seen so far and the shard size of the batch.
+    pub(crate) fn request(
         &self,
+        get: GetRequest,
         transfer: u32,
         share: Share,
         loss_ppm: u32,
-        ranges: Vec<(u64, u64)>,
+        shard_len: usize,
     ) -> FecRequest {
         FecRequest {
             transfer,
-            shard_len: self.shard_len.unwrap_or(MIN_SHARD_LEN),
+            shard_len,
             data: self.data,
             min_parity: self.min_parity,
             max_parity: self.max_parity,
-            target_ppm: (self.target * 1e6).round() as u32,
+            target_ppm: self.target_ppm(),
             loss_ppm,
             share,
-            get: GetRequest {
-                hash: [0; 32],
-                group_log: 18,
-                ranges,
-            },
+            get,
         }
     }
 }

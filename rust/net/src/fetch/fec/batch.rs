@@ -14,6 +14,7 @@ use i6p_core::fec::{
     encode_repair, shares, Action, Assembler, BatchShape, MemberFate, MemberSpec, Share, Source,
     FRAME_LOSS, FRAME_REPAIR,
 };
+use i6p_core::transfer::GetRequest;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -104,15 +105,15 @@ impl Batch {
             let route = session.datagram_router().register(datagrams.clone(), i);
             member.transfer = route.transfer;
             member._route = Some(route);
-            let mut request = self.options.request(
-                member.transfer,
-                member.share,
-                self.common.fec_loss_ppm(),
-                vec![(self.first, self.count)],
-            );
-            request.shard_len = self.shard_len;
-            request.get.hash = self.common.hash;
-            request.get.group_log = self.common.group_log;
+            let get = GetRequest {
+                hash: self.common.hash,
+                group_log: self.common.group_log,
+                ranges: vec![(self.first, self.count)],
+            };
+            let loss_ppm = self.common.fec_loss_ppm();
+            let request =
+                self.options
+                    .request(get, member.transfer, member.share, loss_ppm, self.shard_len);
             let (size, stall) = (self.common.size, self.common.options.stall_timeout);
             opening.spawn(async move { (i, open_request(session, request, size, stall).await) });
         }
