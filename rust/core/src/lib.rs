@@ -3,8 +3,15 @@
 //! Everything here is deterministic and synchronous, so it can be unit-tested, fuzzed and
 //! benchmarked without sockets or Python: peer identity (Ed25519 keys, [`PeerId`]), the control
 //! frame codec and the messages carried on the control stream (HELLO, PEER_INFO, PING/PONG,
-//! CLOSE), the verified BLAKE3 tree and Reed-Solomon erasure coding. Every decoder checks
-//! lengths against their bounds before allocating.
+//! CLOSE), the registry of every kind and code on the wire ([`kinds`], [`codes`]), the verified
+//! BLAKE3 tree, Reed-Solomon erasure coding and the resumable state format. Every decoder
+//! checks lengths against their bounds before allocating.
+//!
+//! It also holds the protocol machines, which the `net` crate drives: the fetch scheduler
+//! ([`schedule`]), and FEC mode's stripe assembler, send schedule and flow window ([`fec`]).
+//! A machine is told what happened, with the time passed in (`handle_*`), and says what to do
+//! next (`poll_*`); it never touches a socket, a file or a clock, so `tests/` runs several
+//! simulated peers over seeded, impaired links in simulated time.
 
 #![deny(missing_docs)]
 
