@@ -261,7 +261,7 @@ async fn open_request(
     })
     .await?;
     let shard_len = match shape.kind {
-        FRAME_FEC_SHAPE => decode_shape(&shape.payload).map_err(core)?,
+        FRAME_FEC_SHAPE => decode_shape(&shape.payload).map_err(NetError::BadFrame)?,
         other => {
             return Err(NetError::Protocol(format!(
                 "expected FEC SHAPE, got frame {other:#04x}"
@@ -294,9 +294,4 @@ async fn read_frames(
             return;
         }
     }
-}
-
-/// A core error in a provider's answer: the provider broke the protocol.
-fn core(e: i6p_core::CoreError) -> NetError {
-    NetError::Protocol(e.to_string())
 }

@@ -4,7 +4,7 @@
 
 use super::router::{Route, Tagged};
 use super::{
-    core, open_request, read_frames, BatchProgress, Claim, Event, FecOptions, Opened, Shared, Slot,
+    open_request, read_frames, BatchProgress, Claim, Event, FecOptions, Opened, Shared, Slot,
     MIXED, ROUTE_QUEUE, TICK,
 };
 use crate::control::write_frame_raw;
@@ -194,7 +194,7 @@ impl Batch {
             tokio::select! {
                 datagram = datagrams.recv() => {
                     let Some((member, datagram)) = datagram else { break };
-                    asm.handle_datagram(Instant::now(), member, &datagram).map_err(core)?;
+                    asm.handle_datagram(Instant::now(), member, &datagram).map_err(NetError::BadFrame)?;
                 }
                 event = frames.recv() => {
                     let Some((member, event)) = event else {
@@ -205,7 +205,7 @@ impl Batch {
                         Event::Frame(kind, payload) => {
                             let handled = asm.handle_frame(Instant::now(), member, kind, &payload);
                             if let Err(e) = handled {
-                                self.kill(&mut asm, member, core(e))?;
+                                self.kill(&mut asm, member, NetError::BadFrame(e))?;
                             }
                         }
                         Event::Ended => self.kill(&mut asm, member, NetError::Stream(
@@ -287,7 +287,7 @@ impl Batch {
                 alive: m.alive,
             })
             .collect();
-        Assembler::new(shape, &specs, Instant::now()).map_err(core)
+        Assembler::new(shape, &specs, Instant::now()).map_err(NetError::BadFrame)
     }
 
     /// Every group is in: say so, and read the providers' ends of their streams. If another
