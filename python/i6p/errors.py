@@ -17,7 +17,10 @@ __all__ = [
     "InsecureKeyFile",
     "IntegrityError",
     "InvalidAddress",
+    "InvalidHash",
     "InvalidKey",
+    "InvalidPeerId",
+    "InvalidTicket",
     "NodeClosed",
     "PeerIdMismatch",
     "ProtocolError",
@@ -43,6 +46,18 @@ class InvalidKey(I6PError, ValueError):
 
 class InvalidAddress(I6PError, ValueError):
     """An address string could not be parsed or resolved."""
+
+
+class InvalidPeerId(I6PError, ValueError):
+    """A peer id that is not 64 hex characters (or 32 bytes, or a 32-byte public key)."""
+
+
+class InvalidTicket(I6PError, ValueError):
+    """A ticket string or its parts that do not parse; the message says what is wrong."""
+
+
+class InvalidHash(I6PError, ValueError):
+    """A blob hash that is not 64 hex characters."""
 
 
 class HandshakeError(I6PError):

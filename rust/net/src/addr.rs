@@ -100,8 +100,68 @@ pub fn reachable_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
     out.into_iter().map(|(_, a)| a).collect()
 }
 
+/// The address a socket bound to `local` sends to for `addr` (IPv4 as IPv4-mapped on an IPv6
+/// socket, and back), or `InvalidAddress` for what that socket cannot reach.
+pub(crate) fn dialable_from(local: SocketAddr, addr: SocketAddr) -> Result<SocketAddr> {
+    // What the socket cannot send to fails now: the kernel would refuse every datagram
+    // and the dial would only end at the handshake timeout.
+    let bound = local.ip();
+    let only_v6 = matches!(bound, IpAddr::V6(v6) if !v6.is_unspecified()
+        && v6.to_ipv4_mapped().is_none());
+    if only_v6 && addr.ip().to_canonical().is_ipv4() {
+        return Err(NetError::InvalidAddress(format!(
+            "{addr} is IPv4 but this node is bound to IPv6 {local} only"
+        )));
+    }
+    if bound.is_loopback() && !addr.ip().to_canonical().is_loopback() {
+        return Err(NetError::InvalidAddress(format!(
+            "{addr} cannot be reached from a node bound to loopback {local}"
+        )));
+    }
+    Ok(match (local, addr) {
+        (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
+            SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+        }
+        (SocketAddr::V4(_), SocketAddr::V6(v6)) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => {
+                return Err(NetError::InvalidAddress(format!(
+                    "{addr} is IPv6 but this node is bound to IPv4 {local}"
+                )))
+            }
+        },
+        _ => addr,
+    })
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_dial_the_socket_cannot_send_fails_at_once() {
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        // Dual-stack: IPv4 goes out IPv4-mapped.
+        let mapped = super::dialable_from(at("[::]:1"), at("192.0.2.1:9")).unwrap();
+        assert_eq!(mapped, at("[::ffff:192.0.2.1]:9"));
+        assert_eq!(
+            super::dialable_from(at("[::1]:1"), at("[::1]:9")).unwrap(),
+            at("[::1]:9")
+        );
+        for (local, addr) in [
+            ("[::1]:1", "127.0.0.1:9"),          // IPv6 only: no IPv4 at all
+            ("[::1]:1", "[::ffff:127.0.0.1]:9"), // not even IPv4-mapped
+            ("[2001:db8::1]:1", "192.0.2.1:9"),
+            ("[::1]:1", "[2001:db8::2]:9"), // loopback reaches only loopback
+            ("127.0.0.1:1", "192.0.2.1:9"),
+            ("0.0.0.0:1", "[2001:db8::2]:9"), // an IPv4 socket has no IPv6
+        ] {
+            let e = super::dialable_from(at(local), at(addr)).unwrap_err();
+            assert!(
+                matches!(e, NetError::InvalidAddress(_)),
+                "{local} -> {addr}: {e}"
+            );
+        }
+    }
     use super::*;
 
     #[test]

@@ -6,7 +6,6 @@
 use i6p_core::codes::ErrorCode;
 use i6p_core::CoreError;
 use i6p_net::NetError;
-use pyo3::exceptions::PyValueError;
 use pyo3::PyErr;
 
 mod py {
@@ -20,6 +19,9 @@ mod py {
     pyo3::import_exception!(i6p.errors, StreamTooLong);
     pyo3::import_exception!(i6p.errors, InvalidAddress);
     pyo3::import_exception!(i6p.errors, InvalidKey);
+    pyo3::import_exception!(i6p.errors, InvalidPeerId);
+    pyo3::import_exception!(i6p.errors, InvalidTicket);
+    pyo3::import_exception!(i6p.errors, InvalidHash);
     pyo3::import_exception!(i6p.errors, TransportError);
     pyo3::import_exception!(i6p.errors, IntegrityError);
     pyo3::import_exception!(i6p.errors, DiskFull);
@@ -78,7 +80,7 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
 /// The Python exception for a core (decoding or key) error.
 pub(crate) fn core_to_py(e: CoreError) -> PyErr {
     match e {
-        CoreError::InvalidPeerId(_) => PyValueError::new_err(e.to_string()),
+        CoreError::InvalidPeerId(_) => py::InvalidPeerId::new_err(e.to_string()),
         CoreError::InvalidKey(_) => py::InvalidKey::new_err(e.to_string()),
         CoreError::InvalidErasureParams { .. }
         | CoreError::TooFewShards { .. }
@@ -88,4 +90,24 @@ pub(crate) fn core_to_py(e: CoreError) -> PyErr {
         | CoreError::Malformed { what: "stripe", .. } => py::ErasureError::new_err(e.to_string()),
         other => py::ProtocolError::new_err(other.to_string()),
     }
+}
+
+/// A peer id that does not parse (also a `ValueError`).
+pub(crate) fn invalid_peer_id(message: String) -> PyErr {
+    py::InvalidPeerId::new_err(message)
+}
+
+/// A ticket that does not parse (also a `ValueError`).
+pub(crate) fn invalid_ticket(message: String) -> PyErr {
+    py::InvalidTicket::new_err(message)
+}
+
+/// A blob hash that does not parse (also a `ValueError`).
+pub(crate) fn invalid_hash(message: String) -> PyErr {
+    py::InvalidHash::new_err(message)
+}
+
+/// An address that does not parse (also a `ValueError`).
+pub(crate) fn invalid_address(message: String) -> PyErr {
+    py::InvalidAddress::new_err(message)
 }

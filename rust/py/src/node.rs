@@ -210,23 +210,28 @@ impl Node {
         py: Python<'py>,
         path: std::path::PathBuf,
     ) -> PyResult<Bound<'py, PyAny>> {
+        self.open()?;
         transfer::add_path(py, self.inner.clone(), path)
     }
 
     /// Stops serving a blob; True if it was served.
     fn remove(&self, hash: &str) -> PyResult<bool> {
+        self.open()?;
         Ok(self.inner.store().remove(&crate::ticket::parse_hash(hash)?))
     }
 
     /// Restricts who may fetch (None: anyone).
-    fn set_allowed_peers(&self, peers: Option<Vec<PyRef<'_, PeerId>>>) {
+    fn set_allowed_peers(&self, peers: Option<Vec<PyRef<'_, PeerId>>>) -> PyResult<()> {
+        self.open()?;
         self.inner
             .store()
             .set_allowed(peers.map(|p| p.iter().map(|id| id.0).collect()));
+        Ok(())
     }
 
     /// A ticket for a served blob, listing this node's reachable addresses.
     fn ticket(&self, hash: &str) -> PyResult<Ticket> {
+        self.open()?;
         let hash = crate::ticket::parse_hash(hash)?;
         let blob = self
             .inner
@@ -343,5 +348,17 @@ impl Node {
             "Node(peer_id={}, addr={addr})",
             self.inner.peer_id().short()
         )
+    }
+}
+
+impl Node {
+    /// `NodeClosed` once the node is closed: nothing is served or handed out by a closed
+    /// node (a ticket to it would name a dead address).
+    fn open(&self) -> PyResult<()> {
+        if self.inner.is_closed() {
+            Err(to_py(i6p_net::NetError::NodeClosed))
+        } else {
+            Ok(())
+        }
     }
 }

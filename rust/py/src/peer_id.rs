@@ -1,7 +1,6 @@
 //! `PeerId`: SHA-256 of a node's Ed25519 public key; text form 64 lowercase hex characters.
 
-use crate::errors::core_to_py;
-use pyo3::exceptions::PyValueError;
+use crate::errors::{core_to_py, invalid_peer_id};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::collections::hash_map::DefaultHasher;
@@ -23,9 +22,9 @@ impl PeerId {
     /// Wraps 32 raw bytes.
     #[staticmethod]
     fn from_bytes(data: &[u8]) -> PyResult<Self> {
-        let raw: [u8; 32] = data.try_into().map_err(|_| {
-            PyValueError::new_err(format!("a peer id is 32 bytes, got {}", data.len()))
-        })?;
+        let raw: [u8; 32] = data
+            .try_into()
+            .map_err(|_| invalid_peer_id(format!("a peer id is 32 bytes, got {}", data.len())))?;
         Ok(Self(i6p_core::PeerId::from_bytes(raw)))
     }
 
@@ -33,7 +32,7 @@ impl PeerId {
     #[staticmethod]
     fn from_public_key(key: &[u8]) -> PyResult<Self> {
         let raw: [u8; 32] = key.try_into().map_err(|_| {
-            PyValueError::new_err(format!(
+            invalid_peer_id(format!(
                 "an Ed25519 public key is 32 bytes, got {}",
                 key.len()
             ))

@@ -1,9 +1,8 @@
 //! `Ticket`: one copy-pasteable string naming a provider, its addresses and a blob.
 
-use crate::errors::core_to_py;
+use crate::errors::{core_to_py, invalid_address, invalid_hash, invalid_ticket};
 use crate::peer_id::PeerId;
 use i6p_net::addr::{format_addr, parse_addr};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 /// A blob ticket.
@@ -14,7 +13,7 @@ pub(crate) struct Ticket(pub(crate) i6p_core::ticket::Ticket);
 fn ticket_error(e: i6p_core::CoreError) -> PyErr {
     match e {
         i6p_core::CoreError::Malformed { detail, .. } => {
-            PyValueError::new_err(format!("invalid ticket: {detail}"))
+            invalid_ticket(format!("invalid ticket: {detail}"))
         }
         other => core_to_py(other),
     }
@@ -24,14 +23,14 @@ pub(crate) fn parse_hash(text: &str) -> PyResult<[u8; 32]> {
     let text = text.trim();
     let bytes = text.as_bytes();
     if bytes.len() != 64 || !bytes.iter().all(u8::is_ascii_hexdigit) {
-        return Err(PyValueError::new_err(format!(
+        return Err(invalid_hash(format!(
             "a blob hash is 64 hex characters, got {text:?}"
         )));
     }
     let mut out = [0u8; 32];
     for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let s = std::str::from_utf8(pair).map_err(|_| PyValueError::new_err("not hex"))?;
-        out[i] = u8::from_str_radix(s, 16).map_err(|_| PyValueError::new_err("not hex"))?;
+        let s = std::str::from_utf8(pair).map_err(|_| invalid_hash("not hex".into()))?;
+        out[i] = u8::from_str_radix(s, 16).map_err(|_| invalid_hash("not hex".into()))?;
     }
     Ok(out)
 }
@@ -52,10 +51,10 @@ impl Ticket {
     ) -> PyResult<Self> {
         let addrs = addrs
             .iter()
-            .map(|a| parse_addr(a).map_err(|e| PyValueError::new_err(e.to_string())))
+            .map(|a| parse_addr(a).map_err(|e| invalid_address(e.to_string())))
             .collect::<PyResult<Vec<_>>>()?;
         if addrs.len() > i6p_core::ticket::MAX_TICKET_ADDRS {
-            return Err(PyValueError::new_err("a ticket holds at most 16 addresses"));
+            return Err(invalid_ticket("a ticket holds at most 16 addresses".into()));
         }
         Ok(Self(i6p_core::ticket::Ticket {
             peer_id: peer_id.0,

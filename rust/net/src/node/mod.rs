@@ -492,21 +492,7 @@ impl Node {
 
     /// On a dual-stack IPv6 socket, IPv4 destinations must be written as IPv4-mapped.
     fn dialable(&self, addr: SocketAddr) -> Result<SocketAddr> {
-        let local = self.local_addr()?;
-        Ok(match (local, addr) {
-            (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
-                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
-            }
-            (SocketAddr::V4(_), SocketAddr::V6(v6)) => match v6.ip().to_ipv4_mapped() {
-                Some(v4) => SocketAddr::new(v4.into(), v6.port()),
-                None => {
-                    return Err(NetError::InvalidAddress(format!(
-                        "{addr} is IPv6 but this node is bound to IPv4 {local}"
-                    )))
-                }
-            },
-            _ => addr,
-        })
+        crate::addr::dialable_from(self.local_addr()?, addr)
     }
 
     /// The next incoming session whose handshake completed.
