@@ -249,13 +249,7 @@ fn encode_rounds(
         );
         bare.map_err(rs_err)?;
         engine.map_err(to_err)?;
-        check(
-            stripe
-                .shards()
-                .zip(shards.iter())
-                .all(|(a, b)| a == Some(&b[..])),
-            "encode",
-        )?;
+        check(same_shards(stripe, shards), "encode")?;
         let (bare, engine) = pair(
             figures,
             round,
@@ -266,15 +260,14 @@ fn encode_rounds(
         );
         bare.map_err(rs_err)?;
         engine.map_err(to_err)?;
-        check(
-            stripe
-                .shards()
-                .zip(shards.iter())
-                .all(|(a, b)| a == Some(&b[..])),
-            "encode_par",
-        )?;
+        check(same_shards(stripe, shards), "encode_par")?;
     }
     Ok(())
+}
+
+/// Whether the engine's stripe holds the same shards as the bare crate's.
+fn same_shards(stripe: &Stripe, shards: &[Vec<u8>]) -> bool {
+    stripe.shards().zip(shards).all(|(a, b)| a == Some(&b[..]))
 }
 
 /// What [`reconstruct_rounds`] codes with: the engine's coder, the bare crate's, the data.
@@ -399,10 +392,7 @@ pub(crate) fn bench_erasure_stripes(
             e.map_err(to_err)?;
             // The last stripe coded by each side agree.
             if let Some(last) = bare.last() {
-                check(
-                    stripe.shards().zip(last).all(|(a, b)| a == Some(&b[..])),
-                    "stripes encode",
-                )?;
+                check(same_shards(&stripe, last), "stripes encode")?;
             }
         }
         for (bytes, out) in data.chunks_exact(stripe_bytes).zip(engine.iter_mut()) {
