@@ -14,9 +14,11 @@ __all__ = [
     "ErasureError",
     "HandshakeError",
     "I6PError",
+    "IncompleteRead",
     "InsecureKeyFile",
     "IntegrityError",
     "InvalidAddress",
+    "InvalidCode",
     "InvalidHash",
     "InvalidKey",
     "InvalidPeerId",
@@ -58,6 +60,11 @@ class InvalidTicket(I6PError, ValueError):
 
 class InvalidHash(I6PError, ValueError):
     """A blob hash that is not 64 hex characters."""
+
+
+class InvalidCode(I6PError, ValueError):
+    """A close, reset or stop code that is reserved for i6p (1-15) or out of range (close:
+    above 2^32 - 1; reset and stop: above 2^62 - 1, QUIC's largest), or negative."""
 
 
 class HandshakeError(I6PError):
@@ -113,15 +120,26 @@ class StreamReset(StreamError):
 
 
 class StreamTooLong(StreamError):
-    """``read()`` to the end found more than its ``limit``; what arrived stays readable.
+    """``read()`` to the end found more than its ``limit``, or ``readuntil``/``readline``
+    found no separator within theirs; what arrived stays readable.
 
-    Pass a larger ``read(-1, limit=...)``, or read the stream in chunks (``async for``).
+    Pass a larger ``limit=...``, or read the stream in chunks (``async for``).
     """
 
     def __init__(self, message: str, limit: int = 0) -> None:
         super().__init__(message)
         #: The limit the stream went past, in bytes.
         self.limit = limit
+
+
+class IncompleteRead(StreamError):
+    """The stream ended before ``readuntil`` found its separator (as asyncio's
+    ``IncompleteReadError``): the bytes that did arrive are ``partial``, taken off the stream."""
+
+    def __init__(self, message: str, partial: bytes = b"") -> None:
+        super().__init__(message)
+        #: The bytes read before the end of the stream.
+        self.partial = partial
 
 
 class IntegrityError(I6PError):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, Unpack
 
 from . import _core
 from ._addr import Address, resolve
+from .errors import NodeClosed
 from .identity import Identity, PeerId
 from .session import Session
 from .transfer import Blob, FetchChanges, FetchOptions, FetchResult, Ticket
@@ -191,6 +192,18 @@ class Node:
     async def accept(self) -> Session:
         """Waits for the next peer to open a session with this node."""
         return Session(await self._core.accept())
+
+    def __aiter__(self) -> AsyncIterator[Session]:
+        """``async for session in node``: the accepted sessions, until the node closes."""
+        return self._sessions()
+
+    async def _sessions(self) -> AsyncIterator[Session]:
+        while True:
+            try:
+                session = await self.accept()
+            except NodeClosed:
+                return
+            yield session
 
     # -- transfers -----------------------------------------------------------------------
 

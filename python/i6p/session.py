@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from types import TracebackType
 from typing import TypedDict
 
 from . import _core
+from .errors import IncompleteRead
 from .identity import PeerId
 
 __all__ = ["Session", "SessionStats", "Stream"]
@@ -13,6 +15,8 @@ __all__ = ["Session", "SessionStats", "Stream"]
 _CHUNK = 1 << 20
 #: The most ``Stream.read()`` returns by default when reading to the end (16 MiB).
 READ_LIMIT = 16 << 20
+#: The longest line ``Stream.readline()``/``readuntil()`` return by default (64 KiB, as asyncio).
+LINE_LIMIT = 64 << 10
 
 
 class SessionStats(TypedDict):
@@ -31,8 +35,15 @@ class SessionStats(TypedDict):
 class Stream:
     """A bidirectional byte stream within a session.
 
-    A stream opened with ``open_stream`` becomes visible to the peer's ``accept_stream`` when
-    its first byte is written. Iterating with ``async for`` yields chunks until the end.
+    A stream opened with ``open_stream`` is visible to the peer's ``accept_stream`` at once,
+    before any byte is written. Iterating with ``async for`` yields chunks until the end.
+
+    Endings are honest: once the peer resets the stream, every later read (``read``,
+    ``readexactly``, ``readuntil``, ``async for``) raises ``StreamReset`` with its code, and
+    once it stops it, every later write does. A stream dropped (collected) or left by an
+    exception (``async with``) without ``finish()`` is reset with code 9 (ABANDONED), so the
+    peer's read raises ``StreamReset`` instead of seeing a clean end. ``async with stream:``
+    finishes it on a normal exit (unless it was already finished or reset).
     """
 
     __slots__ = ("_core",)
@@ -65,13 +76,50 @@ class Stream:
         """Exactly ``n`` bytes; raises ``StreamError`` if the stream ends first."""
         return await self._core.readexactly(n)
 
+    async def readuntil(self, sep: bytes = b"\n", *, limit: int = LINE_LIMIT) -> bytes:
+        """The bytes up to and including ``sep``; what follows it stays buffered for the next
+        read of any kind.
+
+        Past ``limit`` bytes without ``sep``, raises ``StreamTooLong`` and keeps the bytes
+        buffered (at most about ``limit`` are held). If the stream ends first, raises
+        ``IncompleteRead`` (as asyncio's ``IncompleteReadError``) with the bytes that arrived
+        as its ``partial`` (they are taken off the stream).
+        """
+        return await self._core.readuntil(bytes(sep), limit)
+
+    async def readline(self, *, limit: int = LINE_LIMIT) -> bytes:
+        """One line, with its ``b"\n"``; as asyncio, the last line without one at the end of
+        the stream, then ``b""``. ``StreamTooLong`` past ``limit`` bytes without a newline."""
+        try:
+            return await self._core.readuntil(b"\n", limit)
+        except IncompleteRead as e:
+            return e.partial
+
     async def reset(self, code: int = 0) -> None:
-        """Abandons sending; the peer's reads raise ``StreamReset`` with ``code``."""
+        """Abandons sending; the peer's reads raise ``StreamReset`` with ``code``.
+
+        ``code`` is 0 or 16 ..= 2**62 - 1; 1-15 are i6p's own (``InvalidCode`` otherwise).
+        """
         await self._core.reset(code)
 
     async def stop(self, code: int = 0) -> None:
-        """Asks the peer to stop sending; its writes raise ``StreamReset`` with ``code``."""
+        """Asks the peer to stop sending; its writes raise ``StreamReset`` with ``code``
+        (0 or 16 ..= 2**62 - 1, as ``reset``)."""
         await self._core.stop(code)
+
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            await self._core.abandon()
+        elif not self._core.send_ended:
+            await self._core.finish()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
@@ -85,7 +133,13 @@ class Stream:
 
 
 class Session:
-    """A session with one peer. Either side may open and accept streams."""
+    """A session with one peer. Either side may open and accept streams.
+
+    The session stays open while the application holds it or any of its streams; once the
+    last of them is dropped it is closed with code 9 (ABANDONED). ``async with session:``
+    closes it on exit: with code 0 normally, with code 9 and the exception's type as the
+    reason when an exception leaves the block.
+    """
 
     __slots__ = ("_core",)
 
@@ -168,13 +222,28 @@ class Session:
     async def close(self, code: int = 0, reason: str = "") -> None:
         """Ends the session; the peer's pending calls raise ``ConnectionLost(code, reason)``.
 
-        Codes 1-15 are reserved for i6p itself.
+        ``code`` is 0 or 16 ..= 2**32 - 1 (the CLOSE frame carries 32 bits); 1-15 are
+        reserved for i6p itself. Anything else raises ``InvalidCode`` (a ``ValueError``).
         """
         await self._core.close(code, reason)
 
     async def wait_closed(self) -> tuple[int, str, bool]:
         """Waits for the session to end; returns ``(code, reason, by_peer)``."""
         return await self._core.wait_closed()
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            await self._core.close(0, "")
+        else:
+            await self._core.abandon(f"application error: {exc_type.__name__}")
 
     def stats(self) -> SessionStats:
         """RTT, bytes and packets sent, received and lost, from the QUIC connection."""

@@ -23,8 +23,16 @@ pub const UNKNOWN_STREAM_KIND: u32 = 5;
 pub const BUSY: u32 = 6;
 /// Stream reset code: the requester took no data for the request's send timeout.
 pub const SEND_TIMEOUT: u32 = 7;
+/// Close or stream reset code: the application abandoned the session or stream: dropped
+/// its last object, or left its `async with` by an exception, without closing (finishing)
+/// it. A partial reply so ended reads as an error at the peer, never as a clean end.
+pub const ABANDONED: u32 = 9;
 /// Codes below this value are reserved for I6P itself (except 0).
 pub const FIRST_APPLICATION_CODE: u32 = 16;
+/// The largest stream reset or stop code: QUIC's largest variable-length integer.
+pub const MAX_RESET_CODE: u64 = (1 << 62) - 1;
+/// The largest close code: the CLOSE frame carries it in 32 bits.
+pub const MAX_CLOSE_CODE: u64 = u32::MAX as u64;
 
 /// Stream reset code: the provider cannot read the blob now (as ERROR [`ErrorCode::Unavailable`]).
 pub const RESET_UNAVAILABLE: u32 = ErrorCode::Unavailable as u32;
@@ -42,6 +50,7 @@ pub const CLOSE_CODES: &[(u32, &str)] = &[
     (UNKNOWN_STREAM_KIND, "UNKNOWN_STREAM_KIND"),
     (BUSY, "BUSY"),
     (SEND_TIMEOUT, "SEND_TIMEOUT"),
+    (ABANDONED, "ABANDONED"),
 ];
 
 /// Every stream reset or stop code, with its meaning's short name.
@@ -52,6 +61,7 @@ pub const RESET_CODES: &[(u32, &str)] = &[
     (UNKNOWN_STREAM_KIND, "UNKNOWN_STREAM_KIND"),
     (BUSY, "BUSY"),
     (SEND_TIMEOUT, "SEND_TIMEOUT"),
+    (ABANDONED, "ABANDONED"),
 ];
 
 /// Why a provider refused a GET: the code of an ERROR frame.
@@ -117,6 +127,7 @@ mod tests {
         assert_unique("close codes", CLOSE_CODES);
         assert_unique("reset codes", RESET_CODES);
         assert!(CLOSE_CODES.iter().all(|&(c, _)| c < FIRST_APPLICATION_CODE));
+        assert!(RESET_CODES.iter().all(|&(c, _)| c < FIRST_APPLICATION_CODE));
     }
 
     #[test]

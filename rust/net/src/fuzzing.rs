@@ -445,8 +445,8 @@ async fn drive(session: &Session, actions: &[(usize, Action)]) {
             (Action::Finish, Some((send, _))) => {
                 let _ = tokio::time::timeout(STEP, send.finish()).await;
             }
-            (Action::Reset(code), Some((send, _))) => send.reset(*code),
-            (Action::Stop(code), Some((_, recv))) => recv.stop(*code),
+            (Action::Reset(code), Some((send, _))) => send.reset(u64::from(*code)),
+            (Action::Stop(code), Some((_, recv))) => recv.stop(u64::from(*code)),
             (Action::Read(max), Some((_, recv))) => {
                 let _ = tokio::time::timeout(READ_WAIT, recv.read((*max).max(1))).await;
             }

@@ -29,6 +29,8 @@ mod py {
     pyo3::import_exception!(i6p.errors, TransferRefused);
     pyo3::import_exception!(i6p.errors, DestinationExists);
     pyo3::import_exception!(i6p.errors, ErasureError);
+    pyo3::import_exception!(i6p.errors, InvalidCode);
+    pyo3::import_exception!(i6p.errors, IncompleteRead);
 }
 
 /// The Python exception for an engine error.
@@ -110,4 +112,30 @@ pub(crate) fn invalid_hash(message: String) -> PyErr {
 /// An address that does not parse (also a `ValueError`).
 pub(crate) fn invalid_address(message: String) -> PyErr {
     py::InvalidAddress::new_err(message)
+}
+
+/// A close, reset or stop code that is reserved or out of range (also a `ValueError`).
+pub(crate) fn invalid_code(message: String) -> PyErr {
+    py::InvalidCode::new_err(message)
+}
+
+/// No separator within a `readuntil` limit: a `StreamTooLong`, the bytes stay buffered.
+pub(crate) fn no_separator(limit: usize) -> PyErr {
+    py::StreamTooLong::new_err((
+        format!(
+            "no separator within the limit of {limit} bytes; what arrived stays readable \
+             (pass a larger limit=..., or read it with read())"
+        ),
+        limit,
+    ))
+}
+
+/// The stream ended before a `readuntil` separator: `IncompleteRead` with the bytes that
+/// did arrive as its `partial`.
+pub(crate) fn incomplete_read(partial: bytes::Bytes) -> PyErr {
+    let msg = format!(
+        "stream ended after {} bytes without the separator",
+        partial.len()
+    );
+    py::IncompleteRead::new_err((msg, crate::buffers::PyBytesOut(partial)))
 }

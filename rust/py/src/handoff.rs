@@ -58,7 +58,8 @@ impl<'py> IntoPyObject<'py> for AcceptedStream {
             .stream
             .take()
             .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("stream already taken"))?;
-        Bound::new(py, Stream::new(send, recv))
+        let hold = self.session.app_handle();
+        Bound::new(py, Stream::new(send, recv, hold))
     }
 }
 

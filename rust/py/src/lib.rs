@@ -4,6 +4,7 @@
 //! return plain Rust values; they become Python objects only where the GIL is held.
 
 mod buffers;
+mod codes;
 mod erasure;
 mod errors;
 mod handoff;

@@ -1,12 +1,15 @@
-//! `Session`: a symmetric session with one peer.
+//! `Session`: a symmetric session with one peer. Each object holds the session open (an
+//! `AppHandle`, as each of its streams does): once the application drops the last of them,
+//! the session is closed with `ABANDONED`.
 
+use crate::codes::close_code;
 use crate::errors::to_py;
 use crate::handoff::AcceptedStream;
 use crate::peer_id::PeerId;
 use crate::runtime::future;
 use crate::stream::Stream;
 use i6p_net::addr::format_addr;
-use pyo3::exceptions::PyValueError;
+use i6p_net::session::AppHandle;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -15,11 +18,16 @@ use pyo3::types::PyDict;
 pub(crate) struct Session {
     inner: i6p_net::Session,
     identity: i6p_core::Identity,
+    _hold: AppHandle,
 }
 
 impl Session {
     pub(crate) fn new(inner: i6p_net::Session, identity: i6p_core::Identity) -> Self {
-        Self { inner, identity }
+        Self {
+            _hold: inner.app_handle(),
+            inner,
+            identity,
+        }
     }
 
     /// The engine's session.
@@ -115,7 +123,8 @@ impl Session {
         let s = self.inner.clone();
         future(py, async move {
             let (send, recv) = s.open_stream().await.map_err(to_py)?;
-            Ok(Stream::new(send, recv))
+            let hold = s.app_handle();
+            Ok(Stream::new(send, recv, hold))
         })
     }
 
@@ -141,22 +150,26 @@ impl Session {
     }
 
     /// Closes the session with a code and reason delivered to the peer.
-    #[pyo3(signature = (code=0, reason=String::new()))]
+    #[pyo3(signature = (code=None, reason=String::new()))]
     fn close<'py>(
         &self,
         py: Python<'py>,
-        code: u32,
+        code: Option<&Bound<'py, PyAny>>,
         reason: String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if code != 0 && code < i6p_net::control::codes::FIRST_APPLICATION_CODE {
-            return Err(PyValueError::new_err(format!(
-                "close codes 1..{} are reserved for i6p; use 0 or a larger code",
-                i6p_net::control::codes::FIRST_APPLICATION_CODE
-            )));
-        }
+        let code = code.map_or(Ok(0), close_code)?;
         let s = self.inner.clone();
         future(py, async move {
             s.close(code, &reason).await;
+            Ok(())
+        })
+    }
+
+    /// Closes the session with `ABANDONED` (code 9): the application left it by an exception.
+    fn abandon<'py>(&self, py: Python<'py>, reason: String) -> PyResult<Bound<'py, PyAny>> {
+        let s = self.inner.clone();
+        future(py, async move {
+            s.close(i6p_core::codes::ABANDONED, &reason).await;
             Ok(())
         })
     }

@@ -1,11 +1,19 @@
 //! `Stream`: a bidirectional QUIC stream. Reads and writes may run concurrently; two reads
 //! (or two writes) on one stream are serialised.
+//!
+//! A stream whose last reference goes without `finish()` or `reset()` (a crashed handler, a
+//! forgotten object) is reset with `ABANDONED`, never finished: quinn would finish it on
+//! drop, and the peer would take a partial reply for a whole one.
 
 use crate::buffers::owned_bytes;
-use crate::errors::to_py;
+use crate::codes::reset_code;
+use crate::errors::{incomplete_read, no_separator, to_py};
 use crate::handoff::{ReadBytes, ReadPieces};
 use crate::runtime::future;
 use bytes::Bytes;
+use i6p_core::codes::ABANDONED;
+use i6p_net::session::AppHandle;
+use i6p_net::stream::Until;
 use i6p_net::{RecvStream, SendStream};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -16,20 +24,38 @@ use tokio::sync::Mutex;
 /// a stream carries, so reading it all must not take what memory it likes.
 const DEFAULT_READ_LIMIT: usize = 16 << 20;
 
+/// The longest `readuntil` result unless the caller sets `limit` (asyncio's default).
+const DEFAULT_LINE_LIMIT: usize = 64 << 10;
+
+/// The sending half, reset with `ABANDONED` when dropped before it ended. It lives inside
+/// the mutex, so it drops only once the last in-flight write let go of it.
+struct Sending(SendStream);
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        if !self.0.is_ended() {
+            self.0.reset(u64::from(ABANDONED));
+        }
+    }
+}
+
 /// A bidirectional stream.
 #[pyclass(frozen, module = "i6p._core")]
 pub(crate) struct Stream {
     id: u64,
-    send: Arc<Mutex<SendStream>>,
+    send: Arc<Mutex<Sending>>,
     recv: Arc<Mutex<RecvStream>>,
+    /// Keeps the session open while the application holds the stream.
+    _hold: AppHandle,
 }
 
 impl Stream {
-    pub(crate) fn new(send: SendStream, recv: RecvStream) -> Self {
+    pub(crate) fn new(send: SendStream, recv: RecvStream, hold: AppHandle) -> Self {
         Self {
             id: send.id(),
-            send: Arc::new(Mutex::new(send)),
+            send: Arc::new(Mutex::new(Sending(send))),
             recv: Arc::new(Mutex::new(recv)),
+            _hold: hold,
         }
     }
 }
@@ -47,7 +73,7 @@ impl Stream {
         let data: Bytes = owned_bytes(data)?;
         let send = self.send.clone();
         future(py, async move {
-            send.lock().await.write(data).await.map_err(to_py)
+            send.lock().await.0.write(data).await.map_err(to_py)
         })
     }
 
@@ -55,7 +81,7 @@ impl Stream {
     fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let send = self.send.clone();
         future(py, async move {
-            send.lock().await.finish().await.map_err(to_py)
+            send.lock().await.0.finish().await.map_err(to_py)
         })
     }
 
@@ -90,19 +116,76 @@ impl Stream {
         })
     }
 
+    /// The bytes up to and including `sep`, at most `limit` bytes; past it `StreamTooLong`
+    /// (everything stays buffered); at the end without `sep`, `IncompleteRead` (with the bytes
+    /// that arrived as its `partial`). Bytes after `sep` stay buffered for the next read.
+    #[pyo3(signature = (sep=b"\n".to_vec(), limit=DEFAULT_LINE_LIMIT))]
+    fn readuntil<'py>(
+        &self,
+        py: Python<'py>,
+        sep: Vec<u8>,
+        limit: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if sep.is_empty() {
+            return Err(PyValueError::new_err("the separator must not be empty"));
+        }
+        let recv = self.recv.clone();
+        future(py, async move {
+            let mut recv = recv.lock_owned().await;
+            match recv.read_until(&sep, limit).await.map_err(to_py)? {
+                Until::Found(data) => Ok(ReadBytes {
+                    data: Some(data),
+                    recv,
+                }),
+                Until::Overrun { limit } => Err(no_separator(limit)),
+                Until::Ended(partial) => Err(incomplete_read(partial)),
+            }
+        })
+    }
+
+    /// True once `finish()` or `reset()` was called on this side.
+    #[getter]
+    fn send_ended(&self) -> bool {
+        // A write in flight holds the lock, and a stream being written has not ended.
+        self.send.try_lock().map(|s| s.0.is_ended()).unwrap_or(false)
+    }
+
     /// Abandons sending: the peer's reads fail with `code`.
-    #[pyo3(signature = (code=0))]
-    fn reset<'py>(&self, py: Python<'py>, code: u32) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (code=None))]
+    fn reset<'py>(
+        &self,
+        py: Python<'py>,
+        code: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let code = code.map_or(Ok(0), |c| reset_code(c, "reset"))?;
         let send = self.send.clone();
         future(py, async move {
-            send.lock().await.reset(code);
+            send.lock().await.0.reset(code);
+            Ok(())
+        })
+    }
+
+    /// Resets with `ABANDONED` (code 9) unless `finish()` or `reset()` came first: the
+    /// application left the stream by an exception.
+    fn abandon<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let send = self.send.clone();
+        future(py, async move {
+            let mut send = send.lock().await;
+            if !send.0.is_ended() {
+                send.0.reset(u64::from(ABANDONED));
+            }
             Ok(())
         })
     }
 
     /// Asks the peer to stop sending: its writes fail with `code`.
-    #[pyo3(signature = (code=0))]
-    fn stop<'py>(&self, py: Python<'py>, code: u32) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (code=None))]
+    fn stop<'py>(
+        &self,
+        py: Python<'py>,
+        code: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let code = code.map_or(Ok(0), |c| reset_code(c, "stop"))?;
         let recv = self.recv.clone();
         future(py, async move {
             recv.lock().await.stop(code);

@@ -12,10 +12,12 @@
 
 mod control;
 pub mod dispatch;
+mod handle;
 mod handshake;
 pub mod stream;
 
 pub(crate) use dispatch::dispatch_streams;
+pub use handle::AppHandle;
 pub use dispatch::{HandlerFuture, ProtocolHandler, Protocols};
 pub(crate) use handshake::{dialer_exchange, listener_exchange};
 

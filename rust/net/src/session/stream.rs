@@ -1,7 +1,10 @@
 //! Application streams: the two halves of a bidirectional QUIC stream.
 //!
 //! Errors name the session's end (CLOSE reason, node closed, idle timeout) rather than a
-//! bare "connection lost".
+//! bare "connection lost", and never a quinn detail such as "0-RTT rejected" once the
+//! session is gone. A reset (or a STOP_SENDING) is sticky: quinn reports it once, and every
+//! later read (or write) reports the same code again, so a reader cannot mistake it for an
+//! end of stream.
 
 use crate::error::{NetError, Result};
 use crate::session::Session;
@@ -12,6 +15,10 @@ use std::collections::VecDeque;
 pub struct SendStream {
     inner: quinn::SendStream,
     session: Session,
+    /// The peer's STOP_SENDING code, once a write saw it.
+    stopped: Option<u64>,
+    /// True once `finish` or `reset` was called: nothing more will be sent.
+    ended: bool,
 }
 
 /// The receiving half of a stream.
@@ -25,11 +32,32 @@ pub struct RecvStream {
     session: Session,
     pending: VecDeque<Bytes>,
     pending_len: usize,
+    /// The peer's reset code, once a read saw it.
+    reset: Option<u64>,
+}
+
+/// What [`RecvStream::read_until`] found.
+#[derive(Debug)]
+pub enum Until {
+    /// The bytes up to and including the separator.
+    Found(Bytes),
+    /// No separator within the limit; everything stays buffered for the next read.
+    Overrun {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The stream ended before a separator; the bytes that did arrive (taken off the stream).
+    Ended(Bytes),
 }
 
 impl SendStream {
     pub(crate) fn new(inner: quinn::SendStream, session: Session) -> Self {
-        Self { inner, session }
+        Self {
+            inner,
+            session,
+            stopped: None,
+            ended: false,
+        }
     }
 
     /// The QUIC stream id.
@@ -39,14 +67,30 @@ impl SendStream {
 
     /// Queues all of `data` for sending, waiting for flow-control credit as needed.
     pub async fn write(&mut self, data: Bytes) -> Result<()> {
-        self.inner
-            .write_chunk(data)
-            .await
-            .map_err(|e| write_error(&self.session, e))
+        if let Some(code) = self.stopped {
+            return Err(NetError::StreamReset(code));
+        }
+        match self.inner.write_chunk(data).await {
+            Ok(()) => Ok(()),
+            Err(quinn::WriteError::Stopped(code)) => {
+                self.stopped = Some(code.into_inner());
+                Err(NetError::StreamReset(code.into_inner()))
+            }
+            Err(e) => Err(write_error(&self.session, e)),
+        }
+    }
+
+    /// True once [`Self::finish`] or [`Self::reset`] was called.
+    pub fn is_ended(&self) -> bool {
+        self.ended
     }
 
     /// Ends the stream and waits until the peer has acknowledged every byte.
     pub async fn finish(&mut self) -> Result<()> {
+        if let Some(code) = self.stopped {
+            return Err(NetError::StreamReset(code));
+        }
+        self.ended = true;
         self.inner
             .finish()
             .map_err(|_| NetError::Stream("stream already finished".into()))?;
@@ -54,7 +98,7 @@ impl SendStream {
             Ok(None) => Ok(()),
             Ok(Some(code)) => Err(NetError::StreamReset(code.into_inner())),
             Err(quinn::StoppedError::ConnectionLost(e)) => Err(self.session.lost(&e)),
-            Err(e) => Err(NetError::Stream(e.to_string())),
+            Err(e) => Err(self.session.explain(NetError::Stream(e.to_string()))),
         }
     }
 
@@ -62,9 +106,11 @@ impl SendStream {
         self.inner
     }
 
-    /// Abandons the stream: unsent data is dropped and the peer's reads fail with `code`.
-    pub fn reset(&mut self, code: u32) {
-        let _ = self.inner.reset(quinn::VarInt::from_u32(code));
+    /// Abandons the stream: unsent data is dropped and the peer's reads fail with `code`
+    /// (a code past QUIC's 2^62 - 1 is sent as the largest one).
+    pub fn reset(&mut self, code: u64) {
+        self.ended = true;
+        let _ = self.inner.reset(varint(code));
     }
 }
 
@@ -75,6 +121,7 @@ impl RecvStream {
             session,
             pending: VecDeque::new(),
             pending_len: 0,
+            reset: None,
         }
     }
 
@@ -110,6 +157,11 @@ impl RecvStream {
         while self.pending_len < max {
             match poll_once(self.inner.read_chunk(max - self.pending_len, true)).await {
                 Some(Ok(Some(chunk))) => self.push(chunk.bytes),
+                // quinn reports a reset once: keep it for the next read.
+                Some(Err(quinn::ReadError::Reset(code))) => {
+                    self.reset = Some(code.into_inner());
+                    break;
+                }
                 // The end of the stream or an error: the next read reports them.
                 Some(Ok(None)) | Some(Err(_)) | None => break,
             }
@@ -171,19 +223,51 @@ impl RecvStream {
         }
     }
 
-    /// Tells the peer to stop sending; its writes fail with `code`.
-    pub fn stop(&mut self, code: u32) {
-        let _ = self.inner.stop(quinn::VarInt::from_u32(code));
+    /// Tells the peer to stop sending; its writes fail with `code` (a code past QUIC's
+    /// 2^62 - 1 is sent as the largest one).
+    pub fn stop(&mut self, code: u64) {
+        let _ = self.inner.stop(varint(code));
+    }
+
+    /// The bytes up to and including the first `sep` (not empty), if they are at most
+    /// `limit` bytes. Bytes after the separator stay buffered for the next read; past
+    /// `limit` without a separator everything stays buffered ([`Until::Overrun`]), so the
+    /// buffer never holds much more than `limit` plus one chunk.
+    pub async fn read_until(&mut self, sep: &[u8], limit: usize) -> Result<Until> {
+        let mut scanned = 0;
+        loop {
+            if let Some(end) = find(&self.pending, scanned, sep) {
+                if end > limit {
+                    return Ok(Until::Overrun { limit });
+                }
+                return Ok(Until::Found(self.take(end)));
+            }
+            if self.pending_len >= limit {
+                return Ok(Until::Overrun { limit });
+            }
+            scanned = self.pending_len;
+            let want = (limit + sep.len()).saturating_sub(self.pending_len).max(1);
+            if !self.pull(want).await? {
+                return Ok(Until::Ended(self.take(self.pending_len)));
+            }
+        }
     }
 
     /// Moves one chunk from QUIC into the buffer; false at the end of the stream.
     async fn pull(&mut self, max: usize) -> Result<bool> {
+        if let Some(code) = self.reset {
+            return Err(NetError::StreamReset(code));
+        }
         match self.inner.read_chunk(max, true).await {
             Ok(Some(chunk)) => {
                 self.push(chunk.bytes);
                 Ok(true)
             }
             Ok(None) => Ok(false),
+            Err(quinn::ReadError::Reset(code)) => {
+                self.reset = Some(code.into_inner());
+                Err(NetError::StreamReset(code.into_inner()))
+            }
             Err(e) => Err(read_error(&self.session, e)),
         }
     }
@@ -223,6 +307,30 @@ impl RecvStream {
     }
 }
 
+/// The end (exclusive) of the first `sep` in the buffered pieces, looking at matches that
+/// end after byte `from` (bytes before it were searched already).
+fn find(pieces: &VecDeque<Bytes>, from: usize, sep: &[u8]) -> Option<usize> {
+    let start = from.saturating_sub(sep.len().saturating_sub(1));
+    let mut window: VecDeque<u8> = VecDeque::with_capacity(sep.len());
+    let bytes = pieces.iter().flat_map(|p| p.iter().copied());
+    for (at, b) in bytes.enumerate().skip(start) {
+        if window.len() == sep.len() {
+            window.pop_front();
+        }
+        window.push_back(b);
+        if window.len() == sep.len() && window.iter().eq(sep.iter()) {
+            return Some(at + 1);
+        }
+    }
+    None
+}
+
+/// A code as a QUIC varint; the boundary checks the range, so clamping never changes a
+/// code an application passed.
+fn varint(code: u64) -> quinn::VarInt {
+    quinn::VarInt::from_u64(code).unwrap_or(quinn::VarInt::MAX)
+}
+
 /// How much `read_to_end` asks QUIC for at a time.
 const READ_BATCH_CAPACITY: usize = 1 << 20;
 
@@ -242,7 +350,7 @@ pub(crate) fn read_error(session: &Session, e: quinn::ReadError) -> NetError {
     match e {
         quinn::ReadError::Reset(code) => NetError::StreamReset(code.into_inner()),
         quinn::ReadError::ConnectionLost(c) => session.lost(&c),
-        other => NetError::Stream(other.to_string()),
+        other => session.explain(NetError::Stream(other.to_string())),
     }
 }
 
@@ -250,6 +358,27 @@ pub(crate) fn write_error(session: &Session, e: quinn::WriteError) -> NetError {
     match e {
         quinn::WriteError::Stopped(code) => NetError::StreamReset(code.into_inner()),
         quinn::WriteError::ConnectionLost(c) => session.lost(&c),
-        other => NetError::Stream(other.to_string()),
+        // "0-RTT rejected" or "closed stream" on a session that is gone: say why it went.
+        other => session.explain(NetError::Stream(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(parts: &[&'static [u8]]) -> VecDeque<Bytes> {
+        parts.iter().map(|p| Bytes::from_static(p)).collect()
+    }
+
+    #[test]
+    fn a_separator_is_found_across_pieces_and_only_past_what_was_searched() {
+        let p = pieces(&[b"ab\r", b"\ncd\r\n"]);
+        assert_eq!(find(&p, 0, b"\r\n"), Some(4));
+        // Resuming after the first 3 bytes still sees a separator that starts before them.
+        assert_eq!(find(&p, 3, b"\r\n"), Some(4));
+        assert_eq!(find(&p, 0, b"\n"), Some(4));
+        assert_eq!(find(&p, 0, b"xyz"), None);
+        assert_eq!(find(&pieces(&[]), 0, b"\n"), None);
     }
 }
