@@ -210,7 +210,7 @@ async def test_readuntil_past_its_limit_and_at_the_end(pair: tuple[Session, Sess
 
 async def test_operations_on_a_closed_session_say_so(make_node: NodeFactory) -> None:
     a, b = await make_node(), await make_node()
-    ours, theirs = await connect_pair(a, b)
+    ours, _theirs = await connect_pair(a, b)
     stream = await ours.open_stream()
     await ours.close(20, "done")
     for op in (stream.write(b"y"), stream.finish(), stream.read(), ours.open_stream()):
@@ -248,9 +248,7 @@ async def test_application_close_codes_reach_the_peer(make_node: NodeFactory) ->
 
 
 @pytest.mark.parametrize("code", [16, 2**32, 2**62 - 1])
-async def test_the_full_quic_range_of_reset_codes(
-    pair: tuple[Session, Session], code: int
-) -> None:
+async def test_the_full_quic_range_of_reset_codes(pair: tuple[Session, Session], code: int) -> None:
     ours, theirs = pair
     stream = await ours.open_stream()
     incoming = await accepted(theirs)

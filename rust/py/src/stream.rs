@@ -147,7 +147,10 @@ impl Stream {
     #[getter]
     fn send_ended(&self) -> bool {
         // A write in flight holds the lock, and a stream being written has not ended.
-        self.send.try_lock().map(|s| s.0.is_ended()).unwrap_or(false)
+        self.send
+            .try_lock()
+            .map(|s| s.0.is_ended())
+            .unwrap_or(false)
     }
 
     /// Abandons sending: the peer's reads fail with `code`.

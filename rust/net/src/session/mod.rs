@@ -17,8 +17,8 @@ mod handshake;
 pub mod stream;
 
 pub(crate) use dispatch::dispatch_streams;
-pub use handle::AppHandle;
 pub use dispatch::{HandlerFuture, ProtocolHandler, Protocols};
+pub use handle::AppHandle;
 pub(crate) use handshake::{dialer_exchange, listener_exchange};
 
 use crate::error::{describe_connection_error, NetError, Result};
