@@ -104,9 +104,11 @@ async def _handshakes(n: int) -> list[float]:
     client = await Node.bind(Identity.generate())
     times = []
 
+    accepted = []  # held: a dropped session is closed, under its dialer's ping
+
     async def accept_all() -> None:
         for _ in range(n):
-            await server.accept()
+            accepted.append(await server.accept())
 
     acceptor = asyncio.create_task(accept_all())
     for _ in range(n):

@@ -142,6 +142,7 @@ async def raw_provider_session(node: Node, peer: PeerId, addr: str) -> Session:
     await control.write(testing.signed_hello(raw._core, []))
     for _ in range(2):  # the provider's HELLO and PEER_INFO
         await asyncio.wait_for(read_frame(control), 10)
+    await control.finish()  # done with it: ended, not dropped (a dropped stream is reset)
     return raw
 
 

@@ -38,7 +38,9 @@ async def open_unread_gets(raw: Session, request: bytes, count: int) -> list[Str
 
 async def hostile_session(make_node: NodeFactory, provider: Node) -> Session:
     raw = await raw_session(await make_node(), provider)
-    await handshake(raw)
+    await (
+        await handshake(raw)
+    ).finish()  # done with it: ended, not dropped (a dropped stream is reset)
     return raw
 
 
@@ -138,9 +140,11 @@ async def test_connections_are_bounded_per_peer_and_per_prefix(make_node: NodeFa
         limits=Limits(max_connections_per_peer=2, max_connections_per_prefix=3)
     )
     same = Identity.generate()
+    held = []  # a dropped session closes, and would free its place
     for _ in range(2):
         dialer = await make_node(same)
-        assert await (await dialer.connect(listener.peer_id, loopback(listener))).ping() > 0
+        held.append(await dialer.connect(listener.peer_id, loopback(listener)))
+        assert await held[-1].ping() > 0
     # A third connection of the same identity is refused once the handshake shows who it is.
     dialer = await make_node(same)
     with pytest.raises((ConnectionLost, HandshakeError), match="too many connections from this"):
@@ -148,7 +152,8 @@ async def test_connections_are_bounded_per_peer_and_per_prefix(make_node: NodeFa
         await asyncio.wait_for(session.ping(), 10)
     # Another identity from the same address prefix (::1) takes the prefix's last place...
     other = await make_node()
-    assert await (await other.connect(listener.peer_id, loopback(listener))).ping() > 0
+    held.append(await other.connect(listener.peer_id, loopback(listener)))
+    assert await held[-1].ping() > 0
     # ...and the next one is refused before any handshake work (retried until its handshake
     # timeout: the refusal says the node is at a limit),
     refused = await make_node(handshake_timeout=1.5)

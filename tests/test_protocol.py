@@ -66,7 +66,9 @@ async def handshake(raw: Session) -> Stream:
 async def test_a_valid_raw_hello_is_accepted(make_node: NodeFactory) -> None:
     a, b = await make_node(), await make_node()
     raw = await raw_session(a, b)
-    await handshake(raw)
+    await (
+        await handshake(raw)
+    ).finish()  # done with it: ended, not dropped (a dropped stream is reset)
     session = await asyncio.wait_for(b.accept(), 10)
     assert session.remote_peer_id == a.peer_id
     assert session.remote_capabilities == {"raw": "yes"}

@@ -268,7 +268,9 @@ async def raw_provider_session(make_node: NodeFactory) -> Session:
 
     a, provider = await make_node(), await make_node()
     raw = await raw_session(a, provider)
-    await handshake(raw)
+    await (
+        await handshake(raw)
+    ).finish()  # done with it: ended, not dropped (a dropped stream is reset)
     return raw
 
 

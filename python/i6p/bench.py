@@ -241,8 +241,10 @@ async def handshakes(n: int, *, peer: Ticket | None = None) -> tuple[Figure, Fig
 
 
 async def _accept_forever(node: Node) -> None:
+    # Held until the node closes: a dropped session is closed, under its dialer's ping.
+    held = []
     while True:
-        await node.accept()
+        held.append(await node.accept())
 
 
 def _candidates(base: Settings, name: str) -> Iterator[Settings]:
