@@ -49,6 +49,24 @@ async def test_a_reset_stream_keeps_raising_stream_reset(pair: tuple[Session, Se
         await incoming.read(-1)
 
 
+async def test_bytes_buffered_before_a_reset_never_follow_it(
+    pair: tuple[Session, Session],
+) -> None:
+    ours, theirs = pair
+    stream = await ours.open_stream()
+    await stream.write(b"part")
+    incoming = await accepted(theirs)
+    assert await asyncio.wait_for(incoming.readexactly(2), 10) == b"pa"  # "rt" stays buffered
+    await stream.reset(77)
+    await asyncio.sleep(0.5)
+    with pytest.raises(StreamReset):
+        await asyncio.wait_for(incoming.read(), 10)
+    with pytest.raises(StreamReset):
+        await incoming.readexactly(1)
+    with pytest.raises(StreamReset):
+        await incoming.read(1)
+
+
 async def test_writes_after_the_peer_stopped_keep_raising(pair: tuple[Session, Session]) -> None:
     ours, theirs = pair
     stream = await ours.open_stream()

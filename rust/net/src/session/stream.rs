@@ -4,7 +4,7 @@
 //! bare "connection lost", and never a quinn detail such as "0-RTT rejected" once the
 //! session is gone. A reset (or a STOP_SENDING) is sticky: quinn reports it once, and every
 //! later read (or write) reports the same code again, so a reader cannot mistake it for an
-//! end of stream.
+//! end of stream. Bytes buffered but not yet delivered when the reset is seen are dropped.
 
 use crate::error::{NetError, Result};
 use crate::session::Session;
@@ -157,10 +157,8 @@ impl RecvStream {
         while self.pending_len < max {
             match poll_once(self.inner.read_chunk(max - self.pending_len, true)).await {
                 Some(Ok(Some(chunk))) => self.push(chunk.bytes),
-                // quinn reports a reset once: keep it for the next read.
                 Some(Err(quinn::ReadError::Reset(code))) => {
-                    self.reset = Some(code.into_inner());
-                    break;
+                    return Err(self.note_reset(code.into_inner()));
                 }
                 // The end of the stream or an error: the next read reports them.
                 Some(Ok(None)) | Some(Err(_)) | None => break,
@@ -264,12 +262,19 @@ impl RecvStream {
                 Ok(true)
             }
             Ok(None) => Ok(false),
-            Err(quinn::ReadError::Reset(code)) => {
-                self.reset = Some(code.into_inner());
-                Err(NetError::StreamReset(code.into_inner()))
-            }
+            Err(quinn::ReadError::Reset(code)) => Err(self.note_reset(code.into_inner())),
             Err(e) => Err(read_error(&self.session, e)),
         }
+    }
+
+    /// Records the peer's reset: quinn reports it once, and from now on every read raises
+    /// it. Bytes not yet delivered are dropped (QUIC lets a reset discard them), so no read
+    /// of any kind returns data after a reset was raised.
+    fn note_reset(&mut self, code: u64) -> NetError {
+        self.reset = Some(code);
+        self.pending.clear();
+        self.pending_len = 0;
+        NetError::StreamReset(code)
     }
 
     fn push(&mut self, data: Bytes) {
