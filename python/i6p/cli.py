@@ -106,7 +106,7 @@ async def _send(args: argparse.Namespace) -> int:
         if args.allow is not None:
             node.allow_peers(args.allow)
         served: Blob | Collection
-        if Path(args.path).is_dir():
+        if await asyncio.to_thread(Path(args.path).is_dir):
             served = await node.add_dir(args.path)
             what = f"{served.files} files, {served.bytes} bytes"
         else:

@@ -51,7 +51,10 @@ fn bad(detail: impl Into<String>) -> CoreError {
 /// Checks one relative path (see the module comment for the rules).
 pub fn check_path(path: &str) -> Result<()> {
     if path.len() > MAX_PATH {
-        return Err(bad(format!("a path of {} bytes exceeds {MAX_PATH}", path.len())));
+        return Err(bad(format!(
+            "a path of {} bytes exceeds {MAX_PATH}",
+            path.len()
+        )));
     }
     if path.starts_with('/') {
         return Err(bad(format!("{path:?} is absolute")));
@@ -61,7 +64,9 @@ pub fn check_path(path: &str) -> Result<()> {
             "" => return Err(bad(format!("{path:?} has an empty component"))),
             "." | ".." => return Err(bad(format!("{path:?} has a {component:?} component"))),
             c if c.len() > MAX_COMPONENT => {
-                return Err(bad(format!("{path:?} has a component over {MAX_COMPONENT} bytes")))
+                return Err(bad(format!(
+                    "{path:?} has a component over {MAX_COMPONENT} bytes"
+                )))
             }
             _ => {}
         }
@@ -76,7 +81,10 @@ pub fn check_path(path: &str) -> Result<()> {
 /// is also a directory of another, bounded count and total size.
 fn check_entries(entries: &[Entry]) -> Result<()> {
     if entries.len() > MAX_ENTRIES {
-        return Err(bad(format!("{} entries exceed {MAX_ENTRIES}", entries.len())));
+        return Err(bad(format!(
+            "{} entries exceed {MAX_ENTRIES}",
+            entries.len()
+        )));
     }
     let mut total: u64 = 0;
     for (i, e) in entries.iter().enumerate() {
@@ -86,7 +94,11 @@ fn check_entries(entries: &[Entry]) -> Result<()> {
             .ok_or_else(|| bad("the sizes add up past 2^64 bytes"))?;
         if let Some(prev) = i.checked_sub(1).and_then(|p| entries.get(p)) {
             if prev.path.as_bytes() >= e.path.as_bytes() {
-                let why = if prev.path == e.path { "twice" } else { "out of order" };
+                let why = if prev.path == e.path {
+                    "twice"
+                } else {
+                    "out of order"
+                };
                 return Err(bad(format!("{:?} is listed {why}", e.path)));
             }
         }
@@ -194,8 +206,18 @@ mod tests {
     #[test]
     fn hostile_paths_are_refused() {
         for path in [
-            "../x", "a/../../x", "/etc/passwd", "", "a//b", "a/", "./a", "a/.", "a\0b", "a\\b",
-            "a\nb", "..",
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "",
+            "a//b",
+            "a/",
+            "./a",
+            "a/.",
+            "a\0b",
+            "a\\b",
+            "a\nb",
+            "..",
         ] {
             let e = decode(&raw(&[path])).unwrap_err().to_string();
             assert!(e.contains("collection listing"), "{path:?}: {e}");

@@ -37,7 +37,15 @@ use std::sync::OnceLock;
 
 /// The names of the targets, as the fuzz crate and the corpus directories spell them.
 pub const TARGETS: &[&str] = &[
-    "frame", "hello", "control", "transfer", "group", "fec", "shard", "ticket", "state",
+    "frame",
+    "hello",
+    "control",
+    "transfer",
+    "group",
+    "fec",
+    "shard",
+    "ticket",
+    "state",
     "collection",
 ];
 

@@ -300,7 +300,14 @@ mod tests {
         let text = dir.to_string();
         assert_eq!(Ticket::parse(&text).unwrap(), dir);
         assert_ne!(text, sample().to_string());
-        let joined = join(&[dir.clone(), Ticket { collection: true, ..provider(2) }]).unwrap();
+        let joined = join(&[
+            dir.clone(),
+            Ticket {
+                collection: true,
+                ..provider(2)
+            },
+        ])
+        .unwrap();
         assert!(parse_all(&joined).unwrap().iter().all(|t| t.collection));
         // A collection and a blob with the same hash are not the same thing.
         assert!(join(&[dir, provider(2)]).is_err());

@@ -370,7 +370,11 @@ fn write_collection_seeds() {
     };
     let s = seeds("collection");
     s.write("empty", &encode(vec![]).unwrap());
-    let tree = vec![entry("a.txt", 5), entry("d/e/f.bin", 3 << 20), entry("d/empty", 0)];
+    let tree = vec![
+        entry("a.txt", 5),
+        entry("d/e/f.bin", 3 << 20),
+        entry("d/empty", 0),
+    ];
     s.write("tree", &encode(tree).unwrap());
     let mut hostile = encode(vec![entry("aa/x", 1)]).unwrap();
     hostile[14..16].copy_from_slice(b"..");

@@ -112,6 +112,18 @@ pub(crate) struct Serving {
 }
 
 impl Serving {
+    /// Opens `blob` for a request, on a blocking thread.
+    async fn open(blob: Arc<Blob>) -> Result<Arc<Self>, TransferError> {
+        let opening = blob.clone();
+        let opened = tokio::task::spawn_blocking(move || opening.open())
+            .await
+            .map_err(|e| TransferError {
+                code: ErrorCode::Unavailable,
+                message: e.to_string(),
+            })??;
+        Ok(Arc::new(Self { blob, opened }))
+    }
+
     /// Fills `buf` with the blob's bytes from `offset`.
     pub(crate) fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.opened.read_exact_at(buf, offset)
@@ -180,11 +192,12 @@ impl BlobStore {
             ));
         }
         let outboard = hash_file(&file)?;
-        // Stamped before hashing would miss an edit made while hashing; stamped after, such
-        // an edit shows as a change at the first request (or fails verification).
+        // A file edited while it was hashed may not match its hash: refused, not served.
         let stamp = Stamp::of(&file.metadata()?);
         if stamp != Stamp::of(&meta) {
-            return Err(io::Error::other("the file changed while it was being hashed"));
+            return Err(io::Error::other(
+                "the file changed while it was being hashed",
+            ));
         }
         Ok(self.insert(path.to_path_buf(), outboard, Source::File { stamp }))
     }
@@ -469,14 +482,11 @@ pub(crate) async fn accept(
             .take_slot(peer)
             .await
             .map_err(|why| refuse(ErrorCode::Busy, why.into()))?;
-        let opening = blob.clone();
-        let opened = tokio::task::spawn_blocking(move || opening.open())
-            .await
-            .map_err(|e| refuse(ErrorCode::Unavailable, e.to_string()))??;
+        let blob = Serving::open(blob).await?;
         Ok(Accepted {
             get,
             fec,
-            blob: Arc::new(Serving { blob, opened }),
+            blob,
             slot,
         })
     };

@@ -142,7 +142,11 @@ impl Ticket {
             self.0.peer_id.short(),
             &hash_hex(&self.0.hash)[..12],
             self.0.size,
-            if self.0.collection { ", collection" } else { "" }
+            if self.0.collection {
+                ", collection"
+            } else {
+                ""
+            }
         )
     }
 

@@ -61,7 +61,10 @@ fn regular_files(root: &Path) -> io::Result<Vec<(PathBuf, String)>> {
             let item = item?;
             let path = item.path();
             let name = item.file_name().into_string().map_err(|_| {
-                invalid(&path, "its name is not UTF-8, which a collection cannot carry")
+                invalid(
+                    &path,
+                    "its name is not UTF-8, which a collection cannot carry",
+                )
             })?;
             let relative = format!("{prefix}{name}");
             let kind = item.file_type()?;
