@@ -94,6 +94,20 @@ async def test_a_tree_round_trips_and_a_second_run_keeps_what_is_there(
         await fetcher.fetch_dir(file_ticket, tmp_path / "y")
 
 
+async def test_an_empty_directory_is_an_empty_collection(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "src").mkdir()
+    provider, fetcher = await make_node(addr=LOOPBACK), await make_node(addr=LOOPBACK)
+    collection = await provider.add_dir(tmp_path / "src")
+    assert (collection.files, collection.bytes, collection.size) == (0, 0, 12)
+    result = await fetcher.fetch_dir(provider.ticket(collection), tmp_path / "dest")
+    assert result.files == {} and names(tmp_path / "dest") == []
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(OSError, match="not a directory"):
+        await provider.add_dir(tmp_path / "file")
+
+
 def raw_listing(entries: list[tuple[str, int, bytes]]) -> bytes:
     """A listing in the wire format, unchecked: what a hostile provider could send."""
     out = b"i6pcoll1" + struct.pack(">I", len(entries))

@@ -65,16 +65,15 @@ async def fetch_tree(
         )
     listing = await read_listing(ticket, ticket.size)
     files = [_File(path, size, digest) for path, size, digest in _core.decode_listing(listing)]
-    _check_destination(dest, files)
+    # Many lstat calls for a large tree: off the event loop.
+    await asyncio.to_thread(_check_destination, dest, files)
     for f in files:
         f.done = await _already_there(dest / f.path, f, options.overwrite)
     total = sum(f.size for f in files)
     done = {f.path: f.size for f in files if f.done}
     results: dict[str, FetchResult | None] = {f.path: None for f in files if f.done}
-    for f in files:
-        if not f.done:
-            # Created only now that every path was checked, without following links.
-            _make_dirs(dest, f.path)
+    # Created only now that every path was checked, without following links.
+    await asyncio.to_thread(_make_tree, dest, [f.path for f in files if not f.done])
     slots = asyncio.Semaphore(_PARALLEL_FILES)
 
     async def one(f: _File) -> None:
@@ -147,11 +146,16 @@ async def _already_there(path: Path, f: _File, overwrite: bool) -> bool:
     )
 
 
+def _make_tree(dest: Path, paths: list[str]) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        _make_dirs(dest, path)
+
+
 def _make_dirs(dest: Path, relative: str) -> None:
     """Creates the directories of ``relative`` under ``dest`` one by one, refusing any that
     is not a real directory (it may have changed since the check)."""
     at = dest
-    at.mkdir(parents=True, exist_ok=True)
     for part in relative.split("/")[:-1]:
         at = at / part
         try:
