@@ -106,6 +106,10 @@ async def test_an_empty_directory_is_an_empty_collection(
     (tmp_path / "file").write_bytes(b"x")
     with pytest.raises(OSError, match="not a directory"):
         await provider.add_dir(tmp_path / "file")
+    # A name a requester would refuse fails the call, naming the file.
+    (tmp_path / "src" / "back\\slash").write_bytes(b"x")
+    with pytest.raises(OSError, match=r"back\\slash.*character"):
+        await provider.add_dir(tmp_path / "src")
 
 
 def raw_listing(entries: list[tuple[str, int, bytes]]) -> bytes:
