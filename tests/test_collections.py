@@ -242,6 +242,23 @@ async def test_a_changed_source_is_refused_clearly_and_the_provider_says_which(
     assert (tmp_path / "fresh").read_bytes() == edited.read_bytes()
 
 
+async def test_an_edit_that_keeps_size_and_time_is_caught_by_verification(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    provider, fetcher = await make_node(addr=LOOPBACK), await make_node(addr=LOOPBACK)
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(1 << 20))
+    ticket = provider.ticket(await provider.add_path(src))
+    before = src.stat()
+    src.write_bytes(os.urandom(1 << 20))  # same inode, same size
+    os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns))
+    # The provider cannot tell; the requester's verification can, and says what it is.
+    with pytest.raises(IntegrityError, match="hash mismatch") as e:
+        await asyncio.wait_for(fetcher.fetch(ticket, tmp_path / "copy"), 30)
+    assert "signature" not in str(e.value) + e.value.detail
+    assert not (tmp_path / "copy").exists()
+
+
 FD_SCRIPT = textwrap.dedent(
     """
     import asyncio, os, resource, sys
