@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from i6p import Node, Ticket
 from i6p.errors import (
+    BlobNotFound,
     DestinationExists,
     IntegrityError,
     InvalidCollection,
@@ -110,6 +112,30 @@ async def test_an_empty_directory_is_an_empty_collection(
     (tmp_path / "src" / "back\\slash").write_bytes(b"x")
     with pytest.raises(OSError, match=r"back\\slash.*character"):
         await provider.add_dir(tmp_path / "src")
+
+
+async def test_two_providers_of_one_tree_share_a_ticket(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    want = make_tree(a)
+    shutil.copytree(a, b)
+    p1, p2 = await make_node(addr=LOOPBACK), await make_node(addr=LOOPBACK)
+    fetcher = await make_node(addr=LOOPBACK)
+    c1, c2 = await p1.add_dir(a), await p2.add_dir(b)
+    assert c1.hash == c2.hash, "the listing is deterministic"
+    joined = Ticket.join([p1.ticket(c1), p2.ticket(c2)])
+    assert all(t.collection for t in Ticket.parse_all(joined))
+    await asyncio.wait_for(fetcher.fetch_dir(joined, tmp_path / "dest"), 60)
+    assert tree(tmp_path / "dest") == want
+    # A removed collection's ticket no longer works; its files are still served.
+    first = Ticket.parse_all(joined)[0]
+    assert first.peer_id == p1.peer_id and p1.remove(c1)
+    with pytest.raises(BlobNotFound):
+        await asyncio.wait_for(fetcher.fetch_dir(first, tmp_path / "d2"), 30)
+    file_hash = c1.entries[0][2]
+    assert p1.ticket(file_hash).hash == file_hash
 
 
 def raw_listing(entries: list[tuple[str, int, bytes]]) -> bytes:

@@ -226,10 +226,11 @@ class Node:
             entries=tuple(entries),
         )
 
-    def remove(self, blob: Blob | str) -> bool:
+    def remove(self, blob: Blob | Collection | str) -> bool:
         """Stops serving a blob, and forgets what each peer fetched of it (``served``); True
-        if it was served."""
-        return self._core.remove(blob.hash if isinstance(blob, Blob) else blob)
+        if it was served. For a ``Collection``, its listing stops being served (so its
+        ticket no longer works); its files are blobs of their own and stay served."""
+        return self._core.remove(blob if isinstance(blob, str) else blob.hash)
 
     def allow_peers(self, peers: Iterable[PeerId | str] | None) -> None:
         """Only these peers may fetch from this node (``None``: anyone may)."""
