@@ -12,7 +12,15 @@ from . import _core, erasure, errors
 from .identity import Identity, PeerId, default_identity_path
 from .node import Limits, Node, NodeLoad
 from .session import Session, SessionStats, Stream
-from .transfer import Blob, FecStats, FetchOptions, FetchResult, Ticket
+from .transfer import (
+    Blob,
+    Collection,
+    CollectionResult,
+    FecStats,
+    FetchOptions,
+    FetchResult,
+    Ticket,
+)
 
 __version__: str = _core.__version__
 PROTOCOL_VERSION: int = _core.PROTOCOL_VERSION
@@ -20,6 +28,8 @@ PROTOCOL_VERSION: int = _core.PROTOCOL_VERSION
 __all__ = [
     "PROTOCOL_VERSION",
     "Blob",
+    "Collection",
+    "CollectionResult",
     "FecStats",
     "FetchOptions",
     "FetchResult",

@@ -16,7 +16,7 @@ from . import __version__
 from .errors import I6PError
 from .identity import Identity, default_identity_path
 from .node import Node
-from .transfer import FetchOptions, FetchResult, Ticket
+from .transfer import Blob, Collection, CollectionResult, FetchOptions, FetchResult, Ticket
 
 __all__ = ["main"]
 
@@ -105,14 +105,23 @@ async def _send(args: argparse.Namespace) -> int:
     ) as node:
         if args.allow is not None:
             node.allow_peers(args.allow)
-        blob = await node.add_path(args.path)
-        ticket = node.ticket(blob)
+        served: Blob | Collection
+        if await asyncio.to_thread(Path(args.path).is_dir):
+            served = await node.add_dir(args.path)
+            what = f"{served.files} files, {served.bytes} bytes"
+        else:
+            served = await node.add_path(args.path)
+            what = f"{served.size} bytes, blake3 {served.hash}"
+        size = _size_of(served)
+        ticket = node.ticket(served)
         show = (sys.stderr.isatty() and not args.json) or args.progress
         if args.json:
-            info = {"ticket": str(ticket), "hash": blob.hash, "size": blob.size}
+            info = {"ticket": str(ticket), "hash": served.hash, "size": served.size}
+            if isinstance(served, Collection):
+                info |= {"collection": True, "files": served.files, "bytes": served.bytes}
             print(json.dumps({**info, "peer_id": str(node.peer_id)}), flush=True)
         else:
-            print(f"serving {blob.path} ({blob.size} bytes, blake3 {blob.hash})", file=sys.stderr)
+            print(f"serving {served.path} ({what})", file=sys.stderr)
             print("fetch it with:  i6p get <ticket>", file=sys.stderr)
             print(ticket, flush=True)
         # The bar shows what the furthest peer has acknowledged, not what was queued.
@@ -120,13 +129,27 @@ async def _send(args: argparse.Namespace) -> int:
         with bar:
             while True:
                 await asyncio.sleep(0.1)
-                acked = node.served_bytes(blob)
-                update(acked, blob.size)
-                if args.once and acked >= blob.size:
+                acked = _acknowledged(node, served)
+                update(acked, size)
+                if args.once and acked >= size:
                     break
         if not args.json:
             print("one complete transfer done", file=sys.stderr)
         return 0
+
+
+def _acknowledged(node: Node, served: Blob | Collection) -> int:
+    """Bytes the furthest peer acknowledged: of the blob, or of each distinct file of a
+    collection (``_size`` is the matching total)."""
+    if isinstance(served, Blob):
+        return node.served_bytes(served)
+    return sum(node.served_bytes(h) for h in {h for _path, _size, h in served.entries})
+
+
+def _size_of(served: Blob | Collection) -> int:
+    if isinstance(served, Blob):
+        return served.size
+    return sum(dict((h, size) for _path, size, h in served.entries).values())
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
@@ -139,10 +162,14 @@ def _cmd_send(args: argparse.Namespace) -> int:
 # -- get -----------------------------------------------------------------------------------
 
 
-async def _get(args: argparse.Namespace) -> FetchResult:
-    tickets = [one for t in args.ticket for one in Ticket.parse_all(t)]
+async def _get(args: argparse.Namespace) -> FetchResult | CollectionResult:
+    texts, output = list(args.ticket), args.output
+    # `i6p get TICKET DEST`: a last word that is not a ticket is where to write.
+    if len(texts) > 1 and not texts[-1].strip().lower().startswith("i6p") and output is None:
+        output = texts.pop()
+    tickets = [one for t in texts for one in Ticket.parse_all(t)]
     ticket = tickets[0]
-    dest = Path(args.output) if args.output else Path.cwd() / ticket.hash
+    dest = Path(output) if output else Path.cwd() / ticket.hash
     identity = _identity(args.identity)
     show = not args.json and not args.quiet
     bar, update = _progress_bar((show and sys.stderr.isatty()) or args.progress, "fetching")
@@ -154,6 +181,10 @@ async def _get(args: argparse.Namespace) -> FetchResult:
         state_dir=_state_dir(args.identity),
     ) as node:
         with bar:
+            if ticket.collection:
+                return await node.fetch_dir(
+                    tickets, dest, progress=update, options=_fetch_options(args)
+                )
             return await node.fetch(tickets, dest, progress=update, options=_fetch_options(args))
 
 
@@ -171,6 +202,24 @@ def _fetch_options(args: argparse.Namespace) -> FetchOptions:
 
 def _cmd_get(args: argparse.Namespace) -> int:
     result = asyncio.run(_get(args))
+    if isinstance(result, CollectionResult):
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "path": str(result.path),
+                        "files": len(result.files),
+                        "size": result.size,
+                        "bytes_fetched": result.bytes_fetched,
+                    }
+                )
+            )
+        elif not args.quiet:
+            print(
+                f"{result.path}: {len(result.files)} files, {result.size} bytes verified, "
+                f"{result.bytes_fetched} fetched"
+            )
+        return 0
     if args.json:
         print(json.dumps(result.as_dict()))
     elif not args.quiet:
@@ -349,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_send = sub.add_parser("send", aliases=["serve"], help="serve a file and print its ticket")
     with_transport(p_send)
-    p_send.add_argument("path", help="the file to serve")
+    p_send.add_argument("path", help="the file or directory to serve")
     with_identity(p_send)
     p_send.add_argument("--addr", default="[::]:0", help="listen address (default [::]:0)")
     p_send.add_argument("--once", action="store_true", help="exit after one complete transfer")
@@ -368,9 +417,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_get = sub.add_parser("get", help="fetch a file from a ticket (resumes automatically)")
     p_get.add_argument(
-        "ticket", nargs="+", help="the ticket printed by `i6p send` (several: fetch from all)"
+        "ticket",
+        nargs="+",
+        help="the ticket printed by `i6p send` (several: fetch from all); a last word that "
+        "is not a ticket is where to write",
     )
-    p_get.add_argument("-o", "--output", metavar="PATH", help="where to write (default: ./HASH)")
+    p_get.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="where to write: the file, or the directory of a collection (default: ./HASH)",
+    )
     with_identity(p_get)
     p_get.add_argument("--addr", default="[::]:0", help="local address (default [::]:0)")
     p_get.add_argument("--overwrite", action="store_true", help="replace an existing file")

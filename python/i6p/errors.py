@@ -19,6 +19,7 @@ __all__ = [
     "IntegrityError",
     "InvalidAddress",
     "InvalidCode",
+    "InvalidCollection",
     "InvalidHash",
     "InvalidKey",
     "InvalidPeerId",
@@ -26,6 +27,7 @@ __all__ = [
     "NodeClosed",
     "PeerIdMismatch",
     "ProtocolError",
+    "SourceChanged",
     "StreamError",
     "StreamReset",
     "StreamTooLong",
@@ -102,6 +104,12 @@ class ProtocolError(I6PError):
     """The peer sent something the protocol does not allow."""
 
 
+class InvalidCollection(ProtocolError):
+    """A provider's collection listing breaks the rules (a path that is absolute, has ``..``
+    or empty components, a control character or a backslash, a path listed twice, a file
+    that is also a directory, over the bounds). Refused before anything is written."""
+
+
 class NodeClosed(I6PError):
     """The node has been closed."""
 
@@ -171,6 +179,12 @@ class TransferRefused(I6PError):
 
 class BlobNotFound(TransferRefused):
     """The provider does not have the requested blob."""
+
+
+class SourceChanged(TransferRefused):
+    """The provider's source file changed (edited, replaced or deleted) since it was added,
+    so the provider no longer serves that blob. It is the provider's file, not the data in
+    transit: asking the provider to add the file again gives a new hash and ticket."""
 
 
 class DiskFull(I6PError, OSError):

@@ -11,10 +11,19 @@ from typing import NamedTuple, Unpack
 
 from . import _core
 from ._addr import Address, resolve
-from .errors import NodeClosed
+from .collection import fetch_tree
+from .errors import InvalidTicket, NodeClosed
 from .identity import Identity, PeerId
 from .session import Session
-from .transfer import Blob, FetchChanges, FetchOptions, FetchResult, Ticket
+from .transfer import (
+    Blob,
+    Collection,
+    CollectionResult,
+    FetchChanges,
+    FetchOptions,
+    FetchResult,
+    Ticket,
+)
 
 Progress = Callable[[int, int], object]
 
@@ -212,10 +221,28 @@ class Node:
         digest, size, resolved = await self._core.add_path(path)
         return Blob(hash=digest, size=size, path=Path(resolved))
 
-    def remove(self, blob: Blob | str) -> bool:
+    async def add_dir(self, path: str | os.PathLike[str]) -> Collection:
+        """Serves a directory as one collection: every regular file under it becomes a blob,
+        and their listing (relative paths, sizes, hashes; held in memory) a blob whose ticket
+        (``node.ticket(collection)``) names the whole tree. Symbolic links and special files
+        inside it are skipped, with a warning logged; empty directories are not kept. A name
+        a requester would refuse (not UTF-8, a backslash or a control character) fails the
+        call, naming the file."""
+        digest, size, resolved, entries = await self._core.add_dir(path)
+        return Collection(
+            hash=digest,
+            size=size,
+            path=Path(resolved),
+            files=len(entries),
+            bytes=sum(e[1] for e in entries),
+            entries=tuple(entries),
+        )
+
+    def remove(self, blob: Blob | Collection | str) -> bool:
         """Stops serving a blob, and forgets what each peer fetched of it (``served``); True
-        if it was served."""
-        return self._core.remove(blob.hash if isinstance(blob, Blob) else blob)
+        if it was served. For a ``Collection``, its listing stops being served (so its
+        ticket no longer works); its files are blobs of their own and stay served."""
+        return self._core.remove(blob if isinstance(blob, str) else blob.hash)
 
     def allow_peers(self, peers: Iterable[PeerId | str] | None) -> None:
         """Only these peers may fetch from this node (``None``: anyone may)."""
@@ -226,8 +253,11 @@ class Node:
                 [PeerId.parse(p) if isinstance(p, str) else p for p in peers]
             )
 
-    def ticket(self, blob: Blob | str) -> Ticket:
-        """A ticket for a served blob: this node's PeerId and addresses, the hash and size."""
+    def ticket(self, blob: Blob | Collection | str) -> Ticket:
+        """A ticket for a served blob: this node's PeerId and addresses, the hash and size.
+        For a ``Collection`` it is a collection ticket (``ticket.collection``)."""
+        if isinstance(blob, Collection):
+            return self._core.ticket(blob.hash, collection=True)
         return self._core.ticket(blob.hash if isinstance(blob, Blob) else blob)
 
     def served_bytes(self, blob: Blob | str) -> int:
@@ -301,6 +331,8 @@ class Node:
         tickets = [
             one for t in singles for one in (Ticket.parse_all(t) if isinstance(t, str) else [t])
         ]
+        if any(t.collection for t in tickets):
+            raise InvalidTicket("this ticket names a collection (a directory): use fetch_dir")
         awaitable, live = self._core.fetch(tickets, Path(dest), options)
         if progress is None:
             return await awaitable
@@ -315,6 +347,43 @@ class Node:
         result = task.result()
         progress(live.done, live.total)
         return result
+
+    async def fetch_dir(
+        self,
+        ticket: Ticket | str | Iterable[Ticket | str],
+        dest: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+        options: FetchOptions | None = None,
+        **changes: Unpack[FetchChanges],
+    ) -> CollectionResult:
+        """Restores the tree of a collection ticket (``Node.add_dir`` on the provider) into
+        the directory ``dest`` (created if missing).
+
+        The listing is fetched and verified like any blob, then checked as the hostile input
+        it may be: an absolute path, ``..`` or an empty component, a control character or a
+        backslash, a path listed twice or a file that is also a directory raises
+        ``errors.InvalidCollection``, and a destination where a file would go through a
+        symbolic link or land on something other than a regular file raises
+        ``errors.DestinationExists``, both before anything is written. Each file is then
+        fetched as ``fetch`` does (verified, resumable; a few at once): running the same
+        call again after a failure fetches only what is missing, and keeps files an earlier
+        run completed. ``progress(done, total)`` counts bytes of the whole tree."""
+        if changes:
+            options = (options or FetchOptions()).replace(**changes)
+        options = options or FetchOptions()
+        singles = [ticket] if isinstance(ticket, (str, Ticket)) else list(ticket)
+        tickets = [
+            one for t in singles for one in (Ticket.parse_all(t) if isinstance(t, str) else [t])
+        ]
+
+        async def read_listing(t: Ticket, size: int) -> bytes:
+            return await self.read_range(t, 0, size)
+
+        async def fetch(ts: list[Ticket], path: Path, moved: Progress) -> FetchResult:
+            return await self.fetch(ts, path, progress=moved, options=options)
+
+        return await fetch_tree(tickets, Path(dest), read_listing, fetch, options, progress)
 
     async def read_range(self, ticket: Ticket | str, offset: int, length: int) -> bytes:
         """Verified bytes ``offset .. offset+length`` of the blob, fetching only the chunk

@@ -12,7 +12,16 @@ from typing import Literal, TypedDict
 
 from . import _core
 
-__all__ = ["Blob", "FecStats", "FetchChanges", "FetchOptions", "FetchResult", "Ticket"]
+__all__ = [
+    "Blob",
+    "Collection",
+    "CollectionResult",
+    "FecStats",
+    "FetchChanges",
+    "FetchOptions",
+    "FetchResult",
+    "Ticket",
+]
 
 Ticket = _core.Ticket
 #: How a fetch runs: a frozen value whose defaults are the engine's (``FetchOptions()``).
@@ -33,6 +42,42 @@ class Blob:
     size: int
     #: The file it is served from.
     path: Path
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A directory this node serves as one collection (``Node.add_dir``): its listing is a
+    blob like any other, and ``Node.ticket(collection)`` names the whole tree."""
+
+    #: BLAKE3 hash of the listing, 64 hex characters.
+    hash: str
+    #: Size of the listing in bytes.
+    size: int
+    #: The directory it is served from.
+    path: Path
+    #: How many files it holds.
+    files: int
+    #: Bytes of all its files.
+    bytes: int
+    #: Its files as (relative path, size, hash), in listing order.
+    entries: tuple[tuple[str, int, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class CollectionResult:
+    """What ``Node.fetch_dir`` did."""
+
+    #: The directory the tree was restored into.
+    path: Path
+    #: Each file's fetch, by relative path (``None`` for a file an earlier run completed).
+    files: dict[str, FetchResult | None]
+    #: Bytes of all the files.
+    size: int
+
+    @property
+    def bytes_fetched(self) -> int:
+        """Bytes fetched from providers in this run."""
+        return sum(r.bytes_fetched for r in self.files.values() if r is not None)
 
 
 class FetchChanges(TypedDict, total=False):

@@ -79,16 +79,20 @@ pub enum ErrorCode {
     /// The provider is serving as many requests as its limits allow (for the node, or for
     /// this requester); a later request may succeed.
     Busy = 5,
+    /// The provider's source of the blob changed (edited, replaced or deleted) since it was
+    /// added; the provider no longer serves it.
+    SourceChanged = 6,
 }
 
 impl ErrorCode {
     /// Every refusal code, in wire order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::NotFound,
         Self::Forbidden,
         Self::Unavailable,
         Self::BadRequest,
         Self::Busy,
+        Self::SourceChanged,
     ];
 
     /// The code for a wire value (unknown values read as `Unavailable`).
@@ -98,6 +102,7 @@ impl ErrorCode {
             2 => Self::Forbidden,
             4 => Self::BadRequest,
             5 => Self::Busy,
+            6 => Self::SourceChanged,
             _ => Self::Unavailable,
         }
     }

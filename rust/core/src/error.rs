@@ -36,6 +36,9 @@ pub enum CoreError {
     /// A signature did not verify against the expected key and channel binding.
     #[error("bad signature on {0}")]
     BadSignature(&'static str),
+    /// Data did not hash to what its BLAKE3 tree says (a corrupt, forged or changed source).
+    #[error("hash mismatch on {0}")]
+    HashMismatch(&'static str),
     /// The peer speaks a protocol version this implementation does not.
     #[error("unsupported protocol version {0}")]
     UnsupportedVersion(u16),

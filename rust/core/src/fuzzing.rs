@@ -37,7 +37,16 @@ use std::sync::OnceLock;
 
 /// The names of the targets, as the fuzz crate and the corpus directories spell them.
 pub const TARGETS: &[&str] = &[
-    "frame", "hello", "control", "transfer", "group", "fec", "shard", "ticket", "state",
+    "frame",
+    "hello",
+    "control",
+    "transfer",
+    "group",
+    "fec",
+    "shard",
+    "ticket",
+    "state",
+    "collection",
 ];
 
 /// Runs the target called `name` (one of [`TARGETS`]) on `data`; false for an unknown name.
@@ -52,6 +61,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "shard" => shard,
         "ticket" => ticket,
         "state" => state,
+        "collection" => collection,
         _ => return false,
     };
     target(data);
@@ -418,6 +428,15 @@ fn check_state(state: &TransferState, raw: &[u8]) {
     let missing: u64 = state.missing_ranges().iter().map(|(_, count)| count).sum();
     assert_eq!(missing + state.done_groups(), state.groups());
     assert_eq!(state.complete(), missing == 0);
+}
+
+/// A collection listing from a peer: what decodes must encode back to the same bytes (the
+/// encoding is deterministic and the decoder accepts only what the encoder writes).
+pub fn collection(data: &[u8]) {
+    if let Ok(entries) = crate::collection::decode(data) {
+        assert!(entries.len() <= crate::collection::MAX_ENTRIES);
+        assert_eq!(crate::collection::encode(entries).as_deref(), Ok(data));
+    }
 }
 
 /// Runs every committed seed (`corpus-seed/<target>/`) and past crash (`regressions/<target>/`)

@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod codes;
+pub mod collection;
 pub mod erasure;
 pub mod error;
 pub mod fec;

@@ -9,6 +9,9 @@
 //! `version:u8=1 kind:u8=2 hash:32 size:u64 n_providers:u8 (peer_id:32 n_addrs:u8 address*)*
 //! checksum:4`, with 2 to [`MAX_TICKET_PROVIDERS`] distinct providers; [`parse_all`] reads
 //! either kind as one ticket per provider, and [`join`] writes several as one.
+//!
+//! Kinds 3 and 4 are kinds 1 and 2 for a **collection** (see [`crate::collection`]): the
+//! hash and size are those of its listing. Older tickets (kinds 1 and 2) read as before.
 
 use crate::error::{CoreError, Result};
 use crate::peer_id::PeerId;
@@ -20,6 +23,8 @@ pub const TICKET_PREFIX: &str = "i6p";
 const VERSION: u8 = 1;
 const KIND_BLOB: u8 = 1;
 const KIND_PROVIDERS: u8 = 2;
+const KIND_COLLECTION: u8 = 3;
+const KIND_COLLECTION_PROVIDERS: u8 = 4;
 /// At most this many provider addresses in a ticket.
 pub const MAX_TICKET_ADDRS: usize = 16;
 /// At most this many providers in a ticket listing several.
@@ -37,6 +42,8 @@ pub struct Ticket {
     pub hash: [u8; 32],
     /// Size of the blob in bytes.
     pub size: u64,
+    /// Whether the blob is a collection's listing (a directory served as one).
+    pub collection: bool,
 }
 
 fn bad(detail: impl Into<String>) -> CoreError {
@@ -49,7 +56,12 @@ fn bad(detail: impl Into<String>) -> CoreError {
 impl Ticket {
     /// The binary form, checksum included.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = vec![VERSION, KIND_BLOB];
+        let kind = if self.collection {
+            KIND_COLLECTION
+        } else {
+            KIND_BLOB
+        };
+        let mut out = vec![VERSION, kind];
         out.extend_from_slice(self.peer_id.as_bytes());
         out.extend_from_slice(&self.hash);
         out.extend_from_slice(&self.size.to_be_bytes());
@@ -96,12 +108,17 @@ pub fn join(tickets: &[Ticket]) -> Result<String> {
     }
     if tickets
         .iter()
-        .any(|t| (t.hash, t.size) != (first.hash, first.size))
+        .any(|t| (t.hash, t.size, t.collection) != (first.hash, first.size, first.collection))
     {
         return Err(bad("the tickets are for different blobs"));
     }
     check_distinct(tickets)?;
-    let mut out = vec![VERSION, KIND_PROVIDERS];
+    let kind = if first.collection {
+        KIND_COLLECTION_PROVIDERS
+    } else {
+        KIND_PROVIDERS
+    };
+    let mut out = vec![VERSION, kind];
     out.extend_from_slice(&first.hash);
     out.extend_from_slice(&first.size.to_be_bytes());
     out.push(tickets.len() as u8);
@@ -184,8 +201,10 @@ fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
             "version {version} is not supported (this is version 1)"
         )));
     }
-    let tickets = match r.u8()? {
-        KIND_BLOB => {
+    let kind = r.u8()?;
+    let collection = matches!(kind, KIND_COLLECTION | KIND_COLLECTION_PROVIDERS);
+    let tickets = match kind {
+        KIND_BLOB | KIND_COLLECTION => {
             let peer_id = PeerId::from_bytes(r.array()?);
             let hash = r.array()?;
             let size = r.u64()?;
@@ -195,9 +214,10 @@ fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
                 addrs,
                 hash,
                 size,
+                collection,
             }]
         }
-        KIND_PROVIDERS => {
+        KIND_PROVIDERS | KIND_COLLECTION_PROVIDERS => {
             let hash = r.array()?;
             let size = r.u64()?;
             let n = usize::from(r.u8()?);
@@ -215,6 +235,7 @@ fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
                     addrs,
                     hash,
                     size,
+                    collection,
                 });
             }
             check_distinct(&tickets)?;
@@ -266,7 +287,31 @@ mod tests {
             ],
             hash: [7; 32],
             size: 123_456_789,
+            collection: false,
         }
+    }
+
+    #[test]
+    fn collection_tickets_round_trip_and_old_ones_read_as_blobs() {
+        let dir = Ticket {
+            collection: true,
+            ..sample()
+        };
+        let text = dir.to_string();
+        assert_eq!(Ticket::parse(&text).unwrap(), dir);
+        assert_ne!(text, sample().to_string());
+        let joined = join(&[
+            dir.clone(),
+            Ticket {
+                collection: true,
+                ..provider(2)
+            },
+        ])
+        .unwrap();
+        assert!(parse_all(&joined).unwrap().iter().all(|t| t.collection));
+        // A collection and a blob with the same hash are not the same thing.
+        assert!(join(&[dir, provider(2)]).is_err());
+        assert!(!Ticket::parse(&sample().to_string()).unwrap().collection);
     }
 
     #[test]

@@ -163,7 +163,7 @@ fn check_root(root: &[u8; 32], computed: [u8; 32]) -> Result<()> {
     if blake3::Hash::from(computed) == blake3::Hash::from(*root) {
         Ok(())
     } else {
-        Err(CoreError::BadSignature("chunk group (hash mismatch)"))
+        Err(CoreError::HashMismatch("chunk group"))
     }
 }
 

@@ -153,6 +153,7 @@ fn provider(seed: u8) -> Ticket {
         ],
         hash: *blake3::hash(b"a blob").as_bytes(),
         size: 123_456_789,
+        collection: false,
     }
 }
 
@@ -312,6 +313,7 @@ fn write_seed_corpus() {
         s.write(&format!("stripe-1-shard-{index}"), &input);
     }
 
+    write_collection_seeds();
     let s = seeds("ticket");
     let one = provider(1);
     s.write("one-provider", one.to_string().as_bytes());
@@ -329,6 +331,7 @@ fn write_seed_corpus() {
         addrs: Vec::new(),
         hash: [0; 32],
         size: 0,
+        collection: false,
     };
     s.write("no-address", bare.to_string().as_bytes());
 
@@ -354,4 +357,26 @@ fn write_seed_corpus() {
     assert_eq!(FecRequest::decode(&fec_get), Ok(fec_request()));
     assert_eq!(ticket::parse_all(&three).unwrap().len(), 3);
     every_seed_and_past_crash_runs_clean();
+}
+
+#[test]
+#[ignore = "writes the collection seeds; run on purpose (write_seed_corpus runs it too)"]
+fn write_collection_seeds() {
+    use i6p_core::collection::{encode, Entry};
+    let entry = |path: &str, size: u64| Entry {
+        path: path.into(),
+        size,
+        hash: *blake3::hash(path.as_bytes()).as_bytes(),
+    };
+    let s = seeds("collection");
+    s.write("empty", &encode(vec![]).unwrap());
+    let tree = vec![
+        entry("a.txt", 5),
+        entry("d/e/f.bin", 3 << 20),
+        entry("d/empty", 0),
+    ];
+    s.write("tree", &encode(tree).unwrap());
+    let mut hostile = encode(vec![entry("aa/x", 1)]).unwrap();
+    hostile[14..16].copy_from_slice(b"..");
+    s.write("dotdot", &hostile);
 }

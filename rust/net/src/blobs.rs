@@ -9,6 +9,16 @@
 //! [`Limits`]) only once it has been read and authorized, and gives it back when the
 //! requester stops taking data for the send timeout: a peer that stops reading cannot keep
 //! the provider from serving others.
+//!
+//! A blob holds no open file: each accepted request opens its [`Source`] (checking that the
+//! file is still the one added) and keeps it open while it is served. A blob whose source
+//! changed is marked stale: it stays listed, but every request for it is refused with
+//! [`ErrorCode::SourceChanged`] until the file is added again.
+
+mod dir;
+mod source;
+
+pub use dir::Collection;
 
 use crate::control::{codes, read_frame, write_frame_raw};
 use crate::limits::{Limits, RequestSlot, Requests, SLOT_WAIT};
@@ -21,21 +31,25 @@ use i6p_core::kinds::{FRAME_BLOB, FRAME_ERROR, FRAME_FEC_GET, FRAME_GET};
 use i6p_core::transfer::{encode_blob, encode_group_header, GetRequest, TransferError};
 use i6p_core::tree::{group_range, Outboard, LEAF_LOG};
 use i6p_core::PeerId;
+use source::{OpenError, Opened, Source, Stamp};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// A blob this node serves.
 pub struct Blob {
-    /// Where its bytes are.
+    /// Where its bytes are (empty for a blob held in memory).
     pub path: PathBuf,
     /// Its hash tree.
     pub outboard: Outboard,
-    file: File,
+    source: Source,
+    /// Set once its source was found changed: it is no longer served.
+    stale: AtomicBool,
 }
 
 impl Blob {
@@ -49,9 +63,76 @@ impl Blob {
         self.outboard.size()
     }
 
-    /// The open file, for positioned reads.
-    pub(crate) fn file_ref(&self) -> &File {
-        &self.file
+    /// Whether its source was found changed since it was added (it is no longer served).
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Relaxed)
+    }
+
+    /// Opens its bytes for one request. A changed source marks the blob stale, with one
+    /// warning naming the path (for the node's owner; the requester only hears that it
+    /// changed). Blocking: run it off the async threads.
+    fn open(&self) -> Result<Opened, TransferError> {
+        if self.is_stale() {
+            return Err(source_changed());
+        }
+        match self.source.open(&self.path) {
+            Ok(opened) => Ok(opened),
+            Err(OpenError::Changed(how)) => {
+                if !self.stale.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(path = %self.path.display(), how,
+                        "a served file changed since it was added; no longer serving it \
+                         (add it again to serve its new contents)");
+                }
+                Err(source_changed())
+            }
+            Err(OpenError::Io(e)) => {
+                tracing::debug!(path = %self.path.display(), error = %e, "cannot open a blob");
+                Err(TransferError {
+                    code: ErrorCode::Unavailable,
+                    message: "the provider cannot read that blob now".into(),
+                })
+            }
+        }
+    }
+}
+
+fn source_changed() -> TransferError {
+    TransferError {
+        code: ErrorCode::SourceChanged,
+        message: "the provider's source changed since it was added".into(),
+    }
+}
+
+/// A blob opened for one request: its tree, and its bytes for positioned reads (the file
+/// stays open until the last reader of the request lets go).
+pub(crate) struct Serving {
+    blob: Arc<Blob>,
+    opened: Opened,
+}
+
+impl Serving {
+    /// Opens `blob` for a request, on a blocking thread.
+    async fn open(blob: Arc<Blob>) -> Result<Arc<Self>, TransferError> {
+        let opening = blob.clone();
+        let opened = tokio::task::spawn_blocking(move || opening.open())
+            .await
+            .map_err(|e| TransferError {
+                code: ErrorCode::Unavailable,
+                message: e.to_string(),
+            })??;
+        Ok(Arc::new(Self { blob, opened }))
+    }
+
+    /// Fills `buf` with the blob's bytes from `offset`.
+    pub(crate) fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.opened.read_exact_at(buf, offset)
+    }
+}
+
+impl Deref for Serving {
+    type Target = Blob;
+    fn deref(&self) -> &Blob {
+        &self.blob
     }
 }
 
@@ -98,25 +179,45 @@ impl BlobStore {
         self.requests.take(peer, SLOT_WAIT).await
     }
 
-    /// Hashes the file at `path` and serves it. Blocking: run it off the async threads.
+    /// Hashes the file at `path` and serves it (the file is closed again: each request
+    /// opens it). Blocking: run it off the async threads.
     pub fn add_path(&self, path: &Path) -> io::Result<Arc<Blob>> {
         let file = File::open(path)?;
-        if !file.metadata()?.is_file() {
+        let meta = file.metadata()?;
+        if !meta.is_file() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "not a regular file",
             ));
         }
         let outboard = hash_file(&file)?;
+        // A file edited while it was hashed may not match its hash: refused, not served.
+        let stamp = Stamp::of(&file.metadata()?);
+        if stamp != Stamp::of(&meta) {
+            return Err(io::Error::other(
+                "the file changed while it was being hashed",
+            ));
+        }
+        Ok(self.insert(path.to_path_buf(), outboard, Source::File { stamp }))
+    }
+
+    /// Serves `bytes`, held in memory (a collection's listing). Blocking for large ones.
+    pub fn add_bytes(&self, bytes: Bytes) -> Arc<Blob> {
+        let outboard = Outboard::from_bytes(&bytes);
+        self.insert(PathBuf::new(), outboard, Source::Memory(bytes))
+    }
+
+    fn insert(&self, path: PathBuf, outboard: Outboard, source: Source) -> Arc<Blob> {
         let blob = Arc::new(Blob {
-            path: path.to_path_buf(),
+            path,
             outboard,
-            file,
+            source,
+            stale: AtomicBool::new(false),
         });
         if let Ok(mut blobs) = self.blobs.write() {
             blobs.insert(blob.hash(), blob.clone());
         }
-        Ok(blob)
+        blob
     }
 
     /// Stops serving a blob and forgets who fetched it; true if it was served.
@@ -323,8 +424,8 @@ pub(crate) struct Accepted {
     pub(crate) get: GetRequest,
     /// The FEC parameters, for a FEC GET.
     pub(crate) fec: Option<FecRequest>,
-    /// The blob asked for.
-    pub(crate) blob: Arc<Blob>,
+    /// The blob asked for, opened.
+    pub(crate) blob: Arc<Serving>,
     /// Given back when the request ends.
     pub(crate) slot: RequestSlot,
 }
@@ -371,11 +472,16 @@ pub(crate) async fn accept(
         })?;
         get.check_bounds(blob.size())
             .map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
-        // Only now, for a request that will be served, is a slot taken.
+        if blob.is_stale() {
+            return Err(source_changed());
+        }
+        // Only now, for a request that will be served, is a slot taken; the slots bound the
+        // files open at once.
         let slot = store
             .take_slot(peer)
             .await
             .map_err(|why| refuse(ErrorCode::Busy, why.into()))?;
+        let blob = Serving::open(blob).await?;
         Ok(Accepted {
             get,
             fec,
@@ -410,7 +516,7 @@ pub(crate) async fn serve_get(
     store: &BlobStore,
     peer: PeerId,
     get: &GetRequest,
-    blob: Arc<Blob>,
+    blob: Arc<Serving>,
     mut send: quinn::SendStream,
 ) {
     let (limits, faults) = (&store.limits, store.faults());
@@ -520,7 +626,7 @@ pub(crate) async fn write_progressing(
 /// Reads one group record into `buf` (header, proof and data together, so each record is a
 /// single write to QUIC).
 fn read_record(
-    blob: &Blob,
+    blob: &Serving,
     group_log: u8,
     index: u64,
     faults: u8,
@@ -547,7 +653,7 @@ fn read_record(
     }
     buf[..header.len()].copy_from_slice(&header);
     let data = &mut buf[header.len()..];
-    blob.file.read_exact_at(data, offset)?;
+    blob.read_exact_at(data, offset)?;
     if faults & Faults::FLIPPED_DATA != 0 {
         if let Some(b) = data.first_mut() {
             *b ^= 1;

@@ -13,7 +13,7 @@
 
 mod shards;
 
-use crate::blobs::{Blob, BlobStore, Faults};
+use crate::blobs::{BlobStore, Faults, Serving};
 use crate::control::{codes, read_frame, write_frame_raw};
 use crate::session::Session;
 use i6p_core::fec::{
@@ -23,7 +23,6 @@ use i6p_core::fec::{
 };
 use i6p_core::transfer::encode_group_header;
 use shards::{send_junk, ShardSender};
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -99,7 +98,7 @@ impl FromRequester {
 pub(crate) async fn serve_fec(
     store: Arc<BlobStore>,
     session: Session,
-    blob: Arc<Blob>,
+    blob: Arc<Serving>,
     request: FecRequest,
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
@@ -157,7 +156,7 @@ pub(crate) async fn serve_fec(
 fn plan(
     store: &BlobStore,
     session: &Session,
-    blob: &Arc<Blob>,
+    blob: &Arc<Serving>,
     request: &FecRequest,
     redundancy: Redundancy,
 ) -> (SendSchedule, StripeSource) {
@@ -190,7 +189,7 @@ fn fit_shard_len(conn: &quinn::Connection, asked: usize) -> usize {
 /// A PROOF frame per requested group; false if the stream failed or timed out.
 async fn send_proofs(
     store: &BlobStore,
-    blob: &Blob,
+    blob: &Serving,
     request: &FecRequest,
     send: &mut quinn::SendStream,
 ) -> bool {
@@ -223,7 +222,7 @@ async fn send_proofs(
 /// finished, false when the request ended otherwise (reset, timed out, connection gone).
 async fn drive(
     session: &Session,
-    blob: &Arc<Blob>,
+    blob: &Arc<Serving>,
     mut schedule: SendSchedule,
     mut events: FromRequester,
     (mut source, mut sender): (StripeSource, ShardSender<'_>),
@@ -300,7 +299,7 @@ async fn send_stripe(
 /// The blob's stripes in order, read in chunks of [`READ_CHUNK`] on a blocking thread, the
 /// next chunk read ahead while the current one is sent.
 struct StripeSource {
-    blob: Arc<Blob>,
+    blob: Arc<Serving>,
     stripe_bytes: u64,
     /// The last stripe the request covers: nothing is read beyond it.
     last: u64,
@@ -310,7 +309,7 @@ struct StripeSource {
 }
 
 impl StripeSource {
-    fn new(blob: Arc<Blob>, stripe_bytes: u64, last: u64) -> Self {
+    fn new(blob: Arc<Serving>, stripe_bytes: u64, last: u64) -> Self {
         Self {
             blob,
             stripe_bytes,
@@ -354,7 +353,7 @@ impl StripeSource {
 
 /// Reads `count` stripes from `first` on a blocking thread (the last one may be short).
 fn read_stripes(
-    blob: &Arc<Blob>,
+    blob: &Arc<Serving>,
     first: u64,
     count: u64,
     stripe_bytes: u64,
@@ -364,7 +363,7 @@ fn read_stripes(
         let start = first * stripe_bytes;
         let end = (start + count * stripe_bytes).min(blob.size());
         let mut buf = vec![0u8; end.saturating_sub(start) as usize];
-        blob.file_ref().read_exact_at(&mut buf, start)?;
+        blob.read_exact_at(&mut buf, start)?;
         Ok(buf)
     })
 }
@@ -402,7 +401,7 @@ async fn read_requests(
 /// requester took none of a frame for the send timeout.
 async fn answer_repairs(
     send: &mut quinn::SendStream,
-    blob: &Arc<Blob>,
+    blob: &Arc<Serving>,
     sender: &ShardSender<'_>,
     stripes: &[u64],
 ) -> bool {

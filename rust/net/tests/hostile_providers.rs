@@ -36,6 +36,7 @@ async fn junk_datagrams_do_not_hold_off_the_stall_timeout() {
         addrs: vec![format!("[::1]:{port}").parse().unwrap()],
         hash: blob.hash(),
         size: blob.size(),
+        collection: false,
     };
     let stall = Duration::from_secs(2);
     let options = FetchOptions {

@@ -27,6 +27,7 @@ mod py {
     pyo3::import_exception!(i6p.errors, DiskFull);
     pyo3::import_exception!(i6p.errors, BlobNotFound);
     pyo3::import_exception!(i6p.errors, TransferRefused);
+    pyo3::import_exception!(i6p.errors, SourceChanged);
     pyo3::import_exception!(i6p.errors, DestinationExists);
     pyo3::import_exception!(i6p.errors, ErasureError);
     pyo3::import_exception!(i6p.errors, InvalidCode);
@@ -72,6 +73,9 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
         } => py::IntegrityError::new_err((msg, provider.to_string(), failures, detail)),
         NetError::Refused { code, message } if code == ErrorCode::NotFound as u16 => {
             py::BlobNotFound::new_err((msg, code, message))
+        }
+        NetError::Refused { code, message } if code == ErrorCode::SourceChanged as u16 => {
+            py::SourceChanged::new_err((msg, code, message))
         }
         NetError::Refused { code, message } => py::TransferRefused::new_err((msg, code, message)),
         NetError::DiskFull(_) => py::DiskFull::new_err(msg),

@@ -5,6 +5,7 @@
 
 mod buffers;
 mod codes;
+mod collection;
 mod erasure;
 mod errors;
 mod handoff;
@@ -47,6 +48,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runtime::shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(erasure::encode, m)?)?;
     m.add_function(wrap_pyfunction!(erasure::reconstruct, m)?)?;
+    m.add_function(wrap_pyfunction!(collection::decode_listing, m)?)?;
+    m.add_function(wrap_pyfunction!(collection::encode_listing, m)?)?;
+    m.add_function(wrap_pyfunction!(collection::hash_file, m)?)?;
+    m.add("MAX_LISTING", i6p_core::collection::MAX_LISTING)?;
     testing::register(m)?;
     logs::install(m.py());
     Ok(())

@@ -214,6 +214,17 @@ impl Node {
         transfer::add_path(py, self.inner.clone(), path)
     }
 
+    /// Serves a directory as a collection; awaitable of (listing hash hex, listing size,
+    /// path, files, bytes).
+    fn add_dir<'py>(
+        &self,
+        py: Python<'py>,
+        path: std::path::PathBuf,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.open()?;
+        crate::collection::add_dir(py, self.inner.clone(), path)
+    }
+
     /// Stops serving a blob; True if it was served.
     fn remove(&self, hash: &str) -> PyResult<bool> {
         self.open()?;
@@ -229,8 +240,10 @@ impl Node {
         Ok(())
     }
 
-    /// A ticket for a served blob, listing this node's reachable addresses.
-    fn ticket(&self, hash: &str) -> PyResult<Ticket> {
+    /// A ticket for a served blob (a collection's listing if `collection`), listing this
+    /// node's reachable addresses.
+    #[pyo3(signature = (hash, collection=false))]
+    fn ticket(&self, hash: &str, collection: bool) -> PyResult<Ticket> {
         self.open()?;
         let hash = crate::ticket::parse_hash(hash)?;
         let blob = self
@@ -247,6 +260,7 @@ impl Node {
                 .collect(),
             hash,
             size: blob.size(),
+            collection,
         }))
     }
 

@@ -41,13 +41,15 @@ pub(crate) fn hash_hex(hash: &[u8; 32]) -> String {
 
 #[pymethods]
 impl Ticket {
-    /// A ticket from its parts.
+    /// A ticket from its parts (`collection`: the blob is a collection's listing).
     #[new]
+    #[pyo3(signature = (peer_id, addrs, hash, size, collection=false))]
     fn new(
         peer_id: PyRef<'_, PeerId>,
         addrs: Vec<String>,
         hash: &str,
         size: u64,
+        collection: bool,
     ) -> PyResult<Self> {
         let addrs = addrs
             .iter()
@@ -61,6 +63,7 @@ impl Ticket {
             addrs,
             hash: parse_hash(hash)?,
             size,
+            collection,
         }))
     }
 
@@ -112,16 +115,38 @@ impl Ticket {
         self.0.size
     }
 
+    /// Whether the ticket names a collection (a directory): its hash and size are those of
+    /// the listing, and `Node.fetch_dir` restores the tree.
+    #[getter]
+    fn collection(&self) -> bool {
+        self.0.collection
+    }
+
+    /// The same provider and addresses for another blob (a file of a collection).
+    fn for_blob(&self, hash: &str, size: u64) -> PyResult<Self> {
+        Ok(Self(i6p_core::ticket::Ticket {
+            hash: parse_hash(hash)?,
+            size,
+            collection: false,
+            ..self.0.clone()
+        }))
+    }
+
     fn __str__(&self) -> String {
         self.0.to_string()
     }
 
     fn __repr__(&self) -> String {
         format!(
-            "Ticket(peer={}, hash={}, size={})",
+            "Ticket(peer={}, hash={}, size={}{})",
             self.0.peer_id.short(),
             &hash_hex(&self.0.hash)[..12],
-            self.0.size
+            self.0.size,
+            if self.0.collection {
+                ", collection"
+            } else {
+                ""
+            }
         )
     }
 
