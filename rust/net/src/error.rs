@@ -4,10 +4,13 @@
 //! that does not decode is [`NetError::BadFrame`] with the [`CoreError`] inside, an
 //! operating-system failure is [`NetError::Os`] with the `io::Error` inside. `NetError` is
 //! `Clone` (a session's failure is handed to every caller), so an `io::Error` is held in an
-//! `Arc`. Messages keep their old wording, so what users read does not change.
+//! `Arc`. A failed file operation is [`NetError::File`], with the path and the operating
+//! system's error, so Python gets an `OSError` with `errno` and `filename`.
 
 use i6p_core::{CoreError, PeerId};
 use quinn::ConnectionError;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -89,9 +92,18 @@ pub enum NetError {
         /// The provider's message.
         message: String,
     },
-    /// The destination's file system is full; the partial download stays resumable.
-    #[error("disk full: {0}")]
-    DiskFull(String),
+    /// A file operation failed: what was being done, on which path, and the operating
+    /// system's error (a full disk is ENOSPC or EDQUOT; the partial download stays resumable).
+    #[error("{what} {}: {source}", path.display())]
+    File {
+        /// What was being done, e.g. "cannot open the partial download".
+        what: String,
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: Arc<io::Error>,
+    },
     /// The destination exists and overwriting was not asked for.
     #[error("{0} already exists (pass overwrite=True to replace it)")]
     DestinationExists(String),
@@ -117,6 +129,69 @@ pub enum NetError {
 impl From<std::io::Error> for NetError {
     fn from(e: std::io::Error) -> Self {
         Self::Os(Arc::new(e))
+    }
+}
+
+impl NetError {
+    /// A failed file operation: `what` was being done on `path` (or on the path the storage
+    /// layer's error names, which is more precise).
+    pub fn file(what: impl Into<String>, path: &Path, e: io::Error) -> Self {
+        let (path, source) = crate::storage::split_path_error(e, path);
+        Self::File {
+            what: what.into(),
+            path,
+            source: Arc::new(source),
+        }
+    }
+
+    /// For a file error: its errno (the operating system's, or the one its kind stands for)
+    /// and its words, as Python's `OSError` has them (`strerror`).
+    pub fn os_error(&self) -> Option<(i32, String)> {
+        let Self::File { source, .. } = self else {
+            return None;
+        };
+        Some(match source.raw_os_error() {
+            Some(code) => (code, nix::errno::Errno::from_raw(code).desc().to_string()),
+            None => (errno_of(source.kind()) as i32, strerror_of(source)),
+        })
+    }
+
+    /// True for a full disk or a used-up quota.
+    pub fn is_disk_full(&self) -> bool {
+        use nix::errno::Errno;
+        let full = [Errno::ENOSPC as i32, Errno::EDQUOT as i32];
+        self.os_error()
+            .is_some_and(|(code, _)| full.contains(&code))
+    }
+}
+
+/// The errno an error of `kind` without one stands for.
+fn errno_of(kind: io::ErrorKind) -> nix::errno::Errno {
+    use io::ErrorKind as K;
+    use nix::errno::Errno as E;
+    match kind {
+        K::NotFound => E::ENOENT,
+        K::PermissionDenied => E::EACCES,
+        K::AlreadyExists => E::EEXIST,
+        K::NotADirectory => E::ENOTDIR,
+        K::IsADirectory => E::EISDIR,
+        K::StorageFull => E::ENOSPC,
+        K::ReadOnlyFilesystem => E::EROFS,
+        K::ResourceBusy | K::WouldBlock => E::EBUSY,
+        K::InvalidInput => E::EINVAL,
+        _ => E::EIO,
+    }
+}
+
+/// The words of an error without an errno: its own message (a refusal's reason, without the
+/// path, which Python shows as `filename`).
+fn strerror_of(e: &io::Error) -> String {
+    match crate::storage::UnsafeFile::of(e) {
+        Some(refused) => format!("refused: {}", refused.reason),
+        None => e
+            .get_ref()
+            .map(|inner| inner.to_string())
+            .unwrap_or_else(|| e.kind().to_string()),
     }
 }
 

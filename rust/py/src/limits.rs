@@ -1,7 +1,7 @@
 //! `Limits`: the node's resource policy, as one frozen options object whose defaults are
 //! the engine's (written once, in `i6p_net::Limits::default`).
 
-use pyo3::exceptions::PyValueError;
+use crate::errors::invalid_argument;
 use pyo3::prelude::*;
 use std::time::Duration;
 
@@ -18,9 +18,7 @@ fn timeout(name: &str, value: Option<f64>, default: Duration) -> PyResult<Durati
     Duration::try_from_secs_f64(value)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            PyValueError::new_err(format!("{name} must be a positive number of seconds"))
-        })
+        .ok_or_else(|| invalid_argument(format!("{name} must be a positive number of seconds")))
 }
 
 #[pymethods]
@@ -66,7 +64,7 @@ impl Limits {
         };
         limits
             .validate()
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            .map_err(|e| invalid_argument(e.to_string()))?;
         Ok(Self(limits))
     }
 

@@ -1,6 +1,6 @@
 //! `Node`: one socket, one identity; dials and accepts sessions.
 
-use crate::errors::to_py;
+use crate::errors::{invalid_argument, to_py};
 use crate::handoff::AcceptedSession;
 use crate::identity::Identity;
 use crate::limits::Limits;
@@ -13,7 +13,6 @@ use crate::transfer;
 use i6p_net::addr::{format_addr, parse_addr};
 use i6p_net::transport::{Congestion, Windows};
 use i6p_net::NodeConfig;
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::time::Duration;
 
@@ -28,16 +27,14 @@ fn seconds(name: &str, value: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(value)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            PyValueError::new_err(format!("{name} must be a positive number of seconds"))
-        })
+        .ok_or_else(|| invalid_argument(format!("{name} must be a positive number of seconds")))
 }
 
 /// Window settings from Python: `None`/"auto" (auto-tuned up to `max_window`), "quinn"
 /// (quinn's defaults) or a fixed size in bytes, as a decimal string.
 pub(crate) fn windows(window: Option<&str>, max_window: Option<u64>) -> PyResult<Windows> {
     let Windows::Auto { initial, max } = Windows::default() else {
-        return Err(PyValueError::new_err("no default windows"));
+        return Err(invalid_argument("no default windows"));
     };
     let max = max_window.unwrap_or(max);
     match window.unwrap_or("auto") {
@@ -46,9 +43,10 @@ pub(crate) fn windows(window: Option<&str>, max_window: Option<u64>) -> PyResult
             max,
         }),
         "quinn" => Ok(Windows::QuinnDefault),
-        fixed => fixed.parse().map(Windows::Fixed).map_err(|_| {
-            PyValueError::new_err("window must be 'auto', 'quinn' or a size in bytes")
-        }),
+        fixed => fixed
+            .parse()
+            .map(Windows::Fixed)
+            .map_err(|_| invalid_argument("window must be 'auto', 'quinn' or a size in bytes")),
     }
 }
 
@@ -110,7 +108,7 @@ impl Node {
         };
         hello
             .validate()
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            .map_err(|e| invalid_argument(e.to_string()))?;
         let identity = identity.0.clone();
         future(py, async move {
             let inner = i6p_net::Node::bind(identity.clone(), addr, config).map_err(to_py)?;
@@ -151,6 +149,7 @@ impl Node {
         peer_id: PyRef<'py, PeerId>,
         addr: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
+        self.open()?;
         let addr = parse_addr(addr).map_err(to_py)?;
         let (node, peer, identity) = (self.inner.clone(), peer_id.0, self.identity.clone());
         future(py, async move {
@@ -161,6 +160,7 @@ impl Node {
 
     /// The next incoming session.
     fn accept<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.open()?;
         let (node, identity) = (self.inner.clone(), self.identity.clone());
         future(py, async move {
             let session = node.accept().await.map_err(to_py)?;
@@ -237,7 +237,7 @@ impl Node {
             .inner
             .store()
             .get(&hash)
-            .ok_or_else(|| PyValueError::new_err("this node does not serve that blob"))?;
+            .ok_or_else(|| invalid_argument("this node does not serve that blob"))?;
         let addrs = self.inner.reachable_addrs().map_err(to_py)?;
         Ok(Ticket(i6p_core::ticket::Ticket {
             peer_id: self.inner.peer_id(),
@@ -252,6 +252,7 @@ impl Node {
 
     /// The most distinct bytes of a blob any one peer acknowledged receiving.
     fn served_bytes(&self, hash: &str) -> PyResult<u64> {
+        self.open()?;
         Ok(self
             .inner
             .store()
@@ -260,6 +261,7 @@ impl Node {
 
     /// Moves the node to a new socket bound at `addr`; sessions continue. Returns the address.
     fn rebind(&self, addr: &str) -> PyResult<String> {
+        self.open()?;
         let addr = parse_addr(addr).map_err(to_py)?;
         // quinn registers the new socket with the runtime's reactor.
         let _runtime = crate::runtime::handle().enter();
@@ -286,6 +288,7 @@ impl Node {
 
     /// Acknowledged bytes of a blob per peer: [(peer, bytes)].
     fn served(&self, hash: &str) -> PyResult<Vec<(PeerId, u64)>> {
+        self.open()?;
         let served = self.inner.store().served(&crate::ticket::parse_hash(hash)?);
         Ok(served.into_iter().map(|(p, b)| (PeerId(p), b)).collect())
     }
@@ -300,6 +303,7 @@ impl Node {
         dest: std::path::PathBuf,
         options: Option<PyRef<'py, FetchOptions>>,
     ) -> PyResult<(Bound<'py, PyAny>, transfer::FetchProgress)> {
+        self.open()?;
         let options = match options {
             Some(o) => o.engine(),
             None => i6p_net::fetch::FetchOptions::default(),
@@ -319,6 +323,7 @@ impl Node {
         length: &Bound<'py, PyAny>,
         group_size: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        self.open()?;
         let group_log = match group_size {
             Some(size) => crate::options::group_log(size)?,
             None => i6p_core::tree::MIN_GROUP_LOG,
@@ -352,8 +357,9 @@ impl Node {
 }
 
 impl Node {
-    /// `NodeClosed` once the node is closed: nothing is served or handed out by a closed
-    /// node (a ticket to it would name a dead address).
+    /// `NodeClosed` once the node is closed: every operation of a closed node raises it
+    /// (nothing is served or handed out: a ticket to it would name a dead address); only
+    /// what describes the node (`peer_id`, `limits`, `load`...) still answers.
     fn open(&self) -> PyResult<()> {
         if self.inner.is_closed() {
             Err(to_py(i6p_net::NetError::NodeClosed))

@@ -2,12 +2,11 @@
 //! (or two writes) on one stream are serialised.
 
 use crate::buffers::owned_bytes;
-use crate::errors::to_py;
+use crate::errors::{invalid_argument, to_py};
 use crate::handoff::{ReadBytes, ReadPieces};
 use crate::runtime::future;
 use bytes::Bytes;
 use i6p_net::{RecvStream, SendStream};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -78,7 +77,7 @@ impl Stream {
     /// Exactly `n` bytes; raises `StreamError` if the stream ends first (what did arrive
     /// stays readable).
     fn readexactly<'py>(&self, py: Python<'py>, n: i64) -> PyResult<Bound<'py, PyAny>> {
-        let n = usize::try_from(n).map_err(|_| PyValueError::new_err("n must be >= 0"))?;
+        let n = usize::try_from(n).map_err(|_| invalid_argument("n must be >= 0"))?;
         let recv = self.recv.clone();
         future(py, async move {
             let mut recv = recv.lock_owned().await;
