@@ -210,7 +210,8 @@ class FileError(I6PError, OSError):
 
     def __str__(self) -> str:
         if self.errno is None:  # no errno: OSError would print "[Errno None]"
-            text = self.strerror if self.filename is None else f"{self.strerror}: {self.filename!r}"
+            words = self.strerror or ""
+            text = words if self.filename is None else f"{words}: {self.filename!r}"
         else:
             text = super().__str__()
         return f"{self.context}: {text}" if self.context else text
