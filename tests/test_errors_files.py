@@ -116,6 +116,12 @@ async def test_add_path_names_the_path_it_cannot_serve(
     with pytest.raises(NotADirectoryError) as caught:
         await node.add_path(plain / "below")
     assert_file_error(caught.value, NotADirectory, errno.ENOTDIR, plain / "below")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # opening it to read would wait for a writer forever
+    with pytest.raises(FileError) as caught:
+        await asyncio.wait_for(node.add_path(fifo), 5)
+    assert_file_error(caught.value, FileError, errno.EINVAL, fifo)
+    assert "not a regular file" in str(caught.value)
 
 
 async def test_add_path_of_an_unreadable_file_is_a_permission_error(

@@ -110,7 +110,8 @@ class ProtocolError(I6PError):
 
 class NodeClosed(ConnectionLost):
     """The node has been closed: raised by every operation on it, and by those of its
-    sessions and streams (for which it is the ``ConnectionLost`` that ended them)."""
+    sessions and streams (for which it is the ``ConnectionLost`` that ended them). ``code`` is
+    3, the close code a closing node sends its peers."""
 
     def __init__(
         self, message: str = "node is closed", code: int = 3, reason: str = "node closed"

@@ -150,10 +150,11 @@ impl NetError {
         let Self::File { source, .. } = self else {
             return None;
         };
-        Some(match source.raw_os_error() {
-            Some(code) => (code, nix::errno::Errno::from_raw(code).desc().to_string()),
-            None => (errno_of(source.kind()) as i32, strerror_of(source)),
-        })
+        let errno = match source.raw_os_error() {
+            Some(code) => nix::errno::Errno::from_raw(code),
+            None => errno_of(source.kind()),
+        };
+        Some((errno as i32, strerror_of(source, errno)))
     }
 
     /// True for a full disk or a used-up quota.
@@ -183,15 +184,15 @@ fn errno_of(kind: io::ErrorKind) -> nix::errno::Errno {
     }
 }
 
-/// The words of an error without an errno: its own message (a refusal's reason, without the
-/// path, which Python shows as `filename`).
-fn strerror_of(e: &io::Error) -> String {
-    match crate::storage::UnsafeFile::of(e) {
-        Some(refused) => format!("refused: {}", refused.reason),
-        None => e
-            .get_ref()
-            .map(|inner| inner.to_string())
-            .unwrap_or_else(|| e.kind().to_string()),
+/// The words of an error: the operating system's for its errno, unless it has its own message
+/// (a refusal's reason, without the path, which Python shows as `filename`).
+fn strerror_of(e: &io::Error, errno: nix::errno::Errno) -> String {
+    if let Some(refused) = crate::storage::UnsafeFile::of(e) {
+        return format!("refused: {}", refused.reason);
+    }
+    match e.get_ref() {
+        Some(message) if e.raw_os_error().is_none() => message.to_string(),
+        _ => errno.desc().to_string(),
     }
 }
 
@@ -231,6 +232,23 @@ pub(crate) fn describe_connection_error(e: &ConnectionError) -> NetError {
 mod tests {
     use super::*;
     use std::error::Error as _;
+
+    #[test]
+    fn file_errors_read_as_python_os_errors() {
+        let at = Path::new("/x/dest");
+        let os = |e: io::Error| NetError::file("cannot", at, e).os_error();
+        let enoent = io::Error::from_raw_os_error(2);
+        assert_eq!(os(enoent), Some((2, "No such file or directory".into())));
+        // Without an errno: the one its kind stands for, in the system's words...
+        let kind = io::Error::from(io::ErrorKind::IsADirectory);
+        assert_eq!(os(kind), Some((21, "Is a directory".into())));
+        // ...unless it says something of its own.
+        let busy = io::Error::new(io::ErrorKind::ResourceBusy, "another fetch is writing");
+        assert_eq!(os(busy), Some((16, "another fetch is writing".into())));
+        let full = NetError::file("cannot write", at, io::Error::from_raw_os_error(28));
+        assert!(full.is_disk_full() && full.to_string().starts_with("cannot write /x/dest: "));
+        assert_eq!(NetError::NodeClosed.os_error(), None);
+    }
 
     #[test]
     fn causes_stay_typed_sources_and_messages_keep_their_wording() {

@@ -46,12 +46,7 @@ pub(crate) fn add_path<'py>(
     future(py, async move {
         let store = node.store().clone();
         let blob = tokio::task::spawn_blocking(move || {
-            let canonical =
-                std::fs::canonicalize(&path).and_then(|canonical| match canonical.is_dir() {
-                    true => Err(std::io::ErrorKind::IsADirectory.into()),
-                    false => Ok(canonical),
-                });
-            canonical
+            regular_file(&path)
                 .and_then(|canonical| store.add_path(&canonical))
                 .map_err(|e| NetError::file("cannot add", &path, e))
         })
@@ -64,6 +59,24 @@ pub(crate) fn add_path<'py>(
             blob.path.to_string_lossy().into_owned(),
         ))
     })
+}
+
+/// The canonical path of a regular file: a directory is told apart, and anything else (a
+/// FIFO would block the open) is refused.
+fn regular_file(path: &std::path::Path) -> std::io::Result<PathBuf> {
+    let canonical = std::fs::canonicalize(path)?;
+    let meta = std::fs::metadata(&canonical)?;
+    if meta.is_dir() {
+        Err(std::io::ErrorKind::IsADirectory.into())
+    } else if !meta.is_file() {
+        let not_regular = "not a regular file";
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            not_regular,
+        ))
+    } else {
+        Ok(canonical)
+    }
 }
 
 /// Starts a fetch; returns (awaitable of its `FetchResult`, progress).
