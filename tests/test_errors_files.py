@@ -277,6 +277,8 @@ async def test_bad_values_are_invalid_arguments_and_wrong_types_type_errors(
         lambda: FetchOptions(mode="carrier-pigeon"),
         lambda: FetchOptions(backoff=-1.0),
         lambda: Limits(send_timeout=0),
+        lambda: Limits(max_connections=-1),  # not an OverflowError
+        lambda: Limits(read_ahead=1 << 70),
         lambda: node.ticket("ab" * 32),  # a blob this node does not serve
     ]
     for call in calls:
@@ -286,6 +288,8 @@ async def test_bad_values_are_invalid_arguments_and_wrong_types_type_errors(
     awaited: list[Callable[[], Awaitable[object]]] = [
         lambda: Node.bind(Identity.generate(), "[::1]:0", handshake_timeout=-1),
         lambda: Node.bind(Identity.generate(), "[::1]:0", window="huge"),
+        lambda: Node.bind(Identity.generate(), "[::1]:0", max_streams=-1),
+        lambda: Node.bind(Identity.generate(), "[::1]:0", max_window=-1),
         lambda: node.read_range(ticket, 0, 0),
         lambda: node.read_range(ticket, 900, 200),
         lambda: serving_only.accept(),
@@ -296,6 +300,8 @@ async def test_bad_values_are_invalid_arguments_and_wrong_types_type_errors(
     with pytest.raises(TypeError) as wrong:
         FetchOptions(streams="eight")  # type: ignore[arg-type]
     assert not isinstance(wrong.value, ValueError)
+    with pytest.raises(TypeError):
+        Limits(max_requests="many")  # type: ignore[arg-type]
 
 
 async def test_a_negative_readexactly_is_an_invalid_argument(make_node: NodeFactory) -> None:

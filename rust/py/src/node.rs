@@ -4,7 +4,7 @@ use crate::errors::{invalid_argument, to_py};
 use crate::handoff::AcceptedSession;
 use crate::identity::Identity;
 use crate::limits::Limits;
-use crate::options::FetchOptions;
+use crate::options::{int_in, FetchOptions};
 use crate::peer_id::PeerId;
 use crate::runtime::future;
 use crate::session::Session;
@@ -66,7 +66,7 @@ impl Node {
 impl Node {
     /// Binds a node; returns an awaitable for it.
     #[staticmethod]
-    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, max_streams=1024, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true))]
+    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true))]
     #[allow(clippy::too_many_arguments)]
     fn bind<'py>(
         py: Python<'py>,
@@ -76,10 +76,10 @@ impl Node {
         handshake_timeout: f64,
         idle_timeout: f64,
         keep_alive: f64,
-        max_streams: u32,
+        max_streams: Option<&Bound<'py, PyAny>>,
         congestion: &str,
         window: Option<&str>,
-        max_window: Option<u64>,
+        max_window: Option<&Bound<'py, PyAny>>,
         zero_rtt: bool,
         state_dir: Option<std::path::PathBuf>,
         limits: Option<PyRef<'py, Limits>>,
@@ -91,9 +91,17 @@ impl Node {
             handshake_timeout: seconds("handshake_timeout", handshake_timeout)?,
             idle_timeout: seconds("idle_timeout", idle_timeout)?,
             keep_alive: seconds("keep_alive", keep_alive)?,
-            max_streams,
+            max_streams: match max_streams {
+                Some(n) => int_in("max_streams", n, 0, u32::MAX.into())? as u32,
+                None => NodeConfig::default().max_streams,
+            },
             congestion: Congestion::parse(congestion).map_err(to_py)?,
-            windows: windows(window, max_window)?,
+            windows: windows(
+                window,
+                max_window
+                    .map(|w| int_in("max_window", w, 0, u64::MAX))
+                    .transpose()?,
+            )?,
             zero_rtt,
             state_dir,
             limits: limits.map(|l| l.0.clone()).unwrap_or_default(),
