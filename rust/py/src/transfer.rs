@@ -10,6 +10,7 @@ use i6p_net::fetch::{fetch_range, fetch_tickets, FetchOptions, Progress};
 use i6p_net::storage::check_destination;
 use i6p_net::{NetError, Node};
 use pyo3::prelude::*;
+use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -63,16 +64,15 @@ pub(crate) fn add_path<'py>(
 
 /// The canonical path of a regular file: a directory is told apart, and anything else (a
 /// FIFO would block the open) is refused.
-fn regular_file(path: &std::path::Path) -> std::io::Result<PathBuf> {
+fn regular_file(path: &std::path::Path) -> io::Result<PathBuf> {
     let canonical = std::fs::canonicalize(path)?;
     let meta = std::fs::metadata(&canonical)?;
     if meta.is_dir() {
-        Err(std::io::ErrorKind::IsADirectory.into())
+        Err(io::ErrorKind::IsADirectory.into())
     } else if !meta.is_file() {
-        let not_regular = "not a regular file";
-        Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            not_regular,
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
         ))
     } else {
         Ok(canonical)
