@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from i6p import Identity, Node, Ticket
-from i6p.errors import IntegrityError, TransportError
+from i6p.errors import FileError, IntegrityError
 
 from .conftest import NodeFactory, connect_pair, wait_until
 from .impair_relay import ImpairRelay
@@ -165,7 +165,7 @@ async def test_two_fetches_into_one_destination_do_not_mix(
         relayed = through(slow, ticket)
         first = asyncio.create_task((await make_node()).fetch(relayed, dest))
         await wait_until(lambda: (tmp_path / "dest.i6p-state").exists(), 10)
-        with pytest.raises(TransportError, match="another fetch is writing"):
+        with pytest.raises(FileError, match="another fetch is writing"):
             await (await make_node()).fetch(ticket, dest)
         first.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -10,7 +10,7 @@ import logging
 
 from . import _core, erasure, errors
 from .identity import Identity, PeerId, default_identity_path
-from .node import Limits, Node, NodeLoad
+from .node import Limits, Node, NodeLoad, Progress
 from .session import Session, SessionStats, Stream
 from .transfer import (
     Blob,
@@ -38,6 +38,7 @@ __all__ = [
     "Node",
     "NodeLoad",
     "PeerId",
+    "Progress",
     "Session",
     "SessionStats",
     "Stream",

@@ -1,10 +1,15 @@
 """Exceptions raised by i6p.
 
 Every failure the engine reports arrives as one of these classes (the Rust extension imports
-them from here), so applications catch ``i6p.errors.*`` and never engine internals.
+them from here), so applications catch ``i6p.errors.*`` and never engine internals. Every
+error raised for bad input is an ``I6PError``; those about a value are also ``ValueError``s,
+those about a file also ``OSError``s (with ``errno``, ``strerror`` and ``filename``).
 """
 
 from __future__ import annotations
+
+import errno as _errno
+from typing import Any
 
 __all__ = [
     "BlobNotFound",
@@ -12,6 +17,9 @@ __all__ = [
     "DestinationExists",
     "DiskFull",
     "ErasureError",
+    "FileError",
+    "FileExists",
+    "FileNotFound",
     "HandshakeError",
     "I6PError",
     "IncompleteRead",
@@ -20,12 +28,16 @@ __all__ = [
     "InvalidAddress",
     "InvalidCode",
     "InvalidCollection",
+    "InvalidArgument",
     "InvalidHash",
     "InvalidKey",
     "InvalidPeerId",
     "InvalidTicket",
+    "IsADirectory",
     "NodeClosed",
+    "NotADirectory",
     "PeerIdMismatch",
+    "PermissionDenied",
     "ProtocolError",
     "SourceChanged",
     "StreamError",
@@ -38,10 +50,6 @@ __all__ = [
 
 class I6PError(Exception):
     """Base class of every i6p error."""
-
-
-class InsecureKeyFile(I6PError, PermissionError):
-    """A key file is readable or writable by group or others; it is not loaded."""
 
 
 class InvalidKey(I6PError, ValueError):
@@ -67,6 +75,11 @@ class InvalidHash(I6PError, ValueError):
 class InvalidCode(I6PError, ValueError):
     """A close, reset or stop code that is reserved for i6p (1-15) or out of range (close:
     above 2^32 - 1; reset and stop: above 2^62 - 1, QUIC's largest), or negative."""
+
+
+class InvalidArgument(I6PError, ValueError):
+    """A value given to i6p is out of range or not one it knows (an option, a timeout, a
+    byte range, a blob this node does not serve); the message names it."""
 
 
 class HandshakeError(I6PError):
@@ -110,8 +123,16 @@ class InvalidCollection(ProtocolError):
     that is also a directory, over the bounds). Refused before anything is written."""
 
 
-class NodeClosed(I6PError):
-    """The node has been closed."""
+
+class NodeClosed(ConnectionLost):
+    """The node has been closed: raised by every operation on it, and by those of its
+    sessions and streams (for which it is the ``ConnectionLost`` that ended them). ``code`` is
+    3, the close code a closing node sends its peers."""
+
+    def __init__(
+        self, message: str = "node is closed", code: int = 3, reason: str = "node closed"
+    ) -> None:
+        super().__init__(message, code, reason, by_peer=False)
 
 
 class StreamError(I6PError):
@@ -187,13 +208,6 @@ class SourceChanged(TransferRefused):
     transit: asking the provider to add the file again gives a new hash and ticket."""
 
 
-class DiskFull(I6PError, OSError):
-    """The destination's file system is full; the partial download stays resumable."""
-
-
-class DestinationExists(I6PError, FileExistsError):
-    """The destination file exists and ``overwrite=True`` was not given."""
-
 
 class ErasureError(I6PError, ValueError):
     """Erasure coding was given parameters or shards it cannot work with: shard counts outside
@@ -203,3 +217,93 @@ class ErasureError(I6PError, ValueError):
 
 class TransportError(I6PError, OSError):
     """The operating system refused a socket operation (bind, send)."""
+
+
+class FileError(I6PError, OSError):
+    """A file operation failed: an ``OSError`` with ``errno``, ``strerror`` and ``filename``
+    (the path involved), and ``context``, what i6p was doing.
+
+    Like ``OSError``, ``FileError(errno, ...)`` makes the subclass for ``errno``, each also
+    the builtin one: ``FileNotFound`` (``FileNotFoundError``), ``PermissionDenied``
+    (``PermissionError``), ``NotADirectory``, ``IsADirectory``, ``FileExists``, ``DiskFull``
+    (ENOSPC, EDQUOT); others stay ``FileError``.
+    """
+
+    def __new__(
+        cls, errno: int | None, strerror: str, filename: str | None = None, context: str = ""
+    ) -> FileError:
+        if cls is FileError and errno is not None:
+            cls = _BY_ERRNO.get(errno, FileError)
+        return super().__new__(cls, errno, strerror, filename)
+
+    def __init__(
+        self, errno: int | None, strerror: str, filename: str | None = None, context: str = ""
+    ) -> None:
+        super().__init__(errno, strerror, filename)
+        #: What i6p was doing, e.g. "cannot open the partial download".
+        self.context = context
+
+    def __str__(self) -> str:
+        if self.errno is None:  # no errno: OSError would print "[Errno None]"
+            words = self.strerror or ""
+            text = words if self.filename is None else f"{words}: {self.filename!r}"
+        else:
+            text = super().__str__()
+        return f"{self.context}: {text}" if self.context else text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.errno, self.strerror, self.filename, self.context))
+
+    @classmethod
+    def of(cls, e: OSError, context: str = "") -> FileError:
+        """The ``FileError`` for an ``OSError`` raised by Python's own file functions."""
+        filename = None if e.filename is None else str(e.filename)
+        return FileError(e.errno, e.strerror or str(e), filename, context)
+
+
+class FileNotFound(FileError, FileNotFoundError):
+    """A file or directory does not exist (ENOENT): a source given to ``add_path``, a
+    destination's directory, a key file."""
+
+
+class PermissionDenied(FileError, PermissionError):
+    """The operating system, or i6p's own checks, refused access to a file (EACCES, EPERM):
+    an unreadable source, an unwritable destination directory, a symbolic link or another
+    user's file planted beside a destination."""
+
+
+class NotADirectory(FileError, NotADirectoryError):
+    """A path that should go through a directory goes through a file (ENOTDIR)."""
+
+
+class IsADirectory(FileError, IsADirectoryError):
+    """A directory where a file is needed (EISDIR): ``add_path`` of a directory."""
+
+
+class DiskFull(FileError):
+    """The destination's file system is full (ENOSPC) or the user's quota is used up (EDQUOT);
+    the partial download stays resumable."""
+
+
+class FileExists(FileError, FileExistsError):
+    """A file is in the way (EEXIST)."""
+
+
+class DestinationExists(FileExists):
+    """The destination file exists and ``overwrite=True`` was not given."""
+
+
+class InsecureKeyFile(PermissionDenied):
+    """A key file is readable or writable by group or others; it is not loaded (EACCES)."""
+
+
+_BY_ERRNO: dict[int, type[FileError]] = {
+    _errno.ENOENT: FileNotFound,
+    _errno.EACCES: PermissionDenied,
+    _errno.EPERM: PermissionDenied,
+    _errno.ENOTDIR: NotADirectory,
+    _errno.EISDIR: IsADirectory,
+    _errno.EEXIST: FileExists,
+    _errno.ENOSPC: DiskFull,
+    _errno.EDQUOT: DiskFull,
+}

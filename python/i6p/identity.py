@@ -7,13 +7,14 @@ may read is refused, as ssh does.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
 from pathlib import Path
 
 from . import _core
-from .errors import InsecureKeyFile, InvalidKey
+from .errors import FileError, I6PError, InsecureKeyFile, InvalidKey
 
 __all__ = ["Identity", "PeerId", "default_identity_path"]
 
@@ -50,25 +51,18 @@ class Identity:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Identity:
-        """Loads a key file; refuses one that group or others can access."""
+        """Loads a key file; refuses one that group or others can access (``InsecureKeyFile``).
+
+        A key file that cannot be read raises a ``FileError`` (``FileNotFound``,
+        ``PermissionDenied``...); one that holds no usable key, ``InvalidKey``.
+        """
         path = Path(path)
-        # O_NONBLOCK: a FIFO in the key's place must not hang us; it is refused below.
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK
-        fd = os.open(path, flags)
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise InvalidKey(f"{path}: not a regular file")
-            mode = st.st_mode
-            if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise InsecureKeyFile(
-                    f"{path}: key file permissions {stat.S_IMODE(mode):04o} allow access by "
-                    f"group or others; run: chmod 600 {path}"
-                )
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                data = f.read(64 * 1024)
-        finally:
-            os.close(fd)
+            data = _read_key_file(path)
+        except I6PError:
+            raise
+        except OSError as e:
+            raise FileError.of(e, "cannot load the key file") from e
         try:
             return cls.from_pem(data)
         except InvalidKey as e:
@@ -88,8 +82,18 @@ class Identity:
         return identity
 
     def save(self, path: str | os.PathLike[str], *, exist_ok: bool = True) -> None:
-        """Writes the key atomically as PKCS#8 PEM with mode 0600."""
+        """Writes the key atomically as PKCS#8 PEM with mode 0600. A file system that refuses
+        raises a ``FileError``; without ``exist_ok``, an existing file ``FileExists``."""
         path = Path(path)
+        try:
+            self._write_key_file(path, exist_ok)
+        except OSError as e:
+            # os.link names its source (our temporary file) first: the file in the way is
+            # the one asked for.
+            named = e if e.filename2 is None else OSError(e.errno, e.strerror, e.filename2)
+            raise FileError.of(named, "cannot save the key file") from e
+
+    def _write_key_file(self, path: Path, exist_ok: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(prefix=".identity-", suffix=".tmp", dir=path.parent)
         try:
@@ -137,3 +141,26 @@ class Identity:
 
     def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("Identity objects hold a secret key and cannot be pickled")
+
+
+def _read_key_file(path: Path) -> bytes:
+    """The bytes of a key file that only its owner can access."""
+    # O_NONBLOCK: a FIFO in the key's place must not hang us; it is refused below.
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidKey(f"{path}: not a regular file")
+        mode = st.st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise InsecureKeyFile(
+                errno.EACCES,
+                f"key file permissions {stat.S_IMODE(mode):04o} allow access by group or "
+                f"others; run: chmod 600 {path}",
+                str(path),
+            )
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(64 * 1024)
+    finally:
+        os.close(fd)

@@ -25,11 +25,13 @@ from .transfer import (
     Ticket,
 )
 
+#: A fetch's progress callback: ``progress(done, total)``, bytes verified on disk and the
+#: blob's size (known from the ticket, so never 0 for a blob that is not empty).
 Progress = Callable[[int, int], object]
 
 Limits = _core.Limits
 
-__all__ = ["Limits", "Node", "NodeLoad"]
+__all__ = ["Limits", "Node", "NodeLoad", "Progress"]
 
 
 class NodeLoad(NamedTuple):
@@ -107,7 +109,7 @@ class Node:
 
         ``accept_sessions=False`` makes a node that only serves: its peers' sessions serve
         their requests and are never queued for ``accept()`` (which then raises
-        ``ValueError``). A node that accepts must keep up: past
+        ``InvalidArgument``, a ``ValueError``). A node that accepts must keep up: past
         ``limits.max_queued_sessions`` waiting sessions, new ones are refused.
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
@@ -217,7 +219,10 @@ class Node:
     # -- transfers -----------------------------------------------------------------------
 
     async def add_path(self, path: str | os.PathLike[str]) -> Blob:
-        """Hashes a file (in the engine, in parallel) and serves it to peers that ask."""
+        """Hashes a file (in the engine, in parallel) and serves it to peers that ask.
+
+        A path that cannot be served raises a ``FileError`` naming it: ``FileNotFound``,
+        ``PermissionDenied``, ``IsADirectory``..."""
         digest, size, resolved = await self._core.add_path(path)
         return Blob(hash=digest, size=size, path=Path(resolved))
 
@@ -285,7 +290,8 @@ class Node:
         the engine's defaults), with any of its fields given as keyword arguments instead or
         on top: ``node.fetch(t, dest, streams=4)`` is
         ``node.fetch(t, dest, options=FetchOptions(streams=4))``. A bad value raises
-        ``ValueError`` (or ``TypeError`` for a wrong type) before anything is fetched.
+        ``InvalidArgument`` (a ``ValueError``; ``TypeError`` for a wrong type) before anything
+        is fetched.
 
         Given several tickets for the same blob (or a ticket string listing several
         providers, as ``Ticket.join`` writes), the providers are fetched from at once:
@@ -297,8 +303,14 @@ class Node:
         Data goes to ``DEST.i6p-part`` with its state in ``DEST.i6p-state``; when every chunk
         group is verified the file is renamed to ``dest`` (an existing file is replaced only
         with ``overwrite``). Running the same fetch again after a crash or a dropped link
-        fetches only what is missing. ``progress(done, total)`` is called at most 10 times a
-        second with bytes verified on disk.
+        fetches only what is missing. ``progress(done, total)`` (an ``i6p.Progress``) is called
+        at most 10 times a second with bytes verified on disk and the blob's size, from the
+        first call on.
+
+        A destination whose directory is missing or cannot be written raises a ``FileError``
+        (``FileNotFound``, ``NotADirectory``, ``PermissionDenied``...) before anything is
+        dialed. A fetch that fails leaves ``DEST.i6p-part`` and ``DEST.i6p-state`` behind
+        only if they hold verified data, for the next fetch to resume; otherwise nothing.
 
         Tuning: ``streams`` requests are in flight at once, each on its own stream of the one
         connection and asking for ``request_size`` bytes of consecutive chunk groups of
@@ -387,7 +399,8 @@ class Node:
 
     async def read_range(self, ticket: Ticket | str, offset: int, length: int) -> bytes:
         """Verified bytes ``offset .. offset+length`` of the blob, fetching only the chunk
-        groups they span. ``ValueError`` if the range is empty or not within the blob."""
+        groups they span. ``InvalidArgument`` (a ``ValueError``) if the range is empty or not
+        within the blob."""
         if isinstance(ticket, str):
             ticket = Ticket.parse(ticket)
         return await self._core.read_range(ticket, offset, length)

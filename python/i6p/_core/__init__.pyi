@@ -130,7 +130,7 @@ class Node:
         handshake_timeout: float = 10.0,
         idle_timeout: float = 30.0,
         keep_alive: float = 5.0,
-        max_streams: int = 1024,
+        max_streams: int | None = None,
         congestion: str = "cubic",
         window: str | None = None,
         max_window: int | None = None,

@@ -4,10 +4,13 @@
 //! that does not decode is [`NetError::BadFrame`] with the [`CoreError`] inside, an
 //! operating-system failure is [`NetError::Os`] with the `io::Error` inside. `NetError` is
 //! `Clone` (a session's failure is handed to every caller), so an `io::Error` is held in an
-//! `Arc`. Messages keep their old wording, so what users read does not change.
+//! `Arc`. A failed file operation is [`NetError::File`], with the path and the operating
+//! system's error, so Python gets an `OSError` with `errno` and `filename`.
 
 use i6p_core::{CoreError, PeerId};
 use quinn::ConnectionError;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -89,9 +92,18 @@ pub enum NetError {
         /// The provider's message.
         message: String,
     },
-    /// The destination's file system is full; the partial download stays resumable.
-    #[error("disk full: {0}")]
-    DiskFull(String),
+    /// A file operation failed: what was being done, on which path, and the operating
+    /// system's error (a full disk is ENOSPC or EDQUOT; the partial download stays resumable).
+    #[error("{what} {}: {source}", path.display())]
+    File {
+        /// What was being done, e.g. "cannot open the partial download".
+        what: String,
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: Arc<io::Error>,
+    },
     /// The destination exists and overwriting was not asked for.
     #[error("{0} already exists (pass overwrite=True to replace it)")]
     DestinationExists(String),
@@ -117,6 +129,70 @@ pub enum NetError {
 impl From<std::io::Error> for NetError {
     fn from(e: std::io::Error) -> Self {
         Self::Os(Arc::new(e))
+    }
+}
+
+impl NetError {
+    /// A failed file operation: `what` was being done on `path` (or on the path the storage
+    /// layer's error names, which is more precise).
+    pub fn file(what: impl Into<String>, path: &Path, e: io::Error) -> Self {
+        let (path, source) = crate::storage::split_path_error(e, path);
+        Self::File {
+            what: what.into(),
+            path,
+            source: Arc::new(source),
+        }
+    }
+
+    /// For a file error: its errno (the operating system's, or the one its kind stands for)
+    /// and its words, as Python's `OSError` has them (`strerror`).
+    pub fn os_error(&self) -> Option<(i32, String)> {
+        let Self::File { source, .. } = self else {
+            return None;
+        };
+        let errno = match source.raw_os_error() {
+            Some(code) => nix::errno::Errno::from_raw(code),
+            None => errno_of(source.kind()),
+        };
+        Some((errno as i32, strerror_of(source, errno)))
+    }
+
+    /// True for a full disk or a used-up quota.
+    pub fn is_disk_full(&self) -> bool {
+        use nix::errno::Errno;
+        let full = [Errno::ENOSPC as i32, Errno::EDQUOT as i32];
+        self.os_error()
+            .is_some_and(|(code, _)| full.contains(&code))
+    }
+}
+
+/// The errno an error of `kind` without one stands for.
+fn errno_of(kind: io::ErrorKind) -> nix::errno::Errno {
+    use io::ErrorKind as K;
+    use nix::errno::Errno as E;
+    match kind {
+        K::NotFound => E::ENOENT,
+        K::PermissionDenied => E::EACCES,
+        K::AlreadyExists => E::EEXIST,
+        K::NotADirectory => E::ENOTDIR,
+        K::IsADirectory => E::EISDIR,
+        K::StorageFull => E::ENOSPC,
+        K::ReadOnlyFilesystem => E::EROFS,
+        K::ResourceBusy | K::WouldBlock => E::EBUSY,
+        K::InvalidInput => E::EINVAL,
+        _ => E::EIO,
+    }
+}
+
+/// The words of an error: the operating system's for its errno, unless it has its own message
+/// (a refusal's reason, without the path, which Python shows as `filename`).
+fn strerror_of(e: &io::Error, errno: nix::errno::Errno) -> String {
+    if let Some(refused) = crate::storage::UnsafeFile::of(e) {
+        return format!("refused: {}", refused.reason);
+    }
+    match e.get_ref() {
+        Some(message) if e.raw_os_error().is_none() => message.to_string(),
+        _ => errno.desc().to_string(),
     }
 }
 
@@ -156,6 +232,23 @@ pub(crate) fn describe_connection_error(e: &ConnectionError) -> NetError {
 mod tests {
     use super::*;
     use std::error::Error as _;
+
+    #[test]
+    fn file_errors_read_as_python_os_errors() {
+        let at = Path::new("/x/dest");
+        let os = |e: io::Error| NetError::file("cannot", at, e).os_error();
+        let enoent = io::Error::from_raw_os_error(2);
+        assert_eq!(os(enoent), Some((2, "No such file or directory".into())));
+        // Without an errno: the one its kind stands for, in the system's words...
+        let kind = io::Error::from(io::ErrorKind::IsADirectory);
+        assert_eq!(os(kind), Some((21, "Is a directory".into())));
+        // ...unless it says something of its own.
+        let busy = io::Error::new(io::ErrorKind::ResourceBusy, "another fetch is writing");
+        assert_eq!(os(busy), Some((16, "another fetch is writing".into())));
+        let full = NetError::file("cannot write", at, io::Error::from_raw_os_error(28));
+        assert!(full.is_disk_full() && full.to_string().starts_with("cannot write /x/dest: "));
+        assert_eq!(NetError::NodeClosed.os_error(), None);
+    }
 
     #[test]
     fn causes_stay_typed_sources_and_messages_keep_their_wording() {

@@ -3,7 +3,7 @@
 //! The classes are defined in Python and imported lazily, so errors can be built on engine
 //! threads without the GIL and raised later where it is held.
 
-use i6p_core::codes::ErrorCode;
+use i6p_core::codes::{self, ErrorCode};
 use i6p_core::CoreError;
 use i6p_net::NetError;
 use pyo3::PyErr;
@@ -24,7 +24,8 @@ mod py {
     pyo3::import_exception!(i6p.errors, InvalidHash);
     pyo3::import_exception!(i6p.errors, TransportError);
     pyo3::import_exception!(i6p.errors, IntegrityError);
-    pyo3::import_exception!(i6p.errors, DiskFull);
+    pyo3::import_exception!(i6p.errors, FileError);
+    pyo3::import_exception!(i6p.errors, InvalidArgument);
     pyo3::import_exception!(i6p.errors, BlobNotFound);
     pyo3::import_exception!(i6p.errors, TransferRefused);
     pyo3::import_exception!(i6p.errors, SourceChanged);
@@ -41,6 +42,12 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
         NetError::PeerIdMismatch { expected, actual } => {
             py::PeerIdMismatch::new_err((msg, expected.to_string(), actual.to_string()))
         }
+        // The session ended because this side's node closed: what ended it is the node.
+        NetError::ConnectionLost {
+            code,
+            reason,
+            by_peer: false,
+        } if code == u64::from(codes::NODE_CLOSED) => py::NodeClosed::new_err((msg, code, reason)),
         NetError::ConnectionLost {
             code,
             reason,
@@ -51,7 +58,7 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
             py::HandshakeError::new_err(msg)
         }
         NetError::InvalidAddress(_) => py::InvalidAddress::new_err(msg),
-        NetError::Config(_) | NetError::BadRange(_) => pyo3::exceptions::PyValueError::new_err(msg),
+        NetError::Config(_) | NetError::BadRange(_) => py::InvalidArgument::new_err(msg),
         NetError::NodeClosed => py::NodeClosed::new_err(msg),
         NetError::StreamReset(code) => py::StreamReset::new_err((msg, code)),
         NetError::Stream(_) => py::StreamError::new_err(msg),
@@ -78,9 +85,31 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
             py::SourceChanged::new_err((msg, code, message))
         }
         NetError::Refused { code, message } => py::TransferRefused::new_err((msg, code, message)),
-        NetError::DiskFull(_) => py::DiskFull::new_err(msg),
-        NetError::DestinationExists(_) => py::DestinationExists::new_err(msg),
+        NetError::File { .. } => file_error(&e),
+        NetError::DestinationExists(path) => py::DestinationExists::new_err((
+            EEXIST,
+            "exists; pass overwrite=True to replace it",
+            path,
+        )),
     }
+}
+
+/// errno of "File exists" (the same on every Unix).
+const EEXIST: i32 = 17;
+
+/// A file error as an `i6p.errors.FileError`, which picks its subclass by errno the way
+/// `OSError` does (`FileNotFound`, `PermissionDenied`, `DiskFull`...).
+fn file_error(e: &NetError) -> PyErr {
+    let (NetError::File { what, path, .. }, Some((errno, strerror))) = (e, e.os_error()) else {
+        return py::TransportError::new_err(e.to_string());
+    };
+    let path = path.to_string_lossy().into_owned();
+    py::FileError::new_err((errno, strerror, path, what.clone()))
+}
+
+/// A caller's value that is out of range or unknown (also a `ValueError`).
+pub(crate) fn invalid_argument(message: impl Into<String>) -> PyErr {
+    py::InvalidArgument::new_err(message.into())
 }
 
 /// The Python exception for a core (decoding or key) error.

@@ -1,7 +1,8 @@
 //! `Limits`: the node's resource policy, as one frozen options object whose defaults are
 //! the engine's (written once, in `i6p_net::Limits::default`).
 
-use pyo3::exceptions::PyValueError;
+use crate::errors::invalid_argument;
+use crate::options::int_in;
 use pyo3::prelude::*;
 use std::time::Duration;
 
@@ -18,9 +19,15 @@ fn timeout(name: &str, value: Option<f64>, default: Duration) -> PyResult<Durati
     Duration::try_from_secs_f64(value)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            PyValueError::new_err(format!("{name} must be a positive number of seconds"))
-        })
+        .ok_or_else(|| invalid_argument(format!("{name} must be a positive number of seconds")))
+}
+
+/// A count or size: a wrong type is a `TypeError`, a negative or huge one an `InvalidArgument`.
+fn count(name: &str, value: Option<&Bound<'_, PyAny>>, default: usize) -> PyResult<usize> {
+    match value {
+        None => Ok(default),
+        Some(v) => Ok(int_in(name, v, 0, usize::MAX as u64)? as usize),
+    }
 }
 
 #[pymethods]
@@ -29,44 +36,65 @@ impl Limits {
     #[pyo3(signature = (*, max_connections=None, max_connections_per_peer=None, max_connections_per_prefix=None, max_handshakes=None, handshake_rate_per_prefix=None, max_queued_sessions=None, max_queued_streams=None, max_requests=None, max_requests_per_peer=None, send_timeout=None, request_idle_timeout=None, read_ahead=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        max_connections: Option<usize>,
-        max_connections_per_peer: Option<usize>,
-        max_connections_per_prefix: Option<usize>,
-        max_handshakes: Option<usize>,
-        handshake_rate_per_prefix: Option<usize>,
-        max_queued_sessions: Option<usize>,
-        max_queued_streams: Option<usize>,
-        max_requests: Option<usize>,
-        max_requests_per_peer: Option<usize>,
+        max_connections: Option<&Bound<'_, PyAny>>,
+        max_connections_per_peer: Option<&Bound<'_, PyAny>>,
+        max_connections_per_prefix: Option<&Bound<'_, PyAny>>,
+        max_handshakes: Option<&Bound<'_, PyAny>>,
+        handshake_rate_per_prefix: Option<&Bound<'_, PyAny>>,
+        max_queued_sessions: Option<&Bound<'_, PyAny>>,
+        max_queued_streams: Option<&Bound<'_, PyAny>>,
+        max_requests: Option<&Bound<'_, PyAny>>,
+        max_requests_per_peer: Option<&Bound<'_, PyAny>>,
         send_timeout: Option<f64>,
         request_idle_timeout: Option<f64>,
-        read_ahead: Option<usize>,
+        read_ahead: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let d = i6p_net::Limits::default();
         let limits = i6p_net::Limits {
-            max_connections: max_connections.unwrap_or(d.max_connections),
-            max_connections_per_peer: max_connections_per_peer
-                .unwrap_or(d.max_connections_per_peer),
-            max_connections_per_prefix: max_connections_per_prefix
-                .unwrap_or(d.max_connections_per_prefix),
-            max_handshakes: max_handshakes.unwrap_or(d.max_handshakes),
-            handshake_rate_per_prefix: handshake_rate_per_prefix
-                .unwrap_or(d.handshake_rate_per_prefix),
-            max_queued_sessions: max_queued_sessions.unwrap_or(d.max_queued_sessions),
-            max_queued_streams: max_queued_streams.unwrap_or(d.max_queued_streams),
-            max_requests: max_requests.unwrap_or(d.max_requests),
-            max_requests_per_peer: max_requests_per_peer.unwrap_or(d.max_requests_per_peer),
+            max_connections: count("max_connections", max_connections, d.max_connections)?,
+            max_connections_per_peer: count(
+                "max_connections_per_peer",
+                max_connections_per_peer,
+                d.max_connections_per_peer,
+            )?,
+            max_connections_per_prefix: count(
+                "max_connections_per_prefix",
+                max_connections_per_prefix,
+                d.max_connections_per_prefix,
+            )?,
+            max_handshakes: count("max_handshakes", max_handshakes, d.max_handshakes)?,
+            handshake_rate_per_prefix: count(
+                "handshake_rate_per_prefix",
+                handshake_rate_per_prefix,
+                d.handshake_rate_per_prefix,
+            )?,
+            max_queued_sessions: count(
+                "max_queued_sessions",
+                max_queued_sessions,
+                d.max_queued_sessions,
+            )?,
+            max_queued_streams: count(
+                "max_queued_streams",
+                max_queued_streams,
+                d.max_queued_streams,
+            )?,
+            max_requests: count("max_requests", max_requests, d.max_requests)?,
+            max_requests_per_peer: count(
+                "max_requests_per_peer",
+                max_requests_per_peer,
+                d.max_requests_per_peer,
+            )?,
             send_timeout: timeout("send_timeout", send_timeout, d.send_timeout)?,
             request_idle_timeout: timeout(
                 "request_idle_timeout",
                 request_idle_timeout,
                 d.request_idle_timeout,
             )?,
-            read_ahead: read_ahead.unwrap_or(d.read_ahead),
+            read_ahead: count("read_ahead", read_ahead, d.read_ahead)?,
         };
         limits
             .validate()
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            .map_err(|e| invalid_argument(e.to_string()))?;
         Ok(Self(limits))
     }
 

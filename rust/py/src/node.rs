@@ -1,10 +1,10 @@
 //! `Node`: one socket, one identity; dials and accepts sessions.
 
-use crate::errors::to_py;
+use crate::errors::{invalid_argument, to_py};
 use crate::handoff::AcceptedSession;
 use crate::identity::Identity;
 use crate::limits::Limits;
-use crate::options::FetchOptions;
+use crate::options::{int_in, FetchOptions};
 use crate::peer_id::PeerId;
 use crate::runtime::future;
 use crate::session::Session;
@@ -13,7 +13,6 @@ use crate::transfer;
 use i6p_net::addr::{format_addr, parse_addr};
 use i6p_net::transport::{Congestion, Windows};
 use i6p_net::NodeConfig;
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::time::Duration;
 
@@ -28,16 +27,14 @@ fn seconds(name: &str, value: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(value)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            PyValueError::new_err(format!("{name} must be a positive number of seconds"))
-        })
+        .ok_or_else(|| invalid_argument(format!("{name} must be a positive number of seconds")))
 }
 
 /// Window settings from Python: `None`/"auto" (auto-tuned up to `max_window`), "quinn"
 /// (quinn's defaults) or a fixed size in bytes, as a decimal string.
 pub(crate) fn windows(window: Option<&str>, max_window: Option<u64>) -> PyResult<Windows> {
     let Windows::Auto { initial, max } = Windows::default() else {
-        return Err(PyValueError::new_err("no default windows"));
+        return Err(invalid_argument("no default windows"));
     };
     let max = max_window.unwrap_or(max);
     match window.unwrap_or("auto") {
@@ -46,9 +43,10 @@ pub(crate) fn windows(window: Option<&str>, max_window: Option<u64>) -> PyResult
             max,
         }),
         "quinn" => Ok(Windows::QuinnDefault),
-        fixed => fixed.parse().map(Windows::Fixed).map_err(|_| {
-            PyValueError::new_err("window must be 'auto', 'quinn' or a size in bytes")
-        }),
+        fixed => fixed
+            .parse()
+            .map(Windows::Fixed)
+            .map_err(|_| invalid_argument("window must be 'auto', 'quinn' or a size in bytes")),
     }
 }
 
@@ -68,7 +66,7 @@ impl Node {
 impl Node {
     /// Binds a node; returns an awaitable for it.
     #[staticmethod]
-    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, max_streams=1024, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true))]
+    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true))]
     #[allow(clippy::too_many_arguments)]
     fn bind<'py>(
         py: Python<'py>,
@@ -78,10 +76,10 @@ impl Node {
         handshake_timeout: f64,
         idle_timeout: f64,
         keep_alive: f64,
-        max_streams: u32,
+        max_streams: Option<&Bound<'py, PyAny>>,
         congestion: &str,
         window: Option<&str>,
-        max_window: Option<u64>,
+        max_window: Option<&Bound<'py, PyAny>>,
         zero_rtt: bool,
         state_dir: Option<std::path::PathBuf>,
         limits: Option<PyRef<'py, Limits>>,
@@ -93,9 +91,17 @@ impl Node {
             handshake_timeout: seconds("handshake_timeout", handshake_timeout)?,
             idle_timeout: seconds("idle_timeout", idle_timeout)?,
             keep_alive: seconds("keep_alive", keep_alive)?,
-            max_streams,
+            max_streams: match max_streams {
+                Some(n) => int_in("max_streams", n, 0, u32::MAX.into())? as u32,
+                None => NodeConfig::default().max_streams,
+            },
             congestion: Congestion::parse(congestion).map_err(to_py)?,
-            windows: windows(window, max_window)?,
+            windows: windows(
+                window,
+                max_window
+                    .map(|w| int_in("max_window", w, 0, u64::MAX))
+                    .transpose()?,
+            )?,
             zero_rtt,
             state_dir,
             limits: limits.map(|l| l.0.clone()).unwrap_or_default(),
@@ -110,7 +116,7 @@ impl Node {
         };
         hello
             .validate()
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            .map_err(|e| invalid_argument(e.to_string()))?;
         let identity = identity.0.clone();
         future(py, async move {
             let inner = i6p_net::Node::bind(identity.clone(), addr, config).map_err(to_py)?;
@@ -151,6 +157,7 @@ impl Node {
         peer_id: PyRef<'py, PeerId>,
         addr: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
+        self.open()?;
         let addr = parse_addr(addr).map_err(to_py)?;
         let (node, peer, identity) = (self.inner.clone(), peer_id.0, self.identity.clone());
         future(py, async move {
@@ -161,6 +168,7 @@ impl Node {
 
     /// The next incoming session.
     fn accept<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.open()?;
         let (node, identity) = (self.inner.clone(), self.identity.clone());
         future(py, async move {
             let session = node.accept().await.map_err(to_py)?;
@@ -250,7 +258,7 @@ impl Node {
             .inner
             .store()
             .get(&hash)
-            .ok_or_else(|| PyValueError::new_err("this node does not serve that blob"))?;
+            .ok_or_else(|| invalid_argument("this node does not serve that blob"))?;
         let addrs = self.inner.reachable_addrs().map_err(to_py)?;
         Ok(Ticket(i6p_core::ticket::Ticket {
             peer_id: self.inner.peer_id(),
@@ -266,6 +274,7 @@ impl Node {
 
     /// The most distinct bytes of a blob any one peer acknowledged receiving.
     fn served_bytes(&self, hash: &str) -> PyResult<u64> {
+        self.open()?;
         Ok(self
             .inner
             .store()
@@ -274,6 +283,7 @@ impl Node {
 
     /// Moves the node to a new socket bound at `addr`; sessions continue. Returns the address.
     fn rebind(&self, addr: &str) -> PyResult<String> {
+        self.open()?;
         let addr = parse_addr(addr).map_err(to_py)?;
         // quinn registers the new socket with the runtime's reactor.
         let _runtime = crate::runtime::handle().enter();
@@ -300,6 +310,7 @@ impl Node {
 
     /// Acknowledged bytes of a blob per peer: [(peer, bytes)].
     fn served(&self, hash: &str) -> PyResult<Vec<(PeerId, u64)>> {
+        self.open()?;
         let served = self.inner.store().served(&crate::ticket::parse_hash(hash)?);
         Ok(served.into_iter().map(|(p, b)| (PeerId(p), b)).collect())
     }
@@ -314,6 +325,7 @@ impl Node {
         dest: std::path::PathBuf,
         options: Option<PyRef<'py, FetchOptions>>,
     ) -> PyResult<(Bound<'py, PyAny>, transfer::FetchProgress)> {
+        self.open()?;
         let options = match options {
             Some(o) => o.engine(),
             None => i6p_net::fetch::FetchOptions::default(),
@@ -333,6 +345,7 @@ impl Node {
         length: &Bound<'py, PyAny>,
         group_size: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        self.open()?;
         let group_log = match group_size {
             Some(size) => crate::options::group_log(size)?,
             None => i6p_core::tree::MIN_GROUP_LOG,
@@ -366,8 +379,9 @@ impl Node {
 }
 
 impl Node {
-    /// `NodeClosed` once the node is closed: nothing is served or handed out by a closed
-    /// node (a ticket to it would name a dead address).
+    /// `NodeClosed` once the node is closed: every operation of a closed node raises it
+    /// (nothing is served or handed out: a ticket to it would name a dead address); only
+    /// what describes the node (`peer_id`, `limits`, `load`...) still answers.
     fn open(&self) -> PyResult<()> {
         if self.inner.is_closed() {
             Err(to_py(i6p_net::NetError::NodeClosed))

@@ -5,11 +5,12 @@
 //! when the options are built, so a caller's mistake is a `ValueError`/`TypeError` at the call
 //! that made it, never an engine error halfway through a fetch.
 
+use crate::errors::invalid_argument;
 use i6p_core::fec::{MAX_SHARD_LEN, MIN_SHARD_LEN};
 use i6p_core::tree::{MAX_GROUP_LOG, MIN_GROUP_LOG};
 use i6p_net::fetch::FecOptions;
 use i6p_net::fetch::FetchOptions as EngineOptions;
-use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::hash::{Hash, Hasher};
@@ -54,7 +55,7 @@ pub(crate) struct FetchOptions {
 pub(crate) fn int_in(name: &str, value: &Bound<'_, PyAny>, lo: u64, hi: u64) -> PyResult<u64> {
     let n = value.extract::<i64>().map_err(|e| {
         if e.is_instance_of::<PyOverflowError>(value.py()) {
-            PyValueError::new_err(format!("{name} must be {lo}..={hi}"))
+            invalid_argument(format!("{name} must be {lo}..={hi}"))
         } else {
             PyTypeError::new_err(format!("{name} must be an int"))
         }
@@ -62,7 +63,7 @@ pub(crate) fn int_in(name: &str, value: &Bound<'_, PyAny>, lo: u64, hi: u64) -> 
     u64::try_from(n)
         .ok()
         .filter(|n| (lo..=hi).contains(n))
-        .ok_or_else(|| PyValueError::new_err(format!("{name} must be {lo}..={hi}, not {n}")))
+        .ok_or_else(|| invalid_argument(format!("{name} must be {lo}..={hi}, not {n}")))
 }
 
 fn flag(name: &str, value: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -74,7 +75,7 @@ fn flag(name: &str, value: &Bound<'_, PyAny>) -> PyResult<bool> {
 /// log2 of a chunk-group size in bytes: a power of two from 16 KiB to 4 MiB.
 pub(crate) fn group_log(value: &Bound<'_, PyAny>) -> PyResult<u8> {
     let bad = |size| {
-        PyValueError::new_err(format!(
+        invalid_argument(format!(
             "group_size must be a power of two from 16 KiB to 4 MiB, not {size}"
         ))
     };
@@ -142,7 +143,7 @@ impl FetchOptions {
     fn validate(&self) -> PyResult<()> {
         self.fec
             .validate()
-            .map_err(|e| PyValueError::new_err(e.to_string()))
+            .map_err(|e| invalid_argument(e.to_string()))
     }
 }
 
@@ -193,7 +194,7 @@ impl FetchOptions {
                 .extract::<f64>()
                 .map_err(|_| PyTypeError::new_err("backoff must be a number of seconds"))?;
             if !(s.is_finite() && (0.0..=MAX_BACKOFF_S).contains(&s)) {
-                return Err(PyValueError::new_err(format!(
+                return Err(invalid_argument(format!(
                     "backoff must be 0..={MAX_BACKOFF_S} seconds, not {s}"
                 )));
             }
@@ -204,7 +205,7 @@ impl FetchOptions {
                 Ok("plain") => Mode::Plain,
                 Ok("fec") => Mode::Fec,
                 Ok(other) => {
-                    return Err(PyValueError::new_err(format!(
+                    return Err(invalid_argument(format!(
                         "mode must be \"plain\" or \"fec\", not {other:?}"
                     )))
                 }

@@ -7,7 +7,7 @@
 
 use crate::buffers::owned_bytes;
 use crate::codes::reset_code;
-use crate::errors::{incomplete_read, no_separator, to_py};
+use crate::errors::{incomplete_read, invalid_argument, no_separator, to_py};
 use crate::handoff::{ReadBytes, ReadPieces};
 use crate::runtime::future;
 use bytes::Bytes;
@@ -15,7 +15,6 @@ use i6p_core::codes::ABANDONED;
 use i6p_net::session::AppHandle;
 use i6p_net::stream::Until;
 use i6p_net::{RecvStream, SendStream};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -104,7 +103,7 @@ impl Stream {
     /// Exactly `n` bytes; raises `StreamError` if the stream ends first (what did arrive
     /// stays readable).
     fn readexactly<'py>(&self, py: Python<'py>, n: i64) -> PyResult<Bound<'py, PyAny>> {
-        let n = usize::try_from(n).map_err(|_| PyValueError::new_err("n must be >= 0"))?;
+        let n = usize::try_from(n).map_err(|_| invalid_argument("n must be >= 0"))?;
         let recv = self.recv.clone();
         future(py, async move {
             let mut recv = recv.lock_owned().await;
@@ -127,7 +126,7 @@ impl Stream {
         limit: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
         if sep.is_empty() {
-            return Err(PyValueError::new_err("the separator must not be empty"));
+            return Err(invalid_argument("the separator must not be empty"));
         }
         let recv = self.recv.clone();
         future(py, async move {

@@ -1,15 +1,16 @@
 //! Blob transfers on a `Node`: serving files, and fetching them verified and resumable.
 
-use crate::errors::to_py;
+use crate::errors::{invalid_argument, to_py};
 use crate::handoff::ReadBytesOwned;
 use crate::options::int_in;
 use crate::results::FetchResult;
 use crate::runtime::future;
 use crate::ticket::{hash_hex, Ticket};
 use i6p_net::fetch::{fetch_range, fetch_tickets, FetchOptions, Progress};
+use i6p_net::storage::check_destination;
 use i6p_net::{NetError, Node};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -36,7 +37,8 @@ impl FetchProgress {
     }
 }
 
-/// Adds a file; the awaitable gives (hash hex, size, canonical path).
+/// Adds a file; the awaitable gives (hash hex, size, canonical path). Errors name the path
+/// as the caller gave it.
 pub(crate) fn add_path<'py>(
     py: Python<'py>,
     node: Node,
@@ -45,18 +47,36 @@ pub(crate) fn add_path<'py>(
     future(py, async move {
         let store = node.store().clone();
         let blob = tokio::task::spawn_blocking(move || {
-            let path = std::fs::canonicalize(&path)?;
-            store.add_path(&path)
+            regular_file(&path)
+                .and_then(|canonical| store.add_path(&canonical))
+                .map_err(|e| NetError::file("cannot add", &path, e))
         })
         .await
         .map_err(|e| to_py(NetError::Io(e.to_string())))?
-        .map_err(|e| to_py(NetError::Io(e.to_string())))?;
+        .map_err(to_py)?;
         Ok((
             hash_hex(&blob.hash()),
             blob.size(),
             blob.path.to_string_lossy().into_owned(),
         ))
     })
+}
+
+/// The canonical path of a regular file: a directory is told apart, and anything else (a
+/// FIFO would block the open) is refused.
+fn regular_file(path: &std::path::Path) -> io::Result<PathBuf> {
+    let canonical = std::fs::canonicalize(path)?;
+    let meta = std::fs::metadata(&canonical)?;
+    if meta.is_dir() {
+        Err(io::ErrorKind::IsADirectory.into())
+    } else if !meta.is_file() {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
+    } else {
+        Ok(canonical)
+    }
 }
 
 /// Starts a fetch; returns (awaitable of its `FetchResult`, progress).
@@ -67,12 +87,20 @@ pub(crate) fn fetch<'py>(
     dest: PathBuf,
     options: FetchOptions,
 ) -> PyResult<(Bound<'py, PyAny>, FetchProgress)> {
-    let Some(hash) = tickets.first().map(|t| t.0.hash) else {
-        return Err(PyValueError::new_err("fetch needs at least one ticket"));
+    let Some((hash, size)) = tickets.first().map(|t| (t.0.hash, t.0.size)) else {
+        return Err(invalid_argument("fetch needs at least one ticket"));
     };
+    // The ticket says how big the blob is: progress reports it from the first call on.
     let progress = Arc::new(Progress::default());
+    progress.total.store(size, Ordering::Relaxed);
     let p = progress.clone();
     let awaitable = future(py, async move {
+        // A destination that cannot be written fails before anyone is dialed.
+        let check = dest.clone();
+        tokio::task::spawn_blocking(move || check_destination(&check))
+            .await
+            .map_err(|e| to_py(NetError::Io(e.to_string())))?
+            .map_err(|e| to_py(NetError::file("cannot fetch into", &dest, e)))?;
         let tickets: Vec<_> = tickets.into_iter().map(|t| t.0).collect();
         let outcome = fetch_tickets(&node, &tickets, dest, options, p)
             .await
@@ -95,7 +123,7 @@ pub(crate) fn read_range<'py>(
     let offset = int_in("offset", offset, 0, size)?;
     let length = int_in("length", length, 1, MAX_RANGE)?;
     if offset + length > size {
-        return Err(PyValueError::new_err(format!(
+        return Err(invalid_argument(format!(
             "range {offset}+{length} ends past the {size}-byte blob"
         )));
     }

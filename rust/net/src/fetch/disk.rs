@@ -30,7 +30,7 @@ pub(super) fn disk_stage(
             match verify_group(hash, size, log, slot.index, &slot.data, &slot.proof) {
                 Ok(()) => download
                     .write_group(slot.index, &slot.data)
-                    .map_err(|e| io_error(e, "cannot write to the partial file"))?,
+                    .map_err(|e| io_error(e, "cannot write to the partial file", &download.dest))?,
                 Err(e) => fetch.fail(
                     slot.provider,
                     slot.index,
@@ -55,21 +55,26 @@ pub(super) fn disk_stage(
 fn save(download: &mut PartialDownload, progress: &Progress) -> Result<()> {
     download
         .save()
-        .map_err(|e| io_error(e, "cannot save the download state"))?;
+        .map_err(|e| io_error(e, "cannot save the download state", &download.dest))?;
     progress
         .done
         .store(download.state.done_bytes(), Ordering::Relaxed);
     Ok(())
 }
 
-/// The error for a failed file operation: a full disk is told apart (the partial state stays
-/// consistent, so the fetch can resume once there is room).
-pub(super) fn io_error(e: std::io::Error, what: &str) -> NetError {
-    // ENOSPC and EDQUOT.
-    if matches!(e.raw_os_error(), Some(28) | Some(122)) {
-        NetError::DiskFull(format!("{what}: {e}"))
-    } else {
-        NetError::Io(format!("{what}: {e}"))
+/// The error for a failed file operation on `path` (or on the path the error names): a full
+/// disk says so first (the partial state stays consistent, so the fetch can resume once
+/// there is room).
+pub(super) fn io_error(e: std::io::Error, what: &str, path: &std::path::Path) -> NetError {
+    let error = NetError::file(what, path, e);
+    let full = error.is_disk_full();
+    match error {
+        NetError::File { what, path, source } if full => NetError::File {
+            what: format!("disk full: {what}"),
+            path,
+            source,
+        },
+        other => other,
     }
 }
 

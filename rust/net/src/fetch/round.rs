@@ -12,7 +12,7 @@ use super::options::{FetchOptions, FetchOutcome, Progress, ProviderOutcome};
 use super::shared::{CountFetched, Fetch, Shared, Slot, WorkerGuard, MIXED, PROVIDER_STALL};
 use crate::error::{NetError, Result};
 use crate::session::Session;
-use crate::storage::PartialDownload;
+use crate::storage::{check_destination, PartialDownload};
 use i6p_core::tree::check_group_log;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,9 +72,12 @@ pub async fn fetch_from(
         return Err(NetError::DestinationExists(dest.display().to_string()));
     }
     let group_log = options.group_log;
-    let download = blocking(move || PartialDownload::open(&dest, hash, size, group_log))
-        .await?
-        .map_err(|e| io_error(e, "cannot open the partial download"))?;
+    let download = blocking(move || {
+        check_destination(&dest)
+            .and_then(|()| PartialDownload::open(&dest, hash, size, group_log))
+            .map_err(|e| io_error(e, "cannot open the partial download", &dest))
+    })
+    .await??;
     let reused = download.reused_bytes;
     let _ = progress.reused.set(reused);
     progress.total.store(size, Ordering::Relaxed);
@@ -90,35 +93,44 @@ pub async fn fetch_from(
         .map(|(p, session)| Arc::new(Shared::new(fetch.clone(), session.clone(), p)))
         .collect();
     let _count = CountFetched(fetch.clone());
-    let download = rounds(&fetch, &providers, download).await?;
+    let (download, result) = rounds(&fetch, &providers, download).await?;
+    if let Err(e) = result {
+        // Dropped on a blocking thread, as it touches the disk: files that hold nothing
+        // verified go, the rest stays for the next fetch to resume (see `storage`).
+        let _ = blocking(move || drop(download)).await;
+        return Err(e);
+    }
     let overwrite = fetch.options.overwrite;
-    let path = blocking(move || download.finish(overwrite))
-        .await?
-        .map_err(|e| match e.kind() {
+    let path = blocking(move || {
+        let dest = download.dest.clone();
+        download.finish(overwrite).map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => NetError::DestinationExists(e.to_string()),
             std::io::ErrorKind::InvalidData => NetError::Integrity {
                 provider,
                 failures: 0,
                 detail: e.to_string(),
             },
-            _ => io_error(e, "cannot finish the download"),
-        })?;
+            _ => io_error(e, "cannot finish the download", &dest),
+        })
+    })
+    .await??;
     Ok(outcome(&fetch, sessions, path, reused, start))
 }
 
 /// Rounds until every group is verified on disk: each fetches every missing group; groups
 /// that failed verification stay missing and are asked for again in the next one, until
-/// their provider reaches `max_failures`. Returns the complete download.
+/// their provider reaches `max_failures`. Returns the download, complete unless the fetch
+/// failed (then with the error).
 async fn rounds(
     fetch: &Arc<Fetch>,
     providers: &[Arc<Shared>],
     mut download: PartialDownload,
-) -> Result<PartialDownload> {
+) -> Result<(PartialDownload, Result<()>)> {
     let mut fec = fetch.options.fec.is_some();
     loop {
         let missing = download.state.missing_ranges();
         if missing.is_empty() {
-            return Ok(download);
+            return Ok((download, Ok(())));
         }
         let verified = download.state.done_groups();
         let live: Vec<Arc<Shared>> = fetch
@@ -128,19 +140,20 @@ async fn rounds(
             .filter_map(|p| providers.get(p).cloned())
             .collect();
         if live.is_empty() {
-            return Err(last_error(fetch));
+            return Ok((download, Err(last_error(fetch))));
         }
         let (returned, result) = round(fetch, &live, download, &missing, fec).await?;
         download = returned;
-        result?;
+        if result.is_err() {
+            return Ok((download, result));
+        }
         let progressed = fetch.schedule().end_round(download.state.done_groups());
         if !progressed && fec {
             // Nothing came through FEC: the rest goes over plain streams.
             fec = false;
         } else if !progressed {
-            return Err(NetError::Incomplete(
-                "fetch ended with groups missing".into(),
-            ));
+            let e = NetError::Incomplete("fetch ended with groups missing".into());
+            return Ok((download, Err(e)));
         }
     }
 }

@@ -103,6 +103,6 @@ pub(super) fn tickets_path(dir: &std::path::Path, peer: &PeerId) -> Result<PathB
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| NetError::Io(format!("cannot create state dir {}: {e}", dir.display())))?;
+        .map_err(|e| NetError::file("cannot create the state directory", dir, e))?;
     Ok(dir.join(format!("{peer}.tickets")))
 }

@@ -3,9 +3,11 @@
 //! (`i6p_core::partial`, `i6p_core::tree`); opening, locking, reading, fsyncing and renaming
 //! are done here, so the core stays free of I/O.
 
+mod file_error;
 mod partial;
 
-pub use partial::{PartialDownload, UnsafeFile};
+pub use file_error::{split as split_path_error, PathError, UnsafeFile};
+pub use partial::{check_destination, PartialDownload};
 
 use i6p_core::tree::{hash_positioned, Outboard};
 use std::fs::File;

@@ -12,6 +12,9 @@
 //! there can make a fetch truncate, write or read one of the user's other files. `DEST` itself
 //! is never replaced unless the caller asked for it, even if it appears while the fetch runs.
 
+mod cleanup;
+
+use super::file_error::{at, refuse, UnsafeFile};
 use i6p_core::partial::{max_state_len, TransferState};
 use i6p_core::tree::group_range;
 use i6p_core::CoreError;
@@ -19,34 +22,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-
-/// A file name beside the destination that a download refused to use, because something
-/// other than a file of this user was found there (see the module comment).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("refusing to use {}: {reason}", path.display())]
-pub struct UnsafeFile {
-    /// The name refused.
-    pub path: PathBuf,
-    /// What was found there.
-    pub reason: &'static str,
-}
-
-impl UnsafeFile {
-    /// The refusal carried by `e`, if it is one.
-    pub fn of(e: &io::Error) -> Option<&Self> {
-        e.get_ref().and_then(|inner| inner.downcast_ref::<Self>())
-    }
-}
-
-fn refuse(path: &Path, reason: &'static str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::PermissionDenied,
-        UnsafeFile {
-            path: path.to_path_buf(),
-            reason,
-        },
-    )
-}
 
 /// The files of a download in progress.
 pub struct PartialDownload {
@@ -64,6 +39,11 @@ pub struct PartialDownload {
     unsynced: Vec<u64>,
     /// Set after a failed fsync: the part file can no longer be trusted by later saves.
     failed: bool,
+    /// Set once `open` has judged the part file (resumed it, or emptied it for a fresh
+    /// start): from then on, dropping a download with nothing verified removes its files.
+    judged: bool,
+    /// Set once `finish` has renamed the part file into place: dropping then touches nothing.
+    placed: bool,
 }
 
 fn sibling(dest: &Path, suffix: &str) -> PathBuf {
@@ -79,37 +59,48 @@ impl PartialDownload {
     /// Opens or creates the partial files for `dest`. A state for another blob, or a damaged
     /// one, is discarded; a state for this blob is resumed at its own group size.
     pub fn open(dest: &Path, root: [u8; 32], size: u64, group_log: u8) -> io::Result<Self> {
+        let fresh = TransferState::new(root, size, group_log).map_err(invalid)?;
         let part_path = sibling(dest, ".i6p-part");
         let state_path = sibling(dest, ".i6p-state");
         // Lock first, then read the state: whatever another fetch into `dest` was doing has
         // ended by the time the state is read.
-        let part = open_locked(&part_path)?;
-        let resumed = read_state(&state_path, size)?
-            .and_then(|raw| TransferState::decode(&raw).ok())
-            .filter(|s| s.root == root && s.size == size);
-        // A state whose part file is gone (empty now) is worth nothing.
-        let part_len = part.metadata()?.len();
-        let (state, fresh) = match resumed {
-            Some(s) if part_len > 0 || s.done_groups() == 0 => (s, false),
-            _ => (
-                TransferState::new(root, size, group_log).map_err(invalid)?,
-                true,
-            ),
-        };
-        if fresh {
-            part.set_len(0)?;
-        }
-        let reused_bytes = state.done_bytes();
+        let part = open_locked(&part_path).map_err(at(&part_path))?;
+        // From here on a failure drops `download`, which removes the files it made and that
+        // hold nothing verified (see `cleanup`).
         let mut download = Self {
             dest: dest.to_path_buf(),
             part_path,
             state_path,
             part,
-            state,
-            reused_bytes,
+            state: fresh,
+            reused_bytes: 0,
             unsynced: Vec::new(),
             failed: false,
+            judged: false,
+            placed: false,
         };
+        let resumed = read_state(&download.state_path, size)
+            .map_err(at(&download.state_path))?
+            .and_then(|raw| TransferState::decode(&raw).ok())
+            .filter(|s| s.root == root && s.size == size);
+        // A state whose part file is gone (empty now) is worth nothing.
+        let part_len = download
+            .part
+            .metadata()
+            .map_err(at(&download.part_path))?
+            .len();
+        let fresh = match resumed {
+            Some(s) if part_len > 0 || s.done_groups() == 0 => {
+                download.state = s;
+                false
+            }
+            _ => true,
+        };
+        if fresh {
+            download.part.set_len(0).map_err(at(&download.part_path))?;
+        }
+        download.judged = true;
+        download.reused_bytes = download.state.done_bytes();
         if fresh {
             download.save()?;
         }
@@ -119,7 +110,9 @@ impl PartialDownload {
     /// Writes a verified group at its offset and marks it (durable only after [`Self::save`]).
     pub fn write_group(&mut self, index: u64, data: &[u8]) -> io::Result<()> {
         let (offset, _) = group_range(self.state.size, self.state.group_log, index);
-        self.part.write_all_at(data, offset)?;
+        self.part
+            .write_all_at(data, offset)
+            .map_err(at(&self.part_path))?;
         if !self.state.has(index) {
             self.state.set(index);
             self.unsynced.push(index);
@@ -129,7 +122,9 @@ impl PartialDownload {
 
     /// Reads back a range of verified bytes.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.part.read_exact_at(buf, offset)
+        self.part
+            .read_exact_at(buf, offset)
+            .map_err(at(&self.part_path))
     }
 
     /// Makes written groups durable, then records them: fsync data, then replace the state.
@@ -139,9 +134,9 @@ impl PartialDownload {
     /// still be recorded.
     pub fn save(&mut self) -> io::Result<()> {
         if self.failed {
-            return Err(io::Error::other(
+            return Err(at(&self.part_path)(io::Error::other(
                 "an earlier fsync of the partial file failed",
-            ));
+            )));
         }
         if let Err(e) = self.part.sync_data() {
             // Write-back failed: the kernel may have dropped those pages. Forget the groups
@@ -150,14 +145,14 @@ impl PartialDownload {
                 self.state.unset(i);
             }
             self.failed = true;
-            return Err(e);
+            return Err(at(&self.part_path)(e));
         }
         self.unsynced.clear();
         let encoded = self.state.encode();
         let tmp = sibling(&self.dest, ".i6p-state.tmp");
-        {
-            // The spare left by the last save (or by a run that was killed) is reused in
-            // place; if there is none, a new file is made, never one found under the name.
+        // The spare left by the last save (or by a run that was killed) is reused in place;
+        // if there is none, a new file is made, never one found under the name.
+        let write_spare = || {
             let f = match open_ours(&tmp, OpenOptions::new().read(true).write(true), 0) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => open_ours(
                     &tmp,
@@ -168,9 +163,10 @@ impl PartialDownload {
             };
             f.write_all_at(&encoded, 0)?;
             f.set_len(encoded.len() as u64)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, &self.state_path)?;
+            f.sync_all()
+        };
+        write_spare().map_err(at(&tmp))?;
+        fs::rename(&tmp, &self.state_path).map_err(at(&self.state_path))?;
         sync_dir(&self.dest)?;
         // The next spare, in the space the old state just gave back; failing is harmless (a
         // name taken meanwhile is left alone, and the next save refuses it if it is not ours).
@@ -201,9 +197,15 @@ impl PartialDownload {
     fn finish_with(mut self, overwrite: bool, before_rename: impl FnOnce()) -> io::Result<PathBuf> {
         let exists =
             |dest: &Path| io::Error::new(io::ErrorKind::AlreadyExists, dest.display().to_string());
-        self.part.set_len(self.state.size)?;
-        self.part.sync_all()?;
-        if self.reused_bytes > 0 && super::hash_file(&self.part)?.root() != self.state.root {
+        let part = at(&self.part_path);
+        let hashed = (self.part.set_len(self.state.size))
+            .and_then(|()| self.part.sync_all())
+            .and_then(|()| match self.reused_bytes {
+                0 => Ok(None),
+                _ => super::hash_file(&self.part).map(|ob| Some(ob.root())),
+            })
+            .map_err(part)?;
+        if hashed.is_some_and(|root| root != self.state.root) {
             // Something on disk changed under us: start over rather than hand out bad data.
             let _ = fs::remove_file(&self.state_path);
             return Err(io::Error::new(
@@ -235,12 +237,29 @@ impl PartialDownload {
             return Err(if e.kind() == io::ErrorKind::AlreadyExists {
                 exists(&self.dest)
             } else {
-                e
+                at(&self.dest)(e)
             });
         }
+        // In place: what is at these names now belongs to whoever fetches into `dest` next.
+        self.placed = true;
         sync_dir(&self.dest)?;
         Ok(self.dest.clone())
     }
+}
+
+/// Checks that a download into `dest` can make its files: `dest` is not a directory, and the
+/// directory it goes in exists and is writable. A fetch checks this before dialing anyone, so
+/// a mistyped destination fails at once, naming the path at fault.
+pub fn check_destination(dest: &Path) -> io::Result<()> {
+    use nix::{errno::Errno, unistd::access, unistd::AccessFlags};
+    if dest.is_dir() {
+        return Err(at(dest)(Errno::EISDIR.into()));
+    }
+    let dir = parent_dir(dest);
+    if !fs::metadata(dir).map_err(at(dir))?.is_dir() {
+        return Err(at(dir)(Errno::ENOTDIR.into()));
+    }
+    access(dir, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|errno| at(dir)(errno.into()))
 }
 
 /// Opens `path` (creating it) and locks it exclusively: two fetches into the same destination
@@ -370,12 +389,16 @@ fn invalid(e: CoreError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e)
 }
 
-fn sync_dir(path: &Path) -> io::Result<()> {
-    let dir = path
-        .parent()
+/// The directory `path` is in.
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    File::open(dir)?.sync_all()
+        .unwrap_or(Path::new("."))
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    let dir = parent_dir(path);
+    File::open(dir).and_then(|d| d.sync_all()).map_err(at(dir))
 }
 
 #[cfg(test)]
