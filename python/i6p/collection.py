@@ -17,6 +17,7 @@ a directory only you can write to.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import stat
 from collections.abc import Awaitable, Callable
@@ -103,12 +104,17 @@ def _lstat(path: Path) -> os.stat_result | None:
         return None
 
 
+def _in_the_way(path: Path, why: str) -> DestinationExists:
+    """Something at ``path`` that restoring the tree must not write over or through."""
+    return DestinationExists(errno.EEXIST, why, str(path), "cannot restore the collection")
+
+
 def _check_destination(dest: Path, files: list[_File]) -> None:
     """Refuses, before anything is written, a destination where a file of the listing would
     go through a symbolic link or a non-directory, or land on something not a regular file."""
     st = _lstat(dest)
     if st is not None and not stat.S_ISDIR(st.st_mode):
-        raise DestinationExists(f"{dest} exists and is not a directory")
+        raise _in_the_way(dest, "exists and is not a directory")
     checked: set[str] = set()
     for f in files:
         parts = f.path.split("/")
@@ -119,15 +125,16 @@ def _check_destination(dest: Path, files: list[_File]) -> None:
             checked.add(sub)
             st = _lstat(dest / sub)
             if st is not None and not stat.S_ISDIR(st.st_mode):
-                raise DestinationExists(
-                    f"{dest / sub} is in the way of {f.path!r}: not a directory "
-                    "(a symbolic link is never followed)"
+                raise _in_the_way(
+                    dest / sub,
+                    f"is in the way of {f.path!r}: not a directory (a symbolic link is never "
+                    "followed)",
                 )
         st = _lstat(dest / f.path)
         if st is not None and not stat.S_ISREG(st.st_mode):
-            raise DestinationExists(
-                f"{dest / f.path} exists and is not a regular file (a symbolic link is never "
-                "followed)"
+            raise _in_the_way(
+                dest / f.path,
+                "exists and is not a regular file (a symbolic link is never followed)",
             )
 
 
@@ -141,8 +148,8 @@ async def _already_there(path: Path, f: _File, overwrite: bool) -> bool:
         return True
     if overwrite:
         return False
-    raise DestinationExists(
-        f"{path} already exists with other contents (pass overwrite=True to replace it)"
+    raise _in_the_way(
+        path, "already exists with other contents (pass overwrite=True to replace it)"
     )
 
 
@@ -163,4 +170,4 @@ def _make_dirs(dest: Path, relative: str) -> None:
         except FileExistsError:
             st = at.lstat()
             if not stat.S_ISDIR(st.st_mode):
-                raise DestinationExists(f"{at} is not a directory") from None
+                raise _in_the_way(at, "is not a directory") from None
