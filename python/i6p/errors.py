@@ -26,9 +26,9 @@ __all__ = [
     "InsecureKeyFile",
     "IntegrityError",
     "InvalidAddress",
+    "InvalidArgument",
     "InvalidCode",
     "InvalidCollection",
-    "InvalidArgument",
     "InvalidHash",
     "InvalidKey",
     "InvalidPeerId",
@@ -123,7 +123,6 @@ class InvalidCollection(ProtocolError):
     that is also a directory, over the bounds). Refused before anything is written."""
 
 
-
 class NodeClosed(ConnectionLost):
     """The node has been closed: raised by every operation on it, and by those of its
     sessions and streams (for which it is the ``ConnectionLost`` that ended them). ``code`` is
@@ -206,7 +205,6 @@ class SourceChanged(TransferRefused):
     """The provider's source file changed (edited, replaced or deleted) since it was added,
     so the provider no longer serves that blob. It is the provider's file, not the data in
     transit: asking the provider to add the file again gives a new hash and ticket."""
-
 
 
 class ErasureError(I6PError, ValueError):
