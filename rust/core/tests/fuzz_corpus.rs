@@ -95,6 +95,7 @@ fn hello_message() -> Hello {
             "[2001:db8::10]:4433".parse().unwrap(),
             "[fe80::1%2]:4433".parse().unwrap(),
         ],
+        transfer_only: false,
     }
 }
 
