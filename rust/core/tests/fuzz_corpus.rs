@@ -221,6 +221,15 @@ fn write_seed_corpus() {
     input.push(Role::Dialer as u8);
     input.extend_from_slice(&signed);
     s.write("dialer", &input);
+    let transfers = Hello {
+        transfer_only: true,
+        ..hello.clone()
+    };
+    let mut input = id.public_key().to_bytes().to_vec();
+    input.extend_from_slice(&binding);
+    input.push(Role::Dialer as u8);
+    input.extend(transfers.sign(&id, Role::Dialer, &binding).unwrap());
+    s.write("dialer-transfers", &input);
     let bare = Hello {
         capabilities: Vec::new(),
         listen_addrs: Vec::new(),

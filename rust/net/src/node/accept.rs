@@ -45,6 +45,19 @@ pub(super) struct AcceptSettings {
     pub(super) live: Arc<super::reuse::LiveSessions>,
 }
 
+/// The listener's HELLO, stamped and given its addresses for each connection.
+pub(super) fn listener_hello(config: &super::NodeConfig) -> Result<Arc<Hello>> {
+    let hello = Hello {
+        version: i6p_core::PROTOCOL_VERSION,
+        timestamp_ms: 0,
+        capabilities: config.capabilities.clone(),
+        listen_addrs: Vec::new(),
+        transfer_only: false,
+    };
+    hello.validate()?;
+    Ok(Arc::new(hello))
+}
+
 /// Admits incoming connections and completes each in a task of its own, handing finished
 /// sessions to `tx` (when the node delivers them).
 pub(super) async fn accept_loop(

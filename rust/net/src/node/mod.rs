@@ -110,14 +110,7 @@ impl Node {
         let connections = Connections::new(config.limits.clone());
         let (tx, rx) = mpsc::channel(config.limits.max_queued_sessions);
         let live = reuse::LiveSessions::new(config.transfer_idle);
-        let hello = Arc::new(Hello {
-            version: PROTOCOL_VERSION,
-            timestamp_ms: 0,
-            capabilities: config.capabilities.clone(),
-            listen_addrs: Vec::new(),
-            transfer_only: false,
-        });
-        hello.validate()?;
+        let hello = accept::listener_hello(&config)?;
         let accept_task = tokio::spawn(accept_loop(
             endpoint.clone(),
             identity.clone(),
