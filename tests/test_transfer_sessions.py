@@ -30,7 +30,7 @@ async def nothing_accepted(node: Node) -> bool:
     """True if no session reaches ``accept()`` within a second."""
     try:
         await asyncio.wait_for(node.accept(), 1.0)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return True
     return False
 
@@ -46,7 +46,7 @@ async def test_concurrent_fetches_share_one_connection_and_never_reach_accept(
         ),
         60,
     )
-    for i, ((_, expected), result) in enumerate(zip(served, results)):
+    for i, ((_, expected), result) in enumerate(zip(served, results, strict=True)):
         assert result.hash == expected and b3_file(tmp_path / f"dest{i}") == expected
     # Six fetches, one dial: one handshake where there were six.
     assert provider.load.admitted == 1, provider.load
