@@ -411,12 +411,15 @@ impl Session {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// Whether the dialer opened this session for blob transfers only (its HELLO says so).
+    /// Listener side: whether the dialer opened this session for blob transfers only (its
+    /// HELLO says so). A listener's HELLO has no say.
     pub fn transfer_only(&self) -> bool {
-        self.inner
-            .remote_hello
-            .get()
-            .is_some_and(|h| h.transfer_only)
+        self.inner.role == Role::Listener
+            && self
+                .inner
+                .remote_hello
+                .get()
+                .is_some_and(|h| h.transfer_only)
     }
 
     /// Waits until the session ends and says why.
