@@ -49,6 +49,9 @@ pub async fn fetch_ticket(
             )
             .await
             .map_err(|e| session.explain(e));
+            if outcome.is_ok() {
+                settle(&session).await;
+            }
             // The lease goes with `session`: the connection stays for the next transfer.
             outcome.map_err(|e| (e, true))
         };
@@ -108,6 +111,11 @@ pub async fn fetch_tickets(
     }
     let leased: Vec<Session> = sessions.iter().map(|s| Session::clone(s)).collect();
     let outcome = fetch_from(&leased, first.hash, first.size, dest, options, progress).await;
+    if outcome.is_ok() {
+        for session in &leased {
+            settle(session).await;
+        }
+    }
     drop(sessions);
     let mut outcome = outcome?;
     outcome.providers.extend(unreachable);
@@ -179,6 +187,17 @@ async fn dial_all(
     }
     Ok((sessions, unreachable))
 }
+
+/// Waits one round trip on a session whose fetch succeeded, so the provider has our last
+/// acknowledgements before the fetch returns: its figures of what we received (`served`)
+/// then end at the size even if we exit, or the path goes, at once. Closing the session
+/// used to give this; a session kept for the next transfer stays open.
+async fn settle(session: &Session) {
+    let _ = tokio::time::timeout(SETTLE_TIMEOUT, session.ping()).await;
+}
+
+/// The longest [`settle`] waits.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How much longer than the first provider the others have to answer, at least.
 const DIAL_GRACE: Duration = Duration::from_secs(1);
