@@ -78,6 +78,19 @@ async def test_a_fetch_rides_on_the_application_session(
     assert await nothing_accepted(provider)
 
 
+async def test_a_closed_application_session_is_not_reused(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    provider, fetcher = await make_node(), await make_node()
+    ((ticket, expected),) = await serve(provider, tmp_path, [1 * MiB])
+    ours, _ = await connect_pair(fetcher, provider)
+    await ours.close()
+    result = await asyncio.wait_for(fetcher.fetch(ticket, tmp_path / "dest"), 30)
+    assert result.hash == expected
+    assert provider.load.admitted == 2, "the fetch needed a session of its own"
+    assert await nothing_accepted(provider)
+
+
 async def test_a_session_the_provider_opened_carries_the_fetch(
     make_node: NodeFactory, tmp_path: Path
 ) -> None:
