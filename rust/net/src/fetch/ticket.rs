@@ -50,7 +50,7 @@ pub async fn fetch_ticket(
             .await
             .map_err(|e| session.explain(e));
             if outcome.is_ok() {
-                settle(&session).await;
+                settle(&[Session::clone(&session)]).await;
             }
             // The lease goes with `session`: the connection stays for the next transfer.
             outcome.map_err(|e| (e, true))
@@ -112,9 +112,7 @@ pub async fn fetch_tickets(
     let leased: Vec<Session> = sessions.iter().map(|s| Session::clone(s)).collect();
     let outcome = fetch_from(&leased, first.hash, first.size, dest, options, progress).await;
     if outcome.is_ok() {
-        for session in &leased {
-            settle(session).await;
-        }
+        settle(&leased).await;
     }
     drop(sessions);
     let mut outcome = outcome?;
@@ -188,12 +186,19 @@ async fn dial_all(
     Ok((sessions, unreachable))
 }
 
-/// Waits one round trip on a session whose fetch succeeded, so the provider has our last
-/// acknowledgements before the fetch returns: its figures of what we received (`served`)
-/// then end at the size even if we exit, or the path goes, at once. Closing the session
-/// used to give this; a session kept for the next transfer stays open.
-async fn settle(session: &Session) {
-    let _ = tokio::time::timeout(SETTLE_TIMEOUT, session.ping()).await;
+/// Waits one round trip on the sessions of a fetch that succeeded, so the providers have our
+/// last acknowledgements before the fetch returns: their figures of what we received
+/// (`served`) then end at the size even if we exit, or the path goes, at once. Closing the
+/// sessions used to give this; sessions kept for the next transfer stay open. The PINGs go
+/// out together, and a provider that does not answer holds the fetch up for
+/// [`SETTLE_TIMEOUT`] at most.
+async fn settle(sessions: &[Session]) {
+    let mut pings = tokio::task::JoinSet::new();
+    for session in sessions.iter().filter(|s| s.is_usable()) {
+        let session = session.clone();
+        pings.spawn(async move { session.ping().await.map(|_| ()) });
+    }
+    let _ = tokio::time::timeout(SETTLE_TIMEOUT, pings.join_all()).await;
 }
 
 /// The longest [`settle`] waits.
