@@ -31,6 +31,11 @@ pub const MAX_CAPABILITY_VALUE: usize = 1024;
 /// At most this many listen addresses.
 pub const MAX_LISTEN_ADDRS: usize = 16;
 
+/// The optional last field of the body: the dialer opened the session for blob transfers
+/// only, so the listener serves them but does not hand the session to its application.
+/// Absent (or 0) means an application session, as every HELLO before this field was.
+pub const PURPOSE_TRANSFERS: u8 = 1;
+
 const SIGNATURE_LEN: usize = 64;
 
 /// Which end of the connection signed a HELLO; part of the signed message so that a HELLO
@@ -55,6 +60,8 @@ pub struct Hello {
     pub capabilities: Vec<(String, String)>,
     /// Addresses the sender accepts connections on.
     pub listen_addrs: Vec<SocketAddr>,
+    /// The dialer opened this session for blob transfers only (never set by a listener).
+    pub transfer_only: bool,
 }
 
 impl Hello {
@@ -99,6 +106,10 @@ impl Hello {
         out.push(self.listen_addrs.len() as u8);
         for addr in &self.listen_addrs {
             put_socket_addr(&mut out, addr);
+        }
+        // Written only when set, so an application HELLO is what it always was.
+        if self.transfer_only {
+            out.push(PURPOSE_TRANSFERS);
         }
         out
     }
@@ -167,12 +178,28 @@ impl Hello {
         for _ in 0..n_addrs {
             listen_addrs.push(r.socket_addr()?);
         }
-        r.finish()?;
+        let transfer_only = match r.rest() {
+            [] | [0] => false,
+            [PURPOSE_TRANSFERS] => true,
+            [other] => {
+                return Err(CoreError::Malformed {
+                    what: "hello",
+                    detail: format!("unknown session purpose {other}"),
+                })
+            }
+            more => {
+                return Err(CoreError::Malformed {
+                    what: "hello",
+                    detail: format!("{} trailing bytes", more.len() - 1),
+                })
+            }
+        };
         let hello = Self {
             version,
             timestamp_ms,
             capabilities,
             listen_addrs,
+            transfer_only,
         };
         hello.validate()?;
         Ok(hello)
@@ -205,6 +232,7 @@ mod tests {
                 "127.0.0.1:9".parse().unwrap(),
                 "[fe80::1%7]:5".parse().unwrap(),
             ],
+            transfer_only: false,
         }
     }
 
@@ -251,6 +279,33 @@ mod tests {
             &[1; 32]
         )));
         assert!(Hello::verify(&payload[..10], &id.public_key(), Role::Dialer, &[1; 32]).is_err());
+    }
+
+    #[test]
+    fn purpose_is_optional_and_bounded() {
+        let id = Identity::generate();
+        let key = id.public_key();
+        let check = |body: &[u8]| {
+            let mut payload = body.to_vec();
+            payload.extend_from_slice(&id.sign(&signed_message(Role::Dialer, &[5; 32], body)));
+            Hello::verify(&payload, &key, Role::Dialer, &[5; 32])
+        };
+        let transfers = Hello {
+            transfer_only: true,
+            ..sample()
+        };
+        let body = transfers.encode_body();
+        assert_eq!(body.len(), sample().encode_body().len() + 1);
+        assert_eq!(check(&body).unwrap(), transfers);
+        let mut zero = sample().encode_body();
+        zero.push(0);
+        assert_eq!(check(&zero).unwrap(), sample());
+        let mut unknown = sample().encode_body();
+        unknown.push(2);
+        assert!(check(&unknown).is_err());
+        let mut long = body.clone();
+        long.push(1);
+        assert!(check(&long).is_err());
     }
 
     #[test]

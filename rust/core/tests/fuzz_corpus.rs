@@ -95,6 +95,7 @@ fn hello_message() -> Hello {
             "[2001:db8::10]:4433".parse().unwrap(),
             "[fe80::1%2]:4433".parse().unwrap(),
         ],
+        transfer_only: false,
     }
 }
 
@@ -221,6 +222,15 @@ fn write_seed_corpus() {
     input.push(Role::Dialer as u8);
     input.extend_from_slice(&signed);
     s.write("dialer", &input);
+    let transfers = Hello {
+        transfer_only: true,
+        ..hello.clone()
+    };
+    let mut input = id.public_key().to_bytes().to_vec();
+    input.extend_from_slice(&binding);
+    input.push(Role::Dialer as u8);
+    input.extend(transfers.sign(&id, Role::Dialer, &binding).unwrap());
+    s.write("dialer-transfers", &input);
     let bare = Hello {
         capabilities: Vec::new(),
         listen_addrs: Vec::new(),

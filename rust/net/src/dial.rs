@@ -30,12 +30,29 @@ impl Node {
     /// Connects to `peer` at the first of `addrs` to answer as `peer`, a few addresses at a
     /// time (bounds and the error returned: [`crate::dial`]).
     pub async fn connect_any(&self, peer: PeerId, addrs: &[SocketAddr]) -> Result<Session> {
-        connect_any(self, peer, addrs).await
+        let session = connect_any(self, peer, addrs, false).await?;
+        self.note_app_session(&session);
+        Ok(session)
+    }
+
+    /// [`Self::connect_any`] for a session that carries transfers only (its HELLO says so);
+    /// transfers get theirs through [`Node::transfer_session`].
+    pub(crate) async fn dial_for_transfers(
+        &self,
+        peer: PeerId,
+        addrs: &[SocketAddr],
+    ) -> Result<Session> {
+        connect_any(self, peer, addrs, true).await
     }
 }
 
 /// Connects to `peer` at the first of `addrs` to answer as `peer` (see the module's doc).
-async fn connect_any(node: &Node, peer: PeerId, addrs: &[SocketAddr]) -> Result<Session> {
+async fn connect_any(
+    node: &Node,
+    peer: PeerId,
+    addrs: &[SocketAddr],
+    transfer_only: bool,
+) -> Result<Session> {
     let mut seen = std::collections::HashSet::new();
     let mut pending = addrs
         .iter()
@@ -51,7 +68,7 @@ async fn connect_any(node: &Node, peer: PeerId, addrs: &[SocketAddr]) -> Result<
         let can_start = running.len() < MAX_PARALLEL_DIALS && pending.peek().is_some();
         if can_start && running.is_empty() {
             if let Some(addr) = pending.next() {
-                last_start = start(&mut running, node, peer, addr);
+                last_start = start(&mut running, node, peer, addr, transfer_only);
             }
             continue;
         }
@@ -73,7 +90,7 @@ async fn connect_any(node: &Node, peer: PeerId, addrs: &[SocketAddr]) -> Result<
             }
             () = tokio::time::sleep_until(last_start + DIAL_STAGGER), if can_start => {
                 if let Some(addr) = pending.next() {
-                    last_start = start(&mut running, node, peer, addr);
+                    last_start = start(&mut running, node, peer, addr, transfer_only);
                 }
             }
         }
@@ -86,9 +103,10 @@ fn start(
     node: &Node,
     peer: PeerId,
     addr: SocketAddr,
+    transfer_only: bool,
 ) -> tokio::time::Instant {
     let node = node.clone();
-    running.spawn(async move { node.connect(peer, addr).await });
+    running.spawn(async move { node.connect_with(peer, addr, transfer_only).await });
     tokio::time::Instant::now()
 }
 

@@ -374,6 +374,7 @@ async fn raw_session(h: &Harness) -> Result<(Session, (SendStream, RecvStream)),
             timestamp_ms: crate::session::now_ms(),
             capabilities: Vec::new(),
             listen_addrs: Vec::new(),
+            transfer_only: false,
         };
         let frame = session
             .hello_frame(&h.dialer_identity, &hello)

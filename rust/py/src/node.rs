@@ -106,6 +106,7 @@ impl Node {
             state_dir,
             limits: limits.map(|l| l.0.clone()).unwrap_or_default(),
             accept_sessions,
+            ..NodeConfig::default()
         };
         config.windows.validate().map_err(to_py)?;
         let hello = i6p_core::Hello {
@@ -113,6 +114,7 @@ impl Node {
             timestamp_ms: 0,
             capabilities: config.capabilities.clone(),
             listen_addrs: Vec::new(),
+            transfer_only: false,
         };
         hello
             .validate()

@@ -129,9 +129,12 @@ pub(crate) fn read_range<'py>(
     }
     future(py, async move {
         let t = ticket.0;
-        let session = node.connect_any(t.peer_id, &t.addrs).await.map_err(to_py)?;
+        // A live session to the provider if the node has one (see `Node::transfer_session`).
+        let session = node
+            .transfer_session(t.peer_id, &t.addrs)
+            .await
+            .map_err(to_py)?;
         let result = fetch_range(&session, t.hash, t.size, offset, length, group_log).await;
-        session.close(0, "range done").await;
         Ok(ReadBytesOwned(result.map_err(to_py)?))
     })
 }

@@ -1,9 +1,12 @@
-//! Fetching by ticket: dialing the providers a ticket (or several) names, reconnecting to a
-//! single provider after a dropped connection, and handing the sessions to the round driver.
+//! Fetching by ticket: getting sessions to the providers a ticket (or several) names,
+//! reconnecting to a single provider after a dropped connection, and handing the sessions to
+//! the round driver. Sessions come from [`crate::Node::transfer_session`]: a live one to the
+//! provider when the node has one, so concurrent fetches share one connection per provider.
 
 use super::options::{FetchOptions, FetchOutcome, Progress, ProviderOutcome};
 use super::round::{fetch_from, fetch_to_file};
 use crate::error::{NetError, Result};
+use crate::node::TransferLease;
 use crate::session::Session;
 use i6p_core::codes::ErrorCode;
 use std::path::PathBuf;
@@ -29,7 +32,7 @@ pub async fn fetch_ticket(
     loop {
         let before = progress.done.load(Ordering::Relaxed);
         let attempt = async {
-            let session = node.connect_any(ticket.peer_id, &ticket.addrs).await;
+            let session = node.transfer_session(ticket.peer_id, &ticket.addrs).await;
             let session = match session {
                 Ok(s) => s,
                 Err(e) if !connected => return Err((e, false)),
@@ -46,7 +49,10 @@ pub async fn fetch_ticket(
             )
             .await
             .map_err(|e| session.explain(e));
-            session.close(0, "fetch done").await;
+            if outcome.is_ok() {
+                settle(&[Session::clone(&session)]).await;
+            }
+            // The lease goes with `session`: the connection stays for the next transfer.
             outcome.map_err(|e| (e, true))
         };
         match attempt.await {
@@ -103,10 +109,12 @@ pub async fn fetch_tickets(
         let error = unreachable.into_iter().find_map(|p| p.error);
         return Err(error.unwrap_or_else(|| NetError::Io("no provider reachable".into())));
     }
-    let outcome = fetch_from(&sessions, first.hash, first.size, dest, options, progress).await;
-    for session in &sessions {
-        session.close(0, "fetch done").await;
+    let leased: Vec<Session> = sessions.iter().map(|s| Session::clone(s)).collect();
+    let outcome = fetch_from(&leased, first.hash, first.size, dest, options, progress).await;
+    if outcome.is_ok() {
+        settle(&leased).await;
     }
+    drop(sessions);
     let mut outcome = outcome?;
     outcome.providers.extend(unreachable);
     Ok(outcome)
@@ -119,7 +127,7 @@ pub async fn fetch_tickets(
 async fn dial_all(
     node: &crate::Node,
     tickets: &[&i6p_core::ticket::Ticket],
-) -> Result<(Vec<Session>, Vec<ProviderOutcome>)> {
+) -> Result<(Vec<TransferLease>, Vec<ProviderOutcome>)> {
     let mut dials = tokio::task::JoinSet::new();
     // The fetch's dialing work is bounded too: the addresses are shared out among providers.
     let per_provider = (MAX_DIAL_ADDRS_PER_FETCH / tickets.len()).max(1);
@@ -131,11 +139,11 @@ async fn dial_all(
             .copied()
             .collect::<Vec<_>>();
         let (node, peer) = (node.clone(), ticket.peer_id);
-        dials.spawn(async move { (i, node.connect_any(peer, &addrs).await) });
+        dials.spawn(async move { (i, node.transfer_session(peer, &addrs).await) });
     }
     let started = tokio::time::Instant::now();
     let mut deadline: Option<tokio::time::Instant> = None;
-    let mut dialed: Vec<Option<Result<Session>>> = (0..tickets.len()).map(|_| None).collect();
+    let mut dialed: Vec<Option<Result<TransferLease>>> = (0..tickets.len()).map(|_| None).collect();
     loop {
         let next = match deadline {
             Some(at) => match tokio::time::timeout_at(at, dials.join_next()).await {
@@ -177,6 +185,24 @@ async fn dial_all(
     }
     Ok((sessions, unreachable))
 }
+
+/// Waits one round trip on the sessions of a fetch that succeeded, so the providers have our
+/// last acknowledgements before the fetch returns: their figures of what we received
+/// (`served`) then end at the size even if we exit, or the path goes, at once. Closing the
+/// sessions used to give this; sessions kept for the next transfer stay open. The PINGs go
+/// out together, and a provider that does not answer holds the fetch up for
+/// [`SETTLE_TIMEOUT`] at most.
+async fn settle(sessions: &[Session]) {
+    let mut pings = tokio::task::JoinSet::new();
+    for session in sessions.iter().filter(|s| s.is_usable()) {
+        let session = session.clone();
+        pings.spawn(async move { session.ping().await.map(|_| ()) });
+    }
+    let _ = tokio::time::timeout(SETTLE_TIMEOUT, pings.join_all()).await;
+}
+
+/// The longest [`settle`] waits.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How much longer than the first provider the others have to answer, at least.
 const DIAL_GRACE: Duration = Duration::from_secs(1);

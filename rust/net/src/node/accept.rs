@@ -41,6 +41,21 @@ pub(super) struct AcceptSettings {
     pub(super) early_requests: Arc<AtomicU64>,
     /// Set when the node closes.
     pub(super) closed: Arc<AtomicBool>,
+    /// The node's live sessions, where application sessions are listed for transfers.
+    pub(super) live: Arc<super::reuse::LiveSessions>,
+}
+
+/// The listener's HELLO, stamped and given its addresses for each connection.
+pub(super) fn listener_hello(config: &super::NodeConfig) -> Result<Arc<Hello>> {
+    let hello = Hello {
+        version: i6p_core::PROTOCOL_VERSION,
+        timestamp_ms: 0,
+        capabilities: config.capabilities.clone(),
+        listen_addrs: Vec::new(),
+        transfer_only: false,
+    };
+    hello.validate()?;
+    Ok(Arc::new(hello))
 }
 
 /// Admits incoming connections and completes each in a task of its own, handing finished
@@ -89,6 +104,7 @@ pub(super) async fn accept_loop(
         let identity = identity.clone();
         let (tx, settings) = (tx.clone(), settings.clone());
         let deliver = settings.deliver;
+        let live = settings.live.clone();
         tokio::spawn(async move {
             let mut slot = slot;
             let accepted = accept_one(incoming, &identity, &ours, settings, &mut slot).await;
@@ -101,9 +117,15 @@ pub(super) async fn accept_loop(
                 }
             };
             let conn = session.inner_conn().clone();
+            // A session the peer opened for transfers only is served, never delivered: the
+            // application did not ask for it (and it takes no room in the accept queue).
+            let for_app = !session.transfer_only();
+            if for_app {
+                live.add_app(&session);
+            }
             // Never wait for room: sessions the application does not accept in time are
             // refused, not held half-open.
-            if deliver {
+            if deliver && for_app {
                 if let Err(mpsc::error::TrySendError::Full(session)) = tx.try_send(session) {
                     session.refuse(codes::BUSY, "too many sessions waiting to be accepted");
                 }

@@ -37,6 +37,8 @@ pub struct NodeConfig {
     pub zero_rtt: bool,
     /// Where the listener keeps its resumption tickets across restarts (none: in memory).
     pub state_dir: Option<PathBuf>,
+    /// How long a session dialed for transfers stays open without carrying one.
+    pub transfer_idle: Duration,
 }
 
 impl Default for NodeConfig {
@@ -53,6 +55,7 @@ impl Default for NodeConfig {
             windows: Windows::default(),
             zero_rtt: true,
             state_dir: None,
+            transfer_idle: super::reuse::TRANSFER_IDLE,
         }
     }
 }

@@ -6,11 +6,13 @@
 
 mod accept;
 mod config;
+mod reuse;
 
 use accept::{accept_loop, AcceptSettings};
 use config::tickets_path;
 pub use config::NodeConfig;
 pub(crate) use config::{bind_socket, transport_config};
+pub use reuse::{TransferLease, TRANSFER_IDLE};
 
 use crate::addr;
 use crate::blobs::BlobStore;
@@ -70,6 +72,8 @@ struct NodeInner {
     /// Wakes pending `accept` calls when the node closes.
     shutdown: tokio::sync::Notify,
     accept_task: tokio::task::JoinHandle<()>,
+    /// Live sessions per peer, which transfers reuse.
+    live: Arc<reuse::LiveSessions>,
 }
 
 impl Node {
@@ -105,18 +109,14 @@ impl Node {
         let early_requests = Arc::new(AtomicU64::new(0));
         let connections = Connections::new(config.limits.clone());
         let (tx, rx) = mpsc::channel(config.limits.max_queued_sessions);
-        let hello = Arc::new(Hello {
-            version: PROTOCOL_VERSION,
-            timestamp_ms: 0,
-            capabilities: config.capabilities.clone(),
-            listen_addrs: Vec::new(),
-        });
-        hello.validate()?;
+        let live = reuse::LiveSessions::new(config.transfer_idle);
+        let hello = accept::listener_hello(&config)?;
         let accept_task = tokio::spawn(accept_loop(
             endpoint.clone(),
             identity.clone(),
             hello,
             AcceptSettings {
+                live: live.clone(),
                 timeout: config.handshake_timeout,
                 windows: config.windows,
                 buffers: buffers.clone(),
@@ -151,6 +151,7 @@ impl Node {
                 connections,
                 shutdown: tokio::sync::Notify::new(),
                 accept_task,
+                live,
             }),
         })
     }
@@ -200,8 +201,9 @@ impl Node {
         Ok(addr::reachable_addrs(self.local_addr()?))
     }
 
-    fn hello(&self) -> Result<Hello> {
+    fn hello(&self, transfer_only: bool) -> Result<Hello> {
         Ok(Hello {
+            transfer_only,
             version: PROTOCOL_VERSION,
             timestamp_ms: now_ms(),
             capabilities: self.inner.config.capabilities.clone(),
@@ -228,7 +230,20 @@ impl Node {
     /// the peer until the handshake completes, and the HELLO exchange finishes in the
     /// background (`Session::wait_established`).
     pub async fn connect(&self, peer: PeerId, addr: SocketAddr) -> Result<Session> {
-        let hello = self.hello()?;
+        let session = self.connect_with(peer, addr, false).await?;
+        self.inner.live.add_app(&session);
+        Ok(session)
+    }
+
+    /// [`Self::connect`]; a session for transfers only says so in its HELLO and is not
+    /// listed as an application session (transfers list it themselves).
+    pub(crate) async fn connect_with(
+        &self,
+        peer: PeerId,
+        addr: SocketAddr,
+        transfer_only: bool,
+    ) -> Result<Session> {
+        let hello = self.hello(transfer_only)?;
         let timeout = self.inner.config.handshake_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let late = move || no_session_in_time(addr, timeout);
@@ -539,6 +554,8 @@ impl Node {
         self.inner.accept_task.abort();
         self.inner.shutdown.notify_waiters();
         self.inner.buffers.release();
+        // The endpoint's close below ends them; the table must not keep them (or the socket).
+        drop(self.inner.live.clear());
         // Sessions nobody accepted hold the socket (QUIC connections share it): drop them.
         {
             let mut rx = self.inner.incoming.lock().await;

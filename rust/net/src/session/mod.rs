@@ -385,6 +385,45 @@ impl Session {
         )
     }
 
+    /// False once the session is closing or closed (a CLOSE sent or received, a failed
+    /// 0-RTT handshake, a connection that ended): such a session is never reused.
+    pub fn is_usable(&self) -> bool {
+        self.inner.conn.close_reason().is_none()
+            && self.inner.failure.get().is_none()
+            && self
+                .inner
+                .close
+                .lock()
+                .map(|c| c.is_none())
+                .unwrap_or(false)
+    }
+
+    /// A handle that does not keep the session alive.
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<SessionInner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The session behind a handle from [`Self::downgrade`], if it still exists.
+    pub(crate) fn upgrade(weak: &std::sync::Weak<SessionInner>) -> Option<Self> {
+        weak.upgrade().map(|inner| Self { inner })
+    }
+
+    /// True when both handles are the same session.
+    pub(crate) fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Listener side: whether the dialer opened this session for blob transfers only (its
+    /// HELLO says so). A listener's HELLO has no say.
+    pub fn transfer_only(&self) -> bool {
+        self.inner.role == Role::Listener
+            && self
+                .inner
+                .remote_hello
+                .get()
+                .is_some_and(|h| h.transfer_only)
+    }
+
     /// Waits until the session ends and says why.
     pub async fn closed(&self) -> NetError {
         let e = self.inner.conn.closed().await;

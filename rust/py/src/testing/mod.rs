@@ -53,6 +53,7 @@ fn signed_hello(
         timestamp_ms: 0,
         capabilities: capabilities.unwrap_or_default(),
         listen_addrs: Vec::new(),
+        transfer_only: false,
     };
     session
         .engine()
