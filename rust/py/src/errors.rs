@@ -29,6 +29,8 @@ mod py {
     pyo3::import_exception!(i6p.errors, TransferRefused);
     pyo3::import_exception!(i6p.errors, DestinationExists);
     pyo3::import_exception!(i6p.errors, ErasureError);
+    pyo3::import_exception!(i6p.errors, Unreachable);
+    pyo3::import_exception!(i6p.errors, Timeout);
 }
 
 /// The Python exception for an engine error.
@@ -48,6 +50,9 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
             py::HandshakeError::new_err(msg)
         }
         NetError::InvalidAddress(_) => py::InvalidAddress::new_err(msg),
+        NetError::Unreachable(_) => py::Unreachable::new_err(msg),
+        NetError::Timeout(_) => py::Timeout::new_err(msg),
+        NetError::OwnPeerId(_) => py::InvalidPeerId::new_err(msg),
         NetError::Config(_) | NetError::BadRange(_) => pyo3::exceptions::PyValueError::new_err(msg),
         NetError::NodeClosed => py::NodeClosed::new_err(msg),
         NetError::StreamReset(code) => py::StreamReset::new_err((msg, code)),

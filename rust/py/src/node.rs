@@ -33,6 +33,18 @@ fn seconds(name: &str, value: f64) -> PyResult<Duration> {
         })
 }
 
+/// A liveness period from Python: positive and at least the engine's minimum.
+fn liveness_period(value: f64) -> PyResult<Duration> {
+    let period = seconds("liveness", value)?;
+    if period < i6p_net::session::MIN_LIVENESS {
+        return Err(PyValueError::new_err(format!(
+            "liveness must be at least {} s",
+            i6p_net::session::MIN_LIVENESS.as_secs_f64()
+        )));
+    }
+    Ok(period)
+}
+
 /// Window settings from Python: `None`/"auto" (auto-tuned up to `max_window`), "quinn"
 /// (quinn's defaults) or a fixed size in bytes, as a decimal string.
 pub(crate) fn windows(window: Option<&str>, max_window: Option<u64>) -> PyResult<Windows> {
@@ -68,7 +80,7 @@ impl Node {
 impl Node {
     /// Binds a node; returns an awaitable for it.
     #[staticmethod]
-    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, max_streams=1024, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true))]
+    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, liveness=None, max_streams=1024, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true))]
     #[allow(clippy::too_many_arguments)]
     fn bind<'py>(
         py: Python<'py>,
@@ -78,6 +90,7 @@ impl Node {
         handshake_timeout: f64,
         idle_timeout: f64,
         keep_alive: f64,
+        liveness: Option<f64>,
         max_streams: u32,
         congestion: &str,
         window: Option<&str>,
@@ -93,6 +106,7 @@ impl Node {
             handshake_timeout: seconds("handshake_timeout", handshake_timeout)?,
             idle_timeout: seconds("idle_timeout", idle_timeout)?,
             keep_alive: seconds("keep_alive", keep_alive)?,
+            liveness: liveness.map(liveness_period).transpose()?,
             max_streams,
             congestion: Congestion::parse(congestion).map_err(to_py)?,
             windows: windows(window, max_window)?,

@@ -121,6 +121,7 @@ impl Node {
                 windows: config.windows,
                 buffers: buffers.clone(),
                 max_queued_streams: config.limits.max_queued_streams,
+                liveness: config.liveness,
                 deliver: config.accept_sessions,
                 configs: Arc::new(configs),
                 protocols: protocols.clone(),
@@ -251,6 +252,7 @@ impl Node {
             None => connecting,
         };
         let dialing = self.finish_dial_retrying(connecting, peer, addr, dial, deadline);
+        let dialing = crate::probe::unless_unreachable(peer, addr, dialing);
         let (est, resumed) = tokio::time::timeout_at(deadline, dialing)
             .await
             .map_err(|_| late())??;
@@ -292,13 +294,13 @@ impl Node {
         session.set_early(EARLY_PENDING);
         tokio::spawn(crate::session::dispatch_streams(session.clone()));
         let (node, early) = (self.clone(), session.clone());
+        let (addr, timeout) = (conn.remote_address(), self.inner.config.handshake_timeout);
         tokio::spawn(async move {
             let finish = node.finish_early(&early, accepted, recv, peer, dial, &hello);
+            let finish = crate::probe::unless_unreachable(peer, addr, finish);
             let result = match tokio::time::timeout_at(deadline, finish).await {
                 Ok(r) => r,
-                Err(_) => Err(NetError::Handshake(
-                    "0-rtt session not established in time".into(),
-                )),
+                Err(_) => Err(crate::probe::silent_error(peer, addr, timeout)),
             };
             match result {
                 Ok(()) => node.inner.sessions.remember_key(peer, key),
@@ -372,6 +374,7 @@ impl Node {
             windows: self.inner.config.windows,
             buffers: Some(self.inner.buffers.clone()),
             max_queued_streams: self.inner.config.limits.max_queued_streams,
+            liveness: self.inner.config.liveness,
         }
     }
 
@@ -436,6 +439,9 @@ impl Node {
     /// Sends the first flight of a dial to `peer` at `addr`.
     fn start_dial(&self, peer: PeerId, addr: SocketAddr) -> Result<(quinn::Connecting, u64)> {
         self.ensure_open()?;
+        if peer == self.peer_id() {
+            return Err(NetError::OwnPeerId(peer));
+        }
         let addr = self.dialable(addr)?;
         let dial = self.inner.dials.fetch_add(1, Ordering::Relaxed);
         let name = crate::resume::dial_name(&peer, dial);

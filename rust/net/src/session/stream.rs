@@ -242,7 +242,8 @@ pub(crate) fn read_error(session: &Session, e: quinn::ReadError) -> NetError {
     match e {
         quinn::ReadError::Reset(code) => NetError::StreamReset(code.into_inner()),
         quinn::ReadError::ConnectionLost(c) => session.lost(&c),
-        other => NetError::Stream(other.to_string()),
+        // "0-RTT rejected" on a session whose handshake then failed: say why it failed.
+        other => session.explain(NetError::Stream(other.to_string())),
     }
 }
 
@@ -250,6 +251,6 @@ pub(crate) fn write_error(session: &Session, e: quinn::WriteError) -> NetError {
     match e {
         quinn::WriteError::Stopped(code) => NetError::StreamReset(code.into_inner()),
         quinn::WriteError::ConnectionLost(c) => session.lost(&c),
-        other => NetError::Stream(other.to_string()),
+        other => session.explain(NetError::Stream(other.to_string())),
     }
 }
