@@ -50,7 +50,9 @@ async def spawn(**config: object) -> Peer:
 async def main(config: dict[str, Any]) -> None:
     key = config.get("identity")
     identity = Identity.load(key) if key else Identity.generate()
-    node = await Node.bind(identity, config.get("addr", "[::1]:0"), state_dir=config.get("state_dir"))
+    node = await Node.bind(
+        identity, config.get("addr", "[::1]:0"), state_dir=config.get("state_dir")
+    )
     out: dict[str, Any] = {"peer_id": str(node.peer_id), "port": node.port}
     if config.get("serve"):
         out["ticket"] = str(node.ticket(await node.add_path(config["serve"])))

@@ -64,7 +64,7 @@ async def elapsed(awaitable: Awaitable[object], limit: float = 60) -> tuple[floa
     start = time.monotonic()
     try:
         outcome: object = await asyncio.wait_for(awaitable, limit)
-    except Exception as e:  # noqa: BLE001 - the caller asserts on what it got
+    except Exception as e:  # the caller asserts on what it got
         outcome = e
     return time.monotonic() - start, outcome
 
@@ -230,7 +230,7 @@ async def test_a_killed_peer_is_timed_out_within_the_liveness_period(
     with pytest.raises(ConnectionLost) as later:
         await session.ping()
     assert later.value.code == TIMED_OUT
-    code, reason, by_peer = await session.wait_closed()
+    code, _, by_peer = await session.wait_closed()
     assert code == TIMED_OUT and not by_peer
 
 
@@ -290,9 +290,7 @@ async def test_bad_liveness_and_ping_timeouts_are_value_errors(make_node: NodeFa
 # -- 4. 0-RTT does not prove liveness -------------------------------------------------------
 
 
-async def _known_peer_gone_silent(
-    a: Node, b: Node, relay: UdpRelay
-) -> None:
+async def _known_peer_gone_silent(a: Node, b: Node, relay: UdpRelay) -> None:
     """a holds b's resumption tickets (dialed through the relay), then b goes silent."""
     ours, theirs = await asyncio.wait_for(
         asyncio.gather(a.connect(b.peer_id, relay.addr), b.accept()), 20

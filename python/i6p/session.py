@@ -161,7 +161,8 @@ class Session:
         """Waits for the peer to open a stream."""
         return Stream(await self._core.accept_stream())
 
-    async def ping(self, timeout: float | None = None) -> float:
+    # The bound is kept in the engine, whose error names the peer; asyncio.timeout() works too.
+    async def ping(self, timeout: float | None = None) -> float:  # noqa: ASYNC109
         """Sends a PING and returns the round-trip time in seconds.
 
         With ``timeout`` (seconds), raises ``i6p.errors.Timeout`` (also a ``TimeoutError``)

@@ -46,7 +46,11 @@ pub(crate) async fn unless_unreachable<T>(
 }
 
 /// The error of a dial to `addr` that the network refused with `cause`.
-pub(crate) fn unreachable_error(peer: PeerId, addr: SocketAddr, cause: &std::io::Error) -> NetError {
+pub(crate) fn unreachable_error(
+    peer: PeerId,
+    addr: SocketAddr,
+    cause: &std::io::Error,
+) -> NetError {
     let what = match cause.kind() {
         ErrorKind::ConnectionRefused => "port unreachable",
         ErrorKind::HostUnreachable => "host unreachable",

@@ -135,7 +135,9 @@ impl Session {
     /// without a PONG.
     #[pyo3(signature = (timeout=None))]
     fn ping<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
-        let timeout = timeout.map(|t| positive_seconds("timeout", t)).transpose()?;
+        let timeout = timeout
+            .map(|t| positive_seconds("timeout", t))
+            .transpose()?;
         let s = self.inner.clone();
         future(py, async move {
             let rtt = s.ping_within(timeout).await.map_err(to_py)?;
@@ -224,5 +226,7 @@ pub(crate) fn positive_seconds(name: &str, value: f64) -> PyResult<std::time::Du
     std::time::Duration::try_from_secs_f64(value)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| PyValueError::new_err(format!("{name} must be a positive number of seconds")))
+        .ok_or_else(|| {
+            PyValueError::new_err(format!("{name} must be a positive number of seconds"))
+        })
 }

@@ -195,9 +195,6 @@ fn link_dropped(e: &NetError) -> bool {
     }
     matches!(
         e,
-        NetError::Handshake(_)
-            | NetError::Unreachable(_)
-            | NetError::Busy(_)
-            | NetError::Stream(_)
+        NetError::Handshake(_) | NetError::Unreachable(_) | NetError::Busy(_) | NetError::Stream(_)
     ) || matches!(e, NetError::Refused { code, .. } if ErrorCode::from_u16(*code).is_transient())
 }

@@ -110,3 +110,15 @@ pub(super) fn tickets_path(dir: &std::path::Path, peer: &PeerId) -> Result<PathB
         .map_err(|e| NetError::Io(format!("cannot create state dir {}: {e}", dir.display())))?;
     Ok(dir.join(format!("{peer}.tickets")))
 }
+
+/// The HELLO a node answers dialers with (its capabilities, checked against the bounds).
+pub(super) fn listener_hello(config: &NodeConfig) -> Result<std::sync::Arc<i6p_core::Hello>> {
+    let hello = i6p_core::Hello {
+        version: i6p_core::PROTOCOL_VERSION,
+        timestamp_ms: 0,
+        capabilities: config.capabilities.clone(),
+        listen_addrs: Vec::new(),
+    };
+    hello.validate()?;
+    Ok(std::sync::Arc::new(hello))
+}

@@ -105,13 +105,7 @@ impl Node {
         let early_requests = Arc::new(AtomicU64::new(0));
         let connections = Connections::new(config.limits.clone());
         let (tx, rx) = mpsc::channel(config.limits.max_queued_sessions);
-        let hello = Arc::new(Hello {
-            version: PROTOCOL_VERSION,
-            timestamp_ms: 0,
-            capabilities: config.capabilities.clone(),
-            listen_addrs: Vec::new(),
-        });
-        hello.validate()?;
+        let hello = config::listener_hello(&config)?;
         let accept_task = tokio::spawn(accept_loop(
             endpoint.clone(),
             identity.clone(),

@@ -109,8 +109,9 @@ async fn watch_liveness(session: Session, mut period: watch::Receiver<Option<Dur
         return;
     }
     let weak = Arc::downgrade(&session.inner);
+    // The silence is counted from now: when the peer was last heard of is not known.
+    let mut heard = (session.inner.conn.stats().udp_rx.datagrams, Instant::now());
     drop(session);
-    let mut heard = (0u64, Instant::now());
     loop {
         let Some(current) = *period.borrow_and_update() else {
             if period.changed().await.is_err() {
