@@ -250,10 +250,10 @@ async def test_a_node_liveness_watches_the_sessions_it_accepts(
 async def test_liveness_keeps_a_quiet_live_session(make_node: NodeFactory) -> None:
     """Nothing to send for many liveness periods (and the keep-alive far longer): the
     liveness PINGs keep the session up."""
-    a = await make_node(keep_alive=20.0, liveness=0.3)
+    a = await make_node(keep_alive=20.0, liveness=1.0)
     b = await make_node(keep_alive=20.0)
     ab, ba = await connect_pair(a, b)
-    await asyncio.sleep(3.0)
+    await asyncio.sleep(4.0)
     assert await ab.ping(timeout=10) > 0
     assert await ba.ping(timeout=10) > 0
     ab.set_liveness(None)
