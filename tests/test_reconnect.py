@@ -1,5 +1,5 @@
 """Sessions that outlive their path: a receiver that moves to another socket mid-fetch
-(connection migration), and a provider that goes away and comes back (reconnection)."""
+(connection migration), and a provider that dies and comes back (reconnection)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from i6p import Identity, Node, Ticket
 from i6p.errors import HandshakeError
 
+from . import peer_proc
 from .conftest import NodeFactory, fetch_until
 from .test_transfer import b3_file, write_random
 from .udp_relay import UdpRelay
@@ -43,34 +44,43 @@ async def test_rebinding_the_receiver_mid_fetch_completes_and_verifies(
 
 
 async def test_a_fetch_reconnects_when_its_provider_restarts(tmp_path: Path) -> None:
-    """The provider stops for 2 s and comes back on the same address (same identity and
-    state dir): the fetch reconnects and completes without fetching again the groups it had
-    verified. (Its first attempt starts while the provider is away, so its 0-RTT packets
-    are lost and resent after the handshake: 0-RTT itself is tested in test_resumption.)"""
+    """The provider is killed (a crash: no close said) and comes back 2 s later on the same
+    address (same identity and state dir): the fetch reconnects and completes without
+    fetching again the groups it had verified. The fetcher notices the dead link within its
+    liveness period, and its dials to the dead port fail at once (ICMP), so its attempts are
+    spent on the backoff. (A provider that closes says it is shutting down and is not dialed
+    again: test_liveness. Its 0-RTT packets to the new process are refused and resent after
+    the handshake: 0-RTT itself is tested in test_resumption.)"""
     src, dest = tmp_path / "src", tmp_path / "dest"
     size = 200 * MiB
     expected = write_random(src, size)
-    identity, state = Identity.generate(), tmp_path / "state"
-    provider = await Node.bind(identity, "[::1]:0", state_dir=state)
-    port = provider.port
-    ticket = provider.ticket(await provider.add_path(src))
-    fetcher = await Node.bind(Identity.generate(), "[::1]:0")
+    key = tmp_path / "identity.pem"
+    Identity.generate().save(key)
+    config = {"identity": str(key), "serve": str(src), "state_dir": str(tmp_path / "state")}
+    provider = await peer_proc.spawn(**config)
+    port = provider.info["port"]
+    fetcher = await Node.bind(Identity.generate(), "[::1]:0", liveness=1.0)
     try:
         fetching, seen = await fetch_until(
-            fetcher, ticket, dest, size // 4, group_size=16 << 10, request_size=1 * MiB
+            fetcher,
+            Ticket.parse(provider.info["ticket"]),
+            dest,
+            size // 4,
+            group_size=16 << 10,
+            request_size=1 * MiB,
+            reconnects=10,
         )
-        await provider.close()
+        await provider.kill()
         durable = seen[-1]
         await asyncio.sleep(2.0)
         assert not fetching.done(), "the fetch gave up while the provider was away"
-        provider = await Node.bind(identity, f"[::1]:{port}", state_dir=state)
-        await provider.add_path(src)
+        provider = await peer_proc.spawn(**config, addr=f"[::1]:{port}")
         result = await asyncio.wait_for(fetching, 120)
         assert result.hash == expected and b3_file(dest) == expected
         assert result.bytes_fetched <= size + 16 * MiB, "verified groups were fetched again"
         assert durable < size
     finally:
-        await provider.close()
+        await provider.kill()
         await fetcher.close()
 
 
@@ -78,27 +88,29 @@ async def test_reconnects_are_bounded(make_node: NodeFactory, tmp_path: Path) ->
     src, dest = tmp_path / "src", tmp_path / "dest"
     size = 100 * MiB
     write_random(src, size)
-    provider = await Node.bind(Identity.generate(), "[::1]:0")
-    ticket = provider.ticket(await provider.add_path(src))
-    fetcher = await make_node(handshake_timeout=0.5)
-    fetching, _ = await fetch_until(
-        fetcher,
-        ticket,
-        dest,
-        size // 10,
-        group_size=16 << 10,
-        request_size=1 * MiB,
-        reconnects=2,
-        backoff=0.1,
-    )
-    await provider.close()  # and it never comes back
-    start = time.monotonic()
+    provider = await peer_proc.spawn(serve=str(src))
+    fetcher = await make_node(handshake_timeout=0.5, liveness=1.0)
     try:
-        await asyncio.wait_for(fetching, 30)
-    except HandshakeError:
-        pass
-    else:
-        raise AssertionError("a fetch whose provider is gone must fail")
-    # Two attempts of 0.5 s each, 0.1 s then 0.2 s apart.
-    assert time.monotonic() - start < 10
-    assert not dest.exists()
+        fetching, _ = await fetch_until(
+            fetcher,
+            Ticket.parse(provider.info["ticket"]),
+            dest,
+            size // 10,
+            group_size=16 << 10,
+            request_size=1 * MiB,
+            reconnects=2,
+            backoff=0.1,
+        )
+        await provider.kill()  # and it never comes back
+        start = time.monotonic()
+        try:
+            await asyncio.wait_for(fetching, 30)
+        except HandshakeError:  # Unreachable: its port answers ICMP port unreachable
+            pass
+        else:
+            raise AssertionError("a fetch whose provider is gone must fail")
+        # Noticed within the 1 s liveness period, then two attempts 0.1 s and 0.2 s apart.
+        assert time.monotonic() - start < 10
+        assert not dest.exists()
+    finally:
+        await provider.kill()

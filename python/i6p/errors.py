@@ -43,8 +43,10 @@ __all__ = [
     "StreamError",
     "StreamReset",
     "StreamTooLong",
+    "Timeout",
     "TransferRefused",
     "TransportError",
+    "Unreachable",
 ]
 
 
@@ -61,7 +63,8 @@ class InvalidAddress(I6PError, ValueError):
 
 
 class InvalidPeerId(I6PError, ValueError):
-    """A peer id that is not 64 hex characters (or 32 bytes, or a 32-byte public key)."""
+    """A peer id that is not 64 hex characters (or 32 bytes, or a 32-byte public key), or
+    one that cannot be dialed: this node's own."""
 
 
 class InvalidTicket(I6PError, ValueError):
@@ -100,12 +103,25 @@ class PeerIdMismatch(HandshakeError):
         self.actual = actual
 
 
+class Unreachable(HandshakeError):
+    """The peer could not be reached: the network answered the dial with an ICMP port, host
+    or network unreachable (reported at once, not at the handshake timeout), or a session
+    returned in 0-RTT never heard from its peer. The message names the peer, the address
+    and the cause."""
+
+
+class Timeout(I6PError, TimeoutError):
+    """A wait the caller bounded ran out (``Session.ping(timeout=...)``); the session goes
+    on. A session ended for silence raises ``ConnectionLost`` with code 8 instead."""
+
+
 class ConnectionLost(I6PError):
     """The session ended: closed by either side, timed out, or the node closed."""
 
     def __init__(self, message: str, code: int = 0, reason: str = "", by_peer: bool = False):
         super().__init__(message)
-        #: The close code (0 = normal close).
+        #: The close code (0 = normal close, 3 = node closed, 8 = timed out: the peer was
+        #: silent for the idle timeout or the session's liveness period).
         self.code = code
         #: The reason given by whoever closed, or a description of the failure.
         self.reason = reason

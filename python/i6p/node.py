@@ -73,6 +73,7 @@ class Node:
         handshake_timeout: float = 10.0,
         idle_timeout: float = 30.0,
         keep_alive: float = 5.0,
+        liveness: float | None = None,
         max_streams: int = 1024,
         congestion: str = "cubic",
         window: int | str = "auto",
@@ -107,6 +108,12 @@ class Node:
         for), blob requests per node and per peer, how long a requester may take no data, and
         the read-ahead per request. ``Limits()`` holds the defaults.
 
+        Timeouts (seconds): a dial fails after ``handshake_timeout`` without a session (at
+        once when the network answers ICMP unreachable); a session whose peer is silent for
+        ``idle_timeout`` is lost (code 8, timed out), ``keep_alive`` PINGs keeping live but
+        quiet sessions open; ``liveness`` (off by default) ends every session whose peer is
+        silent that long, sooner than the idle timeout (see ``Session.set_liveness``).
+
         ``accept_sessions=False`` makes a node that only serves: its peers' sessions serve
         their requests and are never queued for ``accept()`` (which then raises
         ``InvalidArgument``, a ``ValueError``). A node that accepts must keep up: past
@@ -120,6 +127,7 @@ class Node:
             handshake_timeout=handshake_timeout,
             idle_timeout=idle_timeout,
             keep_alive=keep_alive,
+            liveness=liveness,
             max_streams=max_streams,
             congestion=congestion,
             window=str(window),
@@ -194,7 +202,16 @@ class Node:
         """Opens a session with ``peer_id`` at ``addr``.
 
         Raises ``PeerIdMismatch`` if the node there has another identity, ``HandshakeError``
-        if no session could be set up in time.
+        if no session could be set up in ``handshake_timeout``, ``Unreachable`` (a
+        ``HandshakeError``) at once when the network answers that nothing listens there
+        (ICMP port, host or network unreachable), and ``InvalidPeerId`` for this node's own
+        PeerId.
+
+        A reconnect to a peer met before returns at once, in 0-RTT, before the peer has
+        answered: it does not prove the peer is alive. If it is not, the first call that
+        needs an answer fails with ``Unreachable`` naming the peer and address (at the
+        handshake timeout, or at once on ICMP unreachable); ``await
+        session.wait_established()`` waits for the proof.
         """
         if isinstance(peer_id, str):
             peer_id = PeerId.parse(peer_id)

@@ -215,9 +215,33 @@ class Session:
         """Waits for the peer to open a stream."""
         return Stream(await self._core.accept_stream())
 
-    async def ping(self) -> float:
-        """Sends a PING and returns the round-trip time in seconds."""
-        return await self._core.ping()
+    # The bound is kept in the engine, whose error names the peer; asyncio.timeout() works too.
+    async def ping(self, timeout: float | None = None) -> float:  # noqa: ASYNC109
+        """Sends a PING and returns the round-trip time in seconds.
+
+        With ``timeout`` (seconds), raises ``i6p.errors.Timeout`` (also a ``TimeoutError``)
+        when no PONG came in that time; the session goes on. Without one, a PING to a peer
+        that died waits until the session ends (the idle timeout, 30 s by default, or the
+        session's ``liveness``) and raises ``ConnectionLost``.
+        """
+        return await self._core.ping(timeout)
+
+    @property
+    def liveness(self) -> float | None:
+        """Seconds of silence after which the session is taken for dead, or ``None``."""
+        return self._core.liveness
+
+    def set_liveness(self, seconds: float | None) -> None:
+        """Ends the session when the peer is silent for ``seconds`` (at least 0.1).
+
+        While the session is quiet, PINGs go out on its control stream (after a quarter of
+        ``seconds`` without anything from the peer); a peer that answers nothing for
+        ``seconds`` is taken for dead: the session is closed locally and pending and later
+        calls raise ``ConnectionLost`` with code 8 ("timed out"). ``None`` turns it off (the
+        QUIC idle timeout still applies). ``Node.bind(liveness=...)`` sets it for every
+        session of a node.
+        """
+        self._core.set_liveness(seconds)
 
     async def close(self, code: int = 0, reason: str = "") -> None:
         """Ends the session; the peer's pending calls raise ``ConnectionLost(code, reason)``.

@@ -23,6 +23,9 @@ pub const UNKNOWN_STREAM_KIND: u32 = 5;
 pub const BUSY: u32 = 6;
 /// Stream reset code: the requester took no data for the request's send timeout.
 pub const SEND_TIMEOUT: u32 = 7;
+/// Close code: the peer was silent for longer than the session allows (QUIC's idle timeout,
+/// or the session's liveness period), so the session was ended locally.
+pub const TIMED_OUT: u32 = 8;
 /// Close or stream reset code: the application abandoned the session or stream: dropped
 /// its last object, or left its `async with` by an exception, without closing (finishing)
 /// it. A partial reply so ended reads as an error at the peer, never as a clean end.
@@ -50,6 +53,7 @@ pub const CLOSE_CODES: &[(u32, &str)] = &[
     (UNKNOWN_STREAM_KIND, "UNKNOWN_STREAM_KIND"),
     (BUSY, "BUSY"),
     (SEND_TIMEOUT, "SEND_TIMEOUT"),
+    (TIMED_OUT, "TIMED_OUT"),
     (ABANDONED, "ABANDONED"),
 ];
 

@@ -4,7 +4,8 @@
 //! are tried, in the order given, at most [`MAX_PARALLEL_DIALS`] at once; the next one starts
 //! when an attempt fails, or [`DIAL_STAGGER`] after the last start while a slot is free
 //! (happy eyeballs). Each attempt sends QUIC Initials for at most the node's handshake
-//! timeout, so a list of black holes costs about `addresses / 2 × handshake_timeout`.
+//! timeout, so a list of black holes costs about `addresses / 2 × handshake_timeout`; an
+//! address the network refuses (ICMP unreachable, see `probe`) fails in a round trip.
 //!
 //! One bad address does not deny the peer: an address that is down, a black hole, or another
 //! node (an attacker's, or a stale address now used by someone else) that proves a different
@@ -53,6 +54,9 @@ async fn connect_any(
     addrs: &[SocketAddr],
     transfer_only: bool,
 ) -> Result<Session> {
+    if peer == node.peer_id() && !node.is_closed() {
+        return Err(NetError::OwnPeerId(peer));
+    }
     let mut seen = std::collections::HashSet::new();
     let mut pending = addrs
         .iter()
@@ -120,7 +124,7 @@ fn telling(e: &NetError) -> u8 {
         | NetError::Core(_)
         | NetError::ConnectionLost { .. }
         | NetError::Busy(_) => 2,
-        NetError::Handshake(_) | NetError::Tls(_) => 1,
+        NetError::Handshake(_) | NetError::Unreachable(_) | NetError::Tls(_) => 1,
         _ => 0,
     }
 }

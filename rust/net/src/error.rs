@@ -47,6 +47,17 @@ pub enum NetError {
     /// The QUIC or TLS handshake failed, or timed out.
     #[error("handshake failed: {0}")]
     Handshake(String),
+    /// The network reported the peer's address unreachable while dialing it (an ICMP error
+    /// answered), or a session returned before its handshake (0-RTT) never heard from the
+    /// peer. The message names the peer, the address and the cause.
+    #[error("{0}")]
+    Unreachable(String),
+    /// A dial named this node's own PeerId.
+    #[error("cannot dial this node's own peer id {0}")]
+    OwnPeerId(PeerId),
+    /// A wait the caller bounded (a ping's timeout, say) ran out; the session goes on.
+    #[error("{0}")]
+    Timeout(String),
     /// The peer refused the connection before any handshake work: it is at its limit of
     /// connections or handshakes in progress (see `Limits`). A later dial may succeed.
     #[error("handshake failed: {0}")]
@@ -210,7 +221,11 @@ pub(crate) fn describe_connection_error(e: &ConnectionError) -> NetError {
             true,
         ),
         ConnectionError::LocallyClosed => lost(0, "closed locally".into(), false),
-        ConnectionError::TimedOut => lost(0, "peer unreachable (idle timeout)".into(), false),
+        ConnectionError::TimedOut => lost(
+            u64::from(i6p_core::codes::TIMED_OUT),
+            "timed out: the peer was silent for the idle timeout".into(),
+            false,
+        ),
         ConnectionError::Reset => lost(0, "connection reset by peer".into(), true),
         ConnectionError::ConnectionClosed(c) => lost(
             u64::from(c.error_code),

@@ -25,6 +25,7 @@ pub mod fetch;
 pub mod fuzzing;
 pub mod limits;
 pub mod node;
+mod probe;
 mod protocols;
 mod resume;
 pub mod session;

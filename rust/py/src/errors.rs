@@ -33,6 +33,8 @@ mod py {
     pyo3::import_exception!(i6p.errors, ErasureError);
     pyo3::import_exception!(i6p.errors, InvalidCode);
     pyo3::import_exception!(i6p.errors, IncompleteRead);
+    pyo3::import_exception!(i6p.errors, Unreachable);
+    pyo3::import_exception!(i6p.errors, Timeout);
 }
 
 /// The Python exception for an engine error.
@@ -58,6 +60,9 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
             py::HandshakeError::new_err(msg)
         }
         NetError::InvalidAddress(_) => py::InvalidAddress::new_err(msg),
+        NetError::Unreachable(_) => py::Unreachable::new_err(msg),
+        NetError::Timeout(_) => py::Timeout::new_err(msg),
+        NetError::OwnPeerId(_) => py::InvalidPeerId::new_err(msg),
         NetError::Config(_) | NetError::BadRange(_) => py::InvalidArgument::new_err(msg),
         NetError::NodeClosed => py::NodeClosed::new_err(msg),
         NetError::StreamReset(code) => py::StreamReset::new_err((msg, code)),

@@ -30,6 +30,18 @@ fn seconds(name: &str, value: f64) -> PyResult<Duration> {
         .ok_or_else(|| invalid_argument(format!("{name} must be a positive number of seconds")))
 }
 
+/// A liveness period from Python: positive and at least the engine's minimum.
+fn liveness_period(value: f64) -> PyResult<Duration> {
+    let period = seconds("liveness", value)?;
+    if period < i6p_net::session::MIN_LIVENESS {
+        return Err(invalid_argument(format!(
+            "liveness must be at least {} s",
+            i6p_net::session::MIN_LIVENESS.as_secs_f64()
+        )));
+    }
+    Ok(period)
+}
+
 /// Window settings from Python: `None`/"auto" (auto-tuned up to `max_window`), "quinn"
 /// (quinn's defaults) or a fixed size in bytes, as a decimal string.
 pub(crate) fn windows(window: Option<&str>, max_window: Option<u64>) -> PyResult<Windows> {
@@ -66,7 +78,7 @@ impl Node {
 impl Node {
     /// Binds a node; returns an awaitable for it.
     #[staticmethod]
-    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true))]
+    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, liveness=None, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true))]
     #[allow(clippy::too_many_arguments)]
     fn bind<'py>(
         py: Python<'py>,
@@ -76,6 +88,7 @@ impl Node {
         handshake_timeout: f64,
         idle_timeout: f64,
         keep_alive: f64,
+        liveness: Option<f64>,
         max_streams: Option<&Bound<'py, PyAny>>,
         congestion: &str,
         window: Option<&str>,
@@ -91,6 +104,7 @@ impl Node {
             handshake_timeout: seconds("handshake_timeout", handshake_timeout)?,
             idle_timeout: seconds("idle_timeout", idle_timeout)?,
             keep_alive: seconds("keep_alive", keep_alive)?,
+            liveness: liveness.map(liveness_period).transpose()?,
             max_streams: match max_streams {
                 Some(n) => int_in("max_streams", n, 0, u32::MAX.into())? as u32,
                 None => NodeConfig::default().max_streams,

@@ -3,7 +3,7 @@
 //! the session is closed with `ABANDONED`.
 
 use crate::codes::close_code;
-use crate::errors::to_py;
+use crate::errors::{invalid_argument, to_py};
 use crate::handoff::AcceptedStream;
 use crate::peer_id::PeerId;
 use crate::runtime::future;
@@ -140,13 +140,34 @@ impl Session {
         })
     }
 
-    /// Round-trip time of one PING/PONG, in seconds.
-    fn ping<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// Round-trip time of one PING/PONG, in seconds; `Timeout` after `timeout` seconds
+    /// without a PONG.
+    #[pyo3(signature = (timeout=None))]
+    fn ping<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        let timeout = timeout
+            .map(|t| positive_seconds("timeout", t))
+            .transpose()?;
         let s = self.inner.clone();
         future(py, async move {
-            let rtt = s.ping().await.map_err(to_py)?;
+            let rtt = s.ping_within(timeout).await.map_err(to_py)?;
             Ok(rtt.as_secs_f64())
         })
+    }
+
+    /// Ends the session (code 8, timed out) when the peer is silent for `seconds`; None
+    /// turns the check off.
+    fn set_liveness(&self, seconds: Option<f64>) -> PyResult<()> {
+        let period = seconds
+            .map(|s| positive_seconds("liveness", s))
+            .transpose()?;
+        let _runtime = crate::runtime::handle().enter();
+        self.inner.set_liveness(period).map_err(to_py)
+    }
+
+    /// The session's liveness period in seconds, or None.
+    #[getter]
+    fn liveness(&self) -> Option<f64> {
+        self.inner.liveness().map(|d| d.as_secs_f64())
     }
 
     /// Closes the session with a code and reason delivered to the peer.
@@ -211,4 +232,12 @@ impl Session {
             format_addr(&self.inner.remote_addr())
         )
     }
+}
+
+/// A positive, finite number of seconds, or an `InvalidArgument` naming `name`.
+pub(crate) fn positive_seconds(name: &str, value: f64) -> PyResult<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| invalid_argument(format!("{name} must be a positive number of seconds")))
 }

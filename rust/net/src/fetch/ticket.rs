@@ -8,7 +8,7 @@ use super::round::{fetch_from, fetch_to_file};
 use crate::error::{NetError, Result};
 use crate::node::TransferLease;
 use crate::session::Session;
-use i6p_core::codes::ErrorCode;
+use i6p_core::codes::{self, ErrorCode};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -212,13 +212,15 @@ const DIAL_GRACE: Duration = Duration::from_secs(1);
 pub const MAX_DIAL_ADDRS_PER_FETCH: usize = 32;
 
 /// Errors after which a new connection may succeed where the old one failed (a provider
-/// that is unavailable or busy may serve a later request).
+/// that is unavailable or busy may serve a later request, one that was killed may restart).
+/// A provider that said it is shutting down (closed with [`codes::NODE_CLOSED`]) is not
+/// dialed again: its close is the answer.
 fn link_dropped(e: &NetError) -> bool {
+    if let NetError::ConnectionLost { code, by_peer, .. } = e {
+        return !(*by_peer && *code == u64::from(codes::NODE_CLOSED));
+    }
     matches!(
         e,
-        NetError::ConnectionLost { .. }
-            | NetError::Handshake(_)
-            | NetError::Busy(_)
-            | NetError::Stream(_)
+        NetError::Handshake(_) | NetError::Unreachable(_) | NetError::Busy(_) | NetError::Stream(_)
     ) || matches!(e, NetError::Refused { code, .. } if ErrorCode::from_u16(*code).is_transient())
 }

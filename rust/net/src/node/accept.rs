@@ -31,6 +31,7 @@ pub(super) struct AcceptSettings {
     pub(super) windows: Windows,
     pub(super) buffers: Arc<SocketBuffers>,
     pub(super) max_queued_streams: usize,
+    pub(super) liveness: Option<Duration>,
     /// Hand sessions to `accept` (see [`super::NodeConfig::accept_sessions`]).
     pub(super) deliver: bool,
     /// Each connection's server config, which charges its tickets to the client's address.
@@ -197,6 +198,7 @@ async fn accept_one(
         windows: settings.windows,
         buffers: Some(settings.buffers),
         max_queued_streams: settings.max_queued_streams,
+        liveness: settings.liveness,
     };
     let session = Session::new(est, false, None);
     watch_handshake(&session, handshake);

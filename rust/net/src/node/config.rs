@@ -21,6 +21,9 @@ pub struct NodeConfig {
     pub idle_timeout: Duration,
     /// Keep-alive interval (keeps NAT and firewall state and detects dead peers).
     pub keep_alive: Duration,
+    /// Every session's liveness period (`Session::set_liveness`): a peer silent this long is
+    /// taken for dead. None: only the idle timeout ends a silent session.
+    pub liveness: Option<Duration>,
     /// Streams the peer may have open at once in each direction.
     pub max_streams: u32,
     /// Bounds on what peers can make the node hold.
@@ -48,6 +51,7 @@ impl Default for NodeConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(5),
+            liveness: None,
             max_streams: 1024,
             limits: Limits::default(),
             accept_sessions: true,

@@ -121,6 +121,7 @@ impl Node {
                 windows: config.windows,
                 buffers: buffers.clone(),
                 max_queued_streams: config.limits.max_queued_streams,
+                liveness: config.liveness,
                 deliver: config.accept_sessions,
                 configs: Arc::new(configs),
                 protocols: protocols.clone(),
@@ -253,19 +254,23 @@ impl Node {
             .zero_rtt
             .then(|| self.inner.sessions.resumable(&peer))
             .flatten();
+        // The probe goes out before the dial's first packet (see `probe`).
+        let probe = crate::probe::Probe::send(self.dial_target(peer, addr)?);
         let (connecting, dial) = self.start_dial(peer, addr)?;
         let connecting = match known {
             Some(key) => match connecting.into_0rtt() {
                 Ok((conn, accepted)) => {
+                    let dial = (dial, probe);
                     return self
                         .early_session(conn, accepted, peer, key, dial, hello, deadline)
-                        .await
+                        .await;
                 }
                 Err(connecting) => connecting,
             },
             None => connecting,
         };
         let dialing = self.finish_dial_retrying(connecting, peer, addr, dial, deadline);
+        let dialing = crate::probe::unless_unreachable(probe, peer, addr, dialing);
         let (est, resumed) = tokio::time::timeout_at(deadline, dialing)
             .await
             .map_err(|_| late())??;
@@ -295,7 +300,7 @@ impl Node {
         accepted: quinn::ZeroRttAccepted,
         peer: PeerId,
         key: i6p_core::PublicKey,
-        dial: u64,
+        (dial, probe): (u64, crate::probe::Probe),
         hello: Hello,
         deadline: tokio::time::Instant,
     ) -> Result<Session> {
@@ -307,13 +312,13 @@ impl Node {
         session.set_early(EARLY_PENDING);
         tokio::spawn(crate::session::dispatch_streams(session.clone()));
         let (node, early) = (self.clone(), session.clone());
+        let (addr, timeout) = (conn.remote_address(), self.inner.config.handshake_timeout);
         tokio::spawn(async move {
             let finish = node.finish_early(&early, accepted, recv, peer, dial, &hello);
+            let finish = crate::probe::unless_unreachable(probe, peer, addr, finish);
             let result = match tokio::time::timeout_at(deadline, finish).await {
                 Ok(r) => r,
-                Err(_) => Err(NetError::Handshake(
-                    "0-rtt session not established in time".into(),
-                )),
+                Err(_) => Err(crate::probe::silent_error(peer, addr, timeout)),
             };
             match result {
                 Ok(()) => node.inner.sessions.remember_key(peer, key),
@@ -387,6 +392,7 @@ impl Node {
             windows: self.inner.config.windows,
             buffers: Some(self.inner.buffers.clone()),
             max_queued_streams: self.inner.config.limits.max_queued_streams,
+            liveness: self.inner.config.liveness,
         }
     }
 
@@ -450,8 +456,7 @@ impl Node {
 
     /// Sends the first flight of a dial to `peer` at `addr`.
     fn start_dial(&self, peer: PeerId, addr: SocketAddr) -> Result<(quinn::Connecting, u64)> {
-        self.ensure_open()?;
-        let addr = self.dialable(addr)?;
+        let addr = self.dial_target(peer, addr)?;
         let dial = self.inner.dials.fetch_add(1, Ordering::Relaxed);
         let name = crate::resume::dial_name(&peer, dial);
         let connecting = self
@@ -503,6 +508,15 @@ impl Node {
     /// that are still unused (listener side).
     pub fn resumption_state(&self) -> (usize, usize) {
         (self.inner.sessions.len(), self.inner.server_sessions.len())
+    }
+
+    /// Where a dial to `peer` at `addr` goes, or why it cannot start.
+    fn dial_target(&self, peer: PeerId, addr: SocketAddr) -> Result<SocketAddr> {
+        self.ensure_open()?;
+        if peer == self.peer_id() {
+            return Err(NetError::OwnPeerId(peer));
+        }
+        self.dialable(addr)
     }
 
     /// On a dual-stack IPv6 socket, IPv4 destinations must be written as IPv4-mapped.

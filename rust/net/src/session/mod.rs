@@ -14,7 +14,9 @@ mod control;
 pub mod dispatch;
 mod handle;
 mod handshake;
+mod liveness;
 pub mod stream;
+pub use liveness::MIN_LIVENESS;
 
 pub(crate) use dispatch::dispatch_streams;
 pub use dispatch::{HandlerFuture, ProtocolHandler, Protocols};
@@ -134,6 +136,8 @@ pub(crate) struct Established {
     pub(crate) buffers: Option<Arc<crate::socket::SocketBuffers>>,
     /// Application streams that may wait for `accept_stream` before new ones are refused.
     pub(crate) max_queued_streams: usize,
+    /// The node's liveness period for its sessions (see `Session::set_liveness`).
+    pub(crate) liveness: Option<Duration>,
 }
 
 impl Session {
@@ -181,6 +185,9 @@ impl Session {
         };
         if !raw {
             session.drain_datagrams();
+            if est.liveness.is_some() {
+                let _ = session.set_liveness(est.liveness);
+            }
         }
         session
     }
@@ -470,7 +477,8 @@ impl Session {
         }
         if let Ok(g) = self.inner.close.lock() {
             if let Some((close, by_peer)) = g.as_ref() {
-                let reason = if *by_peer {
+                // A session this side ended for silence says so, not "closed locally".
+                let reason = if *by_peer || close.code == codes::TIMED_OUT {
                     close.reason.clone()
                 } else {
                     format!("closed locally: {}", close.reason)

@@ -355,6 +355,7 @@ pub(crate) fn read_error(session: &Session, e: quinn::ReadError) -> NetError {
     match e {
         quinn::ReadError::Reset(code) => NetError::StreamReset(code.into_inner()),
         quinn::ReadError::ConnectionLost(c) => session.lost(&c),
+        // "0-RTT rejected" on a session whose handshake then failed: say why it failed.
         other => session.explain(NetError::Stream(other.to_string())),
     }
 }
