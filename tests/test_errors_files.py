@@ -40,6 +40,7 @@ from i6p.errors import (
     PeerIdMismatch,
     PermissionDenied,
     TransferRefused,
+    Unreachable,
 )
 
 from .conftest import NodeFactory, connect_pair, fetch_until
@@ -387,12 +388,12 @@ async def test_permanent_failures_leave_nothing_behind(
     # Not found, peer id mismatch, unreachable.
     unknown = Ticket(ticket.peer_id, ticket.addrs, "ab" * 32, 1000)
     impostor = Ticket(Identity.generate().peer_id, ticket.addrs, ticket.hash, ticket.size)
-    nobody = Ticket(ticket.peer_id, ["[::1]:9"], ticket.hash, ticket.size)
+    # Another identity: transfers to the provider's own PeerId would ride on its live session.
+    nobody = Ticket(Identity.generate().peer_id, ["[::1]:9"], ticket.hash, ticket.size)
     failures: list[tuple[str, type[Exception], Ticket]] = [
         ("not-found", BlobNotFound, unknown),
         ("mismatch", PeerIdMismatch, impostor),
-        # A handshake timeout today; a faster, more precise error may come, still an I6PError.
-        ("unreachable", I6PError, nobody),
+        ("unreachable", Unreachable, nobody),
     ]
     for name, error, bad in failures:
         with pytest.raises(error):

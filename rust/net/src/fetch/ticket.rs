@@ -204,8 +204,10 @@ async fn settle(sessions: &[Session]) {
 /// The longest [`settle`] waits.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How much longer than the first provider the others have to answer, at least.
-const DIAL_GRACE: Duration = Duration::from_secs(1);
+/// How much longer than the first provider the others have to answer, at least: room for
+/// one lost handshake packet's retransmission (quinn's first PTO, from its 333 ms initial RTT
+/// estimate, is about 1 s), so one unlucky loss does not drop a provider.
+const DIAL_GRACE: Duration = Duration::from_secs(2);
 
 /// Addresses a fetch from several providers dials in all, at most (8 providers get 4 each,
 /// of their ticket's up to 16; each provider's are dialed as [`crate::dial`] says).
