@@ -151,10 +151,6 @@ pub struct Progress {
     pub forwarded: AtomicU64,
 }
 
-/// The shortest datagram that can carry a QUIC packet (1-byte header, a packet number and a
-/// 16-byte AEAD tag, with at least 4 bytes to sample for header protection).
-const MIN_QUIC_DATAGRAM: usize = 21;
-
 /// The latest client address, written by the upward thread and read by the downward one.
 #[derive(Debug, Default)]
 struct ClientAddr(Mutex<Option<SocketAddr>>);
@@ -251,12 +247,8 @@ impl Direction {
             if only_from.is_some_and(|a| a.ip() != from.ip() || a.port() != from.port()) {
                 return;
             }
-            // A datagram too short for QUIC (a dialer's one-byte ICMP probe, sent from another
-            // port) is passed on, but is not the client moving: a real path keeps the two flows
-            // apart, and taking it for a move would send the handshake's replies to the probe.
-            let moved = *known_client != Some(from) && datagram.len() >= MIN_QUIC_DATAGRAM;
             if let Some(client) = learn_client {
-                if moved {
+                if *known_client != Some(from) {
                     client.set(from);
                     *known_client = Some(from);
                 }
