@@ -5,12 +5,14 @@ only for transfers never handed to the provider's ``accept()``."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import pytest
 from i6p import Identity, Node, Ticket
 
-from .conftest import NodeFactory, connect_pair, loopback, wait_until
+from .conftest import NodeFactory, connect_pair, fetch_until, loopback, wait_until
+from .impair_relay import ImpairRelay
 from .test_transfer import b3_file, write_random
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -76,6 +78,29 @@ async def test_a_fetch_rides_on_the_application_session(
     # The transfers left the application's session as it was: open and usable.
     await asyncio.wait_for(ours.ping(), 10)
     assert await nothing_accepted(provider)
+
+
+async def test_dropping_the_application_session_waits_for_the_fetch_riding_on_it(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    """The application lets go of its session mid-fetch: the fetch finishes on it (no second
+    dial), and the session is closed as abandoned (code 9) once the fetch is done."""
+    provider, fetcher = await make_node(), await make_node()
+    size = 16 * MiB
+    ((ticket, expected),) = await serve(provider, tmp_path, [size])
+    # At 20 MB/s the fetch takes most of a second, so the drop lands in its middle.
+    async with ImpairRelay(f"[::1]:{provider.port}", rate=20e6, max_seconds=60) as relay:
+        ours, theirs = await asyncio.wait_for(
+            asyncio.gather(fetcher.connect(provider.peer_id, relay.addr), provider.accept()), 20
+        )
+        task, _ = await fetch_until(fetcher, ticket, tmp_path / "dest", size // 8)
+        del ours
+        gc.collect()
+        result = await asyncio.wait_for(task, 60)
+    assert result.hash == expected
+    assert provider.load.admitted == 1, "the drop cut the fetch's session, which dialed again"
+    code, _, by_peer = await asyncio.wait_for(theirs.wait_closed(), 20)
+    assert (code, by_peer) == (9, True)
 
 
 async def test_a_closed_application_session_is_not_reused(

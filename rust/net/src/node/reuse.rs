@@ -14,7 +14,7 @@
 
 use super::Node;
 use crate::error::{NetError, Result};
-use crate::session::{Session, SessionInner};
+use crate::session::{Session, SessionInner, TransferHold};
 use i6p_core::PeerId;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -77,6 +77,8 @@ impl Peer {
 pub struct TransferLease {
     session: Session,
     owner: Option<(Arc<LiveSessions>, PeerId)>,
+    /// On an application session: keeps the application's drop from closing it mid-transfer.
+    _hold: Option<TransferHold>,
 }
 
 impl std::ops::Deref for TransferLease {
@@ -158,9 +160,11 @@ impl LiveSessions {
         let mut peers = self.peers.lock().map_err(|_| poisoned())?;
         let entry = peers.entry(peer).or_default();
         if let Some(session) = entry.live_app() {
+            let hold = Some(session.transfer_hold());
             return Ok(Ok(TransferLease {
                 session,
                 owner: None,
+                _hold: hold,
             }));
         }
         if let Some(owned) = entry.owned.as_mut() {
@@ -169,6 +173,7 @@ impl LiveSessions {
                 return Ok(Ok(TransferLease {
                     session: owned.session.clone(),
                     owner: Some((self.clone(), peer)),
+                    _hold: None,
                 }));
             }
             entry.owned = None;

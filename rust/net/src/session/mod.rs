@@ -20,7 +20,7 @@ pub use liveness::MIN_LIVENESS;
 
 pub(crate) use dispatch::dispatch_streams;
 pub use dispatch::{HandlerFuture, ProtocolHandler, Protocols};
-pub use handle::AppHandle;
+pub use handle::{AppHandle, TransferHold};
 pub(crate) use handshake::{dialer_exchange, listener_exchange};
 
 use crate::error::{describe_connection_error, NetError, Result};
