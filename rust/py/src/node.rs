@@ -7,7 +7,7 @@ use crate::limits::Limits;
 use crate::options::{int_in, FetchOptions};
 use crate::peer_id::PeerId;
 use crate::runtime::future;
-use crate::session::Session;
+use crate::session::{positive_seconds, Session};
 use crate::ticket::Ticket;
 use crate::transfer;
 use i6p_net::addr::{format_addr, parse_addr};
@@ -23,16 +23,9 @@ pub(crate) struct Node {
     identity: i6p_core::Identity,
 }
 
-fn seconds(name: &str, value: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| invalid_argument(format!("{name} must be a positive number of seconds")))
-}
-
 /// A liveness period from Python: positive and at least the engine's minimum.
 fn liveness_period(value: f64) -> PyResult<Duration> {
-    let period = seconds("liveness", value)?;
+    let period = positive_seconds("liveness", value)?;
     if period < i6p_net::session::MIN_LIVENESS {
         return Err(invalid_argument(format!(
             "liveness must be at least {} s",
@@ -101,9 +94,9 @@ impl Node {
         let addr = parse_addr(addr).map_err(to_py)?;
         let config = NodeConfig {
             capabilities: capabilities.unwrap_or_default(),
-            handshake_timeout: seconds("handshake_timeout", handshake_timeout)?,
-            idle_timeout: seconds("idle_timeout", idle_timeout)?,
-            keep_alive: seconds("keep_alive", keep_alive)?,
+            handshake_timeout: positive_seconds("handshake_timeout", handshake_timeout)?,
+            idle_timeout: positive_seconds("idle_timeout", idle_timeout)?,
+            keep_alive: positive_seconds("keep_alive", keep_alive)?,
             liveness: liveness.map(liveness_period).transpose()?,
             max_streams: match max_streams {
                 Some(n) => int_in("max_streams", n, 0, u32::MAX.into())? as u32,
