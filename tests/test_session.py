@@ -29,6 +29,7 @@ async def test_sessions_both_ways_with_capabilities(make_node: NodeFactory) -> N
     assert ab.remote_capabilities == {"side": "b"}
     assert ba.remote_capabilities == {"side": "a", "blobs": "1"}
     assert ab.is_dialer and not ba.is_dialer
+    assert ab.route == ba.route == "direct"
     assert ab.remote_addr == loopback(b)
     assert ba.remote_addr.startswith("[::1]:")
     assert any(addr.endswith(f":{b.port}") for addr in ab.remote_listen_addrs)

@@ -177,6 +177,13 @@ class Session:
         return self._core.is_dialer
 
     @property
+    def route(self) -> str:
+        """How the session's packets travel: ``"direct"`` (a dial to a known address),
+        ``"punched"`` (a coordinated simultaneous open) or ``"relayed"`` (through a relay that
+        sees only PeerIds and ciphertext)."""
+        return self._core.route
+
+    @property
     def resumed(self) -> bool:
         """True when the TLS handshake resumed an earlier session (known once it is done)."""
         return self._core.resumed

@@ -77,6 +77,12 @@ impl Session {
         self.inner.observed_addr().map(|a| format_addr(&a))
     }
 
+    /// How the session's packets travel: "direct", "punched" or "relayed".
+    #[getter]
+    fn route(&self) -> &'static str {
+        self.inner.route().as_str()
+    }
+
     /// True when this side dialed.
     #[getter]
     fn is_dialer(&self) -> bool {

@@ -199,6 +199,7 @@ async fn accept_one(
         buffers: Some(settings.buffers),
         max_queued_streams: settings.max_queued_streams,
         liveness: settings.liveness,
+        route: crate::session::Route::Direct,
     };
     let session = Session::new(est, false, None);
     watch_handshake(&session, handshake);

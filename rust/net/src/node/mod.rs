@@ -308,6 +308,7 @@ impl Node {
             buffers: Some(self.inner.buffers.clone()),
             max_queued_streams: self.inner.config.limits.max_queued_streams,
             liveness: self.inner.config.liveness,
+            route: crate::session::Route::Direct,
         }
     }
 

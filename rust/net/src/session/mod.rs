@@ -15,8 +15,10 @@ pub mod dispatch;
 mod handle;
 mod handshake;
 mod liveness;
+mod route;
 pub mod stream;
 pub use liveness::MIN_LIVENESS;
+pub use route::Route;
 
 pub(crate) use dispatch::dispatch_streams;
 pub use dispatch::{HandlerFuture, ProtocolHandler, Protocols};
@@ -108,6 +110,8 @@ pub(crate) struct SessionInner {
     extensions: dispatch::Extensions,
     /// Set once a protocol reads the connection's datagrams (until then they are dropped).
     datagrams_claimed: watch::Sender<bool>,
+    /// How the connection's packets travel (direct, punched, relayed).
+    route: route::RouteCell,
 }
 
 /// No early data on this session.
@@ -138,6 +142,8 @@ pub(crate) struct Established {
     pub(crate) max_queued_streams: usize,
     /// The node's liveness period for its sessions (see `Session::set_liveness`).
     pub(crate) liveness: Option<Duration>,
+    /// The path the connection was made on.
+    pub(crate) route: Route,
 }
 
 impl Session {
@@ -181,6 +187,7 @@ impl Session {
                 protocols: est.protocols,
                 extensions: dispatch::Extensions::default(),
                 datagrams_claimed: watch::channel(false).0,
+                route: route::RouteCell::new(est.route),
             }),
         };
         if !raw {
@@ -190,6 +197,16 @@ impl Session {
             }
         }
         session
+    }
+
+    /// How the session's packets travel between the peers.
+    pub fn route(&self) -> Route {
+        self.inner.route.get()
+    }
+
+    /// Marks the session as made on `route` (a punched or relayed connection).
+    pub(crate) fn set_route(&self, route: Route) {
+        self.inner.route.set(route);
     }
 
     pub(crate) fn set_resumed(&self, resumed: bool) {
