@@ -111,7 +111,7 @@ pub(crate) struct SessionInner {
     /// Set once a protocol reads the connection's datagrams (until then they are dropped).
     datagrams_claimed: watch::Sender<bool>,
     /// How the connection's packets travel (direct, punched, relayed).
-    route: route::RouteCell,
+    route: Route,
 }
 
 /// No early data on this session.
@@ -187,7 +187,7 @@ impl Session {
                 protocols: est.protocols,
                 extensions: dispatch::Extensions::default(),
                 datagrams_claimed: watch::channel(false).0,
-                route: route::RouteCell::new(est.route),
+                route: est.route,
             }),
         };
         if !raw {
@@ -201,12 +201,7 @@ impl Session {
 
     /// How the session's packets travel between the peers.
     pub fn route(&self) -> Route {
-        self.inner.route.get()
-    }
-
-    /// Marks the session as made on `route` (a punched or relayed connection).
-    pub(crate) fn set_route(&self, route: Route) {
-        self.inner.route.set(route);
+        self.inner.route
     }
 
     pub(crate) fn set_resumed(&self, resumed: bool) {
