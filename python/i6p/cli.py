@@ -16,7 +16,16 @@ from . import __version__
 from .errors import I6PError
 from .identity import Identity, default_identity_path
 from .node import Node
-from .transfer import Blob, Collection, CollectionResult, FetchOptions, FetchResult, Ticket
+from .rendezvous import RendezvousLink, connect_through, hold_sessions
+from .transfer import (
+    Blob,
+    Collection,
+    CollectionResult,
+    Contact,
+    FetchOptions,
+    FetchResult,
+    Ticket,
+)
 
 __all__ = ["main"]
 
@@ -108,34 +117,47 @@ async def _send(args: argparse.Namespace) -> int:
         served: Blob | Collection
         if await asyncio.to_thread(Path(args.path).is_dir):
             served = await node.add_dir(args.path)
-            what = f"{served.files} files, {served.bytes} bytes"
         else:
             served = await node.add_path(args.path)
-            what = f"{served.size} bytes, blake3 {served.hash}"
-        size = _size_of(served)
-        ticket = node.ticket(served)
-        show = (sys.stderr.isatty() and not args.json) or args.progress
-        if args.json:
-            info = {"ticket": str(ticket), "hash": served.hash, "size": served.size}
-            if isinstance(served, Collection):
-                info |= {"collection": True, "files": served.files, "bytes": served.bytes}
-            print(json.dumps({**info, "peer_id": str(node.peer_id)}), flush=True)
-        else:
-            print(f"serving {served.path} ({what})", file=sys.stderr)
-            print("fetch it with:  i6p get <ticket>", file=sys.stderr)
-            print(ticket, flush=True)
-        # The bar shows what the furthest peer has acknowledged, not what was queued.
-        bar, update = _progress_bar(show, "acknowledged")
-        with bar:
-            while True:
-                await asyncio.sleep(0.1)
-                acked = _acknowledged(node, served)
-                update(acked, size)
-                if args.once and acked >= size:
-                    break
-        if not args.json:
-            print("one complete transfer done", file=sys.stderr)
-        return 0
+        contacts = [Contact.parse(t) for t in args.rendezvous or []]
+        async with contextlib.AsyncExitStack() as links:
+            for contact in contacts:
+                await links.enter_async_context(RendezvousLink(node, contact))
+            return await _serve(args, node, served, node.ticket(served, rendezvous=contacts))
+
+
+async def _serve(
+    args: argparse.Namespace, node: Node, served: Blob | Collection, ticket: Ticket
+) -> int:
+    """Prints the ticket and serves until interrupted (or one complete transfer)."""
+    size = _size_of(served)
+    what = (
+        f"{served.files} files, {served.bytes} bytes"
+        if isinstance(served, Collection)
+        else f"{served.size} bytes, blake3 {served.hash}"
+    )
+    show = (sys.stderr.isatty() and not args.json) or args.progress
+    if args.json:
+        info = {"ticket": str(ticket), "hash": served.hash, "size": served.size}
+        if isinstance(served, Collection):
+            info |= {"collection": True, "files": served.files, "bytes": served.bytes}
+        print(json.dumps({**info, "peer_id": str(node.peer_id)}), flush=True)
+    else:
+        print(f"serving {served.path} ({what})", file=sys.stderr)
+        print("fetch it with:  i6p get <ticket>", file=sys.stderr)
+        print(ticket, flush=True)
+    # The bar shows what the furthest peer has acknowledged, not what was queued.
+    bar, update = _progress_bar(show, "acknowledged")
+    with bar:
+        while True:
+            await asyncio.sleep(0.1)
+            acked = _acknowledged(node, served)
+            update(acked, size)
+            if args.once and acked >= size:
+                break
+    if not args.json:
+        print("one complete transfer done", file=sys.stderr)
+    return 0
 
 
 def _acknowledged(node: Node, served: Blob | Collection) -> int:
@@ -162,7 +184,8 @@ def _cmd_send(args: argparse.Namespace) -> int:
 # -- get -----------------------------------------------------------------------------------
 
 
-async def _get(args: argparse.Namespace) -> FetchResult | CollectionResult:
+async def _get(args: argparse.Namespace) -> tuple[FetchResult | CollectionResult, str]:
+    """The fetch's result, and the route of the session it rode on."""
     texts, output = list(args.ticket), args.output
     # `i6p get TICKET DEST`: a last word that is not a ticket is where to write.
     if len(texts) > 1 and not texts[-1].strip().lower().startswith("i6p") and output is None:
@@ -180,12 +203,26 @@ async def _get(args: argparse.Namespace) -> FetchResult | CollectionResult:
         window=args.window,
         state_dir=_state_dir(args.identity),
     ) as node:
+        route = "direct"
+        session = None
+        if ticket.rendezvous:
+            # Through a rendezvous node when the provider's addresses do not answer; the
+            # fetch then rides on this session.
+            session = await connect_through(node, ticket)
+            route = session.route
         with bar:
+            result: FetchResult | CollectionResult
             if ticket.collection:
-                return await node.fetch_dir(
+                result = await node.fetch_dir(
                     tickets, dest, progress=update, options=_fetch_options(args)
                 )
-            return await node.fetch(tickets, dest, progress=update, options=_fetch_options(args))
+            else:
+                result = await node.fetch(
+                    tickets, dest, progress=update, options=_fetch_options(args)
+                )
+        if session is not None:
+            await session.close()
+        return result, route
 
 
 def _fetch_options(args: argparse.Namespace) -> FetchOptions:
@@ -201,7 +238,7 @@ def _fetch_options(args: argparse.Namespace) -> FetchOptions:
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
-    result = asyncio.run(_get(args))
+    result, route = asyncio.run(_get(args))
     if isinstance(result, CollectionResult):
         if args.json:
             print(
@@ -211,6 +248,7 @@ def _cmd_get(args: argparse.Namespace) -> int:
                         "files": len(result.files),
                         "size": result.size,
                         "bytes_fetched": result.bytes_fetched,
+                        "route": route,
                     }
                 )
             )
@@ -221,7 +259,7 @@ def _cmd_get(args: argparse.Namespace) -> int:
             )
         return 0
     if args.json:
-        print(json.dumps(result.as_dict()))
+        print(json.dumps(result.as_dict() | {"route": route}))
     elif not args.quiet:
         rate = result.bytes_fetched / result.duration_s if result.duration_s > 0 else 0.0
         resumed = f", {result.bytes_reused} reused" if result.bytes_reused else ""
@@ -230,9 +268,43 @@ def _cmd_get(args: argparse.Namespace) -> int:
             f"{result.bytes_fetched} fetched{resumed} in {result.duration_s:.2f} s "
             f"({rate / 2**20:.1f} MiB/s)"
         )
+        if route != "direct":
+            print(f"route: {route}", file=sys.stderr)
         for peer, why in result.dropped.items():
             print(f"provider {peer} dropped: {why}", file=sys.stderr)
     return 0
+
+
+# -- rendezvous ----------------------------------------------------------------------------
+
+
+async def _rendezvous(args: argparse.Namespace) -> int:
+    identity = _identity(args.identity)
+    async with await Node.bind(
+        identity,
+        args.listen,
+        state_dir=_state_dir(args.identity),
+        coordinate=True,
+        relay=args.relay,
+    ) as node:
+        contact = Contact(node.peer_id, node.local_addrs[:16], relay=args.relay)
+        if args.json:
+            info = {"contact": str(contact), "peer_id": str(node.peer_id), "relay": args.relay}
+            print(json.dumps(info | {"addrs": contact.addrs}), flush=True)
+        else:
+            role = "introduces and relays" if args.relay else "introduces"
+            print(f"rendezvous on {node.local_addr}: {role} peers", file=sys.stderr)
+            print("use it with:  i6p send PATH --rendezvous <contact>", file=sys.stderr)
+            print(contact, flush=True)
+        await hold_sessions(node)
+    return 0
+
+
+def _cmd_rendezvous(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_rendezvous(args))
+    except KeyboardInterrupt:
+        return 130
 
 
 # -- bench ---------------------------------------------------------------------------------
@@ -409,6 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PEERID",
         help="only these peers may fetch (at least one)",
     )
+    p_send.add_argument(
+        "--rendezvous",
+        action="append",
+        metavar="CONTACT",
+        help="keep a session to this rendezvous node (from `i6p rendezvous`) and name it in "
+        "the ticket, so peers behind firewalls or NATs can reach this one (up to 4)",
+    )
     p_send.add_argument("--json", action="store_true", help="print the ticket as JSON")
     p_send.add_argument(
         "--progress", action="store_true", help="acknowledged-bytes bar even when piped"
@@ -458,6 +537,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_get.add_argument("--progress", action="store_true", help="progress bar even when piped")
     p_get.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p_get.set_defaults(func=_cmd_get)
+
+    p_rdv = sub.add_parser(
+        "rendezvous",
+        help="run a node that introduces peers to each other (and relays, with --relay)",
+    )
+    with_identity(p_rdv)
+    p_rdv.add_argument("--listen", default="[::]:6446", help="listen address (default [::]:6446)")
+    p_rdv.add_argument(
+        "--relay",
+        action="store_true",
+        help="also relay end-to-end encrypted traffic when no direct path forms",
+    )
+    p_rdv.add_argument("--json", action="store_true", help="print the contact as JSON")
+    p_rdv.set_defaults(func=_cmd_rendezvous)
 
     p_bench = sub.add_parser(
         "bench",

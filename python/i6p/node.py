@@ -19,6 +19,7 @@ from .transfer import (
     Blob,
     Collection,
     CollectionResult,
+    Contact,
     FetchChanges,
     FetchOptions,
     FetchResult,
@@ -275,12 +276,19 @@ class Node:
                 [PeerId.parse(p) if isinstance(p, str) else p for p in peers]
             )
 
-    def ticket(self, blob: Blob | Collection | str) -> Ticket:
+    def ticket(
+        self, blob: Blob | Collection | str, *, rendezvous: Iterable[Contact] = ()
+    ) -> Ticket:
         """A ticket for a served blob: this node's PeerId and addresses, the hash and size.
-        For a ``Collection`` it is a collection ticket (``ticket.collection``)."""
+        For a ``Collection`` it is a collection ticket (``ticket.collection``). ``rendezvous``
+        names up to 4 nodes (``i6p rendezvous``) through which a requester behind a firewall
+        or NAT can reach this node; keep a session to each so they can introduce you."""
         if isinstance(blob, Collection):
-            return self._core.ticket(blob.hash, collection=True)
-        return self._core.ticket(blob.hash if isinstance(blob, Blob) else blob)
+            ticket = self._core.ticket(blob.hash, collection=True)
+        else:
+            ticket = self._core.ticket(blob.hash if isinstance(blob, Blob) else blob)
+        contacts = list(rendezvous)
+        return ticket.with_rendezvous(contacts) if contacts else ticket
 
     def served_bytes(self, blob: Blob | str) -> int:
         """The most distinct bytes of ``blob`` any one peer acknowledged receiving."""

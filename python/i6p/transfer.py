@@ -16,6 +16,7 @@ __all__ = [
     "Blob",
     "Collection",
     "CollectionResult",
+    "Contact",
     "FecStats",
     "FetchChanges",
     "FetchOptions",
@@ -24,6 +25,7 @@ __all__ = [
 ]
 
 Ticket = _core.Ticket
+Contact = _core.Contact
 #: How a fetch runs: a frozen value whose defaults are the engine's (``FetchOptions()``).
 FetchOptions = _core.FetchOptions
 #: What a completed fetch did (``Node.fetch`` returns it).

@@ -391,6 +391,9 @@ pub fn ticket(data: &[u8]) {
     if let Ok(t) = Ticket::from_bytes(data) {
         assert_eq!(t.to_bytes(), data);
     }
+    if let Ok(c) = crate::contact::Contact::from_bytes(data) {
+        assert_eq!(c.to_bytes(), data);
+    }
     let sealed = ticket::encode_text(&ticket::seal(data.to_vec()));
     if let Ok(all) = ticket::parse_all(&sealed) {
         check_tickets(&all);

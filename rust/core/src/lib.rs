@@ -17,6 +17,7 @@
 
 pub mod codes;
 pub mod collection;
+pub mod contact;
 pub mod erasure;
 pub mod error;
 pub mod fec;

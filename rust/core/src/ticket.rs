@@ -12,7 +12,14 @@
 //!
 //! Kinds 3 and 4 are kinds 1 and 2 for a **collection** (see [`crate::collection`]): the
 //! hash and size are those of its listing. Older tickets (kinds 1 and 2) read as before.
+//!
+//! A ticket may name **rendezvous nodes** through which its provider can be reached from
+//! behind a firewall or NAT (see [`crate::contact`]): its kind then has bit 7 set (0x81 to
+//! 0x84) and `n_contacts:u8 (peer_id:32 flags:u8 n_addrs:u8 address*)*` (1 to
+//! [`MAX_TICKET_CONTACTS`] distinct nodes) follows the body of kinds 1 to 4, before the
+//! checksum. A ticket without them is written with the old kinds, which every version reads.
 
+use crate::contact::{put_contacts, read_contacts, Contact, MAX_TICKET_CONTACTS};
 use crate::error::{CoreError, Result};
 use crate::peer_id::PeerId;
 use crate::wire::{put_socket_addr, Reader};
@@ -25,6 +32,8 @@ const KIND_BLOB: u8 = 1;
 const KIND_PROVIDERS: u8 = 2;
 const KIND_COLLECTION: u8 = 3;
 const KIND_COLLECTION_PROVIDERS: u8 = 4;
+/// Set in the kind byte when rendezvous contacts follow the body.
+const KIND_WITH_CONTACTS: u8 = 0x80;
 /// At most this many provider addresses in a ticket.
 pub const MAX_TICKET_ADDRS: usize = 16;
 /// At most this many providers in a ticket listing several.
@@ -44,6 +53,9 @@ pub struct Ticket {
     pub size: u64,
     /// Whether the blob is a collection's listing (a directory served as one).
     pub collection: bool,
+    /// Nodes that can introduce a requester to the provider, or relay (at most
+    /// [`MAX_TICKET_CONTACTS`]; the same list for every provider of one ticket).
+    pub rendezvous: Vec<Contact>,
 }
 
 fn bad(detail: impl Into<String>) -> CoreError {
@@ -66,7 +78,7 @@ impl Ticket {
         out.extend_from_slice(&self.hash);
         out.extend_from_slice(&self.size.to_be_bytes());
         put_addrs(&mut out, &self.addrs);
-        seal(out)
+        with_contacts(out, &self.rendezvous)
     }
 
     /// Parses the binary form of a one-provider ticket.
@@ -113,6 +125,7 @@ pub fn join(tickets: &[Ticket]) -> Result<String> {
         return Err(bad("the tickets are for different blobs"));
     }
     check_distinct(tickets)?;
+    let contacts = union_contacts(tickets)?;
     let kind = if first.collection {
         KIND_COLLECTION_PROVIDERS
     } else {
@@ -126,7 +139,7 @@ pub fn join(tickets: &[Ticket]) -> Result<String> {
         out.extend_from_slice(t.peer_id.as_bytes());
         put_addrs(&mut out, &t.addrs);
     }
-    let text = encode_text(&seal(out));
+    let text = encode_text(&with_contacts(out, &contacts));
     if text.len() > MAX_TICKET_TEXT {
         return Err(bad(format!(
             "{} characters: too many addresses for one ticket",
@@ -136,8 +149,38 @@ pub fn join(tickets: &[Ticket]) -> Result<String> {
     Ok(text)
 }
 
+/// The rendezvous nodes named by any of `tickets`, each once, in order.
+fn union_contacts(tickets: &[Ticket]) -> Result<Vec<Contact>> {
+    let mut all: Vec<Contact> = Vec::new();
+    for c in tickets.iter().flat_map(|t| &t.rendezvous) {
+        if !all.iter().any(|o| o.peer_id == c.peer_id) {
+            all.push(c.clone());
+        }
+    }
+    if all.len() > MAX_TICKET_CONTACTS {
+        return Err(bad(format!(
+            "{} rendezvous nodes exceed {MAX_TICKET_CONTACTS}",
+            all.len()
+        )));
+    }
+    Ok(all)
+}
+
+/// Sets the kind's contacts bit and appends the contacts (the first
+/// [`MAX_TICKET_CONTACTS`]) when there are any; then the checksum.
+fn with_contacts(mut out: Vec<u8>, contacts: &[Contact]) -> Vec<u8> {
+    if !contacts.is_empty() {
+        out[1] |= KIND_WITH_CONTACTS;
+        put_contacts(
+            &mut out,
+            &contacts[..contacts.len().min(MAX_TICKET_CONTACTS)],
+        );
+    }
+    seal(out)
+}
+
 /// Appends `n_addrs address*` (the first [`MAX_TICKET_ADDRS`]).
-fn put_addrs(out: &mut Vec<u8>, addrs: &[SocketAddr]) {
+pub(crate) fn put_addrs(out: &mut Vec<u8>, addrs: &[SocketAddr]) {
     let addrs = &addrs[..addrs.len().min(MAX_TICKET_ADDRS)];
     out.push(addrs.len() as u8);
     for a in addrs {
@@ -171,7 +214,7 @@ fn check_distinct(tickets: &[Ticket]) -> Result<()> {
 }
 
 /// Reads `n_addrs address*`.
-fn read_addrs(r: &mut Reader<'_>) -> Result<Vec<SocketAddr>> {
+pub(crate) fn read_addrs(r: &mut Reader<'_>) -> Result<Vec<SocketAddr>> {
     let n = usize::from(r.u8()?);
     if n > MAX_TICKET_ADDRS {
         return Err(bad(format!("{n} addresses exceed {MAX_TICKET_ADDRS}")));
@@ -183,17 +226,27 @@ fn read_addrs(r: &mut Reader<'_>) -> Result<Vec<SocketAddr>> {
     Ok(addrs)
 }
 
-/// Parses the binary form of either kind.
-fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
+/// The body of a sealed binary form, once its checksum matches.
+pub(crate) fn unseal<'a>(raw: &'a [u8], what: &'static str) -> Result<&'a [u8]> {
     if raw.len() < 4 {
-        return Err(bad("too short"));
+        return Err(CoreError::Malformed {
+            what,
+            detail: "too short".into(),
+        });
     }
     let (body, sum) = raw.split_at(raw.len() - 4);
     if &blake3::hash(body).as_bytes()[..4] != sum {
-        return Err(bad(
-            "checksum mismatch: the ticket was mistyped or cut short",
-        ));
+        return Err(CoreError::Malformed {
+            what,
+            detail: format!("checksum mismatch: the {what} was mistyped or cut short"),
+        });
     }
+    Ok(body)
+}
+
+/// Parses the binary form of any kind.
+fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
+    let body = unseal(raw, "ticket")?;
     let mut r = Reader::new(body, "ticket");
     let version = r.u8()?;
     if version != VERSION {
@@ -201,7 +254,8 @@ fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
             "version {version} is not supported (this is version 1)"
         )));
     }
-    let kind = r.u8()?;
+    let kind_byte = r.u8()?;
+    let kind = kind_byte & !KIND_WITH_CONTACTS;
     let collection = matches!(kind, KIND_COLLECTION | KIND_COLLECTION_PROVIDERS);
     let tickets = match kind {
         KIND_BLOB | KIND_COLLECTION => {
@@ -215,6 +269,7 @@ fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
                 hash,
                 size,
                 collection,
+                rendezvous: Vec::new(),
             }]
         }
         KIND_PROVIDERS | KIND_COLLECTION_PROVIDERS => {
@@ -236,19 +291,30 @@ fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
                     hash,
                     size,
                     collection,
+                    rendezvous: Vec::new(),
                 });
             }
             check_distinct(&tickets)?;
             tickets
         }
-        kind => return Err(bad(format!("kind {kind} is not a blob ticket"))),
+        _ if kind_byte == crate::contact::KIND_CONTACT => {
+            return Err(bad("this is a rendezvous contact, not a blob ticket"))
+        }
+        _ => return Err(bad(format!("kind {kind_byte} is not a blob ticket"))),
     };
+    let mut tickets = tickets;
+    if kind_byte & KIND_WITH_CONTACTS != 0 {
+        let contacts = read_contacts(&mut r)?;
+        for t in &mut tickets {
+            t.rendezvous = contacts.clone();
+        }
+    }
     r.finish()?;
     Ok(tickets)
 }
 
-/// The bytes of a ticket's text form.
-fn decode_text(text: &str) -> Result<Vec<u8>> {
+/// The bytes of a ticket's (or contact's) text form.
+pub(crate) fn decode_text(text: &str) -> Result<Vec<u8>> {
     let text = text.trim();
     if text.len() > MAX_TICKET_TEXT {
         return Err(bad("longer than any valid ticket"));
@@ -288,6 +354,7 @@ mod tests {
             hash: [7; 32],
             size: 123_456_789,
             collection: false,
+            rendezvous: Vec::new(),
         }
     }
 
@@ -421,5 +488,77 @@ mod tests {
         two.push(0);
         assert!(parse_all(&encode(two)).is_err());
         assert!(parse_all(&"a".repeat(5000)).is_err());
+    }
+
+    fn contact(seed: u8, relay: bool) -> Contact {
+        Contact {
+            peer_id: PeerId::from_public_key(&[seed; 32]),
+            addrs: vec![format!("[2001:db8:ff::{seed}]:7000").parse().unwrap()],
+            relay,
+        }
+    }
+
+    #[test]
+    fn rendezvous_nodes_ride_in_a_new_kind_and_plain_tickets_keep_the_old_ones() {
+        let plain = sample().to_bytes();
+        assert_eq!(plain[1], KIND_BLOB);
+        let via = Ticket {
+            rendezvous: vec![contact(40, true), contact(41, false)],
+            ..sample()
+        };
+        let raw = via.to_bytes();
+        assert_eq!(raw[1], KIND_BLOB | KIND_WITH_CONTACTS);
+        assert_eq!(Ticket::from_bytes(&raw).unwrap(), via);
+        assert_eq!(Ticket::parse(&via.to_string()).unwrap(), via);
+        // Several providers share the list; joining takes the union, each node once.
+        let other = Ticket {
+            rendezvous: vec![contact(41, false), contact(42, true)],
+            ..provider(2)
+        };
+        let joined = parse_all(&join(&[via.clone(), other]).unwrap()).unwrap();
+        let names: Vec<u8> = joined[0]
+            .rendezvous
+            .iter()
+            .map(|c| c.peer_id.as_bytes()[0])
+            .collect();
+        let want: Vec<u8> = [40u8, 41, 42]
+            .iter()
+            .map(|&s| PeerId::from_public_key(&[s; 32]).as_bytes()[0])
+            .collect();
+        assert_eq!(names, want);
+        assert!(joined.iter().all(|t| t.rendezvous == joined[0].rendezvous));
+        let five: Vec<Ticket> = (0..5)
+            .map(|i| Ticket {
+                rendezvous: vec![contact(50 + i, false)],
+                ..provider(60 + i)
+            })
+            .collect();
+        assert!(join(&five).unwrap_err().to_string().contains("rendezvous"));
+    }
+
+    #[test]
+    fn malformed_rendezvous_lists_are_refused() {
+        let body = |n: u8, seeds: &[u8]| {
+            let mut raw = sample().to_bytes();
+            raw.truncate(raw.len() - 4);
+            raw[1] |= KIND_WITH_CONTACTS;
+            raw.push(n);
+            for &s in seeds {
+                contact(s, false).put(&mut raw);
+            }
+            encode_text(&seal(raw))
+        };
+        assert!(Ticket::parse(&body(1, &[7])).is_ok());
+        for (n, seeds) in [
+            (0, &[][..]),
+            (5, &[1, 2, 3, 4, 5][..]),
+            (2, &[7][..]),
+            (2, &[7, 7][..]),
+        ] {
+            assert!(Ticket::parse(&body(n, seeds)).is_err(), "{n} {seeds:?}");
+        }
+        // A contact is not a ticket, and says so.
+        let e = Ticket::parse(&contact(1, true).to_string()).unwrap_err();
+        assert!(e.to_string().contains("contact"), "{e}");
     }
 }

@@ -155,6 +155,7 @@ fn provider(seed: u8) -> Ticket {
         hash: *blake3::hash(b"a blob").as_bytes(),
         size: 123_456_789,
         collection: false,
+        rendezvous: Vec::new(),
     }
 }
 
@@ -342,8 +343,20 @@ fn write_seed_corpus() {
         hash: [0; 32],
         size: 0,
         collection: false,
+        rendezvous: Vec::new(),
     };
     s.write("no-address", bare.to_string().as_bytes());
+    let via = Ticket {
+        rendezvous: vec![i6p_core::contact::Contact {
+            peer_id: PeerId::from_bytes([0x43; 32]),
+            addrs: vec!["[2001:db8:ff::c]:7000".parse().unwrap()],
+            relay: true,
+        }],
+        ..one.clone()
+    };
+    s.write("with-rendezvous", via.to_string().as_bytes());
+    s.write("with-rendezvous-bytes", &via.to_bytes());
+    s.write("contact-bytes", &via.rendezvous[0].to_bytes());
 
     let s = seeds("state");
     // What a download's state file holds with groups 0, 2 and 5 of the blob saved.

@@ -37,6 +37,7 @@ async fn junk_datagrams_do_not_hold_off_the_stall_timeout() {
         hash: blob.hash(),
         size: blob.size(),
         collection: false,
+        rendezvous: Vec::new(),
     };
     let stall = Duration::from_secs(2);
     let options = FetchOptions {

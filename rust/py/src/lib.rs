@@ -6,6 +6,7 @@
 mod buffers;
 mod codes;
 mod collection;
+mod contact;
 mod erasure;
 mod errors;
 mod handoff;
@@ -41,6 +42,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<session::Session>()?;
     m.add_class::<stream::Stream>()?;
     m.add_class::<ticket::Ticket>()?;
+    m.add_class::<contact::Contact>()?;
     m.add_class::<transfer::FetchProgress>()?;
     m.add_class::<options::FetchOptions>()?;
     m.add_class::<results::FetchResult>()?;

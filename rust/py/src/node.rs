@@ -278,6 +278,7 @@ impl Node {
             hash,
             size: blob.size(),
             collection,
+            rendezvous: Vec::new(),
         }))
     }
 

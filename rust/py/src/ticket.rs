@@ -1,5 +1,6 @@
 //! `Ticket`: one copy-pasteable string naming a provider, its addresses and a blob.
 
+use crate::contact::Contact;
 use crate::errors::{core_to_py, invalid_address, invalid_hash, invalid_ticket};
 use crate::peer_id::PeerId;
 use i6p_net::addr::{format_addr, parse_addr};
@@ -17,6 +18,27 @@ fn ticket_error(e: i6p_core::CoreError) -> PyErr {
         }
         other => core_to_py(other),
     }
+}
+
+/// The contacts of a ticket, within the bound, each node once.
+fn contacts(list: &[PyRef<'_, Contact>]) -> PyResult<Vec<i6p_core::contact::Contact>> {
+    let max = i6p_core::contact::MAX_TICKET_CONTACTS;
+    if list.len() > max {
+        return Err(invalid_ticket(format!(
+            "a ticket names at most {max} rendezvous nodes"
+        )));
+    }
+    let mut out: Vec<i6p_core::contact::Contact> = Vec::with_capacity(list.len());
+    for c in list {
+        if out.iter().any(|o| o.peer_id == c.0.peer_id) {
+            return Err(invalid_ticket(format!(
+                "rendezvous node {} is named twice",
+                c.0.peer_id.short()
+            )));
+        }
+        out.push(c.0.clone());
+    }
+    Ok(out)
 }
 
 pub(crate) fn parse_hash(text: &str) -> PyResult<[u8; 32]> {
@@ -43,13 +65,14 @@ pub(crate) fn hash_hex(hash: &[u8; 32]) -> String {
 impl Ticket {
     /// A ticket from its parts (`collection`: the blob is a collection's listing).
     #[new]
-    #[pyo3(signature = (peer_id, addrs, hash, size, collection=false))]
+    #[pyo3(signature = (peer_id, addrs, hash, size, collection=false, rendezvous=Vec::new()))]
     fn new(
         peer_id: PyRef<'_, PeerId>,
         addrs: Vec<String>,
         hash: &str,
         size: u64,
         collection: bool,
+        rendezvous: Vec<PyRef<'_, Contact>>,
     ) -> PyResult<Self> {
         let addrs = addrs
             .iter()
@@ -64,6 +87,7 @@ impl Ticket {
             hash: parse_hash(hash)?,
             size,
             collection,
+            rendezvous: contacts(&rendezvous)?,
         }))
     }
 
@@ -122,6 +146,21 @@ impl Ticket {
         self.0.collection
     }
 
+    /// Rendezvous nodes through which the provider can be reached from behind a firewall or
+    /// NAT (introductions, and relaying where the node offers it).
+    #[getter]
+    fn rendezvous(&self) -> Vec<Contact> {
+        self.0.rendezvous.iter().cloned().map(Contact).collect()
+    }
+
+    /// The same ticket naming `rendezvous` (up to 4 nodes) instead of the ones it named.
+    fn with_rendezvous(&self, rendezvous: Vec<PyRef<'_, Contact>>) -> PyResult<Self> {
+        Ok(Self(i6p_core::ticket::Ticket {
+            rendezvous: contacts(&rendezvous)?,
+            ..self.0.clone()
+        }))
+    }
+
     /// The same provider and addresses for another blob (a file of a collection).
     fn for_blob(&self, hash: &str, size: u64) -> PyResult<Self> {
         Ok(Self(i6p_core::ticket::Ticket {
@@ -138,7 +177,7 @@ impl Ticket {
 
     fn __repr__(&self) -> String {
         format!(
-            "Ticket(peer={}, hash={}, size={}{})",
+            "Ticket(peer={}, hash={}, size={}{}{})",
             self.0.peer_id.short(),
             &hash_hex(&self.0.hash)[..12],
             self.0.size,
@@ -146,6 +185,10 @@ impl Ticket {
                 ", collection"
             } else {
                 ""
+            },
+            match self.0.rendezvous.len() {
+                0 => String::new(),
+                n => format!(", rendezvous={n}"),
             }
         )
     }

@@ -1,0 +1,182 @@
+//! Contacts: how to reach a node that helps two others connect. A *rendezvous* node
+//! introduces peers it has sessions with (coordinated simultaneous open) and, if it opted in,
+//! relays their traffic; `i6p rendezvous` prints its contact, and a ticket may name up to
+//! [`MAX_TICKET_CONTACTS`] of them, through which its provider can be reached.
+//!
+//! Text form: `i6p` + base32 (as tickets) of
+//! `version:u8=1 kind:u8=16 peer_id:32 flags:u8 n_addrs:u8 address* checksum:4`.
+//! `flags` bit 0: the node relays. The other bits are reserved and must be zero, so every
+//! string that parses writes back to the same bytes.
+//!
+//! Addresses are hints, as everywhere: whoever dials a contact verifies its PeerId in TLS.
+
+use crate::error::{CoreError, Result};
+use crate::peer_id::PeerId;
+use crate::ticket::{decode_text, encode_text, put_addrs, read_addrs, seal, unseal};
+use crate::wire::Reader;
+use std::net::SocketAddr;
+
+/// The kind byte of a contact's binary form (tickets use 1 to 4, and 0x81 to 0x84).
+pub const KIND_CONTACT: u8 = 16;
+/// At most this many contacts in one ticket.
+pub const MAX_TICKET_CONTACTS: usize = 4;
+const VERSION: u8 = 1;
+const FLAG_RELAY: u8 = 1;
+
+/// A node that introduces peers, and perhaps relays for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// The node's identity, checked in TLS when it is dialed.
+    pub peer_id: PeerId,
+    /// Where it listens (at most [`crate::ticket::MAX_TICKET_ADDRS`]).
+    pub addrs: Vec<SocketAddr>,
+    /// Whether it relays traffic when no direct path forms.
+    pub relay: bool,
+}
+
+fn bad(detail: impl Into<String>) -> CoreError {
+    CoreError::Malformed {
+        what: "contact",
+        detail: detail.into(),
+    }
+}
+
+impl Contact {
+    /// Appends `peer_id flags n_addrs address*`, the form inside tickets too.
+    pub(crate) fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.peer_id.as_bytes());
+        out.push(if self.relay { FLAG_RELAY } else { 0 });
+        put_addrs(out, &self.addrs);
+    }
+
+    /// Reads what [`Self::put`] wrote.
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self> {
+        let peer_id = PeerId::from_bytes(r.array()?);
+        let flags = r.u8()?;
+        if flags & !FLAG_RELAY != 0 {
+            return Err(bad(format!("unknown flags {flags:#04x}")));
+        }
+        Ok(Self {
+            peer_id,
+            relay: flags & FLAG_RELAY != 0,
+            addrs: read_addrs(r)?,
+        })
+    }
+
+    /// The binary form, checksum included.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![VERSION, KIND_CONTACT];
+        self.put(&mut out);
+        seal(out)
+    }
+
+    /// Parses the binary form.
+    pub fn from_bytes(raw: &[u8]) -> Result<Self> {
+        let body = unseal(raw, "contact")?;
+        let mut r = Reader::new(body, "contact");
+        let version = r.u8()?;
+        if version != VERSION {
+            return Err(bad(format!(
+                "version {version} is not supported (this is version 1)"
+            )));
+        }
+        match r.u8()? {
+            KIND_CONTACT => {}
+            1..=4 | 0x81..=0x84 => return Err(bad("this is a blob ticket, not a contact")),
+            kind => return Err(bad(format!("kind {kind} is not a contact"))),
+        }
+        let contact = Self::read(&mut r)?;
+        r.finish()?;
+        Ok(contact)
+    }
+
+    /// Parses the text form (case-insensitive, surrounding white space ignored).
+    pub fn parse(text: &str) -> Result<Self> {
+        Self::from_bytes(&decode_text(text).map_err(|e| match e {
+            CoreError::Malformed { detail, .. } => bad(detail),
+            other => other,
+        })?)
+    }
+}
+
+impl std::fmt::Display for Contact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&encode_text(&self.to_bytes()))
+    }
+}
+
+/// Appends `n_contacts:u8 contact*` (1 to [`MAX_TICKET_CONTACTS`]; the caller checked).
+pub(crate) fn put_contacts(out: &mut Vec<u8>, contacts: &[Contact]) {
+    out.push(contacts.len() as u8);
+    for c in contacts {
+        c.put(out);
+    }
+}
+
+/// Reads `n_contacts:u8 contact*`: 1 to [`MAX_TICKET_CONTACTS`] distinct nodes.
+pub(crate) fn read_contacts(r: &mut Reader<'_>) -> Result<Vec<Contact>> {
+    let n = usize::from(r.u8()?);
+    if !(1..=MAX_TICKET_CONTACTS).contains(&n) {
+        return Err(bad(format!(
+            "{n} rendezvous nodes (a ticket names 1 to {MAX_TICKET_CONTACTS})"
+        )));
+    }
+    let mut contacts: Vec<Contact> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = Contact::read(r)?;
+        if contacts.iter().any(|o| o.peer_id == c.peer_id) {
+            return Err(bad(format!("{} is named twice", c.peer_id.short())));
+        }
+        contacts.push(c);
+    }
+    Ok(contacts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample(seed: u8, relay: bool) -> Contact {
+        Contact {
+            peer_id: PeerId::from_public_key(&[seed; 32]),
+            addrs: vec![
+                format!("[2001:db8::{seed}]:7000").parse().unwrap(),
+                "203.0.113.3:7000".parse().unwrap(),
+            ],
+            relay,
+        }
+    }
+
+    #[test]
+    fn contacts_round_trip_and_typos_are_caught() {
+        for relay in [false, true] {
+            let c = sample(3, relay);
+            let text = c.to_string();
+            assert!(text.starts_with("i6p"));
+            assert_eq!(
+                Contact::parse(&format!(" {}\n", text.to_uppercase())).unwrap(),
+                c
+            );
+            let mut typo = text.clone();
+            let last = if typo.ends_with('a') { "b" } else { "a" };
+            typo.replace_range(typo.len() - 1.., last);
+            assert!(Contact::parse(&typo).is_err());
+        }
+    }
+
+    #[test]
+    fn a_ticket_is_not_a_contact_and_unknown_flags_are_refused() {
+        let mut body = vec![VERSION, 1];
+        body.extend_from_slice(&[0; 32 + 32 + 8 + 1]);
+        let e = Contact::parse(&encode_text(&seal(body))).unwrap_err();
+        assert!(e.to_string().contains("blob ticket"), "{e}");
+        let mut raw = sample(1, true).to_bytes();
+        raw.truncate(raw.len() - 4);
+        raw[2 + 32] = 0x03;
+        assert!(Contact::from_bytes(&seal(raw))
+            .unwrap_err()
+            .to_string()
+            .contains("unknown flags"));
+        assert!(Contact::parse("").is_err());
+    }
+}
