@@ -218,6 +218,16 @@ class Lab:
         assert h.public_v4, h
         return h.public_v4
 
+    def public_for(self, name: str, seen_from: str) -> str:
+        """``name``'s public address in a family ``seen_from`` has (IPv6 first), in URL form;
+        ``public(name)`` when they share none (a dial then fails: no route)."""
+        target, viewer = self.hosts[name], self.hosts[seen_from]
+        if target.public_v6 and viewer.v6:
+            return f"[{target.public_v6}]"
+        if target.public_v4 and viewer.v4:
+            return target.public_v4
+        return self.public(name)
+
     def agent(self, name: str) -> Agent:
         """The agent process of a host or router namespace, started on first ``run``."""
         if name not in self.agents:
