@@ -66,6 +66,7 @@ from types import TracebackType
 from typing import Literal
 
 from .agent_handle import Agent, AgentError, AgentTimeout
+from .netns import sh
 
 __all__ = ["TOPOLOGIES", "Agent", "AgentError", "AgentTimeout", "Host", "Lab", "Side", "Topology"]
 
@@ -164,17 +165,10 @@ class Host:
     public_v4: str | None
 
 
-def run(cmd: list[str], stdin: str | None = None, timeout: float = 20) -> str:
-    out = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout)
-    if out.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr.strip()}")
-    return out.stdout
-
-
 def remove_stale_namespaces() -> list[str]:
     """Deletes lab namespaces whose creating process is gone (or is this pid, reused)."""
     removed = []
-    for line in run(["ip", "netns", "list"]).splitlines():
+    for line in sh("ip", "netns", "list").splitlines():
         m = re.match(r"(i6p-lab(\d+)-\S+)", line)
         if not m:
             continue
@@ -245,7 +239,7 @@ class Lab:
 
     def exec(self, role: str, *cmd: str, timeout: float = 20) -> str:
         """Runs a command inside a role's namespace (for checks: `nft list ruleset`)."""
-        return run(["ip", "netns", "exec", self.ns(role), *cmd], timeout=timeout)
+        return sh(*cmd, ns=self.ns(role), timeout=timeout)
 
     # -- context managers ----------------------------------------------------------------
 
@@ -291,7 +285,7 @@ class Lab:
         roles = ["inet", "c", "a", "b"] + [
             f"r{s}" for s, kind in (("a", t.a), ("b", t.b)) if kind not in ("open6", "open4")
         ]
-        run(["ip", "-batch", "-"], "".join(f"netns add {self.ns(r)}\n" for r in roles))
+        sh("ip", "-batch", "-", stdin="".join(f"netns add {self.ns(r)}\n" for r in roles))
         self.namespaces = [self.ns(r) for r in roles]
         for role in roles:
             router = role.startswith("r")
@@ -315,7 +309,7 @@ class Lab:
                     f"link add lan netns {self.ns('r' + side)} type veth peer name eth0 "
                     f"netns {self.ns(side)}"
                 )
-        run(["ip", "-batch", "-"], "\n".join(links) + "\n")
+        sh("ip", "-batch", "-", stdin="\n".join(links) + "\n")
         bridge = ["link set lo up", "link set br0 up"]
         bridge += [f"link set dev {role} master br0 up" for role in on_bridge]
         self._batch("inet", bridge)
@@ -326,7 +320,7 @@ class Lab:
         self._route_firewalled_lans(on_bridge)
 
     def _batch(self, role: str, commands: list[str]) -> None:
-        run(["ip", "-n", self.ns(role), "-batch", "-"], "\n".join(commands) + "\n")
+        sh("ip", "-n", self.ns(role), "-batch", "-", stdin="\n".join(commands) + "\n")
 
     @staticmethod
     def _host_on_bridge(v6: str | None, v4: str | None, dev: str = "eth0") -> list[str]:
@@ -370,7 +364,7 @@ class Lab:
             rules += NAT.format(family="ip", flags=" random" if kind == "nat44-edm" else "")
         elif kind == "nat66":
             rules += NAT.format(family="ip6", flags="")
-        run(["ip", "netns", "exec", self.ns(router), "nft", "-f", "-"], rules)
+        sh("nft", "-f", "-", ns=self.ns(router), stdin=rules)
 
     def _route_firewalled_lans(self, on_bridge: list[str]) -> None:
         """Routes each firewalled (not NATed) LAN prefix via its router, from every other

@@ -74,7 +74,7 @@ async def connect(
         "await s.wait_established()\n"
         f"sessions[{target.peer_id!r}] = s\n"
         "{'seconds': time.monotonic() - t0, 'remote': s.remote_addr,\n"
-        " 'route': getattr(s, 'route', 'unavailable')}",
+        " 'route': s.route}",
         timeout=timeout,
     )
     return result

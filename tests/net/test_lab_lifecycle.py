@@ -10,11 +10,12 @@ import sys
 
 import pytest
 
-from .lab import AgentError, AgentTimeout, Lab, run
+from .lab import AgentError, AgentTimeout, Lab
+from .netns import sh
 
 
 def lab_namespaces(prefix: str) -> list[str]:
-    return [line.split()[0] for line in run(["ip", "netns", "list"]).splitlines() if prefix in line]
+    return [line.split()[0] for line in sh("ip", "netns", "list").splitlines() if prefix in line]
 
 
 def alive(pid: int) -> bool:
@@ -52,7 +53,7 @@ def test_namespaces_of_a_killed_run_are_removed() -> None:
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     stale = f"i6p-lab{int(gone.stdout)}-inet"
-    run(["ip", "netns", "add", stale])
+    sh("ip", "netns", "add", stale)
     try:
         with Lab(1):
             assert stale not in lab_namespaces("i6p-lab")

@@ -52,7 +52,7 @@ async def dial(lab: Lab, dialer: Peer, target: Peer, to: str) -> dict[str, Any]:
         "import time\nt0 = time.monotonic()\n"
         "try:\n"
         f"    s = await {dialer.var}.connect({target.peer_id!r}, {addr!r})\n"
-        "    out = {'ok': True, 'route': s.route if hasattr(s, 'route') else None}\n"
+        "    out = {'ok': True, 'route': s.route}\n"
         "except i6p.errors.I6PError as e:\n"
         "    out = {'ok': False, 'type': type(e).__name__, 'message': str(e),\n"
         "           'mro': [c.__name__ for c in type(e).__mro__]}\n"
@@ -81,7 +81,7 @@ async def test_two_open_ipv6_hosts_connect_directly_and_fetch_verified() -> None
         a, b = await fresh_pair(lab, "1")
         served = await serve_blob(b, BLOB)
         session = await connect(a, b, f"[{lab.host('b').v6}]:{b.port}")
-        assert session["route"] in ("direct", "unavailable"), session
+        assert session["route"] == EXPECTED_ROUTE[1], session
         got = await verified_fetch(a, served)
         assert got["bytes_fetched"] == BLOB, got
 
@@ -95,7 +95,7 @@ async def test_a_firewalled_host_dials_an_open_one_but_not_the_reverse() -> None
         a, b = await fresh_pair(lab, "out")
         served = await serve_blob(b, BLOB)
         out = await dial(lab, a, b, "b")
-        assert out["ok"], out
+        assert out["ok"] and out["route"] == EXPECTED_ROUTE[3], out
         got = await verified_fetch(a, served)
         assert got["bytes_fetched"] == BLOB, got
 
