@@ -75,6 +75,9 @@ async def serve(request: dict[str, Any], scope: dict[str, Any], out: TextIO) -> 
         task.cancel()
         reply.update(ok=False, type="AgentTimeout", module="", mro=["AgentTimeout"])
         reply["message"] = f"snippet still running after {timeout} s"
+    elif task.cancelled():  # the snippet cancelled itself
+        reply.update(ok=False, type="CancelledError", module="asyncio", mro=["CancelledError"])
+        reply["message"] = "the snippet was cancelled"
     elif (e := task.exception()) is not None:
         reply.update(ok=False, type=type(e).__name__, module=type(e).__module__)
         reply.update(message=str(e), mro=[c.__name__ for c in type(e).__mro__])

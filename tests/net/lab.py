@@ -166,7 +166,8 @@ class Host:
 
 
 def remove_stale_namespaces() -> list[str]:
-    """Deletes lab namespaces whose creating process is gone (or is this pid, reused)."""
+    """Deletes lab namespaces whose creating process is gone, or that carry this pid while
+    no lab is open in this process (a pid reused after a killed run)."""
     removed = []
     for line in sh("ip", "netns", "list").splitlines():
         m = re.match(r"(i6p-lab(\d+)-\S+)", line)
@@ -193,7 +194,10 @@ def kill_namespace_processes(ns: str) -> None:
 
 
 class Lab:
-    """One topology of ``TOPOLOGIES`` built in fresh namespaces; see the module docstring."""
+    """One topology of ``TOPOLOGIES`` built in fresh namespaces; see the module docstring.
+    A process has one lab open at a time (the namespaces are named after its pid)."""
+
+    _open: Lab | None = None
 
     def __init__(self, topology: int | Topology) -> None:
         self.topology = topology if isinstance(topology, Topology) else TOPOLOGIES[topology]
@@ -244,7 +248,10 @@ class Lab:
     # -- context managers ----------------------------------------------------------------
 
     def __enter__(self) -> Lab:
+        if Lab._open is not None:
+            raise RuntimeError("a lab is already open in this process: close it first")
         started = time.monotonic()
+        Lab._open = self
         try:
             self._build()
         except BaseException:
@@ -276,6 +283,8 @@ class Lab:
             kill_namespace_processes(ns)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
         self.namespaces.clear()
+        if Lab._open is self:
+            Lab._open = None
 
     # -- building ------------------------------------------------------------------------
 

@@ -31,6 +31,8 @@ async def test_agents_die_and_namespaces_go_when_the_lab_closes() -> None:
         assert set(lab_namespaces(lab.prefix)) == {
             lab.ns(r) for r in ("inet", "c", "a", "b", "ra", "rb")
         }
+        with pytest.raises(RuntimeError, match="already open"), Lab(1):
+            pass  # a second lab would clash with this one's namespace names
         pid = await lab.agent("a").run("import os\nos.getpid()")
         assert alive(pid)
     assert not alive(pid)  # killed and reaped
