@@ -93,10 +93,13 @@ async def simultaneous_open(lab: Lab) -> dict[str, list[object]]:
     async def punch(agent: Agent, towards: str) -> list[object]:
         h, p = split(towards)
         got: list[object] = await agent.run(
-            f"sender = asyncio.create_task(q.punch({h!r}, {p}))\n"
-            "got = await q.receive(2.0)\nawait sender\n"
+            # 3 s of punching: the two agents may start up to a second or two apart on a
+            # loaded machine, and the first side's hole must still be open when the
+            # other's packets come.
+            f"sender = asyncio.create_task(q.punch({h!r}, {p}, count=30, gap=0.1))\n"
+            "got = await q.receive(3.5)\nawait sender\n"
             "[s for s, data in got if data.startswith(b'punch')]",
-            timeout=6,
+            timeout=10,
         )
         return got
 
