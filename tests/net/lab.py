@@ -99,24 +99,40 @@ TOPOLOGIES: dict[int, Topology] = {
 BRIDGE_V6 = "2001:db8:ff::/64"
 BRIDGE_V4 = "203.0.113.0/24"
 C_V6, C_V4 = "2001:db8:ff::c", "203.0.113.3"
-# Per side: open host, router WAN, routed or NAT66 LAN, NAT44 LAN (router, host, prefix len).
+
+
+@dataclass(frozen=True)
+class SidePlan:
+    """A side's addresses: as an open host, on its router's WAN, and in its LAN."""
+
+    open6: str
+    open4: str
+    wan6: str
+    wan4: str
+    lan6: str  # a /64: the router is ::1, the host ::2
+    router4: str  # the NAT44 LAN is a /25: the router's and the host's addresses in it
+    host4: str
+
+
 PLAN = {
-    "a": {
-        "open6": "2001:db8:ff::a",
-        "open4": "203.0.113.10",
-        "wan6": "2001:db8:ff::1a",
-        "wan4": "203.0.113.11",
-        "lan6": "2001:db8:a::",
-        "lan4": ("198.51.100.1", "198.51.100.2", "198.51.100.0/25"),
-    },
-    "b": {
-        "open6": "2001:db8:ff::b",
-        "open4": "203.0.113.20",
-        "wan6": "2001:db8:ff::1b",
-        "wan4": "203.0.113.21",
-        "lan6": "2001:db8:b::",
-        "lan4": ("198.51.100.129", "198.51.100.130", "198.51.100.128/25"),
-    },
+    "a": SidePlan(
+        "2001:db8:ff::a",
+        "203.0.113.10",
+        "2001:db8:ff::1a",
+        "203.0.113.11",
+        "2001:db8:a::",
+        "198.51.100.1",
+        "198.51.100.2",
+    ),
+    "b": SidePlan(
+        "2001:db8:ff::b",
+        "203.0.113.20",
+        "2001:db8:ff::1b",
+        "203.0.113.21",
+        "2001:db8:b::",
+        "198.51.100.129",
+        "198.51.100.130",
+    ),
 }
 
 SYSCTLS = (
@@ -343,18 +359,15 @@ class Lab:
     def _build_side(self, side: str, kind: Side) -> None:
         plan = PLAN[side]
         if kind == "open6":
-            self._batch(side, self._host_on_bridge(plan["open6"], None))  # type: ignore[arg-type]
-            v6 = str(plan["open6"])
-            self.hosts[side] = Host(side, self.ns(side), v6, None, v6, None)
+            self._batch(side, self._host_on_bridge(plan.open6, None))
+            self.hosts[side] = Host(side, self.ns(side), plan.open6, None, plan.open6, None)
             return
         if kind == "open4":
-            self._batch(side, self._host_on_bridge(None, plan["open4"]))  # type: ignore[arg-type]
-            v4 = str(plan["open4"])
-            self.hosts[side] = Host(side, self.ns(side), None, v4, None, v4)
+            self._batch(side, self._host_on_bridge(None, plan.open4))
+            self.hosts[side] = Host(side, self.ns(side), None, plan.open4, None, plan.open4)
             return
         router = f"r{side}"
-        wan6, wan4, lan6 = str(plan["wan6"]), str(plan["wan4"]), str(plan["lan6"])
-        r4, h4, _ = plan["lan4"]
+        wan6, wan4, lan6, r4, h4 = plan.wan6, plan.wan4, plan.lan6, plan.router4, plan.host4
         cmds = ["link set lo up", "link set wan up", "link set lan up"]
         host = ["link set lo up", "link set eth0 up"]
         if kind in ("fw6", "nat66"):
@@ -384,7 +397,7 @@ class Lab:
         for side, kind in (("a", t.a), ("b", t.b)):
             if kind != "fw6":
                 continue
-            route = f"route add {PLAN[side]['lan6']}/64 via {PLAN[side]['wan6']}"
+            route = f"route add {PLAN[side].lan6}/64 via {PLAN[side].wan6}"
             for role in on_bridge:
                 if role != f"r{side}":
                     routes.setdefault(role, []).append(route)
