@@ -32,6 +32,7 @@ Every router drops NEW packets from the WAN in its INPUT hook as well as in FORW
 router accepted a peer's first punch packet addressed to its own WAN address, conntrack would
 confirm an entry for it, and the router's own translation of its host's outgoing packet to
 that peer would then clash with that entry and pick another external port; the punch fails.
+``Lab(n, drop_new_wan_input=False)`` builds the routers without that rule, to show it.
 
 Addresses (``lab.host("a")``): ``v6``/``v4`` are the host's own addresses, ``public_v6``/
 ``public_v4`` what the internet sees (the router's WAN address behind a NAT), ``lab.public(
@@ -141,16 +142,20 @@ SYSCTLS = (
 )
 ROUTER_SYSCTLS = "net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1"
 
-FILTER = """
+FORWARD_FILTER = """
 table inet lab_filter {
   chain forwarding {
     type filter hook forward priority filter; policy drop;
     ct state established,related accept
     iifname "lan" accept
   }
-  # NEW packets from the WAN are dropped here too, not only in forwarding: a peer's punch
-  # packet to our WAN address, if accepted, leaves a confirmed conntrack entry that clashes
-  # with our later translation of the host's packet to that peer (another port is chosen).
+}
+"""
+# NEW packets from the WAN are dropped here too, not only in forwarding: a peer's punch
+# packet to our WAN address, if accepted, leaves a confirmed conntrack entry that clashes
+# with our later translation of the host's packet to that peer (another port is chosen).
+INPUT_FILTER = """
+table inet lab_filter {
   chain inbound {
     type filter hook input priority filter; policy drop;
     icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
@@ -215,8 +220,11 @@ class Lab:
 
     _open: Lab | None = None
 
-    def __init__(self, topology: int | Topology) -> None:
+    def __init__(self, topology: int | Topology, *, drop_new_wan_input: bool = True) -> None:
+        """``drop_new_wan_input=False`` leaves the routers' INPUT hook open (to show why it
+        must not be: NAT44 punching then fails)."""
         self.topology = topology if isinstance(topology, Topology) else TOPOLOGIES[topology]
+        self.drop_new_wan_input = drop_new_wan_input
         self.prefix = f"i6p-lab{os.getpid()}"
         self.namespaces: list[str] = []
         self.hosts: dict[str, Host] = {}
@@ -381,7 +389,7 @@ class Lab:
             self.hosts[side] = Host(side, self.ns(side), None, h4, None, wan4)
         self._batch(router, cmds)
         self._batch(side, host)
-        rules = FILTER
+        rules = FORWARD_FILTER + (INPUT_FILTER if self.drop_new_wan_input else "")
         if kind in ("nat44", "nat44-edm"):
             rules += NAT.format(family="ip", flags=" random" if kind == "nat44-edm" else "")
         elif kind == "nat66":

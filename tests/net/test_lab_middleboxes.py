@@ -9,7 +9,8 @@ address behind a NAT, the host's own behind a firewall); and a second destinatio
 same external port behind endpoint-independent mapping, another one behind
 endpoint-dependent mapping. Then A and B punch at once towards each other's mapping as
 learned from c: that works exactly in the topologies where both sides map independently of
-the endpoint and share an address family.
+the endpoint and share an address family. And the issue's finding, both ways: NAT44 punching works
+only while the routers also drop NEW WAN packets in their INPUT hook.
 """
 
 from __future__ import annotations
@@ -121,3 +122,40 @@ async def test_middleboxes_filter_map_and_punch_as_the_topology_says(number: int
         if works:  # each heard the other from the very mapping c reported
             assert set(punched["a"]) == {punched["mapped"][1]}, punched
             assert set(punched["b"]) == {punched["mapped"][0]}, punched
+
+
+@pytest.mark.parametrize("drop_new_wan_input", [True, False])
+async def test_nat44_punching_needs_the_routers_to_drop_new_wan_packets_on_input(
+    drop_new_wan_input: bool,
+) -> None:
+    """A punches alone first, so its packets reach B's router before B sent anything; only
+    if that router drops them on input (no conntrack entry confirmed) does B's own packet to
+    A keep its mapped port, and the punch work."""
+    async with Lab(4, drop_new_wan_input=drop_new_wan_input) as lab:
+        await start_reflectors(lab.agent("c"))
+        a, b = lab.agent("a"), lab.agent("b")
+        mapped = {}
+        for side, agent in (("a", a), ("b", b)):
+            mapped[side] = await agent.run(
+                "from tests.net import udp_probe as u\nq = u.Probe()\n"
+                f"await q.observe({c_addr(lab, side)!r}, {REFLECTOR})",
+                timeout=5,
+            )
+        ha, pa = split(mapped["a"])
+        hb, pb = split(mapped["b"])
+        await a.run(
+            f"sender = asyncio.create_task(q.punch({hb!r}, {pb}, count=40, gap=0.1))\n"
+            "rx = asyncio.create_task(q.receive(5.0))\nawait asyncio.sleep(0.5)",
+            timeout=5,
+        )
+        got_b = await b.run(
+            f"sender = asyncio.create_task(q.punch({ha!r}, {pa}, count=25, gap=0.1))\n"
+            "got = await q.receive(3.0)\nawait sender\n"
+            "[s for s, data in got if data.startswith(b'punch')]",
+            timeout=10,
+        )
+        got_a = await a.run(
+            "got = await rx\nawait sender\n[s for s, data in got if data.startswith(b'punch')]",
+            timeout=10,
+        )
+        assert (bool(got_a) and bool(got_b)) == drop_new_wan_input, (mapped, got_a, got_b)
