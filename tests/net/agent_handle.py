@@ -42,9 +42,10 @@ class AgentTimeout(AgentError):
 class Agent:
     """A lab agent process in namespace ``ns``; ``await run(code)`` starts it if needed."""
 
-    def __init__(self, ns: str, name: str) -> None:
+    def __init__(self, ns: str, name: str, tmpdir: str | None = None) -> None:
         self.ns = ns
         self.name = name
+        self.tmpdir = tmpdir  # the agent's TMPDIR: its temporary files go where the lab says
         self.proc: asyncio.subprocess.Process | None = None
         self.log = Path(tempfile.gettempdir()) / f"{ns}-agent.log"
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -62,7 +63,11 @@ class Agent:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
                 cwd=REPO,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={
+                    **os.environ,
+                    "PYTHONUNBUFFERED": "1",
+                    **({"TMPDIR": self.tmpdir} if self.tmpdir else {}),
+                },
                 limit=1 << 22,
             )
         finally:

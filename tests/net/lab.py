@@ -60,9 +60,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
@@ -186,20 +189,26 @@ class Host:
     public_v4: str | None
 
 
+def is_stale(pid: int) -> bool:
+    """A lab of this pid is left over: its process is gone, or it is ours (a reused pid;
+    no lab of ours is open while we build one)."""
+    return pid == os.getpid() or not os.path.exists(f"/proc/{pid}")
+
+
 def remove_stale_namespaces() -> list[str]:
-    """Deletes lab namespaces whose creating process is gone, or that carry this pid while
-    no lab is open in this process (a pid reused after a killed run)."""
+    """Deletes lab namespaces (and the agents' temporary directories) of stale labs."""
     removed = []
     for line in sh("ip", "netns", "list").splitlines():
         m = re.match(r"(i6p-lab(\d+)-\S+)", line)
-        if not m:
-            continue
-        pid = int(m.group(2))
-        if pid != os.getpid() and os.path.exists(f"/proc/{pid}"):
+        if not m or not is_stale(int(m.group(2))):
             continue
         kill_namespace_processes(m.group(1))
         subprocess.run(["ip", "netns", "del", m.group(1)], capture_output=True, timeout=20)
         removed.append(m.group(1))
+    for path in Path(tempfile.gettempdir()).glob("i6p-lab*-*"):
+        m = re.match(r"i6p-lab(\d+)-", path.name)
+        if m and path.is_dir() and is_stale(int(m.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
     return removed
 
 
@@ -230,6 +239,7 @@ class Lab:
         self.hosts: dict[str, Host] = {}
         self.agents: dict[str, Agent] = {}
         self.setup_seconds = 0.0
+        self.tmp: str | None = None  # the agents' TMPDIR (blobs, fetched files), removed last
 
     # -- public API ----------------------------------------------------------------------
 
@@ -262,7 +272,9 @@ class Lab:
     def agent(self, name: str) -> Agent:
         """The agent process of a host or router namespace, started on first ``run``."""
         if name not in self.agents:
-            self.agents[name] = Agent(self.ns(name), name)
+            if self.tmp is None:
+                self.tmp = tempfile.mkdtemp(prefix=f"{self.prefix}-")
+            self.agents[name] = Agent(self.ns(name), name, self.tmp)
         return self.agents[name]
 
     def exec(self, role: str, *cmd: str, timeout: float = 20) -> str:
@@ -303,10 +315,14 @@ class Lab:
         """Kills the agents and everything else in the lab's namespaces, then deletes them."""
         for agent in self.agents.values():
             agent.kill()
+            agent.log.unlink(missing_ok=True)  # its tail is in any AgentError already
         for ns in reversed(self.namespaces):
             kill_namespace_processes(ns)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
         self.namespaces.clear()
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
         if Lab._open is self:
             Lab._open = None
 

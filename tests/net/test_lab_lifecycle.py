@@ -5,8 +5,11 @@ timeout with a typed error."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -55,12 +58,16 @@ def test_namespaces_of_a_killed_run_are_removed() -> None:
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     stale = f"i6p-lab{int(gone.stdout)}-inet"
+    leftover = Path(tempfile.gettempdir()) / f"i6p-lab{int(gone.stdout)}-files"
     sh("ip", "netns", "add", stale)
+    leftover.mkdir()
     try:
         with Lab(1):
             assert stale not in lab_namespaces("i6p-lab")
+            assert not leftover.exists()
     finally:
         subprocess.run(["ip", "netns", "del", stale], capture_output=True)
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 async def test_a_snippet_past_its_timeout_is_cancelled_and_reported() -> None:
