@@ -17,6 +17,10 @@ Printed per topology: successes, the routes of the sessions (``session.route``),
 that succeeded on the first attempt, and the connect-to-usable-session time p50/p95 in
 milliseconds and in coordinator-path round trips.
 
+Not measured here yet (they need relays and route upgrades): the relayed fetch rate as a
+ratio to direct, the relay's CPU-s/GB, and the time for a running fetch to move from relayed
+to punched with the bytes fetched twice.
+
 `connect_step` is the one function the reachability work replaces: today it dials b's public
 address directly (what the engine can do); when ``Node.connect`` takes ``via=`` it asks c to
 introduce a to b instead (``node.connect(peer, via=coordinator)``).
@@ -131,6 +135,7 @@ def report(number: int, tries: list[Try]) -> str:
             f"  connect p50 {percentile(ms, 0.5):.1f} ms p95 {percentile(ms, 0.95):.1f} ms"
             f" = {percentile(rtts, 0.5):.1f}/{percentile(rtts, 0.95):.1f} path RTTs"
             f" (path RTT {path_ms:.2f} ms)"
+            f"  fetch p50 {statistics.median(1000 * (x.fetch_s or 0) for x in ok):.0f} ms"
         )
     failures = collections.Counter(e.split(":")[0] for x in tries for e in x.errors)
     if failures:
