@@ -48,6 +48,7 @@ from tests.net.lab_peers import (
     close_node,
     connect,
     connect_via,
+    join,
     ping,
     serve_blob,
     start_node,
@@ -87,7 +88,7 @@ async def one_try(lab: Lab, c: Peer, n: int, args: argparse.Namespace) -> Try:
     try:
         rtts = []
         for side in (a, b):
-            await connect(side, c, f"{lab.public_for('c', seen_from=side.agent.name)}:{c.port}")
+            await join(lab, side, c)
             rtts.append(statistics.median([await ping(side, c) for _ in range(3)]))
         result.path_rtt_s = sum(rtts)
         served = await serve_blob(b, args.size)

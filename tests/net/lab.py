@@ -47,7 +47,7 @@ agent.run(code, timeout=...)`` returns the last expression's JSON value or raise
 killed when the lab closes, and exits by itself when its stdin closes (the test died).
 
 I6P helpers over agents (bind, serve a random blob, connect, connect via a coordinator,
-verified fetch) are in ``tests/net/lab_peers.py``; UDP probes and a reflector in
+verified fetch, join a coordinator) are in ``tests/net/lab_peers.py``; UDP probes and a reflector in
 ``tests/net/udp_probe.py``. Building a topology takes 0.1-0.5 s (one ``ip -batch`` per
 namespace, one ``nft -f`` per router), ``lab.setup_seconds`` says how long it took.
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .agent_handle import Agent
+from .lab import Lab
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,13 @@ async def connect(
         timeout=timeout,
     )
     return result
+
+
+async def join(lab: Lab, peer: Peer, coordinator: Peer) -> dict[str, Any]:
+    """``peer`` opens a session to ``coordinator`` (on c, public and dual-stack) at c's
+    address in a family the peer's host has: the session a coordinated connect rides on."""
+    host = lab.public_for(coordinator.agent.name, seen_from=peer.agent.name)
+    return await connect(peer, coordinator, f"{host}:{coordinator.port}")
 
 
 async def connect_via(

@@ -20,7 +20,15 @@ import i6p
 import pytest
 
 from .lab import TOPOLOGIES, Lab
-from .lab_peers import Peer, connect, connect_via, serve_blob, start_node, verified_fetch
+from .lab_peers import (
+    Peer,
+    connect,
+    connect_via,
+    join,
+    serve_blob,
+    start_node,
+    verified_fetch,
+)
 
 DIAL_TIMEOUT = 2.0  # handshake_timeout of the dials expected to fail
 SLACK = 1.5  # seconds past it a failure may take to surface (a loaded 2-core machine)
@@ -131,7 +139,7 @@ async def test_connect_through_a_coordinator_ends_on_the_expected_route(number: 
         a = await start_node(lab.agent("a"), coordinate=True)
         b = await start_node(lab.agent("b"), coordinate=True)
         for side in (a, b):
-            await connect(side, c, f"{lab.public_for('c', seen_from=side.agent.name)}:{c.port}")
+            await join(lab, side, c)
         served = await serve_blob(b, BLOB)
         session = await connect_via(a, b, c, timeout=20)
         assert session["route"] == EXPECTED_ROUTE[number], session
