@@ -2,16 +2,18 @@
 then a verified fetch of a small blob", with the figures issue 16 asks for. Needs root; not
 part of any test run.
 
-    .venv/bin/python -m benches.reach_lab [--tries 20] [--topologies 1,2,3] [--size 64KiB]
+    .venv/bin/python -m benches.reach_lab [--tries 20] [--topologies 1,2,3] [--size 65536]
         [--attempts 3] [--dial-timeout 2] [--json results.json]
 
-Each try uses fresh nodes on a and b (new identities and ports: no resumption ticket, no
-conntrack state from the try before), each with a session to the node on c, the coordinator.
-The RTT of the coordinator path is measured per try with I6P PINGs on those sessions (the
-median of 3 on each; the lab has no `ping` binary and no netem, so it is the veth's latency
-plus both engines' turnaround): a->c plus c->b. Then `connect_step` is tried up to
-``--attempts`` times; the try succeeds when a session is usable (HELLO exchanged) and the
-blob fetched over it hashes (blake3, computed by both hosts) to what b served.
+b serves and a connects and fetches, except in topology 3, where the open side (b) connects
+to the firewalled one (a): the case connection reversal is for. Each try uses fresh nodes on
+a and b (new identities and ports: no resumption ticket, no conntrack state from the try
+before), each with a session to the node on c, the coordinator. The RTT of the coordinator
+path is measured per try with I6P PINGs on those sessions (the median of 3 on each; the lab
+has no `ping` binary and no netem, so it is the veth's latency plus both engines'
+turnaround): a->c plus c->b. Then `connect_step` is tried up to ``--attempts`` times; the
+try succeeds when a session is usable (HELLO exchanged) and the blob fetched over it hashes
+(blake3, computed by both hosts) to what was served.
 
 Printed per topology: successes, the routes of the sessions (``session.route``), the share
 that succeeded on the first attempt, and the connect-to-usable-session time p50/p95 in
@@ -21,9 +23,9 @@ Not measured here yet (they need relays and route upgrades): the relayed fetch r
 ratio to direct, the relay's CPU-s/GB, and the time for a running fetch to move from relayed
 to punched with the bytes fetched twice.
 
-`connect_step` is the one function the reachability work replaces: today it dials b's public
-address directly (what the engine can do); when ``Node.connect`` takes ``via=`` it asks c to
-introduce a to b instead (``node.connect(peer, via=coordinator)``).
+`connect_step` is the one function the reachability work replaces: today it dials the other
+side's public address directly (what the engine can do); when ``Node.connect`` takes
+``via=`` it asks c to introduce them instead (``node.connect(peer, via=coordinator)``).
 """
 
 from __future__ import annotations
@@ -72,12 +74,15 @@ class Try:
     fetch_s: float | None = None
 
 
-async def connect_step(lab: Lab, a: Peer, b: Peer, c: Peer, dial_s: float) -> dict[str, Any]:
-    """a opens a usable session to b: THE step the reachability work replaces. ``dial_s``
-    is the nodes' handshake timeout (the agent call gets 10 s more)."""
+async def connect_step(
+    lab: Lab, dialer: Peer, target: Peer, c: Peer, dial_s: float
+) -> dict[str, Any]:
+    """``dialer`` opens a usable session to ``target``: THE step the reachability work
+    replaces. ``dial_s`` is the nodes' handshake timeout (the agent call gets 10 s more)."""
     if CAN_PUNCH:
-        return await connect_via(a, b, c, timeout=dial_s + 10)
-    return await connect(a, b, f"{lab.public_for('b', seen_from='a')}:{b.port}", dial_s + 10)
+        return await connect_via(dialer, target, c, timeout=dial_s + 10)
+    host = lab.public_for(target.agent.name, seen_from=dialer.agent.name)
+    return await connect(dialer, target, f"{host}:{target.port}", dial_s + 10)
 
 
 async def one_try(lab: Lab, c: Peer, n: int, args: argparse.Namespace) -> Try:
@@ -91,17 +96,19 @@ async def one_try(lab: Lab, c: Peer, n: int, args: argparse.Namespace) -> Try:
             await join(lab, side, c)
             rtts.append(statistics.median([await ping(side, c) for _ in range(3)]))
         result.path_rtt_s = sum(rtts)
-        served = await serve_blob(b, args.size)
+        # In 3 the open side asks for the firewalled one: the case connection reversal is for.
+        dialer, target = (b, a) if lab.topology.number == 3 else (a, b)
+        served = await serve_blob(target, args.size)
         for attempt in range(1, args.attempts + 1):
             result.attempts = attempt
             try:
-                session = await connect_step(lab, a, b, c, args.dial_timeout)
+                session = await connect_step(lab, dialer, target, c, args.dial_timeout)
             except AgentError as e:
                 result.errors.append(f"{e.type}: {e.remote_message}"[:200])
                 continue
             result.route, result.connect_s = session["route"], session["seconds"]
             try:
-                fetched = await verified_fetch(a, served)
+                fetched = await verified_fetch(dialer, served)
             except (AgentError, AssertionError) as e:  # counted as a failed try, not retried
                 result.errors.append(f"fetch: {e}"[:200])
                 break
@@ -156,7 +163,7 @@ def parse_args() -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace) -> dict[int, list[dict[str, Any]]]:
-    how = "connect(via=c)" if CAN_PUNCH else "plain dial to b's public address"
+    how = "connect(via=c)" if CAN_PUNCH else "plain dial to the other side's public address"
     print(f"# connect step: {how}; {args.tries} tries x up to {args.attempts} attempts")
     records: dict[int, list[dict[str, Any]]] = {}
     for number in (int(n) for n in args.topologies.split(",")):
