@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-def sh(*args: str, ns: str | None = None, timeout: float = 30) -> str:
+def sh(*args: str, ns: str | None = None, timeout: float = 30, stdin: str | None = None) -> str:
+    """Runs a command (inside namespace ``ns`` if given) and returns its output; raises
+    RuntimeError with its stderr if it fails. ``stdin`` feeds `ip -batch -` or `nft -f -`."""
     cmd = ["ip", "netns", "exec", ns, *args] if ns else list(args)
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr.strip()}")
     return out.stdout
