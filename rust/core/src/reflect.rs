@@ -143,7 +143,8 @@ impl Reflector {
         if self.local != Some(local) || self.reporters(addr) == 0 {
             return;
         }
-        self.answers.retain(|(a, h, _)| !(*a == addr && *h == helper));
+        self.answers
+            .retain(|(a, h, _)| !(*a == addr && *h == helper));
         let for_addr = self.answers.iter().filter(|(a, _, _)| *a == addr).count();
         if for_addr >= MAX_HELPERS_PER_ADDR {
             if let Some(i) = self.answers.iter().position(|(a, _, _)| *a == addr) {
