@@ -154,6 +154,14 @@ impl Session {
         })
     }
 
+    /// Asks the peer to dial this node back from another port (at the IP it observes, and
+    /// at `port`, or the port it observes); True when its handshake got through.
+    #[pyo3(signature = (port=None))]
+    fn dial_back<'py>(&self, py: Python<'py>, port: Option<u16>) -> PyResult<Bound<'py, PyAny>> {
+        let s = self.inner.clone();
+        future(py, async move { s.dial_back(port).await.map_err(to_py) })
+    }
+
     /// Ends the session (code 8, timed out) when the peer is silent for `seconds`; None
     /// turns the check off.
     fn set_liveness(&self, seconds: Option<f64>) -> PyResult<()> {
