@@ -17,8 +17,8 @@ from .conftest import NodeFactory, loopback, wait_until
 async def test_two_peers_make_the_address_trusted_and_public(make_node: NodeFactory) -> None:
     a, b, c = await make_node(), await make_node(), await make_node()
     assert a.reachability() == []
-    await a.connect(b.peer_id, loopback(b))
-    await a.connect(c.peer_id, loopback(c))
+    # Held: a session whose last object goes is closed, and a closed one helps no more.
+    sessions = [await a.connect(n.peer_id, loopback(n)) for n in (b, c)]
 
     def firm() -> bool:
         report = a.reachability()
@@ -36,6 +36,7 @@ async def test_two_peers_make_the_address_trusted_and_public(make_node: NodeFact
     assert a.load.admitted == 2
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(a.accept(), 0.5)
+    assert all(s.remote_peer_id in (b.peer_id, c.peer_id) for s in sessions)
 
 
 async def test_one_peer_is_a_hint_and_dial_back_on_demand_says_public(
