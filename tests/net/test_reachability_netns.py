@@ -168,7 +168,18 @@ def ask_behind(lan: str, wan: str, host: str, explicit: bool) -> dict[str, objec
         ids = helpers.stdout.readline()
         assert ids, "the helpers did not start"
         asker = subprocess.run(
-            ["ip", "netns", "exec", lan, sys.executable, "-c", ASKER, host, ids, str(int(explicit))],
+            [
+                "ip",
+                "netns",
+                "exec",
+                lan,
+                sys.executable,
+                "-c",
+                ASKER,
+                host,
+                ids,
+                str(int(explicit)),
+            ],
             capture_output=True,
             text=True,
             timeout=60,

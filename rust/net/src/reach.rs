@@ -1,9 +1,10 @@
 //! What a node knows about its own reachability: the reflections of its sessions (PEER_INFO,
 //! dial-back answers) in a [`Reflector`], and the bounds on dial-backs in flight.
 //!
-//! Every session of a node is linked to its [`Reach`] (a session extension), so the control
-//! task can feed it the PEER_INFO it reads. The link and the PEER_INFO may come in either
-//! order; both paths feed the reflector, and feeding the same report twice changes nothing.
+//! Every session of a node is linked to its [`Reach`] (a session extension) and observed by
+//! it, so the control task feeds it the PEER_INFO it reads. The link and the PEER_INFO may
+//! come in either order (see `session::observe`); feeding the same report twice changes
+//! nothing.
 //!
 //! Once an address becomes trusted (two peers report it), the node asks up to
 //! [`AUTO_HELPERS`] of its reporters that offer dial-back ("dialback" in their HELLO) to
@@ -130,13 +131,17 @@ impl Reach {
         }
     }
 
-    /// Links `session` to this node's reflections and feeds its PEER_INFO if it came first.
+    /// Links `session` to this node's reflections, which hear of its PEER_INFO from now on
+    /// (and of the one it already received).
     pub(crate) fn link(self: &Arc<Self>, session: &Session) {
         let link = session.extension(|_| Arc::new(Link::default()));
         let _ = link.0.set(Arc::downgrade(self));
-        if let Some(observed) = session.observed_addr() {
-            self.observed(session, observed);
-        }
+        let reach = Arc::downgrade(self);
+        session.observe_peer_info(Arc::new(move |session, addr| {
+            if let Some(reach) = reach.upgrade() {
+                reach.observed(session, addr);
+            }
+        }));
     }
 
     /// `session`'s peer observes us at `addr`.
@@ -239,13 +244,6 @@ pub(crate) fn of(session: &Session) -> Option<Arc<Reach>> {
         .0
         .get()
         .and_then(Weak::upgrade)
-}
-
-/// The control task read a PEER_INFO on `session`.
-pub(crate) fn peer_info(session: &Session, addr: SocketAddr) {
-    if let Some(reach) = of(session) {
-        reach.observed(session, addr);
-    }
 }
 
 /// True when the peer's HELLO says it serves dial-back requests.

@@ -79,8 +79,7 @@ struct NodeInner {
 
 impl Node {
     /// Binds a UDP socket at `addr` and starts accepting sessions. Must run inside tokio.
-    pub fn bind(identity: Identity, addr: SocketAddr, config: NodeConfig) -> Result<Self> {
-        let config = reach::offer_dial_back(config);
+    pub fn bind(identity: Identity, addr: SocketAddr, mut config: NodeConfig) -> Result<Self> {
         let tls = TlsIdentity::new(&identity)?;
         let transport = Arc::new(transport_config(&config)?);
         let server_sessions = Arc::new(match &config.state_dir {
@@ -112,12 +111,11 @@ impl Node {
         let connections = Connections::new(config.limits.clone());
         let (tx, rx) = mpsc::channel(config.limits.max_queued_sessions);
         let live = reuse::LiveSessions::new(config.transfer_idle);
-        let reach = reach::start(&identity, &endpoint, &config, &protocols)?;
-        let hello = accept::listener_hello(&config)?;
+        let reach = reach::start(&identity, &endpoint, &mut config, &protocols)?;
         let accept_task = tokio::spawn(accept_loop(
             endpoint.clone(),
             identity.clone(),
-            hello,
+            accept::listener_hello(&config)?,
             AcceptSettings {
                 live: live.clone(),
                 reach: reach.clone(),

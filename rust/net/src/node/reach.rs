@@ -8,25 +8,20 @@ use crate::session::Protocols;
 use i6p_core::Identity;
 use std::sync::Arc;
 
-/// `config` with the dial-back capability announced in HELLO (if there is room for it).
-pub(super) fn offer_dial_back(mut config: NodeConfig) -> NodeConfig {
+/// The node's reflections for the socket of `endpoint`, and the dial-back helper served on
+/// `protocols`, announced in the HELLO of `config` (if there is room for it).
+pub(super) fn start(
+    identity: &Identity,
+    endpoint: &quinn::Endpoint,
+    config: &mut NodeConfig,
+    protocols: &Protocols,
+) -> Result<Arc<Reach>> {
     let caps = &mut config.capabilities;
     if caps.len() < i6p_core::hello::MAX_CAPABILITIES
         && !caps.iter().any(|(k, _)| k == CAPABILITY.0)
     {
         caps.push((CAPABILITY.0.into(), CAPABILITY.1.into()));
     }
-    config
-}
-
-/// The node's reflections for the socket of `endpoint`, and the dial-back helper served on
-/// `protocols`.
-pub(super) fn start(
-    identity: &Identity,
-    endpoint: &quinn::Endpoint,
-    config: &NodeConfig,
-    protocols: &Protocols,
-) -> Result<Arc<Reach>> {
     let reach = Reach::new(
         endpoint.local_addr()?,
         config.limits.max_dial_backs,

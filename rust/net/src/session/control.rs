@@ -160,7 +160,7 @@ pub(super) async fn serve_control(inner: Arc<SessionInner>, mut recv: quinn::Rec
                     if let Ok(mut g) = session.inner.observed_addr.lock() {
                         *g = Some(info.observed_addr);
                     }
-                    crate::reach::peer_info(&session, info.observed_addr);
+                    session.peer_info_observed(info.observed_addr);
                 })
                 .map_err(|e| Some(e.to_string())),
             Some(FrameType::Close) => match Close::decode(&frame.payload) {

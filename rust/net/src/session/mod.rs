@@ -15,6 +15,7 @@ pub mod dispatch;
 mod handle;
 mod handshake;
 mod liveness;
+mod observe;
 pub mod stream;
 pub use liveness::MIN_LIVENESS;
 
