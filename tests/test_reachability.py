@@ -70,6 +70,8 @@ async def test_a_second_dial_back_with_the_same_peer_is_refused_while_one_runs(
             await session.dial_back(port)
         assert refused.value.reason == "busy"
         assert await first is False
+    with pytest.raises(InvalidArgument):
+        await session.dial_back(70000)
 
 
 def test_the_dial_back_bound_is_part_of_the_resource_policy() -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "Limits",
     "Node",
     "PeerId",
+    "Reachability",
     "Session",
     "Stream",
     "Ticket",
