@@ -143,13 +143,17 @@ async fn dial_backs_for_many_peers_are_bounded_by_the_node_limit() {
         max_dial_backs: 2,
         ..Limits::default()
     });
-    let mut asks = tokio::task::JoinSet::new();
-    let mut keep = Vec::new();
+    // Every session first, then every request at once: the two dials hold their slots for
+    // their whole 3 s timeout while the other requests come in.
+    let mut askers = Vec::new();
     for _ in 0..5 {
         let asker = node();
         let session = connect(&asker, &helper).await;
-        let (silent, port) = silent_port();
-        keep.push((asker, silent));
+        askers.push((asker, session, silent_port()));
+    }
+    let mut asks = tokio::task::JoinSet::new();
+    for (_, session, (_, port)) in &askers {
+        let session = session.clone();
         let target: SocketAddr = format!("[::]:{port}").parse().unwrap();
         asks.spawn(async move { session.ask_dial_back(target).await.unwrap().outcome });
     }
