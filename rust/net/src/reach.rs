@@ -3,7 +3,7 @@
 //!
 //! Every session of a node is linked to its [`Reach`] (a session extension) and observed by
 //! it, so the control task feeds it the PEER_INFO it reads. The link and the PEER_INFO may
-//! come in either order (see `session::observe`); feeding the same report twice changes
+//! come in either order (see `session::control`); feeding the same report twice changes
 //! nothing.
 //!
 //! Once an address becomes trusted (two peers report it), the node asks up to

@@ -15,7 +15,6 @@ pub mod dispatch;
 mod handle;
 mod handshake;
 mod liveness;
-mod observe;
 pub mod stream;
 pub use liveness::MIN_LIVENESS;
 
