@@ -53,6 +53,14 @@ async def test_one_peer_is_a_hint_and_dial_back_on_demand_says_public(
     assert (ours.status, ours.reached, ours.trusted) == ("public", 1, False)
     # Not public until two peers agree on the address.
     assert not a.is_public()
+    with pytest.raises(AttributeError):
+        ours.status = "filtered"  # type: ignore[misc]
+    # A new socket: what peers saw of the old one no longer holds.
+    await a.rebind()
+    assert a.reachability() == []
+    assert await session.dial_back() is True
+    [moved] = a.reachability()
+    assert moved.addr == loopback(a) != ours.addr
 
 
 async def test_a_second_dial_back_with_the_same_peer_is_refused_while_one_runs(
