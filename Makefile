@@ -61,7 +61,7 @@ bench: install impair
 # to rust/fuzz/regressions/<target>/. Each target's -max_len is about its largest valid input.
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS ?= frame:8192 hello:4096 control:2048 transfer:17000 group:8192 fec:17100 \
-	shard:4096 ticket:5000 state:4096 collection:65536 journal:8192 provider:2048
+	shard:4096 ticket:5000 state:4096 collection:65536 journal:8192 provider:2048 dialback:512
 FUZZ := nice -n 10 cargo fuzz
 FUZZ_FLAGS := --fuzz-dir rust/fuzz --sanitizer none
 

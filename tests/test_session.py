@@ -26,8 +26,9 @@ async def test_sessions_both_ways_with_capabilities(make_node: NodeFactory) -> N
     b = await make_node(capabilities={"side": "b"})
     ab, ba = await connect_pair(a, b)
     assert ab.remote_peer_id == b.peer_id and ba.remote_peer_id == a.peer_id
-    assert ab.remote_capabilities == {"side": "b"}
-    assert ba.remote_capabilities == {"side": "a", "blobs": "1"}
+    # Every node also offers dial-back (see Node.reachability).
+    assert ab.remote_capabilities == {"side": "b", "dialback": "1"}
+    assert ba.remote_capabilities == {"side": "a", "blobs": "1", "dialback": "1"}
     assert ab.is_dialer and not ba.is_dialer
     assert ab.route == ba.route == "direct"
     assert ab.remote_addr == loopback(b)
@@ -36,7 +37,7 @@ async def test_sessions_both_ways_with_capabilities(make_node: NodeFactory) -> N
     # The other direction: b dials a, while the first session stays up.
     b2, a2 = await connect_pair(b, a)
     assert b2.remote_peer_id == a.peer_id and a2.remote_peer_id == b.peer_id
-    assert a2.remote_capabilities == {"side": "b"}
+    assert a2.remote_capabilities == {"side": "b", "dialback": "1"}
     for ours, theirs in [(ab, ba), (ba, ab), (b2, a2), (a2, b2)]:
         stream = await ours.open_stream()
         await stream.write(b"ping from " + str(ours.remote_peer_id).encode())

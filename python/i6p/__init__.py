@@ -10,7 +10,7 @@ import logging
 
 from . import _core, erasure, errors
 from .identity import Identity, PeerId, default_identity_path
-from .node import Limits, Node, NodeLoad, Progress
+from .node import Limits, Node, NodeLoad, Progress, Reachability
 from .session import Session, SessionStats, Stream
 from .transfer import (
     Blob,
@@ -41,6 +41,7 @@ __all__ = [
     "NodeLoad",
     "PeerId",
     "Progress",
+    "Reachability",
     "Session",
     "SessionStats",
     "Stream",

@@ -15,6 +15,7 @@ __all__ = [
     "BlobNotFound",
     "ConnectionLost",
     "DestinationExists",
+    "DialBackRefused",
     "DiskFull",
     "ErasureError",
     "FileError",
@@ -321,3 +322,14 @@ _BY_ERRNO: dict[int, type[FileError]] = {
     _errno.ENOSPC: DiskFull,
     _errno.EDQUOT: DiskFull,
 }
+
+
+class DialBackRefused(I6PError):
+    """A dial-back (``Session.dial_back``) was refused: by the peer, because the request named
+    an IP other than the one it observes for us, or it is busy, or it cannot dial that
+    address; or by this node, because one with that peer is already running."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        #: Why, as a stable name: "other_ip", "busy" or "unsupported".
+        self.reason = reason

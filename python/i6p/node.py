@@ -31,8 +31,10 @@ from .transfer import (
 Progress = Callable[[int, int], object]
 
 Limits = _core.Limits
+#: One of the node's addresses as its peers observe it (see ``Node.reachability``).
+Reachability = _core.Reachability
 
-__all__ = ["Limits", "Node", "NodeLoad", "Progress"]
+__all__ = ["Limits", "Node", "NodeLoad", "Progress", "Reachability"]
 
 
 class NodeLoad(NamedTuple):
@@ -180,6 +182,23 @@ class Node:
     def limits(self) -> Limits:
         """The node's resource policy."""
         return self._core.limits
+
+    def reachability(self) -> list[Reachability]:
+        """This node's addresses as its peers observe them, the most reported first.
+
+        Each session's peer tells us the address it sees (PEER_INFO); an address is
+        ``trusted`` once two peers report it, and then up to two of them are asked to dial
+        it back from another port (automatically): ``status`` is "public" when a dial-back
+        got through, "filtered" when they did not (a stateful firewall or NAT), "unknown"
+        before any answer. ``mapping`` is "edm" when peers see different ports for one IP
+        (endpoint-dependent NAT mapping), "eim" when they agree. ``rebind`` starts afresh.
+        Addresses are hints from peers, which may lie; identities are checked by TLS.
+        """
+        return self._core.reachability()
+
+    def is_public(self) -> bool:
+        """True when an address two peers agree on was reached by their dial-backs."""
+        return self._core.is_public()
 
     @property
     def load(self) -> NodeLoad:

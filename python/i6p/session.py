@@ -233,6 +233,17 @@ class Session:
         """
         return await self._core.ping(timeout)
 
+    async def dial_back(self, port: int | None = None) -> bool:
+        """Asks the peer to dial this node back from another port, at the IP it observes for
+        us and at ``port`` (default: the port it observes). True when its handshake got
+        through (the address takes unsolicited connections), False when it did not (filtered).
+        The answer feeds ``Node.reachability()``.
+
+        Raises ``i6p.errors.DialBackRefused`` when the peer refuses (``reason`` "busy",
+        "unsupported") or one is already running with it.
+        """
+        return await self._core.dial_back(port)
+
     @property
     def liveness(self) -> float | None:
         """Seconds of silence after which the session is taken for dead, or ``None``."""

@@ -30,6 +30,9 @@ pub const TIMED_OUT: u32 = 8;
 /// its last object, or left its `async with` by an exception, without closing (finishing)
 /// it. A partial reply so ended reads as an error at the peer, never as a clean end.
 pub const ABANDONED: u32 = 9;
+/// Close code: a dial-back connection did its job (its TLS handshake completed) and ends;
+/// it never becomes a session.
+pub const DIAL_BACK: u32 = 10;
 /// Codes below this value are reserved for I6P itself (except 0).
 pub const FIRST_APPLICATION_CODE: u32 = 16;
 /// The largest stream reset or stop code: QUIC's largest variable-length integer.
@@ -55,6 +58,7 @@ pub const CLOSE_CODES: &[(u32, &str)] = &[
     (SEND_TIMEOUT, "SEND_TIMEOUT"),
     (TIMED_OUT, "TIMED_OUT"),
     (ABANDONED, "ABANDONED"),
+    (DIAL_BACK, "DIAL_BACK"),
 ];
 
 /// Every stream reset or stop code, with its meaning's short name.

@@ -47,6 +47,7 @@ pub const TARGETS: &[&str] = &[
     "ticket",
     "state",
     "collection",
+    "dialback",
 ];
 
 /// Runs the target called `name` (one of [`TARGETS`]) on `data`; false for an unknown name.
@@ -62,6 +63,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "ticket" => ticket,
         "state" => state,
         "collection" => collection,
+        "dialback" => dialback,
         _ => return false,
     };
     target(data);
@@ -98,6 +100,32 @@ pub fn control(data: &[u8]) {
     }
 }
 
+/// `kind:u8 payload`: a dial-back stream message (DIALBACK_REQUEST, DIALBACK_RESULT).
+pub fn dialback(data: &[u8]) {
+    if let Some((&kind, payload)) = data.split_first() {
+        dialback_message(kind, payload);
+    }
+}
+
+fn dialback_message(kind: u8, payload: &[u8]) {
+    use crate::dialback::{DialBackRequest, DialBackResult, MAX_DIALBACK_REASON};
+    use crate::kinds::{FRAME_DIALBACK_REQUEST, FRAME_DIALBACK_RESULT};
+    match kind {
+        FRAME_DIALBACK_REQUEST => {
+            if let Ok(req) = DialBackRequest::decode(payload) {
+                assert_eq!(req.encode(), payload);
+            }
+        }
+        FRAME_DIALBACK_RESULT => {
+            if let Ok(res) = DialBackResult::decode(payload) {
+                assert!(res.reason.len() <= MAX_DIALBACK_REASON);
+                assert_eq!(res.encode(), payload);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// `kind:u8 payload`: a blob transfer message (GET, BLOB, ERROR).
 pub fn transfer(data: &[u8]) {
     if let Some((&kind, payload)) = data.split_first() {
@@ -116,6 +144,7 @@ fn message(kind: u8, payload: &[u8]) {
     control_message(kind, payload);
     transfer_message(kind, payload);
     fec_message(kind, payload);
+    dialback_message(kind, payload);
 }
 
 fn control_message(kind: u8, payload: &[u8]) {

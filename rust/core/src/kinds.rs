@@ -13,7 +13,14 @@ pub const STREAM_APP: u8 = 0;
 pub const STREAM_BLOBS: u8 = 1;
 
 /// Every stream kind, with its name in docs/PROTOCOL.md.
-pub const STREAM_KINDS: &[(u8, &str)] = &[(STREAM_APP, "APP"), (STREAM_BLOBS, "BLOBS")];
+pub const STREAM_KINDS: &[(u8, &str)] = &[
+    (STREAM_APP, "APP"),
+    (STREAM_BLOBS, "BLOBS"),
+    (STREAM_DIALBACK, "DIALBACK"),
+];
+
+/// First byte of a dial-back stream: "dial me from another port" (see [`crate::dialback`]).
+pub const STREAM_DIALBACK: u8 = 4;
 
 /// The control frame types this version knows. Unknown types are skipped by receivers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +73,11 @@ pub const FRAME_REPAIR: u8 = 0x18;
 /// Frame type of a FEC SHAPE: the shard size the provider chose, its first frame after BLOB.
 pub const FRAME_FEC_SHAPE: u8 = 0x19;
 
+/// Frame type of a DIALBACK_REQUEST: the address the asker wants to be dialed at.
+pub const FRAME_DIALBACK_REQUEST: u8 = 0x20;
+/// Frame type of a DIALBACK_RESULT: whether the helper's dial got through.
+pub const FRAME_DIALBACK_RESULT: u8 = 0x21;
+
 /// Every frame type, control and transfer, with its name in docs/PROTOCOL.md.
 pub const FRAME_TYPES: &[(u8, &str)] = &[
     (FrameType::Hello as u8, "HELLO"),
@@ -83,6 +95,8 @@ pub const FRAME_TYPES: &[(u8, &str)] = &[
     (FRAME_LOSS, "LOSS"),
     (FRAME_REPAIR, "REPAIR"),
     (FRAME_FEC_SHAPE, "FEC_SHAPE"),
+    (FRAME_DIALBACK_REQUEST, "DIALBACK_REQUEST"),
+    (FRAME_DIALBACK_RESULT, "DIALBACK_RESULT"),
 ];
 
 /// Tag (first byte) of a SHARD datagram.

@@ -18,6 +18,7 @@
 pub mod codes;
 pub mod collection;
 pub mod contact;
+pub mod dialback;
 pub mod erasure;
 pub mod error;
 pub mod fec;
@@ -30,6 +31,7 @@ pub mod kinds;
 pub mod messages;
 pub mod partial;
 pub mod peer_id;
+pub mod reflect;
 pub mod schedule;
 pub mod ticket;
 pub mod transfer;

@@ -132,6 +132,15 @@ pub enum NetError {
     /// was dropped or gave up); the partial download stays resumable.
     #[error("fetch incomplete: {0}")]
     Incomplete(String),
+    /// A dial-back was refused, by the helper or (one already running with that peer, or
+    /// at the node's limit) by this node. `reason` is "other_ip", "busy" or "unsupported".
+    #[error("dial-back refused ({reason}): {message}")]
+    DialBackRefused {
+        /// Why, as a stable name.
+        reason: &'static str,
+        /// Why, in words.
+        message: String,
+    },
     /// A decoding or key error from the core.
     #[error(transparent)]
     Core(#[from] CoreError),

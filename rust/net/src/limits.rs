@@ -53,6 +53,9 @@ pub struct Limits {
     pub request_idle_timeout: Duration,
     /// Bytes of group data a request reads ahead of the network (at least one group).
     pub read_ahead: usize,
+    /// Dial-backs this node runs for peers at once (each a short-lived socket and
+    /// handshake); one per peer at most. Also bounds the dial-backs it asks for at once.
+    pub max_dial_backs: usize,
 }
 
 impl Default for Limits {
@@ -75,6 +78,7 @@ impl Default for Limits {
             send_timeout: Duration::from_secs(20),
             request_idle_timeout: Duration::from_secs(30),
             read_ahead: 4 << 20,
+            max_dial_backs: 4,
         }
     }
 }
@@ -96,6 +100,7 @@ impl Limits {
             ("max_requests", self.max_requests),
             ("max_requests_per_peer", self.max_requests_per_peer),
             ("read_ahead", self.read_ahead),
+            ("max_dial_backs", self.max_dial_backs),
         ];
         for (name, value) in counts {
             if value == 0 {

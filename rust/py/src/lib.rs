@@ -16,6 +16,7 @@ mod logs;
 mod node;
 mod options;
 mod peer_id;
+mod reach;
 mod results;
 mod runtime;
 mod session;
@@ -47,6 +48,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<options::FetchOptions>()?;
     m.add_class::<results::FetchResult>()?;
     m.add_class::<results::FecStats>()?;
+    m.add_class::<reach::Reachability>()?;
     m.add_function(wrap_pyfunction!(runtime::shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(erasure::encode, m)?)?;
     m.add_function(wrap_pyfunction!(erasure::reconstruct, m)?)?;

@@ -33,7 +33,7 @@ fn count(name: &str, value: Option<&Bound<'_, PyAny>>, default: usize) -> PyResu
 #[pymethods]
 impl Limits {
     #[new]
-    #[pyo3(signature = (*, max_connections=None, max_connections_per_peer=None, max_connections_per_prefix=None, max_handshakes=None, handshake_rate_per_prefix=None, max_queued_sessions=None, max_queued_streams=None, max_requests=None, max_requests_per_peer=None, send_timeout=None, request_idle_timeout=None, read_ahead=None))]
+    #[pyo3(signature = (*, max_connections=None, max_connections_per_peer=None, max_connections_per_prefix=None, max_handshakes=None, handshake_rate_per_prefix=None, max_queued_sessions=None, max_queued_streams=None, max_requests=None, max_requests_per_peer=None, send_timeout=None, request_idle_timeout=None, read_ahead=None, max_dial_backs=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         max_connections: Option<&Bound<'_, PyAny>>,
@@ -48,6 +48,7 @@ impl Limits {
         send_timeout: Option<f64>,
         request_idle_timeout: Option<f64>,
         read_ahead: Option<&Bound<'_, PyAny>>,
+        max_dial_backs: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let d = i6p_net::Limits::default();
         let limits = i6p_net::Limits {
@@ -91,6 +92,7 @@ impl Limits {
                 d.request_idle_timeout,
             )?,
             read_ahead: count("read_ahead", read_ahead, d.read_ahead)?,
+            max_dial_backs: count("max_dial_backs", max_dial_backs, d.max_dial_backs)?,
         };
         limits
             .validate()
@@ -171,6 +173,12 @@ impl Limits {
         self.0.read_ahead
     }
 
+    /// Dial-backs the node runs for peers at once (one per peer), and asks for at once.
+    #[getter]
+    fn max_dial_backs(&self) -> usize {
+        self.0.max_dial_backs
+    }
+
     fn __eq__(&self, other: &Self) -> bool {
         self.0 == other.0
     }
@@ -182,7 +190,7 @@ impl Limits {
              max_connections_per_prefix={}, max_handshakes={}, \
              handshake_rate_per_prefix={}, max_queued_sessions={}, \
              max_queued_streams={}, max_requests={}, max_requests_per_peer={}, \
-             send_timeout={}, request_idle_timeout={}, read_ahead={})",
+             send_timeout={}, request_idle_timeout={}, read_ahead={}, max_dial_backs={})",
             l.max_connections,
             l.max_connections_per_peer,
             l.max_connections_per_prefix,
@@ -195,6 +203,7 @@ impl Limits {
             l.send_timeout.as_secs_f64(),
             l.request_idle_timeout.as_secs_f64(),
             l.read_ahead,
+            l.max_dial_backs,
         )
     }
 }

@@ -301,6 +301,20 @@ impl Node {
         Ok(i6p_net::addr::format_addr(&local))
     }
 
+    /// This node's addresses as its peers observe them, the most reported first.
+    fn reachability(&self) -> Vec<crate::reach::Reachability> {
+        self.inner
+            .reachability()
+            .into_iter()
+            .map(Into::into)
+            .collect()
+    }
+
+    /// True when an address two peers agree on was reached by their dial-backs.
+    fn is_public(&self) -> bool {
+        self.inner.is_public()
+    }
+
     /// Requests this node served as 0-RTT early data, over all its sessions.
     #[getter]
     fn early_requests(&self) -> u64 {

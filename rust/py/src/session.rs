@@ -160,6 +160,22 @@ impl Session {
         })
     }
 
+    /// Asks the peer to dial this node back from another port (at the IP it observes, and
+    /// at `port`, or the port it observes); True when its handshake got through.
+    #[pyo3(signature = (port=None))]
+    fn dial_back<'py>(
+        &self,
+        py: Python<'py>,
+        port: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let port = port
+            .map(|p| crate::options::int_in("port", p, 1, u64::from(u16::MAX)))
+            .transpose()?
+            .map(|p| p as u16);
+        let s = self.inner.clone();
+        future(py, async move { s.dial_back(port).await.map_err(to_py) })
+    }
+
     /// Ends the session (code 8, timed out) when the peer is silent for `seconds`; None
     /// turns the check off.
     fn set_liveness(&self, seconds: Option<f64>) -> PyResult<()> {

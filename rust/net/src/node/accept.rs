@@ -44,6 +44,8 @@ pub(super) struct AcceptSettings {
     pub(super) closed: Arc<AtomicBool>,
     /// The node's live sessions, where application sessions are listed for transfers.
     pub(super) live: Arc<super::reuse::LiveSessions>,
+    /// The node's reflections, which every session feeds.
+    pub(super) reach: Arc<crate::reach::Reach>,
 }
 
 /// The listener's HELLO, stamped and given its addresses for each connection.
@@ -106,6 +108,7 @@ pub(super) async fn accept_loop(
         let (tx, settings) = (tx.clone(), settings.clone());
         let deliver = settings.deliver;
         let live = settings.live.clone();
+        let reach = settings.reach.clone();
         tokio::spawn(async move {
             let mut slot = slot;
             let accepted = accept_one(incoming, &identity, &ours, settings, &mut slot).await;
@@ -117,6 +120,7 @@ pub(super) async fn accept_loop(
                     return;
                 }
             };
+            reach.link(&session);
             let conn = session.inner_conn().clone();
             // A session the peer opened for transfers only is served, never delivered: the
             // application did not ask for it (and it takes no room in the accept queue).

@@ -42,6 +42,9 @@ pub struct NodeConfig {
     pub state_dir: Option<PathBuf>,
     /// How long a session dialed for transfers stays open without carrying one.
     pub transfer_idle: Duration,
+    /// Ask peers to dial this node back by itself, once per address that becomes trusted
+    /// (see `Node::reachability`). Serving other nodes' requests does not depend on it.
+    pub dial_back: bool,
 }
 
 impl Default for NodeConfig {
@@ -60,6 +63,7 @@ impl Default for NodeConfig {
             zero_rtt: true,
             state_dir: None,
             transfer_idle: super::reuse::TRANSFER_IDLE,
+            dial_back: true,
         }
     }
 }

@@ -7,6 +7,7 @@
 mod accept;
 mod config;
 mod early;
+mod reach;
 mod reuse;
 
 use accept::{accept_loop, AcceptSettings};
@@ -72,11 +73,13 @@ struct NodeInner {
     accept_task: tokio::task::JoinHandle<()>,
     /// Live sessions per peer, which transfers reuse.
     live: Arc<reuse::LiveSessions>,
+    /// What peers say about this node's addresses, and dial-backs in flight.
+    reach: Arc<crate::reach::Reach>,
 }
 
 impl Node {
     /// Binds a UDP socket at `addr` and starts accepting sessions. Must run inside tokio.
-    pub fn bind(identity: Identity, addr: SocketAddr, config: NodeConfig) -> Result<Self> {
+    pub fn bind(identity: Identity, addr: SocketAddr, mut config: NodeConfig) -> Result<Self> {
         let tls = TlsIdentity::new(&identity)?;
         let transport = Arc::new(transport_config(&config)?);
         let server_sessions = Arc::new(match &config.state_dir {
@@ -108,13 +111,14 @@ impl Node {
         let connections = Connections::new(config.limits.clone());
         let (tx, rx) = mpsc::channel(config.limits.max_queued_sessions);
         let live = reuse::LiveSessions::new(config.transfer_idle);
-        let hello = accept::listener_hello(&config)?;
+        let reach = reach::start(&identity, &endpoint, &mut config, &protocols)?;
         let accept_task = tokio::spawn(accept_loop(
             endpoint.clone(),
             identity.clone(),
-            hello,
+            accept::listener_hello(&config)?,
             AcceptSettings {
                 live: live.clone(),
+                reach: reach.clone(),
                 timeout: config.handshake_timeout,
                 windows: config.windows,
                 buffers: buffers.clone(),
@@ -151,6 +155,7 @@ impl Node {
                 shutdown: tokio::sync::Notify::new(),
                 accept_task,
                 live,
+                reach,
             }),
         })
     }
@@ -187,6 +192,7 @@ impl Node {
         if let Ok(mut a) = self.inner.local_addr.write() {
             *a = local;
         }
+        self.inner.reach.reset(local);
         Ok(local)
     }
 
@@ -261,7 +267,8 @@ impl Node {
                     let dial = (dial, probe);
                     return self
                         .early_session(conn, accepted, peer, key, dial, hello, deadline)
-                        .await;
+                        .await
+                        .inspect(|s| self.inner.reach.link(s));
                 }
                 Err(connecting) => connecting,
             },
@@ -280,7 +287,10 @@ impl Node {
             Err(_) => Err(late()),
         };
         match &result {
-            Ok(_) => self.inner.sessions.remember_key(peer, key),
+            Ok(s) => {
+                self.inner.sessions.remember_key(peer, key);
+                self.inner.reach.link(s);
+            }
             // Tell the listener why, with the same codes it would use.
             Err(e) => conn.close(
                 VarInt::from_u32(close_code_for(e)),

@@ -3,6 +3,13 @@
 //!
 //! Unknown frame types are skipped (their payload was read within the 1 MiB bound); a frame
 //! that does not decode closes the session with [`codes::PROTOCOL_ERROR`].
+//!
+//! Who hears of the peer's PEER_INFO: the node's reflections (the `reach` module) register
+//! an observer on each of its sessions, called with every address the peer says it observes
+//! for us; the session knows nothing of what the observer does with it. The observer may be
+//! registered after the PEER_INFO came: registering calls it with the address already
+//! received. Both paths take the lock of that address, so the observer is never missed (it
+//! may hear one address twice).
 
 use super::{poisoned, Session, SessionInner, EARLY_NONE};
 use crate::control::{read_frame, write_frame};
@@ -10,8 +17,9 @@ use crate::error::{NetError, Result};
 use i6p_core::codes;
 use i6p_core::{Close, FrameType, PeerInfo, Ping};
 use quinn::VarInt;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -160,6 +168,7 @@ pub(super) async fn serve_control(inner: Arc<SessionInner>, mut recv: quinn::Rec
                     if let Ok(mut g) = session.inner.observed_addr.lock() {
                         *g = Some(info.observed_addr);
                     }
+                    session.peer_info_observed(info.observed_addr);
                 })
                 .map_err(|e| Some(e.to_string())),
             Some(FrameType::Close) => match Close::decode(&frame.payload) {
@@ -203,4 +212,31 @@ pub(crate) fn protocol_error(session: &Session, why: &str) {
         .inner
         .conn
         .close(VarInt::from_u32(codes::PROTOCOL_ERROR), reason.as_bytes());
+}
+
+/// Called with the session and the address its peer observes for us.
+pub(crate) type PeerInfoObserver = Arc<dyn Fn(&Session, SocketAddr) + Send + Sync>;
+
+#[derive(Default)]
+struct Slot(OnceLock<PeerInfoObserver>);
+
+impl Session {
+    /// Calls `observer` with every PEER_INFO from now on, and with the one already received.
+    /// A session has one observer; a second registration is ignored.
+    pub(crate) fn observe_peer_info(&self, observer: PeerInfoObserver) {
+        let slot = self.extension(|_| Arc::new(Slot::default()));
+        if slot.0.set(observer.clone()).is_ok() {
+            if let Some(addr) = self.observed_addr() {
+                observer(self, addr);
+            }
+        }
+    }
+
+    /// The control task read a PEER_INFO (already recorded as `observed_addr`).
+    pub(super) fn peer_info_observed(&self, addr: SocketAddr) {
+        let slot = self.extension(|_| Arc::new(Slot::default()));
+        if let Some(observer) = slot.0.get() {
+            observer(self, addr);
+        }
+    }
 }
