@@ -30,6 +30,11 @@ pub const TIMED_OUT: u32 = 8;
 /// its last object, or left its `async with` by an exception, without closing (finishing)
 /// it. A partial reply so ended reads as an error at the peer, never as a clean end.
 pub const ABANDONED: u32 = 9;
+/// Close or stream reset code: a relay ended the circuit at one of its bounds (bytes or
+/// duration per circuit); the relayed session over it ends with this code.
+pub const RELAY_LIMIT: u32 = 13;
+/// Stream reset code: the relay or the target refused the circuit (CIRCUIT_REFUSED says why).
+pub const RELAY_REFUSED: u32 = 14;
 /// Codes below this value are reserved for I6P itself (except 0).
 pub const FIRST_APPLICATION_CODE: u32 = 16;
 /// The largest stream reset or stop code: QUIC's largest variable-length integer.
@@ -55,6 +60,7 @@ pub const CLOSE_CODES: &[(u32, &str)] = &[
     (SEND_TIMEOUT, "SEND_TIMEOUT"),
     (TIMED_OUT, "TIMED_OUT"),
     (ABANDONED, "ABANDONED"),
+    (RELAY_LIMIT, "RELAY_LIMIT"),
 ];
 
 /// Every stream reset or stop code, with its meaning's short name.
@@ -66,6 +72,8 @@ pub const RESET_CODES: &[(u32, &str)] = &[
     (BUSY, "BUSY"),
     (SEND_TIMEOUT, "SEND_TIMEOUT"),
     (ABANDONED, "ABANDONED"),
+    (RELAY_LIMIT, "RELAY_LIMIT"),
+    (RELAY_REFUSED, "RELAY_REFUSED"),
 ];
 
 /// Why a provider refused a GET: the code of an ERROR frame.

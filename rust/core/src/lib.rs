@@ -29,6 +29,7 @@ pub mod kinds;
 pub mod messages;
 pub mod partial;
 pub mod peer_id;
+pub mod relay;
 pub mod schedule;
 pub mod ticket;
 pub mod transfer;

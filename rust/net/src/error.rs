@@ -132,6 +132,14 @@ pub enum NetError {
     /// was dropped or gave up); the partial download stays resumable.
     #[error("fetch incomplete: {0}")]
     Incomplete(String),
+    /// A relay, or the target through it, refused a circuit; the reason says which.
+    #[error("relay refused the circuit: {}: {message}", reason.name())]
+    RelayRefused {
+        /// Why (not a relay, target not connected, relay limit, target refused, bad request).
+        reason: i6p_core::relay::RefusalReason,
+        /// The refusing side's words.
+        message: String,
+    },
     /// A decoding or key error from the core.
     #[error(transparent)]
     Core(#[from] CoreError),

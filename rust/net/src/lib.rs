@@ -27,6 +27,7 @@ pub mod limits;
 pub mod node;
 mod probe;
 mod protocols;
+pub mod relay;
 mod resume;
 pub mod session;
 pub use session::stream;

@@ -63,7 +63,15 @@ async fn a_registered_handler_gets_its_kind_and_an_unknown_kind_is_refused_by_na
         let taken = b.register_protocol(kind, echo("other", Arc::default()));
         assert!(matches!(taken, Err(NetError::Config(_))), "kind {kind}");
     }
-    assert_eq!(b.protocols().kinds(), vec![STREAM_APP, STREAM_BLOBS, ECHO]);
+    assert_eq!(
+        b.protocols().kinds(),
+        vec![
+            STREAM_APP,
+            STREAM_BLOBS,
+            i6p_core::kinds::STREAM_RELAY,
+            ECHO
+        ]
+    );
 
     let (sa, sb) = tokio::join!(a.connect(b.peer_id(), loopback(&b)), b.accept());
     let (sa, sb) = (sa.unwrap(), sb.unwrap());

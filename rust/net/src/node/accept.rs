@@ -29,7 +29,8 @@ pub(super) struct AcceptSettings {
     /// Time for the TLS handshake plus the HELLO exchange.
     pub(super) timeout: Duration,
     pub(super) windows: Windows,
-    pub(super) buffers: Arc<SocketBuffers>,
+    /// The node's socket, whose buffers grow with the windows (none: the relayed endpoint).
+    pub(super) buffers: Option<Arc<SocketBuffers>>,
     pub(super) max_queued_streams: usize,
     pub(super) liveness: Option<Duration>,
     /// Hand sessions to `accept` (see [`super::NodeConfig::accept_sessions`]).
@@ -44,6 +45,10 @@ pub(super) struct AcceptSettings {
     pub(super) closed: Arc<AtomicBool>,
     /// The node's live sessions, where application sessions are listed for transfers.
     pub(super) live: Arc<super::reuse::LiveSessions>,
+    /// How the endpoint's packets travel (relayed for the endpoint over circuits).
+    pub(super) route: crate::session::Route,
+    /// The circuits under the relayed endpoint, whose ends end its sessions.
+    pub(super) circuits: Option<Arc<crate::relay::socket::Circuits>>,
 }
 
 /// The listener's HELLO, stamped and given its addresses for each connection.
@@ -95,17 +100,21 @@ pub(super) async fn accept_loop(
         };
         let mut ours = (*hello).clone();
         ours.timestamp_ms = now_ms();
-        ours.listen_addrs = endpoint
-            .local_addr()
-            .map(addr::reachable_addrs)
-            .unwrap_or_default()
-            .into_iter()
-            .take(i6p_core::hello::MAX_LISTEN_ADDRS)
-            .collect();
+        // The relayed endpoint's address is a synthetic one, which no peer can dial.
+        if settings.circuits.is_none() {
+            ours.listen_addrs = endpoint
+                .local_addr()
+                .map(addr::reachable_addrs)
+                .unwrap_or_default()
+                .into_iter()
+                .take(i6p_core::hello::MAX_LISTEN_ADDRS)
+                .collect();
+        }
         let identity = identity.clone();
         let (tx, settings) = (tx.clone(), settings.clone());
         let deliver = settings.deliver;
         let live = settings.live.clone();
+        let circuits = settings.circuits.clone();
         tokio::spawn(async move {
             let mut slot = slot;
             let accepted = accept_one(incoming, &identity, &ours, settings, &mut slot).await;
@@ -118,6 +127,9 @@ pub(super) async fn accept_loop(
                 }
             };
             let conn = session.inner_conn().clone();
+            if let Some(circuits) = &circuits {
+                crate::relay::circuit::attach(circuits, session.remote_addr(), &session);
+            }
             // A session the peer opened for transfers only is served, never delivered: the
             // application did not ask for it (and it takes no room in the accept queue).
             let for_app = !session.transfer_only();
@@ -196,10 +208,10 @@ async fn accept_one(
         node_early_requests: settings.early_requests,
         protocols: settings.protocols,
         windows: settings.windows,
-        buffers: Some(settings.buffers),
+        buffers: settings.buffers,
         max_queued_streams: settings.max_queued_streams,
         liveness: settings.liveness,
-        route: crate::session::Route::Direct,
+        route: settings.route,
     };
     let session = Session::new(est, false, None);
     watch_handshake(&session, handshake);

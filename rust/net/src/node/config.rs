@@ -42,6 +42,12 @@ pub struct NodeConfig {
     pub state_dir: Option<PathBuf>,
     /// How long a session dialed for transfers stays open without carrying one.
     pub transfer_idle: Duration,
+    /// Relay circuits between other peers (bounded by the relay limits of `limits`); the
+    /// HELLO then announces ("relay", "1").
+    pub relay: bool,
+    /// Test hooks that make this node a misbehaving relay (see [`crate::relay::RelayTesting`]).
+    #[doc(hidden)]
+    pub relay_testing: crate::relay::RelayTesting,
 }
 
 impl Default for NodeConfig {
@@ -60,6 +66,8 @@ impl Default for NodeConfig {
             zero_rtt: true,
             state_dir: None,
             transfer_idle: super::reuse::TRANSFER_IDLE,
+            relay: false,
+            relay_testing: crate::relay::RelayTesting::default(),
         }
     }
 }

@@ -7,6 +7,7 @@
 mod accept;
 mod config;
 mod early;
+mod relayed;
 mod reuse;
 
 use accept::{accept_loop, AcceptSettings};
@@ -72,11 +73,18 @@ struct NodeInner {
     accept_task: tokio::task::JoinHandle<()>,
     /// Live sessions per peer, which transfers reuse.
     live: Arc<reuse::LiveSessions>,
+    /// The relayed endpoint (over circuits) and the relay service.
+    relayed: relayed::Relayed,
 }
 
 impl Node {
     /// Binds a UDP socket at `addr` and starts accepting sessions. Must run inside tokio.
     pub fn bind(identity: Identity, addr: SocketAddr, config: NodeConfig) -> Result<Self> {
+        let mut config = config;
+        if config.relay {
+            let (k, v) = crate::relay::RELAY_CAPABILITY;
+            config.capabilities.push((k.into(), v.into()));
+        }
         let tls = TlsIdentity::new(&identity)?;
         let transport = Arc::new(transport_config(&config)?);
         let server_sessions = Arc::new(match &config.state_dir {
@@ -90,12 +98,13 @@ impl Node {
             .map_err(|e| NetError::Tls(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server.transport_config(transport);
-        let configs = ServerConfigs::new(server_tls, server.clone(), server_sessions.clone());
+        let configs =
+            ServerConfigs::new(server_tls.clone(), server.clone(), server_sessions.clone());
         let socket = bind_socket(addr)?;
         let buffers = Arc::new(SocketBuffers::new(&socket)?);
         let endpoint = Endpoint::new(
             quinn::EndpointConfig::default(),
-            Some(server),
+            Some(server.clone()),
             socket,
             Arc::new(quinn::TokioRuntime),
         )?;
@@ -109,27 +118,41 @@ impl Node {
         let (tx, rx) = mpsc::channel(config.limits.max_queued_sessions);
         let live = reuse::LiveSessions::new(config.transfer_idle);
         let hello = accept::listener_hello(&config)?;
+        let settings = AcceptSettings {
+            live: live.clone(),
+            timeout: config.handshake_timeout,
+            windows: config.windows,
+            buffers: Some(buffers.clone()),
+            max_queued_streams: config.limits.max_queued_streams,
+            liveness: config.liveness,
+            deliver: config.accept_sessions,
+            configs: Arc::new(configs),
+            protocols: protocols.clone(),
+            early_requests: early_requests.clone(),
+            closed: closed.clone(),
+            route: crate::session::Route::Direct,
+            circuits: None,
+        };
+        let relayed_setup = relayed::Setup {
+            server: server.clone(),
+            identity: identity.clone(),
+            hello: hello.clone(),
+            settings: settings.clone(),
+            connections: connections.clone(),
+            tx: tx.clone(),
+            server_tls,
+            server_sessions: server_sessions.clone(),
+        };
+        let relayed = relayed::Relayed::new(&config, &client, relayed_setup)?;
         let accept_task = tokio::spawn(accept_loop(
             endpoint.clone(),
             identity.clone(),
             hello,
-            AcceptSettings {
-                live: live.clone(),
-                timeout: config.handshake_timeout,
-                windows: config.windows,
-                buffers: buffers.clone(),
-                max_queued_streams: config.limits.max_queued_streams,
-                liveness: config.liveness,
-                deliver: config.accept_sessions,
-                configs: Arc::new(configs),
-                protocols: protocols.clone(),
-                early_requests: early_requests.clone(),
-                closed: closed.clone(),
-            },
+            settings,
             connections.clone(),
             tx.clone(),
         ));
-        Ok(Self {
+        let node = Self {
             inner: Arc::new(NodeInner {
                 identity,
                 client,
@@ -151,8 +174,14 @@ impl Node {
                 shutdown: tokio::sync::Notify::new(),
                 accept_task,
                 live,
+                relayed,
             }),
-        })
+        };
+        let handler = relayed::RelayStreams {
+            node: Arc::downgrade(&node.inner),
+        };
+        node.register_protocol(i6p_core::kinds::STREAM_RELAY, handler)?;
+        Ok(node)
     }
 
     /// This node's identity.
@@ -486,6 +515,7 @@ impl Node {
         self.inner.buffers.release();
         // The endpoint's close below ends them; the table must not keep them (or the socket).
         drop(self.inner.live.clear());
+        self.inner.relayed.close();
         // Sessions nobody accepted hold the socket (QUIC connections share it): drop them.
         {
             let mut rx = self.inner.incoming.lock().await;
