@@ -15,7 +15,7 @@ from i6p import Limits, Node, Session
 from i6p._core import testing
 from i6p.errors import ConnectionLost, PeerIdMismatch, RelayRefused
 
-from .conftest import NodeFactory, connect_pair, loopback
+from .conftest import NodeFactory, connect_pair
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -120,7 +120,7 @@ async def test_the_byte_bound_ends_the_circuit_with_code_13(
     bound = 2 << 20
     relay = await make_node(addr="[::1]:0", relay=True, limits=Limits(relay_circuit_bytes=bound))
     a, r, b, a_r = await three(make_node, relay=relay)
-    ab, _ = await relayed(a, b, a_r)
+    await relayed(a, b, a_r)
     blob_hash, _ = await served(b, tmp_path, 8 << 20)
     dest = tmp_path / "cut.bin"
     with pytest.raises(ConnectionLost) as lost:
@@ -178,5 +178,3 @@ def test_relay_bounds_are_finite_unless_the_operator_says_unlimited() -> None:
     with pytest.raises(ValueError):
         Limits(relay_circuit_bytes=0)
 
-
-_ = loopback

@@ -61,6 +61,27 @@ fn relay_duration(
     }
 }
 
+/// Sets the relay bounds given (the others keep their defaults, already in `limits`).
+fn relay_limits(
+    limits: &mut i6p_net::Limits,
+    counts: [Option<&Bound<'_, PyAny>>; 3],
+    bytes: Option<&Bound<'_, PyAny>>,
+    duration: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let [circuits, per_peer, relayed] = counts;
+    limits.max_relay_circuits = count("max_relay_circuits", circuits, limits.max_relay_circuits)?;
+    limits.max_relay_circuits_per_peer = count(
+        "max_relay_circuits_per_peer",
+        per_peer,
+        limits.max_relay_circuits_per_peer,
+    )?;
+    limits.max_relayed_sessions =
+        count("max_relayed_sessions", relayed, limits.max_relayed_sessions)?;
+    limits.relay_circuit_bytes = relay_bytes(bytes, limits.relay_circuit_bytes)?;
+    limits.relay_circuit_duration = relay_duration(duration, limits.relay_circuit_duration)?;
+    Ok(())
+}
+
 #[pymethods]
 impl Limits {
     #[new]
@@ -86,7 +107,7 @@ impl Limits {
         max_relayed_sessions: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let d = i6p_net::Limits::default();
-        let limits = i6p_net::Limits {
+        let mut limits = i6p_net::Limits {
             max_connections: count("max_connections", max_connections, d.max_connections)?,
             max_connections_per_peer: count(
                 "max_connections_per_peer",
@@ -127,27 +148,18 @@ impl Limits {
                 d.request_idle_timeout,
             )?,
             read_ahead: count("read_ahead", read_ahead, d.read_ahead)?,
-            max_relay_circuits: count(
-                "max_relay_circuits",
-                max_relay_circuits,
-                d.max_relay_circuits,
-            )?,
-            max_relay_circuits_per_peer: count(
-                "max_relay_circuits_per_peer",
-                max_relay_circuits_per_peer,
-                d.max_relay_circuits_per_peer,
-            )?,
-            relay_circuit_bytes: relay_bytes(relay_circuit_bytes, d.relay_circuit_bytes)?,
-            relay_circuit_duration: relay_duration(
-                relay_circuit_duration,
-                d.relay_circuit_duration,
-            )?,
-            max_relayed_sessions: count(
-                "max_relayed_sessions",
-                max_relayed_sessions,
-                d.max_relayed_sessions,
-            )?,
+            ..d.clone()
         };
+        relay_limits(
+            &mut limits,
+            [
+                max_relay_circuits,
+                max_relay_circuits_per_peer,
+                max_relayed_sessions,
+            ],
+            relay_circuit_bytes,
+            relay_circuit_duration,
+        )?;
         limits
             .validate()
             .map_err(|e| invalid_argument(e.to_string()))?;

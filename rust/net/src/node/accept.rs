@@ -64,16 +64,27 @@ pub(super) fn listener_hello(config: &super::NodeConfig) -> Result<Arc<Hello>> {
     Ok(Arc::new(hello))
 }
 
+/// What an endpoint's listener runs with: the node's identity and HELLO, the settings of
+/// its connections, the limits' accounting, and where finished sessions go.
+#[derive(Clone)]
+pub(super) struct Listener {
+    pub(super) identity: Identity,
+    pub(super) hello: Arc<Hello>,
+    pub(super) settings: AcceptSettings,
+    pub(super) connections: Arc<Connections>,
+    pub(super) tx: mpsc::Sender<Session>,
+}
+
 /// Admits incoming connections and completes each in a task of its own, handing finished
 /// sessions to `tx` (when the node delivers them).
-pub(super) async fn accept_loop(
-    endpoint: Endpoint,
-    identity: Identity,
-    hello: Arc<Hello>,
-    settings: AcceptSettings,
-    connections: Arc<Connections>,
-    tx: mpsc::Sender<Session>,
-) {
+pub(super) async fn accept_loop(endpoint: Endpoint, listener: Listener) {
+    let Listener {
+        identity,
+        hello,
+        settings,
+        connections,
+        tx,
+    } = listener;
     while let Some(incoming) = endpoint.accept().await {
         // Decided before any cryptography: a refusal or a Retry costs one stateless packet.
         let slot = match connections.admit(
@@ -98,18 +109,7 @@ pub(super) async fn accept_loop(
                 continue;
             }
         };
-        let mut ours = (*hello).clone();
-        ours.timestamp_ms = now_ms();
-        // The relayed endpoint's address is a synthetic one, which no peer can dial.
-        if settings.circuits.is_none() {
-            ours.listen_addrs = endpoint
-                .local_addr()
-                .map(addr::reachable_addrs)
-                .unwrap_or_default()
-                .into_iter()
-                .take(i6p_core::hello::MAX_LISTEN_ADDRS)
-                .collect();
-        }
+        let ours = stamped(&hello, &endpoint, settings.circuits.is_none());
         let identity = identity.clone();
         let (tx, settings) = (tx.clone(), settings.clone());
         let deliver = settings.deliver;
@@ -148,6 +148,23 @@ pub(super) async fn accept_loop(
             drop(slot);
         });
     }
+}
+
+/// The listener's HELLO for one connection: stamped now, with the endpoint's addresses
+/// when it has dialable ones (the relayed endpoint's is synthetic: no peer can dial it).
+fn stamped(hello: &Hello, endpoint: &Endpoint, dialable: bool) -> Hello {
+    let mut ours = hello.clone();
+    ours.timestamp_ms = now_ms();
+    if dialable {
+        ours.listen_addrs = endpoint
+            .local_addr()
+            .map(addr::reachable_addrs)
+            .unwrap_or_default()
+            .into_iter()
+            .take(i6p_core::hello::MAX_LISTEN_ADDRS)
+            .collect();
+    }
+    ours
 }
 
 /// Completes one incoming connection: TLS, then the HELLO exchange, within `timeout`.

@@ -81,30 +81,14 @@ impl Node {
     /// Binds a UDP socket at `addr` and starts accepting sessions. Must run inside tokio.
     pub fn bind(identity: Identity, addr: SocketAddr, config: NodeConfig) -> Result<Self> {
         let mut config = config;
-        if config.relay {
-            let (k, v) = crate::relay::RELAY_CAPABILITY;
-            config.capabilities.push((k.into(), v.into()));
-        }
-        let tls = TlsIdentity::new(&identity)?;
-        let transport = Arc::new(transport_config(&config)?);
-        let server_sessions = Arc::new(match &config.state_dir {
-            Some(dir) => ServerSessions::persistent(tickets_path(dir, &identity.peer_id())?),
-            None => ServerSessions::in_memory(),
-        });
-        let sessions = Arc::new(PeerSessions::default());
-        let (client, verifier) = client_config(&tls, sessions.clone(), transport.clone())?;
-        let server_tls = tls::server_crypto(&tls, server_sessions.clone())?;
-        let server_crypto = QuicServerConfig::try_from(server_tls.clone())
-            .map_err(|e| NetError::Tls(e.to_string()))?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server.transport_config(transport);
-        let configs =
-            ServerConfigs::new(server_tls.clone(), server.clone(), server_sessions.clone());
+        relayed::announce(&mut config);
+        let crypto = NodeCrypto::new(&identity, &config)?;
+        let (server_sessions, sessions) = (crypto.server_sessions.clone(), crypto.sessions.clone());
         let socket = bind_socket(addr)?;
         let buffers = Arc::new(SocketBuffers::new(&socket)?);
         let endpoint = Endpoint::new(
             quinn::EndpointConfig::default(),
-            Some(server.clone()),
+            Some(crypto.server.clone()),
             socket,
             Arc::new(quinn::TokioRuntime),
         )?;
@@ -126,37 +110,27 @@ impl Node {
             max_queued_streams: config.limits.max_queued_streams,
             liveness: config.liveness,
             deliver: config.accept_sessions,
-            configs: Arc::new(configs),
+            configs: Arc::new(crypto.server_configs(&crypto.server)),
             protocols: protocols.clone(),
             early_requests: early_requests.clone(),
             closed: closed.clone(),
             route: crate::session::Route::Direct,
             circuits: None,
         };
-        let relayed_setup = relayed::Setup {
-            server: server.clone(),
+        let listener = accept::Listener {
             identity: identity.clone(),
-            hello: hello.clone(),
-            settings: settings.clone(),
-            connections: connections.clone(),
-            tx: tx.clone(),
-            server_tls,
-            server_sessions: server_sessions.clone(),
-        };
-        let relayed = relayed::Relayed::new(&config, &client, relayed_setup)?;
-        let accept_task = tokio::spawn(accept_loop(
-            endpoint.clone(),
-            identity.clone(),
             hello,
             settings,
-            connections.clone(),
-            tx.clone(),
-        ));
+            connections: connections.clone(),
+            tx: tx.clone(),
+        };
+        let relayed = relayed::Relayed::new(&config, &crypto, listener.clone())?;
+        let accept_task = tokio::spawn(accept_loop(endpoint.clone(), listener));
         let node = Self {
             inner: Arc::new(NodeInner {
                 identity,
-                client,
-                verifier,
+                client: crypto.client,
+                verifier: crypto.verifier,
                 sessions,
                 server_sessions,
                 dials: AtomicU64::new(0),
@@ -595,6 +569,50 @@ impl Node {
     /// True once `close` was called.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
+    }
+}
+
+/// A node's TLS and QUIC configurations, for its endpoints (main and relayed).
+pub(super) struct NodeCrypto {
+    client: quinn::ClientConfig,
+    verifier: Arc<PeerVerifier>,
+    /// Resumption tickets from the peers this node dials.
+    sessions: Arc<PeerSessions>,
+    /// Resumption tickets this node issues as a listener.
+    server_sessions: Arc<ServerSessions>,
+    server_tls: rustls::ServerConfig,
+    server: quinn::ServerConfig,
+}
+
+impl NodeCrypto {
+    /// Per-connection server configurations made from `server` (see `ServerConfigs`).
+    fn server_configs(&self, server: &quinn::ServerConfig) -> ServerConfigs {
+        let tls = self.server_tls.clone();
+        ServerConfigs::new(tls, server.clone(), self.server_sessions.clone())
+    }
+
+    fn new(identity: &Identity, config: &NodeConfig) -> Result<Self> {
+        let tls = TlsIdentity::new(identity)?;
+        let transport = Arc::new(transport_config(config)?);
+        let server_sessions = Arc::new(match &config.state_dir {
+            Some(dir) => ServerSessions::persistent(tickets_path(dir, &identity.peer_id())?),
+            None => ServerSessions::in_memory(),
+        });
+        let sessions = Arc::new(PeerSessions::default());
+        let (client, verifier) = client_config(&tls, sessions.clone(), transport.clone())?;
+        let server_tls = tls::server_crypto(&tls, server_sessions.clone())?;
+        let server_crypto = QuicServerConfig::try_from(server_tls.clone())
+            .map_err(|e| NetError::Tls(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server.transport_config(transport);
+        Ok(Self {
+            client,
+            verifier,
+            sessions,
+            server_sessions,
+            server_tls,
+            server,
+        })
     }
 }
 

@@ -8,15 +8,13 @@
 //! transport differs only where the circuit allows: no MTU discovery, a large fixed MTU (the
 //! circuit is a reliable stream, so big packets cost nothing and save per-packet work).
 
-use super::accept::{accept_loop, AcceptSettings};
-use super::{close_code_for, Node, NodeInner};
+use super::accept::{accept_loop, Listener};
+use super::{close_code_for, Node, NodeCrypto, NodeInner};
 use crate::control::read_frame;
 use crate::error::{NetError, Result};
-use crate::limits::Connections;
 use crate::relay::circuit;
 use crate::relay::serve::{self, RelayService};
 use crate::relay::socket::{Circuits, VirtualSocket};
-use crate::resume::{ServerConfigs, ServerSessions};
 use crate::session::stream::{RecvStream, SendStream};
 use crate::session::{HandlerFuture, ProtocolHandler, Route, Session};
 use i6p_core::codes;
@@ -24,7 +22,7 @@ use i6p_core::relay::{
     CircuitPeer, CircuitRefused, RefusalReason, FRAME_CIRCUIT, FRAME_INCOMING, MAX_CIRCUIT_PACKET,
     STREAM_RELAY,
 };
-use i6p_core::{Hello, Identity, PeerId};
+use i6p_core::PeerId;
 use quinn::{Endpoint, VarInt};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
@@ -44,47 +42,42 @@ pub(super) struct Relayed {
 }
 
 enum State {
-    Waiting(Box<(Setup, VirtualSocket)>),
+    Waiting(Box<(quinn::ServerConfig, Listener, VirtualSocket)>),
     Running(Endpoint),
     Closed,
 }
 
-/// What the relayed endpoint's listener is made of (as the main endpoint's).
-pub(super) struct Setup {
-    pub(super) server: quinn::ServerConfig,
-    pub(super) identity: Identity,
-    pub(super) hello: Arc<Hello>,
-    pub(super) settings: AcceptSettings,
-    pub(super) connections: Arc<Connections>,
-    pub(super) tx: mpsc::Sender<Session>,
-    pub(super) server_tls: rustls::ServerConfig,
-    pub(super) server_sessions: Arc<ServerSessions>,
+/// Adds the relay capability to the HELLO of a node that relays.
+pub(super) fn announce(config: &mut super::NodeConfig) {
+    if config.relay {
+        let (k, v) = crate::relay::RELAY_CAPABILITY;
+        config.capabilities.push((k.into(), v.into()));
+    }
 }
 
 impl Relayed {
-    /// The relayed side of a node with `config`, whose dials use `client`.
+    /// The relayed side of a node with `config`, with the node's TLS configurations and
+    /// its main endpoint's listener (whose settings it adapts).
     pub(super) fn new(
         config: &super::NodeConfig,
-        client: &quinn::ClientConfig,
-        mut setup: Setup,
+        crypto: &NodeCrypto,
+        mut listener: Listener,
     ) -> Result<Self> {
         let transport = Arc::new(relayed_transport(config)?);
-        let mut client = client.clone();
+        let mut client = crypto.client.clone();
         client.transport_config(transport.clone());
-        setup.server.transport_config(transport);
+        let mut server = crypto.server.clone();
+        server.transport_config(transport);
         let (circuits, socket) = Circuits::new(config.limits.max_relayed_sessions);
-        setup.settings.circuits = Some(circuits.clone());
-        setup.settings.buffers = None;
-        setup.settings.route = Route::Relayed;
-        setup.settings.configs = Arc::new(ServerConfigs::new(
-            setup.server_tls.clone(),
-            setup.server.clone(),
-            setup.server_sessions.clone(),
-        ));
+        let settings = &mut listener.settings;
+        settings.circuits = Some(circuits.clone());
+        settings.buffers = None;
+        settings.route = Route::Relayed;
+        settings.configs = Arc::new(crypto.server_configs(&server));
         Ok(Self {
             circuits,
             client,
-            state: Mutex::new(State::Waiting(Box::new((setup, socket)))),
+            state: Mutex::new(State::Waiting(Box::new((server, listener, socket)))),
             service: RelayService::new(config.limits.clone(), config.relay_testing.clone()),
         })
     }
@@ -103,7 +96,7 @@ impl Relayed {
             State::Closed => return Err(NetError::NodeClosed),
             State::Waiting(waiting) => *waiting,
         };
-        let (setup, socket) = setup;
+        let (server, listener, socket) = setup;
         let socket: Arc<VirtualSocket> = Arc::new(socket);
         // quinn's default payload bound (an Ethernet MTU) would drop the circuit's packets.
         let mut config = quinn::EndpointConfig::default();
@@ -112,18 +105,11 @@ impl Relayed {
             .map_err(|e| NetError::Config(format!("relayed endpoint: {e}")))?;
         let endpoint = Endpoint::new_with_abstract_socket(
             config,
-            Some(setup.server),
+            Some(server),
             socket,
             Arc::new(quinn::TokioRuntime),
         )?;
-        tokio::spawn(accept_loop(
-            endpoint.clone(),
-            setup.identity,
-            setup.hello,
-            setup.settings,
-            setup.connections,
-            setup.tx,
-        ));
+        tokio::spawn(accept_loop(endpoint.clone(), listener));
         *state = State::Running(endpoint.clone());
         Ok(endpoint)
     }

@@ -283,7 +283,10 @@ impl Flipper {
                     self.have = 0;
                     self.remaining = usize::from(u16::from_be_bytes(self.header));
                     self.packets += 1;
-                    self.flip_at = (self.packets % self.every == 0).then_some(self.remaining / 2);
+                    self.flip_at = self
+                        .packets
+                        .is_multiple_of(self.every)
+                        .then_some(self.remaining / 2);
                 }
                 continue;
             }
