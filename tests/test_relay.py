@@ -177,4 +177,3 @@ def test_relay_bounds_are_finite_unless_the_operator_says_unlimited() -> None:
     assert u.relay_circuit_bytes is None and u.relay_circuit_duration is None
     with pytest.raises(ValueError):
         Limits(relay_circuit_bytes=0)
-
