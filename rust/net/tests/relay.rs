@@ -308,3 +308,30 @@ async fn a_stalled_target_stops_the_copy_at_flow_control() {
 fn serve_buffer() -> u64 {
     i6p_net::relay::serve::RELAY_BUFFER as u64
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_duration_bound_ends_the_circuit_with_relay_limit_on_both_ends() {
+    let limits = Limits {
+        relay_circuit_duration: Some(Duration::from_millis(800)),
+        ..Limits::default()
+    };
+    let (a, r, b) = (node(), relay_with(limits, RelayTesting::default()), node());
+    let (a_r, _) = direct(&a, &r).await;
+    let (_b_r, _) = direct(&b, &r).await;
+    let (ab, ba) = relayed(&a, &b, &a_r).await;
+    let started = tokio::time::Instant::now();
+    for end in [&ab, &ba] {
+        let lost = tokio::time::timeout(Duration::from_secs(10), end.closed())
+            .await
+            .unwrap();
+        match lost {
+            NetError::ConnectionLost { code, .. } => {
+                assert_eq!(code, u64::from(codes::RELAY_LIMIT))
+            }
+            other => panic!("expected RELAY_LIMIT, got {other:?}"),
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // The sessions with the relay itself are untouched.
+    assert!(a_r.is_usable());
+}
