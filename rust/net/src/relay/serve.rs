@@ -2,7 +2,7 @@
 //! target (INCOMING), then copying bytes between the two streams without reading them.
 //!
 //! Invariants: a circuit holds a slot (node-wide and per requester) from admission until it
-//! ends; each direction holds one buffer of [`RELAY_BUFFER`] bytes, and a stalled side only
+//! ends; each direction holds one chunk of at most [`RELAY_BUFFER`] bytes, and a stalled side only
 //! stops the copy (flow control holds the sender back), so a circuit never makes the relay
 //! hold more than its buffers plus its streams' receive windows; the byte and duration
 //! bounds end the circuit with [`codes::RELAY_LIMIT`] on both streams.
@@ -214,7 +214,9 @@ async fn splice(service: &RelayService, a: (SendStream, RecvStream), b: (SendStr
     }
 }
 
-/// Copies one direction through one buffer, taking what it copies from `budget`.
+/// Copies one direction a chunk (at most [`RELAY_BUFFER`] bytes) at a time, taking what it
+/// copies from `budget`. Chunks move without a copy: the bytes quinn received are the bytes
+/// it sends on (the test hook's damage aside).
 async fn copy(
     from: &mut RecvStream,
     to: &mut SendStream,
@@ -222,18 +224,17 @@ async fn copy(
     service: &RelayService,
     flip: Option<u64>,
 ) -> End {
-    let mut buf = vec![0u8; RELAY_BUFFER];
     let mut flipper = flip.map(Flipper::new);
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(Some(n)) => n,
+        let mut chunk = match from.read_chunk(RELAY_BUFFER, true).await {
+            Ok(Some(chunk)) => chunk.bytes,
             Ok(None) => {
                 let _ = to.finish();
                 return End::Finished;
             }
             Err(_) => return End::Broken,
         };
-        let want = n as u64;
+        let want = chunk.len() as u64;
         let taken = budget.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
             left.checked_sub(want)
         });
@@ -242,9 +243,11 @@ async fn copy(
         }
         service.bytes.fetch_add(want, Ordering::Relaxed);
         if let Some(f) = flipper.as_mut() {
-            f.apply(&mut buf[..n]);
+            let mut damaged = chunk.to_vec();
+            f.apply(&mut damaged);
+            chunk = damaged.into();
         }
-        if to.write_all(&buf[..n]).await.is_err() {
+        if to.write_chunk(chunk).await.is_err() {
             return End::Broken;
         }
     }
