@@ -40,6 +40,7 @@ __all__ = [
     "PeerIdMismatch",
     "PermissionDenied",
     "ProtocolError",
+    "RelayRefused",
     "SourceChanged",
     "StreamError",
     "StreamReset",
@@ -109,6 +110,23 @@ class Unreachable(HandshakeError):
     or network unreachable (reported at once, not at the handshake timeout), or a session
     returned in 0-RTT never heard from its peer. The message names the peer, the address
     and the cause."""
+
+
+class RelayRefused(HandshakeError):
+    """A relay, or the target through it, refused a circuit (``Node.connect_relayed``).
+
+    ``reason`` says which: ``"not a relay"`` (the node did not opt in with ``relay=True``),
+    ``"target not connected to the relay"``, ``"relay limit reached"`` (its circuits per
+    node or per peer), ``"target refused"`` (the target takes no more relayed sessions), or
+    ``"bad request"``. A circuit a relay ends at its byte or duration bound later ends the
+    relayed session with ``ConnectionLost`` code 13 (RELAY_LIMIT) instead."""
+
+    def __init__(self, message: str, reason: str = "", detail: str = "") -> None:
+        super().__init__(message)
+        #: Which refusal (see the class's doc).
+        self.reason = reason
+        #: The refusing side's words.
+        self.detail = detail
 
 
 class Timeout(I6PError, TimeoutError):

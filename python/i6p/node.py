@@ -85,6 +85,7 @@ class Node:
         state_dir: str | os.PathLike[str] | None = None,
         limits: Limits | None = None,
         accept_sessions: bool = True,
+        relay: bool = False,
     ) -> Node:
         """Binds a UDP socket (dual-stack on ``[::]``) and starts accepting sessions.
 
@@ -121,6 +122,13 @@ class Node:
         their requests and are never queued for ``accept()`` (which then raises
         ``InvalidArgument``, a ``ValueError``). A node that accepts must keep up: past
         ``limits.max_queued_sessions`` waiting sessions, new ones are refused.
+
+        ``relay=True`` opts in to relaying: peers connected to this node may ask it for a
+        circuit to another of its peers (``connect_relayed``), whose traffic it copies
+        without being able to read it (the relayed session is end-to-end QUIC/TLS). The
+        HELLO then announces ``("relay", "1")``; circuits are bounded by ``limits``
+        (``max_relay_circuits``, ``max_relay_circuits_per_peer``, ``relay_circuit_bytes``,
+        ``relay_circuit_duration``: finite by default).
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(
@@ -139,6 +147,7 @@ class Node:
             state_dir=None if state_dir is None else os.fspath(state_dir),
             limits=limits,
             accept_sessions=accept_sessions,
+            relay=relay,
         )
         return cls(core, identity)
 
@@ -236,6 +245,27 @@ class Node:
         if isinstance(peer_id, str):
             peer_id = PeerId.parse(peer_id)
         return Session(await self._core.connect(peer_id, await resolve(addr)))
+
+    async def connect_relayed(self, peer_id: PeerId | str, relay: Session) -> Session:
+        """Opens a session with ``peer_id`` through a relay: ``relay`` is a session with a
+        node that relays (bound with ``relay=True``) and has a session with the peer.
+
+        The session is end-to-end: the same TLS identity check and HELLO as ``connect``, run
+        over a circuit the relay copies without reading; ``session.route`` is ``"relayed"``
+        on both sides, and the peer gets it from ``accept()``. Raises ``RelayRefused`` (its
+        ``reason`` says why) when the relay or the peer refuses, ``PeerIdMismatch`` when the
+        other end is not ``peer_id``. A relay that ends the circuit at its byte or duration
+        bound ends the session with ``ConnectionLost`` code 13 (RELAY_LIMIT).
+        """
+        if isinstance(peer_id, str):
+            peer_id = PeerId.parse(peer_id)
+        return Session(await self._core.connect_relayed(peer_id, relay._core))
+
+    @property
+    def relay_stats(self) -> tuple[int, int, int]:
+        """(circuits this node relays now, bytes they copied so far, relayed circuits this
+        node is an end of)."""
+        return self._core.relay_stats
 
     async def accept(self) -> Session:
         """Waits for the next peer to open a session with this node."""

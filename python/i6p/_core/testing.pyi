@@ -2,7 +2,7 @@
 import os
 from collections.abc import Awaitable
 
-from . import Node, PeerId, Session
+from . import Identity, Limits, Node, PeerId, Session
 
 __all__ = [
     "FLIPPED_DATA",
@@ -17,6 +17,7 @@ __all__ = [
     "bench_hash",
     "bench_raw_quinn",
     "bench_session_stream",
+    "bind_relay_testing",
     "connect_raw",
     "log_records_dropped",
     "send_datagram",
@@ -33,6 +34,16 @@ JUNK_ONLY: int
 
 def set_provider_faults(node: Node, faults: int) -> None: ...
 def connect_raw(node: Node, peer_id: PeerId, addr: str) -> Awaitable[Session]: ...
+def bind_relay_testing(
+    identity: Identity,
+    addr: str,
+    *,
+    relay: bool = True,
+    flip_every: int | None = None,
+    misroute_to: PeerId | None = None,
+    stall_offers: bool = False,
+    limits: Limits | None = None,
+) -> Awaitable[Node]: ...
 def signed_hello(session: Session, capabilities: list[tuple[str, str]] | None = None) -> bytes: ...
 def send_datagram(session: Session, data: bytes) -> None: ...
 def log_records_dropped() -> int: ...

@@ -33,6 +33,11 @@ pub const ABANDONED: u32 = 9;
 /// Close code: a dial-back connection did its job (its TLS handshake completed) and ends;
 /// it never becomes a session.
 pub const DIAL_BACK: u32 = 10;
+/// Close or stream reset code: a relay ended the circuit at one of its bounds (bytes or
+/// duration per circuit); the relayed session over it ends with this code.
+pub const RELAY_LIMIT: u32 = 13;
+/// Stream reset code: the relay or the target refused the circuit (CIRCUIT_REFUSED says why).
+pub const RELAY_REFUSED: u32 = 14;
 /// Codes below this value are reserved for I6P itself (except 0).
 pub const FIRST_APPLICATION_CODE: u32 = 16;
 /// The largest stream reset or stop code: QUIC's largest variable-length integer.
@@ -59,6 +64,7 @@ pub const CLOSE_CODES: &[(u32, &str)] = &[
     (TIMED_OUT, "TIMED_OUT"),
     (ABANDONED, "ABANDONED"),
     (DIAL_BACK, "DIAL_BACK"),
+    (RELAY_LIMIT, "RELAY_LIMIT"),
 ];
 
 /// Every stream reset or stop code, with its meaning's short name.
@@ -70,6 +76,8 @@ pub const RESET_CODES: &[(u32, &str)] = &[
     (BUSY, "BUSY"),
     (SEND_TIMEOUT, "SEND_TIMEOUT"),
     (ABANDONED, "ABANDONED"),
+    (RELAY_LIMIT, "RELAY_LIMIT"),
+    (RELAY_REFUSED, "RELAY_REFUSED"),
 ];
 
 /// Why a provider refused a GET: the code of an ERROR frame.

@@ -48,6 +48,7 @@ pub const TARGETS: &[&str] = &[
     "state",
     "collection",
     "dialback",
+    "relay",
 ];
 
 /// Runs the target called `name` (one of [`TARGETS`]) on `data`; false for an unknown name.
@@ -64,6 +65,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "state" => state,
         "collection" => collection,
         "dialback" => dialback,
+        "relay" => relay,
         _ => return false,
     };
     target(data);
@@ -140,7 +142,39 @@ pub fn fec(data: &[u8]) {
     }
 }
 
+/// `kind:u8 payload`: a relay stream message (CIRCUIT, INCOMING, CIRCUIT_OK,
+/// CIRCUIT_REFUSED); a payload of two bytes is also read as a circuit packet header.
+pub fn relay(data: &[u8]) {
+    if let Some((&kind, payload)) = data.split_first() {
+        relay_message(kind, payload);
+    }
+}
+
+fn relay_message(kind: u8, payload: &[u8]) {
+    use crate::relay::{self as r, CircuitPeer, CircuitRefused};
+    match kind {
+        r::FRAME_CIRCUIT | r::FRAME_INCOMING => {
+            if let Ok(m) = CircuitPeer::decode(payload) {
+                assert_eq!(m.encode(), payload);
+            }
+        }
+        r::FRAME_CIRCUIT_REFUSED => {
+            if let Ok(m) = CircuitRefused::decode(payload) {
+                assert!(m.message.len() <= r::MAX_REFUSAL_MESSAGE);
+                assert_eq!(CircuitRefused::decode(&m.encode()).ok(), Some(m));
+            }
+        }
+        _ => {}
+    }
+    if let Ok(raw) = <[u8; r::PACKET_HEADER_LEN]>::try_from(payload) {
+        if let Ok(len) = r::decode_packet_header(raw) {
+            assert!((1..=r::MAX_CIRCUIT_PACKET).contains(&len));
+        }
+    }
+}
+
 fn message(kind: u8, payload: &[u8]) {
+    relay_message(kind, payload);
     control_message(kind, payload);
     transfer_message(kind, payload);
     fec_message(kind, payload);

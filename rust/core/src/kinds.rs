@@ -11,11 +11,14 @@
 pub const STREAM_APP: u8 = 0;
 /// First byte of every blob transfer stream (plain GET and FEC GET).
 pub const STREAM_BLOBS: u8 = 1;
+/// First byte of a relay stream: a circuit request, offer, and then the circuit's packets.
+pub const STREAM_RELAY: u8 = 3;
 
 /// Every stream kind, with its name in docs/PROTOCOL.md.
 pub const STREAM_KINDS: &[(u8, &str)] = &[
     (STREAM_APP, "APP"),
     (STREAM_BLOBS, "BLOBS"),
+    (STREAM_RELAY, "RELAY"),
     (STREAM_DIALBACK, "DIALBACK"),
 ];
 
@@ -77,6 +80,14 @@ pub const FRAME_FEC_SHAPE: u8 = 0x19;
 pub const FRAME_DIALBACK_REQUEST: u8 = 0x20;
 /// Frame type of a DIALBACK_RESULT: whether the helper's dial got through.
 pub const FRAME_DIALBACK_RESULT: u8 = 0x21;
+/// Frame type of a CIRCUIT request (requester to relay): the target's PeerId.
+pub const FRAME_CIRCUIT: u8 = 0x30;
+/// Frame type of an INCOMING circuit offer (relay to target): the requester's PeerId.
+pub const FRAME_INCOMING: u8 = 0x31;
+/// Frame type of CIRCUIT_OK: the circuit is taken (target to relay, relay to requester).
+pub const FRAME_CIRCUIT_OK: u8 = 0x32;
+/// Frame type of CIRCUIT_REFUSED: a reason code and a message.
+pub const FRAME_CIRCUIT_REFUSED: u8 = 0x33;
 
 /// Every frame type, control and transfer, with its name in docs/PROTOCOL.md.
 pub const FRAME_TYPES: &[(u8, &str)] = &[
@@ -97,6 +108,10 @@ pub const FRAME_TYPES: &[(u8, &str)] = &[
     (FRAME_FEC_SHAPE, "FEC_SHAPE"),
     (FRAME_DIALBACK_REQUEST, "DIALBACK_REQUEST"),
     (FRAME_DIALBACK_RESULT, "DIALBACK_RESULT"),
+    (FRAME_CIRCUIT, "CIRCUIT"),
+    (FRAME_INCOMING, "INCOMING"),
+    (FRAME_CIRCUIT_OK, "CIRCUIT_OK"),
+    (FRAME_CIRCUIT_REFUSED, "CIRCUIT_REFUSED"),
 ];
 
 /// Tag (first byte) of a SHARD datagram.

@@ -32,6 +32,7 @@ pub mod messages;
 pub mod partial;
 pub mod peer_id;
 pub mod reflect;
+pub mod relay;
 pub mod schedule;
 pub mod ticket;
 pub mod transfer;

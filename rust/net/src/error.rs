@@ -141,6 +141,14 @@ pub enum NetError {
         /// Why, in words.
         message: String,
     },
+    /// A relay, or the target through it, refused a circuit; the reason says which.
+    #[error("relay refused the circuit: {}: {message}", reason.name())]
+    RelayRefused {
+        /// Why (not a relay, target not connected, relay limit, target refused, bad request).
+        reason: i6p_core::relay::RefusalReason,
+        /// The refusing side's words.
+        message: String,
+    },
     /// A decoding or key error from the core.
     #[error(transparent)]
     Core(#[from] CoreError),

@@ -29,6 +29,7 @@ pub mod node;
 mod probe;
 mod protocols;
 pub mod reach;
+pub mod relay;
 mod resume;
 pub mod session;
 pub use session::stream;

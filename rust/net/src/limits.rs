@@ -56,6 +56,20 @@ pub struct Limits {
     /// Dial-backs this node runs for peers at once (each a short-lived socket and
     /// handshake); one per peer at most. Also bounds the dial-backs it asks for at once.
     pub max_dial_backs: usize,
+    /// Relay circuits this node carries at once (when it relays, `NodeConfig::relay`).
+    pub max_relay_circuits: usize,
+    /// Relay circuits one requesting PeerId may have through this node at once.
+    pub max_relay_circuits_per_peer: usize,
+    /// Bytes (both directions) a relay circuit carries before the relay ends it with
+    /// [`codes::RELAY_LIMIT`](i6p_core::codes::RELAY_LIMIT). None: unlimited (the operator's
+    /// explicit choice; the default is finite).
+    pub relay_circuit_bytes: Option<u64>,
+    /// How long a relay circuit may last before the relay ends it with
+    /// [`codes::RELAY_LIMIT`](i6p_core::codes::RELAY_LIMIT). None: unlimited.
+    pub relay_circuit_duration: Option<Duration>,
+    /// Relayed sessions (inner connections over circuits) this node has at once, as
+    /// requester or target; further circuits are refused.
+    pub max_relayed_sessions: usize,
 }
 
 impl Default for Limits {
@@ -79,6 +93,11 @@ impl Default for Limits {
             request_idle_timeout: Duration::from_secs(30),
             read_ahead: 4 << 20,
             max_dial_backs: 4,
+            max_relay_circuits: 64,
+            max_relay_circuits_per_peer: 4,
+            relay_circuit_bytes: Some(1 << 30),
+            relay_circuit_duration: Some(Duration::from_secs(30 * 60)),
+            max_relayed_sessions: 32,
         }
     }
 }
@@ -101,6 +120,12 @@ impl Limits {
             ("max_requests_per_peer", self.max_requests_per_peer),
             ("read_ahead", self.read_ahead),
             ("max_dial_backs", self.max_dial_backs),
+            ("max_relay_circuits", self.max_relay_circuits),
+            (
+                "max_relay_circuits_per_peer",
+                self.max_relay_circuits_per_peer,
+            ),
+            ("max_relayed_sessions", self.max_relayed_sessions),
         ];
         for (name, value) in counts {
             if value == 0 {
@@ -109,9 +134,16 @@ impl Limits {
                 )));
             }
         }
+        if self.relay_circuit_bytes == Some(0) {
+            return Err(crate::NetError::Config(
+                "relay_circuit_bytes must be at least 1 (None: unlimited)".into(),
+            ));
+        }
+        let duration = self.relay_circuit_duration.unwrap_or(Duration::MAX);
         for (name, value) in [
             ("send_timeout", self.send_timeout),
             ("request_idle_timeout", self.request_idle_timeout),
+            ("relay_circuit_duration", duration),
         ] {
             if value.is_zero() {
                 return Err(crate::NetError::Config(format!("{name} must be positive")));

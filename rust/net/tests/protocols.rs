@@ -65,7 +65,13 @@ async fn a_registered_handler_gets_its_kind_and_an_unknown_kind_is_refused_by_na
     }
     assert_eq!(
         b.protocols().kinds(),
-        vec![STREAM_APP, STREAM_BLOBS, STREAM_DIALBACK, ECHO]
+        vec![
+            STREAM_APP,
+            STREAM_BLOBS,
+            i6p_core::kinds::STREAM_RELAY,
+            STREAM_DIALBACK,
+            ECHO
+        ]
     );
 
     let (sa, sb) = tokio::join!(a.connect(b.peer_id(), loopback(&b)), b.accept());

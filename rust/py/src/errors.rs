@@ -36,6 +36,7 @@ mod py {
     pyo3::import_exception!(i6p.errors, Unreachable);
     pyo3::import_exception!(i6p.errors, Timeout);
     pyo3::import_exception!(i6p.errors, DialBackRefused);
+    pyo3::import_exception!(i6p.errors, RelayRefused);
 }
 
 /// The Python exception for an engine error.
@@ -93,6 +94,9 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
         }
         NetError::Refused { code, message } => py::TransferRefused::new_err((msg, code, message)),
         NetError::File { .. } => file_error(&e),
+        NetError::RelayRefused { reason, message } => {
+            py::RelayRefused::new_err((msg, reason.name(), message))
+        }
         NetError::DestinationExists(path) => py::DestinationExists::new_err((
             EEXIST,
             "exists; pass overwrite=True to replace it",

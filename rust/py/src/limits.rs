@@ -30,10 +30,62 @@ fn count(name: &str, value: Option<&Bound<'_, PyAny>>, default: usize) -> PyResu
     }
 }
 
+/// Whether a relay bound is the word "unlimited" (the operator's explicit choice).
+fn is_unlimited(value: &Bound<'_, PyAny>) -> bool {
+    value.extract::<String>().is_ok_and(|s| s == "unlimited")
+}
+
+/// A relay circuit's byte bound: a count, or "unlimited".
+fn relay_bytes(value: Option<&Bound<'_, PyAny>>, default: Option<u64>) -> PyResult<Option<u64>> {
+    match value {
+        None => Ok(default),
+        Some(v) if is_unlimited(v) => Ok(None),
+        Some(v) => Ok(Some(int_in("relay_circuit_bytes", v, 1, u64::MAX)?)),
+    }
+}
+
+/// A relay circuit's duration bound: positive seconds, or "unlimited".
+fn relay_duration(
+    value: Option<&Bound<'_, PyAny>>,
+    default: Option<Duration>,
+) -> PyResult<Option<Duration>> {
+    match value {
+        None => Ok(default),
+        Some(v) if is_unlimited(v) => Ok(None),
+        Some(v) => {
+            let secs: f64 = v.extract().map_err(|_| {
+                invalid_argument("relay_circuit_duration must be seconds or \"unlimited\"")
+            })?;
+            timeout("relay_circuit_duration", Some(secs), Duration::ZERO).map(Some)
+        }
+    }
+}
+
+/// Sets the relay bounds given (the others keep their defaults, already in `limits`).
+fn relay_limits(
+    limits: &mut i6p_net::Limits,
+    counts: [Option<&Bound<'_, PyAny>>; 3],
+    bytes: Option<&Bound<'_, PyAny>>,
+    duration: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let [circuits, per_peer, relayed] = counts;
+    limits.max_relay_circuits = count("max_relay_circuits", circuits, limits.max_relay_circuits)?;
+    limits.max_relay_circuits_per_peer = count(
+        "max_relay_circuits_per_peer",
+        per_peer,
+        limits.max_relay_circuits_per_peer,
+    )?;
+    limits.max_relayed_sessions =
+        count("max_relayed_sessions", relayed, limits.max_relayed_sessions)?;
+    limits.relay_circuit_bytes = relay_bytes(bytes, limits.relay_circuit_bytes)?;
+    limits.relay_circuit_duration = relay_duration(duration, limits.relay_circuit_duration)?;
+    Ok(())
+}
+
 #[pymethods]
 impl Limits {
     #[new]
-    #[pyo3(signature = (*, max_connections=None, max_connections_per_peer=None, max_connections_per_prefix=None, max_handshakes=None, handshake_rate_per_prefix=None, max_queued_sessions=None, max_queued_streams=None, max_requests=None, max_requests_per_peer=None, send_timeout=None, request_idle_timeout=None, read_ahead=None, max_dial_backs=None))]
+    #[pyo3(signature = (*, max_connections=None, max_connections_per_peer=None, max_connections_per_prefix=None, max_handshakes=None, handshake_rate_per_prefix=None, max_queued_sessions=None, max_queued_streams=None, max_requests=None, max_requests_per_peer=None, send_timeout=None, request_idle_timeout=None, read_ahead=None, max_dial_backs=None, max_relay_circuits=None, max_relay_circuits_per_peer=None, relay_circuit_bytes=None, relay_circuit_duration=None, max_relayed_sessions=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         max_connections: Option<&Bound<'_, PyAny>>,
@@ -49,9 +101,14 @@ impl Limits {
         request_idle_timeout: Option<f64>,
         read_ahead: Option<&Bound<'_, PyAny>>,
         max_dial_backs: Option<&Bound<'_, PyAny>>,
+        max_relay_circuits: Option<&Bound<'_, PyAny>>,
+        max_relay_circuits_per_peer: Option<&Bound<'_, PyAny>>,
+        relay_circuit_bytes: Option<&Bound<'_, PyAny>>,
+        relay_circuit_duration: Option<&Bound<'_, PyAny>>,
+        max_relayed_sessions: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let d = i6p_net::Limits::default();
-        let limits = i6p_net::Limits {
+        let mut limits = i6p_net::Limits {
             max_connections: count("max_connections", max_connections, d.max_connections)?,
             max_connections_per_peer: count(
                 "max_connections_per_peer",
@@ -93,7 +150,18 @@ impl Limits {
             )?,
             read_ahead: count("read_ahead", read_ahead, d.read_ahead)?,
             max_dial_backs: count("max_dial_backs", max_dial_backs, d.max_dial_backs)?,
+            ..d.clone()
         };
+        relay_limits(
+            &mut limits,
+            [
+                max_relay_circuits,
+                max_relay_circuits_per_peer,
+                max_relayed_sessions,
+            ],
+            relay_circuit_bytes,
+            relay_circuit_duration,
+        )?;
         limits
             .validate()
             .map_err(|e| invalid_argument(e.to_string()))?;
@@ -179,6 +247,36 @@ impl Limits {
         self.0.max_dial_backs
     }
 
+    /// Relay circuits the node carries at once (when it relays).
+    #[getter]
+    fn max_relay_circuits(&self) -> usize {
+        self.0.max_relay_circuits
+    }
+
+    /// Relay circuits one requesting PeerId may have through the node at once.
+    #[getter]
+    fn max_relay_circuits_per_peer(&self) -> usize {
+        self.0.max_relay_circuits_per_peer
+    }
+
+    /// Bytes a relay circuit carries before the relay ends it (code 13); None: unlimited.
+    #[getter]
+    fn relay_circuit_bytes(&self) -> Option<u64> {
+        self.0.relay_circuit_bytes
+    }
+
+    /// Seconds a relay circuit may last before the relay ends it (code 13); None: unlimited.
+    #[getter]
+    fn relay_circuit_duration(&self) -> Option<f64> {
+        self.0.relay_circuit_duration.map(|d| d.as_secs_f64())
+    }
+
+    /// Relayed sessions the node has at once (as requester or target).
+    #[getter]
+    fn max_relayed_sessions(&self) -> usize {
+        self.0.max_relayed_sessions
+    }
+
     fn __eq__(&self, other: &Self) -> bool {
         self.0 == other.0
     }
@@ -190,7 +288,9 @@ impl Limits {
              max_connections_per_prefix={}, max_handshakes={}, \
              handshake_rate_per_prefix={}, max_queued_sessions={}, \
              max_queued_streams={}, max_requests={}, max_requests_per_peer={}, \
-             send_timeout={}, request_idle_timeout={}, read_ahead={}, max_dial_backs={})",
+             send_timeout={}, request_idle_timeout={}, read_ahead={}, max_dial_backs={}, \
+             max_relay_circuits={}, max_relay_circuits_per_peer={}, relay_circuit_bytes={}, \
+             relay_circuit_duration={}, max_relayed_sessions={})",
             l.max_connections,
             l.max_connections_per_peer,
             l.max_connections_per_prefix,
@@ -204,6 +304,13 @@ impl Limits {
             l.request_idle_timeout.as_secs_f64(),
             l.read_ahead,
             l.max_dial_backs,
+            l.max_relay_circuits,
+            l.max_relay_circuits_per_peer,
+            l.relay_circuit_bytes
+                .map_or("'unlimited'".into(), |b| b.to_string()),
+            l.relay_circuit_duration
+                .map_or("'unlimited'".into(), |d| d.as_secs_f64().to_string()),
+            l.max_relayed_sessions,
         )
     }
 }

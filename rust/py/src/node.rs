@@ -56,6 +56,19 @@ pub(crate) fn windows(window: Option<&str>, max_window: Option<u64>) -> PyResult
 }
 
 impl Node {
+    /// Binds a node with `config` (already checked); an awaitable for it.
+    pub(crate) fn bind_with(
+        py: Python<'_>,
+        identity: i6p_core::Identity,
+        addr: std::net::SocketAddr,
+        config: NodeConfig,
+    ) -> PyResult<Bound<'_, PyAny>> {
+        future(py, async move {
+            let inner = i6p_net::Node::bind(identity.clone(), addr, config).map_err(to_py)?;
+            Ok(Node { inner, identity })
+        })
+    }
+
     /// The engine's node.
     pub(crate) fn engine(&self) -> &i6p_net::Node {
         &self.inner
@@ -71,7 +84,7 @@ impl Node {
 impl Node {
     /// Binds a node; returns an awaitable for it.
     #[staticmethod]
-    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, liveness=None, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true))]
+    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, liveness=None, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true, relay=false))]
     #[allow(clippy::too_many_arguments)]
     fn bind<'py>(
         py: Python<'py>,
@@ -90,6 +103,7 @@ impl Node {
         state_dir: Option<std::path::PathBuf>,
         limits: Option<PyRef<'py, Limits>>,
         accept_sessions: bool,
+        relay: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let addr = parse_addr(addr).map_err(to_py)?;
         let config = NodeConfig {
@@ -113,6 +127,7 @@ impl Node {
             state_dir,
             limits: limits.map(|l| l.0.clone()).unwrap_or_default(),
             accept_sessions,
+            relay,
             ..NodeConfig::default()
         };
         config.windows.validate().map_err(to_py)?;
@@ -126,11 +141,7 @@ impl Node {
         hello
             .validate()
             .map_err(|e| invalid_argument(e.to_string()))?;
-        let identity = identity.0.clone();
-        future(py, async move {
-            let inner = i6p_net::Node::bind(identity.clone(), addr, config).map_err(to_py)?;
-            Ok(Node { inner, identity })
-        })
+        Node::bind_with(py, identity.0.clone(), addr, config)
     }
 
     /// This node's PeerId.
@@ -173,6 +184,30 @@ impl Node {
             let s = node.connect(peer, addr).await.map_err(to_py)?;
             Ok(Session::new(s, identity))
         })
+    }
+
+    /// Connects to `peer_id` through a relay: `relay` is a session with a node that relays
+    /// and has a session with the peer.
+    fn connect_relayed<'py>(
+        &self,
+        py: Python<'py>,
+        peer_id: PyRef<'py, PeerId>,
+        relay: PyRef<'py, Session>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.open()?;
+        let (node, peer, identity) = (self.inner.clone(), peer_id.0, self.identity.clone());
+        let relay = relay.engine().clone();
+        future(py, async move {
+            let s = node.connect_relayed(peer, &relay).await.map_err(to_py)?;
+            Ok(Session::new(s, identity))
+        })
+    }
+
+    /// (relay circuits carried now, bytes they copied so far, this node's relayed circuits).
+    #[getter]
+    fn relay_stats(&self) -> (usize, u64, usize) {
+        let (circuits, bytes) = self.inner.relay_stats();
+        (circuits, bytes, self.inner.relayed_circuits())
     }
 
     /// The next incoming session.

@@ -29,7 +29,8 @@ pub(super) struct AcceptSettings {
     /// Time for the TLS handshake plus the HELLO exchange.
     pub(super) timeout: Duration,
     pub(super) windows: Windows,
-    pub(super) buffers: Arc<SocketBuffers>,
+    /// The node's socket, whose buffers grow with the windows (none: the relayed endpoint).
+    pub(super) buffers: Option<Arc<SocketBuffers>>,
     pub(super) max_queued_streams: usize,
     pub(super) liveness: Option<Duration>,
     /// Hand sessions to `accept` (see [`super::NodeConfig::accept_sessions`]).
@@ -46,6 +47,10 @@ pub(super) struct AcceptSettings {
     pub(super) live: Arc<super::reuse::LiveSessions>,
     /// The node's reflections, which every session feeds.
     pub(super) reach: Arc<crate::reach::Reach>,
+    /// How the endpoint's packets travel (relayed for the endpoint over circuits).
+    pub(super) route: crate::session::Route,
+    /// The circuits under the relayed endpoint, whose ends end its sessions.
+    pub(super) circuits: Option<Arc<crate::relay::socket::Circuits>>,
 }
 
 /// The listener's HELLO, stamped and given its addresses for each connection.
@@ -61,16 +66,27 @@ pub(super) fn listener_hello(config: &super::NodeConfig) -> Result<Arc<Hello>> {
     Ok(Arc::new(hello))
 }
 
+/// What an endpoint's listener runs with: the node's identity and HELLO, the settings of
+/// its connections, the limits' accounting, and where finished sessions go.
+#[derive(Clone)]
+pub(super) struct Listener {
+    pub(super) identity: Identity,
+    pub(super) hello: Arc<Hello>,
+    pub(super) settings: AcceptSettings,
+    pub(super) connections: Arc<Connections>,
+    pub(super) tx: mpsc::Sender<Session>,
+}
+
 /// Admits incoming connections and completes each in a task of its own, handing finished
 /// sessions to `tx` (when the node delivers them).
-pub(super) async fn accept_loop(
-    endpoint: Endpoint,
-    identity: Identity,
-    hello: Arc<Hello>,
-    settings: AcceptSettings,
-    connections: Arc<Connections>,
-    tx: mpsc::Sender<Session>,
-) {
+pub(super) async fn accept_loop(endpoint: Endpoint, listener: Listener) {
+    let Listener {
+        identity,
+        hello,
+        settings,
+        connections,
+        tx,
+    } = listener;
     while let Some(incoming) = endpoint.accept().await {
         // Decided before any cryptography: a refusal or a Retry costs one stateless packet.
         let slot = match connections.admit(
@@ -95,20 +111,13 @@ pub(super) async fn accept_loop(
                 continue;
             }
         };
-        let mut ours = (*hello).clone();
-        ours.timestamp_ms = now_ms();
-        ours.listen_addrs = endpoint
-            .local_addr()
-            .map(addr::reachable_addrs)
-            .unwrap_or_default()
-            .into_iter()
-            .take(i6p_core::hello::MAX_LISTEN_ADDRS)
-            .collect();
+        let ours = stamped(&hello, &endpoint, settings.circuits.is_none());
         let identity = identity.clone();
         let (tx, settings) = (tx.clone(), settings.clone());
         let deliver = settings.deliver;
         let live = settings.live.clone();
         let reach = settings.reach.clone();
+        let circuits = settings.circuits.clone();
         tokio::spawn(async move {
             let mut slot = slot;
             let accepted = accept_one(incoming, &identity, &ours, settings, &mut slot).await;
@@ -120,8 +129,14 @@ pub(super) async fn accept_loop(
                     return;
                 }
             };
-            reach.link(&session);
+            // What a peer observes through a relay is a synthetic circuit address: not ours.
+            if circuits.is_none() {
+                reach.link(&session);
+            }
             let conn = session.inner_conn().clone();
+            if let Some(circuits) = &circuits {
+                crate::relay::circuit::attach(circuits, session.remote_addr(), &session);
+            }
             // A session the peer opened for transfers only is served, never delivered: the
             // application did not ask for it (and it takes no room in the accept queue).
             let for_app = !session.transfer_only();
@@ -140,6 +155,23 @@ pub(super) async fn accept_loop(
             drop(slot);
         });
     }
+}
+
+/// The listener's HELLO for one connection: stamped now, with the endpoint's addresses
+/// when it has dialable ones (the relayed endpoint's is synthetic: no peer can dial it).
+fn stamped(hello: &Hello, endpoint: &Endpoint, dialable: bool) -> Hello {
+    let mut ours = hello.clone();
+    ours.timestamp_ms = now_ms();
+    if dialable {
+        ours.listen_addrs = endpoint
+            .local_addr()
+            .map(addr::reachable_addrs)
+            .unwrap_or_default()
+            .into_iter()
+            .take(i6p_core::hello::MAX_LISTEN_ADDRS)
+            .collect();
+    }
+    ours
 }
 
 /// Completes one incoming connection: TLS, then the HELLO exchange, within `timeout`.
@@ -200,10 +232,10 @@ async fn accept_one(
         node_early_requests: settings.early_requests,
         protocols: settings.protocols,
         windows: settings.windows,
-        buffers: Some(settings.buffers),
+        buffers: settings.buffers,
         max_queued_streams: settings.max_queued_streams,
         liveness: settings.liveness,
-        route: crate::session::Route::Direct,
+        route: settings.route,
     };
     let session = Session::new(est, false, None);
     watch_handshake(&session, handshake);

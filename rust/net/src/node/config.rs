@@ -45,6 +45,12 @@ pub struct NodeConfig {
     /// Ask peers to dial this node back by itself, once per address that becomes trusted
     /// (see `Node::reachability`). Serving other nodes' requests does not depend on it.
     pub dial_back: bool,
+    /// Relay circuits between other peers (bounded by the relay limits of `limits`); the
+    /// HELLO then announces ("relay", "1").
+    pub relay: bool,
+    /// Test hooks that make this node a misbehaving relay (see [`crate::relay::RelayTesting`]).
+    #[doc(hidden)]
+    pub relay_testing: crate::relay::RelayTesting,
 }
 
 impl Default for NodeConfig {
@@ -64,6 +70,8 @@ impl Default for NodeConfig {
             state_dir: None,
             transfer_idle: super::reuse::TRANSFER_IDLE,
             dial_back: true,
+            relay: false,
+            relay_testing: crate::relay::RelayTesting::default(),
         }
     }
 }

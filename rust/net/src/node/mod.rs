@@ -8,6 +8,7 @@ mod accept;
 mod config;
 mod early;
 mod reach;
+mod relayed;
 mod reuse;
 
 use accept::{accept_loop, AcceptSettings};
@@ -75,30 +76,22 @@ struct NodeInner {
     live: Arc<reuse::LiveSessions>,
     /// What peers say about this node's addresses, and dial-backs in flight.
     reach: Arc<crate::reach::Reach>,
+    /// The relayed endpoint (over circuits) and the relay service.
+    relayed: relayed::Relayed,
 }
 
 impl Node {
     /// Binds a UDP socket at `addr` and starts accepting sessions. Must run inside tokio.
-    pub fn bind(identity: Identity, addr: SocketAddr, mut config: NodeConfig) -> Result<Self> {
-        let tls = TlsIdentity::new(&identity)?;
-        let transport = Arc::new(transport_config(&config)?);
-        let server_sessions = Arc::new(match &config.state_dir {
-            Some(dir) => ServerSessions::persistent(tickets_path(dir, &identity.peer_id())?),
-            None => ServerSessions::in_memory(),
-        });
-        let sessions = Arc::new(PeerSessions::default());
-        let (client, verifier) = client_config(&tls, sessions.clone(), transport.clone())?;
-        let server_tls = tls::server_crypto(&tls, server_sessions.clone())?;
-        let server_crypto = QuicServerConfig::try_from(server_tls.clone())
-            .map_err(|e| NetError::Tls(e.to_string()))?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server.transport_config(transport);
-        let configs = ServerConfigs::new(server_tls, server.clone(), server_sessions.clone());
+    pub fn bind(identity: Identity, addr: SocketAddr, config: NodeConfig) -> Result<Self> {
+        let mut config = config;
+        relayed::announce(&mut config);
+        let crypto = NodeCrypto::new(&identity, &config)?;
+        let (server_sessions, sessions) = (crypto.server_sessions.clone(), crypto.sessions.clone());
         let socket = bind_socket(addr)?;
         let buffers = Arc::new(SocketBuffers::new(&socket)?);
         let endpoint = Endpoint::new(
             quinn::EndpointConfig::default(),
-            Some(server),
+            Some(crypto.server.clone()),
             socket,
             Arc::new(quinn::TokioRuntime),
         )?;
@@ -112,32 +105,37 @@ impl Node {
         let (tx, rx) = mpsc::channel(config.limits.max_queued_sessions);
         let live = reuse::LiveSessions::new(config.transfer_idle);
         let reach = reach::start(&identity, &endpoint, &mut config, &protocols)?;
-        let accept_task = tokio::spawn(accept_loop(
-            endpoint.clone(),
-            identity.clone(),
-            accept::listener_hello(&config)?,
-            AcceptSettings {
-                live: live.clone(),
-                reach: reach.clone(),
-                timeout: config.handshake_timeout,
-                windows: config.windows,
-                buffers: buffers.clone(),
-                max_queued_streams: config.limits.max_queued_streams,
-                liveness: config.liveness,
-                deliver: config.accept_sessions,
-                configs: Arc::new(configs),
-                protocols: protocols.clone(),
-                early_requests: early_requests.clone(),
-                closed: closed.clone(),
-            },
-            connections.clone(),
-            tx.clone(),
-        ));
-        Ok(Self {
+        let hello = accept::listener_hello(&config)?;
+        let settings = AcceptSettings {
+            live: live.clone(),
+            reach: reach.clone(),
+            timeout: config.handshake_timeout,
+            windows: config.windows,
+            buffers: Some(buffers.clone()),
+            max_queued_streams: config.limits.max_queued_streams,
+            liveness: config.liveness,
+            deliver: config.accept_sessions,
+            configs: Arc::new(crypto.server_configs(&crypto.server)),
+            protocols: protocols.clone(),
+            early_requests: early_requests.clone(),
+            closed: closed.clone(),
+            route: crate::session::Route::Direct,
+            circuits: None,
+        };
+        let listener = accept::Listener {
+            identity: identity.clone(),
+            hello,
+            settings,
+            connections: connections.clone(),
+            tx: tx.clone(),
+        };
+        let relayed = relayed::Relayed::new(&config, &crypto, listener.clone())?;
+        let accept_task = tokio::spawn(accept_loop(endpoint.clone(), listener));
+        let node = Self {
             inner: Arc::new(NodeInner {
                 identity,
-                client,
-                verifier,
+                client: crypto.client,
+                verifier: crypto.verifier,
                 sessions,
                 server_sessions,
                 dials: AtomicU64::new(0),
@@ -156,8 +154,14 @@ impl Node {
                 accept_task,
                 live,
                 reach,
+                relayed,
             }),
-        })
+        };
+        let handler = relayed::RelayStreams {
+            node: Arc::downgrade(&node.inner),
+        };
+        node.register_protocol(i6p_core::kinds::STREAM_RELAY, handler)?;
+        Ok(node)
     }
 
     /// This node's identity.
@@ -496,6 +500,7 @@ impl Node {
         self.inner.buffers.release();
         // The endpoint's close below ends them; the table must not keep them (or the socket).
         drop(self.inner.live.clear());
+        self.inner.relayed.close();
         // Sessions nobody accepted hold the socket (QUIC connections share it): drop them.
         {
             let mut rx = self.inner.incoming.lock().await;
@@ -575,6 +580,50 @@ impl Node {
     /// True once `close` was called.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
+    }
+}
+
+/// A node's TLS and QUIC configurations, for its endpoints (main and relayed).
+pub(super) struct NodeCrypto {
+    client: quinn::ClientConfig,
+    verifier: Arc<PeerVerifier>,
+    /// Resumption tickets from the peers this node dials.
+    sessions: Arc<PeerSessions>,
+    /// Resumption tickets this node issues as a listener.
+    server_sessions: Arc<ServerSessions>,
+    server_tls: rustls::ServerConfig,
+    server: quinn::ServerConfig,
+}
+
+impl NodeCrypto {
+    /// Per-connection server configurations made from `server` (see `ServerConfigs`).
+    fn server_configs(&self, server: &quinn::ServerConfig) -> ServerConfigs {
+        let tls = self.server_tls.clone();
+        ServerConfigs::new(tls, server.clone(), self.server_sessions.clone())
+    }
+
+    fn new(identity: &Identity, config: &NodeConfig) -> Result<Self> {
+        let tls = TlsIdentity::new(identity)?;
+        let transport = Arc::new(transport_config(config)?);
+        let server_sessions = Arc::new(match &config.state_dir {
+            Some(dir) => ServerSessions::persistent(tickets_path(dir, &identity.peer_id())?),
+            None => ServerSessions::in_memory(),
+        });
+        let sessions = Arc::new(PeerSessions::default());
+        let (client, verifier) = client_config(&tls, sessions.clone(), transport.clone())?;
+        let server_tls = tls::server_crypto(&tls, server_sessions.clone())?;
+        let server_crypto = QuicServerConfig::try_from(server_tls.clone())
+            .map_err(|e| NetError::Tls(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server.transport_config(transport);
+        Ok(Self {
+            client,
+            verifier,
+            sessions,
+            server_sessions,
+            server_tls,
+            server,
+        })
     }
 }
 

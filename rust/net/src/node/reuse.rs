@@ -125,6 +125,22 @@ impl LiveSessions {
         }
     }
 
+    /// A usable session with `peer` that is not itself relayed (a relay carries circuits
+    /// over it).
+    pub(crate) fn direct_session(&self, peer: &PeerId) -> Option<Session> {
+        let mut peers = self.peers.lock().ok()?;
+        let entry = peers.get_mut(peer)?;
+        entry.app.retain(|w| w.strong_count() > 0);
+        let direct = |s: &Session| s.is_usable() && s.route() != crate::session::Route::Relayed;
+        let owned = entry.owned.as_ref().map(|o| o.session.clone());
+        entry
+            .app
+            .iter()
+            .filter_map(Session::upgrade)
+            .chain(owned)
+            .find(direct)
+    }
+
     /// Closes every session dialed for transfers and forgets them all (the node is closing).
     pub(crate) fn clear(&self) -> Vec<Session> {
         self.closed.store(true, Ordering::Release);

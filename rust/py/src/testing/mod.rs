@@ -25,6 +25,36 @@ fn set_provider_faults(node: PyRef<'_, Node>, faults: u8) {
     node.engine().store().set_faults(faults);
 }
 
+/// Binds a node whose relay misbehaves (tests of the relay's ends): flips one bit inside every
+/// `flip_every`-th packet it copies, offers every circuit to `misroute_to`, or (as a target)
+/// takes circuits and never reads them (`stall_offers`).
+#[pyfunction]
+#[pyo3(signature = (identity, addr, *, relay=true, flip_every=None, misroute_to=None, stall_offers=false, limits=None))]
+#[allow(clippy::too_many_arguments)]
+fn bind_relay_testing<'py>(
+    py: Python<'py>,
+    identity: PyRef<'py, crate::identity::Identity>,
+    addr: &str,
+    relay: bool,
+    flip_every: Option<u64>,
+    misroute_to: Option<PyRef<'py, PeerId>>,
+    stall_offers: bool,
+    limits: Option<PyRef<'py, crate::limits::Limits>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let addr = parse_addr(addr).map_err(to_py)?;
+    let config = i6p_net::NodeConfig {
+        relay,
+        relay_testing: i6p_net::relay::RelayTesting {
+            flip_every,
+            misroute_to: misroute_to.map(|p| p.0),
+            stall_offers,
+        },
+        limits: limits.map(|l| l.0.clone()).unwrap_or_default(),
+        ..i6p_net::NodeConfig::default()
+    };
+    Node::bind_with(py, identity.0.clone(), addr, config)
+}
+
 /// Dials and authenticates without the HELLO exchange (protocol conformance tests).
 #[pyfunction]
 fn connect_raw<'py>(
@@ -90,6 +120,7 @@ pub(crate) fn register(parent: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("JUNK_ONLY", Faults::JUNK_ONLY)?;
     m.add_function(wrap_pyfunction!(set_provider_faults, &m)?)?;
     m.add_function(wrap_pyfunction!(connect_raw, &m)?)?;
+    m.add_function(wrap_pyfunction!(bind_relay_testing, &m)?)?;
     m.add_function(wrap_pyfunction!(signed_hello, &m)?)?;
     m.add_function(wrap_pyfunction!(send_datagram, &m)?)?;
     m.add_function(wrap_pyfunction!(log_records_dropped, &m)?)?;
