@@ -30,6 +30,12 @@ pub const TIMED_OUT: u32 = 8;
 /// its last object, or left its `async with` by an exception, without closing (finishing)
 /// it. A partial reply so ended reads as an error at the peer, never as a clean end.
 pub const ABANDONED: u32 = 9;
+/// Close code: another session of the same pair of peers is the primary one (see the
+/// one-session-per-pair rule in docs/PROTOCOL.md); this one closed once its streams ended.
+pub const DUPLICATE: u32 = 11;
+/// Stream reset code of a COORD stream: the coordinator or the target refused or ended the
+/// introduction (the REFUSE frame before it, if any, says why).
+pub const COORD_REFUSED: u32 = 12;
 /// Codes below this value are reserved for I6P itself (except 0).
 pub const FIRST_APPLICATION_CODE: u32 = 16;
 /// The largest stream reset or stop code: QUIC's largest variable-length integer.
@@ -55,6 +61,7 @@ pub const CLOSE_CODES: &[(u32, &str)] = &[
     (SEND_TIMEOUT, "SEND_TIMEOUT"),
     (TIMED_OUT, "TIMED_OUT"),
     (ABANDONED, "ABANDONED"),
+    (DUPLICATE, "DUPLICATE"),
 ];
 
 /// Every stream reset or stop code, with its meaning's short name.
@@ -66,6 +73,7 @@ pub const RESET_CODES: &[(u32, &str)] = &[
     (BUSY, "BUSY"),
     (SEND_TIMEOUT, "SEND_TIMEOUT"),
     (ABANDONED, "ABANDONED"),
+    (COORD_REFUSED, "COORD_REFUSED"),
 ];
 
 /// Why a provider refused a GET: the code of an ERROR frame.

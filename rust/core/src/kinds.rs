@@ -12,8 +12,15 @@ pub const STREAM_APP: u8 = 0;
 /// First byte of every blob transfer stream (plain GET and FEC GET).
 pub const STREAM_BLOBS: u8 = 1;
 
+/// First byte of a coordination stream (introductions through a mutual peer).
+pub const STREAM_COORD: u8 = 2;
+
 /// Every stream kind, with its name in docs/PROTOCOL.md.
-pub const STREAM_KINDS: &[(u8, &str)] = &[(STREAM_APP, "APP"), (STREAM_BLOBS, "BLOBS")];
+pub const STREAM_KINDS: &[(u8, &str)] = &[
+    (STREAM_APP, "APP"),
+    (STREAM_BLOBS, "BLOBS"),
+    (STREAM_COORD, "COORD"),
+];
 
 /// The control frame types this version knows. Unknown types are skipped by receivers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +73,19 @@ pub const FRAME_REPAIR: u8 = 0x18;
 /// Frame type of a FEC SHAPE: the shard size the provider chose, its first frame after BLOB.
 pub const FRAME_FEC_SHAPE: u8 = 0x19;
 
+/// Frame type of a CONNECT: asker → coordinator, "introduce me to this peer".
+pub const FRAME_COORD_CONNECT: u8 = 0x28;
+/// Frame type of an INTRODUCE: coordinator → target, the asker and its candidates.
+pub const FRAME_COORD_INTRODUCE: u8 = 0x29;
+/// Frame type of an ANSWER: the target's candidates, back through the coordinator.
+pub const FRAME_COORD_ANSWER: u8 = 0x2a;
+/// Frame type of a REFUSE: the introduction is refused, with a reason.
+pub const FRAME_COORD_REFUSE: u8 = 0x2b;
+/// Frame type of a SYNC: start an attempt now (forwarded by the coordinator).
+pub const FRAME_COORD_SYNC: u8 = 0x2c;
+/// Frame type of an RTT probe through the coordinator (echoed by the target).
+pub const FRAME_COORD_RTT: u8 = 0x2d;
+
 /// Every frame type, control and transfer, with its name in docs/PROTOCOL.md.
 pub const FRAME_TYPES: &[(u8, &str)] = &[
     (FrameType::Hello as u8, "HELLO"),
@@ -83,6 +103,12 @@ pub const FRAME_TYPES: &[(u8, &str)] = &[
     (FRAME_LOSS, "LOSS"),
     (FRAME_REPAIR, "REPAIR"),
     (FRAME_FEC_SHAPE, "FEC_SHAPE"),
+    (FRAME_COORD_CONNECT, "CONNECT"),
+    (FRAME_COORD_INTRODUCE, "INTRODUCE"),
+    (FRAME_COORD_ANSWER, "ANSWER"),
+    (FRAME_COORD_REFUSE, "REFUSE"),
+    (FRAME_COORD_SYNC, "SYNC"),
+    (FRAME_COORD_RTT, "RTT"),
 ];
 
 /// Tag (first byte) of a SHARD datagram.

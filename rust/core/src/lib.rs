@@ -17,6 +17,7 @@
 
 pub mod codes;
 pub mod collection;
+pub mod coord;
 pub mod erasure;
 pub mod error;
 pub mod fec;
@@ -29,6 +30,7 @@ pub mod kinds;
 pub mod messages;
 pub mod partial;
 pub mod peer_id;
+pub mod punch;
 pub mod schedule;
 pub mod ticket;
 pub mod transfer;
