@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "BlobNotFound",
     "ConnectionLost",
+    "CoordinationRefused",
     "DestinationExists",
     "DiskFull",
     "ErasureError",
@@ -108,6 +109,12 @@ class Unreachable(HandshakeError):
     or network unreachable (reported at once, not at the handshake timeout), or a session
     returned in 0-RTT never heard from its peer. The message names the peer, the address
     and the cause."""
+
+
+class CoordinationRefused(HandshakeError):
+    """A coordinator (``connect(peer, via=...)``) refused to introduce this node to the peer:
+    it does not coordinate (``coordinate=False``), has no live session with the peer, or is
+    at its limit of introductions. The message says which."""
 
 
 class Timeout(I6PError, TimeoutError):

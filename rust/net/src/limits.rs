@@ -53,6 +53,10 @@ pub struct Limits {
     pub request_idle_timeout: Duration,
     /// Bytes of group data a request reads ahead of the network (at least one group).
     pub read_ahead: usize,
+    /// Introductions this node coordinates at once (as the mutual peer of two others).
+    pub max_introductions: usize,
+    /// Introductions one asking peer may have in flight through this node at once.
+    pub max_introductions_per_peer: usize,
 }
 
 impl Default for Limits {
@@ -75,6 +79,8 @@ impl Default for Limits {
             send_timeout: Duration::from_secs(20),
             request_idle_timeout: Duration::from_secs(30),
             read_ahead: 4 << 20,
+            max_introductions: 64,
+            max_introductions_per_peer: 4,
         }
     }
 }
@@ -96,6 +102,11 @@ impl Limits {
             ("max_requests", self.max_requests),
             ("max_requests_per_peer", self.max_requests_per_peer),
             ("read_ahead", self.read_ahead),
+            ("max_introductions", self.max_introductions),
+            (
+                "max_introductions_per_peer",
+                self.max_introductions_per_peer,
+            ),
         ];
         for (name, value) in counts {
             if value == 0 {

@@ -31,8 +31,16 @@ async fn sessions_are_symmetric_and_authenticated() {
     let (sa, sb) = (sa.unwrap(), sb.unwrap());
     assert_eq!(sa.remote_peer_id(), b.peer_id());
     assert_eq!(sb.remote_peer_id(), a.peer_id());
-    assert_eq!(sa.remote_capabilities(), vec![("role".into(), "b".into())]);
-    assert_eq!(sb.remote_capabilities(), vec![("role".into(), "a".into())]);
+    // Every node coordinates by default, and says so.
+    let coordinate = ("coordinate".to_string(), "1".to_string());
+    assert_eq!(
+        sa.remote_capabilities(),
+        vec![("role".into(), "b".into()), coordinate.clone()]
+    );
+    assert_eq!(
+        sb.remote_capabilities(),
+        vec![("role".into(), "a".into()), coordinate]
+    );
 
     // The listener opens a stream to the dialer.
     let (mut send, mut recv) = sb.open_stream().await.unwrap();

@@ -35,6 +35,7 @@ mod py {
     pyo3::import_exception!(i6p.errors, IncompleteRead);
     pyo3::import_exception!(i6p.errors, Unreachable);
     pyo3::import_exception!(i6p.errors, Timeout);
+    pyo3::import_exception!(i6p.errors, CoordinationRefused);
 }
 
 /// The Python exception for an engine error.
@@ -61,6 +62,7 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
         }
         NetError::InvalidAddress(_) => py::InvalidAddress::new_err(msg),
         NetError::Unreachable(_) => py::Unreachable::new_err(msg),
+        NetError::CoordinationRefused(_) => py::CoordinationRefused::new_err(msg),
         NetError::Timeout(_) => py::Timeout::new_err(msg),
         NetError::OwnPeerId(_) => py::InvalidPeerId::new_err(msg),
         NetError::Config(_) | NetError::BadRange(_) => py::InvalidArgument::new_err(msg),

@@ -44,6 +44,8 @@ pub(super) struct AcceptSettings {
     pub(super) closed: Arc<AtomicBool>,
     /// The node's live sessions, where application sessions are listed for transfers.
     pub(super) live: Arc<super::reuse::LiveSessions>,
+    /// The peers this node is punching to: their incoming sessions are routed and claimed.
+    pub(super) punch: Arc<super::punch::PunchState>,
 }
 
 /// The listener's HELLO, stamped and given its addresses for each connection.
@@ -51,7 +53,7 @@ pub(super) fn listener_hello(config: &super::NodeConfig) -> Result<Arc<Hello>> {
     let hello = Hello {
         version: i6p_core::PROTOCOL_VERSION,
         timestamp_ms: 0,
-        capabilities: config.capabilities.clone(),
+        capabilities: config.advertised_capabilities(),
         listen_addrs: Vec::new(),
         transfer_only: false,
     };
@@ -106,6 +108,7 @@ pub(super) async fn accept_loop(
         let (tx, settings) = (tx.clone(), settings.clone());
         let deliver = settings.deliver;
         let live = settings.live.clone();
+        let punch = settings.punch.clone();
         tokio::spawn(async move {
             let mut slot = slot;
             let accepted = accept_one(incoming, &identity, &ours, settings, &mut slot).await;
@@ -124,6 +127,15 @@ pub(super) async fn accept_loop(
             if for_app {
                 live.add_app(&session);
             }
+            // A coordinated connection this node asked for goes to its `connect_to`.
+            let session = match punch.claim(session) {
+                Some(session) => session,
+                None => {
+                    conn.closed().await;
+                    drop(slot);
+                    return;
+                }
+            };
             // Never wait for room: sessions the application does not accept in time are
             // refused, not held half-open.
             if deliver && for_app {
@@ -199,7 +211,7 @@ async fn accept_one(
         buffers: Some(settings.buffers),
         max_queued_streams: settings.max_queued_streams,
         liveness: settings.liveness,
-        route: crate::session::Route::Direct,
+        route: settings.punch.route_for(&remote_peer_id),
     };
     let session = Session::new(est, false, None);
     watch_handshake(&session, handshake);

@@ -42,6 +42,9 @@ pub struct NodeConfig {
     pub state_dir: Option<PathBuf>,
     /// How long a session dialed for transfers stays open without carrying one.
     pub transfer_idle: Duration,
+    /// Introduce peers that have live sessions with this node to each other when one asks
+    /// (coordination, stream kind COORD); advertised in HELLO as ("coordinate", "1").
+    pub coordinate: bool,
 }
 
 impl Default for NodeConfig {
@@ -60,7 +63,21 @@ impl Default for NodeConfig {
             zero_rtt: true,
             state_dir: None,
             transfer_idle: super::reuse::TRANSFER_IDLE,
+            coordinate: true,
         }
+    }
+}
+
+impl NodeConfig {
+    /// The capabilities a HELLO announces: the configured ones, plus ("coordinate", "1")
+    /// when the node introduces peers (unless the application already lists that key).
+    pub(crate) fn advertised_capabilities(&self) -> Vec<(String, String)> {
+        let mut caps = self.capabilities.clone();
+        let room = caps.len() < i6p_core::hello::MAX_CAPABILITIES;
+        if self.coordinate && room && !caps.iter().any(|(k, _)| k == "coordinate") {
+            caps.push(("coordinate".into(), "1".into()));
+        }
+        caps
     }
 }
 

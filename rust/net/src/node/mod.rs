@@ -6,13 +6,17 @@
 
 mod accept;
 mod config;
+mod coordinator;
 mod early;
+mod primary;
+mod punch;
 mod reuse;
 
 use accept::{accept_loop, AcceptSettings};
 use config::tickets_path;
 pub use config::NodeConfig;
 pub(crate) use config::{bind_socket, transport_config};
+pub use punch::{CoordinatorLie, MAX_PENDING_PUNCHES};
 pub use reuse::{TransferLease, TRANSFER_IDLE};
 
 use crate::addr;
@@ -72,6 +76,8 @@ struct NodeInner {
     accept_task: tokio::task::JoinHandle<()>,
     /// Live sessions per peer, which transfers reuse.
     live: Arc<reuse::LiveSessions>,
+    /// Coordination: the peers this node is punching to, and introductions in flight.
+    punch: Arc<punch::PunchState>,
 }
 
 impl Node {
@@ -107,7 +113,8 @@ impl Node {
         let early_requests = Arc::new(AtomicU64::new(0));
         let connections = Connections::new(config.limits.clone());
         let (tx, rx) = mpsc::channel(config.limits.max_queued_sessions);
-        let live = reuse::LiveSessions::new(config.transfer_idle);
+        let live = reuse::LiveSessions::new(config.transfer_idle, identity.peer_id());
+        let punch = punch::PunchState::new(&config);
         let hello = accept::listener_hello(&config)?;
         let accept_task = tokio::spawn(accept_loop(
             endpoint.clone(),
@@ -125,11 +132,12 @@ impl Node {
                 protocols: protocols.clone(),
                 early_requests: early_requests.clone(),
                 closed: closed.clone(),
+                punch: punch.clone(),
             },
             connections.clone(),
             tx.clone(),
         ));
-        Ok(Self {
+        let node = Self {
             inner: Arc::new(NodeInner {
                 identity,
                 client,
@@ -151,8 +159,11 @@ impl Node {
                 shutdown: tokio::sync::Notify::new(),
                 accept_task,
                 live,
+                punch,
             }),
-        })
+        };
+        coordinator::register(&node)?;
+        Ok(node)
     }
 
     /// This node's identity.
@@ -205,7 +216,7 @@ impl Node {
             transfer_only,
             version: PROTOCOL_VERSION,
             timestamp_ms: now_ms(),
-            capabilities: self.inner.config.capabilities.clone(),
+            capabilities: self.inner.config.advertised_capabilities(),
             listen_addrs: self
                 .reachable_addrs()?
                 .into_iter()
@@ -242,6 +253,20 @@ impl Node {
         addr: SocketAddr,
         transfer_only: bool,
     ) -> Result<Session> {
+        self.dial_session(peer, addr, transfer_only, None).await
+    }
+
+    /// [`Self::connect_with`]; `coordinated` names the route of a dial made by a coordinated
+    /// connection (punched, or reversal), which sends no ICMP probe: the probe comes from
+    /// another port, so it opens no pinhole on the path this dial needs and a firewall's
+    /// answer to it says nothing about that path.
+    pub(crate) async fn dial_session(
+        &self,
+        peer: PeerId,
+        addr: SocketAddr,
+        transfer_only: bool,
+        coordinated: Option<crate::session::Route>,
+    ) -> Result<Session> {
         let hello = self.hello(transfer_only)?;
         let timeout = self.inner.config.handshake_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -253,15 +278,19 @@ impl Node {
             .then(|| self.inner.sessions.resumable(&peer))
             .flatten();
         // The probe goes out before the dial's first packet (see `probe`).
-        let probe = crate::probe::Probe::send(self.dial_target(peer, addr)?);
+        let target = self.dial_target(peer, addr)?;
+        let probe = match coordinated {
+            Some(_) => crate::probe::Probe::Off,
+            None => crate::probe::Probe::send(target),
+        };
         let (connecting, dial) = self.start_dial(peer, addr)?;
         let connecting = match known {
             Some(key) => match connecting.into_0rtt() {
                 Ok((conn, accepted)) => {
                     let dial = (dial, probe);
-                    return self
-                        .early_session(conn, accepted, peer, key, dial, hello, deadline)
-                        .await;
+                    let early =
+                        self.early_session(conn, accepted, peer, key, dial, hello, deadline);
+                    return early.await.inspect(|s| punch::mark(s, coordinated));
                 }
                 Err(connecting) => connecting,
             },
@@ -287,7 +316,7 @@ impl Node {
                 e.to_string().as_bytes(),
             ),
         }
-        result
+        result.inspect(|s| punch::mark(s, coordinated))
     }
 
     fn established(
