@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use i6p_core::codes;
-use i6p_core::kinds::{STREAM_APP, STREAM_BLOBS};
+use i6p_core::kinds::{STREAM_APP, STREAM_BLOBS, STREAM_COORD};
 use i6p_core::Identity;
 use i6p_net::{NetError, Node, NodeConfig, RecvStream, SendStream, Session};
 use std::net::SocketAddr;
@@ -59,11 +59,14 @@ async fn a_registered_handler_gets_its_kind_and_an_unknown_kind_is_refused_by_na
     b.register_protocol(ECHO, echo("echo", echoed.clone()))
         .unwrap();
     // One handler per kind: neither a second one nor a built-in kind can be taken over.
-    for kind in [ECHO, STREAM_APP, STREAM_BLOBS] {
+    for kind in [ECHO, STREAM_APP, STREAM_BLOBS, STREAM_COORD] {
         let taken = b.register_protocol(kind, echo("other", Arc::default()));
         assert!(matches!(taken, Err(NetError::Config(_))), "kind {kind}");
     }
-    assert_eq!(b.protocols().kinds(), vec![STREAM_APP, STREAM_BLOBS, ECHO]);
+    assert_eq!(
+        b.protocols().kinds(),
+        vec![STREAM_APP, STREAM_BLOBS, STREAM_COORD, ECHO]
+    );
 
     let (sa, sb) = tokio::join!(a.connect(b.peer_id(), loopback(&b)), b.accept());
     let (sa, sb) = (sa.unwrap(), sb.unwrap());
