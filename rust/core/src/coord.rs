@@ -269,8 +269,9 @@ fn truncate(text: &str) -> &str {
 }
 
 /// The candidates worth passing on, in order, deduplicated, at most [`MAX_CANDIDATES`]: no
-/// unspecified, multicast or broadcast address, no port 0, and loopback only when `loopback_ok`
-/// (the coordinator's session with the peer is itself on loopback, as in tests on `::1`). A
+/// unspecified, multicast or broadcast address, no port 0, and loopback or IPv6 link-local
+/// (whose scope id means nothing on another host) only when `loopback_ok` (the coordinator's
+/// session with the peer is itself on loopback, as in tests on `::1`). A
 /// peer that lies here only wastes the other side's bounded attempts: the handshake verifies
 /// the PeerId whatever address answers.
 pub fn filter_candidates(addrs: &[SocketAddr], loopback_ok: bool) -> Vec<SocketAddr> {
@@ -291,15 +292,11 @@ fn is_candidate(a: &SocketAddr, loopback_ok: bool) -> bool {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     };
-    let bad = match ip {
-        IpAddr::V4(v4) => v4.is_broadcast() || v4.octets()[0] == 0,
-        IpAddr::V6(_) => false,
+    let (bad, local) = match ip {
+        IpAddr::V4(v4) => (v4.is_broadcast() || v4.octets()[0] == 0, v4.is_loopback()),
+        IpAddr::V6(v6) => (false, v6.is_loopback() || v6.is_unicast_link_local()),
     };
-    a.port() != 0
-        && !bad
-        && !ip.is_unspecified()
-        && !ip.is_multicast()
-        && (loopback_ok || !ip.is_loopback())
+    a.port() != 0 && !bad && !ip.is_unspecified() && !ip.is_multicast() && (loopback_ok || !local)
 }
 
 #[cfg(test)]
@@ -395,6 +392,7 @@ mod tests {
             "[::1]:7",
             "127.0.0.1:7",
             "[::ffff:127.0.0.1]:7",
+            "[fe80::1%2]:7",
             "[2001:db8::1]:9",
             "[2001:db8::1]:9",
             "203.0.113.5:9",
@@ -411,7 +409,7 @@ mod tests {
             ]
         );
         let local = filter_candidates(&raw, true);
-        assert_eq!(local.len(), 5);
+        assert_eq!(local.len(), 6);
         let many = cands(20).addrs;
         assert_eq!(filter_candidates(&many, false).len(), MAX_CANDIDATES);
     }

@@ -33,7 +33,7 @@ fn count(name: &str, value: Option<&Bound<'_, PyAny>>, default: usize) -> PyResu
 #[pymethods]
 impl Limits {
     #[new]
-    #[pyo3(signature = (*, max_connections=None, max_connections_per_peer=None, max_connections_per_prefix=None, max_handshakes=None, handshake_rate_per_prefix=None, max_queued_sessions=None, max_queued_streams=None, max_requests=None, max_requests_per_peer=None, send_timeout=None, request_idle_timeout=None, read_ahead=None))]
+    #[pyo3(signature = (*, max_connections=None, max_connections_per_peer=None, max_connections_per_prefix=None, max_handshakes=None, handshake_rate_per_prefix=None, max_queued_sessions=None, max_queued_streams=None, max_requests=None, max_requests_per_peer=None, send_timeout=None, request_idle_timeout=None, read_ahead=None, max_introductions=None, max_introductions_per_peer=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         max_connections: Option<&Bound<'_, PyAny>>,
@@ -48,6 +48,8 @@ impl Limits {
         send_timeout: Option<f64>,
         request_idle_timeout: Option<f64>,
         read_ahead: Option<&Bound<'_, PyAny>>,
+        max_introductions: Option<&Bound<'_, PyAny>>,
+        max_introductions_per_peer: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let d = i6p_net::Limits::default();
         let limits = i6p_net::Limits {
@@ -91,6 +93,12 @@ impl Limits {
                 d.request_idle_timeout,
             )?,
             read_ahead: count("read_ahead", read_ahead, d.read_ahead)?,
+            max_introductions: count("max_introductions", max_introductions, d.max_introductions)?,
+            max_introductions_per_peer: count(
+                "max_introductions_per_peer",
+                max_introductions_per_peer,
+                d.max_introductions_per_peer,
+            )?,
         };
         limits
             .validate()
@@ -169,6 +177,18 @@ impl Limits {
     #[getter]
     fn read_ahead(&self) -> usize {
         self.0.read_ahead
+    }
+
+    /// Introductions this node coordinates at once.
+    #[getter]
+    fn max_introductions(&self) -> usize {
+        self.0.max_introductions
+    }
+
+    /// Introductions one asking peer may have in flight through this node at once.
+    #[getter]
+    fn max_introductions_per_peer(&self) -> usize {
+        self.0.max_introductions_per_peer
     }
 
     fn __eq__(&self, other: &Self) -> bool {

@@ -106,11 +106,10 @@ pub(super) async fn accept_loop(
             .collect();
         let identity = identity.clone();
         let (tx, settings) = (tx.clone(), settings.clone());
-        let deliver = settings.deliver;
-        let live = settings.live.clone();
-        let punch = settings.punch.clone();
         tokio::spawn(async move {
             let mut slot = slot;
+            let (deliver, live) = (settings.deliver, settings.live.clone());
+            let punch = settings.punch.clone();
             let accepted = accept_one(incoming, &identity, &ours, settings, &mut slot).await;
             slot.handshake_done();
             let session = match accepted {
@@ -121,32 +120,39 @@ pub(super) async fn accept_loop(
                 }
             };
             let conn = session.inner_conn().clone();
-            // A session the peer opened for transfers only is served, never delivered: the
-            // application did not ask for it (and it takes no room in the accept queue).
-            let for_app = !session.transfer_only();
-            if for_app {
-                live.add_app(&session);
-            }
-            // A coordinated connection this node asked for goes to its `connect_to`.
-            let session = match punch.claim(session) {
-                Some(session) => session,
-                None => {
-                    conn.closed().await;
-                    drop(slot);
-                    return;
-                }
-            };
-            // Never wait for room: sessions the application does not accept in time are
-            // refused, not held half-open.
-            if deliver && for_app {
-                if let Err(mpsc::error::TrySendError::Full(session)) = tx.try_send(session) {
-                    session.refuse(codes::BUSY, "too many sessions waiting to be accepted");
-                }
-            }
+            deliver_session(session, &live, &punch, deliver, &tx);
             // The connection counts against the limits until it ends.
             conn.closed().await;
             drop(slot);
         });
+    }
+}
+
+/// Lists a completed incoming session and hands it to whoever wants it: the `connect_to`
+/// that is punching to its peer, else `accept` (when the node delivers sessions).
+fn deliver_session(
+    session: Session,
+    live: &super::reuse::LiveSessions,
+    punch: &super::punch::PunchState,
+    deliver: bool,
+    tx: &mpsc::Sender<Session>,
+) {
+    // A session the peer opened for transfers only is served, never delivered: the
+    // application did not ask for it (and it takes no room in the accept queue).
+    let for_app = !session.transfer_only();
+    if for_app {
+        live.add_app(&session);
+    }
+    // A coordinated connection this node asked for goes to its `connect_to`.
+    let Some(session) = punch.claim(session) else {
+        return;
+    };
+    // Never wait for room: sessions the application does not accept in time are refused,
+    // not held half-open.
+    if deliver && for_app {
+        if let Err(mpsc::error::TrySendError::Full(session)) = tx.try_send(session) {
+            session.refuse(codes::BUSY, "too many sessions waiting to be accepted");
+        }
     }
 }
 

@@ -137,30 +137,35 @@ impl Node {
             connections.clone(),
             tx.clone(),
         ));
+        Self::started(NodeInner {
+            identity,
+            client,
+            verifier,
+            sessions,
+            server_sessions,
+            dials: AtomicU64::new(0),
+            local_addr: std::sync::RwLock::new(endpoint.local_addr()?),
+            endpoint: std::sync::RwLock::new(Some(endpoint)),
+            config,
+            closed,
+            store,
+            protocols,
+            early_requests,
+            buffers,
+            incoming: Mutex::new(rx),
+            incoming_tx: tx,
+            connections,
+            shutdown: tokio::sync::Notify::new(),
+            accept_task,
+            live,
+            punch,
+        })
+    }
+
+    /// The node made of `inner`, with the protocols that need the node itself registered.
+    fn started(inner: NodeInner) -> Result<Self> {
         let node = Self {
-            inner: Arc::new(NodeInner {
-                identity,
-                client,
-                verifier,
-                sessions,
-                server_sessions,
-                dials: AtomicU64::new(0),
-                local_addr: std::sync::RwLock::new(endpoint.local_addr()?),
-                endpoint: std::sync::RwLock::new(Some(endpoint)),
-                config,
-                closed,
-                store,
-                protocols,
-                early_requests,
-                buffers,
-                incoming: Mutex::new(rx),
-                incoming_tx: tx,
-                connections,
-                shutdown: tokio::sync::Notify::new(),
-                accept_task,
-                live,
-                punch,
-            }),
+            inner: Arc::new(inner),
         };
         coordinator::register(&node)?;
         Ok(node)

@@ -20,7 +20,7 @@ use i6p_core::{codes, PeerId};
 use std::time::Duration;
 
 /// No stream traffic for this long: the loser's streams have ended.
-pub const QUIET: Duration = Duration::from_millis(500);
+pub const QUIET: Duration = Duration::from_secs(1);
 /// How often the loser's traffic is checked.
 const CHECK: Duration = Duration::from_millis(100);
 /// The longest a losing session stays open.

@@ -304,6 +304,12 @@ impl Node {
         self.inner.punch.public.store(public, Ordering::Relaxed);
     }
 
+    /// A live application session with `peer` (or one dialed for transfers), if any: what
+    /// a caller can coordinate through when it names the coordinator by PeerId.
+    pub fn live_session(&self, peer: &PeerId) -> Option<Session> {
+        self.inner.live.any_session(peer)
+    }
+
     /// Makes this node a dishonest coordinator (tests only; see [`CoordinatorLie`]).
     #[doc(hidden)]
     pub fn lie_as_coordinator(&self, lie: Option<CoordinatorLie>) {
