@@ -444,6 +444,9 @@ impl Asker {
         let public = self.node.believes_public();
         let (mut procedure, mut actions) =
             PunchProcedure::start(Instant::now(), public, rand::random(), timers);
+        // The table drops the sender when a newer punch to the same peer replaces this one:
+        // from then on only this node's own dials can complete it.
+        let mut waiting = true;
         loop {
             for action in std::mem::take(&mut actions) {
                 self.act(action).await?;
@@ -453,7 +456,8 @@ impl Asker {
             };
             let deadline = tokio::time::Instant::from_std(deadline);
             tokio::select! {
-                got = &mut incoming => {
+                got = &mut incoming, if waiting => {
+                    waiting = false;
                     if let Ok(session) = got {
                         procedure.handle_connected();
                         self.finish().await;
