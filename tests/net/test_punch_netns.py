@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
 import subprocess
 import sys
 import textwrap
@@ -105,57 +106,131 @@ table inet fw {
 }
 """
 
+# Masquerade keeps a socket's mapping for every destination (endpoint-independent mapping)
+# while the filter above lets in only replies (port-restricted filtering).
+NAT44 = """
+table ip nat {
+    chain postrouting {
+        type nat hook postrouting priority 100; policy accept;
+        oifname "wan" masquerade
+    }
+}
+"""
+
+# Per topology: the coordinator's address on the "internet" bridge, and per side (a, b): the
+# router's WAN address, its LAN address, the host's address, the prefix lengths.
+PLANS = {
+    "ipv6-firewall": {
+        "family": "-6",
+        "c": "2001:db8::c",
+        "wan_len": 64,
+        "lan_len": 64,
+        "a": ("2001:db8::a1", "2001:db8:a::1", "2001:db8:a::2", "2001:db8:a::/64"),
+        "b": ("2001:db8::b1", "2001:db8:b::1", "2001:db8:b::2", "2001:db8:b::/64"),
+        "rules": FIREWALL,
+    },
+    "nat44": {
+        "family": "-4",
+        "c": "203.0.113.1",
+        "wan_len": 24,
+        "lan_len": 25,
+        "a": ("203.0.113.10", "198.51.100.1", "198.51.100.2", None),
+        "b": ("203.0.113.20", "198.51.100.129", "198.51.100.130", None),
+        "rules": FIREWALL + NAT44,
+    },
+}
+
 
 def veth(a_ns: str, a_dev: str, b_ns: str, b_dev: str) -> None:
-    sh("ip", "link", "add", a_dev, "netns", a_ns, "type", "veth", "peer", "name", b_dev,
-       "netns", b_ns)
+    sh(
+        "ip",
+        "link",
+        "add",
+        a_dev,
+        "netns",
+        a_ns,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_dev,
+        "netns",
+        b_ns,
+    )
     for ns, dev in ((a_ns, a_dev), (b_ns, b_dev)):
         sh("ip", "link", "set", dev, "up", ns=ns)
 
 
-def addr(ns: str, dev: str, cidr: str) -> None:
-    sh("ip", "-6", "addr", "add", cidr, "dev", dev, "nodad", ns=ns)
+def addr(ns: str, family: str, dev: str, cidr: str) -> None:
+    extra = ["nodad"] if family == "-6" else []
+    sh("ip", family, "addr", "add", cidr, "dev", dev, *extra, ns=ns)
 
 
 @contextmanager
-def firewalled_pair() -> Iterator[dict[str, str]]:
-    """inet (bridge + C at 2001:db8::c), routers ra/rb (WAN 2001:db8::a1/::b1), hosts ha/hb
-    behind them (2001:db8:a::2, 2001:db8:b::2)."""
+def behind_routers(kind: str) -> Iterator[dict[str, str]]:
+    """inet (a bridge, with C on it), routers ra/rb (WAN on the bridge, LAN to their host),
+    hosts ha/hb behind them; the routers run the plan's nftables rules."""
+    plan = PLANS[kind]
+    fam = str(plan["family"])
+    forwarding = "net.ipv6.conf.all.forwarding=1" if fam == "-6" else "net.ipv4.ip_forward=1"
     with ExitStack() as stack:
-        ns = {tag: stack.enter_context(namespace(f"p{tag}")) for tag in ("in", "ra", "rb", "ha", "hb")}
+        tags = ("in", "ra", "rb", "ha", "hb")
+        ns = {tag: stack.enter_context(namespace(f"p{tag}")) for tag in tags}
         sh("ip", "link", "add", "br0", "type", "bridge", ns=ns["in"])
         sh("ip", "link", "set", "br0", "up", ns=ns["in"])
-        addr(ns["in"], "br0", "2001:db8::c/64")
+        addr(ns["in"], fam, "br0", f"{plan['c']}/{plan['wan_len']}")
+        sh("sysctl", "-qw", forwarding, ns=ns["in"])
         for side in ("a", "b"):
+            wan, lan, host_ip, routed = plan[side]  # type: ignore[misc]
             router, host = ns[f"r{side}"], ns[f"h{side}"]
             veth(router, "wan", ns["in"], f"port-{side}")
             sh("ip", "link", "set", f"port-{side}", "master", "br0", ns=ns["in"])
-            addr(router, "wan", f"2001:db8::{side}1/64")
+            addr(router, fam, "wan", f"{wan}/{plan['wan_len']}")
             veth(router, "lan", host, "eth0")
-            addr(router, "lan", f"2001:db8:{side}::1/64")
-            addr(host, "eth0", f"2001:db8:{side}::2/64")
-            sh("ip", "-6", "route", "add", "default", "via", f"2001:db8:{side}::1", ns=host)
-            sh("ip", "-6", "route", "add", "default", "via", "2001:db8::c", ns=router)
-            sh("ip", "-6", "route", "add", f"2001:db8:{side}::/64", "via",
-               f"2001:db8::{side}1", ns=ns["in"])
-            sh("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", ns=router)
+            addr(router, fam, "lan", f"{lan}/{plan['lan_len']}")
+            addr(host, fam, "eth0", f"{host_ip}/{plan['lan_len']}")
+            sh("ip", fam, "route", "add", "default", "via", lan, ns=host)
+            sh("ip", fam, "route", "add", "default", "via", str(plan["c"]), ns=router)
+            if routed:
+                sh("ip", fam, "route", "add", routed, "via", wan, ns=ns["in"])
+            sh("sysctl", "-qw", forwarding, ns=router)
             subprocess.run(
                 ["ip", "netns", "exec", router, "nft", "-f", "-"],
-                input=FIREWALL, text=True, check=True, capture_output=True, timeout=30,
+                input=str(plan["rules"]),
+                text=True,
+                check=True,
+                capture_output=True,
+                timeout=30,
             )
-        sh("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", ns=ns["in"])
         yield ns
+
+
+def host(address: str, port: object) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def spawn(ns: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         ["ip", "netns", "exec", ns, sys.executable, "-c", PEER, *args],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
-def line(proc: subprocess.Popen[str]) -> dict[str, object]:
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+def line(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, object]:
+    """The next JSON line the peer process prints, within ``timeout`` seconds."""
     assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        stop(proc)
+        raise AssertionError(f"peer process silent for {timeout} s")
     out = proc.stdout.readline()
     if not out:
         _, err = proc.communicate(timeout=10)
@@ -163,22 +238,37 @@ def line(proc: subprocess.Popen[str]) -> dict[str, object]:
     return json.loads(out)
 
 
-def test_punched_through_two_stateful_ipv6_firewalls(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["ipv6-firewall", "nat44"])
+def test_punched_through_two_stateful_routers(kind: str, tmp_path: Path) -> None:
+    """Both peers behind a router that drops what it did not ask for: two stateful IPv6
+    firewalls, or two NAT44 routers (masquerade) with the same filter."""
+    plan = PLANS[kind]
     data = os.urandom(2 << 20)
     src = tmp_path / "src"
     src.write_bytes(data)
-    with firewalled_pair() as ns, ExitStack() as procs:
+    with behind_routers(kind) as ns, ExitStack() as procs:
         c = spawn(ns["in"], "c")
-        procs.callback(lambda: c.kill())
+        procs.callback(stop, c)
         c_info = line(c)
-        c_addr = f"[2001:db8::c]:{c_info['port']}"
+        c_addr = host(str(plan["c"]), c_info["port"])
         b = spawn(ns["hb"], "b", str(c_info["peer"]), c_addr, str(src))
-        procs.callback(lambda: b.kill())
+        procs.callback(stop, b)
         b_info = line(b)
-        b_addr = f"[2001:db8:b::2]:{b_info['port']}"
-        a = spawn(ns["ha"], "a", str(c_info["peer"]), c_addr, str(b_info["peer"]), b_addr,
-                  str(b_info["ticket"]), str(tmp_path / "dest"))
-        procs.callback(lambda: a.kill())
+        # What A could know of B without a coordinator: its public address (the host's
+        # own for IPv6; the router's, with the same port, behind NAT44).
+        public_b = plan["b"][2] if kind == "ipv6-firewall" else plan["b"][0]  # type: ignore[index]
+        b_addr = host(str(public_b), b_info["port"])
+        a = spawn(
+            ns["ha"],
+            "a",
+            str(c_info["peer"]),
+            c_addr,
+            str(b_info["peer"]),
+            b_addr,
+            str(b_info["ticket"]),
+            str(tmp_path / "dest"),
+        )
+        procs.callback(stop, a)
         out, err = a.communicate(timeout=90)
         assert a.returncode == 0, err
         result = json.loads(out.strip().splitlines()[-1])

@@ -74,6 +74,13 @@ async fn a_peer_known_only_through_a_coordinator_is_reached_punched_and_verified
     assert!(ac
         .remote_capabilities()
         .contains(&("coordinate".into(), "1".into())));
+    // Again, now that A holds a resumption ticket for B: the 0-RTT session to the dead
+    // address returns at once, but is not taken for a session with B.
+    ab.close(0, "again").await;
+    let (again, _ba2) = tokio::join!(a.connect_to(b.peer_id(), &dead, Some(&ac)), b.accept());
+    let again = again.unwrap();
+    again.wait_established().await.unwrap();
+    assert_eq!(again.route(), Route::Punched);
     for n in [a, b, c] {
         n.close().await;
     }

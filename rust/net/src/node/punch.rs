@@ -20,7 +20,7 @@ use crate::error::{NetError, Result};
 use crate::session::{Route, Session};
 use i6p_core::coord::{filter_candidates, Candidates, CoordMessage, SyncMode};
 use i6p_core::punch::{GiveUpReason, PunchAction, PunchProcedure, PunchTimers};
-use i6p_core::PeerId;
+use i6p_core::{codes, PeerId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -246,16 +246,9 @@ impl Node {
         }
         let mut tried = Vec::new();
         if !addrs.is_empty() {
-            let direct = self.connect_any(peer, addrs);
             let result = match via {
-                Some(_) => tokio::time::timeout(DIRECT_FIRST, direct)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(NetError::Handshake(format!(
-                            "no answer within {DIRECT_FIRST:?}"
-                        )))
-                    }),
-                None => direct.await,
+                Some(_) => self.connect_proven(peer, addrs).await,
+                None => self.connect_any(peer, addrs).await,
             };
             match result {
                 Ok(session) => return Ok(session),
@@ -283,6 +276,29 @@ impl Node {
             peer.short(),
             tried.join("; ")
         )))
+    }
+
+    /// [`Self::connect_any`] within [`DIRECT_FIRST`], and only a session the peer answered
+    /// on: a 0-RTT session returns before any answer, and one to a stale address would
+    /// otherwise end the attempt with a session that is dead.
+    async fn connect_proven(&self, peer: PeerId, addrs: &[SocketAddr]) -> Result<Session> {
+        let proven = async {
+            let session = self.connect_any(peer, addrs).await?;
+            match session.wait_established().await {
+                Ok(()) => Ok(session),
+                Err(e) => {
+                    session.close(codes::ABANDONED, "no answer").await;
+                    Err(e)
+                }
+            }
+        };
+        tokio::time::timeout(DIRECT_FIRST, proven)
+            .await
+            .unwrap_or_else(|_| {
+                Err(NetError::Handshake(format!(
+                    "no answer within {DIRECT_FIRST:?}"
+                )))
+            })
     }
 
     /// The relay step of [`Self::connect_to`]: None while no relay is wired in. At merge this
@@ -394,7 +410,9 @@ impl Node {
         });
     }
 
-    /// Dials `peer` at every one of `addrs` at `at`, marking the session `route`.
+    /// Dials `peer` at every one of `addrs` at `at`, marking the session `route`. A dial
+    /// counts once the peer answered (a 0-RTT session returns before that, and a punch that
+    /// did not get through would leave a dead one).
     pub(super) fn dial_all_at(
         &self,
         dials: &mut JoinSet<Result<Session>>,
@@ -407,7 +425,9 @@ impl Node {
             let (node, addr) = (self.clone(), *addr);
             dials.spawn(async move {
                 tokio::time::sleep_until(at).await;
-                node.dial_session(peer, addr, false, Some(route)).await
+                let session = node.dial_session(peer, addr, false, Some(route)).await?;
+                session.wait_established().await?;
+                Ok(session)
             });
         }
     }
