@@ -76,7 +76,7 @@ PEER = textwrap.dedent(
         ab = await a.connect(b_peer, via=ac)
         out["connect_s"] = loop.time() - started
         out["route"] = ab.route
-        out["peer_ok"] = ab.remote_peer_id == b_peer
+        out["peer_ok"] = str(ab.remote_peer_id) == b_peer
         result = await a.fetch(Ticket.parse(ticket), dest)
         out["size"] = result.size
         out["sha256"] = hashlib.sha256(open(dest, "rb").read()).hexdigest()
