@@ -89,8 +89,8 @@ async def test_plain_dials_keep_working_with_one_or_several_addresses(
         asyncio.gather(a.connect(b.peer_id, ["[::1]:1", ("::1", b.port)]), b.accept()),
         timeout=20,
     )
-    assert one.route == several.route == "direct"
-    assert several.remote_peer_id == b.peer_id
+    assert one.route == several.route == b_one.route == b_several.route == "direct"
+    assert several.remote_peer_id == b.peer_id and b_several.remote_peer_id == a.peer_id
 
 
 async def test_simultaneous_dials_end_in_one_session_per_pair(make_node: NodeFactory) -> None:
