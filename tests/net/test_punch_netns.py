@@ -277,6 +277,7 @@ def test_punched_through_two_stateful_routers(kind: str, tmp_path: Path) -> None
         b_end = line(b)
         assert c.stdin is not None
         c.stdin.close()
+    print(kind, json.dumps(result))  # the figures, for a run with -s
     # The firewall drops the unsolicited dial; the coordinated one gets through.
     assert result["direct"] in ("HandshakeError", "Unreachable"), result
     assert result["route"] == "punched" and result["peer_ok"], result
