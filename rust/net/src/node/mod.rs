@@ -115,11 +115,10 @@ impl Node {
         let (tx, rx) = mpsc::channel(config.limits.max_queued_sessions);
         let live = reuse::LiveSessions::new(config.transfer_idle, identity.peer_id());
         let punch = punch::PunchState::new(&config);
-        let hello = accept::listener_hello(&config)?;
         let accept_task = tokio::spawn(accept_loop(
             endpoint.clone(),
             identity.clone(),
-            hello,
+            accept::listener_hello(&config)?,
             AcceptSettings {
                 live: live.clone(),
                 timeout: config.handshake_timeout,
@@ -137,36 +136,35 @@ impl Node {
             connections.clone(),
             tx.clone(),
         ));
-        Self::started(NodeInner {
-            identity,
-            client,
-            verifier,
-            sessions,
-            server_sessions,
-            dials: AtomicU64::new(0),
-            local_addr: std::sync::RwLock::new(endpoint.local_addr()?),
-            endpoint: std::sync::RwLock::new(Some(endpoint)),
-            config,
-            closed,
-            store,
-            protocols,
-            early_requests,
-            buffers,
-            incoming: Mutex::new(rx),
-            incoming_tx: tx,
-            connections,
-            shutdown: tokio::sync::Notify::new(),
-            accept_task,
-            live,
-            punch,
+        Self::started(Self {
+            inner: Arc::new(NodeInner {
+                identity,
+                client,
+                verifier,
+                sessions,
+                server_sessions,
+                dials: AtomicU64::new(0),
+                local_addr: std::sync::RwLock::new(endpoint.local_addr()?),
+                endpoint: std::sync::RwLock::new(Some(endpoint)),
+                config,
+                closed,
+                store,
+                protocols,
+                early_requests,
+                buffers,
+                incoming: Mutex::new(rx),
+                incoming_tx: tx,
+                connections,
+                shutdown: tokio::sync::Notify::new(),
+                accept_task,
+                live,
+                punch,
+            }),
         })
     }
 
-    /// The node made of `inner`, with the protocols that need the node itself registered.
-    fn started(inner: NodeInner) -> Result<Self> {
-        let node = Self {
-            inner: Arc::new(inner),
-        };
+    /// `node`, with the protocols that need the node itself registered.
+    fn started(node: Self) -> Result<Self> {
         coordinator::register(&node)?;
         Ok(node)
     }
