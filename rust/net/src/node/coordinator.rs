@@ -22,6 +22,7 @@ use crate::session::{Route, Session};
 use i6p_core::codes;
 use i6p_core::coord::{
     check_frame_len, filter_candidates, Candidates, CoordMessage, RefusalReason, SyncMode,
+    MAX_ATTEMPTS,
 };
 use i6p_core::kinds::STREAM_COORD;
 use i6p_core::{PeerId, FRAME_HEADER_LEN};
@@ -321,10 +322,13 @@ async fn be_introduced(
     }
     let mut dials = JoinSet::new();
     let deadline = tokio::time::Instant::now() + INTRODUCTION_TIME;
+    // A reversal and three punches: an asker cannot make this node dial more often.
+    let mut syncs_left = MAX_ATTEMPTS + 1;
     for _ in 0..MAX_FORWARDED {
         tokio::select! {
             m = messages.recv() => match m {
-                Some(Ok(Some(CoordMessage::Sync { mode, .. }))) => {
+                Some(Ok(Some(CoordMessage::Sync { mode, .. }))) if syncs_left > 0 => {
+                    syncs_left -= 1;
                     let now = tokio::time::Instant::now();
                     dials = JoinSet::new();
                     let route = match mode {
