@@ -57,7 +57,7 @@ async def test_second_connect_is_resumed_and_its_first_ping_is_early_data(
         assert theirs.early_requests == 1
         assert b.early_requests == 1
         # The HELLO exchange still ran: the peer's signed capabilities are there.
-        assert ours.remote_capabilities == {"side": "b", "dialback": "1"}
+        assert ours.remote_capabilities == {"side": "b", "coordinate": "1", "dialback": "1"}
         assert ours.remote_peer_id == b.peer_id and theirs.remote_peer_id == a.peer_id
         # Streams work both ways on the resumed session.
         stream = await ours.open_stream()

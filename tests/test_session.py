@@ -26,24 +26,28 @@ async def test_sessions_both_ways_with_capabilities(make_node: NodeFactory) -> N
     b = await make_node(capabilities={"side": "b"})
     ab, ba = await connect_pair(a, b)
     assert ab.remote_peer_id == b.peer_id and ba.remote_peer_id == a.peer_id
-    # Every node also offers dial-back (see Node.reachability).
-    assert ab.remote_capabilities == {"side": "b", "dialback": "1"}
-    assert ba.remote_capabilities == {"side": "a", "blobs": "1", "dialback": "1"}
+    # Every node coordinates and offers dial-back by default, and says so.
+    assert ab.remote_capabilities == {"side": "b", "coordinate": "1", "dialback": "1"}
+    assert ba.remote_capabilities == {"side": "a", "blobs": "1", "coordinate": "1", "dialback": "1"}
     assert ab.is_dialer and not ba.is_dialer
     assert ab.route == ba.route == "direct"
     assert ab.remote_addr == loopback(b)
     assert ba.remote_addr.startswith("[::1]:")
     assert any(addr.endswith(f":{b.port}") for addr in ab.remote_listen_addrs)
-    # The other direction: b dials a, while the first session stays up.
+    # The other direction: b dials a. Both sessions carry what is under way; then one
+    # session per pair: the one dialed by the larger PeerId closes once quiet (DUPLICATE).
     b2, a2 = await connect_pair(b, a)
     assert b2.remote_peer_id == a.peer_id and a2.remote_peer_id == b.peer_id
-    assert a2.remote_capabilities == {"side": "b", "dialback": "1"}
+    assert a2.remote_capabilities == {"side": "b", "coordinate": "1", "dialback": "1"}
     for ours, theirs in [(ab, ba), (ba, ab), (b2, a2), (a2, b2)]:
         stream = await ours.open_stream()
         await stream.write(b"ping from " + str(ours.remote_peer_id).encode())
         await stream.finish()
         incoming = await theirs.accept_stream()
         assert await incoming.read() == b"ping from " + str(ours.remote_peer_id).encode()
+    loser = b2 if str(a.peer_id) < str(b.peer_id) else ab
+    code, _, _ = await asyncio.wait_for(loser.wait_closed(), timeout=10)
+    assert code == 11
 
 
 async def test_observed_address_arrives(pair: tuple[Session, Session]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "BlobNotFound",
     "ConnectionLost",
+    "CoordinationRefused",
     "DestinationExists",
     "DialBackRefused",
     "DiskFull",
@@ -127,6 +128,12 @@ class RelayRefused(HandshakeError):
         self.reason = reason
         #: The refusing side's words.
         self.detail = detail
+
+
+class CoordinationRefused(HandshakeError):
+    """A coordinator (``connect(peer, via=...)``) refused to introduce this node to the peer:
+    it does not coordinate (``coordinate=False``), has no live session with the peer, or is
+    at its limit of introductions. The message says which."""
 
 
 class Timeout(I6PError, TimeoutError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, Unpack
@@ -12,7 +12,7 @@ from typing import NamedTuple, Unpack
 from . import _core
 from ._addr import Address, resolve
 from .collection import fetch_tree
-from .errors import InvalidTicket, NodeClosed
+from .errors import InvalidArgument, InvalidTicket, NodeClosed
 from .identity import Identity, PeerId
 from .session import Session
 from .transfer import (
@@ -86,6 +86,7 @@ class Node:
         limits: Limits | None = None,
         accept_sessions: bool = True,
         relay: bool = False,
+        coordinate: bool = True,
     ) -> Node:
         """Binds a UDP socket (dual-stack on ``[::]``) and starts accepting sessions.
 
@@ -129,6 +130,11 @@ class Node:
         HELLO then announces ``("relay", "1")``; circuits are bounded by ``limits``
         (``max_relay_circuits``, ``max_relay_circuits_per_peer``, ``relay_circuit_bytes``,
         ``relay_circuit_duration``: finite by default).
+
+        ``coordinate`` (on by default) lets peers that both have a session with this node
+        ask it to introduce them (``connect(peer, via=...)``), within
+        ``limits.max_introductions``; the node says so in its HELLO (capability
+        ``coordinate=1``). Off, it refuses every introduction (``CoordinationRefused``).
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(
@@ -148,6 +154,7 @@ class Node:
             limits=limits,
             accept_sessions=accept_sessions,
             relay=relay,
+            coordinate=coordinate,
         )
         return cls(core, identity)
 
@@ -227,8 +234,23 @@ class Node:
         what was set."""
         return self._core.socket_buffers()
 
-    async def connect(self, peer_id: PeerId | str, addr: Address) -> Session:
-        """Opens a session with ``peer_id`` at ``addr``.
+    async def connect(
+        self,
+        peer_id: PeerId | str,
+        addrs: Address | Sequence[Address] | None = None,
+        via: Session | PeerId | str | None = None,
+    ) -> Session:
+        """Opens a session with ``peer_id`` at ``addrs`` (one address, or a list tried a few
+        at a time), or through a coordinator.
+
+        ``via`` (a ``Session``, or the PeerId of a peer this node has a live session with)
+        names a coordinator: a peer that also has a session with ``peer_id``. The given
+        addresses are tried first (for 2 s), then the coordinator introduces the two peers:
+        a public target is dialed, a public caller is dialed back (connection reversal), and
+        otherwise both sides open their firewalls and NATs toward each other at the same
+        moment (up to three attempts). The session's ``route`` is ``"direct"`` or
+        ``"punched"``. When nothing works, ``Unreachable`` comes within seconds and says what
+        was tried; ``CoordinationRefused`` when the coordinator will not introduce.
 
         Raises ``PeerIdMismatch`` if the node there has another identity, ``HandshakeError``
         if no session could be set up in ``handshake_timeout``, ``Unreachable`` (a
@@ -244,7 +266,26 @@ class Node:
         """
         if isinstance(peer_id, str):
             peer_id = PeerId.parse(peer_id)
-        return Session(await self._core.connect(peer_id, await resolve(addr)))
+        if addrs is None:
+            given: list[Address] = []
+        elif isinstance(addrs, (str, tuple)):
+            given = [addrs]
+        else:
+            given = list(addrs)
+        resolved = [await resolve(a) for a in given]
+        if isinstance(via, str):
+            via = PeerId.parse(via)
+        if isinstance(via, Session):
+            core = await self._core.connect(peer_id, resolved, via=via._core)
+        elif isinstance(via, PeerId):
+            core = await self._core.connect(peer_id, resolved, via_peer=via)
+        elif via is None:
+            if not resolved:
+                raise InvalidArgument("connect needs an address or a coordinator (via)")
+            core = await self._core.connect(peer_id, resolved)
+        else:
+            raise InvalidArgument(f"via must be a Session or a PeerId, not {type(via).__name__}")
+        return Session(core)
 
     async def connect_relayed(self, peer_id: PeerId | str, relay: Session) -> Session:
         """Opens a session with ``peer_id`` through a relay: ``relay`` is a session with a

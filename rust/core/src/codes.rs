@@ -38,6 +38,12 @@ pub const DIAL_BACK: u32 = 10;
 pub const RELAY_LIMIT: u32 = 13;
 /// Stream reset code: the relay or the target refused the circuit (CIRCUIT_REFUSED says why).
 pub const RELAY_REFUSED: u32 = 14;
+/// Close code: another session of the same pair of peers is the primary one (see the
+/// one-session-per-pair rule in docs/PROTOCOL.md); this one closed once its streams ended.
+pub const DUPLICATE: u32 = 11;
+/// Stream reset code of a COORD stream: the coordinator or the target refused or ended the
+/// introduction (the REFUSE frame before it, if any, says why).
+pub const COORD_REFUSED: u32 = 12;
 /// Codes below this value are reserved for I6P itself (except 0).
 pub const FIRST_APPLICATION_CODE: u32 = 16;
 /// The largest stream reset or stop code: QUIC's largest variable-length integer.
@@ -65,6 +71,7 @@ pub const CLOSE_CODES: &[(u32, &str)] = &[
     (ABANDONED, "ABANDONED"),
     (DIAL_BACK, "DIAL_BACK"),
     (RELAY_LIMIT, "RELAY_LIMIT"),
+    (DUPLICATE, "DUPLICATE"),
 ];
 
 /// Every stream reset or stop code, with its meaning's short name.
@@ -78,6 +85,7 @@ pub const RESET_CODES: &[(u32, &str)] = &[
     (ABANDONED, "ABANDONED"),
     (RELAY_LIMIT, "RELAY_LIMIT"),
     (RELAY_REFUSED, "RELAY_REFUSED"),
+    (COORD_REFUSED, "COORD_REFUSED"),
 ];
 
 /// Why a provider refused a GET: the code of an ERROR frame.

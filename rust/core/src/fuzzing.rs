@@ -49,6 +49,7 @@ pub const TARGETS: &[&str] = &[
     "collection",
     "dialback",
     "relay",
+    "coord",
 ];
 
 /// Runs the target called `name` (one of [`TARGETS`]) on `data`; false for an unknown name.
@@ -66,6 +67,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "collection" => collection,
         "dialback" => dialback,
         "relay" => relay,
+        "coord" => coord,
         _ => return false,
     };
     target(data);
@@ -173,8 +175,25 @@ fn relay_message(kind: u8, payload: &[u8]) {
     }
 }
 
+/// `kind:u8 payload`: a COORD stream message (CONNECT, INTRODUCE, ANSWER, REFUSE, SYNC, RTT).
+pub fn coord(data: &[u8]) {
+    if let Some((&kind, payload)) = data.split_first() {
+        coord_message(kind, payload);
+    }
+}
+
+fn coord_message(kind: u8, payload: &[u8]) {
+    if let Ok(Some(m)) = crate::coord::CoordMessage::decode(kind, payload) {
+        assert_eq!(m.frame_type(), kind);
+        assert!(payload.len() <= crate::coord::MAX_COORD_FRAME as usize);
+        // Every decoded value is canonical: it encodes back to the bytes it came from.
+        assert_eq!(m.encode(), payload);
+    }
+}
+
 fn message(kind: u8, payload: &[u8]) {
     relay_message(kind, payload);
+    coord_message(kind, payload);
     control_message(kind, payload);
     transfer_message(kind, payload);
     fec_message(kind, payload);

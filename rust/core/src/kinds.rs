@@ -14,10 +14,14 @@ pub const STREAM_BLOBS: u8 = 1;
 /// First byte of a relay stream: a circuit request, offer, and then the circuit's packets.
 pub const STREAM_RELAY: u8 = 3;
 
+/// First byte of a coordination stream (introductions through a mutual peer).
+pub const STREAM_COORD: u8 = 2;
+
 /// Every stream kind, with its name in docs/PROTOCOL.md.
 pub const STREAM_KINDS: &[(u8, &str)] = &[
     (STREAM_APP, "APP"),
     (STREAM_BLOBS, "BLOBS"),
+    (STREAM_COORD, "COORD"),
     (STREAM_RELAY, "RELAY"),
     (STREAM_DIALBACK, "DIALBACK"),
 ];
@@ -88,6 +92,18 @@ pub const FRAME_INCOMING: u8 = 0x31;
 pub const FRAME_CIRCUIT_OK: u8 = 0x32;
 /// Frame type of CIRCUIT_REFUSED: a reason code and a message.
 pub const FRAME_CIRCUIT_REFUSED: u8 = 0x33;
+/// Frame type of a CONNECT: asker → coordinator, "introduce me to this peer".
+pub const FRAME_COORD_CONNECT: u8 = 0x28;
+/// Frame type of an INTRODUCE: coordinator → target, the asker and its candidates.
+pub const FRAME_COORD_INTRODUCE: u8 = 0x29;
+/// Frame type of an ANSWER: the target's candidates, back through the coordinator.
+pub const FRAME_COORD_ANSWER: u8 = 0x2a;
+/// Frame type of a REFUSE: the introduction is refused, with a reason.
+pub const FRAME_COORD_REFUSE: u8 = 0x2b;
+/// Frame type of a SYNC: start an attempt now (forwarded by the coordinator).
+pub const FRAME_COORD_SYNC: u8 = 0x2c;
+/// Frame type of an RTT probe through the coordinator (echoed by the target).
+pub const FRAME_COORD_RTT: u8 = 0x2d;
 
 /// Every frame type, control and transfer, with its name in docs/PROTOCOL.md.
 pub const FRAME_TYPES: &[(u8, &str)] = &[
@@ -112,6 +128,12 @@ pub const FRAME_TYPES: &[(u8, &str)] = &[
     (FRAME_INCOMING, "INCOMING"),
     (FRAME_CIRCUIT_OK, "CIRCUIT_OK"),
     (FRAME_CIRCUIT_REFUSED, "CIRCUIT_REFUSED"),
+    (FRAME_COORD_CONNECT, "CONNECT"),
+    (FRAME_COORD_INTRODUCE, "INTRODUCE"),
+    (FRAME_COORD_ANSWER, "ANSWER"),
+    (FRAME_COORD_REFUSE, "REFUSE"),
+    (FRAME_COORD_SYNC, "SYNC"),
+    (FRAME_COORD_RTT, "RTT"),
 ];
 
 /// Tag (first byte) of a SHARD datagram.

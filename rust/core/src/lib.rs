@@ -18,6 +18,7 @@
 pub mod codes;
 pub mod collection;
 pub mod contact;
+pub mod coord;
 pub mod dialback;
 pub mod erasure;
 pub mod error;
@@ -31,6 +32,7 @@ pub mod kinds;
 pub mod messages;
 pub mod partial;
 pub mod peer_id;
+pub mod punch;
 pub mod reflect;
 pub mod relay;
 pub mod schedule;

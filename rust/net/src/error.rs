@@ -52,6 +52,10 @@ pub enum NetError {
     /// peer. The message names the peer, the address and the cause.
     #[error("{0}")]
     Unreachable(String),
+    /// A coordinator (or the target it asked) refused to introduce this node to a peer:
+    /// coordination is off there, it has no session with the peer, or it is at a limit.
+    #[error("coordination refused: {0}")]
+    CoordinationRefused(String),
     /// A dial named this node's own PeerId.
     #[error("cannot dial this node's own peer id {0}")]
     OwnPeerId(PeerId),

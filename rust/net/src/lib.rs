@@ -40,7 +40,7 @@ pub mod transport;
 
 pub use error::{NetError, Result};
 pub use limits::Limits;
-pub use node::{Node, NodeConfig};
+pub use node::{CoordinatorLie, Node, NodeConfig, MAX_PENDING_PUNCHES};
 pub use session::{ProtocolHandler, Protocols, Session, SessionStats};
 pub use stream::{RecvStream, SendStream};
 pub use tls::peer_of_certificate;

@@ -70,6 +70,10 @@ pub struct Limits {
     /// Relayed sessions (inner connections over circuits) this node has at once, as
     /// requester or target; further circuits are refused.
     pub max_relayed_sessions: usize,
+    /// Introductions this node coordinates at once (as the mutual peer of two others).
+    pub max_introductions: usize,
+    /// Introductions one asking peer may have in flight through this node at once.
+    pub max_introductions_per_peer: usize,
 }
 
 impl Default for Limits {
@@ -98,6 +102,8 @@ impl Default for Limits {
             relay_circuit_bytes: Some(1 << 30),
             relay_circuit_duration: Some(Duration::from_secs(30 * 60)),
             max_relayed_sessions: 32,
+            max_introductions: 64,
+            max_introductions_per_peer: 4,
         }
     }
 }
@@ -126,6 +132,11 @@ impl Limits {
                 self.max_relay_circuits_per_peer,
             ),
             ("max_relayed_sessions", self.max_relayed_sessions),
+            ("max_introductions", self.max_introductions),
+            (
+                "max_introductions_per_peer",
+                self.max_introductions_per_peer,
+            ),
         ];
         for (name, value) in counts {
             if value == 0 {

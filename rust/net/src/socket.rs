@@ -102,3 +102,18 @@ impl SocketBuffers {
         }
     }
 }
+
+impl SocketBuffers {
+    /// Sends one datagram from the node's own socket (the one quinn owns): a coordinated
+    /// connection opens the firewall or NAT mapping its peer was told about with it. Best
+    /// effort: a full buffer or an error only loses a packet the procedure does not need.
+    pub(crate) fn send_to(&self, data: &[u8], addr: std::net::SocketAddr) -> bool {
+        let Ok(state) = self.state.lock() else {
+            return false;
+        };
+        state
+            .0
+            .as_ref()
+            .is_some_and(|socket| socket.send_to(data, addr).is_ok())
+    }
+}

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use i6p_core::codes;
-use i6p_core::kinds::{STREAM_APP, STREAM_BLOBS, STREAM_DIALBACK};
+use i6p_core::kinds::{STREAM_APP, STREAM_BLOBS, STREAM_COORD, STREAM_DIALBACK};
 use i6p_core::Identity;
 use i6p_net::{NetError, Node, NodeConfig, RecvStream, SendStream, Session};
 use std::net::SocketAddr;
@@ -59,7 +59,13 @@ async fn a_registered_handler_gets_its_kind_and_an_unknown_kind_is_refused_by_na
     b.register_protocol(ECHO, echo("echo", echoed.clone()))
         .unwrap();
     // One handler per kind: neither a second one nor a built-in kind can be taken over.
-    for kind in [ECHO, STREAM_APP, STREAM_BLOBS, STREAM_DIALBACK] {
+    for kind in [
+        ECHO,
+        STREAM_APP,
+        STREAM_BLOBS,
+        STREAM_COORD,
+        STREAM_DIALBACK,
+    ] {
         let taken = b.register_protocol(kind, echo("other", Arc::default()));
         assert!(matches!(taken, Err(NetError::Config(_))), "kind {kind}");
     }
@@ -68,6 +74,7 @@ async fn a_registered_handler_gets_its_kind_and_an_unknown_kind_is_refused_by_na
         vec![
             STREAM_APP,
             STREAM_BLOBS,
+            STREAM_COORD,
             i6p_core::kinds::STREAM_RELAY,
             STREAM_DIALBACK,
             ECHO

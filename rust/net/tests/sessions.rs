@@ -31,15 +31,20 @@ async fn sessions_are_symmetric_and_authenticated() {
     let (sa, sb) = (sa.unwrap(), sb.unwrap());
     assert_eq!(sa.remote_peer_id(), b.peer_id());
     assert_eq!(sb.remote_peer_id(), a.peer_id());
-    // Every node also offers dial-back (see `Node::reachability`).
+    // Every node also coordinates and offers dial-back, and says so.
+    let coordinate = ("coordinate".to_string(), "1".to_string());
     let dialback = ("dialback".to_string(), "1".to_string());
     assert_eq!(
         sa.remote_capabilities(),
-        vec![("role".into(), "b".into()), dialback.clone()]
+        vec![
+            ("role".into(), "b".into()),
+            coordinate.clone(),
+            dialback.clone()
+        ]
     );
     assert_eq!(
         sb.remote_capabilities(),
-        vec![("role".into(), "a".into()), dialback]
+        vec![("role".into(), "a".into()), coordinate, dialback]
     );
 
     // The listener opens a stream to the dialer.

@@ -37,6 +37,7 @@ mod py {
     pyo3::import_exception!(i6p.errors, Timeout);
     pyo3::import_exception!(i6p.errors, DialBackRefused);
     pyo3::import_exception!(i6p.errors, RelayRefused);
+    pyo3::import_exception!(i6p.errors, CoordinationRefused);
 }
 
 /// The Python exception for an engine error.
@@ -63,6 +64,7 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
         }
         NetError::InvalidAddress(_) => py::InvalidAddress::new_err(msg),
         NetError::Unreachable(_) => py::Unreachable::new_err(msg),
+        NetError::CoordinationRefused(_) => py::CoordinationRefused::new_err(msg),
         NetError::Timeout(_) => py::Timeout::new_err(msg),
         NetError::DialBackRefused { reason, .. } => py::DialBackRefused::new_err((msg, reason)),
         NetError::OwnPeerId(_) => py::InvalidPeerId::new_err(msg),

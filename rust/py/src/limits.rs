@@ -85,7 +85,7 @@ fn relay_limits(
 #[pymethods]
 impl Limits {
     #[new]
-    #[pyo3(signature = (*, max_connections=None, max_connections_per_peer=None, max_connections_per_prefix=None, max_handshakes=None, handshake_rate_per_prefix=None, max_queued_sessions=None, max_queued_streams=None, max_requests=None, max_requests_per_peer=None, send_timeout=None, request_idle_timeout=None, read_ahead=None, max_dial_backs=None, max_relay_circuits=None, max_relay_circuits_per_peer=None, relay_circuit_bytes=None, relay_circuit_duration=None, max_relayed_sessions=None))]
+    #[pyo3(signature = (*, max_connections=None, max_connections_per_peer=None, max_connections_per_prefix=None, max_handshakes=None, handshake_rate_per_prefix=None, max_queued_sessions=None, max_queued_streams=None, max_requests=None, max_requests_per_peer=None, send_timeout=None, request_idle_timeout=None, read_ahead=None, max_dial_backs=None, max_relay_circuits=None, max_relay_circuits_per_peer=None, relay_circuit_bytes=None, relay_circuit_duration=None, max_relayed_sessions=None, max_introductions=None, max_introductions_per_peer=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         max_connections: Option<&Bound<'_, PyAny>>,
@@ -106,6 +106,8 @@ impl Limits {
         relay_circuit_bytes: Option<&Bound<'_, PyAny>>,
         relay_circuit_duration: Option<&Bound<'_, PyAny>>,
         max_relayed_sessions: Option<&Bound<'_, PyAny>>,
+        max_introductions: Option<&Bound<'_, PyAny>>,
+        max_introductions_per_peer: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let d = i6p_net::Limits::default();
         let mut limits = i6p_net::Limits {
@@ -149,6 +151,12 @@ impl Limits {
                 d.request_idle_timeout,
             )?,
             read_ahead: count("read_ahead", read_ahead, d.read_ahead)?,
+            max_introductions: count("max_introductions", max_introductions, d.max_introductions)?,
+            max_introductions_per_peer: count(
+                "max_introductions_per_peer",
+                max_introductions_per_peer,
+                d.max_introductions_per_peer,
+            )?,
             max_dial_backs: count("max_dial_backs", max_dial_backs, d.max_dial_backs)?,
             ..d.clone()
         };
@@ -275,6 +283,18 @@ impl Limits {
     #[getter]
     fn max_relayed_sessions(&self) -> usize {
         self.0.max_relayed_sessions
+    }
+
+    /// Introductions this node coordinates at once.
+    #[getter]
+    fn max_introductions(&self) -> usize {
+        self.0.max_introductions
+    }
+
+    /// Introductions one asking peer may have in flight through this node at once.
+    #[getter]
+    fn max_introductions_per_peer(&self) -> usize {
+        self.0.max_introductions_per_peer
     }
 
     fn __eq__(&self, other: &Self) -> bool {

@@ -84,7 +84,7 @@ impl Node {
 impl Node {
     /// Binds a node; returns an awaitable for it.
     #[staticmethod]
-    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, liveness=None, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true, relay=false))]
+    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, liveness=None, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true, relay=false, coordinate=true))]
     #[allow(clippy::too_many_arguments)]
     fn bind<'py>(
         py: Python<'py>,
@@ -104,6 +104,7 @@ impl Node {
         limits: Option<PyRef<'py, Limits>>,
         accept_sessions: bool,
         relay: bool,
+        coordinate: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let addr = parse_addr(addr).map_err(to_py)?;
         let config = NodeConfig {
@@ -128,6 +129,7 @@ impl Node {
             limits: limits.map(|l| l.0.clone()).unwrap_or_default(),
             accept_sessions,
             relay,
+            coordinate,
             ..NodeConfig::default()
         };
         config.windows.validate().map_err(to_py)?;
@@ -170,19 +172,41 @@ impl Node {
             .collect())
     }
 
-    /// Dials `addr` and requires the peer there to be `peer_id`.
+    /// Connects to `peer_id`: at `addrs` (one: a plain dial; several: a few at a time), then,
+    /// when `via` (a session) or `via_peer` (the PeerId of a live session) names a
+    /// coordinator, through it (`Node::connect_to`).
+    #[pyo3(signature = (peer_id, addrs, via=None, via_peer=None))]
     fn connect<'py>(
         &self,
         py: Python<'py>,
         peer_id: PyRef<'py, PeerId>,
-        addr: &str,
+        addrs: Vec<String>,
+        via: Option<PyRef<'py, Session>>,
+        via_peer: Option<PyRef<'py, PeerId>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.open()?;
-        let addr = parse_addr(addr).map_err(to_py)?;
+        let addrs = addrs
+            .iter()
+            .map(|a| parse_addr(a))
+            .collect::<i6p_net::Result<Vec<_>>>()
+            .map_err(to_py)?;
+        let via = match (via, via_peer) {
+            (Some(s), _) => Some(s.engine().clone()),
+            (None, Some(p)) => Some(self.inner.live_session(&p.0).ok_or_else(|| {
+                to_py(i6p_net::NetError::Config(format!(
+                    "no live session with {} to coordinate through",
+                    p.0.short()
+                )))
+            })?),
+            (None, None) => None,
+        };
         let (node, peer, identity) = (self.inner.clone(), peer_id.0, self.identity.clone());
         future(py, async move {
-            let s = node.connect(peer, addr).await.map_err(to_py)?;
-            Ok(Session::new(s, identity))
+            let s = match (addrs.as_slice(), via) {
+                ([addr], None) => node.connect(peer, *addr).await,
+                (_, via) => node.connect_to(peer, &addrs, via.as_ref()).await,
+            };
+            Ok(Session::new(s.map_err(to_py)?, identity))
         })
     }
 

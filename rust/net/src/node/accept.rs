@@ -11,7 +11,7 @@ use crate::addr;
 use crate::error::{NetError, Result};
 use crate::limits::{Admission, ConnectionSlot, Connections};
 use crate::resume::ServerConfigs;
-use crate::session::{now_ms, Established, Protocols, Session};
+use crate::session::{now_ms, Established, Protocols, Route, Session};
 use crate::socket::SocketBuffers;
 use crate::tls;
 use crate::transport::Windows;
@@ -51,6 +51,8 @@ pub(super) struct AcceptSettings {
     pub(super) route: crate::session::Route,
     /// The circuits under the relayed endpoint, whose ends end its sessions.
     pub(super) circuits: Option<Arc<crate::relay::socket::Circuits>>,
+    /// The peers this node is punching to: their incoming sessions are routed and claimed.
+    pub(super) punch: Arc<super::punch::PunchState>,
 }
 
 /// The listener's HELLO, stamped and given its addresses for each connection.
@@ -58,7 +60,7 @@ pub(super) fn listener_hello(config: &super::NodeConfig) -> Result<Arc<Hello>> {
     let hello = Hello {
         version: i6p_core::PROTOCOL_VERSION,
         timestamp_ms: 0,
-        capabilities: config.capabilities.clone(),
+        capabilities: config.advertised_capabilities(),
         listen_addrs: Vec::new(),
         transfer_only: false,
     };
@@ -114,12 +116,12 @@ pub(super) async fn accept_loop(endpoint: Endpoint, listener: Listener) {
         let ours = stamped(&hello, &endpoint, settings.circuits.is_none());
         let identity = identity.clone();
         let (tx, settings) = (tx.clone(), settings.clone());
-        let deliver = settings.deliver;
-        let live = settings.live.clone();
         let reach = settings.reach.clone();
         let circuits = settings.circuits.clone();
         tokio::spawn(async move {
             let mut slot = slot;
+            let (deliver, live) = (settings.deliver, settings.live.clone());
+            let punch = settings.punch.clone();
             let accepted = accept_one(incoming, &identity, &ours, settings, &mut slot).await;
             slot.handshake_done();
             let session = match accepted {
@@ -137,19 +139,9 @@ pub(super) async fn accept_loop(endpoint: Endpoint, listener: Listener) {
             if let Some(circuits) = &circuits {
                 crate::relay::circuit::attach(circuits, session.remote_addr(), &session);
             }
-            // A session the peer opened for transfers only is served, never delivered: the
-            // application did not ask for it (and it takes no room in the accept queue).
-            let for_app = !session.transfer_only();
-            if for_app {
-                live.add_app(&session);
-            }
-            // Never wait for room: sessions the application does not accept in time are
-            // refused, not held half-open.
-            if deliver && for_app {
-                if let Err(mpsc::error::TrySendError::Full(session)) = tx.try_send(session) {
-                    session.refuse(codes::BUSY, "too many sessions waiting to be accepted");
-                }
-            }
+            // A relayed session is never the answer to a punch (that one is direct).
+            let punching = circuits.is_none().then_some(&*punch);
+            deliver_session(session, &live, punching, deliver, &tx);
             // The connection counts against the limits until it ends.
             conn.closed().await;
             drop(slot);
@@ -172,6 +164,38 @@ fn stamped(hello: &Hello, endpoint: &Endpoint, dialable: bool) -> Hello {
             .collect();
     }
     ours
+}
+
+/// Lists a completed incoming session and hands it to whoever wants it: the `connect_to`
+/// that is punching to its peer, else `accept` (when the node delivers sessions).
+fn deliver_session(
+    session: Session,
+    live: &super::reuse::LiveSessions,
+    punch: Option<&super::punch::PunchState>,
+    deliver: bool,
+    tx: &mpsc::Sender<Session>,
+) {
+    // A session the peer opened for transfers only is served, never delivered: the
+    // application did not ask for it (and it takes no room in the accept queue).
+    let for_app = !session.transfer_only();
+    if for_app {
+        live.add_app(&session);
+    }
+    // A coordinated connection this node asked for goes to its `connect_to`.
+    let session = match punch {
+        Some(punch) => match punch.claim(session) {
+            Some(session) => session,
+            None => return,
+        },
+        None => session,
+    };
+    // Never wait for room: sessions the application does not accept in time are refused,
+    // not held half-open.
+    if deliver && for_app {
+        if let Err(mpsc::error::TrySendError::Full(session)) = tx.try_send(session) {
+            session.refuse(codes::BUSY, "too many sessions waiting to be accepted");
+        }
+    }
 }
 
 /// Completes one incoming connection: TLS, then the HELLO exchange, within `timeout`.
@@ -235,7 +259,10 @@ async fn accept_one(
         buffers: settings.buffers,
         max_queued_streams: settings.max_queued_streams,
         liveness: settings.liveness,
-        route: settings.route,
+        route: match settings.route {
+            Route::Relayed => Route::Relayed,
+            _ => settings.punch.route_for(&remote_peer_id),
+        },
     };
     let session = Session::new(est, false, None);
     watch_handshake(&session, handshake);

@@ -51,6 +51,9 @@ pub struct NodeConfig {
     /// Test hooks that make this node a misbehaving relay (see [`crate::relay::RelayTesting`]).
     #[doc(hidden)]
     pub relay_testing: crate::relay::RelayTesting,
+    /// Introduce peers that have live sessions with this node to each other when one asks
+    /// (coordination, stream kind COORD); advertised in HELLO as ("coordinate", "1").
+    pub coordinate: bool,
 }
 
 impl Default for NodeConfig {
@@ -72,7 +75,21 @@ impl Default for NodeConfig {
             dial_back: true,
             relay: false,
             relay_testing: crate::relay::RelayTesting::default(),
+            coordinate: true,
         }
+    }
+}
+
+impl NodeConfig {
+    /// The capabilities a HELLO announces: the configured ones, plus ("coordinate", "1")
+    /// when the node introduces peers (unless the application already lists that key).
+    pub(crate) fn advertised_capabilities(&self) -> Vec<(String, String)> {
+        let mut caps = self.capabilities.clone();
+        let room = caps.len() < i6p_core::hello::MAX_CAPABILITIES;
+        if self.coordinate && room && !caps.iter().any(|(k, _)| k == "coordinate") {
+            caps.push(("coordinate".into(), "1".into()));
+        }
+        caps
     }
 }
 

@@ -6,7 +6,11 @@
 
 mod accept;
 mod config;
+mod coordinator;
+mod dial;
 mod early;
+mod primary;
+mod punch;
 mod reach;
 mod relayed;
 mod reuse;
@@ -15,6 +19,7 @@ use accept::{accept_loop, AcceptSettings};
 use config::tickets_path;
 pub use config::NodeConfig;
 pub(crate) use config::{bind_socket, transport_config};
+pub use punch::{CoordinatorLie, MAX_PENDING_PUNCHES};
 pub use reuse::{TransferLease, TRANSFER_IDLE};
 
 use crate::addr;
@@ -78,6 +83,8 @@ struct NodeInner {
     reach: Arc<crate::reach::Reach>,
     /// The relayed endpoint (over circuits) and the relay service.
     relayed: relayed::Relayed,
+    /// Coordination: the peers this node is punching to, and introductions in flight.
+    punch: Arc<punch::PunchState>,
 }
 
 impl Node {
@@ -103,7 +110,8 @@ impl Node {
         let early_requests = Arc::new(AtomicU64::new(0));
         let connections = Connections::new(config.limits.clone());
         let (tx, rx) = mpsc::channel(config.limits.max_queued_sessions);
-        let live = reuse::LiveSessions::new(config.transfer_idle);
+        let live = reuse::LiveSessions::new(config.transfer_idle, identity.peer_id());
+        let punch = punch::PunchState::new(&config);
         let reach = reach::start(&identity, &endpoint, &mut config, &protocols)?;
         let hello = accept::listener_hello(&config)?;
         let settings = AcceptSettings {
@@ -121,6 +129,7 @@ impl Node {
             closed: closed.clone(),
             route: crate::session::Route::Direct,
             circuits: None,
+            punch: punch.clone(),
         };
         let listener = accept::Listener {
             identity: identity.clone(),
@@ -155,12 +164,19 @@ impl Node {
                 live,
                 reach,
                 relayed,
+                punch,
             }),
         };
         let handler = relayed::RelayStreams {
             node: Arc::downgrade(&node.inner),
         };
         node.register_protocol(i6p_core::kinds::STREAM_RELAY, handler)?;
+        Self::started(node)
+    }
+
+    /// `node`, with the protocols that need the node itself registered.
+    fn started(node: Self) -> Result<Self> {
+        coordinator::register(&node)?;
         Ok(node)
     }
 
@@ -215,7 +231,7 @@ impl Node {
             transfer_only,
             version: PROTOCOL_VERSION,
             timestamp_ms: now_ms(),
-            capabilities: self.inner.config.capabilities.clone(),
+            capabilities: self.inner.config.advertised_capabilities(),
             listen_addrs: self
                 .reachable_addrs()?
                 .into_iter()
@@ -252,6 +268,20 @@ impl Node {
         addr: SocketAddr,
         transfer_only: bool,
     ) -> Result<Session> {
+        self.dial_session(peer, addr, transfer_only, None).await
+    }
+
+    /// [`Self::connect_with`]; `coordinated` names the route of a dial made by a coordinated
+    /// connection (punched, or reversal), which sends no ICMP probe: the probe comes from
+    /// another port, so it opens no pinhole on the path this dial needs and a firewall's
+    /// answer to it says nothing about that path.
+    pub(crate) async fn dial_session(
+        &self,
+        peer: PeerId,
+        addr: SocketAddr,
+        transfer_only: bool,
+        coordinated: Option<crate::session::Route>,
+    ) -> Result<Session> {
         let hello = self.hello(transfer_only)?;
         let timeout = self.inner.config.handshake_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -263,16 +293,22 @@ impl Node {
             .then(|| self.inner.sessions.resumable(&peer))
             .flatten();
         // The probe goes out before the dial's first packet (see `probe`).
-        let probe = crate::probe::Probe::send(self.dial_target(peer, addr)?);
+        let target = self.dial_target(peer, addr)?;
+        let probe = match coordinated {
+            Some(_) => crate::probe::Probe::Off,
+            None => crate::probe::Probe::send(target),
+        };
         let (connecting, dial) = self.start_dial(peer, addr)?;
         let connecting = match known {
             Some(key) => match connecting.into_0rtt() {
                 Ok((conn, accepted)) => {
                     let dial = (dial, probe);
-                    return self
-                        .early_session(conn, accepted, peer, key, dial, hello, deadline)
-                        .await
-                        .inspect(|s| self.inner.reach.link(s));
+                    let early =
+                        self.early_session(conn, accepted, peer, key, dial, hello, deadline);
+                    return early.await.inspect(|s| {
+                        self.inner.reach.link(s);
+                        punch::mark(s, coordinated);
+                    });
                 }
                 Err(connecting) => connecting,
             },
@@ -301,7 +337,7 @@ impl Node {
                 e.to_string().as_bytes(),
             ),
         }
-        result
+        result.inspect(|s| punch::mark(s, coordinated))
     }
 
     fn established(
@@ -337,101 +373,6 @@ impl Node {
                 NetError::Handshake(format!("no handshake with {addr} within {timeout:?}"))
             })??;
         Ok(Session::new(est, true, None))
-    }
-
-    /// [`Self::finish_dial`], dialing again after a short pause (jittered, doubling up to 1 s)
-    /// while the peer refuses the connection before any handshake work because it is at a
-    /// limit, for as long as the deadline leaves room.
-    async fn finish_dial_retrying(
-        &self,
-        connecting: quinn::Connecting,
-        peer: PeerId,
-        addr: SocketAddr,
-        dial: u64,
-        deadline: tokio::time::Instant,
-    ) -> Result<(Established, bool)> {
-        let (mut connecting, mut dial) = (connecting, dial);
-        let mut pause = Duration::from_millis(50);
-        let mut refused: Option<String> = None;
-        loop {
-            // Once refused, a retry cut short by the deadline reports the refusal: it says
-            // more than "no session in time" (the node is at a limit).
-            let attempt =
-                tokio::time::timeout_at(deadline, self.finish_dial(connecting, peer, dial));
-            let result = match (attempt.await, refused.take()) {
-                (Ok(result), _) => result,
-                (Err(_), Some(why)) => return Err(NetError::Busy(why)),
-                (Err(_), None) => {
-                    return Err(no_session_in_time(
-                        addr,
-                        self.inner.config.handshake_timeout,
-                    ))
-                }
-            };
-            match result {
-                Err(NetError::Busy(why)) => {
-                    let wait = pause.mul_f64(rand::random_range(0.5..1.5));
-                    if tokio::time::Instant::now() + wait >= deadline {
-                        return Err(NetError::Busy(why));
-                    }
-                    tokio::time::sleep(wait).await;
-                    pause = (pause * 2).min(Duration::from_secs(1));
-                    (connecting, dial) = self.start_dial(peer, addr)?;
-                    refused = Some(why);
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// Sends the first flight of a dial to `peer` at `addr`.
-    fn start_dial(&self, peer: PeerId, addr: SocketAddr) -> Result<(quinn::Connecting, u64)> {
-        let addr = self.dial_target(peer, addr)?;
-        let dial = self.inner.dials.fetch_add(1, Ordering::Relaxed);
-        let name = crate::resume::dial_name(&peer, dial);
-        let connecting = self
-            .endpoint()?
-            .connect_with(self.inner.client.clone(), addr, &name)
-            .map_err(|e| NetError::Handshake(format!("cannot dial {addr}: {e}")))?;
-        Ok((connecting, dial))
-    }
-
-    /// The rest of the QUIC + TLS part of a dial; true with it if the handshake resumed.
-    async fn finish_dial(
-        &self,
-        connecting: quinn::Connecting,
-        peer: PeerId,
-        dial: u64,
-    ) -> Result<(Established, bool)> {
-        let conn = connecting.await;
-        // The verifier runs on full handshakes only: no note from it means a resumed one.
-        let seen = self.inner.verifier.take_seen(dial);
-        let conn = match conn {
-            Ok(conn) => conn,
-            Err(e) => {
-                return Err(match seen {
-                    Some(actual) if actual != peer => NetError::PeerIdMismatch {
-                        expected: peer,
-                        actual,
-                    },
-                    _ => handshake_error(&e),
-                })
-            }
-        };
-        let (remote_peer_id, remote_key) = tls::peer_of_connection(&conn)?;
-        if remote_peer_id != peer {
-            // Unreachable with the verifier and the tickets keyed by PeerId; kept as a second
-            // line of defence.
-            conn.close(VarInt::from_u32(codes::PROTOCOL_ERROR), b"peer id mismatch");
-            return Err(NetError::PeerIdMismatch {
-                expected: peer,
-                actual: remote_peer_id,
-            });
-        }
-        Ok((
-            self.established(conn, remote_peer_id, remote_key),
-            seen.is_none(),
-        ))
     }
 
     /// Peers this node holds resumption tickets for (dialer side), and tickets it issued

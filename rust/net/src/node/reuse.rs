@@ -38,6 +38,8 @@ pub(crate) struct LiveSessions {
     pruned_at: Mutex<usize>,
     /// Set when the node closes: a dial that ends later files nothing.
     closed: AtomicBool,
+    /// This node's identity, which the one-session-per-pair rule compares (`primary`).
+    me: PeerId,
 }
 
 #[derive(Default)]
@@ -97,12 +99,13 @@ impl Drop for TransferLease {
 }
 
 impl LiveSessions {
-    pub(crate) fn new(idle: Duration) -> Arc<Self> {
+    pub(crate) fn new(idle: Duration, me: PeerId) -> Arc<Self> {
         Arc::new(Self {
             peers: Mutex::new(HashMap::new()),
             idle,
             pruned_at: Mutex::new(0),
             closed: AtomicBool::new(false),
+            me,
         })
     }
 
@@ -113,6 +116,17 @@ impl LiveSessions {
         };
         let peer = peers.entry(session.remote_peer_id()).or_default();
         peer.app.retain(|w| w.strong_count() > 0);
+        if peer.app.iter().any(|w| w.ptr_eq(&session.downgrade())) {
+            return;
+        }
+        // One session per pair: the ones that give way close once quiet (`primary`).
+        for other in peer.app.iter().filter_map(Session::upgrade) {
+            if other.is_usable() {
+                if let Some(loser) = super::primary::loser(self.me, session, &other) {
+                    super::primary::retire(loser);
+                }
+            }
+        }
         peer.app.push(session.downgrade());
         let mut pruned_at = self.pruned_at.lock().unwrap_or_else(|e| e.into_inner());
         if peers.len() > (*pruned_at * 2).max(64) {
@@ -139,6 +153,19 @@ impl LiveSessions {
             .filter_map(Session::upgrade)
             .chain(owned)
             .find(direct)
+    }
+
+    /// A usable session with `peer`, an application's or one dialed for transfers (a
+    /// coordinator introduces only peers it has one with).
+    pub(crate) fn any_session(&self, peer: &PeerId) -> Option<Session> {
+        let mut peers = self.peers.lock().ok()?;
+        let p = peers.get_mut(peer)?;
+        p.live_app().or_else(|| {
+            p.owned
+                .as_ref()
+                .map(|o| o.session.clone())
+                .filter(Session::is_usable)
+        })
     }
 
     /// Closes every session dialed for transfers and forgets them all (the node is closing).

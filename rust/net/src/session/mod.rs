@@ -110,8 +110,9 @@ pub(crate) struct SessionInner {
     extensions: dispatch::Extensions,
     /// Set once a protocol reads the connection's datagrams (until then they are dropped).
     datagrams_claimed: watch::Sender<bool>,
-    /// How the connection's packets travel (direct, punched, relayed).
-    route: Route,
+    /// How the connection's packets travel (direct, punched, relayed); set once more when a
+    /// coordinated dial completes (its HELLO exchange runs in the shared dial code).
+    route: Mutex<Route>,
 }
 
 /// No early data on this session.
@@ -187,7 +188,7 @@ impl Session {
                 protocols: est.protocols,
                 extensions: dispatch::Extensions::default(),
                 datagrams_claimed: watch::channel(false).0,
-                route: est.route,
+                route: Mutex::new(est.route),
             }),
         };
         if !raw {
@@ -201,7 +202,14 @@ impl Session {
 
     /// How the session's packets travel between the peers.
     pub fn route(&self) -> Route {
-        self.inner.route
+        self.inner.route.lock().map_or(Route::Direct, |r| *r)
+    }
+
+    /// Marks the session as made on `route` (a coordinated or relayed connection).
+    pub(crate) fn set_route(&self, route: Route) {
+        if let Ok(mut r) = self.inner.route.lock() {
+            *r = route;
+        }
     }
 
     pub(crate) fn set_resumed(&self, resumed: bool) {
