@@ -12,6 +12,7 @@ __all__ = [
     "MAX_FRAME_PAYLOAD",
     "MAX_LISTING",
     "PROTOCOL_VERSION",
+    "Contact",
     "FecStats",
     "FetchOptions",
     "FetchProgress",
@@ -139,7 +140,6 @@ class Limits:
     def relay_circuit_duration(self) -> float | None: ...
     @property
     def max_relayed_sessions(self) -> int: ...
-
     @property
     def max_introductions(self) -> int: ...
     @property

@@ -62,13 +62,20 @@ fn relay_duration(
 }
 
 /// Sets the relay bounds given (the others keep their defaults, already in `limits`).
-fn relay_limits(
+fn reach_limits(
     limits: &mut i6p_net::Limits,
-    counts: [Option<&Bound<'_, PyAny>>; 3],
+    counts: [Option<&Bound<'_, PyAny>>; 6],
     bytes: Option<&Bound<'_, PyAny>>,
     duration: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
-    let [circuits, per_peer, relayed] = counts;
+    let [circuits, per_peer, relayed, introductions, introductions_per_peer, dial_backs] = counts;
+    limits.max_introductions = count("max_introductions", introductions, limits.max_introductions)?;
+    limits.max_introductions_per_peer = count(
+        "max_introductions_per_peer",
+        introductions_per_peer,
+        limits.max_introductions_per_peer,
+    )?;
+    limits.max_dial_backs = count("max_dial_backs", dial_backs, limits.max_dial_backs)?;
     limits.max_relay_circuits = count("max_relay_circuits", circuits, limits.max_relay_circuits)?;
     limits.max_relay_circuits_per_peer = count(
         "max_relay_circuits_per_peer",
@@ -110,62 +117,40 @@ impl Limits {
         max_introductions_per_peer: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let d = i6p_net::Limits::default();
+        // A count the caller gave, checked, or the default: one line per field.
+        macro_rules! given {
+            ($field:ident) => {
+                count(stringify!($field), $field, d.$field)?
+            };
+        }
         let mut limits = i6p_net::Limits {
-            max_connections: count("max_connections", max_connections, d.max_connections)?,
-            max_connections_per_peer: count(
-                "max_connections_per_peer",
-                max_connections_per_peer,
-                d.max_connections_per_peer,
-            )?,
-            max_connections_per_prefix: count(
-                "max_connections_per_prefix",
-                max_connections_per_prefix,
-                d.max_connections_per_prefix,
-            )?,
-            max_handshakes: count("max_handshakes", max_handshakes, d.max_handshakes)?,
-            handshake_rate_per_prefix: count(
-                "handshake_rate_per_prefix",
-                handshake_rate_per_prefix,
-                d.handshake_rate_per_prefix,
-            )?,
-            max_queued_sessions: count(
-                "max_queued_sessions",
-                max_queued_sessions,
-                d.max_queued_sessions,
-            )?,
-            max_queued_streams: count(
-                "max_queued_streams",
-                max_queued_streams,
-                d.max_queued_streams,
-            )?,
-            max_requests: count("max_requests", max_requests, d.max_requests)?,
-            max_requests_per_peer: count(
-                "max_requests_per_peer",
-                max_requests_per_peer,
-                d.max_requests_per_peer,
-            )?,
+            max_connections: given!(max_connections),
+            max_connections_per_peer: given!(max_connections_per_peer),
+            max_connections_per_prefix: given!(max_connections_per_prefix),
+            max_handshakes: given!(max_handshakes),
+            handshake_rate_per_prefix: given!(handshake_rate_per_prefix),
+            max_queued_sessions: given!(max_queued_sessions),
+            max_queued_streams: given!(max_queued_streams),
+            max_requests: given!(max_requests),
+            max_requests_per_peer: given!(max_requests_per_peer),
+            read_ahead: given!(read_ahead),
             send_timeout: timeout("send_timeout", send_timeout, d.send_timeout)?,
             request_idle_timeout: timeout(
                 "request_idle_timeout",
                 request_idle_timeout,
                 d.request_idle_timeout,
             )?,
-            read_ahead: count("read_ahead", read_ahead, d.read_ahead)?,
-            max_introductions: count("max_introductions", max_introductions, d.max_introductions)?,
-            max_introductions_per_peer: count(
-                "max_introductions_per_peer",
-                max_introductions_per_peer,
-                d.max_introductions_per_peer,
-            )?,
-            max_dial_backs: count("max_dial_backs", max_dial_backs, d.max_dial_backs)?,
             ..d.clone()
         };
-        relay_limits(
+        reach_limits(
             &mut limits,
             [
                 max_relay_circuits,
                 max_relay_circuits_per_peer,
                 max_relayed_sessions,
+                max_introductions,
+                max_introductions_per_peer,
+                max_dial_backs,
             ],
             relay_circuit_bytes,
             relay_circuit_duration,

@@ -167,16 +167,16 @@ impl Node {
                 punch,
             }),
         };
-        let handler = relayed::RelayStreams {
-            node: Arc::downgrade(&node.inner),
-        };
-        node.register_protocol(i6p_core::kinds::STREAM_RELAY, handler)?;
         Self::started(node)
     }
 
     /// `node`, with the protocols that need the node itself registered.
     fn started(node: Self) -> Result<Self> {
         coordinator::register(&node)?;
+        let relay = relayed::RelayStreams {
+            node: Arc::downgrade(&node.inner),
+        };
+        node.register_protocol(i6p_core::kinds::STREAM_RELAY, relay)?;
         Ok(node)
     }
 
