@@ -106,7 +106,9 @@ impl Reflector {
     }
 
     /// Records that `reporter` observes our socket `local` at `observed`. Returns `observed`
-    /// when this report made it trusted for the first time (the moment to dial back).
+    /// at the moments to dial back: when no reporter reported it before (one helper's answer
+    /// is enough to try a direct dial before punching), and when this report made it trusted
+    /// for the first time (a second opinion).
     pub fn observe(
         &mut self,
         local: SocketAddr,
@@ -116,6 +118,7 @@ impl Reflector {
         if self.local != Some(local) {
             self.reset(local);
         }
+        let first = !self.reports.iter().any(|(_, a)| *a == observed);
         self.reports.retain(|(p, _)| *p != reporter);
         if self.reports.len() >= MAX_REPORTERS {
             self.reports.pop_front();
@@ -127,7 +130,7 @@ impl Reflector {
             self.announced.push(observed);
             return Some(observed);
         }
-        None
+        first.then_some(observed)
     }
 
     /// Records a dial-back answer of `helper` for `addr` (its latest answer replaces any
@@ -201,11 +204,12 @@ impl Reflector {
         out
     }
 
-    /// True when some trusted address is public by the dial-backs' answers.
+    /// True when some address is public by the dial-backs' answers (one helper that reached
+    /// it is enough: the node then lets peers dial it directly before trying to punch).
     pub fn is_public(&self) -> bool {
         self.report()
             .iter()
-            .any(|r| r.trusted && r.status == ReachStatus::Public)
+            .any(|r| r.status == ReachStatus::Public)
     }
 
     fn report_of(&self, addr: SocketAddr) -> AddrReport {
@@ -262,9 +266,10 @@ mod tests {
     fn an_address_is_trusted_once_two_distinct_peers_report_it() {
         let mut r = Reflector::new();
         let ours = a("[2001:db8::1]:4433");
-        assert_eq!(r.observe(a(LOCAL), peer(1), ours), None);
+        // First seen: the moment for a first dial-back.
+        assert_eq!(r.observe(a(LOCAL), peer(1), ours), Some(ours));
         assert!(!r.report()[0].trusted);
-        // The same peer again is still one reporter.
+        // The same peer again is still one reporter, and nothing new.
         assert_eq!(r.observe(a(LOCAL), peer(1), ours), None);
         assert_eq!(r.report()[0].reporters, 1);
         assert_eq!(r.observe(a(LOCAL), peer(2), ours), Some(ours));
@@ -362,7 +367,8 @@ mod tests {
         assert!(r.is_public());
         let moved = a("[::]:5000");
         // An answer about the old socket after the move is ignored.
-        assert_eq!(r.observe(moved, peer(1), a("[2001:db8::1]:5000")), None);
+        let new = a("[2001:db8::1]:5000");
+        assert_eq!(r.observe(moved, peer(1), new), Some(new));
         r.record_dial_back(a(LOCAL), peer(1), a("[2001:db8::1]:5000"), true);
         assert!(!r.is_public());
         assert_eq!(r.report().len(), 1);
