@@ -22,8 +22,10 @@ HELD: list[Session] = []
 
 
 async def triangle(make_node: NodeFactory, **c_options: object) -> tuple[Node, Node, Node, Session]:
-    """A, B and C with sessions A-C and B-C; returns A's session with C."""
-    a, b = await make_node(), await make_node()
+    """A, B and C with sessions A-C and B-C; returns A's session with C. On loopback every
+    node is reachable: A and B ask for no dial-backs, so neither learns it is public and the
+    coordinated path punches (instead of dialing directly, as it would with them)."""
+    a, b = await make_node(dial_back=False), await make_node(dial_back=False)
     c = await make_node(**c_options)
     ac, ca = await connect_pair(a, c)
     HELD.extend([ca, *await connect_pair(b, c)])

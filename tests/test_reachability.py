@@ -32,8 +32,10 @@ async def test_two_peers_make_the_address_trusted_and_public(make_node: NodeFact
     assert ours.unreached == 0
     assert a.is_public()
     assert repr(ours).startswith(f"Reachability(addr='{loopback(a)}', status='public', ")
-    # The two dial-backs came in as connections, and neither reached accept().
-    assert a.load.admitted == 2
+    # The dial-backs came in as connections (b's at its first report, then b's and c's once
+    # the address was trusted; b's second is refused if its first still runs), and none
+    # reached accept().
+    assert 2 <= a.load.admitted <= 3
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(a.accept(), 0.5)
     assert all(s.remote_peer_id in (b.peer_id, c.peer_id) for s in sessions)
@@ -42,7 +44,8 @@ async def test_two_peers_make_the_address_trusted_and_public(make_node: NodeFact
 async def test_one_peer_is_a_hint_and_dial_back_on_demand_says_public(
     make_node: NodeFactory,
 ) -> None:
-    a, b = await make_node(), await make_node()
+    # No automatic dial-back: this test asks for its own.
+    a, b = await make_node(dial_back=False), await make_node()
     session = await a.connect(b.peer_id, loopback(b))
     assert await wait_until(lambda: bool(a.reachability()), 5)
     [hint] = a.reachability()
@@ -51,8 +54,8 @@ async def test_one_peer_is_a_hint_and_dial_back_on_demand_says_public(
     assert await session.dial_back() is True
     [ours] = a.reachability()
     assert (ours.status, ours.reached, ours.trusted) == ("public", 1, False)
-    # Not public until two peers agree on the address.
-    assert not a.is_public()
+    # One helper that reached the address is enough to let peers dial it directly.
+    assert a.is_public()
     with pytest.raises(AttributeError):
         ours.status = "filtered"  # type: ignore[misc]
     # A new socket: what peers saw of the old one no longer holds.
@@ -66,7 +69,7 @@ async def test_one_peer_is_a_hint_and_dial_back_on_demand_says_public(
 async def test_a_second_dial_back_with_the_same_peer_is_refused_while_one_runs(
     make_node: NodeFactory,
 ) -> None:
-    a, b = await make_node(), await make_node()
+    a, b = await make_node(dial_back=False), await make_node()
     session = await a.connect(b.peer_id, loopback(b))
     # A port nobody answers on: the first dial-back runs its whole 3 s timeout.
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as silent:

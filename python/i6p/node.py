@@ -87,6 +87,7 @@ class Node:
         accept_sessions: bool = True,
         relay: bool = False,
         coordinate: bool = True,
+        dial_back: bool = True,
     ) -> Node:
         """Binds a UDP socket (dual-stack on ``[::]``) and starts accepting sessions.
 
@@ -135,6 +136,11 @@ class Node:
         ask it to introduce them (``connect(peer, via=...)``), within
         ``limits.max_introductions``; the node says so in its HELLO (capability
         ``coordinate=1``). Off, it refuses every introduction (``CoordinationRefused``).
+
+        ``dial_back`` (on by default): when a peer first reports the address it sees this
+        node at, and again once two peers agree on it, the node asks them to dial it back
+        from another port, so ``reachability()`` says whether unsolicited packets reach it
+        and peers connecting through a coordinator dial it directly instead of punching.
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(
@@ -155,6 +161,7 @@ class Node:
             accept_sessions=accept_sessions,
             relay=relay,
             coordinate=coordinate,
+            dial_back=dial_back,
         )
         return cls(core, identity)
 

@@ -72,7 +72,9 @@ ASKER = textwrap.dedent(
 
     async def main():
         host, helpers, explicit = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] == "1"
-        node = await Node.bind(Identity.generate(), "[::]:0")
+        # Explicit: the dial-backs are asked for below (one per helper at a time), not also
+        # automatically.
+        node = await Node.bind(Identity.generate(), "[::]:0", dial_back=not explicit)
         sessions = [await node.connect(p, f"{host}:{port}") for p, port in helpers]
         answers = []
         if explicit:

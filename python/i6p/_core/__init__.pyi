@@ -184,6 +184,7 @@ class Node:
         accept_sessions: bool = True,
         relay: bool = False,
         coordinate: bool = True,
+        dial_back: bool = True,
     ) -> Awaitable[Node]: ...
     @property
     def limits(self) -> Limits: ...

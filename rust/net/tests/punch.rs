@@ -20,8 +20,14 @@ fn node_with(config: NodeConfig) -> Node {
     Node::bind(Identity::generate(), "[::]:0".parse().unwrap(), config).unwrap()
 }
 
+/// On loopback every node is reachable: with dial-backs on, A would learn that B is public
+/// and dial it directly. These tests are about coordination and punching, so nodes here do
+/// not ask for dial-backs (and so never believe they are public unless a test says so).
 fn node() -> Node {
-    node_with(NodeConfig::default())
+    node_with(NodeConfig {
+        dial_back: false,
+        ..NodeConfig::default()
+    })
 }
 
 /// `from` dials `to` and `to` accepts: the two ends of one session.

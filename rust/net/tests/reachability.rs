@@ -24,6 +24,16 @@ fn node() -> Node {
     node_with(Limits::default())
 }
 
+/// A node that asks for no dial-back by itself: every one it asks for is the test's (an
+/// automatic one would hold the one-per-peer slot the test counts on).
+fn quiet() -> Node {
+    let config = NodeConfig {
+        dial_back: false,
+        ..NodeConfig::default()
+    };
+    Node::bind(Identity::generate(), "[::]:0".parse().unwrap(), config).unwrap()
+}
+
 fn loopback(node: &Node) -> SocketAddr {
     let port = node.local_addr().unwrap().port();
     format!("[::1]:{port}").parse().unwrap()
@@ -48,8 +58,9 @@ async fn reach_until(node: &Node, done: impl Fn(&[i6p_net::reach::AddrReach]) ->
 #[tokio::test]
 async fn two_peers_make_the_address_trusted_and_their_dial_backs_find_it_public() {
     let (a, b, c) = (node(), node(), node());
+    // B's report alone makes A ask B for a dial-back (the first one); C's makes the address
+    // trusted and A asks both for a second opinion.
     let _ab = connect(&a, &b).await;
-    assert!(!a.is_public());
     let _ac = connect(&a, &c).await;
     let firm = |r: &[i6p_net::reach::AddrReach]| {
         r.first()
@@ -65,8 +76,10 @@ async fn two_peers_make_the_address_trusted_and_their_dial_backs_find_it_public(
     assert_eq!(ours.mapping, Mapping::Independent);
     assert_eq!(ours.unreached, 0);
     assert!(a.is_public());
-    // Two dial-back connections came in, and neither became a session.
-    assert_eq!(a.admission().admitted, 2);
+    // The dial-back connections came in (B's first; then B's, refused while its first
+    // runs, and C's), and none became a session.
+    let admitted = a.admission().admitted;
+    assert!((2..=3).contains(&admitted), "{admitted}");
     let accepted = tokio::time::timeout(Duration::from_millis(500), a.accept()).await;
     assert!(accepted.is_err(), "a dial-back reached accept");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -82,7 +95,8 @@ async fn two_peers_make_the_address_trusted_and_their_dial_backs_find_it_public(
 
 #[tokio::test]
 async fn a_dial_back_naming_another_ip_is_refused() {
-    let (a, b) = (node(), node());
+    // No automatic dial-back: every connection A lets in is one this test asked for.
+    let (a, b) = (quiet(), node());
     let session = connect(&a, &b).await;
     let port = a.local_addr().unwrap().port();
     for other in ["127.0.0.1", "[2001:db8::1]", "[::2]"] {
@@ -109,7 +123,7 @@ fn silent_port() -> (std::net::UdpSocket, u16) {
 
 #[tokio::test]
 async fn a_flood_of_dial_back_requests_from_one_peer_gets_one_dial() {
-    let (a, b) = (node(), node());
+    let (a, b) = (quiet(), node());
     let session = connect(&a, &b).await;
     let (_silent, port) = silent_port();
     let target: SocketAddr = format!("[::]:{port}").parse().unwrap();
@@ -147,7 +161,7 @@ async fn dial_backs_for_many_peers_are_bounded_by_the_node_limit() {
     // their whole 3 s timeout while the other requests come in.
     let mut askers = Vec::new();
     for _ in 0..5 {
-        let asker = node();
+        let asker = quiet();
         let session = connect(&asker, &helper).await;
         askers.push((asker, session, silent_port()));
     }
