@@ -19,13 +19,13 @@ Printed per topology: successes, the routes of the sessions (``session.route``),
 that succeeded on the first attempt, and the connect-to-usable-session time p50/p95 in
 milliseconds and in coordinator-path round trips.
 
-Not measured here yet (they need relays and route upgrades): the relayed fetch rate as a
-ratio to direct, the relay's CPU-s/GB, and the time for a running fetch to move from relayed
-to punched with the bytes fetched twice.
+The relayed fetch rate as a ratio to direct and the relay's CPU-s/GB are measured by
+benches/bench_relay.py (over ::1). Not measured: the time for a running fetch to move from
+relayed to punched (relayed sessions do not upgrade yet).
 
-`connect_step` is the one function the reachability work replaces: today it dials the other
-side's public address directly (what the engine can do); when ``Node.connect`` takes
-``via=`` it asks c to introduce them instead (``node.connect(peer, via=coordinator)``).
+`connect_step` asks c to introduce the two (``node.connect(peer, via=coordinator)``; c
+relays too); on an engine without ``via`` it falls back to a plain dial of the other side's
+public address.
 """
 
 from __future__ import annotations

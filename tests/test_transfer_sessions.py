@@ -18,6 +18,17 @@ from .test_transfer import b3_file, write_random
 KiB, MiB = 1 << 10, 1 << 20
 
 
+@pytest.fixture
+def make_node(make_node: NodeFactory) -> NodeFactory:
+    """Nodes that ask for no dial-backs: these tests count the connections a node admitted
+    as the sessions its peers dialed, and a dial-back is an admitted connection too."""
+
+    async def factory(identity: Identity | None = None, **kwargs: object) -> Node:
+        return await make_node(identity, **{"dial_back": False, **kwargs})
+
+    return factory
+
+
 async def serve(provider: Node, tmp_path: Path, sizes: list[int]) -> list[tuple[Ticket, str]]:
     """Adds a random file of each size; returns (ticket, hash) of each."""
     served = []
@@ -163,14 +174,14 @@ async def test_a_transfer_session_is_closed_once_idle_and_dialed_again(
 
 async def test_a_fetch_after_the_provider_restarts_dials_anew(tmp_path: Path) -> None:
     identity, state = Identity.generate(), tmp_path / "state"
-    provider = await Node.bind(identity, "[::1]:0", state_dir=state)
+    provider = await Node.bind(identity, "[::1]:0", state_dir=state, dial_back=False)
     port = provider.port
-    fetcher = await Node.bind(Identity.generate(), "[::1]:0")
+    fetcher = await Node.bind(Identity.generate(), "[::1]:0", dial_back=False)
     try:
         ((ticket, expected),) = await serve(provider, tmp_path, [1 * MiB])
         await asyncio.wait_for(fetcher.fetch(ticket, tmp_path / "dest1"), 30)
         await provider.close()
-        provider = await Node.bind(identity, f"[::1]:{port}", state_dir=state)
+        provider = await Node.bind(identity, f"[::1]:{port}", state_dir=state, dial_back=False)
         await provider.add_path(tmp_path / "src0")
         result = await asyncio.wait_for(fetcher.fetch(ticket, tmp_path / "dest2"), 30)
         assert result.hash == expected and b3_file(tmp_path / "dest2") == expected

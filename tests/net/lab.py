@@ -388,6 +388,8 @@ class Lab:
             return
         if kind == "open4":
             self._batch(side, self._host_on_bridge(None, plan.open4))
+            # IPv4 only: no link-local IPv6 either (it would reach an IPv6 host on the bridge).
+            sh("sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1", ns=self.ns(side))
             self.hosts[side] = Host(side, self.ns(side), None, plan.open4, None, plan.open4)
             return
         router = f"r{side}"

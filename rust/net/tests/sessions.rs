@@ -38,13 +38,13 @@ async fn sessions_are_symmetric_and_authenticated() {
         sa.remote_capabilities(),
         vec![
             ("role".into(), "b".into()),
-            coordinate.clone(),
-            dialback.clone()
+            dialback.clone(),
+            coordinate.clone()
         ]
     );
     assert_eq!(
         sb.remote_capabilities(),
-        vec![("role".into(), "a".into()), coordinate, dialback]
+        vec![("role".into(), "a".into()), dialback, coordinate]
     );
 
     // The listener opens a stream to the dialer.

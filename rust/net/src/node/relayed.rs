@@ -181,7 +181,8 @@ impl Node {
             .await
             .map_err(|_| late())??;
         let (addr, out) = relayed.circuits.open().ok_or_else(too_many_relayed)?;
-        circuit::run(relayed.circuits.clone(), addr, out, send, recv);
+        let hold = relay.transfer_hold();
+        circuit::run(relayed.circuits.clone(), addr, out, (send, recv), hold);
         let result = tokio::time::timeout_at(deadline, self.dial_relayed(peer, addr, &endpoint))
             .await
             .unwrap_or_else(|_| Err(late()));
@@ -275,7 +276,9 @@ impl Node {
                         return self.inner.relayed.circuits.stalled(addr).await;
                     }
                     if circuit::accept(&mut send).await.is_ok() {
-                        circuit::run(self.inner.relayed.circuits.clone(), addr, out, send, recv);
+                        let circuits = self.inner.relayed.circuits.clone();
+                        let hold = session.transfer_hold();
+                        circuit::run(circuits, addr, out, (send, recv), hold);
                     } else {
                         self.inner.relayed.circuits.remove(addr);
                     }

@@ -61,12 +61,17 @@ struct Owned {
 }
 
 impl Peer {
+    /// The usable application session on the best route (direct, then punched, then
+    /// relayed; the oldest among equals), so a new transfer takes the pair's primary session
+    /// rather than one that gives way to it.
     fn live_app(&mut self) -> Option<Session> {
         self.app.retain(|w| w.strong_count() > 0);
-        self.app
+        let usable = self
+            .app
             .iter()
             .filter_map(Session::upgrade)
-            .find(Session::is_usable)
+            .filter(Session::is_usable);
+        usable.rev().max_by_key(Session::route)
     }
 
     fn is_empty(&self) -> bool {

@@ -72,15 +72,19 @@ pub(crate) async fn accept(send: &mut SendStream) -> Result<()> {
 
 /// Runs the circuit at `addr` over `send`/`recv` until either side ends it; then ends the
 /// relayed session over it (see the module's invariant).
+///
+/// `hold` keeps the session with the relay open while the circuit runs, even once the
+/// application dropped its last handle on that session: the relayed session rides on it.
 pub(crate) fn run(
     circuits: Arc<Circuits>,
     addr: SocketAddr,
     out: mpsc::Receiver<Bytes>,
-    send: SendStream,
-    recv: RecvStream,
+    (send, recv): (SendStream, RecvStream),
+    hold: crate::session::TransferHold,
 ) {
     tokio::spawn(write_packets(out, send));
     tokio::spawn(async move {
+        let _hold = hold;
         let end = read_packets(&circuits, addr, recv).await;
         tracing::debug!(%addr, error = %end, "relay circuit ended");
         if let Some(session) = circuits.remove(addr) {
