@@ -137,10 +137,10 @@ class Node:
         ``limits.max_introductions``; the node says so in its HELLO (capability
         ``coordinate=1``). Off, it refuses every introduction (``CoordinationRefused``).
 
-        ``dial_back`` (on by default): when a peer first reports the address it sees this
-        node at, and again once two peers agree on it, the node asks them to dial it back
-        from another port, so ``reachability()`` says whether unsolicited packets reach it
-        and peers connecting through a coordinator dial it directly instead of punching.
+        ``dial_back`` (on by default): once two peers agree on the address they see this node
+        at, the node asks them to dial it back from another port, so ``reachability()`` says
+        whether unsolicited packets reach it (and peers connecting through a coordinator
+        dial it directly instead of punching); ``Session.dial_back`` asks one on demand.
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(

@@ -67,6 +67,7 @@ class RendezvousLink:
         self._contact = contact
         self.session: Session | None = None
         self._task: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
 
     @property
     def contact(self) -> Contact:
@@ -84,10 +85,11 @@ class RendezvousLink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._probe):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -95,7 +97,16 @@ class RendezvousLink:
     async def _connect(self) -> Session:
         session = await self._node.connect(self._contact.peer_id, self._contact.addrs)
         session.set_liveness(LINK_LIVENESS)
+        # With one peer no address is trusted, so nothing asks for a dial-back by itself:
+        # ask the rendezvous node once, so this node knows whether peers can dial it
+        # (then they do, instead of punching). At most 3 s, in the background.
+        self._probe = asyncio.create_task(self._ask_dial_back(session))
         return session
+
+    @staticmethod
+    async def _ask_dial_back(session: Session) -> None:
+        with contextlib.suppress(I6PError):
+            await session.dial_back()
 
     async def _keep(self) -> None:
         pause = 1.0

@@ -85,7 +85,15 @@ async def join(lab: Lab, peer: Peer, coordinator: Peer) -> dict[str, Any]:
     """``peer`` opens a session to ``coordinator`` (on c, public and dual-stack) at c's
     address in a family the peer's host has: the session a coordinated connect rides on."""
     host = lab.public_for(coordinator.agent.name, seen_from=peer.agent.name)
-    return await connect(peer, coordinator, f"{host}:{coordinator.port}")
+    joined = await connect(peer, coordinator, f"{host}:{coordinator.port}")
+    # With one peer no address is trusted yet, so no dial-back runs by itself: ask the
+    # coordinator for one, so the node knows whether it is public (reversal, direct dials).
+    await peer.agent.run(
+        f"try:\n    await sessions[{coordinator.peer_id!r}].dial_back()\n"
+        "except i6p.errors.I6PError:\n    pass",
+        timeout=10,
+    )
+    return joined
 
 
 async def connect_via(

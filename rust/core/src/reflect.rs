@@ -106,9 +106,7 @@ impl Reflector {
     }
 
     /// Records that `reporter` observes our socket `local` at `observed`. Returns `observed`
-    /// at the moments to dial back: when no reporter reported it before (one helper's answer
-    /// is enough to try a direct dial before punching), and when this report made it trusted
-    /// for the first time (a second opinion).
+    /// when this report made it trusted for the first time (the moment to dial back).
     pub fn observe(
         &mut self,
         local: SocketAddr,
@@ -118,7 +116,6 @@ impl Reflector {
         if self.local != Some(local) {
             self.reset(local);
         }
-        let first = !self.reports.iter().any(|(_, a)| *a == observed);
         self.reports.retain(|(p, _)| *p != reporter);
         if self.reports.len() >= MAX_REPORTERS {
             self.reports.pop_front();
@@ -130,7 +127,7 @@ impl Reflector {
             self.announced.push(observed);
             return Some(observed);
         }
-        first.then_some(observed)
+        None
     }
 
     /// Records a dial-back answer of `helper` for `addr` (its latest answer replaces any
@@ -266,8 +263,7 @@ mod tests {
     fn an_address_is_trusted_once_two_distinct_peers_report_it() {
         let mut r = Reflector::new();
         let ours = a("[2001:db8::1]:4433");
-        // First seen: the moment for a first dial-back.
-        assert_eq!(r.observe(a(LOCAL), peer(1), ours), Some(ours));
+        assert_eq!(r.observe(a(LOCAL), peer(1), ours), None);
         assert!(!r.report()[0].trusted);
         // The same peer again is still one reporter, and nothing new.
         assert_eq!(r.observe(a(LOCAL), peer(1), ours), None);
@@ -368,7 +364,7 @@ mod tests {
         let moved = a("[::]:5000");
         // An answer about the old socket after the move is ignored.
         let new = a("[2001:db8::1]:5000");
-        assert_eq!(r.observe(moved, peer(1), new), Some(new));
+        assert_eq!(r.observe(moved, peer(1), new), None);
         r.record_dial_back(a(LOCAL), peer(1), a("[2001:db8::1]:5000"), true);
         assert!(!r.is_public());
         assert_eq!(r.report().len(), 1);

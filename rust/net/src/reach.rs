@@ -6,8 +6,7 @@
 //! come in either order (see `session::control`); feeding the same report twice changes
 //! nothing.
 //!
-//! When an address is first reported, and again once it becomes trusted (two peers report
-//! it), the node asks up to
+//! Once an address becomes trusted (two peers report it), the node asks up to
 //! [`AUTO_HELPERS`] of its reporters that offer dial-back ("dialback" in their HELLO) to
 //! dial it back, once per newly trusted address, so `Node::reachability` fills in by itself.
 //!

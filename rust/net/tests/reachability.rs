@@ -58,8 +58,8 @@ async fn reach_until(node: &Node, done: impl Fn(&[i6p_net::reach::AddrReach]) ->
 #[tokio::test]
 async fn two_peers_make_the_address_trusted_and_their_dial_backs_find_it_public() {
     let (a, b, c) = (node(), node(), node());
-    // B's report alone makes A ask B for a dial-back (the first one); C's makes the address
-    // trusted and A asks both for a second opinion.
+    // C's report makes the address trusted (B's alone does not), and A asks both to dial
+    // it back.
     let _ab = connect(&a, &b).await;
     let _ac = connect(&a, &c).await;
     let firm = |r: &[i6p_net::reach::AddrReach]| {
@@ -76,8 +76,8 @@ async fn two_peers_make_the_address_trusted_and_their_dial_backs_find_it_public(
     assert_eq!(ours.mapping, Mapping::Independent);
     assert_eq!(ours.unreached, 0);
     assert!(a.is_public());
-    // The dial-back connections came in (B's first; then B's, refused while its first
-    // runs, and C's), and none became a session.
+    // The dial-back connections came in (B's and C's; a third if one was asked again), and
+    // none became a session.
     let admitted = a.admission().admitted;
     assert!((2..=3).contains(&admitted), "{admitted}");
     let accepted = tokio::time::timeout(Duration::from_millis(500), a.accept()).await;

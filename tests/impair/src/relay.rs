@@ -5,13 +5,6 @@
 //! datagram through its [`Link`], and sends what is due from the other socket (GSO). In between
 //! it waits on epoll for input or for the next due time. The only state the two threads share
 //! is the client's address, which the upward thread learns and the downward thread reads.
-//!
-//! The client is whoever spoke last, with one exception, as at a NAT: while the client is
-//! active (heard within [`CLIENT_QUIET`]), a QUIC long-header packet (a new connection's
-//! Initial) from another address is dropped rather than taken for the client moving. Nodes
-//! send such packets to an address a peer was seen at (a dial-back from another port); they
-//! must not steal the relay from the connection it carries. A client that migrates sends
-//! short-header packets, and is followed at once.
 
 use std::io::{self, IoSliceMut};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -158,10 +151,6 @@ pub struct Progress {
     pub forwarded: AtomicU64,
 }
 
-/// How long the client must be silent before a new connection's packet from another address
-/// takes the relay over.
-const CLIENT_QUIET: Duration = Duration::from_secs(1);
-
 /// The latest client address, written by the upward thread and read by the downward one.
 #[derive(Debug, Default)]
 struct ClientAddr(Mutex<Option<SocketAddr>>);
@@ -194,8 +183,7 @@ struct Direction {
     only_from: Option<SocketAddr>,
     /// When set, each sender's address is recorded here (the listen socket).
     learn_client: Option<Arc<ClientAddr>>,
-    /// The client, and when it was last heard.
-    known_client: Option<(SocketAddr, Instant)>,
+    known_client: Option<SocketAddr>,
     destination: Destination,
     link: Link,
     progress: Arc<Progress>,
@@ -260,19 +248,9 @@ impl Direction {
                 return;
             }
             if let Some(client) = learn_client {
-                let now = Instant::now();
-                match *known_client {
-                    Some((addr, _)) if addr == from => *known_client = Some((from, now)),
-                    Some((_, heard))
-                        if now.duration_since(heard) < CLIENT_QUIET
-                            && datagram.first().is_some_and(|b| b & 0x80 != 0) =>
-                    {
-                        return;
-                    }
-                    _ => {
-                        client.set(from);
-                        *known_client = Some((from, now));
-                    }
+                if *known_client != Some(from) {
+                    client.set(from);
+                    *known_client = Some(from);
                 }
             }
             bytes += datagram.len() as u64;

@@ -61,17 +61,12 @@ struct Owned {
 }
 
 impl Peer {
-    /// The usable application session on the best route (direct, then punched, then
-    /// relayed; the oldest among equals), so a new transfer takes the pair's primary session
-    /// rather than one that gives way to it.
     fn live_app(&mut self) -> Option<Session> {
         self.app.retain(|w| w.strong_count() > 0);
-        let usable = self
-            .app
+        self.app
             .iter()
             .filter_map(Session::upgrade)
-            .filter(Session::is_usable);
-        usable.rev().max_by_key(Session::route)
+            .find(Session::is_usable)
     }
 
     fn is_empty(&self) -> bool {
