@@ -64,7 +64,8 @@ async def _direct(src: Path, dest: Path) -> float:
 async def _relayed(
     src: Path, dest: Path, relay: asyncio.subprocess.Process, info: dict[str, Any]
 ) -> tuple[float, float, int]:
-    a = await Node.bind(Identity.generate(), "[::1]:0")
+    # The relayed session must stay relayed (on ::1 an upgrade always finds a direct path).
+    a = await Node.bind(Identity.generate(), "[::1]:0", upgrade=False)
     b = await Node.bind(Identity.generate(), "[::1]:0")
     try:
         r = PeerId.parse(info["peer_id"])

@@ -49,7 +49,9 @@ async def three(
     make_node: NodeFactory, relay: Node | None = None
 ) -> tuple[Node, Node, Node, Session]:
     """A and B, each with a session to the relay; A's session to it."""
-    a, b = await make_node(addr="[::1]:0"), await make_node(addr="[::1]:0")
+    # Relayed sessions stay relayed here (on ::1 an upgrade always finds a direct path).
+    a = await make_node(addr="[::1]:0", upgrade=False)
+    b = await make_node(addr="[::1]:0")
     r = relay or await make_node(addr="[::1]:0", relay=True)
     a_r = await hold(a, r)
     await hold(b, r)

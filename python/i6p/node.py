@@ -88,6 +88,7 @@ class Node:
         relay: bool = False,
         coordinate: bool = True,
         dial_back: bool = True,
+        upgrade: bool = True,
     ) -> Node:
         """Binds a UDP socket (dual-stack on ``[::]``) and starts accepting sessions.
 
@@ -141,6 +142,13 @@ class Node:
         at, the node asks them to dial it back from another port, so ``reachability()`` says
         whether unsolicited packets reach it (and peers connecting through a coordinator
         dial it directly instead of punching); ``Session.dial_back`` asks one on demand.
+
+        ``upgrade`` (on by default): a relayed session this node dialed keeps trying for a
+        direct path, through its relay as coordinator (after 2 s, then with the wait doubling
+        up to 60 s). When one forms, the session moves there: its handles (this ``Session``
+        object included) reach the direct session from then on, ``route`` says so, and a
+        fetch running on it takes its next request there (requests in flight finish on the
+        relay, so nothing is fetched twice); the relayed session closes once quiet.
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(
@@ -162,6 +170,7 @@ class Node:
             relay=relay,
             coordinate=coordinate,
             dial_back=dial_back,
+            upgrade=upgrade,
         )
         return cls(core, identity)
 
@@ -308,6 +317,18 @@ class Node:
         if isinstance(peer_id, str):
             peer_id = PeerId.parse(peer_id)
         return Session(await self._core.connect_relayed(peer_id, relay._core))
+
+    async def upgrade(self, session: Session) -> str:
+        """Tries once, now, to move a relayed session this node dialed to a direct path
+        (its relay introduces the two peers again; see ``Node.bind(upgrade=...)`` for the
+        attempts made on their own). Returns the session's route afterwards: ``"punched"``
+        or ``"direct"`` when it moved (``session`` and the peer's handle now reach the new
+        connection, and a fetch running on it continues there), ``"relayed"`` never: raises
+        ``Unreachable`` when no direct path formed this time, ``InvalidArgument`` for a
+        relayed session this node did not dial. A session that is not relayed is left as
+        it is.
+        """
+        return await self._core.upgrade(session._core)
 
     @property
     def relay_stats(self) -> tuple[int, int, int]:

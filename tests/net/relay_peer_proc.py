@@ -68,7 +68,8 @@ async def target(relay_id: str, relay_addr: str) -> None:
 
 
 async def fetcher(relay_id: str, relay_addr: str, ticket_text: str, direct: list[str]) -> None:
-    node = await Node.bind(Identity.generate(), "0.0.0.0:0", handshake_timeout=3.0)
+    # Measures the relay itself: the session must not move to a direct path meanwhile.
+    node = await Node.bind(Identity.generate(), "0.0.0.0:0", handshake_timeout=3.0, upgrade=False)
     to_relay = await node.connect(PeerId.parse(relay_id), relay_addr)
     ticket = Ticket.parse(ticket_text)
     peer = ticket.peer_id

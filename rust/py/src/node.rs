@@ -84,7 +84,7 @@ impl Node {
 impl Node {
     /// Binds a node; returns an awaitable for it.
     #[staticmethod]
-    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, liveness=None, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true, relay=false, coordinate=true, dial_back=true))]
+    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, liveness=None, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true, relay=false, coordinate=true, dial_back=true, upgrade=true))]
     #[allow(clippy::too_many_arguments)]
     fn bind<'py>(
         py: Python<'py>,
@@ -106,6 +106,7 @@ impl Node {
         relay: bool,
         coordinate: bool,
         dial_back: bool,
+        upgrade: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let addr = parse_addr(addr).map_err(to_py)?;
         let config = NodeConfig {
@@ -132,6 +133,7 @@ impl Node {
             relay,
             coordinate,
             dial_back,
+            upgrade,
             ..NodeConfig::default()
         };
         config.windows.validate().map_err(to_py)?;
@@ -222,10 +224,25 @@ impl Node {
     ) -> PyResult<Bound<'py, PyAny>> {
         self.open()?;
         let (node, peer, identity) = (self.inner.clone(), peer_id.0, self.identity.clone());
-        let relay = relay.engine().clone();
+        let relay = relay.engine();
         future(py, async move {
             let s = node.connect_relayed(peer, &relay).await.map_err(to_py)?;
             Ok(Session::new(s, identity))
+        })
+    }
+
+    /// Tries once to move a relayed session this node dialed to a direct path, through its
+    /// relay as coordinator; returns the route the session has now.
+    fn upgrade<'py>(
+        &self,
+        py: Python<'py>,
+        session: PyRef<'py, Session>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.open()?;
+        let (node, session) = (self.inner.clone(), session.engine());
+        future(py, async move {
+            let now = node.upgrade_session(&session).await.map_err(to_py)?;
+            Ok(now.route().as_str())
         })
     }
 

@@ -30,9 +30,10 @@ impl Session {
         }
     }
 
-    /// The engine's session.
-    pub(crate) fn engine(&self) -> &i6p_net::Session {
-        &self.inner
+    /// The engine's session: the one this object was made for, or the session that
+    /// replaced it (a relayed session upgraded to a direct path follows it).
+    pub(crate) fn engine(&self) -> i6p_net::Session {
+        self.inner.current()
     }
 
     /// This node's identity key (signs HELLOs).
@@ -46,19 +47,19 @@ impl Session {
     /// The peer's verified PeerId.
     #[getter]
     fn remote_peer_id(&self) -> PeerId {
-        PeerId(self.inner.remote_peer_id())
+        PeerId(self.engine().remote_peer_id())
     }
 
     /// The peer's current address.
     #[getter]
     fn remote_addr(&self) -> String {
-        format_addr(&self.inner.remote_addr())
+        format_addr(&self.engine().remote_addr())
     }
 
     /// Capabilities from the peer's HELLO, in its order.
     #[getter]
     fn remote_capabilities(&self) -> Vec<(String, String)> {
-        self.inner.remote_capabilities()
+        self.engine().remote_capabilities()
     }
 
     /// Listen addresses from the peer's HELLO.
@@ -74,31 +75,31 @@ impl Session {
     /// Our address as the peer sees it, once its PEER_INFO arrived.
     #[getter]
     fn observed_addr(&self) -> Option<String> {
-        self.inner.observed_addr().map(|a| format_addr(&a))
+        self.engine().observed_addr().map(|a| format_addr(&a))
     }
 
     /// How the session's packets travel: "direct", "punched" or "relayed".
     #[getter]
     fn route(&self) -> &'static str {
-        self.inner.route().as_str()
+        self.engine().route().as_str()
     }
 
     /// True when this side dialed.
     #[getter]
     fn is_dialer(&self) -> bool {
-        self.inner.is_dialer()
+        self.engine().is_dialer()
     }
 
     /// True when the TLS handshake resumed an earlier session with this peer.
     #[getter]
     fn resumed(&self) -> bool {
-        self.inner.resumed()
+        self.engine().resumed()
     }
 
     /// Early data: "none", "pending", "accepted" or "rejected".
     #[getter]
     fn early_data(&self) -> &'static str {
-        match self.inner.early_data() {
+        match self.engine().early_data() {
             i6p_net::session::EARLY_PENDING => "pending",
             i6p_net::session::EARLY_ACCEPTED => "accepted",
             i6p_net::session::EARLY_REJECTED => "rejected",
@@ -109,24 +110,24 @@ impl Session {
     /// Requests (PING, GET) this side served before the TLS handshake completed.
     #[getter]
     fn early_requests(&self) -> u64 {
-        self.inner.early_requests()
+        self.engine().early_requests()
     }
 
     /// True once the TLS handshake is complete.
     #[getter]
     fn handshake_done(&self) -> bool {
-        self.inner.handshake_done()
+        self.engine().handshake_done()
     }
 
     /// Waits for the HELLO exchange (a session opened in 0-RTT finishes it in the background).
     fn wait_established<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let s = self.inner.clone();
+        let s = self.engine();
         future(py, async move { s.wait_established().await.map_err(to_py) })
     }
 
     /// Opens a bidirectional stream.
     fn open_stream<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let s = self.inner.clone();
+        let s = self.engine();
         future(py, async move {
             let (send, recv) = s.open_stream().await.map_err(to_py)?;
             let hold = s.app_handle();
@@ -136,9 +137,20 @@ impl Session {
 
     /// Waits for a stream the peer opens.
     fn accept_stream<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let s = self.inner.clone();
+        let first = self.inner.clone();
         future(py, async move {
-            let stream = s.accept_stream().await.map_err(to_py)?;
+            // A session that moved to a better path ends its old connection: streams the
+            // peer opens from then on come on the new one.
+            let mut s = first.current();
+            let stream = loop {
+                match s.accept_stream().await {
+                    Ok(stream) => break stream,
+                    Err(e) => match s.successor() {
+                        Some(next) => s = next,
+                        None => return Err(to_py(e)),
+                    },
+                }
+            };
             Ok(AcceptedStream {
                 stream: Some(stream),
                 session: s,
@@ -153,7 +165,7 @@ impl Session {
         let timeout = timeout
             .map(|t| positive_seconds("timeout", t))
             .transpose()?;
-        let s = self.inner.clone();
+        let s = self.engine();
         future(py, async move {
             let rtt = s.ping_within(timeout).await.map_err(to_py)?;
             Ok(rtt.as_secs_f64())
@@ -172,7 +184,7 @@ impl Session {
             .map(|p| crate::options::int_in("port", p, 1, u64::from(u16::MAX)))
             .transpose()?
             .map(|p| p as u16);
-        let s = self.inner.clone();
+        let s = self.engine();
         future(py, async move { s.dial_back(port).await.map_err(to_py) })
     }
 
@@ -183,13 +195,13 @@ impl Session {
             .map(|s| positive_seconds("liveness", s))
             .transpose()?;
         let _runtime = crate::runtime::handle().enter();
-        self.inner.set_liveness(period).map_err(to_py)
+        self.engine().set_liveness(period).map_err(to_py)
     }
 
     /// The session's liveness period in seconds, or None.
     #[getter]
     fn liveness(&self) -> Option<f64> {
-        self.inner.liveness().map(|d| d.as_secs_f64())
+        self.engine().liveness().map(|d| d.as_secs_f64())
     }
 
     /// Closes the session with a code and reason delivered to the peer.
@@ -201,27 +213,41 @@ impl Session {
         reason: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let code = code.map_or(Ok(0), close_code)?;
-        let s = self.inner.clone();
+        let (s, first) = (self.engine(), self.inner.clone());
         future(py, async move {
             s.close(code, &reason).await;
+            if first.successor().is_some() {
+                first.close(code, &reason).await;
+            }
             Ok(())
         })
     }
 
     /// Closes the session with `ABANDONED` (code 9): the application left it by an exception.
     fn abandon<'py>(&self, py: Python<'py>, reason: String) -> PyResult<Bound<'py, PyAny>> {
-        let s = self.inner.clone();
+        let (s, first) = (self.engine(), self.inner.clone());
         future(py, async move {
             s.close(i6p_core::codes::ABANDONED, &reason).await;
+            if first.successor().is_some() {
+                first.close(i6p_core::codes::ABANDONED, &reason).await;
+            }
             Ok(())
         })
     }
 
     /// Waits until the session ends; returns (code, reason, by_peer).
     fn wait_closed<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let s = self.inner.clone();
+        let first = self.inner.clone();
         future(py, async move {
-            Ok(match s.closed().await {
+            let mut s = first.current();
+            let closed = loop {
+                let e = s.closed().await;
+                match s.successor() {
+                    Some(next) => s = next,
+                    None => break e,
+                }
+            };
+            Ok(match closed {
                 i6p_net::NetError::ConnectionLost {
                     code,
                     reason,
@@ -234,7 +260,7 @@ impl Session {
 
     /// Path and traffic figures from the QUIC connection.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.inner.stats();
+        let s = self.engine().stats();
         let d = PyDict::new(py);
         d.set_item("rtt", s.rtt.as_secs_f64())?;
         d.set_item("cwnd", s.cwnd)?;
@@ -250,8 +276,8 @@ impl Session {
     fn __repr__(&self) -> String {
         format!(
             "Session(peer={}, addr={})",
-            self.inner.remote_peer_id().short(),
-            format_addr(&self.inner.remote_addr())
+            self.engine().remote_peer_id().short(),
+            format_addr(&self.engine().remote_addr())
         )
     }
 }

@@ -152,7 +152,7 @@ pub(crate) async fn worker(shared: Arc<Shared>, tx: mpsc::Sender<Slot>) -> Resul
         let Some(claim) = shared.claim(true)? else {
             return Ok(());
         };
-        let Some(len) = shard_len(&shared.session, &options) else {
+        let Some(len) = shard_len(&shared.session(), &options) else {
             // The peer takes no datagrams (or none large enough): a plain request instead.
             if !plain_request(&shared, &tx, &claim).await? {
                 return Ok(());
@@ -197,7 +197,7 @@ pub(crate) async fn joint_worker(
         }
         let len = members
             .iter()
-            .map(|p| shard_len(&p.session, &options))
+            .map(|p| shard_len(&p.session(), &options))
             .min()
             .flatten();
         let Some(len) = len else {

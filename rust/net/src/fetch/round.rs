@@ -282,7 +282,7 @@ impl Plan {
             })
             && live
                 .iter()
-                .all(|p| p.session.inner_conn().max_datagram_size().is_some());
+                .all(|p| p.session().inner_conn().max_datagram_size().is_some());
         let per_provider = if fec {
             FEC_REQUESTS
         } else {
@@ -367,7 +367,7 @@ impl Workers {
                     let stalled = fetch.schedule().handle_timeout(Instant::now());
                     for p in stalled {
                         if let Some(provider) = live.iter().find(|s| s.provider == p) {
-                            tracing::info!(provider = %provider.session.remote_peer_id().short(),
+                            tracing::info!(provider = %provider.session().remote_peer_id().short(),
                                 "provider stalled; dropped from the fetch");
                         }
                         self.abort(p);
@@ -388,7 +388,7 @@ impl Workers {
                 continue;
             };
             if !provider.is_dropped() {
-                tracing::info!(provider = %provider.session.remote_peer_id().short(), error = %e,
+                tracing::info!(provider = %provider.session().remote_peer_id().short(), error = %e,
                     "provider dropped from the fetch");
                 provider.drop_with(e.clone());
             }

@@ -221,7 +221,8 @@ impl Fetch {
 /// state one dereference away (`shared.hash`, `shared.pool`, `shared.options`).
 pub(crate) struct Shared {
     fetch: Arc<Fetch>,
-    pub(crate) session: Session,
+    /// The session the fetch started on; requests go to [`Self::session`].
+    started_on: Session,
     /// Its place in the fetch's list of providers.
     pub(crate) provider: usize,
     /// Group bytes received from this provider (counted by the scheduler).
@@ -244,9 +245,16 @@ impl Shared {
                 provider,
             },
             fetch,
-            session,
+            started_on: session,
             provider,
         }
+    }
+
+    /// The session a new request to this provider goes on: the one the fetch started on,
+    /// or the session that replaced it (a relayed session upgraded to a direct path: the
+    /// fetch moves there at its next request, see `session::successor`).
+    pub(crate) fn session(&self) -> Session {
+        self.started_on.current()
     }
 
     /// Records a verification failure; the group stays missing and the next round asks again.
@@ -353,6 +361,17 @@ impl BatchProgress {
     /// Groups before `next` have all been delivered.
     pub(crate) fn delivered_to(&self, next: u64) {
         self.fetch.schedule().handle_delivered_to(self.id, next);
+    }
+
+    /// Ends the batch at group `index` and puts the rest of it back at the head of the
+    /// queue, in one step (a helper cannot take part of it meanwhile).
+    pub(crate) fn give_back_from(&self, index: u64) {
+        let mut schedule = self.fetch.schedule();
+        let end = schedule.batch_end(self.id).unwrap_or(self.end);
+        schedule.handle_batch_finished(self.id);
+        if index < end {
+            schedule.put_back(index, end - index);
+        }
     }
 
     /// Group `index` (`bytes` long) arrived from the batch's provider: counts both.

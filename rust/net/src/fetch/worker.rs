@@ -40,9 +40,11 @@ pub(crate) async fn plain_request(
     claim: &Claim,
 ) -> Result<bool> {
     let (first, count) = (claim.first, claim.count);
-    let get = send_get(&shared.session, shared.hash, shared.group_log, first, count);
+    // One session for the whole request, even if the provider's moves meanwhile.
+    let session = shared.session();
+    let get = send_get(&session, shared.hash, shared.group_log, first, count);
     let recv = no_stall(shared.options.stall_timeout, get).await?;
-    read_request(shared, tx, recv, claim).await
+    read_request(shared, &session, tx, recv, claim).await
 }
 
 /// Reads the answer to one GET and hands its groups to the disk stage. A provider that sends
@@ -50,12 +52,12 @@ pub(crate) async fn plain_request(
 /// of the request is left for the next round. False if the disk stage has stopped.
 async fn read_request(
     shared: &Arc<Shared>,
+    session: &Session,
     tx: &tokio::sync::mpsc::Sender<Slot>,
     mut recv: quinn::RecvStream,
     claim: &Claim,
 ) -> Result<bool> {
     let (first, count) = (claim.first, claim.count);
-    let session = &shared.session;
     let stall = shared.options.stall_timeout;
     if let Some(detail) = no_stall(stall, read_answer_raw(session, &mut recv, shared.size)).await? {
         shared.fail(first, detail);
@@ -69,9 +71,20 @@ async fn read_request(
             let _ = recv.stop(VarInt::from_u32(codes::NORMAL));
             return Ok(true);
         }
+        if !shared.session().same(session) {
+            // The provider's session moved to a better path: the rest of the batch is asked
+            // for there (from this group boundary on: nothing verified is fetched again).
+            progress.give_back_from(index);
+            let _ = recv.stop(VarInt::from_u32(codes::NORMAL));
+            return Ok(true);
+        }
         let mut slot = shared.pool.take();
         slot.provider = shared.provider;
-        let claimed = no_stall(stall, read_group_into(shared, &mut recv, index, &mut slot)).await?;
+        let claimed = no_stall(
+            stall,
+            read_group_into(shared, session, &mut recv, index, &mut slot),
+        )
+        .await?;
         if claimed != index {
             shared.fail(
                 index,
@@ -130,11 +143,11 @@ async fn read_exact_raw(
 /// claims (which is returned). Nothing here is verified yet.
 async fn read_group_into(
     shared: &Shared,
+    session: &Session,
     recv: &mut quinn::RecvStream,
     index: u64,
     slot: &mut Slot,
 ) -> Result<u64> {
-    let session = &shared.session;
     let mut header = [0u8; GROUP_HEADER_LEN];
     read_exact_raw(session, recv, &mut header).await?;
     let (claimed, proof_len) = decode_group_header(header).map_err(NetError::BadFrame)?;

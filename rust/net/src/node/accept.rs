@@ -178,9 +178,9 @@ fn deliver_session(
     // A session the peer opened for transfers only is served, never delivered: the
     // application did not ask for it (and it takes no room in the accept queue).
     let for_app = !session.transfer_only();
-    if for_app {
-        live.add_app(&session);
-    }
+    // A session that replaces a relayed one the node has with this peer is not new to the
+    // application: it reaches it through the relayed session's handles.
+    let continues = for_app && live.add_app(&session);
     // A coordinated connection this node asked for goes to its `connect_to`.
     let session = match punch {
         Some(punch) => match punch.claim(session) {
@@ -191,7 +191,7 @@ fn deliver_session(
     };
     // Never wait for room: sessions the application does not accept in time are refused,
     // not held half-open.
-    if deliver && for_app {
+    if deliver && for_app && !continues {
         if let Err(mpsc::error::TrySendError::Full(session)) = tx.try_send(session) {
             session.refuse(codes::BUSY, "too many sessions waiting to be accepted");
         }

@@ -54,6 +54,9 @@ pub struct NodeConfig {
     /// Introduce peers that have live sessions with this node to each other when one asks
     /// (coordination, stream kind COORD); advertised in HELLO as ("coordinate", "1").
     pub coordinate: bool,
+    /// A relayed session this node dialed keeps trying for a direct path through its relay
+    /// (as coordinator), and moves there when one forms (see `node::upgrade`).
+    pub upgrade: bool,
 }
 
 impl Default for NodeConfig {
@@ -76,6 +79,7 @@ impl Default for NodeConfig {
             relay: false,
             relay_testing: crate::relay::RelayTesting::default(),
             coordinate: true,
+            upgrade: true,
         }
     }
 }

@@ -376,10 +376,11 @@ async fn be_introduced(
     drop(guard);
 }
 
-/// A session this node dialed for an introduction goes to `accept`, like an incoming one.
+/// A session this node dialed for an introduction goes to `accept`, like an incoming one,
+/// unless it replaces a relayed session the application already has (it reaches it there).
 fn hand_over(node: &Node, session: Session) {
-    node.note_app_session(&session);
-    if node.inner.config.accept_sessions {
+    let continues = node.inner.live.add_app(&session);
+    if node.inner.config.accept_sessions && !continues {
         node.return_session(session);
     }
 }

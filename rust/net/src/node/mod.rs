@@ -14,6 +14,7 @@ mod punch;
 mod reach;
 mod relayed;
 mod reuse;
+mod upgrade;
 
 use accept::{accept_loop, AcceptSettings};
 use config::tickets_path;
@@ -256,7 +257,7 @@ impl Node {
     /// background (`Session::wait_established`).
     pub async fn connect(&self, peer: PeerId, addr: SocketAddr) -> Result<Session> {
         let session = self.connect_with(peer, addr, false).await?;
-        self.inner.live.add_app(&session);
+        let _ = self.inner.live.add_app(&session);
         Ok(session)
     }
 

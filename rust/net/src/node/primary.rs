@@ -15,7 +15,7 @@
 //! after [`MAX_GRACE`] whatever it carries. A stream held open but idle for longer than
 //! `QUIET` is cut by the close: the application sees code DUPLICATE.
 
-use crate::session::Session;
+use crate::session::{Route, Session};
 use i6p_core::{codes, PeerId};
 use std::time::Duration;
 
@@ -40,6 +40,15 @@ pub(super) fn loser(me: PeerId, a: &Session, b: &Session) -> Option<Session> {
     let mine_wins = me < peer;
     let (mine, theirs) = if a.is_dialer() { (a, b) } else { (b, a) };
     Some(if mine_wins { theirs } else { mine }.clone())
+}
+
+/// When `loser` is a relayed session replaced by a direct one (`a` or `b`, whichever is not
+/// the loser), records the winner as its successor: its handles follow it (see
+/// `session::successor`). True when the winner is `a`, the session being listed.
+pub(super) fn hand_over(loser: &Session, a: &Session, b: &Session) -> bool {
+    let winner = if loser.same(a) { b } else { a };
+    let upgrade = loser.route() == Route::Relayed && winner.route().is_direct();
+    upgrade && loser.set_successor(winner) && winner.same(a)
 }
 
 /// Closes `session` with DUPLICATE once its streams are quiet (see the module's doc).

@@ -355,7 +355,7 @@ impl Node {
     }
 
     /// Introduction through `via`, then the punch procedure (see the module's doc).
-    async fn connect_coordinated(&self, peer: PeerId, via: &Session) -> Result<Session> {
+    pub(super) async fn connect_coordinated(&self, peer: PeerId, via: &Session) -> Result<Session> {
         let coordinator = via.remote_peer_id();
         if coordinator == peer {
             return Err(NetError::Config(

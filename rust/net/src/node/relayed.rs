@@ -189,7 +189,8 @@ impl Node {
         match result {
             Ok(session) => {
                 circuit::attach(&relayed.circuits, addr, &session);
-                self.inner.live.add_app(&session);
+                let _ = self.inner.live.add_app(&session);
+                self.keep_upgrading(&session, relay);
                 Ok(session)
             }
             Err(e) => {

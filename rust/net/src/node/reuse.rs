@@ -109,20 +109,24 @@ impl LiveSessions {
         })
     }
 
-    /// Lists an application session (dialed by `connect` or accepted).
-    pub(crate) fn add_app(&self, session: &Session) {
+    /// Lists an application session (dialed by `connect` or accepted). True when it
+    /// replaces a relayed session the node has with the peer (it became that session's
+    /// successor: the application reaches it through the relayed session's handles).
+    pub(crate) fn add_app(&self, session: &Session) -> bool {
         let Ok(mut peers) = self.peers.lock() else {
-            return;
+            return false;
         };
         let peer = peers.entry(session.remote_peer_id()).or_default();
         peer.app.retain(|w| w.strong_count() > 0);
         if peer.app.iter().any(|w| w.ptr_eq(&session.downgrade())) {
-            return;
+            return false;
         }
         // One session per pair: the ones that give way close once quiet (`primary`).
+        let mut continues = false;
         for other in peer.app.iter().filter_map(Session::upgrade) {
             if other.is_usable() {
                 if let Some(loser) = super::primary::loser(self.me, session, &other) {
+                    continues |= super::primary::hand_over(&loser, session, &other);
                     super::primary::retire(loser);
                 }
             }
@@ -137,6 +141,7 @@ impl LiveSessions {
             });
             *pruned_at = peers.len();
         }
+        continues
     }
 
     /// A usable session with `peer` that is not itself relayed (a relay carries circuits
@@ -328,7 +333,7 @@ impl LiveSessions {
 impl Node {
     /// Lists an application session the node dialed, for transfers to reuse.
     pub(crate) fn note_app_session(&self, session: &Session) {
-        self.inner.live.add_app(session);
+        let _ = self.inner.live.add_app(session);
     }
 
     /// Sessions this node dialed for transfers that are open now.

@@ -66,6 +66,11 @@ impl Session {
         }
     }
 
+    /// Whether the application holds this session now.
+    pub(crate) fn app_held(&self) -> bool {
+        self.holders().0.lock().map(|c| c.app > 0).unwrap_or(false)
+    }
+
     /// A transfer's hold on this session.
     pub(crate) fn transfer_hold(&self) -> TransferHold {
         let holders = self.holders();

@@ -17,6 +17,7 @@ mod handshake;
 mod liveness;
 mod route;
 pub mod stream;
+mod successor;
 pub use liveness::MIN_LIVENESS;
 pub use route::Route;
 

@@ -101,7 +101,7 @@ impl Batch {
     ) -> Result<Option<(Vec<(usize, quinn::RecvStream)>, usize)>> {
         let mut opening = tokio::task::JoinSet::new();
         for (i, member) in self.members.iter_mut().enumerate() {
-            let session = member.shared.session.clone();
+            let session = member.shared.session();
             let route = session.datagram_router().register(datagrams.clone(), i);
             member.transfer = route.transfer;
             member._route = Some(route);
@@ -258,7 +258,7 @@ impl Batch {
                 let e = NetError::Stream("dropped from the fetch".into());
                 self.kill(asm, i, e)?;
             }
-            asm.set_rtt(i, self.members[i].shared.session.inner_conn().rtt());
+            asm.set_rtt(i, self.members[i].shared.session().inner_conn().rtt());
         }
         asm.handle_tick(Instant::now());
         Ok(())
@@ -283,7 +283,7 @@ impl Batch {
             .map(|m| MemberSpec {
                 share: m.share,
                 transfer: m.transfer,
-                rtt: m.shared.session.inner_conn().rtt(),
+                rtt: m.shared.session().inner_conn().rtt(),
                 alive: m.alive,
             })
             .collect();
@@ -392,7 +392,7 @@ impl Batch {
             return Ok(());
         }
         if joint {
-            tracing::debug!(provider = %m.shared.session.remote_peer_id().short(), error = %e,
+            tracing::debug!(provider = %m.shared.session().remote_peer_id().short(), error = %e,
                 "provider dropped from a FEC batch");
             m.send = None;
             m.shared.drop_with(e.clone());
