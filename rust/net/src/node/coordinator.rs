@@ -329,18 +329,13 @@ async fn be_introduced(
             m = messages.recv() => match m {
                 Some(Ok(Some(CoordMessage::Sync { mode, .. }))) if syncs_left > 0 => {
                     syncs_left -= 1;
-                    let now = tokio::time::Instant::now();
                     dials = JoinSet::new();
                     let route = match mode {
                         SyncMode::Reverse => Route::Direct,
                         SyncMode::Punch => Route::Punched,
                     };
                     guard.set_route(route);
-                    if mode == SyncMode::Reverse || dials_first(node.peer_id(), from) {
-                        node.dial_all_at(&mut dials, from, &theirs, now, route);
-                    } else {
-                        node.open_pinholes(&theirs, now);
-                    }
+                    start_attempt(node, c, &mut dials, from, &theirs, route);
                 }
                 Some(Ok(Some(m @ CoordMessage::Rtt { .. }))) => {
                     if !write(&mut send, &m).await {
@@ -374,6 +369,27 @@ async fn be_introduced(
     })
     .await;
     drop(guard);
+}
+
+/// The target's part of an attempt the asker's SYNC starts now: the dial of a reversal, or
+/// its side of a simultaneous open (the dial, a little late, or the pinhole datagrams).
+fn start_attempt(
+    node: &Node,
+    c: &Session,
+    dials: &mut JoinSet<Result<Session>>,
+    from: PeerId,
+    theirs: &[SocketAddr],
+    route: Route,
+) {
+    let now = tokio::time::Instant::now();
+    if route == Route::Direct {
+        node.dial_all_at(dials, from, theirs, now, route);
+    } else if dials_first(node.peer_id(), from) {
+        let at = now + super::punch::dial_margin(c);
+        node.dial_all_at(dials, from, theirs, at, route);
+    } else {
+        node.open_pinholes(theirs, now);
+    }
 }
 
 /// A session this node dialed for an introduction goes to `accept`, like an incoming one,

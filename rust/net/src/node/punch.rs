@@ -41,6 +41,19 @@ const DIRECT_FIRST: Duration = Duration::from_secs(2);
 const PINHOLE_ROUNDS: u32 = 4;
 const PINHOLE_PAUSE: Duration = Duration::from_millis(25);
 
+/// How much later than the agreed moment the dialing side of a simultaneous open sends its
+/// Initial: both sides start at about the same moment, and an Initial that reaches the
+/// other side's firewall before that side's pinhole datagram has left is dropped, costing
+/// QUIC's first retransmission timeout (about 1 s). Half the round trip to the coordinator
+/// (about a quarter of the path's through it), at least [`MIN_MARGIN`] (scheduling jitter on
+/// a busy host), at most the time the pinhole datagrams keep going.
+pub(super) fn dial_margin(to_coordinator: &Session) -> Duration {
+    (to_coordinator.stats().rtt / 2).clamp(MIN_MARGIN, PINHOLE_PAUSE * (PINHOLE_ROUNDS - 1))
+}
+
+/// The least [`dial_margin`].
+const MIN_MARGIN: Duration = Duration::from_millis(5);
+
 /// The node's coordination state: pending punches and introductions in flight.
 pub(crate) struct PunchState {
     pending: Mutex<HashMap<PeerId, Pending>>,
@@ -375,6 +388,7 @@ impl Node {
         let guard = self.inner.punch.expect(peer, Route::Punched, Some(tx))?;
         let messages = super::coordinator::read_messages(recv);
         let asker = Asker {
+            margin: dial_margin(via),
             node: self.clone(),
             peer,
             send,
@@ -444,6 +458,8 @@ pub(super) type Incoming = Result<Option<CoordMessage>>;
 /// The asker's side of one introduction (see the module's doc).
 struct Asker {
     node: Node,
+    /// How much after the agreed moment this side dials, when it is the dialing side.
+    margin: Duration,
     peer: PeerId,
     send: quinn::SendStream,
     loopback_ok: bool,
@@ -548,6 +564,7 @@ impl Asker {
                 self.dials = JoinSet::new();
                 let target = self.target.clone();
                 if dials_first(self.node.peer_id(), self.peer) {
+                    let at = at + self.margin;
                     self.node
                         .dial_all_at(&mut self.dials, self.peer, &target, at, Route::Punched);
                 } else {
