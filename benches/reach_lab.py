@@ -20,8 +20,8 @@ that succeeded on the first attempt, and the connect-to-usable-session time p50/
 milliseconds and in coordinator-path round trips.
 
 The relayed fetch rate as a ratio to direct and the relay's CPU-s/GB are measured by
-benches/bench_relay.py (over ::1). Not measured: the time for a running fetch to move from
-relayed to punched (relayed sessions do not upgrade yet).
+benches/bench_relay.py (over ::1); the time for a running fetch to move from relayed to
+punched by benches/bench_upgrade.py (over ::1).
 
 `connect_step` asks c to introduce the two (``node.connect(peer, via=coordinator)``; c
 relays too); on an engine without ``via`` it falls back to a plain dial of the other side's
