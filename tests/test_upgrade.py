@@ -127,3 +127,17 @@ async def test_only_the_dialer_of_a_relayed_session_can_upgrade_it(
     # A session that is not relayed is left as it is.
     assert await a.upgrade(HELD[0]) == "direct"
     assert await a.upgrade(ab) in ("punched", "direct")
+
+
+async def test_dropping_the_moved_session_closes_the_direct_one_too(
+    make_node: NodeFactory,
+) -> None:
+    a, r, _, ab, ba = await relayed_pair(make_node, upgrade=False)
+    assert await a.upgrade(ab) in ("punched", "direct")
+    await until(lambda: r.relay_stats[0] == 0, 10)
+    # The application lets go of its (moved) session: the connection it reached goes too,
+    # as a session the application forgot never stays open (code 9, abandoned).
+    HELD.remove(ab)
+    del ab
+    code, _, by_peer = await asyncio.wait_for(ba.wait_closed(), 15)
+    assert (code, by_peer) == (9, True)
