@@ -105,6 +105,7 @@ async def test_a_running_fetch_moves_to_the_direct_path_and_fetches_nothing_twic
     )
     await until(lambda: done[0] > 0 or fetch.done(), 30)
     route = await a.upgrade(ab)
+    assert not fetch.done(), "the fetch ended before the session moved"
     assert route in ("punched", "direct") and ab.route == route
     result = await fetch
     relayed_share = r.relay_stats[1] - copied

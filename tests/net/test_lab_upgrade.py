@@ -7,8 +7,9 @@ only a coordinated punch gets through them) and the session must move:
 - by itself: the dialer's upgrade loop asks c to introduce the two again; the route becomes
   "punched" on both sides, the relay ends its circuit, a verified fetch then rides the
   punched session;
-- mid-fetch: a running fetch of 96 MiB over the relay; ``Node.upgrade`` moves the session
-  and the fetch completes over the punched one, each verified byte fetched once.
+- mid-fetch: a running fetch of 64 MiB over the relay (policed to 20 MB/s by a's router,
+  so it lasts seconds); ``Node.upgrade`` moves the session and the fetch completes over the
+  punched one, each verified byte fetched once.
 """
 
 from __future__ import annotations
@@ -31,6 +32,19 @@ table inet lab_block {
     type filter hook forward priority -10; policy accept;
     ip6 daddr 2001:db8:b::/64 drop
     ip6 saddr 2001:db8:b::/64 drop
+  }
+}
+"""
+
+
+# a's router: traffic with c (the relay) policed to 20 MB/s, so that a relayed fetch lasts
+# seconds whatever the machine's load, and the move happens mid-fetch.
+SLOW_RELAY = """
+table inet lab_slow {
+  chain slow {
+    type filter hook forward priority -10; policy accept;
+    ip6 daddr 2001:db8:ff::c limit rate over 20 mbytes/second drop
+    ip6 saddr 2001:db8:ff::c limit rate over 20 mbytes/second drop
   }
 }
 """
@@ -89,7 +103,8 @@ async def _setup(lab: Lab, upgrade: bool) -> tuple[Peer, Peer, Peer]:
 async def test_a_running_fetch_moves_from_the_relay_to_the_punched_path() -> None:
     async with Lab(2) as lab:
         a, b, c = await _setup(lab, upgrade=False)
-        size = 96 << 20
+        sh("nft", "-f", "-", ns=lab.ns("ra"), stdin=SLOW_RELAY)
+        size = 64 << 20
         served = await serve_blob(b, size)
         copied = await c.agent.run(f"{c.var}.relay_stats[1]")
         result = await a.agent.run(
@@ -101,14 +116,16 @@ async def test_a_running_fetch_moves_from_the_relay_to_the_punched_path() -> Non
             "await started.wait()\n"
             f"s = sessions[{b.peer_id!r}]\n"
             f"route = await {a.var}.upgrade(s)\n"
+            "moved_mid_fetch = not fetch.done()\n"
             "r = await fetch\n"
             "got = blake3.blake3(open(dest, 'rb').read()).hexdigest()\n"
             "os.unlink(dest)\n"
-            "{'route': route, 'hash': got, 'bytes_fetched': r.bytes_fetched,\n"
+            "{'route': route, 'moved_mid_fetch': moved_mid_fetch, 'hash': got,\n"
+            " 'bytes_fetched': r.bytes_fetched,\n"
             " 'direct_rx': s.stats()['bytes_received']}",
             timeout=120,
         )
-        assert result["route"] == "punched", result
+        assert result["route"] == "punched" and result["moved_mid_fetch"], result
         assert result["hash"] == served.hash, result
         # Each verified byte once; part of them over the punched session, not the relay.
         assert result["bytes_fetched"] == size, result
