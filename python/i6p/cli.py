@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import I6PError
+from .errors import I6PError, MissingExtra
 from .identity import Identity, default_identity_path
 from .node import Node
 from .rendezvous import RendezvousLink, connect_through, hold_sessions
@@ -27,7 +27,10 @@ from .transfer import (
     Ticket,
 )
 
-__all__ = ["main"]
+__all__ = ["EXIT_MISSING_EXTRA", "main"]
+
+# The exit code when a command needs an optional extra that is not installed.
+EXIT_MISSING_EXTRA = 3
 
 
 def _identity(path: str | None) -> Identity:
@@ -423,9 +426,28 @@ async def _tune(
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    from . import report
+
+    if args.report:
+        report.require_plot_extra()  # before measuring, not after
     out = asyncio.run(_bench(args))
     if args.json:
         print(json.dumps(out))
+    if args.report:
+        directory = Path(args.report)
+        runs = report.append_run(directory, report.run_from_bench(out))
+        page = report.write_report(runs, directory, title="i6p bench")
+        print(f"report: {page}", file=sys.stderr)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from . import report
+
+    report.require_plot_extra()
+    runs = report.runs_from_history(Path(args.history))
+    page = report.write_report(runs, Path(args.out), title="I6P benchmarks (pytest-benchmark)")
+    print(f"report: {page} ({len(runs)} runs)", file=sys.stderr)
     return 0
 
 
@@ -580,7 +602,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--tune-size", type=_size, default=128 << 20, help="local blob per tuning step"
     )
     p_bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    p_bench.add_argument(
+        "--report",
+        metavar="DIR",
+        help="add this run to DIR/runs.json and write DIR/index.html (plots of every run "
+        "there) and DIR/report.json; needs pip install 'i6p[plot]'",
+    )
     p_bench.set_defaults(func=_cmd_bench)
+
+    p_report = sub.add_parser(
+        "report",
+        help="an HTML page of plots from pytest-benchmark's saved runs (make bench-report)",
+    )
+    p_report.add_argument("out", metavar="DIR", help="where index.html and report.json go")
+    p_report.add_argument(
+        "--history", default=".benchmarks", help="pytest-benchmark's storage (.benchmarks)"
+    )
+    p_report.set_defaults(func=_cmd_report)
 
     p_join = sub.add_parser(
         "join", help="print one ticket listing the providers of several tickets for one blob"
@@ -599,6 +637,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except MissingExtra as e:
+        print(f"i6p: {e}", file=sys.stderr)
+        return EXIT_MISSING_EXTRA
     except (I6PError, OSError, ValueError) as e:
         print(f"i6p: {e}", file=sys.stderr)
         return 1
