@@ -77,7 +77,7 @@ def _over_time(data: dict[str, Any]) -> Figure:
         ax.set_xlim(-0.5, len(times) - 0.5)
         ax.set_xticks(range(len(times)), [_label(t) for t in times], rotation=30, ha="right")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 

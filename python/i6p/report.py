@@ -71,8 +71,13 @@ def _summary(values: Mapping[str, Any]) -> dict[str, float] | None:
     return out if all(math.isfinite(v) for v in out.values()) else None
 
 
-def _figure(suite: str, name: str, unit: str, s: Mapping[str, float]) -> dict[str, Any]:
-    return {"suite": suite, "name": name, "unit": unit, **s}
+def _figure(suite: str, name: str, unit: str, s: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "suite": suite,
+        "name": name,
+        "unit": unit,
+        **{k: s[k] for k in ("median", "min", "max")},
+    }
 
 
 def _unit_of(key: str) -> str | None:
@@ -196,6 +201,14 @@ def _run_from_saved(saved: Mapping[str, Any], name: str) -> Run:
                 cells.append({"streams": int(m[1]), "group_size": int(m[2]) << 10, **s})
             elif (unit := _unit_of(key)) is not None:
                 figures.append(_figure(suite, f"{test} {key}", unit, s))
+    # Over time too: each plain/FEC point, and the sweep's best cell.
+    for p in impaired:
+        name = f"{p['mode']} {p['rtt_ms']:g} ms RTT {100 * p['loss']:g} % loss"
+        figures.append(_figure("bench_fec", name, "B/s", p))
+    if cells:
+        best = max(cells, key=lambda c: c["median"])
+        name = f"best sweep cell ({best['streams']} streams, {best['group_size'] >> 10} KiB)"
+        figures.append(_figure("bench_sweep", name, "B/s", best))
     sweep = {"label": "bench_sweep.py", "cells": cells} if cells else None
     when = str(saved.get("datetime", ""))
     return {"time": when, "label": name, "figures": figures, "sweep": sweep, "impaired": impaired}
