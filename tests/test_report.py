@@ -276,3 +276,19 @@ def test_a_bad_history_is_a_clear_error(tmp_path: Path) -> None:
     out = cli("report", str(tmp_path / "r"), "--history", str(tmp_path / "h"))
     assert out.returncode == 1 and "not a pytest-benchmark result" in out.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_bad_runs_file_is_refused_before_measuring(tmp_path: Path) -> None:
+    out_dir = tmp_path / "r"
+    out_dir.mkdir()
+    runs = out_dir / "runs.json"
+    for text, says in (
+        ("[1, 2", "not JSON"),
+        ('{"version": 1, "runs": [{"time": "t", "figures": [{"name": "x"}]}]}', "not a runs file"),
+        ('{"version": 99, "runs": []}', "version 99"),
+    ):
+        runs.write_text(text)
+        # 1 GiB and 100 rounds would take minutes: the refusal comes first.
+        out = cli("bench", "--size", "1GiB", "--rounds", "100", "--report", str(out_dir))
+        assert out.returncode == 1 and says in out.stderr, out.stderr
+        assert runs.read_text() == text and not (out_dir / "index.html").exists()

@@ -428,14 +428,17 @@ async def _tune(
 def _cmd_bench(args: argparse.Namespace) -> int:
     from . import report
 
-    if args.report:
-        report.require_plot_extra()  # before measuring, not after
+    runs = []
+    if args.report:  # before measuring, not after
+        report.require_plot_extra()
+        runs = report.load_runs(Path(args.report))
     out = asyncio.run(_bench(args))
     if args.json:
         print(json.dumps(out))
     if args.report:
         directory = Path(args.report)
-        runs = report.append_run(directory, report.run_from_bench(out))
+        runs.append(report.run_from_bench(out))
+        report.save_runs(directory, runs)
         page = report.write_report(runs, directory, title="i6p bench")
         print(f"report: {page}", file=sys.stderr)
     return 0

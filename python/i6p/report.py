@@ -1,7 +1,7 @@
 """The benchmark report: one self-contained HTML page of plots and the JSON behind it.
 
 Two sources feed it, both reduced to the same list of *runs* (one per measurement session,
-with its time): the output of ``i6p bench`` (each ``--report DIR`` run is appended to
+with its time): the output of ``i6p bench`` (each ``--report DIR`` run is added to
 ``DIR/runs.json``, so the page shows every run made into that directory) and the history
 pytest-benchmark saves with ``--benchmark-autosave`` (``make bench-report`` reads
 ``.benchmarks/``). From the runs it draws: rate and CPU-seconds per GB per suite over time,
@@ -29,11 +29,12 @@ from .errors import InvalidArgument, MissingExtra
 
 __all__ = [
     "REPORT_VERSION",
-    "append_run",
+    "load_runs",
     "plot_data",
     "require_plot_extra",
     "run_from_bench",
     "runs_from_history",
+    "save_runs",
     "write_report",
 ]
 
@@ -132,21 +133,46 @@ def _read_json(path: Path) -> Any:
         raise InvalidArgument(f"{path}: not JSON ({e})") from None
 
 
-def append_run(directory: Path, run: Run) -> list[Run]:
-    """Adds ``run`` to ``directory/runs.json`` (created if missing); returns every run."""
+def _checked(run: Any) -> Run:
+    """``run`` if it has the shape ``run_from_bench`` gives (a hand-edited or foreign
+    runs.json must not fail half-way through drawing); raises ValueError otherwise."""
+    if not isinstance(run, dict) or not isinstance(run.get("time"), str):
+        raise ValueError("a run without a time")
+    for f in run["figures"]:
+        if not all(isinstance(f[k], str) for k in ("suite", "name", "unit")):
+            raise ValueError("a figure without suite, name and unit")
+        if _summary(f) is None:
+            raise ValueError(f"figure {f['name']!r} without median, min and max")
+    cells = run["sweep"]["cells"] if run.get("sweep") else []
+    if any(not isinstance(c["streams"], int) or _summary(c) is None for c in cells):
+        raise ValueError("a sweep cell without streams, median, min and max")
+    if not isinstance(run["label"], str) or not isinstance(run["impaired"], list):
+        raise ValueError("a run without label or impaired list")
+    return run
+
+
+def load_runs(directory: Path) -> list[Run]:
+    """The runs saved in ``directory/runs.json`` by earlier ``--report`` runs (none if it
+    does not exist); raises ``InvalidArgument`` for a file that is not one."""
     path = directory / "runs.json"
-    runs: list[Run] = []
-    if path.exists():
-        saved = _read_json(path)
-        if not isinstance(saved, dict) or not isinstance(saved.get("runs"), list):
-            raise InvalidArgument(f"{path}: not a runs file of i6p bench --report")
-        runs = saved["runs"]
-    runs.append(run)
+    if not path.exists():
+        return []
+    saved = _read_json(path)
+    try:
+        if saved.get("version") != REPORT_VERSION:
+            raise ValueError(f"version {saved.get('version')!r}, not {REPORT_VERSION}")
+        return [_checked(run) for run in saved["runs"]]
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise InvalidArgument(f"{path}: not a runs file of i6p bench --report ({e})") from None
+
+
+def save_runs(directory: Path, runs: list[Run]) -> None:
+    """Writes ``directory/runs.json`` atomically (a new file renamed over the old)."""
     directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "runs.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"version": REPORT_VERSION, "runs": runs}, indent=1))
     tmp.replace(path)
-    return runs
 
 
 # -- runs from pytest-benchmark's history ---------------------------------------------------
@@ -224,7 +250,10 @@ def runs_from_history(directory: Path) -> list[Run]:
         saved = _read_json(path)
         if not isinstance(saved, dict) or not isinstance(saved.get("benchmarks"), list):
             raise InvalidArgument(f"{path}: not a pytest-benchmark result")
-        runs.append(_run_from_saved(saved, path.stem))
+        try:
+            runs.append(_run_from_saved(saved, path.stem))
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise InvalidArgument(f"{path}: unexpected content ({e!r})") from None
     if not runs:
         raise InvalidArgument(f"{directory}: no saved pytest-benchmark runs in it")
     return sorted(runs, key=lambda r: str(r["time"]))
