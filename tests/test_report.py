@@ -60,10 +60,12 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> 
     )
 
 
-def chromium(*args: str, timeout: float = 60) -> str:
+def chromium(profile: Path, *args: str, timeout: float = 60) -> str:
     assert CHROMIUM, "chromium is not installed (.ci/run installs it; apt-get install chromium)"
+    # A profile of its own: no HOME needed, nothing shared with another Chromium.
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     out = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args],
+        [CHROMIUM, *flags, f"--user-data-dir={profile}", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -81,13 +83,15 @@ def render(page: Path, tmp: Path) -> dict[str, Any]:
     assert "<script" not in text
     probe = tmp / "probe.html"
     probe.write_text(text.replace("</body>", CHECK_SCRIPT + "</body>"))
-    dom = chromium(f"--window-size={WIDTH},900", "--dump-dom", probe.as_uri())
+    dom = chromium(tmp / "profile", f"--window-size={WIDTH},900", "--dump-dom", probe.as_uri())
     m = re.search(r'<pre id="i6p-check">(.*?)</pre>', dom, re.S)
     assert m, dom[-2000:]
     layout: dict[str, Any] = json.loads(m[1].replace("&quot;", '"').replace("&amp;", "&"))
     shot = tmp / "page.png"
     height = int(layout["height"]) + 10
-    chromium(f"--window-size={WIDTH},{height}", f"--screenshot={shot}", page.as_uri())
+    chromium(
+        tmp / "profile", f"--window-size={WIDTH},{height}", f"--screenshot={shot}", page.as_uri()
+    )
     import matplotlib.image
 
     pixels = matplotlib.image.imread(str(shot))

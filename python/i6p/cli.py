@@ -344,10 +344,11 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         if not args.json:
             print(text, file=sys.stderr)
 
-    out: dict[str, Any] = {"settings": settings.__dict__, "figures": []}
+    ticket = Ticket.parse(args.ticket) if args.ticket else None
+    target = f"against {ticket.peer_id.short()}" if ticket else "over ::1"
+    out: dict[str, Any] = {"settings": settings.__dict__, "target": target, "figures": []}
     figures: list[Any] = []
     baseline = cpu_base = None
-    ticket = Ticket.parse(args.ticket) if args.ticket else None
     if ticket is None:
         say(f"bare quinn baseline, {args.size >> 20} MiB over ::1 ...")
         baseline, cpu_base = await bench.raw_quinn(args.size, args.rounds)
@@ -375,9 +376,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         out["ratio_fetch_to_baseline"] = rate.median / baseline.median
         out["ratio_cpu_to_baseline"] = cpu.median / cpu_base.median if cpu_base else None
     if not args.json:
-        _print_table(
-            "i6p bench" + (f" against {ticket.peer_id.short()}" if ticket else " over ::1"), rows
-        )
+        _print_table(f"i6p bench {target}", rows)
     if args.tune:
         out["tune"] = await _tune(args, ticket, say)
     return out

@@ -96,10 +96,11 @@ def run_from_bench(out: Mapping[str, Any], *, when: str | None = None) -> Run:
     """One run from the JSON ``i6p bench`` prints (``--json``): its figures and, with
     ``--tune``, the streams x group-size cells it tried (at the first window tried)."""
     figures = []
+    suite = f"i6p bench {out.get('target', '')}".strip()  # local and remote runs apart
     for f in out.get("figures", []):
         s = _summary(f)
         if s is not None and f.get("unit") in ("B/s", "s/GB"):
-            figures.append(_figure("i6p bench", str(f["name"]), str(f["unit"]), s))
+            figures.append(_figure(suite, str(f["name"]), str(f["unit"]), s))
     sweep = None
     tune = out.get("tune")
     if tune and tune.get("tried"):
@@ -116,7 +117,7 @@ def run_from_bench(out: Mapping[str, Any], *, when: str | None = None) -> Run:
         sweep = {"label": f"i6p bench --tune (window {window})", "cells": cells}
     return {
         "time": when or _now(),
-        "label": "i6p bench",
+        "label": suite,
         "figures": figures,
         "sweep": sweep,
         "impaired": [],
