@@ -377,7 +377,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         out["ratio_cpu_to_baseline"] = cpu.median / cpu_base.median if cpu_base else None
     if not args.json:
         _print_table(f"i6p bench {target}", rows)
-    if args.tune:
+    if args.tune or args.grid:
         out["tune"] = await _tune(args, ticket, say)
     return out
 
@@ -405,19 +405,26 @@ async def _tune(
             return rate
 
         report = lambda s, f: say(f"  {s.describe()}: {f}")  # noqa: E731
-        result = await bench.tune(measure, report=report)
+        if args.grid:
+            result = await bench.grid(measure, window=args.window, report=report)
+        else:
+            result = await bench.tune(measure, report=report)
     if not args.json:
         rows = [
             (s.describe(), str(f).split(": ", 1)[1], "best" if s == result.best else "")
             for s, f in result.tried
         ]
-        _print_table("tuning (one setting at a time, the others at their best so far)", rows)
+        how = (
+            "every pair" if args.grid else "one setting at a time, the others at their best so far"
+        )
+        _print_table(f"tuning ({how})", rows)
         b = result.best
         print(
             f"best: --streams {b.streams} --group-size {b.group_size >> 10}KiB --window {b.window}"
             f"  ({result.best_rate.median / 2**20:.0f} MiB/s median)"
         )
     return {
+        "sweep": "grid" if args.grid else "one at a time",
         "best": result.best.__dict__,
         "best_rate": result.best_rate.as_dict(),
         "tried": [{"settings": s.__dict__, "rate": f.as_dict()} for s, f in result.tried],
@@ -602,6 +609,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_bench.add_argument(
         "--tune-size", type=_size, default=128 << 20, help="local blob per tuning step"
+    )
+    p_bench.add_argument(
+        "--grid",
+        action="store_true",
+        help="tune over every streams x group-size pair (20 settings) at --window, "
+        "instead of one setting at a time",
     )
     p_bench.add_argument("--json", action="store_true", help="print the results as JSON")
     p_bench.add_argument(

@@ -94,7 +94,8 @@ def _unit_of(key: str) -> str | None:
 
 def run_from_bench(out: Mapping[str, Any], *, when: str | None = None) -> Run:
     """One run from the JSON ``i6p bench`` prints (``--json``): its figures and, with
-    ``--tune``, the streams x group-size cells it tried (at the first window tried)."""
+    ``--tune`` or ``--grid``, the streams x group-size cells it tried (at the first window
+    tried)."""
     figures = []
     suite = f"i6p bench {out.get('target', '')}".strip()  # local and remote runs apart
     for f in out.get("figures", []):
@@ -114,7 +115,8 @@ def run_from_bench(out: Mapping[str, Any], *, when: str | None = None) -> Run:
             for t in tune["tried"]
             if t["settings"]["window"] == window and _summary(t["rate"]) is not None
         ]
-        sweep = {"label": f"i6p bench --tune (window {window})", "cells": cells}
+        flag = "--grid" if tune.get("sweep") == "grid" else "--tune"
+        sweep = {"label": f"i6p bench {flag}, window {window}", "cells": cells}
     return {
         "time": when or _now(),
         "label": suite,
