@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test install lint rust-test py-test impair bench fuzz clean
+.PHONY: test install lint rust-test py-test impair bench bench-report fuzz clean
 
 # The README's test command: build and install the extension, run the engine's Rust tests,
 # then the pytest suites over real sockets.
@@ -20,7 +20,7 @@ SOURCES := pyproject.toml Cargo.toml Cargo.lock $(shell find rust python -type f
 install: $(STAMP)
 
 $(STAMP): $(PY) $(SOURCES)
-	$(PY) -m pip install -q ".[test,dev]"
+	$(PY) -m pip install -q ".[test,dev,plot]"
 	touch $@
 
 rust-test:
@@ -46,6 +46,11 @@ lint: install
 bench: install impair
 	$(PY) -m pytest benches -p no:cacheprovider -s --benchmark-only --benchmark-autosave \
 		$$(ls .benchmarks/*/*.json >/dev/null 2>&1 && echo --benchmark-compare)
+
+# The benchmark report: bench-report/index.html (plots of every run saved under .benchmarks/,
+# inline SVG, opens offline) and bench-report/report.json (the numbers plotted).
+bench-report: install
+	$(VENV)/bin/i6p report bench-report --history .benchmarks
 
 # Coverage-guided fuzzing of every decoder of peer or file input (rust/fuzz, bodies in
 # i6p_core::fuzzing and i6p_net::fuzzing): each target for FUZZ_SECONDS, one at a time (a fuzzer

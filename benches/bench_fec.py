@@ -10,7 +10,9 @@ relay received it, over the blob's size); then FEC / plain for both.
 
 I6P_FEC_BYTES sets the blob size (default 256 MiB), I6P_BENCH_ROUNDS the rounds (default 3),
 I6P_FEC_RATE the bottleneck in bytes/s (default 100 MB/s with 50 ms of queue; 0: none, the
-machine is the limit), I6P_FEC_LOSS the loss rates (default "0,0.01,0.03,0.10").
+machine is the limit), I6P_FEC_LOSS the loss rates (default "0,0.01,0.03,0.10"), I6P_FEC_RTT_MS
+the round-trip times (default "100"; each loss rate is measured at each). The saved figures
+feed the report's rate against RTT and loss (`make bench-report`).
 
 `test_fec_from_two_providers` fetches from two providers, each behind a link of its own (100 ms
 round trip, the same random loss, a bottleneck each: equal, or one four times the other), in
@@ -41,10 +43,13 @@ SIZE = int(os.environ.get("I6P_FEC_BYTES", str(256 << 20)))
 ROUNDS = int(os.environ.get("I6P_BENCH_ROUNDS", "3"))
 RATE = float(os.environ.get("I6P_FEC_RATE", "100e6"))
 LOSSES = [float(x) for x in os.environ.get("I6P_FEC_LOSS", "0,0.01,0.03,0.10").split(",")]
+RTTS_MS = [float(x) for x in os.environ.get("I6P_FEC_RTT_MS", "100").split(",")]
 ONE_WAY_MS = 50.0
 
 
-async def _fetch_once(src: Path, mode: str, loss: float, seed: int) -> tuple[float, float]:
+async def _fetch_once(
+    src: Path, mode: str, loss: float, seed: int, rtt_ms: float
+) -> tuple[float, float]:
     """(seconds, wire bytes per byte) of one fetch of ``src`` through a fresh relay."""
     provider = await Node.bind(Identity.generate(), "[::1]:0", congestion="bbr")
     fetcher = await Node.bind(Identity.generate(), "[::1]:0", congestion="bbr")
@@ -53,7 +58,7 @@ async def _fetch_once(src: Path, mode: str, loss: float, seed: int) -> tuple[flo
         with tempfile.TemporaryDirectory() as tmp:
             async with ImpairRelay(
                 f"[::1]:{provider.port}",
-                delay_ms=ONE_WAY_MS,
+                delay_ms=rtt_ms / 2,
                 loss=loss,
                 seed=seed,
                 rate=RATE or None,
@@ -82,8 +87,9 @@ def _report(benchmark: Any, label: str, t: list[float], w: list[float], size: in
     )
 
 
+@pytest.mark.parametrize("rtt_ms", RTTS_MS, ids=[f"rtt{x:g}ms" for x in RTTS_MS])
 @pytest.mark.parametrize("loss", LOSSES, ids=[f"{x:g}" for x in LOSSES])
-def test_fec_vs_plain_on_a_lossy_long_link(benchmark: Any, loss: float) -> None:
+def test_fec_vs_plain_on_a_lossy_long_link(benchmark: Any, loss: float, rtt_ms: float) -> None:
     times: dict[str, list[float]] = {"plain": [], "fec": []}
     wires: dict[str, list[float]] = {"plain": [], "fec": []}
 
@@ -94,19 +100,24 @@ def test_fec_vs_plain_on_a_lossy_long_link(benchmark: Any, loss: float) -> None:
             for round_ in range(ROUNDS):
                 order = ["plain", "fec"] if round_ % 2 == 0 else ["fec", "plain"]
                 for mode in order:
-                    seconds, wire = asyncio.run(_fetch_once(src, mode, loss, 1000 + round_))
+                    seconds, wire = asyncio.run(_fetch_once(src, mode, loss, 1000 + round_, rtt_ms))
                     times[mode].append(seconds)
                     wires[mode].append(wire)
 
     benchmark.pedantic(run, rounds=1)
     rate = f"{RATE / 1e6:.0f} MB/s bottleneck" if RATE else "no bottleneck"
-    print(f"\n{SIZE >> 20} MiB, 100 ms RTT, {rate}, {loss:.0%} loss, BBR, {ROUNDS} rounds:")
+    print(f"\n{SIZE >> 20} MiB, {rtt_ms:g} ms RTT, {rate}, {loss:.0%} loss, BBR, {ROUNDS} rounds:")
     for mode in ("plain", "fec"):
         _report(benchmark, mode, times[mode], wires[mode], SIZE)
     time_ratio = statistics.median(times["fec"]) / statistics.median(times["plain"])
     wire_ratio = statistics.median(wires["fec"]) / statistics.median(wires["plain"])
     benchmark.extra_info.update(
-        bytes=SIZE, loss=loss, rate=RATE, time_fec_to_plain=time_ratio, wire_fec_to_plain=wire_ratio
+        bytes=SIZE,
+        loss=loss,
+        rate=RATE,
+        rtt_ms=rtt_ms,
+        time_fec_to_plain=time_ratio,
+        wire_fec_to_plain=wire_ratio,
     )
     print(f"  FEC / plain: time {time_ratio:.2f}x, bytes on the wire {wire_ratio:.2f}x")
 

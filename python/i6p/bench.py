@@ -33,6 +33,7 @@ __all__ = [
     "fetch_local",
     "fetch_remote",
     "fetch_rounds",
+    "grid",
     "handshakes",
     "local_provider",
     "raw_quinn",
@@ -247,15 +248,21 @@ async def _accept_forever(node: Node) -> None:
         held.append(await node.accept())
 
 
+# The values ``tune`` and ``grid`` try.
+STREAMS_TRIED = (1, 2, 4, 8, 16)
+GROUPS_TRIED = (64 << 10, 256 << 10, 1 << 20, 4 << 20)
+WINDOWS_TRIED = ("auto", str(4 << 20), str(16 << 20), str(64 << 20))
+
+
 def _candidates(base: Settings, name: str) -> Iterator[Settings]:
     if name == "streams":
-        for streams in (1, 2, 4, 8, 16):
+        for streams in STREAMS_TRIED:
             yield Settings(streams, base.group_size, base.window)
     elif name == "group_size":
-        for group in (64 << 10, 256 << 10, 1 << 20, 4 << 20):
+        for group in GROUPS_TRIED:
             yield Settings(base.streams, group, base.window)
     else:
-        for window in ("auto", str(4 << 20), str(16 << 20), str(64 << 20)):
+        for window in WINDOWS_TRIED:
             yield Settings(base.streams, base.group_size, window)
 
 
@@ -282,4 +289,24 @@ async def tune(
             if best_rate is None or figure.median > best_rate.median:
                 best, best_rate = candidate, figure
     assert best_rate is not None
+    return TuneResult(tried, best, best_rate)
+
+
+async def grid(
+    measure: Callable[[Settings], Awaitable[Figure]],
+    *,
+    window: str = "auto",
+    report: Callable[[Settings, Figure], object] | None = None,
+) -> TuneResult:
+    """Every stream count x chunk-group size pair at one window setting (20 measurements):
+    the whole surface ``tune`` walks one line of, for the report's heatmap."""
+    tried: list[tuple[Settings, Figure]] = []
+    for streams in STREAMS_TRIED:
+        for group in GROUPS_TRIED:
+            candidate = Settings(streams, group, window)
+            figure = await measure(candidate)
+            tried.append((candidate, figure))
+            if report is not None:
+                report(candidate, figure)
+    best, best_rate = max(tried, key=lambda t: t[1].median)
     return TuneResult(tried, best, best_rate)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import I6PError
+from .errors import I6PError, MissingExtra
 from .identity import Identity, default_identity_path
 from .node import Node
 from .rendezvous import RendezvousLink, connect_through, hold_sessions
@@ -27,7 +27,10 @@ from .transfer import (
     Ticket,
 )
 
-__all__ = ["main"]
+__all__ = ["EXIT_MISSING_EXTRA", "main"]
+
+# The exit code when a command needs an optional extra that is not installed.
+EXIT_MISSING_EXTRA = 3
 
 
 def _identity(path: str | None) -> Identity:
@@ -341,10 +344,11 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         if not args.json:
             print(text, file=sys.stderr)
 
-    out: dict[str, Any] = {"settings": settings.__dict__, "figures": []}
+    ticket = Ticket.parse(args.ticket) if args.ticket else None
+    target = f"against {ticket.peer_id.short()}" if ticket else "over ::1"
+    out: dict[str, Any] = {"settings": settings.__dict__, "target": target, "figures": []}
     figures: list[Any] = []
     baseline = cpu_base = None
-    ticket = Ticket.parse(args.ticket) if args.ticket else None
     if ticket is None:
         say(f"bare quinn baseline, {args.size >> 20} MiB over ::1 ...")
         baseline, cpu_base = await bench.raw_quinn(args.size, args.rounds)
@@ -372,10 +376,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         out["ratio_fetch_to_baseline"] = rate.median / baseline.median
         out["ratio_cpu_to_baseline"] = cpu.median / cpu_base.median if cpu_base else None
     if not args.json:
-        _print_table(
-            "i6p bench" + (f" against {ticket.peer_id.short()}" if ticket else " over ::1"), rows
-        )
-    if args.tune:
+        _print_table(f"i6p bench {target}", rows)
+    if args.tune or args.grid:
         out["tune"] = await _tune(args, ticket, say)
     return out
 
@@ -403,19 +405,26 @@ async def _tune(
             return rate
 
         report = lambda s, f: say(f"  {s.describe()}: {f}")  # noqa: E731
-        result = await bench.tune(measure, report=report)
+        if args.grid:
+            result = await bench.grid(measure, window=args.window, report=report)
+        else:
+            result = await bench.tune(measure, report=report)
     if not args.json:
         rows = [
             (s.describe(), str(f).split(": ", 1)[1], "best" if s == result.best else "")
             for s, f in result.tried
         ]
-        _print_table("tuning (one setting at a time, the others at their best so far)", rows)
+        how = (
+            "every pair" if args.grid else "one setting at a time, the others at their best so far"
+        )
+        _print_table(f"tuning ({how})", rows)
         b = result.best
         print(
             f"best: --streams {b.streams} --group-size {b.group_size >> 10}KiB --window {b.window}"
             f"  ({result.best_rate.median / 2**20:.0f} MiB/s median)"
         )
     return {
+        "sweep": "grid" if args.grid else "one at a time",
         "best": result.best.__dict__,
         "best_rate": result.best_rate.as_dict(),
         "tried": [{"settings": s.__dict__, "rate": f.as_dict()} for s, f in result.tried],
@@ -423,9 +432,31 @@ async def _tune(
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    from . import report
+
+    runs = []
+    if args.report:  # before measuring, not after
+        report.require_plot_extra()
+        runs = report.load_runs(Path(args.report))
     out = asyncio.run(_bench(args))
     if args.json:
         print(json.dumps(out))
+    if args.report:
+        directory = Path(args.report)
+        runs.append(report.run_from_bench(out))
+        report.save_runs(directory, runs)
+        page = report.write_report(runs, directory, title="i6p bench")
+        print(f"report: {page}", file=sys.stderr)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from . import report
+
+    report.require_plot_extra()
+    runs = report.runs_from_history(Path(args.history))
+    page = report.write_report(runs, Path(args.out), title="I6P benchmarks (pytest-benchmark)")
+    print(f"report: {page} ({len(runs)} runs)", file=sys.stderr)
     return 0
 
 
@@ -579,8 +610,30 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument(
         "--tune-size", type=_size, default=128 << 20, help="local blob per tuning step"
     )
+    p_bench.add_argument(
+        "--grid",
+        action="store_true",
+        help="tune over every streams x group-size pair (20 settings) at --window, "
+        "instead of one setting at a time",
+    )
     p_bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    p_bench.add_argument(
+        "--report",
+        metavar="DIR",
+        help="add this run to DIR/runs.json and write DIR/index.html (plots of every run "
+        "there) and DIR/report.json; needs pip install 'i6p[plot]'",
+    )
     p_bench.set_defaults(func=_cmd_bench)
+
+    p_report = sub.add_parser(
+        "report",
+        help="an HTML page of plots from pytest-benchmark's saved runs (make bench-report)",
+    )
+    p_report.add_argument("out", metavar="DIR", help="where index.html and report.json go")
+    p_report.add_argument(
+        "--history", default=".benchmarks", help="pytest-benchmark's storage (.benchmarks)"
+    )
+    p_report.set_defaults(func=_cmd_report)
 
     p_join = sub.add_parser(
         "join", help="print one ticket listing the providers of several tickets for one blob"
@@ -599,6 +652,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except MissingExtra as e:
+        print(f"i6p: {e}", file=sys.stderr)
+        return EXIT_MISSING_EXTRA
     except (I6PError, OSError, ValueError) as e:
         print(f"i6p: {e}", file=sys.stderr)
         return 1

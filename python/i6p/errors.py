@@ -36,6 +36,7 @@ __all__ = [
     "InvalidPeerId",
     "InvalidTicket",
     "IsADirectory",
+    "MissingExtra",
     "NodeClosed",
     "NotADirectory",
     "PeerIdMismatch",
@@ -86,6 +87,11 @@ class InvalidCode(I6PError, ValueError):
 class InvalidArgument(I6PError, ValueError):
     """A value given to i6p is out of range or not one it knows (an option, a timeout, a
     byte range, a blob this node does not serve); the message names it."""
+
+
+class MissingExtra(I6PError, ImportError):
+    """A feature needs an optional part of the package that is not installed (the benchmark
+    report's plots need ``pip install 'i6p[plot]'``); the message says what to install."""
 
 
 class HandshakeError(I6PError):
