@@ -1,0 +1,174 @@
+//! The listener's HELLO binding at 0.5-RTT.
+//!
+//! rustls 0.23 derives the exporter master secret when the server sends its Finished, but
+//! answers `export_keying_material` only once the client's Finished has been read (its server
+//! states before that return `HandshakeNotComplete`). So that a listener can sign its HELLO in
+//! its first flight, each incoming connection's TLS config gets a [`KeyLog`] that keeps that
+//! one secret (and nothing else), and [`EarlyExporter::binding`] derives the TLS exporter from
+//! it as RFC 8446 §7.5 defines, with ring's HKDF.
+//!
+//! Invariant: the value is only ever used to *sign* our own HELLO. Nothing from the peer is
+//! checked against it: the peer's HELLO is verified with rustls's own exporter once the
+//! handshake is complete, and the listener checks there that both values agree.
+
+use i6p_core::{EXPORTER_LABEL, EXPORTER_LEN};
+use ring::{digest, hkdf};
+use rustls::KeyLog;
+use std::sync::{Arc, Mutex};
+
+/// The key-log label under which rustls reports the exporter master secret.
+const EXPORTER_SECRET: &str = "EXPORTER_SECRET";
+
+/// Keeps the exporter master secret of one connection's handshake.
+#[derive(Default)]
+pub(crate) struct EarlyExporter {
+    secret: Mutex<Option<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for EarlyExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret itself.
+        f.write_str("EarlyExporter")
+    }
+}
+
+impl KeyLog for EarlyExporter {
+    fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
+        if label == EXPORTER_SECRET {
+            if let Ok(mut g) = self.secret.lock() {
+                *g = Some(secret.to_vec());
+            }
+        }
+    }
+
+    fn will_log(&self, label: &str) -> bool {
+        label == EXPORTER_SECRET
+    }
+}
+
+impl EarlyExporter {
+    /// A capture for one connection's TLS config.
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// The HELLO binding (label [`EXPORTER_LABEL`], empty context, 32 bytes), once rustls has
+    /// derived the secret; `None` before that, or for a hash this code does not know.
+    pub(crate) fn binding(&self) -> Option<[u8; EXPORTER_LEN]> {
+        let secret = self.secret.lock().ok()?.clone()?;
+        // The secret is as long as the cipher suite's hash.
+        let (alg, hash) = match secret.len() {
+            32 => (hkdf::HKDF_SHA256, &digest::SHA256),
+            48 => (hkdf::HKDF_SHA384, &digest::SHA384),
+            _ => return None,
+        };
+        let empty_hash = digest::digest(hash, b"");
+        // Derive-Secret(secret, label, "") then HKDF-Expand-Label(., "exporter", Hash(""), L).
+        let mut derived = vec![0u8; secret.len()];
+        expand_label(
+            alg,
+            &secret,
+            EXPORTER_LABEL,
+            empty_hash.as_ref(),
+            &mut derived,
+        )?;
+        let mut out = [0u8; EXPORTER_LEN];
+        expand_label(alg, &derived, b"exporter", empty_hash.as_ref(), &mut out)?;
+        Some(out)
+    }
+}
+
+/// HKDF-Expand-Label of RFC 8446 §7.1 into `out` (at most 255 bytes of label and context).
+fn expand_label(
+    alg: hkdf::Algorithm,
+    secret: &[u8],
+    label: &[u8],
+    context: &[u8],
+    out: &mut [u8],
+) -> Option<()> {
+    const PREFIX: &[u8] = b"tls13 ";
+    let len = u16::try_from(out.len()).ok()?.to_be_bytes();
+    let label_len = [u8::try_from(PREFIX.len() + label.len()).ok()?];
+    let context_len = [u8::try_from(context.len()).ok()?];
+    let info = [&len[..], &label_len, PREFIX, label, &context_len, context];
+    let prk = hkdf::Prk::new_less_safe(alg, secret);
+    prk.expand(&info, Len(out.len())).ok()?.fill(out).ok()
+}
+
+/// An output length for ring's HKDF.
+struct Len(usize);
+
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resume::{dial_name, PeerSessions, ServerSessions};
+    use crate::tls::{client_crypto, server_crypto, TlsIdentity};
+    use i6p_core::Identity;
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConnection, ServerConnection};
+
+    /// Moves what `from` has to send into `to`.
+    fn pass(
+        from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>,
+        to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>,
+    ) {
+        let mut wire = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut wire).unwrap();
+        }
+        let mut rd = &wire[..];
+        while !rd.is_empty() {
+            to.read_tls(&mut rd).unwrap();
+        }
+        to.process_new_packets().unwrap();
+    }
+
+    #[test]
+    fn the_early_binding_is_the_exporter_rustls_gives_after_the_handshake() {
+        let (server_id, client_id) = (Identity::generate(), Identity::generate());
+        let sessions = Arc::new(ServerSessions::in_memory());
+        let mut server_tls =
+            server_crypto(&TlsIdentity::new(&server_id).unwrap(), sessions).unwrap();
+        let early = EarlyExporter::new();
+        server_tls.key_log = early.clone();
+        let client_tls = client_crypto(
+            &TlsIdentity::new(&client_id).unwrap(),
+            Arc::new(PeerSessions::default()),
+        )
+        .unwrap()
+        .0;
+        let name = ServerName::try_from(dial_name(&server_id.peer_id(), 1)).unwrap();
+        let mut client = ClientConnection::new(Arc::new(client_tls), name).unwrap();
+        let mut server = ServerConnection::new(Arc::new(server_tls)).unwrap();
+        assert!(early.binding().is_none(), "nothing before the ClientHello");
+        pass(&mut client, &mut server);
+        // The server has sent its Finished, not read the client's: rustls will not export yet,
+        // the captured secret already gives the value.
+        let mut out = [0u8; EXPORTER_LEN];
+        assert!(server
+            .export_keying_material(&mut out, EXPORTER_LABEL, Some(b""))
+            .is_err());
+        let at_half_rtt = early
+            .binding()
+            .expect("exporter secret after the server's flight");
+        pass(&mut server, &mut client);
+        pass(&mut client, &mut server);
+        assert!(!server.is_handshaking() && !client.is_handshaking());
+        let mut theirs = [0u8; EXPORTER_LEN];
+        client
+            .export_keying_material(&mut theirs, EXPORTER_LABEL, Some(b""))
+            .unwrap();
+        server
+            .export_keying_material(&mut out, EXPORTER_LABEL, Some(b""))
+            .unwrap();
+        assert_eq!(at_half_rtt, out);
+        assert_eq!(at_half_rtt, theirs);
+        assert_eq!(format!("{early:?}"), "EarlyExporter");
+    }
+}
