@@ -12,8 +12,6 @@
 
 mod control;
 pub mod dispatch;
-#[cfg(test)]
-mod early_hello_tests;
 mod handle;
 mod handshake;
 mod liveness;

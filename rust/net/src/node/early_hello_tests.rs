@@ -3,9 +3,9 @@
 //! the wrong role or over another binding is refused, and a second, different HELLO on the
 //! control stream ends the session.
 
+use super::{Node, NodeConfig};
 use crate::control::write_frame;
 use crate::error::NetError;
-use crate::node::{Node, NodeConfig};
 use crate::resume::ServerSessions;
 use crate::tls::{server_crypto, TlsIdentity};
 use i6p_core::{codes, FrameType, Hello, Identity, Role, EXPORTER_LABEL, EXPORTER_LEN};
