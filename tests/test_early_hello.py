@@ -36,4 +36,3 @@ async def test_connect_returns_before_the_listener_hears_the_dialers_finished(
         with pytest.raises(asyncio.CancelledError):
             await accepting
         await session.close()
-
