@@ -53,9 +53,10 @@ impl EarlyExporter {
     }
 
     /// The HELLO binding (label [`EXPORTER_LABEL`], empty context, 32 bytes), once rustls has
-    /// derived the secret; `None` before that, or for a hash this code does not know.
+    /// derived the secret; `None` before that, or for a hash this code does not know. The
+    /// secret is given up here: a second call returns `None`.
     pub(crate) fn binding(&self) -> Option<[u8; EXPORTER_LEN]> {
-        let secret = self.secret.lock().ok()?.clone()?;
+        let secret = self.secret.lock().ok()?.take()?;
         // The secret is as long as the cipher suite's hash.
         let (alg, hash) = match secret.len() {
             32 => (hkdf::HKDF_SHA256, &digest::SHA256),

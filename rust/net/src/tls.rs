@@ -342,6 +342,7 @@ mod tests {
         let at_half_rtt = early
             .binding()
             .expect("exporter secret after the server's flight");
+        assert!(early.binding().is_none(), "the secret is not kept");
         pass(&mut server, &mut client);
         pass(&mut client, &mut server);
         assert!(!server.is_handshaking() && !client.is_handshaking());
