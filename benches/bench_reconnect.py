@@ -3,9 +3,9 @@
 resumed one without early data, and a 0-RTT one, as medians of I6P_BENCH_ROUNDS (default 30)
 each, in round trips.
 
-A fresh or resumed session is handed over once the HELLO exchange is done (TLS, then the
-dialer's HELLO and the listener's answer), and the PING comes after it. A 0-RTT session is
-handed over at once and its PING travels as early data.
+A fresh or resumed session is handed over once the dialer's TLS handshake is done and the
+listener's HELLO, sent with its first flight, is verified (one round trip), and the PING comes
+after it. A 0-RTT session is handed over at once and its PING travels as early data.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Each client address gets its own upstream socket, so the target sees the relay, and the
 client sees only the relay. ``blackhole`` drops everything in both directions (a peer that
-goes silent); ``packets`` counts what was forwarded. After ``capture()``, ``captured`` keeps
+goes silent); ``packets`` counts what was forwarded; ``up_limit`` forwards at most that many
+datagrams from each client to the target (a client whose later packets never arrive), and
+``dropped_up`` counts the ones it held back. After ``capture()``, ``captured`` keeps
 the datagrams clients send until the target next answers (a QUIC client's first flight,
 with its 0-RTT packets), and ``replay`` sends datagrams again from a new socket, as an
 attacker who captured them would. Loopback only.
@@ -45,6 +47,9 @@ class UdpRelay:
         self.target = target
         self.blackhole = False
         self.packets = 0
+        self.up_limit: int | None = None
+        self.dropped_up = 0
+        self._sent_up: dict[tuple[object, ...], int] = {}
         self.front: asyncio.DatagramTransport | None = None
         self._upstreams: dict[tuple[object, ...], _Upstream] = {}
         self._pending: dict[tuple[object, ...], list[bytes]] = {}
@@ -107,6 +112,11 @@ class UdpRelay:
                 pending.append(data)
             return
         if up.transport is not None:
+            sent = self._sent_up.get(client, 0)
+            if self.up_limit is not None and sent >= self.up_limit:
+                self.dropped_up += 1
+                return
+            self._sent_up[client] = sent + 1
             self.packets += 1
             up.transport.sendto(data, self.target)
 

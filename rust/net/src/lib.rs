@@ -19,6 +19,7 @@ pub mod control;
 pub mod dial;
 mod dialback;
 pub mod error;
+mod exporter;
 mod fec_serve;
 mod fec_session;
 pub mod fetch;

@@ -277,6 +277,11 @@ pub(crate) fn peer_of_connection(conn: &quinn::Connection) -> Result<(PeerId, Pu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exporter::EarlyExporter;
+    use crate::resume::{dial_name, PeerSessions, ServerSessions};
+    use i6p_core::{EXPORTER_LABEL, EXPORTER_LEN};
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConnection, ServerConnection};
 
     #[test]
     fn certificate_carries_the_identity_key() {
@@ -291,5 +296,65 @@ mod tests {
     fn garbage_certificates_are_errors() {
         assert!(peer_of_certificate(&CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])).is_err());
         assert!(peer_of_certificate(&CertificateDer::from(Vec::new())).is_err());
+    }
+
+    /// Moves what `from` has to send into `to`.
+    fn pass(
+        from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>,
+        to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>,
+    ) {
+        let mut wire = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut wire).unwrap();
+        }
+        let mut rd = &wire[..];
+        while !rd.is_empty() {
+            to.read_tls(&mut rd).unwrap();
+        }
+        to.process_new_packets().unwrap();
+    }
+
+    #[test]
+    fn the_early_binding_is_the_exporter_rustls_gives_after_the_handshake() {
+        let (server_id, client_id) = (Identity::generate(), Identity::generate());
+        let sessions = Arc::new(ServerSessions::in_memory());
+        let mut server_tls =
+            server_crypto(&TlsIdentity::new(&server_id).unwrap(), sessions).unwrap();
+        let early = EarlyExporter::new();
+        server_tls.key_log = early.clone();
+        let client_tls = client_crypto(
+            &TlsIdentity::new(&client_id).unwrap(),
+            Arc::new(PeerSessions::default()),
+        )
+        .unwrap()
+        .0;
+        let name = ServerName::try_from(dial_name(&server_id.peer_id(), 1)).unwrap();
+        let mut client = ClientConnection::new(Arc::new(client_tls), name).unwrap();
+        let mut server = ServerConnection::new(Arc::new(server_tls)).unwrap();
+        assert!(early.binding().is_none(), "nothing before the ClientHello");
+        pass(&mut client, &mut server);
+        // The server has sent its Finished, not read the client's: rustls will not export yet,
+        // the captured secret already gives the value.
+        let mut out = [0u8; EXPORTER_LEN];
+        assert!(server
+            .export_keying_material(&mut out, EXPORTER_LABEL, Some(b""))
+            .is_err());
+        let at_half_rtt = early
+            .binding()
+            .expect("exporter secret after the server's flight");
+        assert!(early.binding().is_none(), "the secret is not kept");
+        pass(&mut server, &mut client);
+        pass(&mut client, &mut server);
+        assert!(!server.is_handshaking() && !client.is_handshaking());
+        let mut theirs = [0u8; EXPORTER_LEN];
+        client
+            .export_keying_material(&mut theirs, EXPORTER_LABEL, Some(b""))
+            .unwrap();
+        server
+            .export_keying_material(&mut out, EXPORTER_LABEL, Some(b""))
+            .unwrap();
+        assert_eq!(at_half_rtt, out);
+        assert_eq!(at_half_rtt, theirs);
+        assert_eq!(format!("{early:?}"), "EarlyExporter");
     }
 }

@@ -200,8 +200,9 @@ fn deliver_session(
 
 /// Completes one incoming connection: TLS, then the HELLO exchange, within `timeout`.
 ///
-/// A resumed connection is taken in 0.5-RTT: the peer is known from its ticket as soon as
-/// the ClientHello is read, so PINGs and GETs that came as early data are served at once.
+/// Every connection is taken in 0.5-RTT, and our HELLO is sent then (it needs only the TLS
+/// exporter). A resumed connection's peer is known from its ticket as soon as the
+/// ClientHello is read, so PINGs and GETs that came as early data are served at once.
 /// Everything else waits for the handshake to complete (see `session.rs`).
 async fn accept_one(
     incoming: quinn::Incoming,
@@ -212,7 +213,7 @@ async fn accept_one(
 ) -> Result<Session> {
     let deadline = tokio::time::Instant::now() + settings.timeout;
     let tls_late = || NetError::Handshake("tls handshake timed out".into());
-    let connecting = settings
+    let (connecting, exporter) = settings
         .configs
         .accept(incoming)
         .map_err(|e| handshake_error(&e))?;
@@ -226,6 +227,8 @@ async fn accept_one(
             (conn, None)
         }
     };
+    // Our HELLO goes out with our first flight (0.5-RTT), before we know who the dialer is.
+    let early = exporter.and_then(|x| crate::session::send_early_hello(&conn, &x, identity, ours));
     // rustls sets the peer's certificate from the ticket when it resumes; on a full
     // handshake it only comes with the client's Finished.
     let resumed = handshake.is_some() && conn.peer_identity().is_some();
@@ -266,7 +269,7 @@ async fn accept_one(
     };
     let session = Session::new(est, false, None);
     watch_handshake(&session, handshake);
-    let exchange = crate::session::listener_exchange(&session, identity, ours);
+    let exchange = crate::session::listener_exchange(&session, identity, ours, early);
     let result = match tokio::time::timeout_at(deadline, exchange).await {
         Ok(r) => r,
         Err(_) => Err(NetError::Handshake("no hello in time".into())),

@@ -105,9 +105,9 @@ pub(crate) fn transport_config(config: &NodeConfig) -> Result<TransportConfig> {
     t.max_idle_timeout(Some(idle));
     t.keep_alive_interval(Some(config.keep_alive));
     t.max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams));
-    // No I6P protocol uses unidirectional streams: a peer may not open any, so none can pin
-    // data nobody reads.
-    t.max_concurrent_uni_streams(VarInt::from_u32(0));
+    // The one unidirectional stream is the listener's HELLO stream (sent at 0.5-RTT); a
+    // session stops any other at once, so none can pin data nobody reads.
+    t.max_concurrent_uni_streams(VarInt::from_u32(1));
     // FEC mode's shards: room for a burst the router has not taken yet, and a send queue
     // short enough that a request's END does not overtake its shards by much.
     t.datagram_receive_buffer_size(Some(8 << 20));

@@ -9,6 +9,8 @@ mod config;
 mod coordinator;
 mod dial;
 mod early;
+#[cfg(test)]
+mod early_hello_tests;
 mod primary;
 mod punch;
 mod reach;

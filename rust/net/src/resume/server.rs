@@ -4,6 +4,7 @@
 
 use super::file::{SavedTicket, Snapshot};
 use super::{MAX_KEY, MAX_SERVER_ENTRIES, MAX_VALUE};
+use crate::exporter::EarlyExporter;
 use rustls::server::StoresServerSessions;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -370,24 +371,28 @@ impl ServerConfigs {
         }
     }
 
-    /// Accepts `incoming` with a config whose tickets are charged to its address.
+    /// Accepts `incoming` with a config whose tickets are charged to its address, and
+    /// which keeps the handshake's exporter secret for the HELLO sent at 0.5-RTT (none when
+    /// the node's own config had to be used).
     pub(crate) fn accept(
         &self,
         incoming: quinn::Incoming,
-    ) -> Result<quinn::Connecting, quinn::ConnectionError> {
+    ) -> Result<(quinn::Connecting, Option<Arc<EarlyExporter>>), quinn::ConnectionError> {
         let mut tls = self.tls.clone();
         tls.session_storage = Arc::new(ClientTickets {
             store: self.sessions.clone(),
             subnet: Subnet::of(incoming.remote_address().ip()),
         });
+        let exporter = EarlyExporter::new();
+        tls.key_log = exporter.clone();
         // It was accepted once for the node's own config, with the same provider.
         match quinn::crypto::rustls::QuicServerConfig::try_from(tls) {
             Ok(crypto) => {
                 let mut config = self.base.clone();
                 config.crypto = Arc::new(crypto);
-                incoming.accept_with(Arc::new(config))
+                Ok((incoming.accept_with(Arc::new(config))?, Some(exporter)))
             }
-            Err(_) => incoming.accept(),
+            Err(_) => Ok((incoming.accept()?, None)),
         }
     }
 }

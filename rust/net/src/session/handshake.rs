@@ -35,8 +35,9 @@ impl Established {
     }
 }
 
-/// Dialer: sends our HELLO on the control stream (after any PINGs already sent there), reads
-/// the listener's (answering PONGs that come before it), and starts serving the stream.
+/// Dialer: sends our HELLO on the control stream (after any PINGs already sent there), then
+/// takes the listener's from whichever comes first: its HELLO stream (sent at 0.5-RTT) or the
+/// control stream (answering PONGs that come before it there).
 ///
 /// `refused`: the peer refused our early data, so the control stream is replaced first.
 pub(crate) async fn dialer_exchange(
@@ -48,18 +49,54 @@ pub(crate) async fn dialer_exchange(
 ) -> Result<()> {
     let binding = session.binding()?;
     let our_payload = ours.sign(identity, Role::Dialer, &binding)?;
-    let mut recv = if refused {
+    let recv = if refused {
         session.reopen_control(recv, &our_payload).await?
     } else {
         session.send_control(FrameType::Hello, &our_payload).await?;
         recv
     };
-    let theirs = loop {
+    // The control stream is read by a future that is never dropped half-way through a frame:
+    // when the HELLO stream wins, it goes on in the task that serves the control stream.
+    let mut control = Box::pin(control_hello(session.clone(), recv));
+    let early = early_hello(session.inner.conn.clone());
+    tokio::pin!(early);
+    let (theirs, pending) = tokio::select! {
+        r = &mut control => {
+            let (recv, frame) = r?;
+            (frame, Err(recv))
+        }
+        r = &mut early => match r {
+            Ok(payload) => (payload, Ok(control)),
+            Err(e @ (NetError::Protocol(_) | NetError::BadFrame(_))) => return Err(e),
+            // The connection ended: the control stream says why, as it always did.
+            Err(_) => {
+                let (recv, frame) = control.await?;
+                (frame, Err(recv))
+            }
+        },
+    };
+    let hello = verify_hello(session, &theirs, Role::Listener, &binding)?;
+    session.finish_exchange(hello).await?;
+    let inner = session.inner.clone();
+    match pending {
+        Err(recv) => drop(tokio::spawn(super::control::serve_control(inner, recv))),
+        Ok(control) => drop(tokio::spawn(serve_after_hello(control, theirs, inner))),
+    }
+    tokio::spawn(refuse_uni_streams(session.clone()));
+    Ok(())
+}
+
+/// Reads the control stream up to the listener's HELLO, answering PONGs that come before it.
+async fn control_hello(
+    session: Session,
+    mut recv: quinn::RecvStream,
+) -> Result<(quinn::RecvStream, Vec<u8>)> {
+    loop {
         let frame = read_frame(&mut recv)
             .await?
             .ok_or_else(|| NetError::Protocol("control stream ended before hello".into()))?;
         match frame.known() {
-            Some(FrameType::Hello) => break frame,
+            Some(FrameType::Hello) => return Ok((recv, frame.payload)),
             // Answers to PINGs sent in 0-RTT come before the listener's HELLO.
             Some(FrameType::Pong) => session.pong(&frame.payload)?,
             _ => {
@@ -69,20 +106,104 @@ pub(crate) async fn dialer_exchange(
                 )))
             }
         }
-    };
-    let hello = verify_hello(session, &theirs.payload, Role::Listener, &binding)?;
-    session.finish_exchange(hello, recv).await
+    }
+}
+
+/// The listener's HELLO from its HELLO stream: its first unidirectional stream, one frame.
+async fn early_hello(conn: quinn::Connection) -> Result<Vec<u8>> {
+    let mut recv = conn
+        .accept_uni()
+        .await
+        .map_err(|e| describe_connection_error(&e))?;
+    let frame = read_frame(&mut recv)
+        .await?
+        .ok_or_else(|| NetError::Protocol("hello stream ended before hello".into()))?;
+    match frame.known() {
+        Some(FrameType::Hello) => Ok(frame.payload),
+        _ => Err(NetError::Protocol(format!(
+            "expected hello on the hello stream, got frame type {:#04x}",
+            frame.kind
+        ))),
+    }
+}
+
+/// Serves the control stream of a dialer that took the listener's HELLO from its HELLO
+/// stream: the copy on the control stream must be the same bytes.
+async fn serve_after_hello(
+    control: std::pin::Pin<
+        Box<impl std::future::Future<Output = Result<(quinn::RecvStream, Vec<u8>)>>>,
+    >,
+    first: Vec<u8>,
+    inner: std::sync::Arc<super::SessionInner>,
+) {
+    let session = Session { inner };
+    match control.await {
+        Ok((recv, again)) if again == first => {
+            super::control::serve_control(session.inner, recv).await
+        }
+        Ok(_) => super::control::protocol_error(&session, "a second, different hello"),
+        Err(NetError::ConnectionLost { .. }) => {}
+        Err(e) => super::control::protocol_error(&session, &e.to_string()),
+    }
+}
+
+/// Stops every unidirectional stream the peer opens (beyond the listener's HELLO stream, no
+/// I6P protocol uses them), so none holds data nobody reads.
+async fn refuse_uni_streams(session: Session) {
+    while let Ok(mut recv) = session.inner.conn.accept_uni().await {
+        let _ = recv.stop(quinn::VarInt::from_u32(
+            i6p_core::codes::UNKNOWN_STREAM_KIND,
+        ));
+    }
+}
+
+/// The listener's HELLO, signed over the binding derived at 0.5-RTT (see `exporter`).
+pub(crate) struct EarlyHello {
+    binding: [u8; EXPORTER_LEN],
+    payload: Vec<u8>,
+}
+
+/// Listener: signs its HELLO as soon as the TLS exporter is known (its first flight, before
+/// the client is authenticated) and sends it on its HELLO stream; `None` when the binding is
+/// not known yet (the HELLO then goes on the control stream only).
+///
+/// The HELLO says nothing a listener would not tell any client that completes a handshake,
+/// and nothing the dialer sent is used for it.
+pub(crate) fn send_early_hello(
+    conn: &quinn::Connection,
+    exporter: &crate::exporter::EarlyExporter,
+    identity: &Identity,
+    ours: &Hello,
+) -> Option<EarlyHello> {
+    let binding = exporter.binding()?;
+    let payload = ours.sign(identity, Role::Listener, &binding).ok()?;
+    let (conn, frame) = (conn.clone(), payload.clone());
+    tokio::spawn(async move {
+        // A dialer that allows no unidirectional stream (before this protocol change) gives
+        // no credit: the task then ends with the connection.
+        if let Ok(mut send) = conn.open_uni().await {
+            if write_frame(&mut send, FrameType::Hello, &frame)
+                .await
+                .is_ok()
+            {
+                let _ = send.finish();
+            }
+        }
+    });
+    Some(EarlyHello { binding, payload })
 }
 
 /// Listener: accepts the control stream, answers PINGs that come before the dialer's HELLO
 /// (in 0-RTT on a resumed session), waits for the TLS handshake to complete, verifies the
-/// HELLO and sends ours.
+/// HELLO and sends ours on the control stream too (the same bytes as on the HELLO stream).
 pub(crate) async fn listener_exchange(
     session: &Session,
     identity: &Identity,
     ours: &Hello,
+    early: Option<EarlyHello>,
 ) -> Result<()> {
     let conn = &session.inner.conn;
+    tokio::spawn(refuse_uni_streams(session.clone()));
     let (send, mut recv) = conn
         .accept_bi()
         .await
@@ -116,9 +237,20 @@ pub(crate) async fn listener_exchange(
     }
     let binding = session.binding()?;
     let hello = verify_hello(session, &frame.payload, Role::Dialer, &binding)?;
-    let our_payload = ours.sign(identity, Role::Listener, &binding)?;
+    let our_payload = match early {
+        Some(early) if early.binding == binding => early.payload,
+        // Our derivation and rustls's disagree: the dialer rejects that HELLO anyway.
+        Some(_) => {
+            return Err(NetError::Tls(
+                "the early exporter differs from rustls's".into(),
+            ))
+        }
+        None => ours.sign(identity, Role::Listener, &binding)?,
+    };
     session.send_control(FrameType::Hello, &our_payload).await?;
-    session.finish_exchange(hello, recv).await
+    session.finish_exchange(hello).await?;
+    tokio::spawn(super::control::serve_control(session.inner.clone(), recv));
+    Ok(())
 }
 
 fn verify_hello(
@@ -144,8 +276,9 @@ impl Session {
         Ok(out)
     }
 
-    /// Records the peer's HELLO, sends PEER_INFO and serves the control stream from now on.
-    async fn finish_exchange(&self, hello: Hello, recv: quinn::RecvStream) -> Result<()> {
+    /// Records the peer's HELLO, sends PEER_INFO and marks the session established (the
+    /// caller then serves the control stream).
+    async fn finish_exchange(&self, hello: Hello) -> Result<()> {
         let _ = self.inner.remote_hello.set(hello);
         let observed = PeerInfo {
             observed_addr: crate::addr::canonical(self.inner.conn.remote_address()),
@@ -153,7 +286,6 @@ impl Session {
         self.send_control(FrameType::PeerInfo, &observed.encode())
             .await?;
         self.inner.established.send_replace(true);
-        tokio::spawn(super::control::serve_control(self.inner.clone(), recv));
         Ok(())
     }
 

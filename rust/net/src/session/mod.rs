@@ -24,7 +24,7 @@ pub use route::Route;
 pub(crate) use dispatch::dispatch_streams;
 pub use dispatch::{HandlerFuture, ProtocolHandler, Protocols};
 pub use handle::{AppHandle, TransferHold};
-pub(crate) use handshake::{dialer_exchange, listener_exchange};
+pub(crate) use handshake::{dialer_exchange, listener_exchange, send_early_hello};
 
 use crate::error::{describe_connection_error, NetError, Result};
 use i6p_core::codes;
