@@ -10,7 +10,8 @@ relay received it, over the blob's size); then FEC / plain for both.
 
 I6P_FEC_BYTES sets the blob size (default 256 MiB), I6P_BENCH_ROUNDS the rounds (default 3),
 I6P_FEC_RATE the bottleneck in bytes/s (default 100 MB/s with 50 ms of queue; 0: none, the
-machine is the limit), I6P_FEC_LOSS the loss rates (default "0,0.01,0.03,0.10").
+machine is the limit), I6P_FEC_LOSS the loss rates (default "0,0.01,0.03,0.10"), I6P_FEC_CC the
+congestion controller of both ends (default "bbr").
 
 `test_fec_from_two_providers` fetches from two providers, each behind a link of its own (100 ms
 round trip, the same random loss, a bottleneck each: equal, or one four times the other), in
@@ -41,13 +42,14 @@ SIZE = int(os.environ.get("I6P_FEC_BYTES", str(256 << 20)))
 ROUNDS = int(os.environ.get("I6P_BENCH_ROUNDS", "3"))
 RATE = float(os.environ.get("I6P_FEC_RATE", "100e6"))
 LOSSES = [float(x) for x in os.environ.get("I6P_FEC_LOSS", "0,0.01,0.03,0.10").split(",")]
+CONGESTION = os.environ.get("I6P_FEC_CC", "bbr")
 ONE_WAY_MS = 50.0
 
 
 async def _fetch_once(src: Path, mode: str, loss: float, seed: int) -> tuple[float, float]:
     """(seconds, wire bytes per byte) of one fetch of ``src`` through a fresh relay."""
-    provider = await Node.bind(Identity.generate(), "[::1]:0", congestion="bbr")
-    fetcher = await Node.bind(Identity.generate(), "[::1]:0", congestion="bbr")
+    provider = await Node.bind(Identity.generate(), "[::1]:0", congestion=CONGESTION)
+    fetcher = await Node.bind(Identity.generate(), "[::1]:0", congestion=CONGESTION)
     try:
         blob = await provider.add_path(src)
         with tempfile.TemporaryDirectory() as tmp:
