@@ -11,8 +11,9 @@ relay received it, over the blob's size); then FEC / plain for both.
 I6P_FEC_BYTES sets the blob size (default 256 MiB), I6P_BENCH_ROUNDS the rounds (default 3),
 I6P_FEC_RATE the bottleneck in bytes/s (default 100 MB/s with 50 ms of queue; 0: none, the
 machine is the limit), I6P_FEC_LOSS the loss rates (default "0,0.01,0.03,0.10"), I6P_FEC_RTT_MS
-the round-trip times (default "100"; each loss rate is measured at each). The saved figures
-feed the report's rate against RTT and loss (`make bench-report`).
+the round-trip times (default "100"; each loss rate is measured at each), I6P_FEC_CC the
+congestion controller of both ends (default "bbr"). The saved figures feed the report's rate
+against RTT and loss (`make bench-report`).
 
 `test_fec_from_two_providers` fetches from two providers, each behind a link of its own (100 ms
 round trip, the same random loss, a bottleneck each: equal, or one four times the other), in
@@ -44,6 +45,7 @@ ROUNDS = int(os.environ.get("I6P_BENCH_ROUNDS", "3"))
 RATE = float(os.environ.get("I6P_FEC_RATE", "100e6"))
 LOSSES = [float(x) for x in os.environ.get("I6P_FEC_LOSS", "0,0.01,0.03,0.10").split(",")]
 RTTS_MS = [float(x) for x in os.environ.get("I6P_FEC_RTT_MS", "100").split(",")]
+CONGESTION = os.environ.get("I6P_FEC_CC", "bbr")
 ONE_WAY_MS = 50.0
 
 
@@ -51,8 +53,8 @@ async def _fetch_once(
     src: Path, mode: str, loss: float, seed: int, rtt_ms: float
 ) -> tuple[float, float]:
     """(seconds, wire bytes per byte) of one fetch of ``src`` through a fresh relay."""
-    provider = await Node.bind(Identity.generate(), "[::1]:0", congestion="bbr")
-    fetcher = await Node.bind(Identity.generate(), "[::1]:0", congestion="bbr")
+    provider = await Node.bind(Identity.generate(), "[::1]:0", congestion=CONGESTION)
+    fetcher = await Node.bind(Identity.generate(), "[::1]:0", congestion=CONGESTION)
     try:
         blob = await provider.add_path(src)
         with tempfile.TemporaryDirectory() as tmp:

@@ -25,7 +25,7 @@ def through(relay: ImpairRelay, ticket: Ticket) -> Ticket:
     return Ticket(ticket.peer_id, [relay.addr], ticket.hash, ticket.size)
 
 
-@pytest.mark.parametrize("congestion", ["cubic", "bbr", "newreno"])
+@pytest.mark.parametrize("congestion", ["cubic", "bbr", "bounded", "newreno"])
 @pytest.mark.parametrize("window", ["auto", "quinn", str(1 << 20)])
 async def test_congestion_and_window_settings_move_data(
     make_node: NodeFactory, congestion: str, window: str
@@ -104,6 +104,36 @@ async def test_fetch_over_a_long_lossy_reordering_link(
     assert any(0 < s < size for s in seen)
     assert await wait_until(lambda: provider.served_bytes(blob) == size, 10)
     assert provider.served(blob)[fetcher.peer_id] == size
+
+
+async def test_bounded_bbr_fetches_through_a_shallow_queue_with_random_loss(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    """congestion="bounded" (BBR within a bound learned from queue build-up) behind a
+    50 MB/s bottleneck whose queue holds 2 ms, with 2 % random loss: the queue overflows
+    and packets are lost at random, and the fetch still completes and verifies."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    size = 16 << 20
+    expected = write_random(src, size)
+    provider = await make_node(addr="[::1]:0", congestion="bounded")
+    fetcher = await make_node(addr="[::1]:0", congestion="bounded")
+    blob = await provider.add_path(src)
+    relay = ImpairRelay(
+        f"[::1]:{provider.port}",
+        delay_ms=10,
+        loss=0.02,
+        rate=50e6,
+        queue_bytes=100_000,
+        seed=11,
+        max_seconds=120,
+    )
+    async with relay:
+        result = await asyncio.wait_for(
+            fetcher.fetch(through(relay, provider.ticket(blob)), dest), 90
+        )
+    assert result.size == size and b3_file(dest) == expected
+    down = relay.stats["down"]
+    assert down["dropped_loss"] > 0 and down["dropped_queue"] > 0
 
 
 def _sysctl(name: str) -> int:

@@ -494,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     def with_transport(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--congestion",
-            choices=["cubic", "bbr", "newreno"],
+            choices=["cubic", "bbr", "bounded", "newreno"],
             default="cubic",
             help="congestion controller (default cubic)",
         )

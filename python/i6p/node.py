@@ -95,7 +95,10 @@ class Node:
         ``capabilities`` are announced to every peer in the HELLO (names up to 64 bytes,
         values up to 1024 bytes, at most 64 entries).
 
-        Transport tuning: ``congestion`` is ``"cubic"`` (default), ``"bbr"`` or ``"newreno"``.
+        Transport tuning: ``congestion`` is ``"cubic"`` (default), ``"bbr"``, ``"bounded"`` (BBR
+        within an in-flight bound learned from queue build-up: for long links with shallow
+        queues, where BBR overflows the queue and CUBIC takes random loss for congestion) or
+        ``"newreno"``.
         Flow-control windows are auto-tuned by default: each connection starts at 8 MiB and
         grows with its measured bandwidth x round-trip time up to ``max_window`` bytes; a
         stream's window is at most 2 MiB, so links with a larger bandwidth x RTT are filled by

@@ -25,17 +25,21 @@ pub enum Congestion {
     Bbr,
     /// NewReno (RFC 9002): the conservative reference.
     NewReno,
+    /// BBR within a bound learned from queue build-up (see [`crate::congestion`]): fills a
+    /// link with a shallow queue without overflowing it, tolerant of random loss like BBR.
+    Bounded,
 }
 
 impl Congestion {
-    /// Parses "cubic", "bbr" or "newreno".
+    /// Parses "cubic", "bbr", "bounded" or "newreno".
     pub fn parse(name: &str) -> Result<Self> {
         match name.to_ascii_lowercase().as_str() {
             "cubic" => Ok(Self::Cubic),
             "bbr" => Ok(Self::Bbr),
+            "bounded" => Ok(Self::Bounded),
             "newreno" | "new_reno" | "reno" => Ok(Self::NewReno),
             other => Err(NetError::Config(format!(
-                "unknown congestion controller {other:?} (cubic, bbr, newreno)"
+                "unknown congestion controller {other:?} (cubic, bbr, bounded, newreno)"
             ))),
         }
     }
@@ -106,6 +110,9 @@ pub(crate) fn apply(t: &mut TransportConfig, congestion: Congestion, windows: Wi
         Congestion::Cubic => Arc::new(congestion::CubicConfig::default()),
         Congestion::Bbr => Arc::new(congestion::BbrConfig::default()),
         Congestion::NewReno => Arc::new(congestion::NewRenoConfig::default()),
+        Congestion::Bounded => Arc::new(crate::congestion::BoundedFactory::new(
+            congestion::BbrConfig::default(),
+        )),
     };
     t.congestion_controller_factory(factory);
     let var = |w: u64| VarInt::from_u64(w).unwrap_or(VarInt::MAX);

@@ -144,6 +144,9 @@ fn relayed_transport(config: &super::NodeConfig) -> Result<quinn::TransportConfi
         Congestion::Cubic => Arc::new(CubicConfig::default().initial_window(window).clone()),
         Congestion::Bbr => Arc::new(BbrConfig::default().initial_window(window).clone()),
         Congestion::NewReno => Arc::new(NewRenoConfig::default().initial_window(window).clone()),
+        Congestion::Bounded => Arc::new(crate::congestion::BoundedFactory::new(
+            BbrConfig::default().initial_window(window).clone(),
+        )),
     };
     t.congestion_controller_factory(factory);
     Ok(t)
