@@ -53,7 +53,9 @@ pub(crate) fn writable(obj: &Bound<'_, PyAny>) -> PyResult<PyBuffer<u8>> {
         PyTypeError::new_err(format!(
             "readinto() needs a writable, contiguous bytes-like object (bytearray, \
              memoryview), not {}",
-            obj.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+            obj.get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string())
         ))
     };
     let buffer = PyBuffer::<u8>::get(obj).map_err(|_| wrong())?;
@@ -65,16 +67,19 @@ pub(crate) fn writable(obj: &Bound<'_, PyAny>) -> PyResult<PyBuffer<u8>> {
 
 /// Copies `pieces` into the front of `obj`'s buffer as far as they fit; returns the bytes
 /// copied and what did not fit (the rest of the pieces, in order).
-pub(crate) fn copy_into(obj: &Bound<'_, PyAny>, pieces: Vec<Bytes>) -> PyResult<(usize, Vec<Bytes>)> {
+pub(crate) fn copy_into(
+    obj: &Bound<'_, PyAny>,
+    pieces: Vec<Bytes>,
+) -> PyResult<(usize, Vec<Bytes>)> {
     let buffer = writable(obj)?;
     // pyo3 marks this slice deprecated since other native code that released the GIL could
     // write the same memory at the same time; no code here does, the GIL is held, and the
     // export keeps the object from resizing until `buffer` drops. It is the only way to fill
     // part of a caller's buffer without `unsafe` (forbidden here) or an extra copy.
     #[allow(deprecated)]
-    let cells = buffer.as_mut_slice(obj.py()).ok_or_else(|| {
-        PyTypeError::new_err("readinto() needs a writable, contiguous buffer")
-    })?;
+    let cells = buffer
+        .as_mut_slice(obj.py())
+        .ok_or_else(|| PyTypeError::new_err("readinto() needs a writable, contiguous buffer"))?;
     let mut at = 0;
     let mut rest = Vec::new();
     for mut piece in pieces {

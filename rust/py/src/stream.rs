@@ -136,7 +136,10 @@ impl Stream {
             return future(py, read_pieces(recv, n));
         }
         let recv = self.recv.clone();
-        future(py, async move { read_pieces(recv.lock_owned().await, n).await })
+        future(
+            py,
+            async move { read_pieces(recv.lock_owned().await, n).await },
+        )
     }
 
     /// Reads up to `len(buffer)` bytes into `buffer` (a writable bytes-like object: a
@@ -153,7 +156,14 @@ impl Stream {
         if let Some(mut recv) = held {
             if let Some(now) = recv.try_read_pieces(n) {
                 let pieces = now.map_err(to_py)?.unwrap_or_default();
-                return ready(py, ReadInto { pieces, target, recv });
+                return ready(
+                    py,
+                    ReadInto {
+                        pieces,
+                        target,
+                        recv,
+                    },
+                );
             }
             return future(py, read_into(recv, n, target));
         }
