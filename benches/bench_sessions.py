@@ -11,6 +11,7 @@ import asyncio
 import os
 import statistics
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from i6p import Identity, Limits, Node, Session
@@ -19,6 +20,8 @@ from i6p._core import testing
 from .conftest import BENCH_BYTES, summary
 
 BLOCK = 1 << 20
+#: Rounds of the stream comparison (each runs all four ways once).
+ROUNDS = int(os.environ.get("I6P_BENCH_ROUNDS", "5"))
 
 
 async def _pair() -> tuple[Node, Node, Session, Session]:
@@ -28,8 +31,9 @@ async def _pair() -> tuple[Node, Node, Session, Session]:
     return a, b, ours, theirs
 
 
-async def python_stream(total: int) -> float:
-    """Seconds to move ``total`` bytes over one stream through the Python API."""
+async def python_stream(total: int, reader: str = "iter") -> float:
+    """Seconds to move ``total`` bytes over one stream through the Python API; the receiver
+    reads with ``async for`` (``reader="iter"``) or into one reused buffer (``"readinto"``)."""
     a, b, ours, theirs = await _pair()
     block = b"\x5a" * BLOCK
 
@@ -38,13 +42,18 @@ async def python_stream(total: int) -> float:
         left = total
         while left > 0:
             n = min(left, BLOCK)
-            await stream.write(block if n == BLOCK else block[:n])
+            await stream.write(block if n == BLOCK else memoryview(block)[:n])
             left -= n
         await stream.finish()
 
     async def receive() -> int:
         stream = await theirs.accept_stream()
         got = 0
+        if reader == "readinto":
+            buffer = bytearray(BLOCK)
+            while n := await stream.readinto(buffer):
+                got += n
+            return got
         async for chunk in stream:
             got += len(chunk)
         return got
@@ -58,31 +67,60 @@ async def python_stream(total: int) -> float:
     return elapsed
 
 
+async def _python_stream_handing_off(total: int) -> float:
+    """``python_stream`` with every read and write sent through the engine's runtime, as
+    before calls could complete on the caller's thread: the "before" of the same run."""
+    testing.set_stream_fast_path(False)
+    try:
+        return await python_stream(total)
+    finally:
+        testing.set_stream_fast_path(True)
+
+
 def test_stream_rate_python_vs_engine(benchmark: Any) -> None:
-    engine: list[float] = []
-    python: list[float] = []
+    """One stream through the Python API against the engine's own stream, in rounds that
+    take turns (so load from elsewhere falls on each alike): ``async for`` reads, the same
+    with every call handed to the runtime (the way before), and ``readinto``. Both ends run
+    in this process, so its CPU time per GiB is what moving the bytes costs (less sensitive
+    to other load on the machine than the rate)."""
 
     async def engine_stream() -> float:
         return await testing.bench_engine_stream(BENCH_BYTES, BLOCK)
 
-    def one_round() -> None:
-        engine.append(BENCH_BYTES / asyncio.run(engine_stream()))
-        python.append(BENCH_BYTES / asyncio.run(python_stream(BENCH_BYTES)))
+    runs: dict[str, Callable[[], Coroutine[Any, Any, float]]] = {
+        "engine": engine_stream,
+        "handoff": lambda: _python_stream_handing_off(BENCH_BYTES),
+        "iter": lambda: python_stream(BENCH_BYTES),
+        "readinto": lambda: python_stream(BENCH_BYTES, "readinto"),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
 
-    benchmark.pedantic(one_round, rounds=5, iterations=1, warmup_rounds=1)
-    ratio = statistics.median(python) / statistics.median(engine)
-    benchmark.extra_info.update(
-        bytes=BENCH_BYTES,
-        engine_bytes_per_s=summary(engine),
-        python_bytes_per_s=summary(python),
-        ratio_python_to_engine=ratio,
-    )
-    print(
-        f"\nstream {BENCH_BYTES >> 20} MiB: engine {statistics.median(engine) / 2**20:.0f} MiB/s "
-        f"[{min(engine) / 2**20:.0f}-{max(engine) / 2**20:.0f}], python API "
-        f"{statistics.median(python) / 2**20:.0f} MiB/s "
-        f"[{min(python) / 2**20:.0f}-{max(python) / 2**20:.0f}], ratio {ratio:.2f}"
-    )
+    def one_round() -> None:
+        for name, run in runs.items():
+            used = time.process_time()
+            rates[name].append(BENCH_BYTES / asyncio.run(run()))
+            cpu[name].append((time.process_time() - used) / (BENCH_BYTES / 2**30))
+
+    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    med = {name: statistics.median(values) for name, values in rates.items()}
+    med_cpu = {name: statistics.median(values) for name, values in cpu.items()}
+    info: dict[str, Any] = {"bytes": BENCH_BYTES}
+    for name in runs:
+        info[f"{name}_bytes_per_s"] = summary(rates[name])
+        info[f"{name}_cpu_s_per_gib"] = summary(cpu[name])
+        info[f"ratio_{name}_to_engine"] = med[name] / med["engine"]
+        info[f"cpu_ratio_{name}_to_engine"] = med_cpu[name] / med_cpu["engine"]
+    info["ratio_python_to_engine"] = info["ratio_iter_to_engine"]
+    benchmark.extra_info.update(info)
+    lines = [f"\nstream {BENCH_BYTES >> 20} MiB, medians of {ROUNDS} rounds:"]
+    for name, values in rates.items():
+        lines.append(
+            f"  {name:9} {med[name] / 2**20:5.0f} MiB/s [{min(values) / 2**20:.0f}-"
+            f"{max(values) / 2**20:.0f}] = {med[name] / med['engine']:.2f}x engine;  "
+            f"CPU {med_cpu[name]:.2f} s/GiB = {med_cpu[name] / med_cpu['engine']:.2f}x engine"
+        )
+    print("\n".join(lines))
 
 
 # One client makes every connection: the server's per-PeerId, per-prefix and rate bounds

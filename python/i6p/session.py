@@ -57,7 +57,12 @@ class Stream:
         return self._core.id
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Sends all of ``data``, waiting for flow-control credit as needed."""
+        """Sends all of ``data``, waiting for flow-control credit as needed.
+
+        ``bytes`` and memoryviews of ``bytes`` go to the engine without a copy; other
+        buffers are copied once. A write the stream has room for completes without waiting
+        (the send window bounds what is queued, so a fast writer still waits for its peer).
+        """
         await self._core.write(data)
 
     async def finish(self) -> None:
@@ -65,12 +70,25 @@ class Stream:
         await self._core.finish()
 
     async def read(self, n: int = -1, *, limit: int = READ_LIMIT) -> bytes:
-        """Up to ``n`` bytes as they arrive, ``b""`` at the end of the stream.
+        """Up to ``n`` bytes as they arrive, ``b""`` at the end of the stream: everything
+        that has arrived, up to ``n``, in one ``bytes``; without waiting when there is some.
 
         With ``n < 0``, reads until the end, raising ``StreamTooLong`` (a ``StreamError``)
         past ``limit`` bytes, 16 MiB by default: the peer decides how much a stream carries.
         """
         return await self._core.read(n, limit=limit)
+
+    async def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Reads into ``buffer`` and returns how many bytes: as many as have arrived, up to
+        ``len(buffer)``, at least one; 0 at the end of the stream (or for an empty buffer).
+
+        The bytes are copied from the engine straight into ``buffer`` (any writable,
+        contiguous bytes-like object: a ``bytearray``, a ``memoryview`` of one or a slice of
+        it), so a loop that reuses one buffer makes no ``bytes`` objects. Raises
+        ``TypeError`` for a read-only or non-contiguous buffer, ``StreamReset`` once the peer
+        reset the stream. Like ``read``, it completes without waiting when data is there.
+        """
+        return await self._core.readinto(buffer)
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; raises ``StreamError`` if the stream ends first."""

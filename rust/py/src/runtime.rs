@@ -6,6 +6,7 @@
 //! from a blocking-pool thread (never a tokio worker waiting for the GIL) and drops the Rust
 //! future when the asyncio one is cancelled.
 
+use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3_async_runtimes::generic::{self, ContextExt, JoinError, Runtime};
 use pyo3_async_runtimes::TaskLocals;
@@ -130,4 +131,32 @@ where
     // Every engine call passes here: a good moment to pick up a changed log level.
     crate::logs::sync_level(py);
     generic::future_into_py::<Engine, F, T>(py, fut)
+}
+
+/// An awaitable that is complete already. A call that finished without waiting (the bytes
+/// were there, the stream took the write) returns one, so its `await` costs neither a task on
+/// the engine's runtime nor a wake-up of the asyncio loop from another thread.
+#[pyclass(module = "i6p._core")]
+pub(crate) struct Ready(Option<Py<PyAny>>);
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<()> {
+        // `await` ends with StopIteration carrying the result (PEP 492).
+        let value = self.0.take().unwrap_or_else(|| py.None());
+        Err(PyStopIteration::new_err((value,)))
+    }
+}
+
+/// An awaitable whose result is `value`, with no trip through the runtime.
+pub(crate) fn ready<'py, T>(py: Python<'py>, value: T) -> PyResult<Bound<'py, PyAny>>
+where
+    T: IntoPyObject<'py>,
+{
+    let value = pyo3::IntoPyObjectExt::into_py_any(value, py)?;
+    Ok(Bound::new(py, Ready(Some(value)))?.into_any())
 }

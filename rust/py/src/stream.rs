@@ -4,20 +4,26 @@
 //! A stream whose last reference goes without `finish()` or `reset()` (a crashed handler, a
 //! forgotten object) is reset with `ABANDONED`, never finished: quinn would finish it on
 //! drop, and the peer would take a partial reply for a whole one.
+//!
+//! Reads and writes first try to complete on the calling thread: a read when data has
+//! arrived, a write when the stream has room for it (its send window, so backpressure holds).
+//! They then return an awaitable that is complete already; only a call that must wait goes to
+//! the engine's runtime, holding the half's lock it took, so calls keep their order.
 
-use crate::buffers::owned_bytes;
+use crate::buffers::{owned_bytes, writable};
 use crate::codes::reset_code;
 use crate::errors::{incomplete_read, invalid_argument, no_separator, to_py};
-use crate::handoff::{ReadBytes, ReadPieces};
-use crate::runtime::future;
+use crate::handoff::{ReadBytes, ReadInto, ReadPieces};
+use crate::runtime::{future, ready};
 use bytes::Bytes;
 use i6p_core::codes::ABANDONED;
 use i6p_net::session::AppHandle;
 use i6p_net::stream::Until;
 use i6p_net::{RecvStream, SendStream};
 use pyo3::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// The largest `read(-1)` result unless the caller sets `limit`: the peer decides how much
 /// a stream carries, so reading it all must not take what memory it likes.
@@ -25,6 +31,24 @@ const DEFAULT_READ_LIMIT: usize = 16 << 20;
 
 /// The longest `readuntil` result unless the caller sets `limit` (asyncio's default).
 const DEFAULT_LINE_LIMIT: usize = 64 << 10;
+
+/// Whether reads and writes may complete on the calling thread; off only in benchmarks that
+/// measure what it saves (`i6p._core.testing.set_stream_fast_path`).
+static FAST_PATH: AtomicBool = AtomicBool::new(true);
+
+/// Turns completing on the calling thread on or off (benchmarks only).
+pub(crate) fn set_fast_path(on: bool) {
+    FAST_PATH.store(on, Ordering::Relaxed);
+}
+
+/// The lock on `half` if it is free and the fast path is on.
+fn lock_now<T>(half: &Arc<Mutex<T>>) -> Option<OwnedMutexGuard<T>> {
+    if FAST_PATH.load(Ordering::Relaxed) {
+        half.clone().try_lock_owned().ok()
+    } else {
+        None
+    }
+}
 
 /// The sending half, reset with `ABANDONED` when dropped before it ended. It lives inside
 /// the mutex, so it drops only once the last in-flight write let go of it.
@@ -67,9 +91,16 @@ impl Stream {
         self.id
     }
 
-    /// Sends all of `data` (any buffer-protocol object).
+    /// Sends all of `data` (any buffer-protocol object); complete at once when the stream
+    /// takes it all now, else waits for flow-control credit for the rest.
     fn write<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let data: Bytes = owned_bytes(data)?;
+        let mut data: Bytes = owned_bytes(data)?;
+        if let Some(mut send) = lock_now(&self.send) {
+            if send.0.try_write(&mut data).map_err(to_py)? {
+                return ready(py, py.None());
+            }
+            return future(py, async move { send.0.write(data).await.map_err(to_py) });
+        }
         let send = self.send.clone();
         future(py, async move {
             send.lock().await.0.write(data).await.map_err(to_py)
@@ -88,15 +119,57 @@ impl Stream {
     /// everything until the end of the stream, at most `limit` bytes.
     #[pyo3(signature = (n=-1, *, limit=DEFAULT_READ_LIMIT))]
     fn read<'py>(&self, py: Python<'py>, n: i64, limit: usize) -> PyResult<Bound<'py, PyAny>> {
+        let Ok(n) = usize::try_from(n) else {
+            let recv = self.recv.clone();
+            return future(py, async move {
+                let mut recv = recv.lock_owned().await;
+                let pieces = vec![recv.read_to_end(limit).await.map_err(to_py)?];
+                Ok(ReadPieces { pieces, recv })
+            });
+        };
+        let held = lock_now(&self.recv);
+        if let Some(mut recv) = held {
+            if let Some(now) = recv.try_read_pieces(n) {
+                let pieces = now.map_err(to_py)?.unwrap_or_default();
+                return ready(py, ReadPieces { pieces, recv });
+            }
+            return future(py, read_pieces(recv, n));
+        }
+        let recv = self.recv.clone();
+        future(
+            py,
+            async move { read_pieces(recv.lock_owned().await, n).await },
+        )
+    }
+
+    /// Reads up to `len(buffer)` bytes into `buffer` (a writable bytes-like object: a
+    /// bytearray, a memoryview...) and returns how many: at least one unless at the end of
+    /// the stream (0) or `buffer` is empty. No bytes object is made on the way.
+    fn readinto<'py>(
+        &self,
+        py: Python<'py>,
+        buffer: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let n = writable(buffer)?.len_bytes();
+        let target = buffer.clone().unbind();
+        let held = lock_now(&self.recv);
+        if let Some(mut recv) = held {
+            if let Some(now) = recv.try_read_pieces(n) {
+                let pieces = now.map_err(to_py)?.unwrap_or_default();
+                return ready(
+                    py,
+                    ReadInto {
+                        pieces,
+                        target,
+                        recv,
+                    },
+                );
+            }
+            return future(py, read_into(recv, n, target));
+        }
         let recv = self.recv.clone();
         future(py, async move {
-            let mut recv = recv.lock_owned().await;
-            let pieces = match usize::try_from(n) {
-                Err(_) => recv.read_to_end(limit).await.map(|b| vec![b]),
-                Ok(n) => recv.read_pieces(n).await.map(Option::unwrap_or_default),
-            }
-            .map_err(to_py)?;
-            Ok(ReadPieces { pieces, recv })
+            read_into(recv.lock_owned().await, n, target).await
         })
     }
 
@@ -198,4 +271,27 @@ impl Stream {
     fn __repr__(&self) -> String {
         format!("Stream(id={})", self.id)
     }
+}
+
+/// Waits for up to `n` bytes on a locked receiving half.
+async fn read_pieces(mut recv: OwnedMutexGuard<RecvStream>, n: usize) -> PyResult<ReadPieces> {
+    let pieces = recv.read_pieces(n).await.map_err(to_py)?;
+    Ok(ReadPieces {
+        pieces: pieces.unwrap_or_default(),
+        recv,
+    })
+}
+
+/// Waits for up to `n` bytes for the caller's buffer `target` on a locked receiving half.
+async fn read_into(
+    mut recv: OwnedMutexGuard<RecvStream>,
+    n: usize,
+    target: Py<PyAny>,
+) -> PyResult<ReadInto> {
+    let pieces = recv.read_pieces(n).await.map_err(to_py)?;
+    Ok(ReadInto {
+        pieces: pieces.unwrap_or_default(),
+        target,
+        recv,
+    })
 }

@@ -80,6 +80,28 @@ impl SendStream {
         }
     }
 
+    /// Queues as much of `data` as the stream takes now, without waiting, and advances
+    /// `data` past it; true when all of it went. What is left needs [`Self::write`], which
+    /// waits for flow-control credit: a caller cannot buffer more than the send window.
+    pub fn try_write(&mut self, data: &mut Bytes) -> Result<bool> {
+        if let Some(code) = self.stopped {
+            return Err(NetError::StreamReset(code));
+        }
+        while !data.is_empty() {
+            // `write_chunks` is cancel-safe: when it is not ready, nothing was taken.
+            match poll_now(self.inner.write_chunks(std::slice::from_mut(data))) {
+                None => return Ok(false),
+                Some(Ok(_)) => {}
+                Some(Err(quinn::WriteError::Stopped(code))) => {
+                    self.stopped = Some(code.into_inner());
+                    return Err(NetError::StreamReset(code.into_inner()));
+                }
+                Some(Err(e)) => return Err(write_error(&self.session, e)),
+            }
+        }
+        Ok(true)
+    }
+
     /// True once [`Self::finish`] or [`Self::reset`] was called.
     pub fn is_ended(&self) -> bool {
         self.ended
@@ -154,8 +176,34 @@ impl RecvStream {
         if self.pending_len == 0 && !self.pull(max).await? {
             return Ok(None);
         }
+        self.gather(max)?;
+        Ok(Some(self.split_pieces(max)))
+    }
+
+    /// [`Self::read_pieces`] without waiting: `None` when nothing has arrived yet (the
+    /// caller then waits with `read_pieces`), else what that would return now. Lets a caller
+    /// on another thread skip a hand-off to the runtime when data is there.
+    pub fn try_read_pieces(&mut self, max: usize) -> Option<Result<Option<Vec<Bytes>>>> {
+        if max == 0 {
+            return Some(Ok(Some(Vec::new())));
+        }
+        if let Some(code) = self.reset {
+            return Some(Err(NetError::StreamReset(code)));
+        }
+        if self.pending_len == 0 {
+            match poll_now(self.inner.read_chunk(max, true))? {
+                Ok(Some(chunk)) => self.push(chunk.bytes),
+                Ok(None) => return Some(Ok(None)),
+                Err(e) => return Some(Err(self.read_failed(e))),
+            }
+        }
+        Some(self.gather(max).map(|()| Some(self.split_pieces(max))))
+    }
+
+    /// Moves what QUIC holds now into the buffer, up to `max` buffered bytes, without waiting.
+    fn gather(&mut self, max: usize) -> Result<()> {
         while self.pending_len < max {
-            match poll_once(self.inner.read_chunk(max - self.pending_len, true)).await {
+            match poll_now(self.inner.read_chunk(max - self.pending_len, true)) {
                 Some(Ok(Some(chunk))) => self.push(chunk.bytes),
                 Some(Err(quinn::ReadError::Reset(code))) => {
                     return Err(self.note_reset(code.into_inner()));
@@ -164,6 +212,11 @@ impl RecvStream {
                 Some(Ok(None)) | Some(Err(_)) | None => break,
             }
         }
+        Ok(())
+    }
+
+    /// Takes up to `max` buffered bytes off the front, as the pieces they arrived in.
+    fn split_pieces(&mut self, max: usize) -> Vec<Bytes> {
         let mut pieces = Vec::new();
         let mut left = max.min(self.pending_len);
         self.pending_len -= left;
@@ -179,7 +232,7 @@ impl RecvStream {
             left -= front.len();
             pieces.push(front);
         }
-        Ok(Some(pieces))
+        pieces
     }
 
     /// Exactly `n` bytes. If the stream ends first this fails and keeps the bytes that did
@@ -262,8 +315,14 @@ impl RecvStream {
                 Ok(true)
             }
             Ok(None) => Ok(false),
-            Err(quinn::ReadError::Reset(code)) => Err(self.note_reset(code.into_inner())),
-            Err(e) => Err(read_error(&self.session, e)),
+            Err(e) => Err(self.read_failed(e)),
+        }
+    }
+
+    fn read_failed(&mut self, e: quinn::ReadError) -> NetError {
+        match e {
+            quinn::ReadError::Reset(code) => self.note_reset(code.into_inner()),
+            e => read_error(&self.session, e),
         }
     }
 
@@ -339,16 +398,17 @@ fn varint(code: u64) -> quinn::VarInt {
 /// How much `read_to_end` asks QUIC for at a time.
 const READ_BATCH_CAPACITY: usize = 1 << 20;
 
-/// Polls a future once: its output if it is ready now, `None` (dropping it) otherwise.
-async fn poll_once<F: std::future::Future>(fut: F) -> Option<F::Output> {
+/// Polls a future once, here and now: its output if it is ready, `None` (dropping it)
+/// otherwise. The waker is a no-op: a caller that needs to wait polls again with its own.
+/// Safe on any thread: quinn's stream calls take the connection's lock and wake its driver,
+/// they need no runtime context.
+fn poll_now<F: std::future::Future>(fut: F) -> Option<F::Output> {
     let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(match fut.as_mut().poll(cx) {
-            std::task::Poll::Ready(v) => Some(v),
-            std::task::Poll::Pending => None,
-        })
-    })
-    .await
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
 }
 
 pub(crate) fn read_error(session: &Session, e: quinn::ReadError) -> NetError {

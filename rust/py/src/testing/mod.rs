@@ -18,6 +18,14 @@ use i6p_net::addr::parse_addr;
 use i6p_net::blobs::Faults;
 use pyo3::prelude::*;
 
+/// Lets Python-API stream reads and writes complete on the calling thread when they need not
+/// wait (the default), or sends every one through the engine's runtime, as before that
+/// existed: benchmarks measure what it saves in one run.
+#[pyfunction]
+fn set_stream_fast_path(on: bool) {
+    crate::stream::set_fast_path(on);
+}
+
 /// Makes `node`'s provider misbehave on purpose (tests of requesters): an OR of the fault
 /// constants of this module; 0 is honest.
 #[pyfunction]
@@ -119,6 +127,7 @@ pub(crate) fn register(parent: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FORGED_SHARDS", Faults::FORGED_SHARDS)?;
     m.add("JUNK_ONLY", Faults::JUNK_ONLY)?;
     m.add_function(wrap_pyfunction!(set_provider_faults, &m)?)?;
+    m.add_function(wrap_pyfunction!(set_stream_fast_path, &m)?)?;
     m.add_function(wrap_pyfunction!(connect_raw, &m)?)?;
     m.add_function(wrap_pyfunction!(bind_relay_testing, &m)?)?;
     m.add_function(wrap_pyfunction!(signed_hello, &m)?)?;
