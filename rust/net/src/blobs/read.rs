@@ -13,6 +13,12 @@ use std::sync::Arc;
 /// read-ahead is bounded in bytes, at least one group).
 const MAX_READ_AHEAD: usize = 4;
 
+/// A group's index and its record (or why it could not be read).
+type Record = (u64, io::Result<Bytes>);
+
+/// A batch of records being read on the blocking pool.
+type Reading = tokio::task::JoinHandle<Vec<Record>>;
+
 /// The group records of a GET, read on the blocking pool a batch of up to the read-ahead at
 /// a time (one hand-off to a blocking thread and back for several groups, not one per
 /// group); the next batch is read while this one is sent.
@@ -22,8 +28,8 @@ pub(super) struct ReadAhead<I> {
     log: u8,
     faults: u8,
     batch: usize,
-    reading: Option<tokio::task::JoinHandle<Vec<(u64, io::Result<Bytes>)>>>,
-    ready: VecDeque<(u64, io::Result<Bytes>)>,
+    reading: Option<Reading>,
+    ready: VecDeque<Record>,
     /// Buffers of records QUIC has let go of, for the next reads.
     pub(super) free: Vec<BytesMut>,
 }
@@ -54,7 +60,7 @@ impl ReadAhead<()> {
 
 impl<I: Iterator<Item = u64>> ReadAhead<I> {
     /// The next record in order, with its index; `None` after the last.
-    pub(super) async fn next(&mut self) -> Option<(u64, io::Result<Bytes>)> {
+    pub(super) async fn next(&mut self) -> Option<Record> {
         if self.reading.is_none() {
             self.reading = self.start();
         }
@@ -70,7 +76,7 @@ impl<I: Iterator<Item = u64>> ReadAhead<I> {
     }
 
     /// Starts reading the next batch, if any group is left.
-    fn start(&mut self) -> Option<tokio::task::JoinHandle<Vec<(u64, io::Result<Bytes>)>>> {
+    fn start(&mut self) -> Option<Reading> {
         let batch: Vec<(u64, BytesMut)> = (&mut self.indexes)
             .take(self.batch)
             .map(|i| (i, self.free.pop().unwrap_or_default()))

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 const WAKE_AT: usize = 4;
 
 /// Longest a sleeping disk stage leaves waiting groups alone.
-const LINGER: Duration = Duration::from_millis(2);
+const LINGER: Duration = Duration::from_millis(10);
 
 struct Queue {
     waiting: Mutex<Waiting>,
