@@ -200,6 +200,33 @@ async def test_corrupt_provider_is_caught_and_named(make_node: NodeFactory, tmp_
     assert b3_file(dest) == expected
 
 
+async def test_a_reused_group_damaged_on_disk_is_caught_before_the_file_is_placed(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    size = 40 * GROUP
+    expected = write_random(src, size)
+    provider, fetcher = await make_node(), await make_node()
+    ticket = provider.ticket(await provider.add_path(src))
+    # A first fetch keeps every group but one (the provider serves group 17 wrong).
+    original = corrupt_in_place(src, 17 * GROUP + 5)
+    with pytest.raises(IntegrityError):
+        await fetcher.fetch(ticket, dest, streams=1)
+    corrupt_in_place(src, 17 * GROUP + 5)
+    assert src.read_bytes()[17 * GROUP + 5] == original[0]
+    # A verified group in the partial file changes on disk before the fetch resumes: the
+    # resumed fetch reads the groups it took over again, and refuses to place the file.
+    corrupt_in_place(dest.with_name("dest.i6p-part"), 3 * GROUP + 1)
+    with pytest.raises(IntegrityError) as info:
+        await fetcher.fetch(ticket, dest)
+    assert "does not match the blob's hash" in info.value.detail
+    assert not dest.exists()
+    # Nothing of the damaged run is trusted again: the next fetch starts over and is exact.
+    result = await fetcher.fetch(ticket, dest)
+    assert result.bytes_reused == 0 and result.bytes_fetched == size
+    assert b3_file(dest) == expected
+
+
 async def test_dropped_provider_then_resume(tmp_path: Path) -> None:
     src, dest = tmp_path / "src", tmp_path / "dest"
     size = 200 << 20

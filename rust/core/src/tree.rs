@@ -114,6 +114,20 @@ pub fn verify_group(
     data: &[u8],
     proof: &[Cv],
 ) -> Result<()> {
+    verify_group_cv(root, size, group_log, index, data, proof).map(|_| ())
+}
+
+/// [`verify_group`], returning the group's own hash once it is verified (see [`group_cv`]), so
+/// that the blob's root can be recomputed later without hashing this group's bytes again
+/// ([`root_from_groups`]).
+pub fn verify_group_cv(
+    root: &[u8; 32],
+    size: u64,
+    group_log: u8,
+    index: u64,
+    data: &[u8],
+    proof: &[Cv],
+) -> Result<Cv> {
     check_group_log(group_log)?;
     if index >= group_count(size, group_log) {
         return Err(CoreError::Malformed {
@@ -135,27 +149,90 @@ pub fn verify_group(
             detail: format!("{} hashes, expected {}", proof.len(), steps.len()),
         });
     }
-    let computed: [u8; 32] = if steps.is_empty() {
+    let own = group_cv(size, group_log, index, data);
+    if steps.is_empty() {
+        return check_root(root, own).map(|()| own);
+    }
+    let mut cv = own;
+    for (depth, (step, sibling)) in steps.iter().zip(proof).enumerate().rev() {
+        let (left, right) = if step.sibling_is_left {
+            (sibling, &cv)
+        } else {
+            (&cv, sibling)
+        };
+        if depth == 0 {
+            let computed = *hazmat::merge_subtrees_root(left, right, Mode::Hash).as_bytes();
+            return check_root(root, computed).map(|()| own);
+        }
+        cv = hazmat::merge_subtrees_non_root(left, right, Mode::Hash);
+    }
+    // `steps` is not empty, so the loop returned at depth 0.
+    unreachable!("a proof path ends at the root")
+}
+
+/// The hash of group `index` of a blob of `size` bytes, whose bytes are `data`: its chaining
+/// value, or the blob's root when the group is the whole blob.
+pub fn group_cv(size: u64, group_log: u8, index: u64, data: &[u8]) -> Cv {
+    if size <= 1 << group_log {
         *blake3::hash(data).as_bytes()
     } else {
-        let mut cv = subtree_cv(data, start);
-        for (depth, (step, sibling)) in steps.iter().zip(proof).enumerate().rev() {
-            let (left, right) = if step.sibling_is_left {
-                (sibling, &cv)
-            } else {
-                (&cv, sibling)
-            };
-            if depth == 0 {
-                return check_root(
-                    root,
-                    *hazmat::merge_subtrees_root(left, right, Mode::Hash).as_bytes(),
-                );
+        subtree_cv(data, index << group_log)
+    }
+}
+
+/// The root of a blob of `size` bytes from its groups' hashes ([`group_cv`]): `known` holds
+/// those already at hand (one entry per group, `None` where it is not), the others are hashed
+/// from bytes read through `read_exact_at(buf, offset)`, on rayon's threads. Only the groups
+/// without a known hash are read. The reader is the caller's: this crate does no I/O.
+pub fn root_from_groups<R>(
+    size: u64,
+    group_log: u8,
+    known: &[Option<Cv>],
+    read_exact_at: R,
+) -> std::io::Result<[u8; 32]>
+where
+    R: Fn(&mut [u8], u64) -> std::io::Result<()> + Sync,
+{
+    use rayon::prelude::*;
+    let count = group_count(size, group_log);
+    if known.len() as u64 != count {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} group hashes for {count} groups", known.len()),
+        ));
+    }
+    let cvs: Vec<Cv> = known
+        .par_iter()
+        .enumerate()
+        .map_init(Vec::new, |buf, (i, cv)| match cv {
+            Some(cv) => Ok(*cv),
+            None => {
+                let (offset, len) = group_range(size, group_log, i as u64);
+                buf.resize(len as usize, 0);
+                read_exact_at(buf, offset)?;
+                Ok(group_cv(size, group_log, i as u64, buf))
             }
-            cv = hazmat::merge_subtrees_non_root(left, right, Mode::Hash);
-        }
-        cv
-    };
-    check_root(root, computed)
+        })
+        .collect::<std::io::Result<_>>()?;
+    let group_len = 1u64 << group_log;
+    if size <= group_len {
+        return Ok(cvs[0]);
+    }
+    // Merges the groups of the subtree at `start` of `len` bytes (more than one group).
+    fn merge(cvs: &[Cv], group_log: u8, start: u64, len: u64) -> (Cv, Cv) {
+        let cv = |start: u64, len: u64| {
+            if len <= 1 << group_log {
+                cvs[(start >> group_log) as usize]
+            } else {
+                let (l, r) = merge(cvs, group_log, start, len);
+                hazmat::merge_subtrees_non_root(&l, &r, Mode::Hash)
+            }
+        };
+        let left = hazmat::left_subtree_len(len);
+        (cv(start, left), cv(start + left, len - left))
+    }
+    let (l, r) = merge(&cvs, group_log, 0, size);
+    Ok(*hazmat::merge_subtrees_root(&l, &r, Mode::Hash).as_bytes())
 }
 
 fn check_root(root: &[u8; 32], computed: [u8; 32]) -> Result<()> {
@@ -470,6 +547,63 @@ mod tests {
         }
         let failing = |_: &mut [u8], _: u64| Err(std::io::Error::other("bad sector"));
         assert!(hash_positioned(5 << 20, failing).is_err());
+    }
+
+    #[test]
+    fn the_root_from_group_hashes_reads_only_the_groups_not_known() {
+        let sizes = [
+            0usize,
+            1,
+            16 * 1024,
+            16 * 1024 + 1,
+            5 * 16 * 1024 + 3,
+            1 << 20,
+        ];
+        for size in sizes {
+            let blob = data(size);
+            let ob = Outboard::from_bytes(&blob);
+            for group_log in [14u8, 15, 18] {
+                let count = group_count(size as u64, group_log);
+                // Every other group's hash comes from its verification, the rest from reads.
+                let known: Vec<Option<Cv>> = (0..count)
+                    .map(|i| {
+                        let (start, len) = group_range(size as u64, group_log, i);
+                        let piece = &blob[start as usize..(start + len) as usize];
+                        let proof = ob.proof(group_log, i).unwrap();
+                        let cv =
+                            verify_group_cv(&ob.root(), size as u64, group_log, i, piece, &proof);
+                        (i % 2 == 1).then(|| cv.unwrap())
+                    })
+                    .collect();
+                let read = std::sync::atomic::AtomicU64::new(0);
+                let read_at = |buf: &mut [u8], at: u64| {
+                    read.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    let at = at as usize;
+                    buf.copy_from_slice(&blob[at..at + buf.len()]);
+                    Ok(())
+                };
+                let root = root_from_groups(size as u64, group_log, &known, read_at).unwrap();
+                assert_eq!(root, ob.root(), "size {size} log {group_log}");
+                let unknown: u64 = (0..count)
+                    .filter(|i| known[*i as usize].is_none())
+                    .map(|i| group_range(size as u64, group_log, i).1)
+                    .sum();
+                assert_eq!(read.into_inner(), unknown, "size {size} log {group_log}");
+                // A byte changed in a group that is read changes the root.
+                if size > 0 {
+                    let mut bad = blob.clone();
+                    bad[0] ^= 1;
+                    let read_bad = |buf: &mut [u8], at: u64| {
+                        let at = at as usize;
+                        buf.copy_from_slice(&bad[at..at + buf.len()]);
+                        Ok(())
+                    };
+                    let root = root_from_groups(size as u64, group_log, &known, read_bad);
+                    assert_ne!(root.unwrap(), ob.root(), "size {size} log {group_log}");
+                }
+            }
+        }
+        assert!(root_from_groups(1 << 20, 14, &[None], |_, _| Ok(())).is_err());
     }
 
     #[test]

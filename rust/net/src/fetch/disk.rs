@@ -2,13 +2,14 @@
 //! with a positioned write, mark it, and save the state (after an fsync) every
 //! `save_interval`, so progress reported is progress that survives a crash. A group that
 //! fails verification is reported to the scheduler, blamed on the provider that sent it, and
-//! never reaches the file.
+//! never reaches the file. Groups come in batches ([`super::queue`]): one wake-up for several.
 
 use super::options::Progress;
+use super::queue::DiskReceiver;
 use super::shared::{Fetch, Slot};
 use crate::error::{NetError, Result};
 use crate::storage::PartialDownload;
-use i6p_core::tree::verify_group;
+use i6p_core::tree::verify_group_cv;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -16,31 +17,24 @@ use std::time::Instant;
 /// Returns the download (with what was verified and saved) and the first error.
 pub(super) fn disk_stage(
     mut download: PartialDownload,
-    mut rx: tokio::sync::mpsc::Receiver<Slot>,
+    rx: DiskReceiver,
     fetch: &Fetch,
     cancelled: &AtomicBool,
 ) -> (PartialDownload, Result<()>) {
     let mut last_save = Instant::now();
     let mut run = || -> Result<()> {
-        while let Some(slot) = rx.blocking_recv() {
-            if cancelled.load(Ordering::Relaxed) {
-                break;
-            }
-            let (hash, size, log) = (&fetch.hash, fetch.size, fetch.group_log);
-            match verify_group(hash, size, log, slot.index, &slot.data, &slot.proof) {
-                Ok(()) => download
-                    .write_group(slot.index, &slot.data)
-                    .map_err(|e| io_error(e, "cannot write to the partial file", &download.dest))?,
-                Err(e) => fetch.fail(
-                    slot.provider,
-                    slot.index,
-                    format!("group {}: {e}", slot.index),
-                ),
-            }
-            fetch.pool.give(slot);
-            if last_save.elapsed() >= fetch.options.save_interval {
-                save(&mut download, &fetch.progress)?;
-                last_save = Instant::now();
+        let mut batch = Vec::new();
+        while rx.recv_batch(&mut batch) {
+            for slot in batch.drain(..) {
+                if cancelled.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                take(&mut download, fetch, slot)?;
+                rx.done(1);
+                if last_save.elapsed() >= fetch.options.save_interval {
+                    save(&mut download, &fetch.progress)?;
+                    last_save = Instant::now();
+                }
             }
         }
         Ok(())
@@ -49,6 +43,23 @@ pub(super) fn disk_stage(
     // Record what is durable even after a failure; the first error is the one to report.
     let saved = save(&mut download, &fetch.progress);
     (download, result.and(saved))
+}
+
+/// Verifies one group and writes it, or reports it failed; its buffer goes back to the pool.
+fn take(download: &mut PartialDownload, fetch: &Fetch, slot: Slot) -> Result<()> {
+    let (hash, size, log) = (&fetch.hash, fetch.size, fetch.group_log);
+    match verify_group_cv(hash, size, log, slot.index, &slot.data, &slot.proof) {
+        Ok(cv) => download
+            .write_group(slot.index, &slot.data, cv)
+            .map_err(|e| io_error(e, "cannot write to the partial file", &download.dest))?,
+        Err(e) => fetch.fail(
+            slot.provider,
+            slot.index,
+            format!("group {}: {e}", slot.index),
+        ),
+    }
+    fetch.pool.give(slot);
+    Ok(())
 }
 
 /// Saves the state and publishes durable progress.

@@ -28,8 +28,8 @@ use crate::error::{NetError, Result};
 use crate::session::Session;
 // What the FEC workers use of the fetch: kept in this one place.
 use super::{
-    no_stall, plain_request, read_answer_raw, worker as plain_worker, BatchProgress, Claim, Shared,
-    Slot, MIXED,
+    no_stall, plain_request, read_answer_raw, worker as plain_worker, BatchProgress, Claim,
+    DiskSender, Shared, MIXED,
 };
 use batch::Batch;
 use i6p_core::fec::{
@@ -141,7 +141,7 @@ pub(crate) fn shard_len(session: &Session, options: &FecOptions) -> Option<usize
 
 /// A FEC worker for one provider: batches of groups from the queue, each fetched with one
 /// FEC GET.
-pub(crate) async fn worker(shared: Arc<Shared>, tx: mpsc::Sender<Slot>) -> Result<()> {
+pub(crate) async fn worker(shared: Arc<Shared>, tx: DiskSender) -> Result<()> {
     let Some(options) = shared.options.fec else {
         return plain_worker(shared, tx).await;
     };
@@ -171,10 +171,7 @@ pub(crate) async fn worker(shared: Arc<Shared>, tx: mpsc::Sender<Slot>) -> Resul
 /// the rate it delivered its shards at in the batches before, so that a slow one does not
 /// hold up every stripe. Ends (leaving the queue to the next round) once combining has been
 /// given up; fails when no provider is left.
-pub(crate) async fn joint_worker(
-    providers: Vec<Arc<Shared>>,
-    tx: mpsc::Sender<Slot>,
-) -> Result<()> {
+pub(crate) async fn joint_worker(providers: Vec<Arc<Shared>>, tx: DiskSender) -> Result<()> {
     let Some(common) = providers.first().cloned() else {
         return Ok(());
     };

@@ -21,6 +21,7 @@
 mod disk;
 pub mod fec;
 mod options;
+mod queue;
 mod range;
 mod round;
 mod shared;
@@ -33,5 +34,6 @@ pub use range::fetch_range;
 pub use round::{fetch_from, fetch_to_file};
 pub use ticket::{fetch_ticket, fetch_tickets, MAX_DIAL_ADDRS_PER_FETCH};
 
-pub(crate) use shared::{BatchProgress, Claim, Shared, Slot, MIXED};
+pub(crate) use queue::DiskSender;
+pub(crate) use shared::{BatchProgress, Claim, Shared, MIXED};
 pub(crate) use worker::{no_stall, plain_request, read_answer_raw, worker};

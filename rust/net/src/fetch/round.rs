@@ -9,7 +9,8 @@
 
 use super::disk::{blocking, disk_stage, io_error};
 use super::options::{FetchOptions, FetchOutcome, Progress, ProviderOutcome};
-use super::shared::{CountFetched, Fetch, Shared, Slot, WorkerGuard, MIXED, PROVIDER_STALL};
+use super::queue::{disk_queue, DiskSender};
+use super::shared::{CountFetched, Fetch, Shared, WorkerGuard, MIXED, PROVIDER_STALL};
 use crate::error::{NetError, Result};
 use crate::session::Session;
 use crate::storage::{check_destination, PartialDownload};
@@ -234,7 +235,7 @@ async fn round(
         .schedule()
         .queue_missing(missing, plan.workers(live.len()), request_groups);
     let depth = (DISK_QUEUE_BYTES >> fetch.group_log).clamp(2, 64);
-    let (tx, rx) = tokio::sync::mpsc::channel(depth);
+    let (tx, rx) = disk_queue(depth);
     // If this future is dropped (the fetch cancelled), the disk stage stops at its next group
     // rather than writing what is queued after the caller has moved on.
     let cancelled = CancelOnDrop(Arc::new(AtomicBool::new(false)));
@@ -314,13 +315,7 @@ struct Workers {
 }
 
 impl Workers {
-    fn spawn(
-        &mut self,
-        fetch: &Arc<Fetch>,
-        live: &[Arc<Shared>],
-        plan: &Plan,
-        tx: tokio::sync::mpsc::Sender<Slot>,
-    ) {
+    fn spawn(&mut self, fetch: &Arc<Fetch>, live: &[Arc<Shared>], plan: &Plan, tx: DiskSender) {
         let everyone: Vec<usize> = live.iter().map(|p| p.provider).collect();
         for _ in 0..if plan.combine { FEC_REQUESTS } else { 0 } {
             let (providers, tx) = (live.to_vec(), tx.clone());

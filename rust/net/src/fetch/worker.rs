@@ -2,6 +2,7 @@
 //! into pooled buffers and handed to the disk stage. Which groups it asks for, and when it
 //! stops, the scheduler says (through [`Shared::next_claim`]).
 
+use super::queue::DiskSender;
 use super::shared::{Claim, Shared, Slot};
 use crate::control::write_frame_raw;
 use crate::error::{NetError, Result};
@@ -22,7 +23,7 @@ use std::time::Duration;
 /// flight. A worker reads its stream to the end before asking again: a request sent ahead
 /// on another stream whose data nobody reads yet could fill the connection's flow-control
 /// window and starve the stream being read.
-pub(crate) async fn worker(shared: Arc<Shared>, tx: tokio::sync::mpsc::Sender<Slot>) -> Result<()> {
+pub(crate) async fn worker(shared: Arc<Shared>, tx: DiskSender) -> Result<()> {
     while let Some(claim) = shared.next_claim()? {
         if !plain_request(&shared, &tx, &claim).await? {
             // The disk stage stopped; its own result says why.
@@ -36,7 +37,7 @@ pub(crate) async fn worker(shared: Arc<Shared>, tx: tokio::sync::mpsc::Sender<Sl
 /// stopped.
 pub(crate) async fn plain_request(
     shared: &Arc<Shared>,
-    tx: &tokio::sync::mpsc::Sender<Slot>,
+    tx: &DiskSender,
     claim: &Claim,
 ) -> Result<bool> {
     let (first, count) = (claim.first, claim.count);
@@ -53,7 +54,7 @@ pub(crate) async fn plain_request(
 async fn read_request(
     shared: &Arc<Shared>,
     session: &Session,
-    tx: &tokio::sync::mpsc::Sender<Slot>,
+    tx: &DiskSender,
     mut recv: quinn::RecvStream,
     claim: &Claim,
 ) -> Result<bool> {

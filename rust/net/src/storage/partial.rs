@@ -13,11 +13,13 @@
 //! is never replaced unless the caller asked for it, even if it appears while the fetch runs.
 
 mod cleanup;
+mod rehash;
 
 use super::file_error::{at, refuse, UnsafeFile};
 use i6p_core::partial::{max_state_len, TransferState};
-use i6p_core::tree::group_range;
+use i6p_core::tree::{group_count, group_range, Cv};
 use i6p_core::CoreError;
+use rehash::MAX_KEPT_HASHES;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
@@ -34,6 +36,10 @@ pub struct PartialDownload {
     pub state: TransferState,
     /// Bytes found already verified when the download was opened.
     pub reused_bytes: u64,
+    /// The hash of each group this handle verified and wrote (by index), kept when groups were
+    /// reused and there are at most [`MAX_KEPT_HASHES`] groups (empty otherwise): `finish`
+    /// then hashes only the reused groups again, not the ones verified in memory just now.
+    written: Vec<Option<Cv>>,
     /// Groups written since the last successful fsync: if that fsync fails they are unmarked,
     /// so no state ever records them.
     unsynced: Vec<u64>,
@@ -74,6 +80,7 @@ impl PartialDownload {
             part,
             state: fresh,
             reused_bytes: 0,
+            written: Vec::new(),
             unsynced: Vec::new(),
             failed: false,
             judged: false,
@@ -101,6 +108,10 @@ impl PartialDownload {
         }
         download.judged = true;
         download.reused_bytes = download.state.done_bytes();
+        let groups = group_count(size, download.state.group_log);
+        if download.reused_bytes > 0 && groups <= MAX_KEPT_HASHES {
+            download.written = vec![None; groups as usize];
+        }
         if fresh {
             download.save()?;
         }
@@ -108,11 +119,16 @@ impl PartialDownload {
     }
 
     /// Writes a verified group at its offset and marks it (durable only after [`Self::save`]).
-    pub fn write_group(&mut self, index: u64, data: &[u8]) -> io::Result<()> {
+    /// `cv` is the group's hash, as its verification computed it
+    /// ([`i6p_core::tree::verify_group_cv`]).
+    pub fn write_group(&mut self, index: u64, data: &[u8], cv: Cv) -> io::Result<()> {
         let (offset, _) = group_range(self.state.size, self.state.group_log, index);
         self.part
             .write_all_at(data, offset)
             .map_err(at(&self.part_path))?;
+        if let Some(slot) = self.written.get_mut(index as usize) {
+            *slot = Some(cv);
+        }
         if !self.state.has(index) {
             self.state.set(index);
             self.unsynced.push(index);
@@ -183,7 +199,10 @@ impl PartialDownload {
     ///
     /// Every group this handle wrote was verified in memory just before its write. Groups
     /// taken over from an earlier run were verified by that run, but the file may have changed
-    /// on disk since; so when any were reused, the whole file is hashed once more first.
+    /// on disk since; so when any were reused, they are read and hashed once more, and the
+    /// blob's root is recomputed from their hashes and those of the groups verified here
+    /// (which are not read again). With more than [`MAX_KEPT_HASHES`] groups, the whole file
+    /// is hashed instead.
     ///
     /// Without `overwrite`, an existing `DEST` (even one that appears while this runs) is left
     /// alone: the error is [`io::ErrorKind::AlreadyExists`] with the path as its message, and
@@ -200,10 +219,7 @@ impl PartialDownload {
         let part = at(&self.part_path);
         let hashed = (self.part.set_len(self.state.size))
             .and_then(|()| self.part.sync_all())
-            .and_then(|()| match self.reused_bytes {
-                0 => Ok(None),
-                _ => super::hash_file(&self.part).map(|ob| Some(ob.root())),
-            })
+            .and_then(|()| self.reused_root().map(|r| r.map(|(root, _)| root)))
             .map_err(part)?;
         if hashed.is_some_and(|root| root != self.state.root) {
             // Something on disk changed under us: start over rather than hand out bad data.
@@ -424,7 +440,7 @@ mod tests {
         let data = vec![7u8; 1 << 14];
         let root = *blake3::hash(&data).as_bytes();
         let mut first = PartialDownload::open(&dest, root, data.len() as u64, 14).unwrap();
-        first.write_group(0, &data).unwrap();
+        first.write_group(0, &data, root).unwrap();
         first.save().unwrap();
         // Another fetch of a different blob into the same destination waits for the lock...
         let other = dest.clone();
@@ -448,7 +464,7 @@ mod tests {
     fn complete(dest: &Path, data: &[u8]) -> PartialDownload {
         let root = *blake3::hash(data).as_bytes();
         let mut d = PartialDownload::open(dest, root, data.len() as u64, 14).unwrap();
-        d.write_group(0, data).unwrap();
+        d.write_group(0, data, root).unwrap();
         d.save().unwrap();
         d
     }
@@ -515,7 +531,7 @@ mod tests {
         let tmp = sibling(&dest, ".i6p-state.tmp");
         fs::remove_file(&tmp).unwrap();
         std::os::unix::fs::symlink(&victim, &tmp).unwrap();
-        d.write_group(0, &data).unwrap();
+        d.write_group(0, &data, root).unwrap();
         let e = d.save().expect_err("saved through a symlink");
         assert_eq!(refused(&e).path, tmp);
         assert_eq!(fs::read(&victim).unwrap(), original);
@@ -594,6 +610,51 @@ mod tests {
             .unwrap()
             .file_type()
             .is_symlink());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_resumed_download_hashes_again_only_the_groups_it_reused_and_catches_their_damage() {
+        use i6p_core::tree::{group_cv, Outboard};
+        let dir = scratch("resumed");
+        let data: Vec<u8> = (0..8u32 << 14).map(|i| (i % 251) as u8).collect();
+        let (size, root) = (data.len() as u64, Outboard::from_bytes(&data).root());
+        let group = |i: u64| &data[(i << 14) as usize..((i + 1) << 14) as usize];
+        for damaged in [false, true] {
+            let dest = dir.join(format!("dest-{damaged}"));
+            let mut first = PartialDownload::open(&dest, root, size, 14).unwrap();
+            for i in 0..3 {
+                first
+                    .write_group(i, group(i), group_cv(size, 14, i, group(i)))
+                    .unwrap();
+            }
+            first.save().unwrap();
+            drop(first);
+            let mut d = PartialDownload::open(&dest, root, size, 14).unwrap();
+            assert_eq!(d.reused_bytes, 3 << 14);
+            for i in 3..8 {
+                d.write_group(i, group(i), group_cv(size, 14, i, group(i)))
+                    .unwrap();
+            }
+            if damaged {
+                // A reused group changed on disk after the earlier run verified it.
+                d.part.write_all_at(&[data[5 << 10] ^ 1], 5 << 10).unwrap();
+            }
+            let (rehashed, read) = d.reused_root().unwrap().unwrap();
+            assert_eq!(read, 3 << 14, "only the reused groups are read again");
+            assert_eq!(rehashed == root, !damaged);
+            match d.finish(false) {
+                Ok(path) => assert_eq!(fs::read(path).unwrap(), data),
+                Err(e) => {
+                    assert!(damaged, "{e}");
+                    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+                    assert!(!dest.exists());
+                    // Nothing is trusted next time: the fetch starts over.
+                    let again = PartialDownload::open(&dest, root, size, 14).unwrap();
+                    assert_eq!(again.reused_bytes, 0);
+                }
+            }
+        }
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -4,7 +4,7 @@
 
 use super::router::{Route, Tagged};
 use super::{
-    open_request, read_frames, BatchProgress, Claim, Event, FecOptions, Opened, Shared, Slot,
+    open_request, read_frames, BatchProgress, Claim, DiskSender, Event, FecOptions, Opened, Shared,
     MIXED, ROUTE_QUEUE, TICK,
 };
 use crate::control::write_frame_raw;
@@ -170,10 +170,7 @@ impl Batch {
 
     /// Fetches the batch's groups; the rate each provider delivered shards at (bytes per
     /// second, by its place in the fetch), or `None` if the disk stage has stopped.
-    pub(super) async fn run(
-        mut self,
-        tx: &mpsc::Sender<Slot>,
-    ) -> Result<Option<Vec<(usize, f64)>>> {
+    pub(super) async fn run(mut self, tx: &DiskSender) -> Result<Option<Vec<(usize, f64)>>> {
         let (datagrams_tx, mut datagrams) = mpsc::channel(ROUTE_QUEUE);
         let Some((streams, shard_len)) = self.open(&datagrams_tx).await? else {
             return Ok(Some(Vec::new()));
@@ -313,7 +310,7 @@ impl Batch {
     }
 
     /// Carries out what the assembler asks. False if the disk stage has stopped.
-    async fn perform(&mut self, asm: &mut Assembler, tx: &mpsc::Sender<Slot>) -> Result<bool> {
+    async fn perform(&mut self, asm: &mut Assembler, tx: &DiskSender) -> Result<bool> {
         while let Some(action) = asm.poll_action() {
             match action {
                 Action::Loss {

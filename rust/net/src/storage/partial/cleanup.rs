@@ -87,7 +87,8 @@ mod tests {
         assert!(names(&dir).is_empty(), "left {:?}", names(&dir));
         // One verified group: part and state stay for the next fetch, the spare goes.
         let mut half = PartialDownload::open(&dest, root, data.len() as u64, 14).unwrap();
-        half.write_group(0, &data[..1 << 14]).unwrap();
+        let cv = i6p_core::tree::group_cv(data.len() as u64, 14, 0, &data[..1 << 14]);
+        half.write_group(0, &data[..1 << 14], cv).unwrap();
         half.save().unwrap();
         drop(half);
         assert_eq!(names(&dir), ["dest.i6p-part", "dest.i6p-state"]);
@@ -127,7 +128,7 @@ mod tests {
         let data = vec![9u8; 1 << 14];
         let root = *blake3::hash(&data).as_bytes();
         let mut d = PartialDownload::open(&dest, root, data.len() as u64, 14).unwrap();
-        d.write_group(0, &data).unwrap();
+        d.write_group(0, &data, root).unwrap();
         d.save().unwrap();
         assert_eq!(d.finish(false).unwrap(), dest);
         assert_eq!(names(&dir), ["dest"]);
