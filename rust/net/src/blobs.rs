@@ -16,7 +16,6 @@
 //! [`ErrorCode::SourceChanged`] until the file is added again.
 
 mod dir;
-mod read;
 mod source;
 
 pub use dir::Collection;
@@ -25,14 +24,13 @@ use crate::control::{codes, read_frame, write_frame_raw};
 use crate::limits::{Limits, RequestSlot, Requests, SLOT_WAIT};
 use crate::session::Session;
 use crate::storage::hash_file;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use i6p_core::codes::ErrorCode;
 use i6p_core::fec::FecRequest;
 use i6p_core::kinds::{FRAME_BLOB, FRAME_ERROR, FRAME_FEC_GET, FRAME_GET};
-use i6p_core::transfer::{encode_blob, GetRequest, TransferError};
+use i6p_core::transfer::{encode_blob, encode_group_header, GetRequest, TransferError};
 use i6p_core::tree::{group_range, Outboard, LEAF_LOG};
 use i6p_core::PeerId;
-use read::ReadAhead;
 use source::{OpenError, Opened, Source, Stamp};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -521,19 +519,36 @@ pub(crate) async fn serve_get(
     blob: Arc<Serving>,
     mut send: quinn::SendStream,
 ) {
-    let limits = &store.limits;
+    let (limits, faults) = (&store.limits, store.faults());
     // Group records are read ahead (positioned reads on the blocking pool, none of them
     // waiting on the network, up to the read-ahead in bytes) while earlier ones are sent.
     // QUIC keeps each record until the peer acknowledges it; a record it has dropped is
     // acknowledged, so it is counted as served and its buffer is reused.
     let log = get.group_log;
-    let mut reads = ReadAhead::new(get, blob.clone(), limits.read_ahead, store.faults());
+    let ahead = read_ahead_groups(limits.read_ahead, log);
+    let mut indexes = get
+        .ranges
+        .iter()
+        .flat_map(|&(first, count)| first..first + count);
+    let mut reading = VecDeque::with_capacity(ahead);
+    let mut free: Vec<BytesMut> = Vec::new();
     let mut unacked: VecDeque<(u64, Bytes)> = VecDeque::new();
     loop {
-        let (index, record) = match reads.next().await {
-            None => break,
-            Some((index, Ok(record))) => (index, record),
-            Some((_, Err(e))) => {
+        while reading.len() < ahead {
+            let Some(index) = indexes.next() else {
+                break;
+            };
+            let (blob, buf) = (blob.clone(), free.pop().unwrap_or_default());
+            let read =
+                tokio::task::spawn_blocking(move || read_record(&blob, log, index, faults, buf));
+            reading.push_back((index, read));
+        }
+        let Some((index, read)) = reading.pop_front() else {
+            break;
+        };
+        let record = match read.await.map_err(io::Error::other).and_then(|r| r) {
+            Ok(r) => r,
+            Err(e) => {
                 tracing::debug!(error = %e, "reading a group failed");
                 let _ = send.reset(quinn::VarInt::from_u32(codes::RESET_UNAVAILABLE));
                 return;
@@ -553,7 +568,7 @@ pub(crate) async fn serve_get(
             if let Some((index, record)) = unacked.pop_front() {
                 store.count_served(peer, &blob, log, index);
                 if let Ok(buf) = record.try_into_mut() {
-                    reads.free.push(buf);
+                    free.push(buf);
                 }
             }
         }
@@ -570,6 +585,15 @@ pub(crate) async fn serve_get(
             store.count_served(peer, &blob, log, index);
         }
     }
+}
+
+/// Most group records read ahead of the network per GET (fewer when groups are large: the
+/// read-ahead is bounded in bytes, at least one group).
+const MAX_READ_AHEAD: usize = 4;
+
+/// Groups of `2^group_log` bytes a request reads ahead within `bytes`.
+fn read_ahead_groups(bytes: usize, group_log: u8) -> usize {
+    (bytes >> group_log.min(63)).clamp(1, MAX_READ_AHEAD)
 }
 
 /// Whether a failed write was a stall (the requester took nothing for the timeout) or the
@@ -597,6 +621,45 @@ pub(crate) async fn write_progressing(
         }
     }
     Ok(())
+}
+
+/// Reads one group record into `buf` (header, proof and data together, so each record is a
+/// single write to QUIC).
+fn read_record(
+    blob: &Serving,
+    group_log: u8,
+    index: u64,
+    faults: u8,
+    mut buf: BytesMut,
+) -> io::Result<Bytes> {
+    let (offset, len) = group_range(blob.size(), group_log, index);
+    let mut proof = blob
+        .outboard
+        .proof(group_log, index)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    if faults & Faults::WRONG_PROOF != 0 {
+        if let Some(cv) = proof.first_mut() {
+            cv[0] ^= 1;
+        }
+    }
+    let claimed = index + u64::from(faults & Faults::WRONG_INDEX != 0);
+    let header = encode_group_header(claimed, &proof);
+    let total = header.len() + len as usize;
+    // A recycled buffer keeps its length: zeroes are written only the first time.
+    if buf.len() < total {
+        buf.resize(total, 0);
+    } else {
+        buf.truncate(total);
+    }
+    buf[..header.len()].copy_from_slice(&header);
+    let data = &mut buf[header.len()..];
+    blob.read_exact_at(data, offset)?;
+    if faults & Faults::FLIPPED_DATA != 0 {
+        if let Some(b) = data.first_mut() {
+            *b ^= 1;
+        }
+    }
+    Ok(buf.freeze())
 }
 
 #[cfg(test)]
