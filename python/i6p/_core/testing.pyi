@@ -48,10 +48,18 @@ def signed_hello(session: Session, capabilities: list[tuple[str, str]] | None = 
 def send_datagram(session: Session, data: bytes) -> None: ...
 def log_records_dropped() -> int: ...
 def bench_engine_stream(
-    total: int, block: int = ..., congestion: str = "cubic", window: str | None = None
+    total: int,
+    block: int = ...,
+    congestion: str = "cubic",
+    window: str | None = None,
+    max_udp_payload: int | None = None,
 ) -> Awaitable[float]: ...
 def bench_raw_quinn(
-    total: int, block: int = ..., congestion: str = "cubic", window: str | None = None
+    total: int,
+    block: int = ...,
+    congestion: str = "cubic",
+    window: str | None = None,
+    max_udp_payload: int | None = None,
 ) -> Awaitable[float]: ...
 def bench_session_stream(
     sender: Session, receiver: Session, total: int, streams: int = 1, sample: float = 0.05

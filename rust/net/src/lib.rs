@@ -27,6 +27,7 @@ pub mod fuzzing;
 pub mod limits;
 pub mod node;
 mod probe;
+pub mod mtu;
 mod protocols;
 pub mod reach;
 pub mod relay;
