@@ -27,7 +27,7 @@ async def sessions(provider: Node, fetcher: Node) -> tuple[Session, Session]:
 async def discovered(session: Session, above: int, seconds: float = 5.0) -> int:
     """Waits (bounded) until the session's MTU passes ``above``; returns the MTU reached."""
     deadline = time.monotonic() + seconds
-    while session.stats()["mtu"] <= above and time.monotonic() < deadline:
+    while session.stats()["mtu"] <= above and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     return session.stats()["mtu"]
 

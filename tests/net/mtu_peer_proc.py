@@ -3,8 +3,9 @@
 ``provide SIZE``: serves SIZE seeded random bytes, prints {"ticket", "hash"}, accepts sessions,
 and answers each ``stats`` line with the stats of the one that sent most, until ``quit``.
 ``fetch TICKET ADDR DEST``: connects to the ticket's provider at ADDR, waits (bounded) for
-its MTU to pass 8,000 and prints {"mtu"}, then on ``go`` fetches the blob verified and prints the result and
-the session's stats. Every wait is bounded; the process exits on ``quit`` or end of input.
+its MTU to pass 8,000 and prints {"mtu"}, then on ``go`` fetches the blob verified and prints
+the result and the session's stats. Every wait is bounded; the process exits on ``quit`` or
+end of input.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ async def line() -> str:
 
 async def provide(size: int) -> None:
     src = Path(sys.argv[3])
-    src.write_bytes(random.Random(7).randbytes(size))
+    await asyncio.to_thread(src.write_bytes, random.Random(7).randbytes(size))
     async with await Node.bind(Identity.generate(), "[::]:0") as node:
         blob = await node.add_path(src)
         say({"ticket": str(node.ticket(blob)), "hash": blob.hash, "port": node.port})
@@ -64,7 +65,7 @@ async def fetch(ticket_text: str, addr: str, dest: str) -> None:
                     raise
                 print(f"dial attempt {attempt} timed out", file=sys.stderr, flush=True)
         deadline = time.monotonic() + 10
-        while session.stats()["mtu"] <= 8000 and time.monotonic() < deadline:
+        while session.stats()["mtu"] <= 8000 and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         say({"mtu": session.stats()["mtu"]})
         if await line() != "go":

@@ -130,14 +130,14 @@ def transfer(
             sh("nft", "-f", "-", ns=middle, stdin=DROP_LARGE)
         fetcher.send("go")
         result = fetcher.read()
-        assert result["hash"] == offer["hash"]
+        assert result["hash"] == offer["hash"], result
         provider.send("stats")
         return connected, result, provider.read()
 
 
 def test_a_jumbo_link_carries_jumbo_packets(tmp_path: Path) -> None:
     with pair() as (a, b, addr):
-        connected, result, sent = transfer(a, b, addr, tmp_path)
+        connected, _, sent = transfer(a, b, addr, tmp_path)
     # Discovery went past 8,000 on both sides (8,952 is the link's payload), and the data
     # went in packets that large: 48 MiB in well under the 34,000 packets of 1,452 bytes.
     assert 8000 < connected["mtu"] <= 8952, connected
@@ -148,7 +148,7 @@ def test_a_jumbo_link_carries_jumbo_packets(tmp_path: Path) -> None:
 def test_a_middle_that_drops_large_packets_keeps_them_small(tmp_path: Path) -> None:
     with routed() as (a, b, r, addr):
         sh("nft", "-f", "-", ns=r, stdin=DROP_LARGE)
-        connected, result, sent = transfer(a, b, addr, tmp_path)
+        connected, _, sent = transfer(a, b, addr, tmp_path)
         counted = sh("nft", "list", "ruleset", ns=r)
     # Discovery tried above 1,500 (the probes died in the router) and stopped below it.
     assert 1200 <= connected["mtu"] <= 1452, connected
@@ -161,7 +161,7 @@ def test_a_black_hole_mid_path_falls_back_and_the_fetch_completes(tmp_path: Path
     over 1,500 bytes. The provider's large packets vanish, quinn takes the path for a black
     hole, falls back to 1,200 bytes, and the verified fetch completes."""
     with routed() as (a, b, r, addr):
-        connected, result, sent = transfer(a, b, addr, tmp_path, middle=r, drop_at_go=True)
+        connected, _, sent = transfer(a, b, addr, tmp_path, middle=r, drop_at_go=True)
     assert connected["mtu"] > 8000, connected
     assert sent["black_holes"] >= 1, sent
     assert sent["mtu"] <= 1500, sent

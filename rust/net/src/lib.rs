@@ -25,9 +25,9 @@ pub mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;
+pub mod mtu;
 pub mod node;
 mod probe;
-pub mod mtu;
 mod protocols;
 pub mod reach;
 pub mod relay;

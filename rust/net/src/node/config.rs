@@ -101,6 +101,15 @@ impl NodeConfig {
         caps
     }
 
+    /// This configuration with its payload bound fixed, read from the interfaces once: the
+    /// endpoint and every connection's discovery must agree on it.
+    pub(crate) fn resolved(self) -> Self {
+        Self {
+            max_udp_payload: Some(self.udp_payload()),
+            ..self
+        }
+    }
+
     /// The payload bound: the configured one (within QUIC's limits), or this host's.
     pub fn udp_payload(&self) -> u16 {
         self.max_udp_payload

@@ -92,9 +92,7 @@ struct NodeInner {
 impl Node {
     /// Binds a UDP socket at `addr` and starts accepting sessions. Must run inside tokio.
     pub fn bind(identity: Identity, addr: SocketAddr, config: NodeConfig) -> Result<Self> {
-        let mut config = config;
-        // Resolved once: the endpoint and every connection's discovery must agree.
-        config.max_udp_payload = Some(config.udp_payload());
+        let mut config = config.resolved();
         relayed::announce(&mut config);
         let crypto = NodeCrypto::new(&identity, &config)?;
         let (server_sessions, sessions) = (crypto.server_sessions.clone(), crypto.sessions.clone());
@@ -211,7 +209,10 @@ impl Node {
         let socket = bind_socket(addr)?;
         self.inner.buffers.replace(&socket)?;
         let endpoint = self.endpoint()?;
-        endpoint.rebind_abstract(BatchSizedSocket::wrap(socket, self.inner.config.udp_payload())?)?;
+        endpoint.rebind_abstract(BatchSizedSocket::wrap(
+            socket,
+            self.inner.config.udp_payload(),
+        )?)?;
         let local = endpoint.local_addr()?;
         if let Ok(mut a) = self.inner.local_addr.write() {
             *a = local;
