@@ -4,7 +4,8 @@ stdin closes, then prints its figures; ``python benches/peer.py fetch TICKET DES
 once and prints its figures; ``python benches/peer.py floor DIR SIZE`` prints the CPU-seconds
 per GB of hashing SIZE bytes, writing them into a new file in DIR and reading them back.
 Figures are one JSON line: cpu_s (process CPU during the
-transfer), peak_rss (bytes), and for fetch seconds and hash."""
+transfer), peak_rss (bytes), and for fetch seconds and hash. I6P_BENCH_MAX_UDP_PAYLOAD sets
+both nodes' ``max_udp_payload`` (unset: the host's bound, as a node's default)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from i6p import Identity, Node
 from i6p._core import testing
 
 MiB = 1 << 20
+_PAYLOAD = os.environ.get("I6P_BENCH_MAX_UDP_PAYLOAD")
+MAX_UDP_PAYLOAD = int(_PAYLOAD) if _PAYLOAD else None
 
 
 def _peak_rss() -> int:
@@ -27,7 +30,9 @@ def _peak_rss() -> int:
 
 
 async def provide(path: str) -> None:
-    async with await Node.bind(Identity.generate(), "[::1]:0") as node:
+    async with await Node.bind(
+        Identity.generate(), "[::1]:0", max_udp_payload=MAX_UDP_PAYLOAD
+    ) as node:
         blob = await node.add_path(path)
         print(json.dumps({"ticket": str(node.ticket(blob))}), flush=True)
         cpu = time.process_time()  # hashing the file is not part of serving it
@@ -38,7 +43,7 @@ async def provide(path: str) -> None:
 
 
 async def fetch(ticket: str, dest: str) -> None:
-    async with await Node.bind(Identity.generate()) as node:
+    async with await Node.bind(Identity.generate(), max_udp_payload=MAX_UDP_PAYLOAD) as node:
         cpu = time.process_time()
         result = await node.fetch(ticket, dest, overwrite=True)
         cpu = time.process_time() - cpu

@@ -15,6 +15,10 @@ from .conftest import NodeFactory
 from .impair_relay import ImpairRelay
 from .test_transfer import GROUP, assert_refused, b3_file, raw_provider_session, write_random
 
+# An Ethernet-sized packet bound: the impair relay on ::1 stands for an Internet path, whose
+# packets (and so FEC shards) are this size, not loopback's.
+ORDINARY = 1452
+
 
 @pytest.mark.parametrize(
     "size", [1, GROUP - 1, GROUP + 1, 5 * GROUP + 12345], ids=["1", "group-1", "group+1", "odd"]
@@ -36,8 +40,10 @@ async def test_fec_fetch_through_five_percent_loss(make_node: NodeFactory, tmp_p
     src, dest = tmp_path / "src", tmp_path / "dest"
     size = 24 << 20
     expected = write_random(src, size)
-    # BBR: CUBIC takes random loss for congestion and crawls at 5 % in either mode.
-    provider, fetcher = await make_node(congestion="bbr"), await make_node(congestion="bbr")
+    # BBR: CUBIC takes random loss for congestion and crawls at 5 % in either mode. The
+    # fetcher advertises an Ethernet-sized bound: the relay stands for an Internet path.
+    provider = await make_node(congestion="bbr")
+    fetcher = await make_node(congestion="bbr", max_udp_payload=ORDINARY)
     blob = await provider.add_path(src)
     async with ImpairRelay(
         f"[::1]:{provider.port}", delay_ms=5, loss=0.05, seed=7, max_seconds=120
@@ -67,7 +73,7 @@ async def test_three_providers_one_killed_one_corrupt(
     size = 32 << 20
     expected = write_random(src, size)
     honest, doomed, liar = await make_node(), await make_node(), await make_node()
-    fetcher = await make_node()
+    fetcher = await make_node(max_udp_payload=ORDINARY)
     testing.set_provider_faults(liar._core, testing.FLIPPED_DATA)
     killed: list[asyncio.Task[None]] = []
 
@@ -120,7 +126,8 @@ async def test_a_fast_provider_takes_over_a_slow_ones_batches(
     src, dest = tmp_path / "src", tmp_path / "dest"
     size = 16 << 20
     expected = write_random(src, size)
-    fast, slow, fetcher = await make_node(), await make_node(), await make_node()
+    fast, slow = await make_node(), await make_node()
+    fetcher = await make_node(max_udp_payload=ORDINARY)
     async with contextlib.AsyncExitStack() as stack:
         tickets = [fast.ticket(await fast.add_path(src))]
         blob = await slow.add_path(src)
@@ -147,7 +154,7 @@ async def test_any_k_shards_from_several_providers_rebuild_a_stripe(
     size = 12 << 20
     expected = write_random(src, size)
     one, two = await make_node(congestion="bbr"), await make_node(congestion="bbr")
-    fetcher = await make_node(congestion="bbr")
+    fetcher = await make_node(congestion="bbr", max_udp_payload=ORDINARY)
     async with contextlib.AsyncExitStack() as stack:
         tickets = []
         for seed, node in enumerate((one, two)):

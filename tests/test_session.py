@@ -73,6 +73,8 @@ async def test_ping_and_stats(pair: tuple[Session, Session]) -> None:
         "packets_received",
         "packets_lost",
         "bytes_lost",
+        "mtu",
+        "black_holes",
     }
 
 

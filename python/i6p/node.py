@@ -89,6 +89,7 @@ class Node:
         coordinate: bool = True,
         dial_back: bool = True,
         upgrade: bool = True,
+        max_udp_payload: int | None = None,
     ) -> Node:
         """Binds a UDP socket (dual-stack on ``[::]``) and starts accepting sessions.
 
@@ -152,6 +153,12 @@ class Node:
         object included) reach the direct session from then on, ``route`` says so, and a
         fetch running on it takes its next request there (requests in flight finish on the
         relay, so nothing is fetched twice); the relayed session closes once quiet.
+
+        Packet sizes: path MTU discovery tries UDP payloads up to ``max_udp_payload`` bytes,
+        and the node advertises it to peers (discovery never exceeds what the peer
+        advertises). By default it is the largest MTU among the host's interfaces less the
+        IPv6 and UDP headers (65,488 on loopback, 8,952 with jumbo frames); each path then
+        finds its own size (``Session.stats()["mtu"]``). 1,452 restores QUIC's usual bound.
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(
@@ -174,6 +181,7 @@ class Node:
             coordinate=coordinate,
             dial_back=dial_back,
             upgrade=upgrade,
+            max_udp_payload=max_udp_payload,
         )
         return cls(core, identity)
 
@@ -207,6 +215,11 @@ class Node:
         address); its sessions continue over the new path (QUIC connection migration), and
         transfers in progress complete. Returns the new local address."""
         return self._core.rebind(await resolve(addr))
+
+    @property
+    def max_udp_payload(self) -> int:
+        """The largest UDP payload path MTU discovery tries and the node advertises."""
+        return self._core.max_udp_payload
 
     @property
     def early_requests(self) -> int:

@@ -30,6 +30,11 @@ class SessionStats(TypedDict):
     packets_received: int
     packets_lost: int
     bytes_lost: int
+    mtu: int
+    """The largest UDP payload this side sends on the path now (path MTU discovery's
+    finding; 1,200 after a black hole)."""
+    black_holes: int
+    """Times the path was taken for a black hole (its large packets lost) and fell back."""
 
 
 class Stream:

@@ -50,10 +50,18 @@ def send_datagram(session: Session, data: bytes) -> None: ...
 def log_records_dropped() -> int: ...
 def set_stream_fast_path(on: bool) -> None: ...
 def bench_engine_stream(
-    total: int, block: int = ..., congestion: str = "cubic", window: str | None = None
+    total: int,
+    block: int = ...,
+    congestion: str = "cubic",
+    window: str | None = None,
+    max_udp_payload: int | None = None,
 ) -> Awaitable[float]: ...
 def bench_raw_quinn(
-    total: int, block: int = ..., congestion: str = "cubic", window: str | None = None
+    total: int,
+    block: int = ...,
+    congestion: str = "cubic",
+    window: str | None = None,
+    max_udp_payload: int | None = None,
 ) -> Awaitable[float]: ...
 def bench_session_stream(
     sender: Session, receiver: Session, total: int, streams: int = 1, sample: float = 0.05

@@ -36,10 +36,10 @@ fn endpoint(
     // The same socket and initial buffers as a node's (on ::1 its tuner never grows them).
     let socket = bind_socket(loopback(0))?;
     crate::socket::SocketBuffers::new(&socket)?;
-    let endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
+    let endpoint = quinn::Endpoint::new_with_abstract_socket(
+        config.endpoint_config()?,
         server,
-        socket,
+        crate::mtu::BatchSizedSocket::wrap(socket, config.udp_payload())?,
         Arc::new(quinn::TokioRuntime),
     )?;
     Ok((endpoint, transport))

@@ -19,7 +19,7 @@ use crate::session::Session;
 use i6p_core::fec::{
     decode_repair, encode_shape, encode_stripe_header, stripe_runs, FecRequest, LossReport,
     Redundancy, SendSchedule, Transmit, FRAME_FEC_END, FRAME_FEC_SHAPE, FRAME_LOSS, FRAME_PROOF,
-    FRAME_REPAIR, FRAME_STRIPE, MIN_SHARD_LEN, REPAIR_QUEUE, SHARD_HEADER_LEN,
+    FRAME_REPAIR, FRAME_STRIPE, MAX_SHARD_LEN, MIN_SHARD_LEN, REPAIR_QUEUE, SHARD_HEADER_LEN,
 };
 use i6p_core::transfer::encode_group_header;
 use shards::{send_junk, ShardSender};
@@ -179,11 +179,25 @@ fn fit_shard_len(conn: &quinn::Connection, asked: usize) -> usize {
     let Some(max) = conn.max_datagram_size() else {
         return asked;
     };
-    // Sized for the smallest MTU QUIC allows, so that the shards still fit when the path's
-    // MTU estimate falls back (quinn takes bursts of random loss for a black hole).
-    let above_min = usize::from(conn.stats().path.current_mtu).saturating_sub(MIN_MTU);
-    let fits = max.saturating_sub(above_min + SHARD_HEADER_LEN + STREAM_ROOM) / 16 * 16;
-    asked.min(fits).max(MIN_SHARD_LEN)
+    shard_len_for(asked, max, conn.stats().path.current_mtu)
+}
+
+/// The shard size for a path whose datagrams carry `max_datagram` bytes at an MTU of
+/// `current_mtu`. Once discovery has taken the path past an Ethernet frame, shards follow it
+/// (a jumbo LAN, loopback: fewer, larger packets). On an ordinary path they are sized for the
+/// smallest MTU QUIC allows, so that they still fit when the MTU estimate falls back: quinn
+/// may take bursts of random loss, FEC's own territory, for a black hole. A large path that
+/// falls back mid-request sends its remaining stripes over the stream (see `drive`); the next
+/// request sizes its shards afresh. Always within the FEC limits of `core`.
+fn shard_len_for(asked: usize, max_datagram: usize, current_mtu: u16) -> usize {
+    let current_mtu = usize::from(current_mtu);
+    let above_min = if current_mtu > usize::from(crate::mtu::DEFAULT_PAYLOAD) {
+        0
+    } else {
+        current_mtu.saturating_sub(MIN_MTU)
+    };
+    let fits = max_datagram.saturating_sub(above_min + SHARD_HEADER_LEN + STREAM_ROOM) / 16 * 16;
+    asked.min(fits).clamp(MIN_SHARD_LEN, MAX_SHARD_LEN)
 }
 
 /// A PROOF frame per requested group; false if the stream failed or timed out.
@@ -443,5 +457,32 @@ pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// quinn's datagram room at a given MTU (its packet overhead on a short header).
+    fn room(mtu: u16) -> usize {
+        usize::from(mtu) - 42
+    }
+
+    #[test]
+    fn shards_follow_large_paths_and_stay_small_on_ordinary_ones() {
+        // Ordinary path: sized for 1,200 whatever the discovered MTU up to 1,452.
+        let small = shard_len_for(MAX_SHARD_LEN, room(1452), 1452);
+        assert_eq!(small, shard_len_for(MAX_SHARD_LEN, room(1200), 1200));
+        assert!(small + SHARD_HEADER_LEN <= room(1200), "{small}");
+        // A jumbo LAN and loopback: shards as large as the datagram, less the stream's room.
+        let jumbo = shard_len_for(MAX_SHARD_LEN, room(8952), 8952);
+        assert!(jumbo > 8000 && jumbo + SHARD_HEADER_LEN + STREAM_ROOM <= room(8952));
+        let lo = shard_len_for(MAX_SHARD_LEN, room(65_488), 65_488);
+        assert!(lo > 60_000 && lo <= MAX_SHARD_LEN, "{lo}");
+        // Never above what was asked, never outside core's bounds, 16-byte aligned.
+        assert_eq!(shard_len_for(4096, room(8952), 8952), 4096);
+        assert_eq!(shard_len_for(4096, 100, 1200), MIN_SHARD_LEN);
+        assert_eq!(jumbo % 16, 0);
     }
 }

@@ -27,6 +27,7 @@ pub mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;
+pub mod mtu;
 pub mod node;
 mod probe;
 mod protocols;

@@ -84,7 +84,7 @@ impl Node {
 impl Node {
     /// Binds a node; returns an awaitable for it.
     #[staticmethod]
-    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, liveness=None, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true, relay=false, coordinate=true, dial_back=true, upgrade=true))]
+    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, liveness=None, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true, relay=false, coordinate=true, dial_back=true, upgrade=true, max_udp_payload=None))]
     #[allow(clippy::too_many_arguments)]
     fn bind<'py>(
         py: Python<'py>,
@@ -107,6 +107,7 @@ impl Node {
         coordinate: bool,
         dial_back: bool,
         upgrade: bool,
+        max_udp_payload: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let addr = parse_addr(addr).map_err(to_py)?;
         let config = NodeConfig {
@@ -134,6 +135,7 @@ impl Node {
             coordinate,
             dial_back,
             upgrade,
+            max_udp_payload: max_udp_payload.map(udp_payload).transpose()?,
             ..NodeConfig::default()
         };
         config.windows.validate().map_err(to_py)?;
@@ -393,6 +395,12 @@ impl Node {
         self.inner.is_public()
     }
 
+    /// The largest UDP payload this node's path MTU discovery tries and advertises.
+    #[getter]
+    fn max_udp_payload(&self) -> u16 {
+        self.inner.max_udp_payload()
+    }
+
     /// Requests this node served as 0-RTT early data, over all its sessions.
     #[getter]
     fn early_requests(&self) -> u64 {
@@ -491,4 +499,10 @@ impl Node {
             Ok(())
         }
     }
+}
+
+/// A `max_udp_payload` argument: QUIC's limits (1,200..=65,527 bytes).
+pub(crate) fn udp_payload(value: &Bound<'_, PyAny>) -> PyResult<u16> {
+    let (lo, hi) = (i6p_net::mtu::MIN_PAYLOAD, i6p_net::mtu::MAX_PAYLOAD);
+    Ok(int_in("max_udp_payload", value, lo.into(), hi.into())? as u16)
 }

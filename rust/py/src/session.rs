@@ -270,6 +270,8 @@ impl Session {
         d.set_item("packets_received", s.packets_received)?;
         d.set_item("packets_lost", s.packets_lost)?;
         d.set_item("bytes_lost", s.bytes_lost)?;
+        d.set_item("mtu", s.mtu)?;
+        d.set_item("black_holes", s.black_holes)?;
         Ok(d)
     }
 

@@ -57,6 +57,10 @@ pub struct NodeConfig {
     /// A relayed session this node dialed keeps trying for a direct path through its relay
     /// (as coordinator), and moves there when one forms (see `node::upgrade`).
     pub upgrade: bool,
+    /// The largest UDP payload path MTU discovery tries, and the one the node advertises
+    /// (`max_udp_payload_size`): None takes the largest interface MTU less the IPv6 and UDP
+    /// headers (see [`crate::mtu`]), resolved when the node binds.
+    pub max_udp_payload: Option<u16>,
 }
 
 impl Default for NodeConfig {
@@ -80,6 +84,7 @@ impl Default for NodeConfig {
             relay_testing: crate::relay::RelayTesting::default(),
             coordinate: true,
             upgrade: true,
+            max_udp_payload: None,
         }
     }
 }
@@ -94,6 +99,32 @@ impl NodeConfig {
             caps.push(("coordinate".into(), "1".into()));
         }
         caps
+    }
+
+    /// This configuration with its payload bound fixed, read from the interfaces once: the
+    /// endpoint and every connection's discovery must agree on it.
+    pub(crate) fn resolved(self) -> Self {
+        Self {
+            max_udp_payload: Some(self.udp_payload()),
+            ..self
+        }
+    }
+
+    /// The payload bound: the configured one (within QUIC's limits), or this host's.
+    pub fn udp_payload(&self) -> u16 {
+        self.max_udp_payload
+            .map(|p| p.clamp(crate::mtu::MIN_PAYLOAD, crate::mtu::MAX_PAYLOAD))
+            .unwrap_or_else(crate::mtu::local_payload_bound)
+    }
+
+    /// The endpoint's settings: the payload bound advertised to peers, since quinn's
+    /// discovery never goes past what the peer advertises.
+    pub(crate) fn endpoint_config(&self) -> Result<quinn::EndpointConfig> {
+        let mut config = quinn::EndpointConfig::default();
+        config
+            .max_udp_payload_size(self.udp_payload())
+            .map_err(|e| NetError::Config(format!("max UDP payload: {e}")))?;
+        Ok(config)
     }
 }
 
@@ -112,6 +143,9 @@ pub(crate) fn transport_config(config: &NodeConfig) -> Result<TransportConfig> {
     // short enough that a request's END does not overtake its shards by much.
     t.datagram_receive_buffer_size(Some(8 << 20));
     t.datagram_send_buffer_size(256 << 10);
+    let mut discovery = quinn::MtuDiscoveryConfig::default();
+    discovery.upper_bound(config.udp_payload());
+    t.mtu_discovery_config(Some(discovery));
     config.windows.validate()?;
     crate::transport::apply(&mut t, config.congestion, config.windows);
     Ok(t)

@@ -29,6 +29,7 @@ use crate::addr;
 use crate::blobs::BlobStore;
 use crate::error::{NetError, Result};
 use crate::limits::{Connections, Limits};
+use crate::mtu::BatchSizedSocket;
 use crate::resume::{PeerSessions, ServerConfigs, ServerSessions};
 use crate::session::{now_ms, Established, ProtocolHandler, Protocols, Session};
 use crate::socket::SocketBuffers;
@@ -93,16 +94,16 @@ struct NodeInner {
 impl Node {
     /// Binds a UDP socket at `addr` and starts accepting sessions. Must run inside tokio.
     pub fn bind(identity: Identity, addr: SocketAddr, config: NodeConfig) -> Result<Self> {
-        let mut config = config;
+        let mut config = config.resolved();
         relayed::announce(&mut config);
         let crypto = NodeCrypto::new(&identity, &config)?;
         let (server_sessions, sessions) = (crypto.server_sessions.clone(), crypto.sessions.clone());
         let socket = bind_socket(addr)?;
         let buffers = Arc::new(SocketBuffers::new(&socket)?);
-        let endpoint = Endpoint::new(
-            quinn::EndpointConfig::default(),
+        let endpoint = Endpoint::new_with_abstract_socket(
+            config.endpoint_config()?,
             Some(crypto.server.clone()),
-            socket,
+            BatchSizedSocket::wrap(socket, config.udp_payload())?,
             Arc::new(quinn::TokioRuntime),
         )?;
         let closed = Arc::new(AtomicBool::new(false));
@@ -210,13 +211,21 @@ impl Node {
         let socket = bind_socket(addr)?;
         self.inner.buffers.replace(&socket)?;
         let endpoint = self.endpoint()?;
-        endpoint.rebind(socket)?;
+        endpoint.rebind_abstract(BatchSizedSocket::wrap(
+            socket,
+            self.inner.config.udp_payload(),
+        )?)?;
         let local = endpoint.local_addr()?;
         if let Ok(mut a) = self.inner.local_addr.write() {
             *a = local;
         }
         self.inner.reach.reset(local);
         Ok(local)
+    }
+
+    /// The largest UDP payload this node's path MTU discovery tries and advertises to peers.
+    pub fn max_udp_payload(&self) -> u16 {
+        self.inner.config.udp_payload()
     }
 
     /// Requests this node served as early data (before their session's handshake completed).

@@ -58,6 +58,11 @@ pub struct SessionStats {
     pub packets_lost: u64,
     /// Bytes in packets declared lost.
     pub bytes_lost: u64,
+    /// The largest UDP payload this side sends on the path now (quinn's current MTU: found by
+    /// path MTU discovery, 1,200 after a black hole).
+    pub mtu: u16,
+    /// Times the path was taken for a black hole (large packets lost) and fell back.
+    pub black_holes: u64,
 }
 
 /// One end of a session. Cheap to clone; all clones are the same session.
@@ -470,6 +475,8 @@ impl Session {
             packets_received: s.udp_rx.datagrams,
             packets_lost: s.path.lost_packets,
             bytes_lost: s.path.lost_bytes,
+            mtu: s.path.current_mtu,
+            black_holes: s.path.black_holes_detected,
         }
     }
 

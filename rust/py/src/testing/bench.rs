@@ -1,7 +1,7 @@
 //! Engine-only reference measurements that benchmarks compare the Python API against.
 
 use crate::errors::to_py;
-use crate::node::windows;
+use crate::node::{udp_payload, windows};
 use crate::runtime::future;
 use crate::session::Session;
 use i6p_net::transport::Congestion;
@@ -9,10 +9,16 @@ use i6p_net::NodeConfig;
 use pyo3::prelude::*;
 use std::time::Duration;
 
-fn config(congestion: &str, window: Option<&str>) -> PyResult<NodeConfig> {
+/// The benches' node settings; `max_udp_payload` None: the host's bound, as a node's.
+fn config(
+    congestion: &str,
+    window: Option<&str>,
+    max_udp_payload: Option<&Bound<'_, PyAny>>,
+) -> PyResult<NodeConfig> {
     Ok(NodeConfig {
         congestion: Congestion::parse(congestion).map_err(to_py)?,
         windows: windows(window, None)?,
+        max_udp_payload: max_udp_payload.map(udp_payload).transpose()?,
         ..NodeConfig::default()
     })
 }
@@ -29,15 +35,16 @@ where
 
 /// Seconds to move `total` bytes over one stream between two nodes, entirely in Rust.
 #[pyfunction]
-#[pyo3(signature = (total, block=1 << 20, congestion="cubic", window=None))]
+#[pyo3(signature = (total, block=1 << 20, congestion="cubic", window=None, max_udp_payload=None))]
 pub(crate) fn bench_engine_stream<'py>(
     py: Python<'py>,
     total: u64,
     block: usize,
     congestion: &str,
     window: Option<&str>,
+    max_udp_payload: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let config = config(congestion, window)?;
+    let config = config(congestion, window, max_udp_payload)?;
     seconds(py, async move {
         i6p_net::bench::stream_transfer(total, block, &config).await
     })
@@ -46,15 +53,16 @@ pub(crate) fn bench_engine_stream<'py>(
 /// Seconds to move `total` bytes over one stream of a bare quinn connection (the baseline:
 /// same quinn, rustls, TLS identities, transport settings and sockets as the engine).
 #[pyfunction]
-#[pyo3(signature = (total, block=1 << 20, congestion="cubic", window=None))]
+#[pyo3(signature = (total, block=1 << 20, congestion="cubic", window=None, max_udp_payload=None))]
 pub(crate) fn bench_raw_quinn<'py>(
     py: Python<'py>,
     total: u64,
     block: usize,
     congestion: &str,
     window: Option<&str>,
+    max_udp_payload: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let config = config(congestion, window)?;
+    let config = config(congestion, window, max_udp_payload)?;
     seconds(py, async move {
         i6p_net::bench::raw_quinn_stream(total, block, &config).await
     })
