@@ -5,7 +5,7 @@ once and prints its figures; ``python benches/peer.py floor DIR SIZE`` prints th
 per GB of hashing SIZE bytes, writing them into a new file in DIR and reading them back.
 Figures are one JSON line: cpu_s (process CPU during the
 transfer), peak_rss (bytes), and for fetch seconds and hash. I6P_BENCH_MAX_UDP_PAYLOAD sets
-both nodes' ``max_udp_payload`` (unset: the host's bound, as a node's default)."""
+both nodes' ``max_udp_payload`` (unset: "auto", the host's bound)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from i6p._core import testing
 
 MiB = 1 << 20
 _PAYLOAD = os.environ.get("I6P_BENCH_MAX_UDP_PAYLOAD")
-MAX_UDP_PAYLOAD = int(_PAYLOAD) if _PAYLOAD else None
+MAX_UDP_PAYLOAD: int | str = int(_PAYLOAD) if _PAYLOAD else "auto"
 
 
 def _peak_rss() -> int:

@@ -7,12 +7,13 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
 from i6p import Node, Session
 
 from .conftest import NodeFactory
 from .test_transfer import b3_file, write_random
 
-# What a node advertises on this host by default: loopback's MTU less IPv6 and UDP headers.
+# What a node advertises here with max_udp_payload="auto": loopback's MTU less IPv6 and UDP headers.
 LOOPBACK_PAYLOAD = 65_536 - 48
 
 
@@ -33,10 +34,13 @@ async def discovered(session: Session, above: int, seconds: float = 5.0) -> int:
 
 
 async def test_nodes_advertise_their_largest_interface_mtu(make_node: NodeFactory) -> None:
-    node = await make_node()
+    node = await make_node(max_udp_payload="auto")
     assert node.max_udp_payload == LOOPBACK_PAYLOAD
-    ordinary = await make_node(max_udp_payload=1452)
+    # Large packets are opt-in (see Node.bind): by default an Ethernet frame.
+    ordinary = await make_node()
     assert ordinary.max_udp_payload == 1452
+    with pytest.raises(ValueError, match="max_udp_payload"):
+        await make_node(max_udp_payload=1000)
 
 
 async def test_a_loopback_fetch_in_large_packets_never_takes_a_black_hole(
@@ -48,7 +52,8 @@ async def test_a_loopback_fetch_in_large_packets_never_takes_a_black_hole(
     src, dest = tmp_path / "src", tmp_path / "dest"
     size = 128 << 20
     expected = write_random(src, size)
-    provider, fetcher = await make_node(), await make_node()
+    provider = await make_node(max_udp_payload="auto")
+    fetcher = await make_node(max_udp_payload="auto")
     ticket = provider.ticket(await provider.add_path(src))
     ours, theirs = await sessions(provider, fetcher)
     assert await discovered(theirs, 60_000) > 60_000
@@ -69,7 +74,8 @@ async def test_an_ordinary_bound_keeps_ordinary_packets(
     goes no further than the other advertises)."""
     src, dest = tmp_path / "src", tmp_path / "dest"
     expected = write_random(src, 8 << 20)
-    provider, fetcher = await make_node(), await make_node(max_udp_payload=1452)
+    provider = await make_node(max_udp_payload="auto")
+    fetcher = await make_node(max_udp_payload=1452)
     ticket = provider.ticket(await provider.add_path(src))
     ours, theirs = await sessions(provider, fetcher)
     result = await fetcher.fetch(ticket, dest)
@@ -85,19 +91,19 @@ async def test_fec_shards_follow_the_discovered_mtu(make_node: NodeFactory, tmp_
     size = 16 << 20
     src = tmp_path / "src"
     expected = write_random(src, size)
-    received = {}
-    for bound in (None, 1452):
+    received: dict[object, int] = {}
+    for bound in ("auto", 1452):
         dest = tmp_path / f"dest-{bound}"
-        provider = await make_node()
+        provider = await make_node(max_udp_payload="auto")
         fetcher = await make_node(max_udp_payload=bound)
         ticket = provider.ticket(await provider.add_path(src))
         _, theirs = await sessions(provider, fetcher)
-        await discovered(theirs, 60_000 if bound is None else 1451)
+        await discovered(theirs, 60_000 if bound == "auto" else 1451)
         result = await fetcher.fetch(ticket, dest, mode="fec")
         assert result.hash == expected and b3_file(dest) == expected
         assert result.fec is not None
         received[bound] = result.fec.shards_received
     # Shards of about 65,000 bytes: at least the data's 258 of them, at most about twice that
     # with parity. Ordinary shards: over 13,000 for the same data.
-    assert size // 65_000 <= received[None] < size // 20_000, received
+    assert size // 65_000 <= received["auto"] < size // 20_000, received
     assert received[1452] > size // 1_300, received

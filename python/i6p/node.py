@@ -89,7 +89,7 @@ class Node:
         coordinate: bool = True,
         dial_back: bool = True,
         upgrade: bool = True,
-        max_udp_payload: int | None = None,
+        max_udp_payload: int | str | None = None,
     ) -> Node:
         """Binds a UDP socket (dual-stack on ``[::]``) and starts accepting sessions.
 
@@ -156,9 +156,12 @@ class Node:
 
         Packet sizes: path MTU discovery tries UDP payloads up to ``max_udp_payload`` bytes,
         and the node advertises it to peers (discovery never exceeds what the peer
-        advertises). By default it is the largest MTU among the host's interfaces less the
-        IPv6 and UDP headers (65,488 on loopback, 8,952 with jumbo frames); each path then
-        finds its own size (``Session.stats()["mtu"]``). 1,452 restores QUIC's usual bound.
+        advertises). By default it is 1,452 (an Ethernet frame, QUIC's usual bound).
+        ``"auto"`` takes the largest MTU among the host's interfaces less the IPv6 and UDP
+        headers (65,488 on loopback, 8,952 with jumbo frames); each path then finds its own
+        size (``Session.stats()["mtu"]``). Large packets are opt-in for now: with quinn 0.11 a
+        session closed while discovery is still probing large sizes often loses its close
+        (the peer sees a reset without the code and reason).
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(

@@ -127,6 +127,11 @@ def transfer(
         stack.callback(fetcher.close)
         connected = fetcher.read()
         if drop_at_go and middle is not None:
+            # The provider sends the data: its own discovery must be up too, or there is no
+            # large packet to lose and no black hole to find.
+            provider.send("mtu")
+            ready = provider.read()
+            assert ready["mtu"] > 8000, ready
             sh("nft", "-f", "-", ns=middle, stdin=DROP_LARGE)
         fetcher.send("go")
         result = fetcher.read()

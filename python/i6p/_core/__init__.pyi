@@ -186,7 +186,7 @@ class Node:
         coordinate: bool = True,
         dial_back: bool = True,
         upgrade: bool = True,
-        max_udp_payload: int | None = None,
+        max_udp_payload: int | str | None = None,
     ) -> Awaitable[Node]: ...
     @property
     def limits(self) -> Limits: ...

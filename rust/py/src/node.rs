@@ -135,7 +135,11 @@ impl Node {
             coordinate,
             dial_back,
             upgrade,
-            max_udp_payload: max_udp_payload.map(udp_payload).transpose()?,
+            max_udp_payload: match max_udp_payload {
+                None => NodeConfig::default().max_udp_payload,
+                Some(v) if v.extract::<String>().is_ok_and(|s| s == "auto") => None,
+                Some(v) => Some(udp_payload(v)?),
+            },
             ..NodeConfig::default()
         };
         config.windows.validate().map_err(to_py)?;
@@ -501,7 +505,7 @@ impl Node {
     }
 }
 
-/// A `max_udp_payload` argument: QUIC's limits (1,200..=65,527 bytes).
+/// A `max_udp_payload` argument in bytes: QUIC's limits (1,200..=65,527 bytes).
 pub(crate) fn udp_payload(value: &Bound<'_, PyAny>) -> PyResult<u16> {
     let (lo, hi) = (i6p_net::mtu::MIN_PAYLOAD, i6p_net::mtu::MAX_PAYLOAD);
     Ok(int_in("max_udp_payload", value, lo.into(), hi.into())? as u16)

@@ -58,8 +58,11 @@ pub struct NodeConfig {
     /// (as coordinator), and moves there when one forms (see `node::upgrade`).
     pub upgrade: bool,
     /// The largest UDP payload path MTU discovery tries, and the one the node advertises
-    /// (`max_udp_payload_size`): None takes the largest interface MTU less the IPv6 and UDP
-    /// headers (see [`crate::mtu`]), resolved when the node binds.
+    /// (`max_udp_payload_size`): 1,452 by default (an Ethernet frame); None takes the largest
+    /// interface MTU less the IPv6 and UDP headers (see [`crate::mtu`]), resolved when the
+    /// node binds. Large payloads are opt-in: with quinn 0.11, a connection closed while
+    /// discovery probes large sizes often loses its CONNECTION_CLOSE (the peer sees a reset
+    /// without the code and reason).
     pub max_udp_payload: Option<u16>,
 }
 
@@ -84,7 +87,7 @@ impl Default for NodeConfig {
             relay_testing: crate::relay::RelayTesting::default(),
             coordinate: true,
             upgrade: true,
-            max_udp_payload: None,
+            max_udp_payload: Some(crate::mtu::DEFAULT_PAYLOAD),
         }
     }
 }
