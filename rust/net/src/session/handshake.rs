@@ -58,8 +58,7 @@ pub(crate) async fn dialer_exchange(
     // The control stream is read by a future that is never dropped half-way through a frame:
     // when the HELLO stream wins, it goes on in the task that serves the control stream.
     let mut control = Box::pin(control_hello(session.clone(), recv));
-    let early = early_hello(session.inner.conn.clone());
-    tokio::pin!(early);
+    let mut early = Box::pin(early_hello(session.inner.conn.clone()));
     let (theirs, pending) = tokio::select! {
         r = &mut control => {
             let (recv, frame) = r?;
@@ -79,11 +78,34 @@ pub(crate) async fn dialer_exchange(
     session.finish_exchange(hello).await?;
     let inner = session.inner.clone();
     match pending {
-        Err(recv) => drop(tokio::spawn(super::control::serve_control(inner, recv))),
-        Ok(control) => drop(tokio::spawn(serve_after_hello(control, theirs, inner))),
+        Err(recv) => {
+            drop(tokio::spawn(super::control::serve_control(inner, recv)));
+            // The HELLO stream may still come (it lost the race): it must be the same bytes.
+            tokio::spawn(check_late_hello(session.clone(), early, theirs));
+        }
+        Ok(control) => {
+            drop(tokio::spawn(serve_after_hello(control, theirs, inner)));
+            tokio::spawn(refuse_uni_streams(session.clone()));
+        }
     }
-    tokio::spawn(refuse_uni_streams(session.clone()));
     Ok(())
+}
+
+/// A dialer that took the listener's HELLO from the control stream: the HELLO stream, if it
+/// comes, must carry the same bytes; then no other unidirectional stream is taken.
+async fn check_late_hello(
+    session: Session,
+    early: std::pin::Pin<Box<impl std::future::Future<Output = Result<Vec<u8>>>>>,
+    first: Vec<u8>,
+) {
+    match early.await {
+        Ok(again) if again != first => {
+            return super::control::protocol_error(&session, "a second, different hello")
+        }
+        Err(NetError::ConnectionLost { .. }) => return,
+        _ => {}
+    }
+    refuse_uni_streams(session).await;
 }
 
 /// Reads the control stream up to the listener's HELLO, answering PONGs that come before it.
