@@ -87,13 +87,27 @@ class Stream:
         """Reads into ``buffer`` and returns how many bytes: as many as have arrived, up to
         ``len(buffer)``, at least one; 0 at the end of the stream (or for an empty buffer).
 
-        The bytes are copied from the engine straight into ``buffer`` (any writable,
-        contiguous bytes-like object: a ``bytearray``, a ``memoryview`` of one or a slice of
-        it), so a loop that reuses one buffer makes no ``bytes`` objects. Raises
+        ``buffer`` is any writable, contiguous bytes-like object (a ``bytearray``, a
+        ``memoryview`` of one or a slice of it); the bytes pass through one ``bytes`` object
+        on the way (the engine's direct fill of the buffer is not used yet: its cancellation
+        could lose bytes). Raises
         ``TypeError`` for a read-only or non-contiguous buffer, ``StreamReset`` once the peer
         reset the stream. Like ``read``, it completes without waiting when data is there.
         """
-        return await self._core.readinto(buffer)
+        wrong = "readinto needs a writable, contiguous bytes-like buffer"
+        try:
+            view = memoryview(buffer)
+        except TypeError:
+            raise TypeError(wrong) from None
+        if view.readonly or not view.contiguous:
+            raise TypeError(wrong)
+        if view.nbytes == 0:
+            return 0
+        # The bytes are taken off the stream only when this read completes, as with
+        # ``read``: a read cancelled while it waits leaves them for the next one.
+        data = await self._core.read(view.nbytes, limit=READ_LIMIT)
+        view.cast("B")[: len(data)] = data
+        return len(data)
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; raises ``StreamError`` if the stream ends first."""

@@ -227,11 +227,10 @@ async fn accept_one(
             (conn, None)
         }
     };
+    let resumed = handshake.is_some() && resumes(&conn, exporter.as_ref().map(|(_, t)| &**t));
     // Our HELLO goes out with our first flight (0.5-RTT), before we know who the dialer is.
-    let early = exporter.and_then(|x| crate::session::send_early_hello(&conn, &x, identity, ours));
-    // rustls sets the peer's certificate from the ticket when it resumes; on a full
-    // handshake it only comes with the client's Finished.
-    let resumed = handshake.is_some() && conn.peer_identity().is_some();
+    let early =
+        exporter.and_then(|(x, _)| crate::session::send_early_hello(&conn, &x, identity, ours));
     let mut handshake = handshake;
     if !resumed {
         if let Some(accepted) = handshake.take() {
@@ -281,6 +280,15 @@ async fn accept_one(
         );
     }
     result.map(|()| session)
+}
+
+/// Whether a connection taken in 0.5-RTT resumed an earlier session. rustls sets the peer's
+/// certificate from the ticket when it resumes; on a full handshake it only comes with the
+/// client's Finished, which on a fast path may already be in: a resumption also took one of
+/// our tickets (`taken`, when the per-connection config could record it).
+fn resumes(conn: &quinn::Connection, taken: Option<&std::sync::atomic::AtomicBool>) -> bool {
+    taken.is_none_or(|t| t.load(std::sync::atomic::Ordering::Acquire))
+        && conn.peer_identity().is_some()
 }
 
 /// Marks the session's TLS handshake done: now, or for a connection taken in 0.5-RTT, once

@@ -322,6 +322,8 @@ impl StoresServerSessions for ServerSessions {
 struct ClientTickets {
     store: Arc<ServerSessions>,
     subnet: Subnet,
+    /// Set when this connection's ClientHello took one of our tickets.
+    taken: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for ClientTickets {
@@ -340,7 +342,11 @@ impl StoresServerSessions for ClientTickets {
     }
 
     fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.store.take(key)
+        let taken = self.store.take(key);
+        if taken.is_some() {
+            self.taken.store(true, std::sync::atomic::Ordering::Release);
+        }
+        taken
     }
 
     fn can_cache(&self) -> bool {
@@ -372,16 +378,19 @@ impl ServerConfigs {
     }
 
     /// Accepts `incoming` with a config whose tickets are charged to its address, and
-    /// which keeps the handshake's exporter secret for the HELLO sent at 0.5-RTT (none when
-    /// the node's own config had to be used).
+    /// which keeps the handshake's exporter secret for the HELLO sent at 0.5-RTT and says
+    /// whether the ClientHello took one of our tickets (neither when the node's own config
+    /// had to be used).
     pub(crate) fn accept(
         &self,
         incoming: quinn::Incoming,
-    ) -> Result<(quinn::Connecting, Option<Arc<EarlyExporter>>), quinn::ConnectionError> {
+    ) -> Result<Accepted, quinn::ConnectionError> {
         let mut tls = self.tls.clone();
+        let taken = Arc::new(std::sync::atomic::AtomicBool::new(false));
         tls.session_storage = Arc::new(ClientTickets {
             store: self.sessions.clone(),
             subnet: Subnet::of(incoming.remote_address().ip()),
+            taken: taken.clone(),
         });
         let exporter = EarlyExporter::new();
         tls.key_log = exporter.clone();
@@ -390,12 +399,21 @@ impl ServerConfigs {
             Ok(crypto) => {
                 let mut config = self.base.clone();
                 config.crypto = Arc::new(crypto);
-                Ok((incoming.accept_with(Arc::new(config))?, Some(exporter)))
+                Ok((
+                    incoming.accept_with(Arc::new(config))?,
+                    Some((exporter, taken)),
+                ))
             }
             Err(_) => Ok((incoming.accept()?, None)),
         }
     }
 }
+
+/// An accepted connection, with its exporter capture and "a ticket was taken" flag.
+pub(crate) type Accepted = (
+    quinn::Connecting,
+    Option<(Arc<EarlyExporter>, Arc<std::sync::atomic::AtomicBool>)>,
+);
 
 #[cfg(test)]
 mod tests {
