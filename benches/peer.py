@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,10 @@ MAX_UDP_PAYLOAD: int | str = int(_PAYLOAD) if _PAYLOAD else "auto"
 
 
 def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """VmHWM: ru_maxrss would start from the peak of the process this one was forked from."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
 
 
 async def provide(path: str) -> None:
