@@ -33,9 +33,11 @@ __all__ = [
     "fetch_local",
     "fetch_remote",
     "fetch_rounds",
+    "fetch_vs_baseline",
     "grid",
     "handshakes",
     "local_provider",
+    "node_payload",
     "raw_quinn",
     "scratch_dir",
     "tune",
@@ -115,16 +117,31 @@ def _fill(path: Path, size: int) -> None:
         f.write(os.urandom(min(size, MiB)))
 
 
-async def raw_quinn(total: int, rounds: int, *, congestion: str = "cubic") -> tuple[Figure, Figure]:
+async def raw_quinn(
+    total: int, rounds: int, *, congestion: str = "cubic", max_udp_payload: int | None = None
+) -> tuple[Figure, Figure]:
     """The baseline: bare quinn, one connection and one stream over ::1, both ends in this
-    process. Returns (rate, CPU-seconds per GB for both ends)."""
+    process, with packets of ``max_udp_payload`` bytes at most (by default those of a node
+    bound with its defaults, as the fetches here are). Returns (rate, CPU-seconds per GB for
+    both ends)."""
+    if max_udp_payload is None:
+        max_udp_payload = await node_payload()
     rate, cpu = Figure("raw quinn stream", "B/s"), Figure("raw quinn CPU", "s/GB")
     for _ in range(rounds):
         c0 = time.process_time()
-        seconds = await testing.bench_raw_quinn(total, congestion=congestion)
+        seconds = await testing.bench_raw_quinn(
+            total, congestion=congestion, max_udp_payload=max_udp_payload
+        )
         cpu.values.append((time.process_time() - c0) / (total / 1e9))
         rate.values.append(total / seconds)
     return rate, cpu
+
+
+async def node_payload() -> int:
+    """The UDP payload bound of a node bound with its defaults (the packets of the fetches
+    here): the baseline must move packets of the same size to be a baseline."""
+    async with await Node.bind(Identity.generate(), "[::1]:0") as node:
+        return node.max_udp_payload
 
 
 @contextlib.asynccontextmanager
@@ -183,6 +200,35 @@ async def fetch_local(
     async with local_provider(size, directory, settings.window) as (_, ticket):
         await fetch_rounds(ticket, rounds, directory, settings, rate, cpu)
     return rate, cpu
+
+
+async def fetch_vs_baseline(
+    size: int,
+    rounds: int,
+    settings: Settings = Settings(),
+    *,
+    directory: str | None = None,
+    max_udp_payload: int | None = None,
+) -> tuple[Figure, Figure, Figure, Figure]:
+    """``rounds`` of the baseline (``raw_quinn``) and of a verified fetch (``fetch_local``),
+    one of each in turn, so a change in the machine's load while it runs weighs on both
+    alike. Returns (baseline rate, baseline CPU, fetch rate, fetch CPU)."""
+    directory = directory or scratch_dir()
+    if max_udp_payload is None:
+        max_udp_payload = await node_payload()
+    figures = (
+        Figure("raw quinn stream", "B/s"),
+        Figure("raw quinn CPU", "s/GB"),
+        Figure("verified fetch", "B/s"),
+        Figure("verified fetch CPU", "s/GB"),
+    )
+    async with local_provider(size, directory, settings.window) as (_, ticket):
+        for _ in range(rounds):
+            rate, cpu = await raw_quinn(size, 1, max_udp_payload=max_udp_payload)
+            figures[0].values += rate.values
+            figures[1].values += cpu.values
+            await fetch_rounds(ticket, 1, directory, settings, figures[2], figures[3])
+    return figures
 
 
 async def fetch_remote(

@@ -350,11 +350,15 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     figures: list[Any] = []
     baseline = cpu_base = None
     if ticket is None:
-        say(f"bare quinn baseline, {args.size >> 20} MiB over ::1 ...")
-        baseline, cpu_base = await bench.raw_quinn(args.size, args.rounds)
+        payload = out["max_udp_payload"] = await bench.node_payload()
         where = args.dir or bench.scratch_dir()
-        say(f"verified fetch, {args.size >> 20} MiB disk to disk in {where} ...")
-        rate, cpu = await bench.fetch_local(args.size, args.rounds, settings, directory=args.dir)
+        say(
+            f"bare quinn baseline and verified fetch (disk to disk in {where}) in turn, "
+            f"{args.size >> 20} MiB over ::1, {payload}-byte packets ..."
+        )
+        baseline, cpu_base, rate, cpu = await bench.fetch_vs_baseline(
+            args.size, args.rounds, settings, directory=args.dir, max_udp_payload=payload
+        )
         figures += [baseline, rate, cpu_base, cpu]
     else:
         say(f"verified fetch of {ticket.size >> 20} MiB from {ticket.peer_id.short()} ...")

@@ -614,12 +614,19 @@ mod tests {
     }
 
     #[test]
-    fn a_resumed_download_hashes_again_only_the_groups_it_reused_and_catches_their_damage() {
+    fn a_fresh_download_reads_nothing_back_and_a_resumed_one_only_the_groups_it_reused() {
         use i6p_core::tree::{group_cv, Outboard};
         let dir = scratch("resumed");
         let data: Vec<u8> = (0..8u32 << 14).map(|i| (i % 251) as u8).collect();
         let (size, root) = (data.len() as u64, Outboard::from_bytes(&data).root());
         let group = |i: u64| &data[(i << 14) as usize..((i + 1) << 14) as usize];
+        // Every group verified in this run: the root is not recomputed from the file.
+        let mut fresh = PartialDownload::open(&dir.join("fresh"), root, size, 14).unwrap();
+        for i in 0..8 {
+            let cv = group_cv(size, 14, i, group(i));
+            fresh.write_group(i, group(i), cv).unwrap();
+        }
+        assert!(fresh.reused_root().unwrap().is_none());
         for damaged in [false, true] {
             let dest = dir.join(format!("dest-{damaged}"));
             let mut first = PartialDownload::open(&dest, root, size, 14).unwrap();
