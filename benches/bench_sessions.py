@@ -33,7 +33,9 @@ async def _pair() -> tuple[Node, Node, Session, Session]:
 
 async def python_stream(total: int, reader: str = "iter") -> float:
     """Seconds to move ``total`` bytes over one stream through the Python API; the receiver
-    reads with ``async for`` (``reader="iter"``) or into one reused buffer (``"readinto"``)."""
+    reads with ``async for`` (``reader="iter"``), into one reused buffer (``"readinto"``), or
+    (``"engine_read"``) with the core's ``read``, whose result is made in the engine and handed
+    over when the call had to wait (the way ``Stream.read`` worked before)."""
     a, b, ours, theirs = await _pair()
     block = b"\x5a" * BLOCK
 
@@ -54,6 +56,10 @@ async def python_stream(total: int, reader: str = "iter") -> float:
             while n := await stream.readinto(buffer):
                 got += n
             return got
+        if reader == "engine_read":
+            while chunk := await stream._core.read(BLOCK):
+                got += len(chunk)
+            return got
         async for chunk in stream:
             got += len(chunk)
         return got
@@ -68,19 +74,35 @@ async def python_stream(total: int, reader: str = "iter") -> float:
 
 
 async def _python_stream_handing_off(total: int) -> float:
-    """``python_stream`` with every read and write sent through the engine's runtime, as
-    before calls could complete on the caller's thread: the "before" of the same run."""
+    """``python_stream`` with every read and write sent through the engine's runtime and
+    completed through pyo3-async-runtimes, as before calls could complete on the caller's
+    thread: the first "before" of the same run."""
     testing.set_stream_fast_path(False)
+    testing.set_stream_bell(False)
     try:
-        return await python_stream(total)
+        return await python_stream(total, "engine_read")
     finally:
         testing.set_stream_fast_path(True)
+        testing.set_stream_bell(True)
+
+
+async def _python_stream_before_bell(total: int) -> float:
+    """``python_stream`` as it was before this loop's wake-up socket: calls complete on the
+    caller's thread when they need not wait, and the others through pyo3-async-runtimes (a
+    blocking thread takes the GIL, then ``call_soon_threadsafe``)."""
+    testing.set_stream_bell(False)
+    try:
+        return await python_stream(total, "engine_read")
+    finally:
+        testing.set_stream_bell(True)
 
 
 def test_stream_rate_python_vs_engine(benchmark: Any) -> None:
     """One stream through the Python API against the engine's own stream, in rounds that
     take turns (so load from elsewhere falls on each alike): ``async for`` reads, the same
-    with every call handed to the runtime (the way before), and ``readinto``. Both ends run
+    with every call handed to the runtime (the way before fast paths), with fast paths but
+    completions through pyo3-async-runtimes (the way before the wake-up socket), and
+    ``readinto``. Both ends run
     in this process, so its CPU time per GiB is what moving the bytes costs (less sensitive
     to other load on the machine than the rate)."""
 
@@ -90,6 +112,7 @@ def test_stream_rate_python_vs_engine(benchmark: Any) -> None:
     runs: dict[str, Callable[[], Coroutine[Any, Any, float]]] = {
         "engine": engine_stream,
         "handoff": lambda: _python_stream_handing_off(BENCH_BYTES),
+        "pyo3": lambda: _python_stream_before_bell(BENCH_BYTES),
         "iter": lambda: python_stream(BENCH_BYTES),
         "readinto": lambda: python_stream(BENCH_BYTES, "readinto"),
     }

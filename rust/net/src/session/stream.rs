@@ -200,6 +200,16 @@ impl RecvStream {
         Some(self.gather(max).map(|()| Some(self.split_pieces(max))))
     }
 
+    /// Waits until a read would not wait: bytes are buffered, the stream ended, or it failed
+    /// (the error is returned). Takes nothing away, so a caller cancelled after this returned
+    /// loses nothing: it takes the bytes with [`Self::try_read_pieces`] once it runs again.
+    pub async fn readable(&mut self) -> Result<()> {
+        if self.pending_len > 0 {
+            return Ok(());
+        }
+        self.pull(READ_BATCH_CAPACITY).await.map(|_| ())
+    }
+
     /// Moves what QUIC holds now into the buffer, up to `max` buffered bytes, without waiting.
     fn gather(&mut self, max: usize) -> Result<()> {
         while self.pending_len < max {
