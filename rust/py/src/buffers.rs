@@ -66,6 +66,15 @@ pub(crate) fn writable(obj: &Bound<'_, PyAny>) -> PyResult<PyBuffer<u8>> {
     Ok(buffer)
 }
 
+/// The most memory a thread keeps for joining pieces between reads.
+const MAX_SCRATCH: usize = 4 << 20;
+
+thread_local! {
+    /// Where pieces are joined before one copy into a caller's buffer; kept between reads
+    /// (on the event loop's thread), since a fresh large allocation per read costs page faults.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Copies the front of `pieces` into `obj`'s buffer, as much as fits, and takes what it
 /// copied off `pieces` (what is left stays, in order). On an error nothing was taken.
 ///
@@ -95,14 +104,18 @@ pub(crate) fn copy_into(obj: &Bound<'_, PyAny>, pieces: &mut Vec<Bytes>) -> PyRe
     };
     match pieces.first() {
         Some(first) if first.len() >= n => target.copy_from_slice(py, &first[..n])?,
-        _ => {
-            let mut joined = Vec::with_capacity(n);
+        _ => SCRATCH.with_borrow_mut(|joined| {
+            joined.clear();
             for piece in pieces.iter() {
                 let want = (n - joined.len()).min(piece.len());
                 joined.extend_from_slice(&piece[..want]);
             }
-            target.copy_from_slice(py, &joined)?;
-        }
+            let copied = target.copy_from_slice(py, joined);
+            if joined.capacity() > MAX_SCRATCH {
+                *joined = Vec::new();
+            }
+            copied
+        })?,
     }
     let mut left = n;
     let mut rest = Vec::new();

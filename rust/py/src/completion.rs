@@ -196,8 +196,12 @@ where
     if !BELL.load(Ordering::Relaxed) {
         return crate::runtime::future(py, fut);
     }
+    let Ok((event_loop, bell)) = loop_bell(py) else {
+        // No running loop (the same error follows), or one without `add_reader` or weak
+        // references: completed as the rest of the engine's calls are.
+        return crate::runtime::future(py, fut);
+    };
     crate::logs::sync_level(py);
-    let (event_loop, bell) = loop_bell(py)?;
     let future = event_loop.call_method0("create_future")?;
     let (cancel, cancelled) = oneshot::channel::<()>();
     let cancel = Mutex::new(Some(cancel));
