@@ -20,21 +20,30 @@ from i6p._core import testing
 from .conftest import BENCH_BYTES, summary
 
 BLOCK = 1 << 20
+#: A node's packet size unless set (``Node.bind(max_udp_payload=None)``); the engine's stream
+#: is given the same, so the comparison is like for like (``python_stream`` checks it).
+DEFAULT_PAYLOAD = 1452
 #: Rounds of the stream comparison (each runs all four ways once).
 ROUNDS = int(os.environ.get("I6P_BENCH_ROUNDS", "5"))
 
 
-async def _pair() -> tuple[Node, Node, Session, Session]:
-    a = await Node.bind(Identity.generate())
-    b = await Node.bind(Identity.generate())
+async def _pair(max_udp_payload: str | None = None) -> tuple[Node, Node, Session, Session]:
+    a = await Node.bind(Identity.generate(), max_udp_payload=max_udp_payload)
+    b = await Node.bind(Identity.generate(), max_udp_payload=max_udp_payload)
     ours, theirs = await asyncio.gather(a.connect(b.peer_id, f"[::1]:{b.port}"), b.accept())
     return a, b, ours, theirs
 
 
-async def python_stream(total: int, reader: str = "iter") -> float:
+async def python_stream(
+    total: int, reader: str = "iter", max_udp_payload: str | None = None
+) -> float:
     """Seconds to move ``total`` bytes over one stream through the Python API; the receiver
-    reads with ``async for`` (``reader="iter"``) or into one reused buffer (``"readinto"``)."""
-    a, b, ours, theirs = await _pair()
+    reads with ``async for`` (``reader="iter"``), into one reused buffer (``"readinto"``), or
+    (``"engine_read"``) with the core's ``read``, whose result is made in the engine and handed
+    over when the call had to wait (the way ``Stream.read`` worked before). The nodes use
+    the default packet size, or ``max_udp_payload="auto"`` (the interfaces' bound)."""
+    a, b, ours, theirs = await _pair(max_udp_payload)
+    assert max_udp_payload is not None or a.max_udp_payload == DEFAULT_PAYLOAD
     block = b"\x5a" * BLOCK
 
     async def send() -> None:
@@ -54,6 +63,10 @@ async def python_stream(total: int, reader: str = "iter") -> float:
             while n := await stream.readinto(buffer):
                 got += n
             return got
+        if reader == "engine_read":
+            while chunk := await stream._core.read(BLOCK):
+                got += len(chunk)
+            return got
         async for chunk in stream:
             got += len(chunk)
         return got
@@ -68,30 +81,50 @@ async def python_stream(total: int, reader: str = "iter") -> float:
 
 
 async def _python_stream_handing_off(total: int) -> float:
-    """``python_stream`` with every read and write sent through the engine's runtime, as
-    before calls could complete on the caller's thread: the "before" of the same run."""
+    """``python_stream`` with every read and write sent through the engine's runtime and
+    completed through pyo3-async-runtimes, as before calls could complete on the caller's
+    thread: the first "before" of the same run."""
     testing.set_stream_fast_path(False)
+    testing.set_stream_bell(False)
     try:
-        return await python_stream(total)
+        return await python_stream(total, "engine_read")
     finally:
         testing.set_stream_fast_path(True)
+        testing.set_stream_bell(True)
+
+
+async def _python_stream_before_bell(total: int) -> float:
+    """``python_stream`` as it was before this loop's wake-up socket: calls complete on the
+    caller's thread when they need not wait, and the others through pyo3-async-runtimes (a
+    blocking thread takes the GIL, then ``call_soon_threadsafe``)."""
+    testing.set_stream_bell(False)
+    try:
+        return await python_stream(total, "engine_read")
+    finally:
+        testing.set_stream_bell(True)
 
 
 def test_stream_rate_python_vs_engine(benchmark: Any) -> None:
     """One stream through the Python API against the engine's own stream, in rounds that
     take turns (so load from elsewhere falls on each alike): ``async for`` reads, the same
-    with every call handed to the runtime (the way before), and ``readinto``. Both ends run
-    in this process, so its CPU time per GiB is what moving the bytes costs (less sensitive
-    to other load on the machine than the rate)."""
+    with every call handed to the runtime (the way before fast paths), with fast paths but
+    completions through pyo3-async-runtimes (the way before the wake-up socket), and
+    ``readinto``; all at the nodes' default packet size, which the engine's stream is given
+    too. Then both again with large packets (``"auto"``: 65 KB on loopback), a pair of its
+    own. Both ends run in this process, so its CPU time per GiB is what moving the bytes
+    costs (less sensitive to other load on the machine than the rate)."""
 
-    async def engine_stream() -> float:
-        return await testing.bench_engine_stream(BENCH_BYTES, BLOCK)
+    async def engine_stream(payload: int | None = DEFAULT_PAYLOAD) -> float:
+        return await testing.bench_engine_stream(BENCH_BYTES, BLOCK, max_udp_payload=payload)
 
     runs: dict[str, Callable[[], Coroutine[Any, Any, float]]] = {
         "engine": engine_stream,
         "handoff": lambda: _python_stream_handing_off(BENCH_BYTES),
+        "pyo3": lambda: _python_stream_before_bell(BENCH_BYTES),
         "iter": lambda: python_stream(BENCH_BYTES),
         "readinto": lambda: python_stream(BENCH_BYTES, "readinto"),
+        "engine_large": lambda: engine_stream(None),
+        "iter_large": lambda: python_stream(BENCH_BYTES, "iter", "auto"),
     }
     rates: dict[str, list[float]] = {name: [] for name in runs}
     cpu: dict[str, list[float]] = {name: [] for name in runs}
@@ -106,19 +139,21 @@ def test_stream_rate_python_vs_engine(benchmark: Any) -> None:
     med = {name: statistics.median(values) for name, values in rates.items()}
     med_cpu = {name: statistics.median(values) for name, values in cpu.items()}
     info: dict[str, Any] = {"bytes": BENCH_BYTES}
+    base = {name: "engine_large" if name.endswith("_large") else "engine" for name in runs}
     for name in runs:
         info[f"{name}_bytes_per_s"] = summary(rates[name])
         info[f"{name}_cpu_s_per_gib"] = summary(cpu[name])
-        info[f"ratio_{name}_to_engine"] = med[name] / med["engine"]
-        info[f"cpu_ratio_{name}_to_engine"] = med_cpu[name] / med_cpu["engine"]
+        info[f"ratio_{name}_to_engine"] = med[name] / med[base[name]]
+        info[f"cpu_ratio_{name}_to_engine"] = med_cpu[name] / med_cpu[base[name]]
     info["ratio_python_to_engine"] = info["ratio_iter_to_engine"]
     benchmark.extra_info.update(info)
     lines = [f"\nstream {BENCH_BYTES >> 20} MiB, medians of {ROUNDS} rounds:"]
     for name, values in rates.items():
+        b = base[name]
         lines.append(
-            f"  {name:9} {med[name] / 2**20:5.0f} MiB/s [{min(values) / 2**20:.0f}-"
-            f"{max(values) / 2**20:.0f}] = {med[name] / med['engine']:.2f}x engine;  "
-            f"CPU {med_cpu[name]:.2f} s/GiB = {med_cpu[name] / med_cpu['engine']:.2f}x engine"
+            f"  {name:12} {med[name] / 2**20:5.0f} MiB/s [{min(values) / 2**20:.0f}-"
+            f"{max(values) / 2**20:.0f}] = {med[name] / med[b]:.2f}x {b};  "
+            f"CPU {med_cpu[name]:.2f} s/GiB = {med_cpu[name] / med_cpu[b]:.2f}x {b}"
         )
     print("\n".join(lines))
 

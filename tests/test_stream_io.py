@@ -250,3 +250,94 @@ async def test_the_same_bytes_with_and_without_completing_at_once(
     finally:
         testing.set_stream_fast_path(True)
     assert got == payload
+
+
+@pytest.mark.parametrize(("how", "fast"), [("readinto", True), ("readinto", False), ("read", True)])
+async def test_reads_cancelled_again_and_again_mid_transfer_keep_every_byte_in_order(
+    pair: tuple[Session, Session], how: str, fast: bool
+) -> None:
+    # Reads (into caller memory, or as bytes) are cancelled at every stage (before they run,
+    # waiting in the engine, woken but not yet resumed): what a read did not return must stay
+    # on the stream.
+    ab, ba = pair
+    payload = os.urandom(3 << 20)
+    testing.set_stream_fast_path(fast)
+    cancelled = 0
+    try:
+
+        async def send() -> None:
+            stream = await ab.open_stream()
+            for at in range(0, len(payload), 50_000):
+                await stream.write(payload[at : at + 50_000])
+                if at % 1_000_000 < 50_000:
+                    await asyncio.sleep(0.001)  # gaps, so that reads must wait now and then
+            await stream.finish()
+
+        async def receive() -> bytes:
+            nonlocal cancelled
+            stream = await ba.accept_stream()
+            out = bytearray()
+            buffer = bytearray(100_000)
+            turn = 0
+
+            async def one_read(target: memoryview) -> bytes:
+                if how == "read":
+                    return await stream.read(len(target))
+                n = await stream.readinto(target)
+                return bytes(target[:n])
+
+            while True:
+                turn += 1
+                target = memoryview(buffer)[turn % 7 : 30_000 + turn % 50_000]
+                waiting = asyncio.ensure_future(one_read(target))
+                for _ in range(turn % 4):
+                    await asyncio.sleep(0)
+                if turn % 4 != 3:  # every fourth read may finish, so the transfer goes on
+                    waiting.cancel()
+                try:
+                    data = await waiting
+                except asyncio.CancelledError:
+                    cancelled += 1
+                    continue
+                if not data:
+                    return bytes(out)
+                out += data
+
+        _, got = await asyncio.wait_for(asyncio.gather(send(), receive()), 90)
+    finally:
+        testing.set_stream_fast_path(True)
+    assert len(got) == len(payload)
+    assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+    assert cancelled > 20, cancelled  # the cancels did land, the test exercised them
+
+
+async def test_readinto_fills_only_the_viewed_part_for_one_byte_and_large_buffers(
+    pair: tuple[Session, Session],
+) -> None:
+    ab, ba = pair
+    stream = await ab.open_stream()
+    await stream.write(memoryview(b"xABCDEFGH")[1:])
+    await stream.write(bytearray(b"IJ"))
+    incoming = await ba.accept_stream()
+    one = bytearray(b"?")
+    assert await incoming.readinto(one) == 1
+    assert one == b"A"
+    # A slice in the middle of a larger buffer: only it changes.
+    backing = bytearray(b"." * 10)
+    assert await incoming.readinto(memoryview(backing)[3:6]) == 3
+    assert backing == b"...BCD...."
+    # A two-dimensional view is filled in C order.
+    square = memoryview(bytearray(4)).cast("B", (2, 2))
+    assert await incoming.readinto(square) == 4
+    assert square.tobytes() == b"EFGH"
+    # A buffer far larger than what arrived takes it and leaves the rest untouched.
+    large = bytearray(b"." * (8 << 20))
+    got = 0
+    while got < 2:
+        got += await incoming.readinto(memoryview(large)[got:])
+    assert large[:2] == b"IJ"
+    assert large.count(b".") == len(large) - 2
+    await stream.finish()
+    assert await incoming.readinto(large) == 0
+    # An empty buffer at the end, or an empty slice, reads nothing and raises nothing.
+    assert await incoming.readinto(memoryview(large)[5:5]) == 0

@@ -81,33 +81,29 @@ class Stream:
         With ``n < 0``, reads until the end, raising ``StreamTooLong`` (a ``StreamError``)
         past ``limit`` bytes, 16 MiB by default: the peer decides how much a stream carries.
         """
-        return await self._core.read(n, limit=limit)
+        if n < 0:
+            return await self._core.read(n, limit=limit)
+        core = self._core
+        # Bytes are taken off the stream only by this task, after its wait: a cancel that
+        # lands while it waits (or just after the wait ended) leaves them for the next read.
+        while (data := core.read_now(n)) is None:
+            await core.readable()
+        return data
 
     async def readinto(self, buffer: bytearray | memoryview) -> int:
         """Reads into ``buffer`` and returns how many bytes: as many as have arrived, up to
         ``len(buffer)``, at least one; 0 at the end of the stream (or for an empty buffer).
 
         ``buffer`` is any writable, contiguous bytes-like object (a ``bytearray``, a
-        ``memoryview`` of one or a slice of it); the bytes pass through one ``bytes`` object
-        on the way (the engine's direct fill of the buffer is not used yet: its cancellation
-        could lose bytes). Raises
-        ``TypeError`` for a read-only or non-contiguous buffer, ``StreamReset`` once the peer
-        reset the stream. Like ``read``, it completes without waiting when data is there.
+        ``memoryview`` of one or a slice of it); the bytes go into it without a ``bytes``
+        object on the way. Raises ``TypeError`` for a read-only or non-contiguous buffer,
+        ``StreamReset`` once the peer reset the stream. Like ``read``, it completes without
+        waiting when data is there, and a read that is cancelled takes nothing off the stream.
         """
-        wrong = "readinto needs a writable, contiguous bytes-like buffer"
-        try:
-            view = memoryview(buffer)
-        except TypeError:
-            raise TypeError(wrong) from None
-        if view.readonly or not view.contiguous:
-            raise TypeError(wrong)
-        if view.nbytes == 0:
-            return 0
-        # The bytes are taken off the stream only when this read completes, as with
-        # ``read``: a read cancelled while it waits leaves them for the next one.
-        data = await self._core.read(view.nbytes, limit=READ_LIMIT)
-        view.cast("B")[: len(data)] = data
-        return len(data)
+        core = self._core
+        while (n := core.readinto_now(buffer)) is None:
+            await core.readable()
+        return n
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; raises ``StreamError`` if the stream ends first."""
@@ -162,7 +158,7 @@ class Stream:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        while chunk := await self._core.read(_CHUNK):
+        while chunk := await self.read(_CHUNK):
             yield chunk
 
     def __repr__(self) -> str:

@@ -5,15 +5,16 @@
 //! are copied once, in Rust, while the GIL is held, because a borrowed buffer of a mutable
 //! object must never outlive the call that lent it.
 //!
-//! Reads into caller memory (`readinto`) copy straight into the caller's buffer while the GIL
-//! is held; the buffer is looked up again at that moment, never kept across an await.
+//! Reads into caller memory (`readinto`) copy into the caller's buffer on the event loop's
+//! thread, when the read is delivered; the buffer is looked up again at that moment, never
+//! kept across an await.
 
 use bytes::Bytes;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PySlice};
 
 /// Owned bytes from any buffer-protocol object.
 pub(crate) fn owned_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
@@ -65,34 +66,69 @@ pub(crate) fn writable(obj: &Bound<'_, PyAny>) -> PyResult<PyBuffer<u8>> {
     Ok(buffer)
 }
 
-/// Copies `pieces` into the front of `obj`'s buffer as far as they fit; returns the bytes
-/// copied and what did not fit (the rest of the pieces, in order).
-pub(crate) fn copy_into(
-    obj: &Bound<'_, PyAny>,
-    pieces: Vec<Bytes>,
-) -> PyResult<(usize, Vec<Bytes>)> {
-    let buffer = writable(obj)?;
-    // pyo3 marks this slice deprecated since other native code that released the GIL could
-    // write the same memory at the same time; no code here does, the GIL is held, and the
-    // export keeps the object from resizing until `buffer` drops. It is the only way to fill
-    // part of a caller's buffer without `unsafe` (forbidden here) or an extra copy.
-    #[allow(deprecated)]
-    let cells = buffer
-        .as_mut_slice(obj.py())
-        .ok_or_else(|| PyTypeError::new_err("readinto() needs a writable, contiguous buffer"))?;
-    let mut at = 0;
+/// The most memory a thread keeps for joining pieces between reads.
+const MAX_SCRATCH: usize = 4 << 20;
+
+thread_local! {
+    /// Where pieces are joined before one copy into a caller's buffer; kept between reads
+    /// (on the event loop's thread), since a fresh large allocation per read costs page faults.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Copies the front of `pieces` into `obj`'s buffer, as much as fits, and takes what it
+/// copied off `pieces` (what is left stays, in order). On an error nothing was taken.
+///
+/// The buffer is filled through `PyBuffer::copy_from_slice` (the GIL is held; no borrowed
+/// slice of the caller's memory exists): from the one piece when a single piece fills it, else
+/// from the pieces joined once. A buffer filled only in part gets a byte view of its front.
+pub(crate) fn copy_into(obj: &Bound<'_, PyAny>, pieces: &mut Vec<Bytes>) -> PyResult<usize> {
+    let py = obj.py();
+    let room = writable(obj)?.len_bytes();
+    let total = pieces.iter().map(Bytes::len).sum::<usize>();
+    let n = room.min(total);
+    if n == 0 {
+        return Ok(0);
+    }
+    let target = if n == room {
+        writable(obj)?
+    } else {
+        let front = PyMemoryView::from(obj)?
+            .call_method1("cast", ("B",))?
+            .get_item(PySlice::new(
+                py,
+                0,
+                isize::try_from(n).unwrap_or(isize::MAX),
+                1,
+            ))?;
+        writable(&front)?
+    };
+    match pieces.first() {
+        Some(first) if first.len() >= n => target.copy_from_slice(py, &first[..n])?,
+        _ => SCRATCH.with_borrow_mut(|joined| {
+            joined.clear();
+            for piece in pieces.iter() {
+                let want = (n - joined.len()).min(piece.len());
+                joined.extend_from_slice(&piece[..want]);
+            }
+            let copied = target.copy_from_slice(py, joined);
+            if joined.capacity() > MAX_SCRATCH {
+                *joined = Vec::new();
+            }
+            copied
+        })?,
+    }
+    let mut left = n;
     let mut rest = Vec::new();
-    for mut piece in pieces {
-        let n = piece.len().min(cells.len() - at);
-        for (cell, byte) in cells[at..at + n].iter().zip(&piece[..n]) {
-            cell.set(*byte);
-        }
-        at += n;
-        if n < piece.len() {
-            rest.push(piece.split_off(n));
+    for mut piece in pieces.drain(..) {
+        if left >= piece.len() {
+            left -= piece.len();
+        } else {
+            rest.push(piece.split_off(left));
+            left = 0;
         }
     }
-    Ok((at, rest))
+    *pieces = rest;
+    Ok(n)
 }
 
 /// Engine bytes that become a Python `bytes` object when handed back.

@@ -5,7 +5,7 @@
 //! accepted stream, bytes read from a stream) the value is wrapped here: converting it to
 //! Python consumes it, and dropping it undelivered gives it back to where it came from.
 
-use crate::buffers::{copy_into, PyBytesOut};
+use crate::buffers::PyBytesOut;
 use crate::session::Session;
 use crate::stream::Stream;
 use bytes::Bytes;
@@ -127,43 +127,6 @@ impl Drop for ReadBytes {
     fn drop(&mut self) {
         if let Some(data) = self.data.take() {
             self.recv.unread(data);
-        }
-    }
-}
-
-/// Pieces read from a stream for the caller's buffer, copied into it once the GIL is held
-/// (the buffer is looked up then, not kept across the wait). What does not fit (the buffer
-/// shrank meanwhile), or everything if the result is never delivered, goes back to the stream.
-pub(crate) struct ReadInto {
-    pub(crate) pieces: Vec<Bytes>,
-    pub(crate) target: Py<PyAny>,
-    pub(crate) recv: OwnedMutexGuard<RecvStream>,
-}
-
-impl<'py> IntoPyObject<'py> for ReadInto {
-    type Target = pyo3::types::PyInt;
-    type Output = Bound<'py, pyo3::types::PyInt>;
-    type Error = PyErr;
-
-    fn into_pyobject(mut self, py: Python<'py>) -> PyResult<Self::Output> {
-        let pieces = std::mem::take(&mut self.pieces);
-        let target = self.target.bind(py).clone();
-        let (copied, rest) = match copy_into(&target, pieces.clone()) {
-            Ok(done) => done,
-            Err(e) => {
-                self.pieces = pieces;
-                return Err(e);
-            }
-        };
-        self.pieces = rest;
-        copied.into_pyobject(py).map_err(PyErr::from)
-    }
-}
-
-impl Drop for ReadInto {
-    fn drop(&mut self) {
-        for piece in std::mem::take(&mut self.pieces).into_iter().rev() {
-            self.recv.unread(piece);
         }
     }
 }

@@ -6,6 +6,7 @@
 mod buffers;
 mod codes;
 mod collection;
+mod completion;
 mod contact;
 mod erasure;
 mod errors;

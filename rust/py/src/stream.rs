@@ -5,16 +5,24 @@
 //! forgotten object) is reset with `ABANDONED`, never finished: quinn would finish it on
 //! drop, and the peer would take a partial reply for a whole one.
 //!
-//! Reads and writes first try to complete on the calling thread: a read when data has
-//! arrived, a write when the stream has room for it (its send window, so backpressure holds).
-//! They then return an awaitable that is complete already; only a call that must wait goes to
-//! the engine's runtime, holding the half's lock it took, so calls keep their order.
+//! Reads of up to `n` bytes (`read_now`, `readinto_now`) run on the calling thread only: they
+//! take what has arrived, or return `None`, and the caller then awaits `readable()`, which
+//! waits in the engine and takes nothing. Bytes leave the stream only in the caller's own
+//! step, so cancelling its task can never drop a read result (asyncio hands a completed
+//! result to a task that was cancelled meanwhile as a `CancelledError`).
+//!
+//! Writes first try to complete on the calling thread, when the stream has room (its send
+//! window, so backpressure holds), and then return an awaitable that is complete already;
+//! only a call that must wait goes to the engine's runtime, holding the half's lock it took,
+//! so calls keep their order. Awaitables of the engine complete on the loop's thread
+//! (`completion`).
 
-use crate::buffers::{owned_bytes, writable};
+use crate::buffers::{copy_into, owned_bytes, writable};
 use crate::codes::reset_code;
+use crate::completion::on_loop as future;
 use crate::errors::{incomplete_read, invalid_argument, no_separator, to_py};
-use crate::handoff::{ReadBytes, ReadInto, ReadPieces};
-use crate::runtime::{future, ready};
+use crate::handoff::{ReadBytes, ReadPieces};
+use crate::runtime::ready;
 use bytes::Bytes;
 use i6p_core::codes::ABANDONED;
 use i6p_net::session::AppHandle;
@@ -32,7 +40,7 @@ const DEFAULT_READ_LIMIT: usize = 16 << 20;
 /// The longest `readuntil` result unless the caller sets `limit` (asyncio's default).
 const DEFAULT_LINE_LIMIT: usize = 64 << 10;
 
-/// Whether reads and writes may complete on the calling thread; off only in benchmarks that
+/// Whether writes and `read` may complete on the calling thread; off only in benchmarks that
 /// measure what it saves (`i6p._core.testing.set_stream_fast_path`).
 static FAST_PATH: AtomicBool = AtomicBool::new(true);
 
@@ -142,34 +150,48 @@ impl Stream {
         )
     }
 
-    /// Reads up to `len(buffer)` bytes into `buffer` (a writable bytes-like object: a
-    /// bytearray, a memoryview...) and returns how many: at least one unless at the end of
-    /// the stream (0) or `buffer` is empty. No bytes object is made on the way.
-    fn readinto<'py>(
-        &self,
-        py: Python<'py>,
-        buffer: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    /// Up to `n` bytes that have arrived, now: at least one, `b""` at the end of the stream,
+    /// `None` when a read would have to wait (then `readable()`). Nothing is taken off the
+    /// stream unless it is returned, so the caller's task cannot be cancelled in between.
+    fn read_now<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Ok(mut recv) = self.recv.clone().try_lock_owned() else {
+            return Ok(None);
+        };
+        let Some(now) = recv.try_read_pieces(n) else {
+            return Ok(None);
+        };
+        let pieces = now.map_err(to_py)?.unwrap_or_default();
+        Ok(Some(
+            ReadPieces { pieces, recv }.into_pyobject(py)?.into_any(),
+        ))
+    }
+
+    /// Fills the front of `buffer` (a writable, contiguous bytes-like object) with bytes that
+    /// have arrived, now, and returns how many: at least one, 0 at the end of the stream or
+    /// for an empty buffer, `None` when a read would have to wait (then `readable()`). What
+    /// does not fit stays on the stream; nothing is taken unless it was copied.
+    fn readinto_now(&self, buffer: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
         let n = writable(buffer)?.len_bytes();
-        let target = buffer.clone().unbind();
-        let held = lock_now(&self.recv);
-        if let Some(mut recv) = held {
-            if let Some(now) = recv.try_read_pieces(n) {
-                let pieces = now.map_err(to_py)?.unwrap_or_default();
-                return ready(
-                    py,
-                    ReadInto {
-                        pieces,
-                        target,
-                        recv,
-                    },
-                );
-            }
-            return future(py, read_into(recv, n, target));
+        let Ok(mut recv) = self.recv.clone().try_lock_owned() else {
+            return Ok(None);
+        };
+        let Some(now) = recv.try_read_pieces(n) else {
+            return Ok(None);
+        };
+        let mut pieces = now.map_err(to_py)?.unwrap_or_default();
+        let copied = copy_into(buffer, &mut pieces);
+        for piece in pieces.into_iter().rev() {
+            recv.unread(piece);
         }
+        copied.map(Some)
+    }
+
+    /// Waits until `read_now`/`readinto_now` would not return `None` (bytes arrived, the
+    /// stream ended, or it failed: the error is raised). Takes nothing off the stream.
+    fn readable<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let recv = self.recv.clone();
         future(py, async move {
-            read_into(recv.lock_owned().await, n, target).await
+            recv.lock().await.readable().await.map_err(to_py)
         })
     }
 
@@ -278,20 +300,6 @@ async fn read_pieces(mut recv: OwnedMutexGuard<RecvStream>, n: usize) -> PyResul
     let pieces = recv.read_pieces(n).await.map_err(to_py)?;
     Ok(ReadPieces {
         pieces: pieces.unwrap_or_default(),
-        recv,
-    })
-}
-
-/// Waits for up to `n` bytes for the caller's buffer `target` on a locked receiving half.
-async fn read_into(
-    mut recv: OwnedMutexGuard<RecvStream>,
-    n: usize,
-    target: Py<PyAny>,
-) -> PyResult<ReadInto> {
-    let pieces = recv.read_pieces(n).await.map_err(to_py)?;
-    Ok(ReadInto {
-        pieces: pieces.unwrap_or_default(),
-        target,
         recv,
     })
 }

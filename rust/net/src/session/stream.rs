@@ -200,6 +200,19 @@ impl RecvStream {
         Some(self.gather(max).map(|()| Some(self.split_pieces(max))))
     }
 
+    /// Waits until a read would not wait: bytes are buffered, the stream ended, or it failed
+    /// (the error is returned). Takes nothing away, so a caller cancelled after this returned
+    /// loses nothing: it takes the bytes with [`Self::try_read_pieces`] once it runs again.
+    /// What QUIC holds by then moves into this stream's buffer here, on the runtime, so the
+    /// caller's thread does not take the connection's lock once per packet to gather it (and
+    /// the peer gets flow-control credit sooner).
+    pub async fn readable(&mut self) -> Result<()> {
+        if self.pending_len == 0 && !self.pull(READ_BATCH_CAPACITY).await? {
+            return Ok(());
+        }
+        self.gather(READ_BATCH_CAPACITY)
+    }
+
     /// Moves what QUIC holds now into the buffer, up to `max` buffered bytes, without waiting.
     fn gather(&mut self, max: usize) -> Result<()> {
         while self.pending_len < max {

@@ -18,12 +18,21 @@ use i6p_net::addr::parse_addr;
 use i6p_net::blobs::Faults;
 use pyo3::prelude::*;
 
-/// Lets Python-API stream reads and writes complete on the calling thread when they need not
-/// wait (the default), or sends every one through the engine's runtime, as before that
-/// existed: benchmarks measure what it saves in one run.
+/// Lets stream writes and `_core.Stream.read` complete on the calling thread when they need
+/// not wait (the default), or sends every one through the engine's runtime, as before that
+/// existed: benchmarks measure what it saves in one run. (`read_now`/`readinto_now`, which
+/// `Stream.read(n)` and `readinto` use, always run on the calling thread.)
 #[pyfunction]
 fn set_stream_fast_path(on: bool) {
     crate::stream::set_fast_path(on);
+}
+
+/// Completes stream calls that had to wait on the asyncio loop's thread through one wake-up
+/// socket per loop (the default), or through pyo3-async-runtimes (a blocking thread takes
+/// the GIL and calls `call_soon_threadsafe`), as before: benchmarks measure the difference.
+#[pyfunction]
+fn set_stream_bell(on: bool) {
+    crate::completion::set_bell(on);
 }
 
 /// Makes `node`'s provider misbehave on purpose (tests of requesters): an OR of the fault
@@ -128,6 +137,7 @@ pub(crate) fn register(parent: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("JUNK_ONLY", Faults::JUNK_ONLY)?;
     m.add_function(wrap_pyfunction!(set_provider_faults, &m)?)?;
     m.add_function(wrap_pyfunction!(set_stream_fast_path, &m)?)?;
+    m.add_function(wrap_pyfunction!(set_stream_bell, &m)?)?;
     m.add_function(wrap_pyfunction!(connect_raw, &m)?)?;
     m.add_function(wrap_pyfunction!(bind_relay_testing, &m)?)?;
     m.add_function(wrap_pyfunction!(signed_hello, &m)?)?;
