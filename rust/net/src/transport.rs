@@ -114,7 +114,7 @@ pub(crate) fn apply(t: &mut TransportConfig, congestion: Congestion, windows: Wi
             congestion::BbrConfig::default(),
         )),
     };
-    t.congestion_controller_factory(factory);
+    t.congestion_controller_factory(Arc::new(crate::closing::CloseAwareFactory::new(factory)));
     let var = |w: u64| VarInt::from_u64(w).unwrap_or(VarInt::MAX);
     match windows {
         Windows::Auto { initial, max } => {

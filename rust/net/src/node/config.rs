@@ -58,11 +58,10 @@ pub struct NodeConfig {
     /// (as coordinator), and moves there when one forms (see `node::upgrade`).
     pub upgrade: bool,
     /// The largest UDP payload path MTU discovery tries, and the one the node advertises
-    /// (`max_udp_payload_size`): 1,452 by default (an Ethernet frame); None takes the largest
-    /// interface MTU less the IPv6 and UDP headers (see [`crate::mtu`]), resolved when the
-    /// node binds. Large payloads are opt-in: with quinn 0.11, a connection closed while
-    /// discovery probes large sizes often loses its CONNECTION_CLOSE (the peer sees a reset
-    /// without the code and reason).
+    /// (`max_udp_payload_size`): None (the default) takes the largest interface MTU less the
+    /// IPv6 and UDP headers (see [`crate::mtu`]), resolved when the node binds; 1,452 keeps
+    /// QUIC's usual bound. Closes get through while discovery probes large sizes because
+    /// every connection closes through [`crate::closing`].
     pub max_udp_payload: Option<u16>,
 }
 
@@ -87,7 +86,7 @@ impl Default for NodeConfig {
             relay_testing: crate::relay::RelayTesting::default(),
             coordinate: true,
             upgrade: true,
-            max_udp_payload: Some(crate::mtu::DEFAULT_PAYLOAD),
+            max_udp_payload: None,
         }
     }
 }

@@ -344,7 +344,8 @@ impl Node {
                 self.inner.reach.link(s);
             }
             // Tell the listener why, with the same codes it would use.
-            Err(e) => conn.close(
+            Err(e) => crate::closing::close(
+                &conn,
                 VarInt::from_u32(close_code_for(e)),
                 e.to_string().as_bytes(),
             ),

@@ -148,7 +148,7 @@ fn relayed_transport(config: &super::NodeConfig) -> Result<quinn::TransportConfi
             BbrConfig::default().initial_window(window).clone(),
         )),
     };
-    t.congestion_controller_factory(factory);
+    t.congestion_controller_factory(Arc::new(crate::closing::CloseAwareFactory::new(factory)));
     Ok(t)
 }
 
@@ -225,7 +225,8 @@ impl Node {
             .await;
         match &result {
             Ok(_) => self.inner.sessions.remember_key(peer, key),
-            Err(e) => conn.close(
+            Err(e) => crate::closing::close(
+                &conn,
                 VarInt::from_u32(close_code_for(e)),
                 e.to_string().as_bytes(),
             ),
