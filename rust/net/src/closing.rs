@@ -16,7 +16,9 @@
 //! [`CloseAware`] wraps the node's congestion controller; [`close`] opens its window (to
 //! `u64::MAX`, which also turns pacing off) just before it closes the connection, so the close
 //! packet (ACKs and CONNECTION_CLOSE only: a closed connection sends nothing else) is never
-//! held back. Drop it once quinn-proto ships #2787 in the version this crate uses.
+//! held back. A node that closes its endpoint (every connection at once) turns its
+//! [`NodeClosing`] switch on first, which opens the windows of all its connections. Drop this
+//! module once quinn-proto ships #2787 in the version this crate uses.
 
 use quinn::congestion::{Controller, ControllerFactory, ControllerMetrics};
 use quinn_proto::RttEstimator;
@@ -35,16 +37,28 @@ pub fn close(conn: &quinn::Connection, code: quinn::VarInt, reason: &[u8]) {
     conn.close(code, reason);
 }
 
+/// A node's switch for all its connections at once: on before it closes its endpoint.
+#[derive(Clone, Debug, Default)]
+pub struct NodeClosing(Arc<AtomicBool>);
+
+impl NodeClosing {
+    /// Opens the window of every connection built with this switch.
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// A congestion controller whose window opens fully once its connection is closing.
 pub struct CloseAware {
     inner: Box<dyn Controller>,
     closing: Arc<AtomicBool>,
+    node: NodeClosing,
 }
 
 impl CloseAware {
-    /// True once [`close`] was called on the connection.
+    /// True once [`close`] was called on the connection, or its node is closing.
     fn is_closing(&self) -> bool {
-        self.closing.load(Ordering::Acquire)
+        self.closing.load(Ordering::Acquire) || self.node.0.load(Ordering::Acquire)
     }
 }
 
@@ -106,6 +120,7 @@ impl Controller for CloseAware {
         Box::new(Self {
             inner: self.inner.clone_box(),
             closing: self.closing.clone(),
+            node: self.node.clone(),
         })
     }
 
@@ -121,12 +136,16 @@ impl Controller for CloseAware {
 /// Builds a [`CloseAware`] around each controller `inner` builds.
 pub struct CloseAwareFactory {
     inner: Arc<dyn ControllerFactory + Send + Sync>,
+    node: NodeClosing,
 }
 
 impl CloseAwareFactory {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn ControllerFactory + Send + Sync>) -> Self {
-        Self { inner }
+    /// Wraps `inner`; the controllers also open when `node` is set.
+    pub fn new(inner: Arc<dyn ControllerFactory + Send + Sync>, node: &NodeClosing) -> Self {
+        Self {
+            inner,
+            node: node.clone(),
+        }
     }
 }
 
@@ -135,6 +154,7 @@ impl ControllerFactory for CloseAwareFactory {
         Box::new(CloseAware {
             inner: self.inner.clone().build(now, current_mtu),
             closing: Arc::new(AtomicBool::new(false)),
+            node: self.node.clone(),
         })
     }
 }
@@ -146,8 +166,13 @@ mod tests {
 
     #[test]
     fn the_window_opens_on_close_and_clones_share_the_switch() {
-        let factory = Arc::new(CloseAwareFactory::new(Arc::new(CubicConfig::default())));
-        let live = factory.build(Instant::now(), 65_488);
+        let node = NodeClosing::default();
+        let factory = Arc::new(CloseAwareFactory::new(
+            Arc::new(CubicConfig::default()),
+            &node,
+        ));
+        let live = factory.clone().build(Instant::now(), 65_488);
+        let other = factory.build(Instant::now(), 65_488);
         let normal = live.window();
         assert!(normal < u64::from(u32::MAX), "{normal}");
         // What `close` does with the copy quinn's `congestion_state` returns.
@@ -158,5 +183,9 @@ mod tests {
         copy.closing.store(true, Ordering::Release);
         assert_eq!(live.window(), u64::MAX);
         assert_eq!(live.initial_window(), copy.inner.initial_window());
+        // One connection's close leaves the node's others alone; the node's switch opens all.
+        assert_eq!(other.window(), normal);
+        node.set();
+        assert_eq!(other.window(), u64::MAX);
     }
 }

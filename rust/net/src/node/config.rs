@@ -131,7 +131,10 @@ impl NodeConfig {
 }
 
 /// The QUIC transport every connection of a node with `config` uses.
-pub(crate) fn transport_config(config: &NodeConfig) -> Result<TransportConfig> {
+pub(crate) fn transport_config(
+    config: &NodeConfig,
+    closing: &crate::closing::NodeClosing,
+) -> Result<TransportConfig> {
     let mut t = TransportConfig::default();
     let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
         .map_err(|_| NetError::Tls("idle timeout out of range".into()))?;
@@ -149,7 +152,7 @@ pub(crate) fn transport_config(config: &NodeConfig) -> Result<TransportConfig> {
     discovery.upper_bound(config.udp_payload());
     t.mtu_discovery_config(Some(discovery));
     config.windows.validate()?;
-    crate::transport::apply(&mut t, config.congestion, config.windows);
+    crate::transport::apply(&mut t, config.congestion, config.windows, closing);
     Ok(t)
 }
 
