@@ -39,11 +39,11 @@ async def discovered(session: Session, above: int, seconds: float = 5.0) -> int:
 
 
 async def test_nodes_advertise_their_largest_interface_mtu(make_node: NodeFactory) -> None:
-    # Large packets are the default; "auto" says so explicitly; an int sets the bound.
-    for node in (await make_node(), await make_node(max_udp_payload="auto")):
-        assert node.max_udp_payload == LOOPBACK_PAYLOAD
-    ordinary = await make_node(max_udp_payload=1452)
-    assert ordinary.max_udp_payload == 1452
+    node = await make_node(max_udp_payload="auto")
+    assert node.max_udp_payload == LOOPBACK_PAYLOAD
+    # Large packets are opt-in (see Node.bind): by default an Ethernet frame.
+    for ordinary in (await make_node(), await make_node(max_udp_payload=1452)):
+        assert ordinary.max_udp_payload == 1452
     with pytest.raises(ValueError, match="max_udp_payload"):
         await make_node(max_udp_payload=1000)
 
@@ -54,11 +54,11 @@ async def test_a_session_refused_while_discovery_probes_hears_why(make_node: Nod
     probe fills the congestion window, and quinn 0.11 held the CONNECTION_CLOSE back for
     ever (quinn-rs/quinn#2785); the dialer then saw a stateless reset, code 0. Each refused
     dialer must hear BUSY and the reason."""
-    listener = await make_node(limits=Limits(max_queued_sessions=1))
-    first = await make_node()
+    listener = await make_node(limits=Limits(max_queued_sessions=1), max_udp_payload="auto")
+    first = await make_node(max_udp_payload="auto")
     await asyncio.wait_for(first.connect(listener.peer_id, f"[::1]:{listener.port}"), 10)
     for _ in range(4):
-        dialer = await make_node()
+        dialer = await make_node(max_udp_payload="auto")
         with pytest.raises(ConnectionLost) as info:
             session = await dialer.connect(listener.peer_id, f"[::1]:{listener.port}")
             await asyncio.wait_for(session.accept_stream(), 10)
@@ -91,7 +91,8 @@ async def test_a_sender_dropped_mid_transfer_closes_with_its_code(make_node: Nod
     CONNECTION_CLOSE and no CLOSE exchange: the peer must get it (abandoned, code 9), not a
     reset or a timeout."""
     for _ in range(3):
-        a, b = await make_node(), await make_node()
+        a = await make_node(max_udp_payload="auto")
+        b = await make_node(max_udp_payload="auto")
         ours, theirs = await sessions(b, a)
         assert await discovered(ours, 60_000) > 60_000
         await drop_while_sending(ours, theirs)

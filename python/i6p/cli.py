@@ -513,10 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--max-udp-payload",
             type=_udp_payload,
-            default="auto",
+            default=1452,
             metavar="BYTES",
-            help="largest UDP payload path MTU discovery tries: auto (default, the largest "
-            "interface MTU less 48) or bytes, e.g. 1452 for QUIC's usual bound",
+            help="largest UDP payload path MTU discovery tries: bytes (default 1452, QUIC's "
+            "usual bound) or auto (the largest interface MTU less 48)",
         )
 
     p_send = sub.add_parser("send", aliases=["serve"], help="serve a file and print its ticket")

@@ -156,10 +156,10 @@ class Node:
 
         Packet sizes: path MTU discovery tries UDP payloads up to ``max_udp_payload`` bytes,
         and the node advertises it to peers (discovery never exceeds what the peer
-        advertises). By default (``None`` or ``"auto"``) it is the largest MTU among the
-        host's interfaces less the IPv6 and UDP headers (65,488 on loopback, 8,952 with jumbo
-        frames); each path then finds its own size (``Session.stats()["mtu"]``). An int sets
-        it (1,200..=65,527); 1,452 keeps QUIC's usual bound (an Ethernet frame).
+        advertises). By default it is 1,452 (an Ethernet frame, QUIC's usual bound).
+        ``"auto"`` takes the largest MTU among the host's interfaces less the IPv6 and UDP
+        headers (65,488 on loopback, 8,952 with jumbo frames); each path then finds its own
+        size (``Session.stats()["mtu"]``). An int sets it (1,200..=65,527).
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(
