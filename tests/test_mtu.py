@@ -4,17 +4,22 @@ and FEC shards that follow the path's datagram size (over ::1, whose MTU is 65,5
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from pathlib import Path
 
 import pytest
-from i6p import Node, Session
+from i6p import Limits, Node, Session, Stream
+from i6p.errors import ConnectionLost
 
 from .conftest import NodeFactory
 from .test_transfer import b3_file, write_random
 
 # What a node advertises here with max_udp_payload="auto": loopback's MTU less IPv6 and UDP headers.
 LOOPBACK_PAYLOAD = 65_536 - 48
+#: Close codes (codes.rs): a refused session, and one whose application dropped it.
+BUSY = 6
+ABANDONED = 9
 
 
 async def sessions(provider: Node, fetcher: Node) -> tuple[Session, Session]:
@@ -37,10 +42,64 @@ async def test_nodes_advertise_their_largest_interface_mtu(make_node: NodeFactor
     node = await make_node(max_udp_payload="auto")
     assert node.max_udp_payload == LOOPBACK_PAYLOAD
     # Large packets are opt-in (see Node.bind): by default an Ethernet frame.
-    ordinary = await make_node()
-    assert ordinary.max_udp_payload == 1452
+    for ordinary in (await make_node(), await make_node(max_udp_payload=1452)):
+        assert ordinary.max_udp_payload == 1452
     with pytest.raises(ValueError, match="max_udp_payload"):
         await make_node(max_udp_payload=1000)
+
+
+async def test_a_session_refused_while_discovery_probes_hears_why(make_node: NodeFactory) -> None:
+    """A listener refuses sessions past its accept queue right after their handshake, with
+    its HELLO still queued and an MTU probe of tens of KB in flight: with large packets that
+    probe fills the congestion window, and quinn 0.11 held the CONNECTION_CLOSE back for
+    ever (quinn-rs/quinn#2785); the dialer then saw a stateless reset, code 0. Each refused
+    dialer must hear BUSY and the reason."""
+    listener = await make_node(limits=Limits(max_queued_sessions=1), max_udp_payload="auto")
+    first = await make_node(max_udp_payload="auto")
+    await asyncio.wait_for(first.connect(listener.peer_id, f"[::1]:{listener.port}"), 10)
+    for _ in range(4):
+        dialer = await make_node(max_udp_payload="auto")
+        with pytest.raises(ConnectionLost) as info:
+            session = await dialer.connect(listener.peer_id, f"[::1]:{listener.port}")
+            await asyncio.wait_for(session.accept_stream(), 10)
+        assert info.value.code == BUSY, info.value
+        assert "waiting to be accepted" in info.value.reason, info.value
+
+
+async def send_zeros(stream: Stream, chunks: int) -> None:
+    """Writes ``chunks`` MiB of zeros (bounded; the caller cancels it long before)."""
+    chunk = bytes(1 << 20)
+    for _ in range(chunks):
+        await stream.write(chunk)
+
+
+async def drop_while_sending(sender: Session, receiver: Session) -> None:
+    """Keeps ``sender`` sending as fast as its window allows, reads 16 MiB at ``receiver``,
+    then lets go of every reference to ``sender`` while data is still queued and in flight."""
+    stream = await sender.open_stream()
+    writes = asyncio.ensure_future(send_zeros(stream, 256))
+    incoming = await asyncio.wait_for(receiver.accept_stream(), 10)
+    received = 0
+    while received < 16 << 20:
+        received += len(await asyncio.wait_for(incoming.read(1 << 20), 10))
+    writes.cancel()
+    await asyncio.gather(writes, return_exceptions=True)
+
+
+async def test_a_sender_dropped_mid_transfer_closes_with_its_code(make_node: NodeFactory) -> None:
+    """A session dropped while it sends (large packets, data still queued) ends with one
+    CONNECTION_CLOSE and no CLOSE exchange: the peer must get it (abandoned, code 9), not a
+    reset or a timeout."""
+    for _ in range(3):
+        a = await make_node(max_udp_payload="auto")
+        b = await make_node(max_udp_payload="auto")
+        ours, theirs = await sessions(b, a)
+        assert await discovered(ours, 60_000) > 60_000
+        await drop_while_sending(ours, theirs)
+        del ours
+        gc.collect()
+        code, reason, by_peer = await asyncio.wait_for(theirs.wait_closed(), 10)
+        assert (code, by_peer) == (ABANDONED, True), (code, reason)
 
 
 async def test_a_loopback_fetch_in_large_packets_never_takes_a_black_hole(

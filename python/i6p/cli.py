@@ -103,6 +103,16 @@ def _cmd_join(args: argparse.Namespace) -> int:
     return 0
 
 
+def _udp_payload(text: str) -> int | str:
+    """``--max-udp-payload``: "auto" or a byte count (Node.bind checks its range)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not auto or a byte count: {text!r}") from None
+
+
 # -- send ----------------------------------------------------------------------------------
 
 
@@ -112,6 +122,7 @@ async def _send(args: argparse.Namespace) -> int:
         identity,
         args.addr,
         congestion=args.congestion,
+        max_udp_payload=args.max_udp_payload,
         state_dir=_state_dir(args.identity),
         accept_sessions=False,  # it only serves: sessions never wait for an accept()
     ) as node:
@@ -204,6 +215,7 @@ async def _get(args: argparse.Namespace) -> tuple[FetchResult | CollectionResult
         args.addr,
         congestion=args.congestion,
         window=args.window,
+        max_udp_payload=args.max_udp_payload,
         state_dir=_state_dir(args.identity),
     ) as node:
         route = "direct"
@@ -501,6 +513,14 @@ def build_parser() -> argparse.ArgumentParser:
             choices=["cubic", "bbr", "bounded", "newreno"],
             default="cubic",
             help="congestion controller (default cubic)",
+        )
+        p.add_argument(
+            "--max-udp-payload",
+            type=_udp_payload,
+            default=1452,
+            metavar="BYTES",
+            help="largest UDP payload path MTU discovery tries: bytes (default 1452, QUIC's "
+            "usual bound) or auto (the largest interface MTU less 48)",
         )
 
     p_send = sub.add_parser("send", aliases=["serve"], help="serve a file and print its ticket")

@@ -159,9 +159,7 @@ class Node:
         advertises). By default it is 1,452 (an Ethernet frame, QUIC's usual bound).
         ``"auto"`` takes the largest MTU among the host's interfaces less the IPv6 and UDP
         headers (65,488 on loopback, 8,952 with jumbo frames); each path then finds its own
-        size (``Session.stats()["mtu"]``). Large packets are opt-in for now: with quinn 0.11 a
-        session closed while discovery is still probing large sizes often loses its close
-        (the peer sees a reset without the code and reason).
+        size (``Session.stats()["mtu"]``). An int sets it (1,200..=65,527).
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(

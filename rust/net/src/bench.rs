@@ -28,7 +28,8 @@ fn endpoint(
     server: Option<quinn::ServerConfig>,
     config: &NodeConfig,
 ) -> Result<(quinn::Endpoint, Arc<quinn::TransportConfig>)> {
-    let transport = Arc::new(transport_config(config)?);
+    let closing = crate::closing::NodeClosing::default();
+    let transport = Arc::new(transport_config(config, &closing)?);
     let server = server.map(|mut s| {
         s.transport_config(transport.clone());
         s

@@ -165,7 +165,7 @@ impl Helper {
         let seen = self.verifier.take_seen(dial);
         match outcome {
             Ok(Ok(conn)) => {
-                conn.close(VarInt::from_u32(codes::DIAL_BACK), b"dial-back done");
+                crate::closing::close(&conn, VarInt::from_u32(codes::DIAL_BACK), b"dial-back done");
                 (
                     DialBackOutcome::Reached,
                     format!("handshake with {target} completed"),

@@ -15,6 +15,7 @@
 pub mod addr;
 pub mod bench;
 pub mod blobs;
+pub mod closing;
 pub mod congestion;
 pub mod control;
 pub mod dial;

@@ -105,7 +105,12 @@ impl Windows {
 }
 
 /// Applies the congestion controller and windows to a transport configuration.
-pub(crate) fn apply(t: &mut TransportConfig, congestion: Congestion, windows: Windows) {
+pub(crate) fn apply(
+    t: &mut TransportConfig,
+    congestion: Congestion,
+    windows: Windows,
+    closing: &crate::closing::NodeClosing,
+) {
     let factory: Arc<dyn congestion::ControllerFactory + Send + Sync> = match congestion {
         Congestion::Cubic => Arc::new(congestion::CubicConfig::default()),
         Congestion::Bbr => Arc::new(congestion::BbrConfig::default()),
@@ -114,7 +119,9 @@ pub(crate) fn apply(t: &mut TransportConfig, congestion: Congestion, windows: Wi
             congestion::BbrConfig::default(),
         )),
     };
-    t.congestion_controller_factory(factory);
+    t.congestion_controller_factory(Arc::new(crate::closing::CloseAwareFactory::new(
+        factory, closing,
+    )));
     let var = |w: u64| VarInt::from_u64(w).unwrap_or(VarInt::MAX);
     match windows {
         Windows::Auto { initial, max } => {

@@ -246,7 +246,7 @@ async fn accept_one(
     }
     let (remote_peer_id, remote_key) = tls::peer_of_connection(&conn)?;
     if let Err(why) = slot.identified(remote_peer_id) {
-        conn.close(VarInt::from_u32(codes::BUSY), why.as_bytes());
+        crate::closing::close(&conn, VarInt::from_u32(codes::BUSY), why.as_bytes());
         return Err(NetError::Handshake(why.into()));
     }
     let est = Established {
@@ -274,7 +274,8 @@ async fn accept_one(
         Err(_) => Err(NetError::Handshake("no hello in time".into())),
     };
     if let Err(e) = &result {
-        conn.close(
+        crate::closing::close(
+            &conn,
             VarInt::from_u32(close_code_for(e)),
             e.to_string().as_bytes(),
         );

@@ -60,9 +60,10 @@ pub struct NodeConfig {
     /// The largest UDP payload path MTU discovery tries, and the one the node advertises
     /// (`max_udp_payload_size`): 1,452 by default (an Ethernet frame); None takes the largest
     /// interface MTU less the IPv6 and UDP headers (see [`crate::mtu`]), resolved when the
-    /// node binds. Large payloads are opt-in: with quinn 0.11, a connection closed while
-    /// discovery probes large sizes often loses its CONNECTION_CLOSE (the peer sees a reset
-    /// without the code and reason).
+    /// node binds. Closes get through while discovery probes large sizes (every connection
+    /// closes through [`crate::closing`]); large payloads stay opt-in because a hole-punched
+    /// session through two stateful IPv6 firewalls still fails with them
+    /// (tests/net/test_punch_netns.py, ipv6-firewall).
     pub max_udp_payload: Option<u16>,
 }
 
@@ -132,7 +133,10 @@ impl NodeConfig {
 }
 
 /// The QUIC transport every connection of a node with `config` uses.
-pub(crate) fn transport_config(config: &NodeConfig) -> Result<TransportConfig> {
+pub(crate) fn transport_config(
+    config: &NodeConfig,
+    closing: &crate::closing::NodeClosing,
+) -> Result<TransportConfig> {
     let mut t = TransportConfig::default();
     let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
         .map_err(|_| NetError::Tls("idle timeout out of range".into()))?;
@@ -150,7 +154,7 @@ pub(crate) fn transport_config(config: &NodeConfig) -> Result<TransportConfig> {
     discovery.upper_bound(config.udp_payload());
     t.mtu_discovery_config(Some(discovery));
     config.windows.validate()?;
-    crate::transport::apply(&mut t, config.congestion, config.windows);
+    crate::transport::apply(&mut t, config.congestion, config.windows, closing);
     Ok(t)
 }
 

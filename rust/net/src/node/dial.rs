@@ -99,7 +99,11 @@ impl Node {
         if remote_peer_id != peer {
             // Unreachable with the verifier and the tickets keyed by PeerId; kept as a second
             // line of defence.
-            conn.close(VarInt::from_u32(codes::PROTOCOL_ERROR), b"peer id mismatch");
+            crate::closing::close(
+                &conn,
+                VarInt::from_u32(codes::PROTOCOL_ERROR),
+                b"peer id mismatch",
+            );
             return Err(NetError::PeerIdMismatch {
                 expected: peer,
                 actual: remote_peer_id,

@@ -64,6 +64,8 @@ struct NodeInner {
     dials: AtomicU64,
     /// Dropped on close, so the socket is released even while sessions objects live on.
     endpoint: std::sync::RwLock<Option<Endpoint>>,
+    /// Set before the endpoint closes every connection (see `crate::closing`).
+    closing: crate::closing::NodeClosing,
     local_addr: std::sync::RwLock<SocketAddr>,
     config: NodeConfig,
     closed: Arc<AtomicBool>,
@@ -97,7 +99,6 @@ impl Node {
         let mut config = config.resolved();
         relayed::announce(&mut config);
         let crypto = NodeCrypto::new(&identity, &config)?;
-        let (server_sessions, sessions) = (crypto.server_sessions.clone(), crypto.sessions.clone());
         let socket = bind_socket(addr)?;
         let buffers = Arc::new(SocketBuffers::new(&socket)?);
         let endpoint = Endpoint::new_with_abstract_socket(
@@ -149,8 +150,9 @@ impl Node {
                 identity,
                 client: crypto.client,
                 verifier: crypto.verifier,
-                sessions,
-                server_sessions,
+                closing: crypto.closing,
+                sessions: crypto.sessions,
+                server_sessions: crypto.server_sessions,
                 dials: AtomicU64::new(0),
                 local_addr: std::sync::RwLock::new(endpoint.local_addr()?),
                 endpoint: std::sync::RwLock::new(Some(endpoint)),
@@ -344,7 +346,8 @@ impl Node {
                 self.inner.reach.link(s);
             }
             // Tell the listener why, with the same codes it would use.
-            Err(e) => conn.close(
+            Err(e) => crate::closing::close(
+                &conn,
                 VarInt::from_u32(close_code_for(e)),
                 e.to_string().as_bytes(),
             ),
@@ -462,6 +465,7 @@ impl Node {
         }
         let endpoint = self.inner.endpoint.write().ok().and_then(|mut e| e.take());
         if let Some(endpoint) = endpoint {
+            self.inner.closing.set();
             endpoint.close(VarInt::from_u32(codes::NODE_CLOSED), b"node closed");
             let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
         }
@@ -546,6 +550,8 @@ pub(super) struct NodeCrypto {
     server_sessions: Arc<ServerSessions>,
     server_tls: rustls::ServerConfig,
     server: quinn::ServerConfig,
+    /// The switch of every connection this node makes (see `crate::closing`).
+    closing: crate::closing::NodeClosing,
 }
 
 impl NodeCrypto {
@@ -557,7 +563,8 @@ impl NodeCrypto {
 
     fn new(identity: &Identity, config: &NodeConfig) -> Result<Self> {
         let tls = TlsIdentity::new(identity)?;
-        let transport = Arc::new(transport_config(config)?);
+        let closing = crate::closing::NodeClosing::default();
+        let transport = Arc::new(transport_config(config, &closing)?);
         let server_sessions = Arc::new(match &config.state_dir {
             Some(dir) => ServerSessions::persistent(tickets_path(dir, &identity.peer_id())?),
             None => ServerSessions::in_memory(),
@@ -576,6 +583,7 @@ impl NodeCrypto {
             server_sessions,
             server_tls,
             server,
+            closing,
         })
     }
 }
@@ -604,6 +612,7 @@ impl Drop for NodeInner {
         self.accept_task.abort();
         self.buffers.release();
         if let Some(endpoint) = self.endpoint.get_mut().ok().and_then(|e| e.take()) {
+            self.closing.set();
             endpoint.close(VarInt::from_u32(codes::NODE_CLOSED), b"node closed");
         }
     }

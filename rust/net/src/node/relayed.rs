@@ -63,7 +63,7 @@ impl Relayed {
         crypto: &NodeCrypto,
         mut listener: Listener,
     ) -> Result<Self> {
-        let transport = Arc::new(relayed_transport(config)?);
+        let transport = Arc::new(relayed_transport(config, &crypto.closing)?);
         let mut client = crypto.client.clone();
         client.transport_config(transport.clone());
         let mut server = crypto.server.clone();
@@ -127,8 +127,11 @@ impl Relayed {
 
 /// The inner connections' transport: the node's, with a fixed MTU as large as a circuit
 /// packet and no MTU discovery (see the module's doc).
-fn relayed_transport(config: &super::NodeConfig) -> Result<quinn::TransportConfig> {
-    let mut t = super::transport_config(config)?;
+fn relayed_transport(
+    config: &super::NodeConfig,
+    closing: &crate::closing::NodeClosing,
+) -> Result<quinn::TransportConfig> {
+    let mut t = super::transport_config(config, closing)?;
     let mtu = MAX_CIRCUIT_PACKET as u16;
     t.mtu_discovery_config(None);
     t.initial_mtu(mtu);
@@ -148,7 +151,9 @@ fn relayed_transport(config: &super::NodeConfig) -> Result<quinn::TransportConfi
             BbrConfig::default().initial_window(window).clone(),
         )),
     };
-    t.congestion_controller_factory(factory);
+    t.congestion_controller_factory(Arc::new(crate::closing::CloseAwareFactory::new(
+        factory, closing,
+    )));
     Ok(t)
 }
 
@@ -225,7 +230,8 @@ impl Node {
             .await;
         match &result {
             Ok(_) => self.inner.sessions.remember_key(peer, key),
-            Err(e) => conn.close(
+            Err(e) => crate::closing::close(
+                &conn,
                 VarInt::from_u32(close_code_for(e)),
                 e.to_string().as_bytes(),
             ),

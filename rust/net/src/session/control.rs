@@ -109,9 +109,11 @@ impl Session {
             }
         })
         .await;
-        self.inner
-            .conn
-            .close(VarInt::from_u32(code), close.reason.as_bytes());
+        crate::closing::close(
+            &self.inner.conn,
+            VarInt::from_u32(code),
+            close.reason.as_bytes(),
+        );
     }
 
     pub(super) fn record_close(&self, close: Close, by_peer: bool) {
@@ -174,10 +176,11 @@ pub(super) async fn serve_control(inner: Arc<SessionInner>, mut recv: quinn::Rec
             Some(FrameType::Close) => match Close::decode(&frame.payload) {
                 Ok(close) => {
                     session.record_close(close.clone(), true);
-                    session
-                        .inner
-                        .conn
-                        .close(VarInt::from_u32(close.code), close.reason.as_bytes());
+                    crate::closing::close(
+                        &session.inner.conn,
+                        VarInt::from_u32(close.code),
+                        close.reason.as_bytes(),
+                    );
                     return;
                 }
                 Err(e) => Err(Some(e.to_string())),
@@ -208,10 +211,11 @@ pub(crate) fn protocol_error(session: &Session, why: &str) {
         },
         false,
     );
-    session
-        .inner
-        .conn
-        .close(VarInt::from_u32(codes::PROTOCOL_ERROR), reason.as_bytes());
+    crate::closing::close(
+        &session.inner.conn,
+        VarInt::from_u32(codes::PROTOCOL_ERROR),
+        reason.as_bytes(),
+    );
 }
 
 /// Called with the session and the address its peer observes for us.

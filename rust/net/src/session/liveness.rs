@@ -95,9 +95,11 @@ impl Session {
             },
             false,
         );
-        self.inner
-            .conn
-            .close(VarInt::from_u32(codes::TIMED_OUT), reason.as_bytes());
+        crate::closing::close(
+            &self.inner.conn,
+            VarInt::from_u32(codes::TIMED_OUT),
+            reason.as_bytes(),
+        );
     }
 }
 

@@ -397,9 +397,7 @@ impl Session {
             },
             false,
         );
-        self.inner
-            .conn
-            .close(VarInt::from_u32(code), reason.as_bytes());
+        crate::closing::close(&self.inner.conn, VarInt::from_u32(code), reason.as_bytes());
     }
 
     /// Hands back a stream whose acceptance was not delivered, for the next `accept_stream`.
@@ -493,9 +491,7 @@ impl Session {
         let reason = e.to_string();
         let _ = self.inner.failure.set(e);
         self.inner.failed.send_replace(true);
-        self.inner
-            .conn
-            .close(VarInt::from_u32(code), reason.as_bytes());
+        crate::closing::close(&self.inner.conn, VarInt::from_u32(code), reason.as_bytes());
     }
 
     /// The error that explains why the session ended, given the connection's own error.
