@@ -27,7 +27,9 @@ DEFAULT_PAYLOAD = 1452
 ROUNDS = int(os.environ.get("I6P_BENCH_ROUNDS", "5"))
 
 
-async def _pair(max_udp_payload: str | None = None) -> tuple[Node, Node, Session, Session]:
+async def _pair(
+    max_udp_payload: int | str = DEFAULT_PAYLOAD,
+) -> tuple[Node, Node, Session, Session]:
     a = await Node.bind(Identity.generate(), max_udp_payload=max_udp_payload)
     b = await Node.bind(Identity.generate(), max_udp_payload=max_udp_payload)
     ours, theirs = await asyncio.gather(a.connect(b.peer_id, f"[::1]:{b.port}"), b.accept())
@@ -35,15 +37,16 @@ async def _pair(max_udp_payload: str | None = None) -> tuple[Node, Node, Session
 
 
 async def python_stream(
-    total: int, reader: str = "iter", max_udp_payload: str | None = None
+    total: int, reader: str = "iter", max_udp_payload: int | str = DEFAULT_PAYLOAD
 ) -> float:
     """Seconds to move ``total`` bytes over one stream through the Python API; the receiver
     reads with ``async for`` (``reader="iter"``), into one reused buffer (``"readinto"``), or
     (``"engine_read"``) with the core's ``read``, whose result is made in the engine and handed
     over when the call had to wait (the way ``Stream.read`` worked before). The nodes use
-    the default packet size, or ``max_udp_payload="auto"`` (the interfaces' bound)."""
+    QUIC's usual 1,452-byte payloads, or ``max_udp_payload="auto"`` (the default of a node:
+    the interfaces' bound)."""
     a, b, ours, theirs = await _pair(max_udp_payload)
-    assert max_udp_payload is not None or a.max_udp_payload == DEFAULT_PAYLOAD
+    assert max_udp_payload == "auto" or a.max_udp_payload == max_udp_payload
     block = b"\x5a" * BLOCK
 
     async def send() -> None:

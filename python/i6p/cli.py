@@ -517,10 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--max-udp-payload",
             type=_udp_payload,
-            default=1452,
+            default="auto",
             metavar="BYTES",
-            help="largest UDP payload path MTU discovery tries: bytes (default 1452, QUIC's "
-            "usual bound) or auto (the largest interface MTU less 48)",
+            help="largest UDP payload path MTU discovery tries: auto (the default: the "
+            "largest interface MTU less 48, and no more than the route's) or bytes "
+            "(1452 is QUIC's usual bound)",
         )
 
     p_send = sub.add_parser("send", aliases=["serve"], help="serve a file and print its ticket")

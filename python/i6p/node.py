@@ -156,10 +156,12 @@ class Node:
 
         Packet sizes: path MTU discovery tries UDP payloads up to ``max_udp_payload`` bytes,
         and the node advertises it to peers (discovery never exceeds what the peer
-        advertises). By default it is 1,452 (an Ethernet frame, QUIC's usual bound).
-        ``"auto"`` takes the largest MTU among the host's interfaces less the IPv6 and UDP
-        headers (65,488 on loopback, 8,952 with jumbo frames); each path then finds its own
-        size (``Session.stats()["mtu"]``). An int sets it (1,200..=65,527).
+        advertises). By default (``"auto"``) it is the largest MTU among the host's
+        interfaces less the IPv6 and UDP headers (65,488 on loopback, 8,952 with jumbo
+        frames), and each connection searches no higher than the MTU of the interface its
+        route leaves by (so an ordinary 1,500-byte path stays at 1,452); each path then finds
+        its own size (``Session.stats()["mtu"]``). An int sets it (1,200..=65,527; 1452 is
+        QUIC's usual bound).
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(

@@ -35,6 +35,7 @@ mod protocols;
 pub mod reach;
 pub mod relay;
 mod resume;
+mod route_mtu;
 pub mod session;
 pub use session::stream;
 pub mod socket;

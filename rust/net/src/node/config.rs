@@ -58,12 +58,11 @@ pub struct NodeConfig {
     /// (as coordinator), and moves there when one forms (see `node::upgrade`).
     pub upgrade: bool,
     /// The largest UDP payload path MTU discovery tries, and the one the node advertises
-    /// (`max_udp_payload_size`): 1,452 by default (an Ethernet frame); None takes the largest
-    /// interface MTU less the IPv6 and UDP headers (see [`crate::mtu`]), resolved when the
-    /// node binds. Closes get through while discovery probes large sizes (every connection
-    /// closes through [`crate::closing`]); large payloads stay opt-in because a hole-punched
-    /// session through two stateful IPv6 firewalls still fails with them
-    /// (tests/net/test_punch_netns.py, ipv6-firewall).
+    /// (`max_udp_payload_size`). None, the default, takes the largest interface MTU less the
+    /// IPv6 and UDP headers (see [`crate::mtu`]), resolved when the node binds; each
+    /// connection's discovery is further bounded by the MTU of its route (see
+    /// `route_mtu`), and every close gets through while discovery probes (see
+    /// [`crate::closing`]). `Some(1452)` keeps QUIC's usual bound (an Ethernet frame).
     pub max_udp_payload: Option<u16>,
 }
 
@@ -88,7 +87,7 @@ impl Default for NodeConfig {
             relay_testing: crate::relay::RelayTesting::default(),
             coordinate: true,
             upgrade: true,
-            max_udp_payload: Some(crate::mtu::DEFAULT_PAYLOAD),
+            max_udp_payload: None,
         }
     }
 }

@@ -66,9 +66,13 @@ impl Node {
         let addr = self.dial_target(peer, addr)?;
         let dial = self.inner.dials.fetch_add(1, Ordering::Relaxed);
         let name = crate::resume::dial_name(&peer, dial);
+        let mut client = self.inner.client.clone();
+        if let Some(transport) = self.inner.paths.for_remote(addr)? {
+            client.transport_config(transport);
+        }
         let connecting = self
             .endpoint()?
-            .connect_with(self.inner.client.clone(), addr, &name)
+            .connect_with(client, addr, &name)
             .map_err(|e| NetError::Handshake(format!("cannot dial {addr}: {e}")))?;
         Ok((connecting, dial))
     }

@@ -18,6 +18,7 @@ mod relayed;
 mod reuse;
 mod upgrade;
 
+use crate::route_mtu::PathTransports;
 use accept::{accept_loop, AcceptSettings};
 use config::tickets_path;
 pub use config::NodeConfig;
@@ -66,6 +67,8 @@ struct NodeInner {
     endpoint: std::sync::RwLock<Option<Endpoint>>,
     /// Set before the endpoint closes every connection (see `crate::closing`).
     closing: crate::closing::NodeClosing,
+    /// Discovery bounds of its connections, by the route to each peer.
+    paths: Arc<PathTransports>,
     local_addr: std::sync::RwLock<SocketAddr>,
     config: NodeConfig,
     closed: Arc<AtomicBool>,
@@ -118,7 +121,6 @@ impl Node {
         let live = reuse::LiveSessions::new(config.transfer_idle, identity.peer_id());
         let punch = punch::PunchState::new(&config);
         let reach = reach::start(&identity, &endpoint, &mut config, &protocols)?;
-        let hello = accept::listener_hello(&config)?;
         let settings = AcceptSettings {
             live: live.clone(),
             reach: reach.clone(),
@@ -128,7 +130,7 @@ impl Node {
             max_queued_streams: config.limits.max_queued_streams,
             liveness: config.liveness,
             deliver: config.accept_sessions,
-            configs: Arc::new(crypto.server_configs(&crypto.server)),
+            configs: Arc::new(crypto.server_configs(&crypto.server, true)),
             protocols: protocols.clone(),
             early_requests: early_requests.clone(),
             closed: closed.clone(),
@@ -138,7 +140,7 @@ impl Node {
         };
         let listener = accept::Listener {
             identity: identity.clone(),
-            hello,
+            hello: accept::listener_hello(&config)?,
             settings,
             connections: connections.clone(),
             tx: tx.clone(),
@@ -151,6 +153,7 @@ impl Node {
                 client: crypto.client,
                 verifier: crypto.verifier,
                 closing: crypto.closing,
+                paths: crypto.paths,
                 sessions: crypto.sessions,
                 server_sessions: crypto.server_sessions,
                 dials: AtomicU64::new(0),
@@ -552,19 +555,30 @@ pub(super) struct NodeCrypto {
     server: quinn::ServerConfig,
     /// The switch of every connection this node makes (see `crate::closing`).
     closing: crate::closing::NodeClosing,
+    /// Discovery bounds of its connections, by the route to each peer.
+    paths: Arc<PathTransports>,
 }
 
 impl NodeCrypto {
     /// Per-connection server configurations made from `server` (see `ServerConfigs`).
-    fn server_configs(&self, server: &quinn::ServerConfig) -> ServerConfigs {
+    /// `by_route`: discovery bounded by each peer's route (not on a relayed endpoint, which
+    /// does not discover).
+    fn server_configs(&self, server: &quinn::ServerConfig, by_route: bool) -> ServerConfigs {
         let tls = self.server_tls.clone();
-        ServerConfigs::new(tls, server.clone(), self.server_sessions.clone())
+        let paths = by_route.then(|| self.paths.clone());
+        ServerConfigs::new(tls, server.clone(), self.server_sessions.clone(), paths)
     }
 
     fn new(identity: &Identity, config: &NodeConfig) -> Result<Self> {
         let tls = TlsIdentity::new(identity)?;
         let closing = crate::closing::NodeClosing::default();
         let transport = Arc::new(transport_config(config, &closing)?);
+        let paths = {
+            let bound = config.udp_payload();
+            let (config, closing) = (config.clone(), closing.clone());
+            let build = move || transport_config(&config, &closing);
+            Arc::new(PathTransports::new(bound, Box::new(build)))
+        };
         let server_sessions = Arc::new(match &config.state_dir {
             Some(dir) => ServerSessions::persistent(tickets_path(dir, &identity.peer_id())?),
             None => ServerSessions::in_memory(),
@@ -584,6 +598,7 @@ impl NodeCrypto {
             server_tls,
             server,
             closing,
+            paths,
         })
     }
 }

@@ -73,7 +73,7 @@ impl Relayed {
         settings.circuits = Some(circuits.clone());
         settings.buffers = None;
         settings.route = Route::Relayed;
-        settings.configs = Arc::new(crypto.server_configs(&server));
+        settings.configs = Arc::new(crypto.server_configs(&server, false));
         Ok(Self {
             circuits,
             client,

@@ -361,6 +361,8 @@ pub(crate) struct ServerConfigs {
     tls: rustls::ServerConfig,
     base: quinn::ServerConfig,
     sessions: Arc<ServerSessions>,
+    /// Discovery bounds by route (none on a relayed endpoint, which does not discover).
+    paths: Option<Arc<crate::route_mtu::PathTransports>>,
 }
 
 impl ServerConfigs {
@@ -369,11 +371,13 @@ impl ServerConfigs {
         tls: rustls::ServerConfig,
         base: quinn::ServerConfig,
         sessions: Arc<ServerSessions>,
+        paths: Option<Arc<crate::route_mtu::PathTransports>>,
     ) -> Self {
         Self {
             tls,
             base,
             sessions,
+            paths,
         }
     }
 
@@ -399,6 +403,13 @@ impl ServerConfigs {
             Ok(crypto) => {
                 let mut config = self.base.clone();
                 config.crypto = Arc::new(crypto);
+                let route = self
+                    .paths
+                    .as_ref()
+                    .map(|p| p.for_remote(incoming.remote_address()));
+                if let Some(Ok(Some(transport))) = route {
+                    config.transport_config(transport);
+                }
                 Ok((
                     incoming.accept_with(Arc::new(config))?,
                     Some((exporter, taken)),
