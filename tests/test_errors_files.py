@@ -440,10 +440,12 @@ async def test_a_transient_failure_after_verified_data_keeps_what_resumes(
 
 async def test_a_cancelled_fetch_leaves_no_spare(make_node: NodeFactory, tmp_path: Path) -> None:
     src, dest = tmp_path / "src", tmp_path / "dest"
-    size = 64 << 20
+    size = 32 << 20
     write_random(src, size)
     provider, fetcher = await make_node(), await make_node()
     ticket = provider.ticket(await provider.add_path(src))
+    # Served slowly, so the cancel lands mid-fetch however fast this machine is.
+    testing.set_provider_faults(provider._core, testing.SLOW)
     task, _ = await fetch_until(fetcher, ticket, dest, size // 8, group_size=16 << 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

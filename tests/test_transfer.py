@@ -390,10 +390,13 @@ async def test_cancelling_a_fetch_stops_it(make_node: NodeFactory, tmp_path: Pat
     provider, fetcher = await make_node(), await make_node()
     blob = await provider.add_path(src)
     ticket = provider.ticket(blob)
+    # Served slowly, so the cancel lands mid-fetch however fast this machine is.
+    testing.set_provider_faults(provider._core, testing.SLOW)
     task, _ = await fetch_until(fetcher, ticket, dest, size // 8, group_size=16 << 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    testing.set_provider_faults(provider._core, 0)
     await asyncio.sleep(0.3)
     part = tmp_path / "dest.i6p-part"
     served, written = provider.served_bytes(blob), part.stat().st_size

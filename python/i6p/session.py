@@ -252,7 +252,8 @@ class Session:
         return Stream(await self._core.open_stream())
 
     async def accept_stream(self) -> Stream:
-        """Waits for the peer to open a stream."""
+        """Waits for the peer to open a stream; streams come in the order the peer opened
+        them."""
         return Stream(await self._core.accept_stream())
 
     # The bound is kept in the engine, whose error names the peer; asyncio.timeout() works too.

@@ -8,6 +8,7 @@ __all__ = [
     "FLIPPED_DATA",
     "FORGED_SHARDS",
     "JUNK_ONLY",
+    "SLOW",
     "WRONG_INDEX",
     "WRONG_PROOF",
     "WRONG_SIZE",
@@ -31,6 +32,7 @@ WRONG_PROOF: int
 WRONG_INDEX: int
 WRONG_SIZE: int
 FLIPPED_DATA: int
+SLOW: int
 FORGED_SHARDS: int
 JUNK_ONLY: int
 

@@ -404,7 +404,13 @@ impl Faults {
     /// FEC mode: send only junk SHARD datagrams (the forgeries above, over and over) and
     /// never a real shard, proof, END or repair, until the requester gives the request up.
     pub const JUNK_ONLY: u8 = 32;
+    /// Serve each plain GET at about [`SLOW_RATE`] bytes a second while set, so a test can
+    /// act on a fetch in flight however fast the machine moves bytes.
+    pub const SLOW: u8 = 64;
 }
+
+/// A GET's rate while [`Faults::SLOW`] is set.
+pub const SLOW_RATE: u64 = 8 << 20;
 
 impl BlobStore {
     /// Makes this provider misbehave (tests only; 0 restores honest service).
@@ -554,6 +560,10 @@ pub(crate) async fn serve_get(
                 return;
             }
         };
+        if store.faults() & Faults::SLOW != 0 {
+            let pause = record.len() as f64 / SLOW_RATE as f64;
+            tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+        }
         match write_progressing(&mut send, record.clone(), limits.send_timeout).await {
             Ok(()) => {}
             Err(Stalled::Yes) => {

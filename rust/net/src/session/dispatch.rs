@@ -9,6 +9,7 @@
 //! in the session's extension slots, one value per type, created on first use; the datagrams
 //! of the connection go to the one protocol that claims them, and are dropped until then.
 
+use super::order::Turn;
 use super::stream::{RecvStream, SendStream};
 use super::Session;
 use crate::error::{NetError, Result};
@@ -112,18 +113,14 @@ impl Protocols {
     }
 }
 
-/// The application's streams: queued for `accept_stream`.
+/// Holds the application's kind in the registry, so no protocol can take it over. Its
+/// streams never reach a handler: the dispatcher queues them for `accept_stream` itself, in
+/// the order the peer opened them.
 struct ApplicationStreams;
 
 impl ProtocolHandler for ApplicationStreams {
-    fn handle(&self, session: Session, send: SendStream, recv: RecvStream) -> HandlerFuture {
-        Box::pin(async move {
-            // Application data may be a replay until the handshake completes, so it is not
-            // delivered before the session is established.
-            if session.wait_established().await.is_ok() {
-                session.queue_stream(send.into_inner(), recv.into_inner());
-            }
-        })
+    fn handle(&self, _: Session, _: SendStream, _: RecvStream) -> HandlerFuture {
+        Box::pin(async {})
     }
 }
 
@@ -195,14 +192,16 @@ impl Session {
 }
 
 /// Accepts every stream the peer opens, reads its kind byte, and hands the stream to the
-/// handler registered for that kind, on a task of its own.
+/// handler registered for that kind, on a task of its own. Application streams are queued
+/// for `accept_stream` in the order the peer opened them ([`super::order`]).
 pub(crate) async fn dispatch_streams(session: Session) {
-    loop {
+    for seq in 0u64.. {
         let (send, mut recv) = match session.inner.conn.accept_bi().await {
             Ok(pair) => pair,
             Err(_) => return,
         };
         let session = session.clone();
+        let turn = Turn::new(session.clone(), seq);
         tokio::spawn(async move {
             let mut kind = [0u8; 1];
             match tokio::time::timeout(STREAM_KIND_TIMEOUT, recv.read_exact(&mut kind)).await {
@@ -210,6 +209,15 @@ pub(crate) async fn dispatch_streams(session: Session) {
                 // The peer gave up, or never said what the stream is: drop it.
                 _ => return,
             }
+            if kind[0] == STREAM_APP {
+                // Application data may be a replay until the handshake completes, so it is
+                // not delivered before the session is established.
+                if session.wait_established().await.is_ok() {
+                    turn.settle(Some((send, recv)));
+                }
+                return;
+            }
+            drop(turn);
             match session.inner.protocols.handler(kind[0]) {
                 Some(handler) => {
                     let (send, recv) = session.wrap(send, recv);

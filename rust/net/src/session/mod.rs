@@ -15,6 +15,7 @@ pub mod dispatch;
 mod handle;
 mod handshake;
 mod liveness;
+mod order;
 mod route;
 pub mod stream;
 mod successor;
@@ -105,6 +106,8 @@ pub(crate) struct SessionInner {
     /// streams handed back undelivered (their accept was cancelled).
     returned: Mutex<VecDeque<(quinn::SendStream, quinn::RecvStream)>>,
     returned_notify: Notify,
+    /// Application streams settled ahead of an earlier stream (see [`order`]).
+    order: Mutex<order::StreamOrder>,
     max_queued_streams: usize,
     /// A raw session (conformance tests): no HELLO, no control task, bare QUIC streams.
     raw: bool,
@@ -188,6 +191,7 @@ impl Session {
                 close: Mutex::new(None),
                 returned: Mutex::new(VecDeque::new()),
                 returned_notify: Notify::new(),
+                order: Mutex::default(),
                 max_queued_streams: est.max_queued_streams,
                 raw,
                 node_early_requests: est.node_early_requests,

@@ -133,6 +133,7 @@ pub(crate) fn register(parent: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WRONG_INDEX", Faults::WRONG_INDEX)?;
     m.add("WRONG_SIZE", Faults::WRONG_SIZE)?;
     m.add("FLIPPED_DATA", Faults::FLIPPED_DATA)?;
+    m.add("SLOW", Faults::SLOW)?;
     m.add("FORGED_SHARDS", Faults::FORGED_SHARDS)?;
     m.add("JUNK_ONLY", Faults::JUNK_ONLY)?;
     m.add_function(wrap_pyfunction!(set_provider_faults, &m)?)?;
