@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from i6p import Identity, Node, Ticket
+from i6p._core import testing
 from i6p.errors import (
     ConnectionLost,
     HandshakeError,
@@ -134,6 +135,8 @@ async def test_a_provider_that_closes_mid_fetch_ends_it_at_once(
     ticket = provider.ticket(await provider.add_path(src))
     # A long handshake timeout and many reconnects: each new dial would have waited 30 s.
     fetcher = await make_node(handshake_timeout=30.0)
+    # Served slowly, so the drop lands mid-fetch however fast this machine is.
+    testing.set_provider_faults(provider._core, testing.SLOW)
     fetching, _ = await fetch_until(
         fetcher, ticket, dest, SIZE // 16, group_size=16 << 10, request_size=MiB, reconnects=5
     )

@@ -236,6 +236,8 @@ async def test_dropped_provider_then_resume(tmp_path: Path) -> None:
     port = provider.port
     ticket = provider.ticket(await provider.add_path(src))
     fetcher = await Node.bind(Identity.generate())
+    # Served slowly, so the drop lands mid-fetch however fast this machine is.
+    testing.set_provider_faults(provider._core, testing.SLOW)
     # reconnects=0: fail at the drop; a later fetch resumes.
     fetching, seen = await fetch_until(
         fetcher, ticket, dest, size // 4, group_size=16 << 10, reconnects=0
