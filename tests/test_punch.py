@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from i6p import Limits, Node, Session
-from i6p.errors import CoordinationRefused, InvalidArgument
+from i6p.errors import CoordinationRefused, InvalidArgument, PeerNotFound
 
 from .conftest import NodeFactory, connect_pair, loopback
 
@@ -76,7 +76,8 @@ async def test_refusals_are_typed(make_node: NodeFactory) -> None:
     HELD.append(c2a)
     with pytest.raises(CoordinationRefused, match="NoSession"):
         await a.connect(lonely.peer_id, via=ac2)
-    with pytest.raises(InvalidArgument):
+    # No address, no coordinator, and the address book has never seen b.
+    with pytest.raises(PeerNotFound):
         await a.connect(b.peer_id)
 
 

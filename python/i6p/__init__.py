@@ -9,7 +9,7 @@ import atexit
 import logging
 
 from . import _core, erasure, errors
-from .identity import Identity, PeerId, default_identity_path
+from .identity import Identity, PeerId, PublicKey, default_identity_path
 from .node import Limits, Node, NodeLoad, Progress, Reachability
 from .session import Session, SessionStats, Stream
 from .transfer import (
@@ -41,6 +41,7 @@ __all__ = [
     "NodeLoad",
     "PeerId",
     "Progress",
+    "PublicKey",
     "Reachability",
     "Session",
     "SessionStats",

@@ -119,6 +119,11 @@ class Unreachable(HandshakeError):
     and the cause."""
 
 
+class PeerNotFound(Unreachable):
+    """No address is known for the peer (``connect`` was given none, and the address book
+    has none): give one, or meet the peer once so the book learns where it is."""
+
+
 class RelayRefused(HandshakeError):
     """A relay, or the target through it, refused a circuit (``Node.connect_relayed``).
 

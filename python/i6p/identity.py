@@ -16,9 +16,10 @@ from pathlib import Path
 from . import _core
 from .errors import FileError, I6PError, InsecureKeyFile, InvalidKey
 
-__all__ = ["Identity", "PeerId", "default_identity_path"]
+__all__ = ["Identity", "PeerId", "PublicKey", "default_identity_path"]
 
 PeerId = _core.PeerId
+PublicKey = _core.PublicKey
 
 
 def default_identity_path() -> Path:
@@ -126,6 +127,12 @@ class Identity:
     def public_key(self) -> bytes:
         """The raw 32-byte Ed25519 public key."""
         return self._core.public_key
+
+    @property
+    def key(self) -> _core.PublicKey:
+        """The public key as the handle to share: ``str(identity.key)`` is 52 z-base-32
+        characters, from which the PeerId derives (``key.peer_id``)."""
+        return self._core.key
 
     def sign(self, data: bytes) -> bytes:
         """A 64-byte Ed25519 signature over ``data``."""

@@ -13,7 +13,7 @@ from . import _core
 from ._addr import Address, resolve
 from .collection import fetch_tree
 from .errors import InvalidArgument, InvalidTicket, NodeClosed
-from .identity import Identity, PeerId
+from .identity import Identity, PeerId, PublicKey
 from .session import Session
 from .transfer import (
     Blob,
@@ -271,12 +271,17 @@ class Node:
 
     async def connect(
         self,
-        peer_id: PeerId | str,
+        peer_id: PeerId | PublicKey | str,
         addrs: Address | Sequence[Address] | None = None,
         via: Session | PeerId | str | None = None,
     ) -> Session:
         """Opens a session with ``peer_id`` at ``addrs`` (one address, or a list tried a few
         at a time), or through a coordinator.
+
+        ``peer_id`` may also be the peer's ``PublicKey`` (or either's text form). Without
+        ``addrs`` and ``via``, the addresses come from the node's address book (see
+        ``add_addrs``; every verified session also tells it where its peer was seen);
+        ``PeerNotFound`` (an ``Unreachable``) when it knows none.
 
         ``via`` (a ``Session``, or the PeerId of a peer this node has a live session with)
         names a coordinator: a peer that also has a session with ``peer_id``. The given
@@ -299,8 +304,7 @@ class Node:
         handshake timeout, or at once on ICMP unreachable); ``await
         session.wait_established()`` waits for the proof.
         """
-        if isinstance(peer_id, str):
-            peer_id = PeerId.parse(peer_id)
+        peer_id = _peer_id(peer_id)
         if addrs is None:
             given: list[Address] = []
         elif isinstance(addrs, (str, tuple)):
@@ -315,12 +319,30 @@ class Node:
         elif isinstance(via, PeerId):
             core = await self._core.connect(peer_id, resolved, via_peer=via)
         elif via is None:
-            if not resolved:
-                raise InvalidArgument("connect needs an address or a coordinator (via)")
             core = await self._core.connect(peer_id, resolved)
         else:
             raise InvalidArgument(f"via must be a Session or a PeerId, not {type(via).__name__}")
         return Session(core)
+
+    def add_addrs(self, peer_id: PeerId | PublicKey | str, addrs: str | Sequence[str]) -> int:
+        """Tells the address book where ``peer_id`` can be reached (``"[2001:db8::1]:4433"``
+        or ``"192.0.2.1:4433"`` forms); returns how many addresses it kept (not an
+        unspecified or multicast address, nor port 0).
+
+        Addresses are hints: TLS still checks the identity at whatever address is dialed.
+        The book keeps at most 16 addresses per peer and 4,096 peers (the least recently
+        seen go first); with ``state_dir`` it is kept in ``address-book`` there (mode 0600).
+        """
+        given = [addrs] if isinstance(addrs, str) else list(addrs)
+        return self._core.add_addrs(_peer_id(peer_id), given)
+
+    def known_addrs(self, peer_id: PeerId | PublicKey | str) -> list[str]:
+        """What the address book knows of ``peer_id``, most recently seen first."""
+        return self._core.known_addrs(_peer_id(peer_id))
+
+    def forget_addrs(self, peer_id: PeerId | PublicKey | str) -> bool:
+        """Forgets what the address book knows of ``peer_id``; True if it knew something."""
+        return self._core.forget_addrs(_peer_id(peer_id))
 
     async def connect_relayed(self, peer_id: PeerId | str, relay: Session) -> Session:
         """Opens a session with ``peer_id`` through a relay: ``relay`` is a session with a
@@ -589,3 +611,14 @@ class Node:
 
     def __repr__(self) -> str:
         return repr(self._core)
+
+
+def _peer_id(peer: PeerId | PublicKey | str) -> PeerId:
+    """The PeerId of a PeerId, a PublicKey, or either's text form (64 hex characters, or 52
+    z-base-32 ones)."""
+    if isinstance(peer, PublicKey):
+        return peer.peer_id
+    if isinstance(peer, str):
+        text = peer.strip()
+        return PublicKey.parse(text).peer_id if len(text) == 52 else PeerId.parse(text)
+    return peer

@@ -114,6 +114,47 @@ impl fmt::Debug for PublicKey {
     }
 }
 
+/// Characters of a public key's text form: 52 of z-base-32 (as pkarr writes keys), which
+/// a BEP 44 record is looked up by.
+pub const PUBLIC_KEY_TEXT_LEN: usize = 52;
+
+fn z_base32() -> data_encoding::Encoding {
+    let mut spec = data_encoding::Specification::new();
+    spec.symbols.push_str("ybndrfg8ejkmcpqxot1uwisza345h769");
+    // The alphabet is fixed and valid: building it cannot fail.
+    spec.encoding().unwrap_or_else(|_| unreachable!())
+}
+
+/// The text form: 52 z-base-32 characters.
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&z_base32().encode(&self.to_bytes()))
+    }
+}
+
+impl std::str::FromStr for PublicKey {
+    type Err = CoreError;
+
+    /// Parses the text form (case-insensitive, surrounding blanks ignored); fails on
+    /// another length, a character outside z-base-32, or bytes that are not a curve point.
+    fn from_str(text: &str) -> Result<Self> {
+        let text = text.trim().to_ascii_lowercase();
+        if text.len() != PUBLIC_KEY_TEXT_LEN {
+            return Err(CoreError::InvalidKey(format!(
+                "a public key is {PUBLIC_KEY_TEXT_LEN} z-base-32 characters, not {}",
+                text.chars().count()
+            )));
+        }
+        let raw = z_base32()
+            .decode(text.as_bytes())
+            .map_err(|e| CoreError::InvalidKey(format!("not z-base-32: {e}")))?;
+        let bytes: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| CoreError::InvalidKey("a public key is 32 bytes".into()))?;
+        Self::from_bytes(&bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +175,33 @@ mod tests {
         assert!(id.public_key().verify(b"hello", &sig));
         assert!(!id.public_key().verify(b"hellO", &sig));
         assert!(!Identity::generate().public_key().verify(b"hello", &sig));
+    }
+
+    #[test]
+    fn the_text_form_round_trips_and_bad_text_is_refused() {
+        let key = Identity::generate().public_key();
+        let text = key.to_string();
+        assert_eq!(text.len(), PUBLIC_KEY_TEXT_LEN);
+        assert_eq!(text.parse::<PublicKey>().unwrap(), key);
+        assert_eq!(
+            format!(" {} ", text.to_uppercase())
+                .parse::<PublicKey>()
+                .unwrap(),
+            key
+        );
+        // The last character carries one bit and four padding bits, which must be zero:
+        // 'b' (value 1) sets one of them.
+        let padded = format!("{}b", &text[..PUBLIC_KEY_TEXT_LEN - 1]);
+        let bad = [
+            &text[1..],                      // too short
+            &format!("{text}y")[..],         // too long
+            &format!("l{}", &text[1..])[..], // 'l' is not in the alphabet
+            &padded[..],
+        ];
+        for b in bad {
+            let refused = matches!(b.parse::<PublicKey>(), Err(CoreError::InvalidKey(_)));
+            assert!(refused, "{b}");
+        }
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub enum NetError {
     /// peer. The message names the peer, the address and the cause.
     #[error("{0}")]
     Unreachable(String),
+    /// No discovery source knows an address for the peer.
+    #[error("{0}")]
+    NotFound(String),
     /// A coordinator (or the target it asked) refused to introduce this node to a peer:
     /// coordination is off there, it has no session with the peer, or it is at a limit.
     #[error("coordination refused: {0}")]

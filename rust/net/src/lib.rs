@@ -20,6 +20,7 @@ pub mod congestion;
 pub mod control;
 pub mod dial;
 mod dialback;
+pub mod discovery;
 pub mod error;
 mod exporter;
 mod fec_serve;

@@ -19,6 +19,7 @@ mod py {
     pyo3::import_exception!(i6p.errors, StreamTooLong);
     pyo3::import_exception!(i6p.errors, InvalidAddress);
     pyo3::import_exception!(i6p.errors, InvalidKey);
+    pyo3::import_exception!(i6p.errors, PeerNotFound);
     pyo3::import_exception!(i6p.errors, InvalidPeerId);
     pyo3::import_exception!(i6p.errors, InvalidTicket);
     pyo3::import_exception!(i6p.errors, InvalidHash);
@@ -64,6 +65,7 @@ pub(crate) fn to_py(e: NetError) -> PyErr {
         }
         NetError::InvalidAddress(_) => py::InvalidAddress::new_err(msg),
         NetError::Unreachable(_) => py::Unreachable::new_err(msg),
+        NetError::NotFound(_) => py::PeerNotFound::new_err(msg),
         NetError::CoordinationRefused(_) => py::CoordinationRefused::new_err(msg),
         NetError::Timeout(_) => py::Timeout::new_err(msg),
         NetError::DialBackRefused { reason, .. } => py::DialBackRefused::new_err((msg, reason)),

@@ -38,6 +38,12 @@ impl Identity {
         PyBytes::new(py, &self.0.public_key().to_bytes())
     }
 
+    /// The public key, as the handle to share (its text form is 52 z-base-32 characters).
+    #[getter]
+    fn key(&self) -> crate::public_key::PublicKey {
+        crate::public_key::PublicKey(self.0.public_key())
+    }
+
     /// The PeerId of this identity.
     #[getter]
     fn peer_id(&self) -> PeerId {

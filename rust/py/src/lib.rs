@@ -17,6 +17,7 @@ mod logs;
 mod node;
 mod options;
 mod peer_id;
+mod public_key;
 mod reach;
 mod results;
 mod runtime;
@@ -38,6 +39,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add("MAX_FRAME_PAYLOAD", i6p_core::MAX_FRAME_PAYLOAD)?;
     m.add_class::<peer_id::PeerId>()?;
+    m.add_class::<public_key::PublicKey>()?;
     m.add_class::<identity::Identity>()?;
     m.add_class::<node::Node>()?;
     m.add_class::<limits::Limits>()?;

@@ -182,7 +182,8 @@ impl Node {
             .collect())
     }
 
-    /// Connects to `peer_id`: at `addrs` (one: a plain dial; several: a few at a time), then,
+    /// Connects to `peer_id`: at `addrs` (none: those the address book knows; one: a plain
+    /// dial; several: a few at a time), then,
     /// when `via` (a session) or `via_peer` (the PeerId of a live session) names a
     /// coordinator, through it (`Node::connect_to`).
     #[pyo3(signature = (peer_id, addrs, via=None, via_peer=None))]
@@ -213,11 +214,36 @@ impl Node {
         let (node, peer, identity) = (self.inner.clone(), peer_id.0, self.identity.clone());
         future(py, async move {
             let s = match (addrs.as_slice(), via) {
+                ([], None) => node.connect_by_id(peer).await,
                 ([addr], None) => node.connect(peer, *addr).await,
                 (_, via) => node.connect_to(peer, &addrs, via.as_ref()).await,
             };
             Ok(Session::new(s.map_err(to_py)?, identity))
         })
+    }
+
+    /// Records `addrs` for `peer_id` in the address book; returns how many were kept.
+    fn add_addrs(&self, peer_id: PyRef<'_, PeerId>, addrs: Vec<String>) -> PyResult<usize> {
+        let addrs = addrs
+            .iter()
+            .map(|a| parse_addr(a))
+            .collect::<i6p_net::Result<Vec<_>>>()
+            .map_err(to_py)?;
+        Ok(self.inner.add_addrs(peer_id.0, &addrs))
+    }
+
+    /// What the address book knows of `peer_id`, most recently seen first.
+    fn known_addrs(&self, peer_id: PyRef<'_, PeerId>) -> Vec<String> {
+        self.inner
+            .known_addrs(&peer_id.0)
+            .iter()
+            .map(format_addr)
+            .collect()
+    }
+
+    /// Forgets what the address book knows of `peer_id`; true if it knew something.
+    fn forget_addrs(&self, peer_id: PyRef<'_, PeerId>) -> bool {
+        self.inner.forget_addrs(&peer_id.0)
     }
 
     /// Connects to `peer_id` through a relay: `relay` is a session with a node that relays

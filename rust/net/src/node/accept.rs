@@ -53,6 +53,8 @@ pub(super) struct AcceptSettings {
     pub(super) circuits: Option<Arc<crate::relay::socket::Circuits>>,
     /// The peers this node is punching to: their incoming sessions are routed and claimed.
     pub(super) punch: Arc<super::punch::PunchState>,
+    /// The node's address book, which every verified session tells where its peer is.
+    pub(super) book: Arc<crate::discovery::AddressBook>,
 }
 
 /// The listener's HELLO, stamped and given its addresses for each connection.
@@ -260,6 +262,7 @@ async fn accept_one(
         windows: settings.windows,
         buffers: settings.buffers,
         max_queued_streams: settings.max_queued_streams,
+        book: Some(settings.book),
         liveness: settings.liveness,
         route: match settings.route {
             Route::Relayed => Route::Relayed,

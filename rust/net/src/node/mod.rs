@@ -8,6 +8,7 @@ mod accept;
 mod config;
 mod coordinator;
 mod dial;
+mod discovery;
 mod early;
 #[cfg(test)]
 mod early_hello_tests;
@@ -28,6 +29,7 @@ pub use reuse::{TransferLease, TRANSFER_IDLE};
 
 use crate::addr;
 use crate::blobs::BlobStore;
+use crate::discovery::AddressBook;
 use crate::error::{NetError, Result};
 use crate::limits::{Connections, Limits};
 use crate::mtu::BatchSizedSocket;
@@ -94,6 +96,25 @@ struct NodeInner {
     relayed: relayed::Relayed,
     /// Coordination: the peers this node is punching to, and introductions in flight.
     punch: Arc<punch::PunchState>,
+    /// Where peers were seen (see [`crate::discovery`]).
+    book: Arc<AddressBook>,
+}
+
+/// The node's QUIC endpoint on a new UDP socket at `addr`, and the socket's buffers.
+fn open_endpoint(
+    addr: SocketAddr,
+    config: &NodeConfig,
+    crypto: &NodeCrypto,
+) -> Result<(Endpoint, Arc<SocketBuffers>)> {
+    let socket = bind_socket(addr)?;
+    let buffers = Arc::new(SocketBuffers::new(&socket)?);
+    let endpoint = Endpoint::new_with_abstract_socket(
+        config.endpoint_config()?,
+        Some(crypto.server.clone()),
+        BatchSizedSocket::wrap(socket, config.udp_payload())?,
+        Arc::new(quinn::TokioRuntime),
+    )?;
+    Ok((endpoint, buffers))
 }
 
 impl Node {
@@ -102,14 +123,7 @@ impl Node {
         let mut config = config.resolved();
         relayed::announce(&mut config);
         let crypto = NodeCrypto::new(&identity, &config)?;
-        let socket = bind_socket(addr)?;
-        let buffers = Arc::new(SocketBuffers::new(&socket)?);
-        let endpoint = Endpoint::new_with_abstract_socket(
-            config.endpoint_config()?,
-            Some(crypto.server.clone()),
-            BatchSizedSocket::wrap(socket, config.udp_payload())?,
-            Arc::new(quinn::TokioRuntime),
-        )?;
+        let (endpoint, buffers) = open_endpoint(addr, &config, &crypto)?;
         let closed = Arc::new(AtomicBool::new(false));
         config.limits.validate()?;
         let store = Arc::new(BlobStore::new(&config.limits));
@@ -120,6 +134,7 @@ impl Node {
         let (tx, rx) = mpsc::channel(config.limits.max_queued_sessions);
         let live = reuse::LiveSessions::new(config.transfer_idle, identity.peer_id());
         let punch = punch::PunchState::new(&config);
+        let book = Arc::new(AddressBook::in_state_dir(config.state_dir.as_deref()));
         let reach = reach::start(&identity, &endpoint, &mut config, &protocols)?;
         let settings = AcceptSettings {
             live: live.clone(),
@@ -137,6 +152,7 @@ impl Node {
             route: crate::session::Route::Direct,
             circuits: None,
             punch: punch.clone(),
+            book: book.clone(),
         };
         let listener = accept::Listener {
             identity: identity.clone(),
@@ -174,6 +190,7 @@ impl Node {
                 reach,
                 relayed,
                 punch,
+                book,
             }),
         };
         Self::started(node)
@@ -375,6 +392,7 @@ impl Node {
             windows: self.inner.config.windows,
             buffers: Some(self.inner.buffers.clone()),
             max_queued_streams: self.inner.config.limits.max_queued_streams,
+            book: Some(self.inner.book.clone()),
             liveness: self.inner.config.liveness,
             route: crate::session::Route::Direct,
         }
@@ -475,6 +493,8 @@ impl Node {
         // Saves the listener's tickets for the next run (a write and fsyncs).
         let tickets = self.inner.server_sessions.clone();
         let _ = tokio::task::spawn_blocking(move || tickets.close()).await;
+        let book = self.inner.book.clone();
+        let _ = tokio::task::spawn_blocking(move || book.save_now()).await;
         // Dropping the last handle lets the endpoint's driver finish and close the socket, a
         // moment later. Wait for that (briefly), so the address can be bound again at once.
         // Sessions the application still holds keep the socket open: give up after 200 ms.

@@ -298,9 +298,24 @@ impl Session {
         Ok(out)
     }
 
+    /// Tells the node's address book where the verified peer is: the address its packets come
+    /// from (unless through a relay) and the listen addresses its HELLO lists.
+    fn learn_addrs(&self, hello: &Hello) {
+        let Some(book) = &self.inner.book else {
+            return;
+        };
+        let mut addrs = Vec::with_capacity(hello.listen_addrs.len() + 1);
+        if self.route() != super::Route::Relayed {
+            addrs.push(self.inner.conn.remote_address());
+        }
+        addrs.extend(&hello.listen_addrs);
+        book.add(self.inner.remote_peer_id, &addrs);
+    }
+
     /// Records the peer's HELLO, sends PEER_INFO and marks the session established (the
     /// caller then serves the control stream).
     async fn finish_exchange(&self, hello: Hello) -> Result<()> {
+        self.learn_addrs(&hello);
         let _ = self.inner.remote_hello.set(hello);
         let observed = PeerInfo {
             observed_addr: crate::addr::canonical(self.inner.conn.remote_address()),

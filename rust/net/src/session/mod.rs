@@ -27,6 +27,7 @@ pub use dispatch::{HandlerFuture, ProtocolHandler, Protocols};
 pub use handle::{AppHandle, TransferHold};
 pub(crate) use handshake::{dialer_exchange, listener_exchange, send_early_hello};
 
+use crate::discovery::AddressBook;
 use crate::error::{describe_connection_error, NetError, Result};
 use i6p_core::codes;
 use i6p_core::kinds::STREAM_APP;
@@ -119,6 +120,8 @@ pub(crate) struct SessionInner {
     extensions: dispatch::Extensions,
     /// Set once a protocol reads the connection's datagrams (until then they are dropped).
     datagrams_claimed: watch::Sender<bool>,
+    /// The node's address book, told where the peer was seen once its HELLO verified.
+    book: Option<Arc<AddressBook>>,
     /// How the connection's packets travel (direct, punched, relayed); set once more when a
     /// coordinated dial completes (its HELLO exchange runs in the shared dial code).
     route: Mutex<Route>,
@@ -150,6 +153,8 @@ pub(crate) struct Established {
     pub(crate) buffers: Option<Arc<crate::socket::SocketBuffers>>,
     /// Application streams that may wait for `accept_stream` before new ones are refused.
     pub(crate) max_queued_streams: usize,
+    /// The node's address book (see [`SessionInner::book`]).
+    pub(crate) book: Option<Arc<AddressBook>>,
     /// The node's liveness period for its sessions (see `Session::set_liveness`).
     pub(crate) liveness: Option<Duration>,
     /// The path the connection was made on.
@@ -198,6 +203,7 @@ impl Session {
                 protocols: est.protocols,
                 extensions: dispatch::Extensions::default(),
                 datagrams_claimed: watch::channel(false).0,
+                book: est.book,
                 route: Mutex::new(est.route),
             }),
         };
