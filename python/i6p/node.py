@@ -90,6 +90,7 @@ class Node:
         dial_back: bool = True,
         upgrade: bool = True,
         max_udp_payload: int | str | None = None,
+        mdns: bool = False,
     ) -> Node:
         """Binds a UDP socket (dual-stack on ``[::]``) and starts accepting sessions.
 
@@ -162,6 +163,11 @@ class Node:
         route leaves by (so an ordinary 1,500-byte path stays at 1,452); each path then finds
         its own size (``Session.stats()["mtu"]``). An int sets it (1,200..=65,527; 1452 is
         QUIC's usual bound).
+
+        ``mdns`` (off by default; the CLI turns it on): announce this node on the LAN
+        (``_i6p._udp.local.``, named by its public key, with its port and addresses) and
+        listen for the others', so ``connect(key)`` finds a peer on the same link within
+        seconds, without any server. Announcements are hints: TLS checks the identity.
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(
@@ -185,6 +191,7 @@ class Node:
             dial_back=dial_back,
             upgrade=upgrade,
             max_udp_payload=max_udp_payload,
+            mdns=mdns,
         )
         return cls(core, identity)
 
@@ -280,8 +287,9 @@ class Node:
 
         ``peer_id`` may also be the peer's ``PublicKey`` (or either's text form). Without
         ``addrs`` and ``via``, the addresses come from the node's address book (see
-        ``add_addrs``; every verified session also tells it where its peer was seen);
-        ``PeerNotFound`` (an ``Unreachable``) when it knows none.
+        ``add_addrs``; every verified session also tells it where its peer was seen), then
+        from mDNS with ``Node.bind(mdns=True)`` (listening up to 3 s for a peer nothing else
+        knows); ``PeerNotFound`` (an ``Unreachable``) when no source knows an address.
 
         ``via`` (a ``Session``, or the PeerId of a peer this node has a live session with)
         names a coordinator: a peer that also has a session with ``peer_id``. The given
@@ -339,6 +347,12 @@ class Node:
     def known_addrs(self, peer_id: PeerId | PublicKey | str) -> list[str]:
         """What the address book knows of ``peer_id``, most recently seen first."""
         return self._core.known_addrs(_peer_id(peer_id))
+
+    def lookup(self, peer_id: PeerId | PublicKey | str) -> dict[str, list[str]]:
+        """What each discovery source knows of ``peer_id``: ``"book"`` (the address book)
+        and ``"mdns"`` (announcements heard on the LAN; empty without ``mdns=True``)."""
+        peer = _peer_id(peer_id)
+        return {"book": self._core.known_addrs(peer), "mdns": self._core.mdns_addrs(peer)}
 
     def forget_addrs(self, peer_id: PeerId | PublicKey | str) -> bool:
         """Forgets what the address book knows of ``peer_id``; True if it knew something."""

@@ -84,7 +84,7 @@ impl Node {
 impl Node {
     /// Binds a node; returns an awaitable for it.
     #[staticmethod]
-    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, liveness=None, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true, relay=false, coordinate=true, dial_back=true, upgrade=true, max_udp_payload=None))]
+    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, liveness=None, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true, relay=false, coordinate=true, dial_back=true, upgrade=true, max_udp_payload=None, mdns=false))]
     #[allow(clippy::too_many_arguments)]
     fn bind<'py>(
         py: Python<'py>,
@@ -108,6 +108,7 @@ impl Node {
         dial_back: bool,
         upgrade: bool,
         max_udp_payload: Option<&Bound<'py, PyAny>>,
+        mdns: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let addr = parse_addr(addr).map_err(to_py)?;
         let config = NodeConfig {
@@ -135,6 +136,7 @@ impl Node {
             coordinate,
             dial_back,
             upgrade,
+            mdns,
             max_udp_payload: match max_udp_payload {
                 None => NodeConfig::default().max_udp_payload,
                 Some(v) if v.extract::<String>().is_ok_and(|s| s == "auto") => None,
@@ -236,6 +238,15 @@ impl Node {
     fn known_addrs(&self, peer_id: PyRef<'_, PeerId>) -> Vec<String> {
         self.inner
             .known_addrs(&peer_id.0)
+            .iter()
+            .map(format_addr)
+            .collect()
+    }
+
+    /// Where the LAN heard `peer_id` announce itself by mDNS (empty without mDNS).
+    fn mdns_addrs(&self, peer_id: PyRef<'_, PeerId>) -> Vec<String> {
+        self.inner
+            .mdns_addrs(&peer_id.0)
             .iter()
             .map(format_addr)
             .collect()

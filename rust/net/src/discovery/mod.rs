@@ -1,6 +1,9 @@
-//! Finding a peer's addresses from its identity alone: the address book (this node's own
-//! memory of where peers were seen), asked first by `Node::connect_by_id`.
+//! Finding a peer's addresses from its identity alone, asked in this order by
+//! `Node::connect_by_id`: the address book (this node's own memory of where peers were seen),
+//! then mDNS on the LAN.
 
 pub mod book;
+pub mod mdns;
 
 pub use book::AddressBook;
+pub use mdns::Mdns;

@@ -45,6 +45,9 @@ pub struct NodeConfig {
     /// Ask peers to dial this node back by itself, once per address that becomes trusted
     /// (see `Node::reachability`). Serving other nodes' requests does not depend on it.
     pub dial_back: bool,
+    /// Announce this node on the LAN by mDNS and listen for others' announcements, which
+    /// `connect_by_id` then finds (see [`crate::discovery::mdns`]).
+    pub mdns: bool,
     /// Relay circuits between other peers (bounded by the relay limits of `limits`); the
     /// HELLO then announces ("relay", "1").
     pub relay: bool,
@@ -83,6 +86,7 @@ impl Default for NodeConfig {
             state_dir: None,
             transfer_idle: super::reuse::TRANSFER_IDLE,
             dial_back: true,
+            mdns: false,
             relay: false,
             relay_testing: crate::relay::RelayTesting::default(),
             coordinate: true,

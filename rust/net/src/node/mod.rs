@@ -98,6 +98,8 @@ struct NodeInner {
     punch: Arc<punch::PunchState>,
     /// Where peers were seen (see [`crate::discovery`]).
     book: Arc<AddressBook>,
+    /// The LAN's announcements, when the node takes part in mDNS.
+    mdns: Option<Arc<crate::discovery::Mdns>>,
 }
 
 /// The node's QUIC endpoint on a new UDP socket at `addr`, and the socket's buffers.
@@ -162,6 +164,7 @@ impl Node {
             tx: tx.clone(),
         };
         let relayed = relayed::Relayed::new(&config, &crypto, listener.clone())?;
+        let mdns = discovery::start_mdns(&identity, &endpoint, &config)?;
         let accept_task = tokio::spawn(accept_loop(endpoint.clone(), listener));
         let node = Self {
             inner: Arc::new(NodeInner {
@@ -191,6 +194,7 @@ impl Node {
                 relayed,
                 punch,
                 book,
+                mdns,
             }),
         };
         Self::started(node)
@@ -474,6 +478,9 @@ impl Node {
         }
         self.inner.accept_task.abort();
         self.inner.shutdown.notify_waiters();
+        if let Some(mdns) = &self.inner.mdns {
+            mdns.shutdown();
+        }
         self.inner.buffers.release();
         // The endpoint's close below ends them; the table must not keep them (or the socket).
         drop(self.inner.live.clear());

@@ -10,6 +10,7 @@ use crate::control::{read_frame, write_frame};
 use crate::error::{describe_connection_error, NetError, Result};
 use i6p_core::{CoreError, FrameType, Hello, Identity, PeerInfo, Ping, Role};
 use i6p_core::{EXPORTER_LABEL, EXPORTER_LEN};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -299,16 +300,24 @@ impl Session {
     }
 
     /// Tells the node's address book where the verified peer is: the address its packets come
-    /// from (unless through a relay) and the listen addresses its HELLO lists.
+    /// from (unless through a relay) and the listen addresses its HELLO lists (its loopback
+    /// ones only when it is on this host, and no unscoped link-local one).
     fn learn_addrs(&self, hello: &Hello) {
         let Some(book) = &self.inner.book else {
             return;
         };
+        let remote = self.inner.conn.remote_address();
+        let relayed = self.route() == super::Route::Relayed;
+        let here = !relayed && remote.ip().to_canonical().is_loopback();
         let mut addrs = Vec::with_capacity(hello.listen_addrs.len() + 1);
-        if self.route() != super::Route::Relayed {
-            addrs.push(self.inner.conn.remote_address());
+        if !relayed {
+            addrs.push(remote);
         }
-        addrs.extend(&hello.listen_addrs);
+        addrs.extend(hello.listen_addrs.iter().filter(|a| {
+            let ip = a.ip().to_canonical();
+            let unscoped = matches!(a, SocketAddr::V6(v6) if v6.ip().is_unicast_link_local() && v6.scope_id() == 0);
+            (here || !ip.is_loopback()) && !unscoped
+        }));
         book.add(self.inner.remote_peer_id, &addrs);
     }
 
