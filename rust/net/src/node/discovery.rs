@@ -5,7 +5,7 @@ use super::{Node, NodeConfig};
 use crate::discovery::Mdns;
 use crate::error::{NetError, Result};
 use crate::session::Session;
-use i6p_core::{Identity, PeerId};
+use i6p_core::{Identity, PeerId, PublicKey};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +42,13 @@ impl Node {
     /// Forgets what the address book knows of `peer`; true if it knew something.
     pub fn forget_addrs(&self, peer: &PeerId) -> bool {
         self.inner.book.forget(peer)
+    }
+
+    /// Connects to the peer whose public key is `key`, by [`Self::connect_by_id`]: the key
+    /// is what the sources that need more than its PeerId (a DHT record is found by the key)
+    /// will look it up by.
+    pub async fn connect_by_key(&self, key: PublicKey) -> Result<Session> {
+        self.connect_by_id(key.peer_id()).await
     }
 
     /// Where the LAN heard `peer` announce itself (empty without mDNS).
