@@ -5,13 +5,15 @@ book (given addresses, learned from verified sessions, kept in the state directo
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import stat
 from pathlib import Path
 
+import blake3
 import pytest
-from i6p import Identity, Node, PeerId, PublicKey
-from i6p.errors import InvalidKey, PeerIdMismatch, PeerNotFound, Unreachable
+from i6p import Identity, Node, PeerId, PublicKey, Ticket
+from i6p.errors import InvalidKey, InvalidTicket, PeerIdMismatch, PeerNotFound, Unreachable
 
 from .conftest import NodeFactory
 
@@ -96,3 +98,48 @@ async def test_the_book_survives_a_restart_in_the_state_dir_owner_only(tmp_path:
         assert sorted(again.known_addrs(peer)) == ["192.0.2.1:4433", "[2001:db8::1]:4433"]
     finally:
         await again.close()
+
+
+def _sealed_ticket(raw: bytes) -> str:
+    """The text form of ticket bytes: checksum (BLAKE3's first 4 bytes), base32, prefix."""
+    body = raw + blake3.blake3(raw).digest()[:4]
+    return "i6p" + base64.b32encode(body).decode().rstrip("=").lower()
+
+
+async def test_a_ticket_by_key_is_short_and_fetches_through_discovery(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(3 << 20))
+    provider, fetcher = await make_node(addr="[::1]:0"), await make_node()
+    blob = await provider.add_path(src)
+    ticket = provider.ticket(blob, by_key=True)
+    text = str(ticket)
+    assert len(text) < 130 and ticket.addrs == [] and ticket.key == provider.identity.key
+    assert Ticket.parse(text) == ticket and Ticket.parse(text).peer_id == provider.peer_id
+    assert Ticket.by_key(provider.identity.key, blob.hash, blob.size) == ticket
+    # Nothing knows where the provider is: said at once, by name.
+    with pytest.raises(PeerNotFound):
+        await asyncio.wait_for(fetcher.fetch(text, tmp_path / "none"), 20)
+    assert not (tmp_path / "none").exists()
+    fetcher.add_addrs(provider.peer_id, f"[::1]:{provider.port}")
+    result = await asyncio.wait_for(fetcher.fetch(text, tmp_path / "dest"), 60)
+    assert result.hash == blob.hash and (tmp_path / "dest").read_bytes() == src.read_bytes()
+
+
+def test_a_ticket_by_key_with_a_key_that_is_no_curve_point_is_refused() -> None:
+    for y in range(2, 64):
+        raw_key = bytes([y]) + bytes(31)
+        try:
+            PublicKey.from_bytes(raw_key)
+        except InvalidKey:
+            break
+    else:
+        raise AssertionError("no invalid point among the first y values")
+    good = Ticket.by_key(Identity.generate().key, "ab" * 32, 5)
+    raw = bytes([1, 5]) + raw_key + bytes.fromhex("ab" * 32) + (5).to_bytes(8, "big")
+    assert Ticket.parse(_sealed_ticket(bytes([1, 5]) + bytes(good.key) + raw[34:])) == good
+    with pytest.raises(InvalidTicket, match="not a valid Ed25519 public key"):
+        Ticket.parse(_sealed_ticket(raw))
+    with pytest.raises(InvalidTicket):
+        Ticket.parse(_sealed_ticket(raw[:-1]))

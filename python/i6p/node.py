@@ -450,16 +450,25 @@ class Node:
             )
 
     def ticket(
-        self, blob: Blob | Collection | str, *, rendezvous: Iterable[Contact] = ()
+        self,
+        blob: Blob | Collection | str,
+        *,
+        rendezvous: Iterable[Contact] = (),
+        by_key: bool = False,
     ) -> Ticket:
         """A ticket for a served blob: this node's PeerId and addresses, the hash and size.
         For a ``Collection`` it is a collection ticket (``ticket.collection``). ``rendezvous``
         names up to 4 nodes (``i6p rendezvous``) through which a requester behind a firewall
-        or NAT can reach this node; keep a session to each so they can introduce you."""
+        or NAT can reach this node; keep a session to each so they can introduce you.
+
+        ``by_key``: a short ticket naming this node by its public key alone (``ticket.key``),
+        no address: the fetching node finds this one by discovery (its address book, mDNS,
+        the DHT), so the ticket stays valid when addresses change."""
         if isinstance(blob, Collection):
-            ticket = self._core.ticket(blob.hash, collection=True)
+            ticket = self._core.ticket(blob.hash, collection=True, by_key=by_key)
         else:
-            ticket = self._core.ticket(blob.hash if isinstance(blob, Blob) else blob)
+            h = blob.hash if isinstance(blob, Blob) else blob
+            ticket = self._core.ticket(h, by_key=by_key)
         contacts = list(rendezvous)
         return ticket.with_rendezvous(contacts) if contacts else ticket
 

@@ -13,6 +13,11 @@
 //! Kinds 3 and 4 are kinds 1 and 2 for a **collection** (see [`crate::collection`]): the
 //! hash and size are those of its listing. Older tickets (kinds 1 and 2) read as before.
 //!
+//! A ticket may name its provider by **public key alone** (kinds 5, and 6 for a collection):
+//! `version:u8=1 kind:u8=5 key:32 hash:32 size:u64 checksum:4` (contacts may follow, as
+//! below); the PeerId derives from the key, and the fetching node finds addresses by
+//! discovery (address book, mDNS, DHT) at fetch time.
+//!
 //! A ticket may name **rendezvous nodes** through which its provider can be reached from
 //! behind a firewall or NAT (see [`crate::contact`]): its kind then has bit 7 set (0x81 to
 //! 0x84) and `n_contacts:u8 (peer_id:32 flags:u8 n_addrs:u8 address*)*` (1 to
@@ -21,6 +26,7 @@
 
 use crate::contact::{put_contacts, read_contacts, Contact, MAX_TICKET_CONTACTS};
 use crate::error::{CoreError, Result};
+use crate::identity::PublicKey;
 use crate::peer_id::PeerId;
 use crate::wire::{put_socket_addr, Reader};
 use std::net::SocketAddr;
@@ -32,6 +38,8 @@ const KIND_BLOB: u8 = 1;
 const KIND_PROVIDERS: u8 = 2;
 const KIND_COLLECTION: u8 = 3;
 const KIND_COLLECTION_PROVIDERS: u8 = 4;
+const KIND_BLOB_BY_KEY: u8 = 5;
+const KIND_COLLECTION_BY_KEY: u8 = 6;
 /// Set in the kind byte when rendezvous contacts follow the body.
 const KIND_WITH_CONTACTS: u8 = 0x80;
 /// At most this many provider addresses in a ticket.
@@ -56,6 +64,9 @@ pub struct Ticket {
     /// Nodes that can introduce a requester to the provider, or relay (at most
     /// [`MAX_TICKET_CONTACTS`]; the same list for every provider of one ticket).
     pub rendezvous: Vec<Contact>,
+    /// The provider's public key, when the ticket names it by key alone (no addresses): the
+    /// fetching node then finds the provider by discovery.
+    pub key: Option<PublicKey>,
 }
 
 fn bad(detail: impl Into<String>) -> CoreError {
@@ -66,8 +77,33 @@ fn bad(detail: impl Into<String>) -> CoreError {
 }
 
 impl Ticket {
-    /// The binary form, checksum included.
+    /// A ticket naming its provider by public key alone.
+    pub fn by_key(key: PublicKey, hash: [u8; 32], size: u64, collection: bool) -> Self {
+        Self {
+            peer_id: key.peer_id(),
+            addrs: Vec::new(),
+            hash,
+            size,
+            collection,
+            rendezvous: Vec::new(),
+            key: Some(key),
+        }
+    }
+
+    /// The binary form, checksum included: by key (kinds 5, 6) when it has a key and no
+    /// address, else with the PeerId and addresses.
     pub fn to_bytes(&self) -> Vec<u8> {
+        if let (Some(key), true) = (self.key, self.addrs.is_empty()) {
+            let kind = match self.collection {
+                true => KIND_COLLECTION_BY_KEY,
+                false => KIND_BLOB_BY_KEY,
+            };
+            let mut out = vec![VERSION, kind];
+            out.extend_from_slice(&key.to_bytes());
+            out.extend_from_slice(&self.hash);
+            out.extend_from_slice(&self.size.to_be_bytes());
+            return with_contacts(out, &self.rendezvous);
+        }
         let kind = if self.collection {
             KIND_COLLECTION
         } else {
@@ -111,6 +147,14 @@ pub fn join(tickets: &[Ticket]) -> Result<String> {
     };
     if tickets.len() == 1 {
         return Ok(first.to_string());
+    }
+    if tickets
+        .iter()
+        .any(|t| t.key.is_some() && t.addrs.is_empty())
+    {
+        return Err(bad(
+            "tickets naming providers by key alone cannot be joined yet",
+        ));
     }
     if tickets.len() > MAX_TICKET_PROVIDERS {
         return Err(bad(format!(
@@ -256,8 +300,18 @@ fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
     }
     let kind_byte = r.u8()?;
     let kind = kind_byte & !KIND_WITH_CONTACTS;
-    let collection = matches!(kind, KIND_COLLECTION | KIND_COLLECTION_PROVIDERS);
+    let collection = matches!(
+        kind,
+        KIND_COLLECTION | KIND_COLLECTION_PROVIDERS | KIND_COLLECTION_BY_KEY
+    );
     let tickets = match kind {
+        KIND_BLOB_BY_KEY | KIND_COLLECTION_BY_KEY => {
+            let key = PublicKey::from_bytes(&r.array()?)
+                .map_err(|_| bad("its provider key is not a valid Ed25519 public key"))?;
+            let hash = r.array()?;
+            let size = r.u64()?;
+            vec![Ticket::by_key(key, hash, size, collection)]
+        }
         KIND_BLOB | KIND_COLLECTION => {
             let peer_id = PeerId::from_bytes(r.array()?);
             let hash = r.array()?;
@@ -270,6 +324,7 @@ fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
                 size,
                 collection,
                 rendezvous: Vec::new(),
+                key: None,
             }]
         }
         KIND_PROVIDERS | KIND_COLLECTION_PROVIDERS => {
@@ -292,6 +347,7 @@ fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
                     size,
                     collection,
                     rendezvous: Vec::new(),
+                    key: None,
                 });
             }
             check_distinct(&tickets)?;
@@ -355,7 +411,27 @@ mod tests {
             size: 123_456_789,
             collection: false,
             rendezvous: Vec::new(),
+            key: None,
         }
+    }
+
+    #[test]
+    fn a_ticket_by_key_round_trips_and_cannot_be_joined() {
+        let key = crate::Identity::generate().public_key();
+        let by_key = Ticket::by_key(key, [9; 32], 77, false);
+        assert_eq!(by_key.peer_id, key.peer_id());
+        let text = by_key.to_string();
+        assert!(text.len() < sample().to_string().len());
+        assert_eq!(Ticket::parse(&text).unwrap(), by_key);
+        let dir = Ticket::by_key(key, [9; 32], 77, true);
+        assert_eq!(Ticket::parse(&dir.to_string()).unwrap(), dir);
+        assert!(join(&[by_key.clone(), sample()]).is_err());
+        // With addresses, the key is not written: the old kinds carry the PeerId.
+        let with_addrs = Ticket {
+            addrs: sample().addrs,
+            ..by_key
+        };
+        assert_eq!(Ticket::parse(&with_addrs.to_string()).unwrap().key, None);
     }
 
     #[test]

@@ -156,6 +156,7 @@ fn provider(seed: u8) -> Ticket {
         size: 123_456_789,
         collection: false,
         rendezvous: Vec::new(),
+        key: None,
     }
 }
 
@@ -344,8 +345,11 @@ fn write_seed_corpus() {
         size: 0,
         collection: false,
         rendezvous: Vec::new(),
+        key: None,
     };
     s.write("no-address", bare.to_string().as_bytes());
+    let by_key = Ticket::by_key(Identity::generate().public_key(), [7; 32], 1 << 30, false);
+    s.write("by-key", by_key.to_string().as_bytes());
     let via = Ticket {
         rendezvous: vec![i6p_core::contact::Contact {
             peer_id: PeerId::from_bytes([0x43; 32]),

@@ -38,6 +38,7 @@ async fn junk_datagrams_do_not_hold_off_the_stall_timeout() {
         size: blob.size(),
         collection: false,
         rendezvous: Vec::new(),
+        key: None,
     };
     let stall = Duration::from_secs(2);
     let options = FetchOptions {

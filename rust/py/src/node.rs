@@ -379,9 +379,9 @@ impl Node {
     }
 
     /// A ticket for a served blob (a collection's listing if `collection`), listing this
-    /// node's reachable addresses.
-    #[pyo3(signature = (hash, collection=false))]
-    fn ticket(&self, hash: &str, collection: bool) -> PyResult<Ticket> {
+    /// node's reachable addresses, or (`by_key`) naming it by its public key alone.
+    #[pyo3(signature = (hash, collection=false, by_key=false))]
+    fn ticket(&self, hash: &str, collection: bool, by_key: bool) -> PyResult<Ticket> {
         self.open()?;
         let hash = crate::ticket::parse_hash(hash)?;
         let blob = self
@@ -389,6 +389,11 @@ impl Node {
             .store()
             .get(&hash)
             .ok_or_else(|| invalid_argument("this node does not serve that blob"))?;
+        if by_key {
+            let key = self.identity.public_key();
+            let ticket = i6p_core::ticket::Ticket::by_key(key, hash, blob.size(), collection);
+            return Ok(Ticket(ticket));
+        }
         let addrs = self.inner.reachable_addrs().map_err(to_py)?;
         Ok(Ticket(i6p_core::ticket::Ticket {
             peer_id: self.inner.peer_id(),
@@ -400,6 +405,7 @@ impl Node {
             size: blob.size(),
             collection,
             rendezvous: Vec::new(),
+            key: None,
         }))
     }
 

@@ -3,6 +3,7 @@
 use crate::contact::Contact;
 use crate::errors::{core_to_py, invalid_address, invalid_hash, invalid_ticket};
 use crate::peer_id::PeerId;
+use crate::public_key::PublicKey;
 use i6p_net::addr::{format_addr, parse_addr};
 use pyo3::prelude::*;
 
@@ -88,7 +89,30 @@ impl Ticket {
             size,
             collection,
             rendezvous: contacts(&rendezvous)?,
+            key: None,
         }))
+    }
+
+    /// A ticket naming its provider by public key alone: the fetching node finds the
+    /// provider's addresses by discovery (address book, mDNS, DHT).
+    #[staticmethod]
+    #[pyo3(signature = (key, hash, size, collection=false))]
+    fn by_key(
+        key: PyRef<'_, PublicKey>,
+        hash: &str,
+        size: u64,
+        collection: bool,
+    ) -> PyResult<Self> {
+        let hash = parse_hash(hash)?;
+        Ok(Self(i6p_core::ticket::Ticket::by_key(
+            key.0, hash, size, collection,
+        )))
+    }
+
+    /// The provider's public key when the ticket names it by key alone, else None.
+    #[getter]
+    fn key(&self) -> Option<PublicKey> {
+        self.0.key.map(PublicKey)
     }
 
     /// Parses a one-provider ticket string; any typo is a `ValueError` saying what is wrong.

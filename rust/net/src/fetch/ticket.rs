@@ -14,6 +14,27 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A session to the ticket's provider for a transfer, dialed at `addrs` when there is none.
+/// A ticket that lists no address (one naming its provider by key) has the provider found
+/// first by discovery ([`crate::Node::connect_by_key`]), unless a session is live already.
+async fn provider_session(
+    node: &crate::Node,
+    ticket: &i6p_core::ticket::Ticket,
+    addrs: &[std::net::SocketAddr],
+) -> Result<TransferLease> {
+    if addrs.is_empty() && node.live_session(&ticket.peer_id).is_none() {
+        let found = match ticket.key {
+            Some(key) => node.connect_by_key(key).await?,
+            None => node.connect_by_id(ticket.peer_id).await?,
+        };
+        // The transfer leases the session just made (the node lists it as live).
+        let lease = node.transfer_session(ticket.peer_id, addrs).await;
+        drop(found);
+        return lease;
+    }
+    node.transfer_session(ticket.peer_id, addrs).await
+}
+
 /// Fetches a ticket's blob into `dest` from its provider, reconnecting after a dropped
 /// connection as `options.reconnect` says (a reconnect to a peer met before goes in 0-RTT).
 /// Figures in the outcome cover every attempt.
@@ -32,7 +53,7 @@ pub async fn fetch_ticket(
     loop {
         let before = progress.done.load(Ordering::Relaxed);
         let attempt = async {
-            let session = node.transfer_session(ticket.peer_id, &ticket.addrs).await;
+            let session = provider_session(node, ticket, &ticket.addrs).await;
             let session = match session {
                 Ok(s) => s,
                 Err(e) if !connected => return Err((e, false)),
@@ -138,8 +159,8 @@ async fn dial_all(
             .take(per_provider)
             .copied()
             .collect::<Vec<_>>();
-        let (node, peer) = (node.clone(), ticket.peer_id);
-        dials.spawn(async move { (i, node.transfer_session(peer, &addrs).await) });
+        let (node, ticket) = (node.clone(), (*ticket).clone());
+        dials.spawn(async move { (i, provider_session(&node, &ticket, &addrs).await) });
     }
     let started = tokio::time::Instant::now();
     let mut deadline: Option<tokio::time::Instant> = None;
