@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from i6p import FetchResult, Identity, Node, Session, Ticket
 
 NodeFactory = Callable[..., Awaitable[Node]]
+
+# The CLI announces itself by mDNS unless told not to: tests run it on the host, whose
+# interfaces no test traffic may leave by (the mDNS tests run in namespaces of their own).
+os.environ["I6P_MDNS"] = "0"
 
 
 def loopback(node: Node) -> str:

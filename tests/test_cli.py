@@ -197,3 +197,38 @@ def test_send_allow_needs_at_least_one_peer(tmp_path: Path) -> None:
     out = run("send", str(src), "--allow", "--identity", str(tmp_path / "id.pem"), timeout=30)
     assert out.returncode == 2
     assert "expected at least one argument" in out.stderr
+
+
+def test_a_ticket_by_key_is_fetched_from_what_the_address_book_learned(tmp_path: Path) -> None:
+    """The getter's address book (in its state directory) learns where the provider is from
+    a first fetch; a ticket naming the provider by key alone then finds it there, and a
+    getter that never met it says so in one line."""
+    src = tmp_path / "file.bin"
+    src.write_bytes(os.urandom(1 << 20))
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "i6p.cli", "send", str(src), "--json"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "I6P_HOME": str(tmp_path / "h1")},
+    )
+    try:
+        assert sender.stdout is not None
+        info = json.loads(sender.stdout.readline())
+        key = i6p.PublicKey.parse(info["key"])
+        assert str(key.peer_id) == info["peer_id"]
+        by_key = str(i6p.Ticket.by_key(key, info["hash"], info["size"]))
+        home, stranger = {"I6P_HOME": str(tmp_path / "h2")}, {"I6P_HOME": str(tmp_path / "h3")}
+        lost = run("get", by_key, "-o", str(tmp_path / "lost"), env=stranger)
+        assert lost.returncode == 1 and lost.stderr.count("\n") == 1, lost.stderr
+        assert "no address known" in lost.stderr
+        assert run("resolve", info["key"], env=stranger).returncode == 1
+        first = run("get", info["ticket"], "-o", str(tmp_path / "a"), env=home)
+        assert first.returncode == 0, first.stderr
+        found = run("resolve", info["key"], "--json", env=home)
+        assert found.returncode == 0 and json.loads(found.stdout)["book"], found.stdout
+        again = run("get", by_key, "-o", str(tmp_path / "b"), env=home)
+        assert again.returncode == 0, again.stderr
+        assert (tmp_path / "b").read_bytes() == src.read_bytes()
+    finally:
+        sender.kill()
+        sender.wait()

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -13,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cli_bench import cmd_bench, cmd_report
 from .errors import I6PError, MissingExtra
-from .identity import Identity, default_identity_path
+from .identity import Identity, PeerId, PublicKey, default_identity_path
 from .node import Node
 from .rendezvous import RendezvousLink, connect_through, hold_sessions
 from .transfer import (
@@ -125,6 +127,7 @@ async def _send(args: argparse.Namespace) -> int:
         max_udp_payload=args.max_udp_payload,
         state_dir=_state_dir(args.identity),
         accept_sessions=False,  # it only serves: sessions never wait for an accept()
+        mdns=args.mdns,
     ) as node:
         if args.allow is not None:
             node.allow_peers(args.allow)
@@ -137,7 +140,8 @@ async def _send(args: argparse.Namespace) -> int:
         async with contextlib.AsyncExitStack() as links:
             for contact in contacts:
                 await links.enter_async_context(RendezvousLink(node, contact))
-            return await _serve(args, node, served, node.ticket(served, rendezvous=contacts))
+            ticket = node.ticket(served, rendezvous=contacts, by_key=args.by_key)
+            return await _serve(args, node, served, ticket)
 
 
 async def _serve(
@@ -155,7 +159,8 @@ async def _serve(
         info = {"ticket": str(ticket), "hash": served.hash, "size": served.size}
         if isinstance(served, Collection):
             info |= {"collection": True, "files": served.files, "bytes": served.bytes}
-        print(json.dumps({**info, "peer_id": str(node.peer_id)}), flush=True)
+        key = str(node.identity.key)
+        print(json.dumps({**info, "peer_id": str(node.peer_id), "key": key}), flush=True)
     else:
         print(f"serving {served.path} ({what})", file=sys.stderr)
         print("fetch it with:  i6p get <ticket>", file=sys.stderr)
@@ -217,6 +222,7 @@ async def _get(args: argparse.Namespace) -> tuple[FetchResult | CollectionResult
         window=args.window,
         max_udp_payload=args.max_udp_payload,
         state_dir=_state_dir(args.identity),
+        mdns=args.mdns,
     ) as node:
         route = "direct"
         session = None
@@ -290,6 +296,44 @@ def _cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- resolve -------------------------------------------------------------------------------
+
+
+async def _resolve(args: argparse.Namespace) -> dict[str, list[str]]:
+    """What each discovery source knows of the peer: the address book in the state directory,
+    and mDNS (listening up to --wait seconds for it to announce itself)."""
+    peer = _peer_of(args.peer)
+    async with await Node.bind(
+        _identity(args.identity),
+        "[::]:0",
+        state_dir=_state_dir(args.identity),
+        accept_sessions=False,
+        mdns=args.mdns,
+    ) as node:
+        deadline = asyncio.get_running_loop().time() + args.wait
+        while args.mdns and not node.lookup(peer)["mdns"]:
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.1)
+        return node.lookup(peer)
+
+
+def _peer_of(text: str) -> PeerId:
+    """A PeerId from its text or a public key's (52 characters)."""
+    text = text.strip()
+    return PublicKey.parse(text).peer_id if len(text) == 52 else PeerId.parse(text)
+
+
+def _cmd_resolve(args: argparse.Namespace) -> int:
+    found = asyncio.run(_resolve(args))
+    if args.json:
+        print(json.dumps(found))
+    else:
+        for source, addrs in found.items():
+            print(f"{source}: {', '.join(addrs) if addrs else '(nothing)'}")
+    return 0 if any(found.values()) else 1
+
+
 # -- rendezvous ----------------------------------------------------------------------------
 
 
@@ -320,160 +364,6 @@ def _cmd_rendezvous(args: argparse.Namespace) -> int:
         return asyncio.run(_rendezvous(args))
     except KeyboardInterrupt:
         return 130
-
-
-# -- bench ---------------------------------------------------------------------------------
-
-
-def _figure_rows(figures: list[Any], baseline: Any | None) -> list[tuple[str, str, str]]:
-    rows = []
-    for f in figures:
-        ratio = ""
-        if baseline is not None and f is not baseline and f.unit == baseline.unit:
-            ratio = f"{f.median / baseline.median:.2f}x baseline"
-        rows.append((f.name, str(f).split(": ", 1)[1], ratio))
-    return rows
-
-
-def _print_table(title: str, rows: list[tuple[str, str, str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in ("measurement", "median (min-max)", "ratio"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
-
-
-async def _bench(args: argparse.Namespace) -> dict[str, Any]:
-    from . import bench
-
-    settings = bench.Settings(args.streams, args.group_size, args.window)
-
-    def say(text: str) -> None:
-        if not args.json:
-            print(text, file=sys.stderr)
-
-    ticket = Ticket.parse(args.ticket) if args.ticket else None
-    target = f"against {ticket.peer_id.short()}" if ticket else "over ::1"
-    out: dict[str, Any] = {"settings": settings.__dict__, "target": target, "figures": []}
-    figures: list[Any] = []
-    baseline = cpu_base = None
-    if ticket is None:
-        payload = out["max_udp_payload"] = await bench.node_payload()
-        where = args.dir or bench.scratch_dir()
-        say(
-            f"bare quinn baseline and verified fetch (disk to disk in {where}) in turn, "
-            f"{args.size >> 20} MiB over ::1, {payload}-byte packets ..."
-        )
-        baseline, cpu_base, rate, cpu = await bench.fetch_vs_baseline(
-            args.size, args.rounds, settings, directory=args.dir, max_udp_payload=payload
-        )
-        figures += [baseline, rate, cpu_base, cpu]
-    else:
-        say(f"verified fetch of {ticket.size >> 20} MiB from {ticket.peer_id.short()} ...")
-        rate = await bench.fetch_remote(ticket, args.rounds, settings, directory=args.dir)
-        figures.append(rate)
-    say("handshakes ...")
-    latency, per_second = await bench.handshakes(30, peer=ticket)
-    figures += [latency, per_second]
-    rows = _figure_rows(figures, baseline)
-    if cpu_base is not None:
-        rows = [
-            r
-            if r[0] != "verified fetch CPU"
-            else (r[0], r[1], f"{cpu.median / cpu_base.median:.2f}x baseline")
-            for r in rows
-        ]
-    out["figures"] = [f.as_dict() for f in figures]
-    if baseline is not None:
-        out["ratio_fetch_to_baseline"] = rate.median / baseline.median
-        out["ratio_cpu_to_baseline"] = cpu.median / cpu_base.median if cpu_base else None
-    if not args.json:
-        _print_table(f"i6p bench {target}", rows)
-    if args.tune or args.grid:
-        out["tune"] = await _tune(args, ticket, say)
-    return out
-
-
-async def _tune(
-    args: argparse.Namespace, ticket: Ticket | None, say: Callable[[str], None]
-) -> dict[str, Any]:
-    from . import bench
-
-    rounds = max(1, min(args.rounds, 3))
-    directory = args.dir or bench.scratch_dir()
-    say(f"tuning: {rounds} fetches per setting ...")
-    async with contextlib.AsyncExitStack() as stack:
-        # One local provider per window setting (windows apply to both ends).
-        providers: dict[str, Ticket] = {}
-
-        async def measure(s: Any) -> Any:
-            if ticket is not None:
-                return await bench.fetch_remote(ticket, rounds, s, directory=directory)
-            if s.window not in providers:
-                provider = bench.local_provider(args.tune_size, directory, s.window)
-                providers[s.window] = (await stack.enter_async_context(provider))[1]
-            rate = bench.Figure("verified fetch", "B/s")
-            await bench.fetch_rounds(providers[s.window], rounds, directory, s, rate, None)
-            return rate
-
-        report = lambda s, f: say(f"  {s.describe()}: {f}")  # noqa: E731
-        if args.grid:
-            result = await bench.grid(measure, window=args.window, report=report)
-        else:
-            result = await bench.tune(measure, report=report)
-    if not args.json:
-        rows = [
-            (s.describe(), str(f).split(": ", 1)[1], "best" if s == result.best else "")
-            for s, f in result.tried
-        ]
-        how = (
-            "every pair" if args.grid else "one setting at a time, the others at their best so far"
-        )
-        _print_table(f"tuning ({how})", rows)
-        b = result.best
-        print(
-            f"best: --streams {b.streams} --group-size {b.group_size >> 10}KiB --window {b.window}"
-            f"  ({result.best_rate.median / 2**20:.0f} MiB/s median)"
-        )
-    return {
-        "sweep": "grid" if args.grid else "one at a time",
-        "best": result.best.__dict__,
-        "best_rate": result.best_rate.as_dict(),
-        "tried": [{"settings": s.__dict__, "rate": f.as_dict()} for s, f in result.tried],
-    }
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from . import report
-
-    runs = []
-    if args.report:  # before measuring, not after
-        report.require_plot_extra()
-        runs = report.load_runs(Path(args.report))
-    out = asyncio.run(_bench(args))
-    if args.json:
-        print(json.dumps(out))
-    if args.report:
-        directory = Path(args.report)
-        runs.append(report.run_from_bench(out))
-        report.save_runs(directory, runs)
-        page = report.write_report(runs, directory, title="i6p bench")
-        print(f"report: {page}", file=sys.stderr)
-    return 0
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    from . import report
-
-    report.require_plot_extra()
-    runs = report.runs_from_history(Path(args.history))
-    page = report.write_report(runs, Path(args.out), title="I6P benchmarks (pytest-benchmark)")
-    print(f"report: {page} ({len(runs)} runs)", file=sys.stderr)
-    return 0
 
 
 # -- demo ----------------------------------------------------------------------------------
@@ -523,6 +413,14 @@ def build_parser() -> argparse.ArgumentParser:
             "largest interface MTU less 48, and no more than the route's) or bytes "
             "(1452 is QUIC's usual bound)",
         )
+        p.add_argument(
+            "--no-mdns",
+            dest="mdns",
+            action="store_false",
+            default=os.environ.get("I6P_MDNS", "1") != "0",
+            help="do not announce this node on the LAN nor look peers up there (mDNS is on "
+            "unless this is given or I6P_MDNS=0)",
+        )
 
     p_send = sub.add_parser("send", aliases=["serve"], help="serve a file and print its ticket")
     with_transport(p_send)
@@ -543,6 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CONTACT",
         help="keep a session to this rendezvous node (from `i6p rendezvous`) and name it in "
         "the ticket, so peers behind firewalls or NATs can reach this one (up to 4)",
+    )
+    p_send.add_argument(
+        "--by-key",
+        action="store_true",
+        help="print a short ticket naming this node by its public key alone (no address): "
+        "the fetching side finds it by discovery (its address book, mDNS on the LAN)",
     )
     p_send.add_argument("--json", action="store_true", help="print the ticket as JSON")
     p_send.add_argument(
@@ -593,6 +497,24 @@ def build_parser() -> argparse.ArgumentParser:
     p_get.add_argument("--progress", action="store_true", help="progress bar even when piped")
     p_get.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p_get.set_defaults(func=_cmd_get)
+
+    p_resolve = sub.add_parser(
+        "resolve", help="print what each discovery source knows of a peer (key or PeerId)"
+    )
+    p_resolve.add_argument("peer", help="the peer's public key (52 characters) or PeerId")
+    with_identity(p_resolve)
+    p_resolve.add_argument(
+        "--wait", type=float, default=3.0, help="seconds to listen on the LAN (default 3)"
+    )
+    p_resolve.add_argument(
+        "--no-mdns",
+        dest="mdns",
+        action="store_false",
+        default=os.environ.get("I6P_MDNS", "1") != "0",
+        help="do not look on the LAN (mDNS is on unless this is given or I6P_MDNS=0)",
+    )
+    p_resolve.add_argument("--json", action="store_true", help="print the result as JSON")
+    p_resolve.set_defaults(func=_cmd_resolve)
 
     p_rdv = sub.add_parser(
         "rendezvous",
@@ -648,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="add this run to DIR/runs.json and write DIR/index.html (plots of every run "
         "there) and DIR/report.json; needs pip install 'i6p[plot]'",
     )
-    p_bench.set_defaults(func=_cmd_bench)
+    p_bench.set_defaults(func=cmd_bench)
 
     p_report = sub.add_parser(
         "report",
@@ -658,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_report.add_argument(
         "--history", default=".benchmarks", help="pytest-benchmark's storage (.benchmarks)"
     )
-    p_report.set_defaults(func=_cmd_report)
+    p_report.set_defaults(func=cmd_report)
 
     p_join = sub.add_parser(
         "join", help="print one ticket listing the providers of several tickets for one blob"
