@@ -1,0 +1,124 @@
+//! The Mainline DHT as a discovery source, on a local `mainline::Testnet` bound to
+//! 127.0.0.1 (every client here bootstraps from its list only, so nothing leaves the
+//! machine): records are published and resolved, a higher seq wins, items signed by another
+//! key, with a lower seq, expired or malformed are not taken, and a node connects to
+//! another by its key alone.
+
+#![allow(clippy::unwrap_used)]
+
+use i6p_core::dht_record::DhtRecord;
+use i6p_core::Identity;
+use i6p_net::discovery::dht::{sign_item, signable, unix_now, Dht};
+use mainline::async_dht::AsyncDht;
+use mainline::{MutableItem, Testnet};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+const TESTNET_NODES: usize = 20;
+
+fn testnet(n: usize) -> Testnet {
+    let net = Testnet::builder(n)
+        .bind_address(Ipv4Addr::LOCALHOST)
+        .build()
+        .unwrap();
+    assert!(net.bootstrap.iter().all(|b| b.starts_with("127.0.0.1:")));
+    net
+}
+
+/// A plain mainline client on the testnet, to put items the i6p client would never make.
+fn raw_client(net: &Testnet) -> AsyncDht {
+    mainline::Dht::builder()
+        .bootstrap(&net.bootstrap)
+        .bind_address(Ipv4Addr::LOCALHOST)
+        .build()
+        .unwrap()
+        .as_async()
+}
+
+fn record(port: u16) -> DhtRecord {
+    // Issued at a fixed second, so two calls make equal records.
+    let mut rec = DhtRecord::new(unix_now() / 3600 * 3600, 7200);
+    rec.addrs = vec![format!("[2001:db8::1]:{port}").parse().unwrap()];
+    rec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_record_resolves_and_a_higher_seq_replaces_it() {
+    let net = testnet(TESTNET_NODES);
+    let me = Identity::generate();
+    let publisher = Dht::start(me.clone(), &net.bootstrap).unwrap();
+    assert!(publisher.local_addr().await.unwrap().ip().is_loopback());
+    let reader = Dht::start(Identity::generate(), &net.bootstrap).unwrap();
+    let first = publisher.publish(&record(7001)).await.unwrap();
+    let found = reader.resolve(&me.public_key()).await.unwrap().unwrap();
+    assert_eq!((found.seq, found.record.clone()), (first, record(7001)));
+    assert_eq!(found.key, me.public_key());
+    let second = publisher.publish(&record(7002)).await.unwrap();
+    assert!(second > first);
+    let found = reader.resolve(&me.public_key()).await.unwrap().unwrap();
+    assert_eq!((found.seq, found.record), (second, record(7002)));
+    // A restarted publisher (no memory of its seqs) still goes above the DHT's.
+    let restarted = Dht::start(me.clone(), &net.bootstrap).unwrap();
+    assert!(restarted.publish(&record(7003)).await.unwrap() > second);
+    let nobody = Identity::generate().public_key();
+    assert_eq!(reader.resolve(&nobody).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_signed_by_another_key_or_with_a_lower_seq_are_not_taken() {
+    let net = testnet(TESTNET_NODES);
+    let raw = raw_client(&net);
+    let me = Identity::generate();
+    let mallory = Identity::generate();
+    let reader = Dht::start(Identity::generate(), &net.bootstrap).unwrap();
+    // Mallory's signature under my key: the DHT nodes refuse to store it.
+    let value = record(7001).encode();
+    let sig = mallory.sign(&signable(5, &value));
+    let forged =
+        MutableItem::new_signed_unchecked(me.public_key().to_bytes(), sig, &value, 5, None);
+    assert!(raw.put_mutable(forged, None).await.is_err());
+    assert_eq!(reader.resolve(&me.public_key()).await.unwrap(), None);
+    // Mallory's own record is found under Mallory's key, never under mine.
+    raw.put_mutable(sign_item(&mallory, &value, 5), None)
+        .await
+        .unwrap();
+    assert_eq!(reader.resolve(&me.public_key()).await.unwrap(), None);
+    assert!(reader
+        .resolve(&mallory.public_key())
+        .await
+        .unwrap()
+        .is_some());
+    // My record, then an older one of mine (replayed): the newer one stays.
+    let publisher = Dht::start(me.clone(), &net.bootstrap).unwrap();
+    let seq = publisher.publish(&record(7002)).await.unwrap();
+    let older = sign_item(&me, &record(6999).encode(), seq - 1);
+    assert!(raw.put_mutable(older, None).await.is_err());
+    let found = reader.resolve(&me.public_key()).await.unwrap().unwrap();
+    assert_eq!((found.seq, found.record), (seq, record(7002)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_and_malformed_records_resolve_to_nothing() {
+    let net = testnet(TESTNET_NODES);
+    let raw = raw_client(&net);
+    let reader = Dht::start(Identity::generate(), &net.bootstrap).unwrap();
+    let short = Identity::generate();
+    let mut rec = DhtRecord::new(unix_now(), 5);
+    rec.relay = true;
+    raw.put_mutable(sign_item(&short, &rec.encode(), 1), None)
+        .await
+        .unwrap();
+    let found = reader.resolve(&short.public_key()).await.unwrap().unwrap();
+    assert_eq!(found.record, rec);
+    while unix_now() < rec.issued + 5 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(reader.resolve(&short.public_key()).await.unwrap(), None);
+    let garbled = Identity::generate();
+    for (seq, value) in [(1, b"not a record".to_vec()), (2, vec![1u8; 1000])] {
+        raw.put_mutable(sign_item(&garbled, &value, seq), None)
+            .await
+            .unwrap();
+        assert_eq!(reader.resolve(&garbled.public_key()).await.unwrap(), None);
+    }
+}
