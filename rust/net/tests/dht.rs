@@ -6,9 +6,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+use i6p_core::contact::Contact;
 use i6p_core::dht_record::DhtRecord;
 use i6p_core::Identity;
 use i6p_net::discovery::dht::{sign_item, signable, unix_now, Dht};
+use i6p_net::{NetError, Node, NodeConfig};
 use mainline::async_dht::AsyncDht;
 use mainline::{MutableItem, Testnet};
 use std::net::Ipv4Addr;
@@ -121,4 +123,113 @@ async fn expired_and_malformed_records_resolve_to_nothing() {
             .unwrap();
         assert_eq!(reader.resolve(&garbled.public_key()).await.unwrap(), None);
     }
+}
+
+fn dht_node(id: &Identity, net: &Testnet, publish_addrs: bool) -> Node {
+    let config = NodeConfig {
+        dht: true,
+        dht_bootstrap: net.bootstrap.clone(),
+        publish_addrs,
+        ..Default::default()
+    };
+    Node::bind(id.clone(), "[::1]:0".parse().unwrap(), config).unwrap()
+}
+
+/// The seq of `node`'s next record published after `after` (within 30 s).
+async fn wait_published(node: &Node, after: Option<i64>) -> i64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match node.dht_published() {
+            Some(seq) if after.is_none_or(|a| seq > a) => return seq,
+            _ => assert!(std::time::Instant::now() < deadline, "not published"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reaches_another_by_its_key_alone() {
+    let net = testnet(TESTNET_NODES);
+    let (a_id, b_id) = (Identity::generate(), Identity::generate());
+    let a = dht_node(&a_id, &net, true);
+    let b = dht_node(&b_id, &net, false);
+    let seq = a.dht_publish().await.unwrap();
+    assert!(a.dht_published().unwrap() >= seq);
+    let found = b.dht_lookup(&a_id.public_key()).await.unwrap().unwrap();
+    assert_eq!(found.record.addrs, vec![a.local_addr().unwrap()]);
+    assert!(b.known_addrs(&a.peer_id()).is_empty());
+    let (session, _) = tokio::join!(b.connect_by_key(a_id.public_key()), a.accept());
+    let session = session.unwrap();
+    assert_eq!(session.remote_peer_id(), a.peer_id());
+    assert!(session
+        .ping_within(Some(Duration::from_secs(5)))
+        .await
+        .is_ok());
+    // B publishes no address (the default): its record says nothing of where it is.
+    b.dht_publish().await.unwrap();
+    let of_b = a.dht_lookup(&b_id.public_key()).await.unwrap().unwrap();
+    assert!(of_b.record.addrs.is_empty() && of_b.record.contacts.is_empty());
+    a.close().await;
+    b.close().await;
+    assert!(matches!(
+        b.dht_lookup(&a_id.public_key()).await,
+        Err(NetError::NodeClosed)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_published_addresses_is_reached_through_its_contact() {
+    let net = testnet(TESTNET_NODES);
+    let rendezvous = Node::bind(
+        Identity::generate(),
+        "[::1]:0".parse().unwrap(),
+        NodeConfig::default(),
+    )
+    .unwrap();
+    let contact = Contact {
+        peer_id: rendezvous.peer_id(),
+        addrs: vec![rendezvous.local_addr().unwrap()],
+        relay: false,
+    };
+    let (a_id, b_id) = (Identity::generate(), Identity::generate());
+    let a = dht_node(&a_id, &net, false);
+    let b = dht_node(&b_id, &net, false);
+    let _a_to_rendezvous = a
+        .connect(rendezvous.peer_id(), rendezvous.local_addr().unwrap())
+        .await
+        .unwrap();
+    // The publisher puts A's first record out at bind, and a new one when its contacts change.
+    let first = wait_published(&a, None).await;
+    a.set_dht_contacts(vec![contact.clone()]).unwrap();
+    wait_published(&a, Some(first)).await;
+    let found = b.dht_lookup(&a_id.public_key()).await.unwrap().unwrap();
+    assert!(found.record.addrs.is_empty());
+    assert_eq!(found.record.contacts, vec![contact]);
+    let session = b.connect_by_key(a_id.public_key()).await.unwrap();
+    assert_eq!(session.remote_peer_id(), a.peer_id());
+    assert!(session
+        .ping_within(Some(Duration::from_secs(5)))
+        .await
+        .is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_nobody_published_is_not_found_and_the_dht_off_is_a_config_error() {
+    let net = testnet(TESTNET_NODES);
+    let b = dht_node(&Identity::generate(), &net, false);
+    let nobody = Identity::generate().public_key();
+    assert!(matches!(
+        b.connect_by_key(nobody).await,
+        Err(NetError::NotFound(_))
+    ));
+    let plain = Node::bind(
+        Identity::generate(),
+        "[::1]:0".parse().unwrap(),
+        NodeConfig::default(),
+    )
+    .unwrap();
+    assert!(matches!(
+        plain.dht_lookup(&nobody).await,
+        Err(NetError::Config(_))
+    ));
 }
