@@ -233,3 +233,46 @@ async fn a_key_nobody_published_is_not_found_and_the_dht_off_is_a_config_error()
         Err(NetError::Config(_))
     ));
 }
+
+/// Publish and resolve times on local testnets of 20 and 200 nodes (p50/p95 of `ROUNDS`
+/// each, and the 200/20 ratio of the medians). Run on purpose:
+/// `cargo test --release -p i6p-net --test dht -- --ignored --nocapture dht_times`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "figures, not a check: run on purpose"]
+async fn dht_times() {
+    const ROUNDS: usize = 15;
+    let mut medians = Vec::new();
+    for size in [20, 200] {
+        let net = testnet(size);
+        // The same number of bootstrap nodes for every size (the testnet lists all of them).
+        let boot = &net.bootstrap[..16];
+        let reader = Dht::start(Identity::generate(), boot).unwrap();
+        let (mut publish, mut resolve) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let id = Identity::generate();
+            let publisher = Dht::start(id.clone(), boot).unwrap();
+            let start = std::time::Instant::now();
+            publisher.publish(&record(7000)).await.unwrap();
+            publish.push(start.elapsed());
+            let start = std::time::Instant::now();
+            assert!(reader.resolve(&id.public_key()).await.unwrap().is_some());
+            resolve.push(start.elapsed());
+        }
+        let pct = |v: &mut Vec<Duration>, p: usize| {
+            v.sort();
+            v[(v.len() * p / 100).min(v.len() - 1)]
+        };
+        let (p50p, p95p) = (pct(&mut publish, 50), pct(&mut publish, 95));
+        let (p50r, p95r) = (pct(&mut resolve, 50), pct(&mut resolve, 95));
+        println!(
+            "testnet of {size}: publish p50 {p50p:?} p95 {p95p:?}; resolve p50 {p50r:?} p95 {p95r:?} ({ROUNDS} rounds)"
+        );
+        medians.push((p50p, p50r));
+    }
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!(
+        "200 vs 20 nodes: publish p50 x{:.2}, resolve p50 x{:.2}",
+        ratio(medians[1].0, medians[0].0),
+        ratio(medians[1].1, medians[0].1)
+    );
+}
