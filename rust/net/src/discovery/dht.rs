@@ -278,7 +278,7 @@ impl Dht {
         let client = self.client()?;
         let bytes = key.to_bytes();
         let floor = self.seen(&bytes);
-        let mut items = client.get_mutable(&bytes, None, floor.map(|s| s - 1));
+        let mut items = client.get_mutable(&bytes, None, floor.map(|s| s.saturating_sub(1)));
         let now = unix_now();
         let mut best: Option<Resolved> = None;
         let deadline = tokio::time::Instant::now() + RESOLVE_TIMEOUT;
