@@ -9,28 +9,26 @@
 use i6p_core::contact::Contact;
 use i6p_core::dht_record::DhtRecord;
 use i6p_core::Identity;
-use i6p_net::discovery::dht::{sign_item, signable, unix_now, Dht};
+use i6p_net::discovery::dht::{sign_item, signable, unix_now, Dht, LocalTestnet};
 use i6p_net::{NetError, Node, NodeConfig};
 use mainline::async_dht::AsyncDht;
-use mainline::{MutableItem, Testnet};
+use mainline::MutableItem;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 const TESTNET_NODES: usize = 20;
 
-fn testnet(n: usize) -> Testnet {
-    let net = Testnet::builder(n)
-        .bind_address(Ipv4Addr::LOCALHOST)
-        .build()
-        .unwrap();
-    assert!(net.bootstrap.iter().all(|b| b.starts_with("127.0.0.1:")));
+fn testnet(n: usize) -> LocalTestnet {
+    let net = LocalTestnet::start(n).unwrap();
+    assert_eq!(net.bootstrap().len(), n);
+    assert!(net.bootstrap().iter().all(|b| b.starts_with("127.0.0.1:")));
     net
 }
 
 /// A plain mainline client on the testnet, to put items the i6p client would never make.
-fn raw_client(net: &Testnet) -> AsyncDht {
+fn raw_client(net: &LocalTestnet) -> AsyncDht {
     mainline::Dht::builder()
-        .bootstrap(&net.bootstrap)
+        .bootstrap(net.bootstrap())
         .bind_address(Ipv4Addr::LOCALHOST)
         .build()
         .unwrap()
@@ -48,9 +46,9 @@ fn record(port: u16) -> DhtRecord {
 async fn a_published_record_resolves_and_a_higher_seq_replaces_it() {
     let net = testnet(TESTNET_NODES);
     let me = Identity::generate();
-    let publisher = Dht::start(me.clone(), &net.bootstrap).unwrap();
+    let publisher = Dht::start(me.clone(), net.bootstrap()).unwrap();
     assert!(publisher.local_addr().await.unwrap().ip().is_loopback());
-    let reader = Dht::start(Identity::generate(), &net.bootstrap).unwrap();
+    let reader = Dht::start(Identity::generate(), net.bootstrap()).unwrap();
     let first = publisher.publish(&record(7001)).await.unwrap();
     let found = reader.resolve(&me.public_key()).await.unwrap().unwrap();
     assert_eq!((found.seq, found.record.clone()), (first, record(7001)));
@@ -60,7 +58,7 @@ async fn a_published_record_resolves_and_a_higher_seq_replaces_it() {
     let found = reader.resolve(&me.public_key()).await.unwrap().unwrap();
     assert_eq!((found.seq, found.record), (second, record(7002)));
     // A restarted publisher (no memory of its seqs) still goes above the DHT's.
-    let restarted = Dht::start(me.clone(), &net.bootstrap).unwrap();
+    let restarted = Dht::start(me.clone(), net.bootstrap()).unwrap();
     assert!(restarted.publish(&record(7003)).await.unwrap() > second);
     let nobody = Identity::generate().public_key();
     assert_eq!(reader.resolve(&nobody).await.unwrap(), None);
@@ -72,7 +70,7 @@ async fn items_signed_by_another_key_or_with_a_lower_seq_are_not_taken() {
     let raw = raw_client(&net);
     let me = Identity::generate();
     let mallory = Identity::generate();
-    let reader = Dht::start(Identity::generate(), &net.bootstrap).unwrap();
+    let reader = Dht::start(Identity::generate(), net.bootstrap()).unwrap();
     // Mallory's signature under my key: the DHT nodes refuse to store it.
     let value = record(7001).encode();
     let sig = mallory.sign(&signable(5, &value));
@@ -91,7 +89,7 @@ async fn items_signed_by_another_key_or_with_a_lower_seq_are_not_taken() {
         .unwrap()
         .is_some());
     // My record, then an older one of mine (replayed): the newer one stays.
-    let publisher = Dht::start(me.clone(), &net.bootstrap).unwrap();
+    let publisher = Dht::start(me.clone(), net.bootstrap()).unwrap();
     let seq = publisher.publish(&record(7002)).await.unwrap();
     let older = sign_item(&me, &record(6999).encode(), seq - 1);
     assert!(raw.put_mutable(older, None).await.is_err());
@@ -103,7 +101,7 @@ async fn items_signed_by_another_key_or_with_a_lower_seq_are_not_taken() {
 async fn expired_and_malformed_records_resolve_to_nothing() {
     let net = testnet(TESTNET_NODES);
     let raw = raw_client(&net);
-    let reader = Dht::start(Identity::generate(), &net.bootstrap).unwrap();
+    let reader = Dht::start(Identity::generate(), net.bootstrap()).unwrap();
     let short = Identity::generate();
     let mut rec = DhtRecord::new(unix_now(), 5);
     rec.relay = true;
@@ -125,10 +123,10 @@ async fn expired_and_malformed_records_resolve_to_nothing() {
     }
 }
 
-fn dht_node(id: &Identity, net: &Testnet, publish_addrs: bool) -> Node {
+fn dht_node(id: &Identity, net: &LocalTestnet, publish_addrs: bool) -> Node {
     let config = NodeConfig {
         dht: true,
-        dht_bootstrap: net.bootstrap.clone(),
+        dht_bootstrap: net.bootstrap().to_vec(),
         publish_addrs,
         ..Default::default()
     };
@@ -245,7 +243,7 @@ async fn dht_times() {
     for size in [20, 200] {
         let net = testnet(size);
         // The same number of bootstrap nodes for every size (the testnet lists all of them).
-        let boot = &net.bootstrap[..16];
+        let boot = &net.bootstrap()[..16];
         let reader = Dht::start(Identity::generate(), boot).unwrap();
         let (mut publish, mut resolve) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {

@@ -330,6 +330,34 @@ impl Dht {
     }
 }
 
+/// At most this many nodes in a [`LocalTestnet`].
+pub const MAX_TESTNET_NODES: usize = 1000;
+
+/// A DHT of its own on 127.0.0.1 (`mainline::Testnet`, server nodes with full routing
+/// tables), for trying discovery offline and for tests; it runs while this value lives.
+pub struct LocalTestnet(mainline::Testnet);
+
+impl LocalTestnet {
+    /// Starts `nodes` DHT nodes (2 to [`MAX_TESTNET_NODES`]) on 127.0.0.1; blocks meanwhile.
+    pub fn start(nodes: usize) -> Result<Self> {
+        if !(2..=MAX_TESTNET_NODES).contains(&nodes) {
+            return Err(NetError::Config(format!(
+                "a testnet of {nodes} nodes (2 to {MAX_TESTNET_NODES})"
+            )));
+        }
+        mainline::Testnet::builder(nodes)
+            .bind_address(Ipv4Addr::LOCALHOST)
+            .build()
+            .map(Self)
+            .map_err(|e| NetError::Io(format!("DHT testnet: {e}")))
+    }
+
+    /// Every node's `127.0.0.1:port`, to bootstrap from.
+    pub fn bootstrap(&self) -> &[String] {
+        &self.0.bootstrap
+    }
+}
+
 #[cfg(test)]
 #[path = "dht_tests.rs"]
 mod tests;

@@ -134,3 +134,9 @@ fn bootstrap_lists_are_bounded_and_checked() {
         .collect();
     assert!(bootstrap_addrs(&many).is_err());
 }
+
+#[test]
+fn a_testnet_has_bounds() {
+    assert!(LocalTestnet::start(1).is_err());
+    assert!(LocalTestnet::start(MAX_TESTNET_NODES + 1).is_err());
+}
