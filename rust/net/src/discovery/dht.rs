@@ -38,9 +38,10 @@ pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(15);
 /// A publish gives up after this long.
 ///
 /// Resolves and publishes wait for mainline's query to end, which is when every request in
-/// it is answered or timed out (2 s): on a local testnet of 20 or 200 nodes one request is
-/// never answered, so both take about 2.1 s (0.6 s with a 500 ms request timeout). Answering
-/// at the first good item would be faster but returned an older seq in our tests.
+/// it is answered or timed out (2 s): on local testnets a query often has one request that
+/// is never answered and then takes about 2.1 s (0.6 s with a 500 ms request timeout),
+/// otherwise about 0.1 s. Answering at the first good item would be faster but returned an
+/// older seq in our tests.
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Keys whose highest seen seq is remembered (beyond it, one is forgotten at random).
 pub const MAX_SEEN_KEYS: usize = 4096;
