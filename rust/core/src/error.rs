@@ -79,6 +79,15 @@ pub enum CoreError {
         /// The stripe's shard length.
         expected: usize,
     },
+    /// A signed record that decodes but is outside its validity window: expired, or issued
+    /// further in the future than clocks disagree.
+    #[error("{what} not valid now: {detail}")]
+    OutOfDate {
+        /// Which record.
+        what: &'static str,
+        /// Issue time, validity and the time it was checked at.
+        detail: String,
+    },
     /// The size asked back from a stripe exceeds the data it holds.
     #[error("size {size} exceeds the stripe's {capacity} data bytes")]
     StripeSize {

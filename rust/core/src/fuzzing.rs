@@ -50,6 +50,7 @@ pub const TARGETS: &[&str] = &[
     "dialback",
     "relay",
     "coord",
+    "dht_record",
 ];
 
 /// Runs the target called `name` (one of [`TARGETS`]) on `data`; false for an unknown name.
@@ -68,6 +69,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "dialback" => dialback,
         "relay" => relay,
         "coord" => coord,
+        "dht_record" => dht_record,
         _ => return false,
     };
     target(data);
@@ -172,6 +174,16 @@ fn relay_message(kind: u8, payload: &[u8]) {
         if let Ok(len) = r::decode_packet_header(raw) {
             assert!((1..=r::MAX_CIRCUIT_PACKET).contains(&len));
         }
+    }
+}
+
+/// A DHT record's value, as a BEP 44 get returns it (the DHT checked only its signature).
+pub fn dht_record(data: &[u8]) {
+    use crate::dht_record::{DhtRecord, MAX_RECORD_LEN};
+    if let Ok(rec) = DhtRecord::decode(data) {
+        assert!(data.len() <= MAX_RECORD_LEN);
+        assert_eq!(rec.encode(), data);
+        let _ = rec.check_time(u64::from(u32::MAX));
     }
 }
 

@@ -19,6 +19,7 @@ pub mod codes;
 pub mod collection;
 pub mod contact;
 pub mod coord;
+pub mod dht_record;
 pub mod dialback;
 pub mod erasure;
 pub mod error;

@@ -326,6 +326,7 @@ fn write_seed_corpus() {
     }
 
     write_collection_seeds();
+    write_dht_record_seeds();
     let s = seeds("ticket");
     let one = provider(1);
     s.write("one-provider", one.to_string().as_bytes());
@@ -406,4 +407,25 @@ fn write_collection_seeds() {
     let mut hostile = encode(vec![entry("aa/x", 1)]).unwrap();
     hostile[14..16].copy_from_slice(b"..");
     s.write("dotdot", &hostile);
+}
+
+#[test]
+#[ignore = "writes the DHT record seeds; run on purpose (write_seed_corpus runs it too)"]
+fn write_dht_record_seeds() {
+    use i6p_core::contact::Contact;
+    use i6p_core::dht_record::DhtRecord;
+    let s = seeds("dht_record");
+    s.write("empty", &DhtRecord::new(1_760_000_000, 3600).encode());
+    let mut full = DhtRecord::new(1_760_000_000, 3600);
+    full.relay = true;
+    full.addrs = vec![
+        "[2001:db8::5]:7000".parse().unwrap(),
+        "192.0.2.5:7000".parse().unwrap(),
+    ];
+    full.contacts = vec![Contact {
+        peer_id: PeerId::from_public_key(&[9; 32]),
+        addrs: vec!["203.0.113.9:7000".parse().unwrap()],
+        relay: true,
+    }];
+    s.write("addrs_and_contact", &full.encode());
 }

@@ -48,6 +48,19 @@ pub struct NodeConfig {
     /// Announce this node on the LAN by mDNS and listen for others' announcements, which
     /// `connect_by_id` then finds (see [`crate::discovery::mdns`]).
     pub mdns: bool,
+    /// Publish this node's record in the Mainline DHT and look peers up there (see
+    /// [`crate::discovery::dht`]); `connect_by_key` asks it after the book and mDNS.
+    pub dht: bool,
+    /// `host:port` of the DHT nodes to bootstrap from (a private or test DHT); empty: the
+    /// `mainline` crate's public bootstrap nodes.
+    pub dht_bootstrap: Vec<String>,
+    /// Put this node's reachable addresses in its DHT record. Off by default: a published
+    /// address tells anyone who knows the key where the node is (a privacy decision); the
+    /// record then names only the node's contacts.
+    pub publish_addrs: bool,
+    /// Rendezvous or relay nodes the DHT record names, through which peers can reach this
+    /// node without its addresses (see `Node::set_dht_contacts`).
+    pub dht_contacts: Vec<i6p_core::contact::Contact>,
     /// Relay circuits between other peers (bounded by the relay limits of `limits`); the
     /// HELLO then announces ("relay", "1").
     pub relay: bool,
@@ -87,6 +100,10 @@ impl Default for NodeConfig {
             transfer_idle: super::reuse::TRANSFER_IDLE,
             dial_back: true,
             mdns: false,
+            dht: false,
+            dht_bootstrap: Vec::new(),
+            publish_addrs: false,
+            dht_contacts: Vec::new(),
             relay: false,
             relay_testing: crate::relay::RelayTesting::default(),
             coordinate: true,

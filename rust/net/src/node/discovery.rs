@@ -1,17 +1,120 @@
-//! Reaching a peer by its PeerId alone: the node's address book, then mDNS (see
-//! [`crate::discovery`]).
+//! Reaching a peer by its identity alone: the node's address book, then mDNS, then (by its
+//! public key) the Mainline DHT (see [`crate::discovery`]). Also the node's DHT publisher:
+//! it publishes the node's record at start, again whenever what the record says changes
+//! (checked every [`DHT_CHECK`]), and every [`DHT_REPUBLISH`] before DHT nodes forget it.
 
-use super::{Node, NodeConfig};
-use crate::discovery::Mdns;
+use super::{Node, NodeConfig, NodeInner};
+use crate::discovery::{Dht, Mdns, Resolved};
 use crate::error::{NetError, Result};
 use crate::session::Session;
+use i6p_core::contact::Contact;
+use i6p_core::dht_record::DhtRecord;
 use i6p_core::{Identity, PeerId, PublicKey};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// How long `connect_by_id` listens on the LAN for a peer nothing else knows.
 pub const MDNS_PATIENCE: Duration = Duration::from_secs(3);
+/// How often the publisher looks whether the record would say something new.
+pub const DHT_CHECK: Duration = Duration::from_secs(5);
+/// A record unchanged is published again this often (BEP 44 nodes drop items after about
+/// two hours).
+pub const DHT_REPUBLISH: Duration = Duration::from_secs(30 * 60);
+/// How long a published record holds (seconds): past it, resolvers drop it.
+pub const DHT_VALIDITY_SECS: u32 = 2 * 3600;
+/// After failed publishes, the publisher waits up to this long before trying again.
+const DHT_MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The node's DHT client, the contacts its record names, and the task that publishes it.
+pub(super) struct DhtPart {
+    client: Dht,
+    contacts: Mutex<Vec<Contact>>,
+    changed: Notify,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The seq of the last record published.
+    published: Mutex<Option<i64>>,
+}
+
+/// The node's DHT client, when `config.dht` asks for one (the publisher starts with
+/// [`spawn_dht`], once the node exists).
+pub(super) fn start_dht(identity: &Identity, config: &NodeConfig) -> Result<Option<Arc<DhtPart>>> {
+    if !config.dht {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(DhtPart {
+        client: Dht::start(identity.clone(), &config.dht_bootstrap)?,
+        contacts: Mutex::new(config.dht_contacts.clone()),
+        changed: Notify::new(),
+        task: Mutex::new(None),
+        published: Mutex::new(None),
+    })))
+}
+
+/// Starts the node's DHT publisher.
+pub(super) fn spawn_dht(node: &Node) {
+    if let Some(part) = &node.inner.dht {
+        let task = tokio::spawn(publish_loop(Arc::downgrade(&node.inner), part.clone()));
+        if let Ok(mut t) = part.task.lock() {
+            *t = Some(task);
+        }
+    }
+}
+
+/// Stops the node's discovery: mDNS announcements and the DHT client and publisher.
+pub(super) fn stop(inner: &NodeInner) {
+    if let Some(mdns) = &inner.mdns {
+        mdns.shutdown();
+    }
+    if let Some(part) = &inner.dht {
+        if let Some(task) = part.task.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
+        }
+        part.client.shutdown();
+    }
+}
+
+/// Publishes the node's record now, when it changes, and every [`DHT_REPUBLISH`]; ends when
+/// the node is gone or closed.
+async fn publish_loop(node: Weak<NodeInner>, part: Arc<DhtPart>) {
+    let mut last: Option<(DhtRecord, tokio::time::Instant)> = None;
+    let mut failures = 0u32;
+    loop {
+        let Some(inner) = node.upgrade() else { return };
+        let record = Node { inner }.dht_record(&part);
+        let due = last
+            .as_ref()
+            .is_none_or(|(prev, at)| !same_claims(prev, &record) || at.elapsed() >= DHT_REPUBLISH);
+        let mut pause = DHT_CHECK;
+        if due {
+            match part.client.publish(&record).await {
+                Ok(seq) => {
+                    failures = 0;
+                    if let Ok(mut p) = part.published.lock() {
+                        *p = Some(seq);
+                    }
+                    last = Some((record, tokio::time::Instant::now()));
+                }
+                Err(NetError::NodeClosed) => return,
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    pause = (DHT_CHECK * 2u32.saturating_pow(failures.min(8))).min(DHT_MAX_BACKOFF);
+                    tracing::debug!("DHT publish failed ({e}); again in {pause:?}");
+                }
+            }
+        }
+        tokio::select! {
+            _ = part.changed.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Whether two records say the same (their issue times aside).
+fn same_claims(a: &DhtRecord, b: &DhtRecord) -> bool {
+    (a.protocol, a.relay, &a.addrs, &a.contacts) == (b.protocol, b.relay, &b.addrs, &b.contacts)
+}
 
 /// The node's mDNS announcer and listener, when `config.mdns` asks for one.
 pub(super) fn start_mdns(
@@ -44,11 +147,128 @@ impl Node {
         self.inner.book.forget(peer)
     }
 
-    /// Connects to the peer whose public key is `key`, by [`Self::connect_by_id`]: the key
-    /// is what the sources that need more than its PeerId (a DHT record is found by the key)
-    /// will look it up by.
+    /// Connects to the peer whose public key is `key`: as [`Self::connect_by_id`], then,
+    /// when the node takes part in the DHT and that found nothing that answered, through
+    /// the peer's DHT record (see [`Self::connect_by_record`]).
     pub async fn connect_by_key(&self, key: PublicKey) -> Result<Session> {
-        self.connect_by_id(key.peer_id()).await
+        let Some(part) = self.inner.dht.clone() else {
+            return self.connect_by_id(key.peer_id()).await;
+        };
+        let first = match self.connect_by_id(key.peer_id()).await {
+            Ok(session) => return Ok(session),
+            Err(e @ (NetError::NodeClosed | NetError::OwnPeerId(_))) => return Err(e),
+            Err(NetError::NotFound(_)) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        let Some(found) = part.client.resolve(&key).await? else {
+            return Err(match first {
+                Some(e) => NetError::Unreachable(format!("{e}; the DHT has no record of it")),
+                None => NetError::NotFound(format!(
+                    "no address known for peer {} and no DHT record of it",
+                    key.peer_id().short()
+                )),
+            });
+        };
+        self.connect_by_record(&found).await
+    }
+
+    /// Connects to the peer whose record `found` is: at the addresses it lists, then through
+    /// each contact it names (a live session to the contact, or one made at its addresses)
+    /// as coordinator, and relay if it relays, by [`Self::connect_to`].
+    pub async fn connect_by_record(&self, found: &Resolved) -> Result<Session> {
+        let peer = found.key.peer_id();
+        let mut tried = Vec::new();
+        if !found.record.addrs.is_empty() {
+            match self.connect_to(peer, &found.record.addrs, None).await {
+                Ok(session) => return Ok(session),
+                Err(e @ (NetError::NodeClosed | NetError::OwnPeerId(_))) => return Err(e),
+                Err(e) => tried.push(format!("the record's addresses ({e})")),
+            }
+        }
+        for contact in &found.record.contacts {
+            if contact.peer_id == peer || contact.peer_id == self.peer_id() {
+                continue;
+            }
+            let via = match self.inner.live.any_session(&contact.peer_id) {
+                Some(via) => via,
+                None => match self.connect_any(contact.peer_id, &contact.addrs).await {
+                    Ok(via) => via,
+                    Err(e) => {
+                        tried.push(format!("contact {} ({e})", contact.peer_id.short()));
+                        continue;
+                    }
+                },
+            };
+            match self.connect_to(peer, &[], Some(&via)).await {
+                Ok(session) => return Ok(session),
+                Err(e @ NetError::NodeClosed) => return Err(e),
+                Err(e) => tried.push(format!("via {} ({e})", contact.peer_id.short())),
+            }
+        }
+        if tried.is_empty() {
+            tried.push("nothing: the record names no address and no contact".into());
+        }
+        Err(NetError::Unreachable(format!(
+            "peer {} not reached from its DHT record; tried: {}",
+            peer.short(),
+            tried.join("; ")
+        )))
+    }
+
+    /// What the DHT holds for `key`: its newest record signed by that key and valid now, or
+    /// None. Fails with [`NetError::Config`] when the node does not take part in the DHT.
+    pub async fn dht_lookup(&self, key: &PublicKey) -> Result<Option<Resolved>> {
+        self.ensure_open()?;
+        self.dht_part()?.client.resolve(key).await
+    }
+
+    /// Publishes this node's DHT record now (the publisher also does, at start and on
+    /// change); returns its seq.
+    pub async fn dht_publish(&self) -> Result<i64> {
+        self.ensure_open()?;
+        let part = self.dht_part()?;
+        let seq = part.client.publish(&self.dht_record(part)).await?;
+        if let Ok(mut p) = part.published.lock() {
+            *p = Some(seq);
+        }
+        Ok(seq)
+    }
+
+    /// The seq of the last record this node published in the DHT (None before the first).
+    pub fn dht_published(&self) -> Option<i64> {
+        let part = self.inner.dht.as_ref()?;
+        part.published.lock().ok().and_then(|p| *p)
+    }
+
+    /// Replaces the contacts the DHT record names (at most
+    /// [`i6p_core::dht_record::MAX_RECORD_CONTACTS`] are published); the record is
+    /// published again at once.
+    pub fn set_dht_contacts(&self, contacts: Vec<Contact>) -> Result<()> {
+        let part = self.dht_part()?;
+        if let Ok(mut c) = part.contacts.lock() {
+            *c = contacts;
+        }
+        part.changed.notify_one();
+        Ok(())
+    }
+
+    fn dht_part(&self) -> Result<&DhtPart> {
+        self.inner.dht.as_deref().ok_or_else(|| {
+            NetError::Config("this node does not take part in the DHT (NodeConfig::dht)".into())
+        })
+    }
+
+    /// What this node's DHT record says now: its protocol, whether it relays, its contacts,
+    /// and its reachable addresses only if `publish_addrs`.
+    fn dht_record(&self, part: &DhtPart) -> DhtRecord {
+        let config = &self.inner.config;
+        let mut record = DhtRecord::new(crate::discovery::dht::unix_now(), DHT_VALIDITY_SECS);
+        record.relay = config.relay;
+        if config.publish_addrs {
+            record.addrs = self.reachable_addrs().unwrap_or_default();
+        }
+        record.contacts = part.contacts.lock().map(|c| c.clone()).unwrap_or_default();
+        record
     }
 
     /// Where the LAN heard `peer` announce itself (empty without mDNS).

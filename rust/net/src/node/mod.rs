@@ -100,6 +100,8 @@ struct NodeInner {
     book: Arc<AddressBook>,
     /// The LAN's announcements, when the node takes part in mDNS.
     mdns: Option<Arc<crate::discovery::Mdns>>,
+    /// The DHT client and its publisher, when the node takes part in the DHT.
+    dht: Option<Arc<discovery::DhtPart>>,
 }
 
 /// The node's QUIC endpoint on a new UDP socket at `addr`, and the socket's buffers.
@@ -165,6 +167,7 @@ impl Node {
         };
         let relayed = relayed::Relayed::new(&config, &crypto, listener.clone())?;
         let mdns = discovery::start_mdns(&identity, &endpoint, &config)?;
+        let dht = discovery::start_dht(&identity, &config)?;
         let accept_task = tokio::spawn(accept_loop(endpoint.clone(), listener));
         let node = Self {
             inner: Arc::new(NodeInner {
@@ -195,6 +198,7 @@ impl Node {
                 punch,
                 book,
                 mdns,
+                dht,
             }),
         };
         Self::started(node)
@@ -207,6 +211,7 @@ impl Node {
             node: Arc::downgrade(&node.inner),
         };
         node.register_protocol(i6p_core::kinds::STREAM_RELAY, relay)?;
+        discovery::spawn_dht(&node);
         Ok(node)
     }
 
@@ -478,9 +483,7 @@ impl Node {
         }
         self.inner.accept_task.abort();
         self.inner.shutdown.notify_waiters();
-        if let Some(mdns) = &self.inner.mdns {
-            mdns.shutdown();
-        }
+        discovery::stop(&self.inner);
         self.inner.buffers.release();
         // The endpoint's close below ends them; the table must not keep them (or the socket).
         drop(self.inner.live.clear());
