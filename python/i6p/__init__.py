@@ -9,6 +9,7 @@ import atexit
 import logging
 
 from . import _core, erasure, errors
+from ._core import DhtRecord, DhtTestnet
 from .identity import Identity, PeerId, PublicKey, default_identity_path
 from .node import Limits, Node, NodeLoad, Progress, Reachability
 from .session import Session, SessionStats, Stream
@@ -32,6 +33,8 @@ __all__ = [
     "Collection",
     "CollectionResult",
     "Contact",
+    "DhtRecord",
+    "DhtTestnet",
     "FecStats",
     "FetchOptions",
     "FetchResult",

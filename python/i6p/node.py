@@ -11,6 +11,7 @@ from typing import NamedTuple, Unpack
 
 from . import _core
 from ._addr import Address, resolve
+from ._core import DhtRecord
 from .collection import fetch_tree
 from .errors import InvalidArgument, InvalidTicket, NodeClosed
 from .identity import Identity, PeerId, PublicKey
@@ -91,6 +92,9 @@ class Node:
         upgrade: bool = True,
         max_udp_payload: int | str | None = None,
         mdns: bool = False,
+        dht: bool = False,
+        dht_bootstrap: Sequence[str] = (),
+        publish_addrs: bool = False,
     ) -> Node:
         """Binds a UDP socket (dual-stack on ``[::]``) and starts accepting sessions.
 
@@ -168,6 +172,17 @@ class Node:
         (``_i6p._udp.local.``, named by its public key, with its port and addresses) and
         listen for the others', so ``connect(key)`` finds a peer on the same link within
         seconds, without any server. Announcements are hints: TLS checks the identity.
+
+        ``dht`` (off by default): publish a record signed by this node's key in the
+        BitTorrent Mainline DHT (BEP 44) and look peers up there: ``connect(key)`` asks it
+        after the address book and mDNS (it needs the peer's ``PublicKey``, which the record
+        is found by). ``dht_bootstrap`` lists ``host:port`` of DHT nodes to join through (a
+        private or test DHT, ``DhtTestnet``); empty means the public DHT's usual bootstrap
+        nodes. The record names the protocol version, whether the node relays, and its
+        contacts; it lists this node's addresses only with ``publish_addrs=True``: anyone
+        who knows the key can then see where the node is, a privacy decision, hence off.
+        Records hold for 2 hours and are republished on change and every 30 minutes. The
+        DHT's own traffic is IPv4; records may carry IPv6 addresses.
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(
@@ -192,6 +207,9 @@ class Node:
             upgrade=upgrade,
             max_udp_payload=max_udp_payload,
             mdns=mdns,
+            dht=dht,
+            dht_bootstrap=list(dht_bootstrap),
+            publish_addrs=publish_addrs,
         )
         return cls(core, identity)
 
@@ -312,6 +330,7 @@ class Node:
         handshake timeout, or at once on ICMP unreachable); ``await
         session.wait_established()`` waits for the proof.
         """
+        key = _key_of(peer_id)
         peer_id = _peer_id(peer_id)
         if addrs is None:
             given: list[Address] = []
@@ -327,7 +346,7 @@ class Node:
         elif isinstance(via, PeerId):
             core = await self._core.connect(peer_id, resolved, via_peer=via)
         elif via is None:
-            core = await self._core.connect(peer_id, resolved)
+            core = await self._core.connect(peer_id, resolved, key=key)
         else:
             raise InvalidArgument(f"via must be a Session or a PeerId, not {type(via).__name__}")
         return Session(core)
@@ -353,6 +372,23 @@ class Node:
         and ``"mdns"`` (announcements heard on the LAN; empty without ``mdns=True``)."""
         peer = _peer_id(peer_id)
         return {"book": self._core.known_addrs(peer), "mdns": self._core.mdns_addrs(peer)}
+
+    async def dht_lookup(self, key: PublicKey | str) -> DhtRecord | None:
+        """The newest record the DHT holds for ``key``, verified (signed by that key, valid
+        now) and decoded, or None (``InvalidArgument`` without ``dht=True``). Takes about 2 s:
+        the lookup waits for the DHT's answers."""
+        return await self._core.dht_lookup(PublicKey.parse(key) if isinstance(key, str) else key)
+
+    @property
+    def dht_published(self) -> int | None:
+        """The sequence number of the last record this node published in the DHT (None
+        before the first, and without ``dht=True``)."""
+        return self._core.dht_published
+
+    async def dht_publish(self) -> int:
+        """Publishes this node's DHT record now (the node also does at bind, on change and
+        every 30 minutes); returns its sequence number."""
+        return await self._core.dht_publish()
 
     def forget_addrs(self, peer_id: PeerId | PublicKey | str) -> bool:
         """Forgets what the address book knows of ``peer_id``; True if it knew something."""
@@ -645,3 +681,12 @@ def _peer_id(peer: PeerId | PublicKey | str) -> PeerId:
         text = peer.strip()
         return PublicKey.parse(text).peer_id if len(text) == 52 else PeerId.parse(text)
     return peer
+
+
+def _key_of(peer: PeerId | PublicKey | str) -> PublicKey | None:
+    """The public key of a PublicKey or its text form (a PeerId has none to give)."""
+    if isinstance(peer, PublicKey):
+        return peer
+    if isinstance(peer, str) and len(peer.strip()) == 52:
+        return PublicKey.parse(peer.strip())
+    return None

@@ -8,6 +8,7 @@ mod codes;
 mod collection;
 mod completion;
 mod contact;
+mod dht;
 mod erasure;
 mod errors;
 mod handoff;
@@ -40,6 +41,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_FRAME_PAYLOAD", i6p_core::MAX_FRAME_PAYLOAD)?;
     m.add_class::<peer_id::PeerId>()?;
     m.add_class::<public_key::PublicKey>()?;
+    m.add_class::<dht::DhtRecord>()?;
+    m.add_class::<dht::DhtTestnet>()?;
     m.add_class::<identity::Identity>()?;
     m.add_class::<node::Node>()?;
     m.add_class::<limits::Limits>()?;

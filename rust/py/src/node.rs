@@ -6,6 +6,7 @@ use crate::identity::Identity;
 use crate::limits::Limits;
 use crate::options::{int_in, FetchOptions};
 use crate::peer_id::PeerId;
+use crate::public_key::PublicKey;
 use crate::runtime::future;
 use crate::session::{positive_seconds, Session};
 use crate::ticket::Ticket;
@@ -84,7 +85,7 @@ impl Node {
 impl Node {
     /// Binds a node; returns an awaitable for it.
     #[staticmethod]
-    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, liveness=None, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true, relay=false, coordinate=true, dial_back=true, upgrade=true, max_udp_payload=None, mdns=false))]
+    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, liveness=None, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true, relay=false, coordinate=true, dial_back=true, upgrade=true, max_udp_payload=None, mdns=false, dht=false, dht_bootstrap=Vec::new(), publish_addrs=false))]
     #[allow(clippy::too_many_arguments)]
     fn bind<'py>(
         py: Python<'py>,
@@ -109,6 +110,9 @@ impl Node {
         upgrade: bool,
         max_udp_payload: Option<&Bound<'py, PyAny>>,
         mdns: bool,
+        dht: bool,
+        dht_bootstrap: Vec<String>,
+        publish_addrs: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let addr = parse_addr(addr).map_err(to_py)?;
         let config = NodeConfig {
@@ -137,6 +141,9 @@ impl Node {
             dial_back,
             upgrade,
             mdns,
+            dht,
+            dht_bootstrap,
+            publish_addrs,
             max_udp_payload: match max_udp_payload {
                 None => NodeConfig::default().max_udp_payload,
                 Some(v) if v.extract::<String>().is_ok_and(|s| s == "auto") => None,
@@ -188,7 +195,7 @@ impl Node {
     /// dial; several: a few at a time), then,
     /// when `via` (a session) or `via_peer` (the PeerId of a live session) names a
     /// coordinator, through it (`Node::connect_to`).
-    #[pyo3(signature = (peer_id, addrs, via=None, via_peer=None))]
+    #[pyo3(signature = (peer_id, addrs, via=None, via_peer=None, key=None))]
     fn connect<'py>(
         &self,
         py: Python<'py>,
@@ -196,7 +203,9 @@ impl Node {
         addrs: Vec<String>,
         via: Option<PyRef<'py, Session>>,
         via_peer: Option<PyRef<'py, PeerId>>,
+        key: Option<PyRef<'py, PublicKey>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let key = key.map(|k| k.0);
         self.open()?;
         let addrs = addrs
             .iter()
@@ -216,7 +225,10 @@ impl Node {
         let (node, peer, identity) = (self.inner.clone(), peer_id.0, self.identity.clone());
         future(py, async move {
             let s = match (addrs.as_slice(), via) {
-                ([], None) => node.connect_by_id(peer).await,
+                ([], None) => match key {
+                    Some(key) => node.connect_by_key(key).await,
+                    None => node.connect_by_id(peer).await,
+                },
                 ([addr], None) => node.connect(peer, *addr).await,
                 (_, via) => node.connect_to(peer, &addrs, via.as_ref()).await,
             };
@@ -241,6 +253,34 @@ impl Node {
             .iter()
             .map(format_addr)
             .collect()
+    }
+
+    /// What the DHT holds for `key`: (seq, record as a dict) or None; fails when the node
+    /// does not take part in the DHT.
+    fn dht_lookup<'py>(
+        &self,
+        py: Python<'py>,
+        key: PyRef<'py, PublicKey>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.open()?;
+        let (node, key) = (self.inner.clone(), key.0);
+        future(py, async move {
+            let found = node.dht_lookup(&key).await.map_err(to_py)?;
+            Ok(found.map(crate::dht::DhtRecord::from))
+        })
+    }
+
+    /// Publishes this node's DHT record now; returns its seq.
+    fn dht_publish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.open()?;
+        let node = self.inner.clone();
+        future(py, async move { node.dht_publish().await.map_err(to_py) })
+    }
+
+    /// The seq of the last record this node published in the DHT (None before the first).
+    #[getter]
+    fn dht_published(&self) -> Option<i64> {
+        self.inner.dht_published()
     }
 
     /// Where the LAN heard `peer_id` announce itself by mDNS (empty without mDNS).
