@@ -232,3 +232,45 @@ def test_a_ticket_by_key_is_fetched_from_what_the_address_book_learned(tmp_path:
     finally:
         sender.kill()
         sender.wait()
+
+
+def test_dht_testnet_send_and_get_by_key_through_the_dht(tmp_path: Path) -> None:
+    """`i6p dht-testnet` runs a DHT on 127.0.0.1; `send --dht` prints a key ticket and
+    publishes a record there; a getter that never met the sender resolves and fetches."""
+    src = tmp_path / "file.bin"
+    src.write_bytes(os.urandom(1 << 20))
+    procs = []
+    try:
+        testnet = subprocess.Popen(
+            [sys.executable, "-m", "i6p.cli", "dht-testnet", "20"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        procs.append(testnet)
+        assert testnet.stdout is not None
+        bootstrap = testnet.stdout.readline().strip()
+        assert bootstrap and all(a.startswith("127.0.0.1:") for a in bootstrap.split(","))
+        dht = ["--dht", "--dht-bootstrap", bootstrap]
+        sender = subprocess.Popen(
+            [sys.executable, "-m", "i6p.cli", "send", str(src), "--json", *dht,
+             "--publish-addrs", "--addr", "[::1]:0"],
+            stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "I6P_HOME": str(tmp_path / "h1")},
+        )  # fmt: skip
+        procs.append(sender)
+        assert sender.stdout is not None
+        info = json.loads(sender.stdout.readline())
+        ticket = i6p.Ticket.parse(info["ticket"])
+        assert ticket.key is not None and ticket.addrs == [] and str(ticket.key) == info["key"]
+        home = {"I6P_HOME": str(tmp_path / "h2")}
+        for _ in range(10):  # the record is published a moment after the ticket is printed
+            found = run("resolve", info["key"], "--json", *dht, env=home)
+            if found.returncode == 0 and json.loads(found.stdout)["dht"]:
+                break
+        assert json.loads(found.stdout)["dht"], found.stdout
+        got = run("get", info["ticket"], "-o", str(tmp_path / "copy"), *dht, env=home)
+        assert got.returncode == 0, got.stderr
+        assert (tmp_path / "copy").read_bytes() == src.read_bytes()
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

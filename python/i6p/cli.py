@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -37,6 +38,16 @@ EXIT_MISSING_EXTRA = 3
 
 def _identity(path: str | None) -> Identity:
     return Identity.load_or_generate(Path(path) if path else default_identity_path())
+
+
+def _discovery(args: argparse.Namespace) -> dict[str, Any]:
+    """Node.bind's discovery options from the command line."""
+    return {
+        "mdns": args.mdns,
+        "dht": args.dht,
+        "dht_bootstrap": args.dht_bootstrap,
+        "publish_addrs": args.publish_addrs,
+    }
 
 
 def _state_dir(identity_path: str | None) -> Path:
@@ -127,7 +138,7 @@ async def _send(args: argparse.Namespace) -> int:
         max_udp_payload=args.max_udp_payload,
         state_dir=_state_dir(args.identity),
         accept_sessions=False,  # it only serves: sessions never wait for an accept()
-        mdns=args.mdns,
+        **_discovery(args),
     ) as node:
         if args.allow is not None:
             node.allow_peers(args.allow)
@@ -140,7 +151,8 @@ async def _send(args: argparse.Namespace) -> int:
         async with contextlib.AsyncExitStack() as links:
             for contact in contacts:
                 await links.enter_async_context(RendezvousLink(node, contact))
-            ticket = node.ticket(served, rendezvous=contacts, by_key=args.by_key)
+            by_key = args.by_key or args.dht
+            ticket = node.ticket(served, rendezvous=contacts, by_key=by_key)
             return await _serve(args, node, served, ticket)
 
 
@@ -222,7 +234,7 @@ async def _get(args: argparse.Namespace) -> tuple[FetchResult | CollectionResult
         window=args.window,
         max_udp_payload=args.max_udp_payload,
         state_dir=_state_dir(args.identity),
-        mdns=args.mdns,
+        **_discovery(args),
     ) as node:
         route = "direct"
         session = None
@@ -308,14 +320,20 @@ async def _resolve(args: argparse.Namespace) -> dict[str, list[str]]:
         "[::]:0",
         state_dir=_state_dir(args.identity),
         accept_sessions=False,
-        mdns=args.mdns,
+        **_discovery(args),
     ) as node:
         deadline = asyncio.get_running_loop().time() + args.wait
         while args.mdns and not node.lookup(peer)["mdns"]:
             if asyncio.get_running_loop().time() >= deadline:
                 break
             await asyncio.sleep(0.1)
-        return node.lookup(peer)
+        found = node.lookup(peer)
+        key = args.peer.strip()
+        if args.dht and len(key) == 52:
+            record = await node.dht_lookup(key)
+            found["dht"] = [] if record is None else record.addrs
+            found["dht contacts"] = [] if record is None else [str(c) for c in record.contacts]
+        return found
 
 
 def _peer_of(text: str) -> PeerId:
@@ -332,6 +350,24 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
         for source, addrs in found.items():
             print(f"{source}: {', '.join(addrs) if addrs else '(nothing)'}")
     return 0 if any(found.values()) else 1
+
+
+def _cmd_dht_testnet(args: argparse.Namespace) -> int:
+    """Runs a DHT of its own on 127.0.0.1 until interrupted, for trying discovery offline."""
+    from . import DhtTestnet
+
+    testnet = DhtTestnet(args.nodes)
+    print(",".join(testnet.bootstrap), flush=True)
+    print(
+        f"{args.nodes} DHT nodes on 127.0.0.1; use them with --dht --dht-bootstrap <the line "
+        "above> (or I6P_DHT_BOOTSTRAP); Ctrl-C stops them",
+        file=sys.stderr,
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
 
 
 # -- rendezvous ----------------------------------------------------------------------------
@@ -386,6 +422,37 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = FetchOptions()  # the engine's, shown in the help
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def with_discovery(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--no-mdns",
+            dest="mdns",
+            action="store_false",
+            default=os.environ.get("I6P_MDNS", "1") != "0",
+            help="do not announce this node on the LAN nor look peers up there (mDNS is on "
+            "unless this is given or I6P_MDNS=0)",
+        )
+        p.add_argument(
+            "--dht",
+            action="store_true",
+            default=os.environ.get("I6P_DHT", "0") == "1",
+            help="publish this node's record in the Mainline DHT and look peers up there "
+            "(or I6P_DHT=1)",
+        )
+        p.add_argument(
+            "--dht-bootstrap",
+            type=lambda t: [a for a in t.split(",") if a],
+            default=[a for a in os.environ.get("I6P_DHT_BOOTSTRAP", "").split(",") if a],
+            metavar="HOST:PORT,...",
+            help="DHT nodes to join through (a private DHT, `i6p dht-testnet`; or "
+            "I6P_DHT_BOOTSTRAP); default: the public DHT",
+        )
+        p.add_argument(
+            "--publish-addrs",
+            action="store_true",
+            help="list this node's addresses in its DHT record (anyone who knows its key "
+            "then sees where it is)",
+        )
+
     def with_identity(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--identity",
@@ -413,14 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
             "largest interface MTU less 48, and no more than the route's) or bytes "
             "(1452 is QUIC's usual bound)",
         )
-        p.add_argument(
-            "--no-mdns",
-            dest="mdns",
-            action="store_false",
-            default=os.environ.get("I6P_MDNS", "1") != "0",
-            help="do not announce this node on the LAN nor look peers up there (mDNS is on "
-            "unless this is given or I6P_MDNS=0)",
-        )
+        with_discovery(p)
 
     p_send = sub.add_parser("send", aliases=["serve"], help="serve a file and print its ticket")
     with_transport(p_send)
@@ -506,13 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_resolve.add_argument(
         "--wait", type=float, default=3.0, help="seconds to listen on the LAN (default 3)"
     )
-    p_resolve.add_argument(
-        "--no-mdns",
-        dest="mdns",
-        action="store_false",
-        default=os.environ.get("I6P_MDNS", "1") != "0",
-        help="do not look on the LAN (mDNS is on unless this is given or I6P_MDNS=0)",
-    )
+    with_discovery(p_resolve)
     p_resolve.add_argument("--json", action="store_true", help="print the result as JSON")
     p_resolve.set_defaults(func=_cmd_resolve)
 
@@ -581,6 +635,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--history", default=".benchmarks", help="pytest-benchmark's storage (.benchmarks)"
     )
     p_report.set_defaults(func=cmd_report)
+
+    p_testnet = sub.add_parser(
+        "dht-testnet", help="run a Mainline DHT of N nodes on 127.0.0.1 and print its bootstrap"
+    )
+    p_testnet.add_argument("nodes", type=int, nargs="?", default=20, help="nodes (default 20)")
+    p_testnet.set_defaults(func=_cmd_dht_testnet)
 
     p_join = sub.add_parser(
         "join", help="print one ticket listing the providers of several tickets for one blob"
