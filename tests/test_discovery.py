@@ -143,3 +143,22 @@ def test_a_ticket_by_key_with_a_key_that_is_no_curve_point_is_refused() -> None:
         Ticket.parse(_sealed_ticket(raw))
     with pytest.raises(InvalidTicket):
         Ticket.parse(_sealed_ticket(raw[:-1]))
+
+
+async def test_providers_by_key_join_in_one_ticket_and_are_fetched_from(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(4 << 20))
+    providers = [await make_node(addr="[::1]:0") for _ in range(2)]
+    fetcher = await make_node()
+    tickets = [p.ticket(await p.add_path(src), by_key=True) for p in providers]
+    joined = Ticket.join(tickets)
+    assert Ticket.parse_all(joined) == tickets
+    with pytest.raises(InvalidTicket, match="cannot share a ticket"):
+        Ticket.join([tickets[0], Ticket(providers[1].peer_id, ["[::1]:9"], tickets[0].hash, 1)])
+    for p in providers:
+        fetcher.add_addrs(p.peer_id, f"[::1]:{p.port}")
+    result = await asyncio.wait_for(fetcher.fetch(joined, tmp_path / "dest"), 60)
+    assert (tmp_path / "dest").read_bytes() == src.read_bytes()
+    assert set(result.providers) <= {p.peer_id for p in providers} and result.providers

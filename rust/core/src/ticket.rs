@@ -16,7 +16,9 @@
 //! A ticket may name its provider by **public key alone** (kinds 5, and 6 for a collection):
 //! `version:u8=1 kind:u8=5 key:32 hash:32 size:u64 checksum:4` (contacts may follow, as
 //! below); the PeerId derives from the key, and the fetching node finds addresses by
-//! discovery (address book, mDNS, DHT) at fetch time.
+//! discovery (address book, mDNS, DHT) at fetch time. Several providers by key (kinds 7, and
+//! 8 for a collection): `version:u8=1 kind:u8=7 hash:32 size:u64 n_providers:u8 key:32*
+//! checksum:4`, 2 to [`MAX_TICKET_PROVIDERS`] distinct keys.
 //!
 //! A ticket may name **rendezvous nodes** through which its provider can be reached from
 //! behind a firewall or NAT (see [`crate::contact`]): its kind then has bit 7 set (0x81 to
@@ -40,6 +42,8 @@ const KIND_COLLECTION: u8 = 3;
 const KIND_COLLECTION_PROVIDERS: u8 = 4;
 const KIND_BLOB_BY_KEY: u8 = 5;
 const KIND_COLLECTION_BY_KEY: u8 = 6;
+const KIND_PROVIDERS_BY_KEY: u8 = 7;
+const KIND_COLLECTION_PROVIDERS_BY_KEY: u8 = 8;
 /// Set in the kind byte when rendezvous contacts follow the body.
 const KIND_WITH_CONTACTS: u8 = 0x80;
 /// At most this many provider addresses in a ticket.
@@ -148,12 +152,11 @@ pub fn join(tickets: &[Ticket]) -> Result<String> {
     if tickets.len() == 1 {
         return Ok(first.to_string());
     }
-    if tickets
-        .iter()
-        .any(|t| t.key.is_some() && t.addrs.is_empty())
-    {
+    let by_key = |t: &Ticket| t.key.is_some() && t.addrs.is_empty();
+    let keyed = tickets.iter().filter(|t| by_key(t)).count();
+    if keyed != 0 && keyed != tickets.len() {
         return Err(bad(
-            "tickets naming providers by key alone cannot be joined yet",
+            "providers by key alone and providers with addresses cannot share a ticket",
         ));
     }
     if tickets.len() > MAX_TICKET_PROVIDERS {
@@ -170,18 +173,24 @@ pub fn join(tickets: &[Ticket]) -> Result<String> {
     }
     check_distinct(tickets)?;
     let contacts = union_contacts(tickets)?;
-    let kind = if first.collection {
-        KIND_COLLECTION_PROVIDERS
-    } else {
-        KIND_PROVIDERS
+    let kind = match (first.collection, keyed != 0) {
+        (false, false) => KIND_PROVIDERS,
+        (true, false) => KIND_COLLECTION_PROVIDERS,
+        (false, true) => KIND_PROVIDERS_BY_KEY,
+        (true, true) => KIND_COLLECTION_PROVIDERS_BY_KEY,
     };
     let mut out = vec![VERSION, kind];
     out.extend_from_slice(&first.hash);
     out.extend_from_slice(&first.size.to_be_bytes());
     out.push(tickets.len() as u8);
     for t in tickets {
-        out.extend_from_slice(t.peer_id.as_bytes());
-        put_addrs(&mut out, &t.addrs);
+        match t.key.filter(|_| keyed != 0) {
+            Some(key) => out.extend_from_slice(&key.to_bytes()),
+            None => {
+                out.extend_from_slice(t.peer_id.as_bytes());
+                put_addrs(&mut out, &t.addrs);
+            }
+        }
     }
     let text = encode_text(&with_contacts(out, &contacts));
     if text.len() > MAX_TICKET_TEXT {
@@ -302,7 +311,10 @@ fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
     let kind = kind_byte & !KIND_WITH_CONTACTS;
     let collection = matches!(
         kind,
-        KIND_COLLECTION | KIND_COLLECTION_PROVIDERS | KIND_COLLECTION_BY_KEY
+        KIND_COLLECTION
+            | KIND_COLLECTION_PROVIDERS
+            | KIND_COLLECTION_BY_KEY
+            | KIND_COLLECTION_PROVIDERS_BY_KEY
     );
     let tickets = match kind {
         KIND_BLOB_BY_KEY | KIND_COLLECTION_BY_KEY => {
@@ -311,6 +323,19 @@ fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
             let hash = r.array()?;
             let size = r.u64()?;
             vec![Ticket::by_key(key, hash, size, collection)]
+        }
+        KIND_PROVIDERS_BY_KEY | KIND_COLLECTION_PROVIDERS_BY_KEY => {
+            let hash = r.array()?;
+            let size = r.u64()?;
+            let n = providers_count(&mut r)?;
+            let mut tickets = Vec::with_capacity(n);
+            for _ in 0..n {
+                let key = PublicKey::from_bytes(&r.array()?)
+                    .map_err(|_| bad("a provider key is not a valid Ed25519 public key"))?;
+                tickets.push(Ticket::by_key(key, hash, size, collection));
+            }
+            check_distinct(&tickets)?;
+            tickets
         }
         KIND_BLOB | KIND_COLLECTION => {
             let peer_id = PeerId::from_bytes(r.array()?);
@@ -330,12 +355,7 @@ fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
         KIND_PROVIDERS | KIND_COLLECTION_PROVIDERS => {
             let hash = r.array()?;
             let size = r.u64()?;
-            let n = usize::from(r.u8()?);
-            if !(2..=MAX_TICKET_PROVIDERS).contains(&n) {
-                return Err(bad(format!(
-                    "{n} providers (a ticket lists 2 to {MAX_TICKET_PROVIDERS})"
-                )));
-            }
+            let n = providers_count(&mut r)?;
             let mut tickets = Vec::with_capacity(n);
             for _ in 0..n {
                 let peer_id = PeerId::from_bytes(r.array()?);
@@ -367,6 +387,17 @@ fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
     }
     r.finish()?;
     Ok(tickets)
+}
+
+/// The provider count of a ticket listing several: 2 to [`MAX_TICKET_PROVIDERS`].
+fn providers_count(r: &mut Reader<'_>) -> Result<usize> {
+    let n = usize::from(r.u8()?);
+    if !(2..=MAX_TICKET_PROVIDERS).contains(&n) {
+        return Err(bad(format!(
+            "{n} providers (a ticket lists 2 to {MAX_TICKET_PROVIDERS})"
+        )));
+    }
+    Ok(n)
 }
 
 /// The bytes of a ticket's (or contact's) text form.
@@ -415,8 +446,12 @@ mod tests {
         }
     }
 
+    fn key2() -> PublicKey {
+        crate::Identity::generate().public_key()
+    }
+
     #[test]
-    fn a_ticket_by_key_round_trips_and_cannot_be_joined() {
+    fn a_ticket_by_key_round_trips_and_joins_only_with_others_by_key() {
         let key = crate::Identity::generate().public_key();
         let by_key = Ticket::by_key(key, [9; 32], 77, false);
         assert_eq!(by_key.peer_id, key.peer_id());
@@ -426,6 +461,13 @@ mod tests {
         let dir = Ticket::by_key(key, [9; 32], 77, true);
         assert_eq!(Ticket::parse(&dir.to_string()).unwrap(), dir);
         assert!(join(&[by_key.clone(), sample()]).is_err());
+        let other = Ticket::by_key(crate::Identity::generate().public_key(), [9; 32], 77, false);
+        let both = join(&[by_key.clone(), other.clone()]).unwrap();
+        assert_eq!(parse_all(&both).unwrap(), vec![by_key.clone(), other]);
+        assert!(
+            join(&[by_key.clone(), by_key.clone()]).is_err(),
+            "listed twice"
+        );
         // With addresses, the key is not written: the old kinds carry the PeerId.
         let with_addrs = Ticket {
             addrs: sample().addrs,
