@@ -318,24 +318,13 @@ fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
     );
     let tickets = match kind {
         KIND_BLOB_BY_KEY | KIND_COLLECTION_BY_KEY => {
-            let key = PublicKey::from_bytes(&r.array()?)
-                .map_err(|_| bad("its provider key is not a valid Ed25519 public key"))?;
+            let key = read_key(&mut r)?;
             let hash = r.array()?;
             let size = r.u64()?;
             vec![Ticket::by_key(key, hash, size, collection)]
         }
         KIND_PROVIDERS_BY_KEY | KIND_COLLECTION_PROVIDERS_BY_KEY => {
-            let hash = r.array()?;
-            let size = r.u64()?;
-            let n = providers_count(&mut r)?;
-            let mut tickets = Vec::with_capacity(n);
-            for _ in 0..n {
-                let key = PublicKey::from_bytes(&r.array()?)
-                    .map_err(|_| bad("a provider key is not a valid Ed25519 public key"))?;
-                tickets.push(Ticket::by_key(key, hash, size, collection));
-            }
-            check_distinct(&tickets)?;
-            tickets
+            read_keyed_providers(&mut r, collection)?
         }
         KIND_BLOB | KIND_COLLECTION => {
             let peer_id = PeerId::from_bytes(r.array()?);
@@ -386,6 +375,25 @@ fn from_bytes_all(raw: &[u8]) -> Result<Vec<Ticket>> {
         }
     }
     r.finish()?;
+    Ok(tickets)
+}
+
+/// A provider's public key.
+fn read_key(r: &mut Reader<'_>) -> Result<PublicKey> {
+    PublicKey::from_bytes(&r.array()?)
+        .map_err(|_| bad("a provider key is not a valid Ed25519 public key"))
+}
+
+/// The body of kinds 7 and 8: hash, size and 2 to [`MAX_TICKET_PROVIDERS`] distinct keys.
+fn read_keyed_providers(r: &mut Reader<'_>, collection: bool) -> Result<Vec<Ticket>> {
+    let hash = r.array()?;
+    let size = r.u64()?;
+    let n = providers_count(r)?;
+    let mut tickets = Vec::with_capacity(n);
+    for _ in 0..n {
+        tickets.push(Ticket::by_key(read_key(r)?, hash, size, collection));
+    }
+    check_distinct(&tickets)?;
     Ok(tickets)
 }
 
@@ -468,6 +476,15 @@ mod tests {
             join(&[by_key.clone(), by_key.clone()]).is_err(),
             "listed twice"
         );
+        let dir = Ticket::by_key(key2(), [9; 32], 77, true);
+        let dirs = [
+            Ticket {
+                collection: true,
+                ..by_key.clone()
+            },
+            dir,
+        ];
+        assert_eq!(parse_all(&join(&dirs).unwrap()).unwrap(), dirs.to_vec());
         // With addresses, the key is not written: the old kinds carry the PeerId.
         let with_addrs = Ticket {
             addrs: sample().addrs,
