@@ -36,8 +36,10 @@ fn raw_client(net: &LocalTestnet) -> AsyncDht {
 }
 
 fn record(port: u16) -> DhtRecord {
-    // Issued at a fixed second, so two calls make equal records.
-    let mut rec = DhtRecord::new(unix_now() / 3600 * 3600, 7200);
+    // Issued at one second for the whole run, so two calls make equal records (rounding
+    // the clock instead failed when an hour began between two calls).
+    static ISSUED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let mut rec = DhtRecord::new(*ISSUED.get_or_init(unix_now), 7200);
     rec.addrs = vec![format!("[2001:db8::1]:{port}").parse().unwrap()];
     rec
 }
