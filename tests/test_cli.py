@@ -236,7 +236,8 @@ def test_a_ticket_by_key_is_fetched_from_what_the_address_book_learned(tmp_path:
 
 def test_dht_testnet_send_and_get_by_key_through_the_dht(tmp_path: Path) -> None:
     """`i6p dht-testnet` runs a DHT on 127.0.0.1; `send --dht` prints a key ticket and
-    publishes a record there; a getter that never met the sender resolves and fetches."""
+    publishes a record there, naming its `--rendezvous` node; a getter that never met the
+    sender resolves and fetches."""
     src = tmp_path / "file.bin"
     src.write_bytes(os.urandom(1 << 20))
     procs = []
@@ -249,10 +250,18 @@ def test_dht_testnet_send_and_get_by_key_through_the_dht(tmp_path: Path) -> None
         assert testnet.stdout is not None
         bootstrap = testnet.stdout.readline().strip()
         assert bootstrap and all(a.startswith("127.0.0.1:") for a in bootstrap.split(","))
-        dht = ["--dht", "--dht-bootstrap", bootstrap]
+        dht = ["--dht", "--dht-bootstrap", bootstrap, "--dht-timeout", "0.5"]
+        rendezvous = subprocess.Popen(
+            [sys.executable, "-m", "i6p.cli", "rendezvous", "--json", "--listen", "[::1]:0"],
+            stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "I6P_HOME": str(tmp_path / "h0")},
+        )  # fmt: skip
+        procs.append(rendezvous)
+        assert rendezvous.stdout is not None
+        contact = json.loads(rendezvous.stdout.readline())["contact"]
         sender = subprocess.Popen(
             [sys.executable, "-m", "i6p.cli", "send", str(src), "--json", *dht,
-             "--publish-addrs", "--addr", "[::1]:0"],
+             "--publish-addrs", "--addr", "[::1]:0", "--rendezvous", contact],
             stdout=subprocess.PIPE, text=True,
             env={**os.environ, "I6P_HOME": str(tmp_path / "h1")},
         )  # fmt: skip
@@ -267,6 +276,7 @@ def test_dht_testnet_send_and_get_by_key_through_the_dht(tmp_path: Path) -> None
             if found.returncode == 0 and json.loads(found.stdout)["dht"]:
                 break
         assert json.loads(found.stdout)["dht"], found.stdout
+        assert json.loads(found.stdout)["dht contacts"] == [contact], found.stdout
         got = run("get", info["ticket"], "-o", str(tmp_path / "copy"), *dht, env=home)
         assert got.returncode == 0, got.stderr
         assert (tmp_path / "copy").read_bytes() == src.read_bytes()

@@ -47,6 +47,7 @@ def _discovery(args: argparse.Namespace) -> dict[str, Any]:
         "dht": args.dht,
         "dht_bootstrap": args.dht_bootstrap,
         "publish_addrs": args.publish_addrs,
+        "dht_timeout": args.dht_timeout,
     }
 
 
@@ -131,6 +132,7 @@ def _udp_payload(text: str) -> int | str:
 
 async def _send(args: argparse.Namespace) -> int:
     identity = _identity(args.identity)
+    contacts = [Contact.parse(t) for t in args.rendezvous or []]
     async with await Node.bind(
         identity,
         args.addr,
@@ -138,6 +140,8 @@ async def _send(args: argparse.Namespace) -> int:
         max_udp_payload=args.max_udp_payload,
         state_dir=_state_dir(args.identity),
         accept_sessions=False,  # it only serves: sessions never wait for an accept()
+        # With --dht, the record names the rendezvous nodes, so a key ticket reaches them.
+        dht_contacts=contacts if args.dht else (),
         **_discovery(args),
     ) as node:
         if args.allow is not None:
@@ -147,7 +151,6 @@ async def _send(args: argparse.Namespace) -> int:
             served = await node.add_dir(args.path)
         else:
             served = await node.add_path(args.path)
-        contacts = [Contact.parse(t) for t in args.rendezvous or []]
         async with contextlib.AsyncExitStack() as links:
             for contact in contacts:
                 await links.enter_async_context(RendezvousLink(node, contact))
@@ -445,6 +448,16 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="HOST:PORT,...",
             help="DHT nodes to join through (a private DHT, `i6p dht-testnet`; or "
             "I6P_DHT_BOOTSTRAP); default: the public DHT",
+        )
+        p.add_argument(
+            "--dht-timeout",
+            type=float,
+            default=float(os.environ["I6P_DHT_TIMEOUT"])
+            if "I6P_DHT_TIMEOUT" in os.environ
+            else None,
+            metavar="SECONDS",
+            help="how long each DHT request waits for its answer (0.05 to 10; default 2): a "
+            "lookup lasts at least this when a DHT node is silent (or I6P_DHT_TIMEOUT)",
         )
         p.add_argument(
             "--publish-addrs",

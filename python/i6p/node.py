@@ -11,7 +11,7 @@ from typing import NamedTuple, Unpack
 
 from . import _core
 from ._addr import Address, resolve
-from ._core import DhtRecord
+from ._discovery import Discovery, _contacts, _key_of, _peer_id
 from .collection import fetch_tree
 from .errors import InvalidArgument, InvalidTicket, NodeClosed
 from .identity import Identity, PeerId, PublicKey
@@ -55,7 +55,7 @@ class NodeLoad(NamedTuple):
     """Incoming connections refused before any handshake work, so far."""
 
 
-class Node:
+class Node(Discovery):
     """A peer on the network.
 
     Create one with ``await Node.bind(identity)``; use ``async with`` to close it.
@@ -95,6 +95,8 @@ class Node:
         dht: bool = False,
         dht_bootstrap: Sequence[str] = (),
         publish_addrs: bool = False,
+        dht_contacts: Sequence[Contact | str] = (),
+        dht_timeout: float | None = None,
     ) -> Node:
         """Binds a UDP socket (dual-stack on ``[::]``) and starts accepting sessions.
 
@@ -182,7 +184,11 @@ class Node:
         contacts; it lists this node's addresses only with ``publish_addrs=True``: anyone
         who knows the key can then see where the node is, a privacy decision, hence off.
         Records hold for 2 hours and are republished on change and every 30 minutes. The
-        DHT's own traffic is IPv4; records may carry IPv6 addresses.
+        DHT's own traffic is IPv4; records may carry IPv6 addresses. ``dht_contacts`` (at
+        most 4; see ``set_dht_contacts``) are rendezvous or relay nodes the record names.
+        ``dht_timeout`` is how long each DHT request waits for its answer (0.05 to 10 s;
+        None: 2 s): a lookup ends when all its requests have ended, so one silent DHT node
+        holds it that long; lower it only where DHT nodes answer quickly (a testnet, a LAN).
         """
         caps = [(str(k), str(v)) for k, v in (capabilities or {}).items()]
         core = await _core.Node.bind(
@@ -210,6 +216,8 @@ class Node:
             dht=dht,
             dht_bootstrap=list(dht_bootstrap),
             publish_addrs=publish_addrs,
+            dht_contacts=_contacts(dht_contacts),
+            dht_timeout=dht_timeout,
         )
         return cls(core, identity)
 
@@ -307,7 +315,9 @@ class Node:
         ``addrs`` and ``via``, the addresses come from the node's address book (see
         ``add_addrs``; every verified session also tells it where its peer was seen), then
         from mDNS with ``Node.bind(mdns=True)`` (listening up to 3 s for a peer nothing else
-        knows); ``PeerNotFound`` (an ``Unreachable``) when no source knows an address.
+        knows), then, with ``dht=True`` and the peer's ``PublicKey``, from its DHT record: its
+        addresses, then the contacts it names; ``PeerNotFound`` (an ``Unreachable``) when no
+        source knows an address.
 
         ``via`` (a ``Session``, or the PeerId of a peer this node has a live session with)
         names a coordinator: a peer that also has a session with ``peer_id``. The given
@@ -350,49 +360,6 @@ class Node:
         else:
             raise InvalidArgument(f"via must be a Session or a PeerId, not {type(via).__name__}")
         return Session(core)
-
-    def add_addrs(self, peer_id: PeerId | PublicKey | str, addrs: str | Sequence[str]) -> int:
-        """Tells the address book where ``peer_id`` can be reached (``"[2001:db8::1]:4433"``
-        or ``"192.0.2.1:4433"`` forms); returns how many addresses it kept (not an
-        unspecified or multicast address, nor port 0).
-
-        Addresses are hints: TLS still checks the identity at whatever address is dialed.
-        The book keeps at most 16 addresses per peer and 4,096 peers (the least recently
-        seen go first); with ``state_dir`` it is kept in ``address-book`` there (mode 0600).
-        """
-        given = [addrs] if isinstance(addrs, str) else list(addrs)
-        return self._core.add_addrs(_peer_id(peer_id), given)
-
-    def known_addrs(self, peer_id: PeerId | PublicKey | str) -> list[str]:
-        """What the address book knows of ``peer_id``, most recently seen first."""
-        return self._core.known_addrs(_peer_id(peer_id))
-
-    def lookup(self, peer_id: PeerId | PublicKey | str) -> dict[str, list[str]]:
-        """What each discovery source knows of ``peer_id``: ``"book"`` (the address book)
-        and ``"mdns"`` (announcements heard on the LAN; empty without ``mdns=True``)."""
-        peer = _peer_id(peer_id)
-        return {"book": self._core.known_addrs(peer), "mdns": self._core.mdns_addrs(peer)}
-
-    async def dht_lookup(self, key: PublicKey | str) -> DhtRecord | None:
-        """The newest record the DHT holds for ``key``, verified (signed by that key, valid
-        now) and decoded, or None (``InvalidArgument`` without ``dht=True``). Takes about 2 s:
-        the lookup waits for the DHT's answers."""
-        return await self._core.dht_lookup(PublicKey.parse(key) if isinstance(key, str) else key)
-
-    @property
-    def dht_published(self) -> int | None:
-        """The sequence number of the last record this node published in the DHT (None
-        before the first, and without ``dht=True``)."""
-        return self._core.dht_published
-
-    async def dht_publish(self) -> int:
-        """Publishes this node's DHT record now (the node also does at bind, on change and
-        every 30 minutes); returns its sequence number."""
-        return await self._core.dht_publish()
-
-    def forget_addrs(self, peer_id: PeerId | PublicKey | str) -> bool:
-        """Forgets what the address book knows of ``peer_id``; True if it knew something."""
-        return self._core.forget_addrs(_peer_id(peer_id))
 
     async def connect_relayed(self, peer_id: PeerId | str, relay: Session) -> Session:
         """Opens a session with ``peer_id`` through a relay: ``relay`` is a session with a
@@ -670,23 +637,3 @@ class Node:
 
     def __repr__(self) -> str:
         return repr(self._core)
-
-
-def _peer_id(peer: PeerId | PublicKey | str) -> PeerId:
-    """The PeerId of a PeerId, a PublicKey, or either's text form (64 hex characters, or 52
-    z-base-32 ones)."""
-    if isinstance(peer, PublicKey):
-        return peer.peer_id
-    if isinstance(peer, str):
-        text = peer.strip()
-        return PublicKey.parse(text).peer_id if len(text) == 52 else PeerId.parse(text)
-    return peer
-
-
-def _key_of(peer: PeerId | PublicKey | str) -> PublicKey | None:
-    """The public key of a PublicKey or its text form (a PeerId has none to give)."""
-    if isinstance(peer, PublicKey):
-        return peer
-    if isinstance(peer, str) and len(peer.strip()) == 52:
-        return PublicKey.parse(peer.strip())
-    return None

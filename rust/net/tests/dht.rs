@@ -48,9 +48,9 @@ fn record(port: u16) -> DhtRecord {
 async fn a_published_record_resolves_and_a_higher_seq_replaces_it() {
     let net = testnet(TESTNET_NODES);
     let me = Identity::generate();
-    let publisher = Dht::start(me.clone(), net.bootstrap()).unwrap();
+    let publisher = Dht::start(me.clone(), net.bootstrap(), None).unwrap();
     assert!(publisher.local_addr().await.unwrap().ip().is_loopback());
-    let reader = Dht::start(Identity::generate(), net.bootstrap()).unwrap();
+    let reader = Dht::start(Identity::generate(), net.bootstrap(), None).unwrap();
     let first = publisher.publish(&record(7001)).await.unwrap();
     let found = reader.resolve(&me.public_key()).await.unwrap().unwrap();
     assert_eq!((found.seq, found.record.clone()), (first, record(7001)));
@@ -60,10 +60,28 @@ async fn a_published_record_resolves_and_a_higher_seq_replaces_it() {
     let found = reader.resolve(&me.public_key()).await.unwrap().unwrap();
     assert_eq!((found.seq, found.record), (second, record(7002)));
     // A restarted publisher (no memory of its seqs) still goes above the DHT's.
-    let restarted = Dht::start(me.clone(), net.bootstrap()).unwrap();
+    let restarted = Dht::start(me.clone(), net.bootstrap(), None).unwrap();
     assert!(restarted.publish(&record(7003)).await.unwrap() > second);
     let nobody = Identity::generate().public_key();
     assert_eq!(reader.resolve(&nobody).await.unwrap(), None);
+}
+
+/// A shorter request timeout (the way round mainline's 2 s floor where DHT nodes answer
+/// quickly) still publishes and resolves; one out of bounds is a configuration error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_request_timeout_works_and_a_bad_one_is_refused() {
+    let net = testnet(TESTNET_NODES);
+    let quick = Some(Duration::from_millis(300));
+    let me = Identity::generate();
+    let publisher = Dht::start(me.clone(), net.bootstrap(), quick).unwrap();
+    let reader = Dht::start(Identity::generate(), net.bootstrap(), quick).unwrap();
+    let seq = publisher.publish(&record(7005)).await.unwrap();
+    let found = reader.resolve(&me.public_key()).await.unwrap().unwrap();
+    assert_eq!((found.seq, found.record), (seq, record(7005)));
+    for bad in [Duration::from_millis(10), Duration::from_secs(11)] {
+        let refused = Dht::start(Identity::generate(), net.bootstrap(), Some(bad));
+        assert!(matches!(refused, Err(NetError::Config(_))), "{bad:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,7 +90,7 @@ async fn items_signed_by_another_key_or_with_a_lower_seq_are_not_taken() {
     let raw = raw_client(&net);
     let me = Identity::generate();
     let mallory = Identity::generate();
-    let reader = Dht::start(Identity::generate(), net.bootstrap()).unwrap();
+    let reader = Dht::start(Identity::generate(), net.bootstrap(), None).unwrap();
     // Mallory's signature under my key: the DHT nodes refuse to store it.
     let value = record(7001).encode();
     let sig = mallory.sign(&signable(5, &value));
@@ -91,7 +109,7 @@ async fn items_signed_by_another_key_or_with_a_lower_seq_are_not_taken() {
         .unwrap()
         .is_some());
     // My record, then an older one of mine (replayed): the newer one stays.
-    let publisher = Dht::start(me.clone(), net.bootstrap()).unwrap();
+    let publisher = Dht::start(me.clone(), net.bootstrap(), None).unwrap();
     let seq = publisher.publish(&record(7002)).await.unwrap();
     let older = sign_item(&me, &record(6999).encode(), seq - 1);
     assert!(raw.put_mutable(older, None).await.is_err());
@@ -103,7 +121,7 @@ async fn items_signed_by_another_key_or_with_a_lower_seq_are_not_taken() {
 async fn expired_and_malformed_records_resolve_to_nothing() {
     let net = testnet(TESTNET_NODES);
     let raw = raw_client(&net);
-    let reader = Dht::start(Identity::generate(), net.bootstrap()).unwrap();
+    let reader = Dht::start(Identity::generate(), net.bootstrap(), None).unwrap();
     let short = Identity::generate();
     let mut rec = DhtRecord::new(unix_now(), 5);
     rec.relay = true;
@@ -235,44 +253,52 @@ async fn a_key_nobody_published_is_not_found_and_the_dht_off_is_a_config_error()
 }
 
 /// Publish and resolve times on local testnets of 20 and 200 nodes (p50/p95 of `ROUNDS`
-/// each, and the 200/20 ratio of the medians). Run on purpose:
+/// each, and the 200/20 ratio of the medians), with mainline's 2 s request timeout and
+/// with 300 ms. Run on purpose:
 /// `cargo test --release -p i6p-net --test dht -- --ignored --nocapture dht_times`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "figures, not a check: run on purpose"]
 async fn dht_times() {
-    const ROUNDS: usize = 15;
-    let mut medians = Vec::new();
-    for size in [20, 200] {
-        let net = testnet(size);
-        // The same number of bootstrap nodes for every size (the testnet lists all of them).
-        let boot = &net.bootstrap()[..16];
-        let reader = Dht::start(Identity::generate(), boot).unwrap();
-        let (mut publish, mut resolve) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            let id = Identity::generate();
-            let publisher = Dht::start(id.clone(), boot).unwrap();
-            let start = std::time::Instant::now();
-            publisher.publish(&record(7000)).await.unwrap();
-            publish.push(start.elapsed());
-            let start = std::time::Instant::now();
-            assert!(reader.resolve(&id.public_key()).await.unwrap().is_some());
-            resolve.push(start.elapsed());
+    for timeout in [None, Some(Duration::from_millis(300))] {
+        let mut medians = Vec::new();
+        for size in [20, 200] {
+            medians.push(times_on(size, timeout).await);
         }
-        let pct = |v: &mut Vec<Duration>, p: usize| {
-            v.sort();
-            v[(v.len() * p / 100).min(v.len() - 1)]
-        };
-        let (p50p, p95p) = (pct(&mut publish, 50), pct(&mut publish, 95));
-        let (p50r, p95r) = (pct(&mut resolve, 50), pct(&mut resolve, 95));
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
         println!(
-            "testnet of {size}: publish p50 {p50p:?} p95 {p95p:?}; resolve p50 {p50r:?} p95 {p95r:?} ({ROUNDS} rounds)"
+            "request timeout {timeout:?}, 200 vs 20 nodes: publish p50 x{:.2}, resolve p50 x{:.2}",
+            ratio(medians[1].0, medians[0].0),
+            ratio(medians[1].1, medians[0].1)
         );
-        medians.push((p50p, p50r));
     }
-    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+}
+
+/// Prints publish and resolve p50/p95 on a testnet of `size`; returns the two p50s.
+async fn times_on(size: usize, timeout: Option<Duration>) -> (Duration, Duration) {
+    const ROUNDS: usize = 15;
+    let net = testnet(size);
+    // The same number of bootstrap nodes for every size (the testnet lists all of them).
+    let boot = &net.bootstrap()[..16];
+    let reader = Dht::start(Identity::generate(), boot, timeout).unwrap();
+    let (mut publish, mut resolve) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let id = Identity::generate();
+        let publisher = Dht::start(id.clone(), boot, timeout).unwrap();
+        let start = std::time::Instant::now();
+        publisher.publish(&record(7000)).await.unwrap();
+        publish.push(start.elapsed());
+        let start = std::time::Instant::now();
+        assert!(reader.resolve(&id.public_key()).await.unwrap().is_some());
+        resolve.push(start.elapsed());
+    }
+    let pct = |v: &mut Vec<Duration>, p: usize| {
+        v.sort();
+        v[(v.len() * p / 100).min(v.len() - 1)]
+    };
+    let (p50p, p95p) = (pct(&mut publish, 50), pct(&mut publish, 95));
+    let (p50r, p95r) = (pct(&mut resolve, 50), pct(&mut resolve, 95));
     println!(
-        "200 vs 20 nodes: publish p50 x{:.2}, resolve p50 x{:.2}",
-        ratio(medians[1].0, medians[0].0),
-        ratio(medians[1].1, medians[0].1)
+        "testnet of {size}, request timeout {timeout:?}: publish p50 {p50p:?} p95 {p95p:?}; resolve p50 {p50r:?} p95 {p95r:?} ({ROUNDS} rounds)"
     );
+    (p50p, p50r)
 }

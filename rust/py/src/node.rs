@@ -85,7 +85,7 @@ impl Node {
 impl Node {
     /// Binds a node; returns an awaitable for it.
     #[staticmethod]
-    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, liveness=None, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true, relay=false, coordinate=true, dial_back=true, upgrade=true, max_udp_payload=None, mdns=false, dht=false, dht_bootstrap=Vec::new(), publish_addrs=false))]
+    #[pyo3(signature = (identity, addr, capabilities=None, *, handshake_timeout=10.0, idle_timeout=30.0, keep_alive=5.0, liveness=None, max_streams=None, congestion="cubic", window=None, max_window=None, zero_rtt=true, state_dir=None, limits=None, accept_sessions=true, relay=false, coordinate=true, dial_back=true, upgrade=true, max_udp_payload=None, mdns=false, dht=false, dht_bootstrap=Vec::new(), publish_addrs=false, dht_contacts=Vec::new(), dht_timeout=None))]
     #[allow(clippy::too_many_arguments)]
     fn bind<'py>(
         py: Python<'py>,
@@ -113,6 +113,8 @@ impl Node {
         dht: bool,
         dht_bootstrap: Vec<String>,
         publish_addrs: bool,
+        dht_contacts: Vec<PyRef<'py, crate::contact::Contact>>,
+        dht_timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let addr = parse_addr(addr).map_err(to_py)?;
         let config = NodeConfig {
@@ -143,12 +145,12 @@ impl Node {
             mdns,
             dht,
             dht_bootstrap,
+            dht_request_timeout: dht_timeout
+                .map(|t| positive_seconds("dht_timeout", t))
+                .transpose()?,
+            dht_contacts: record_contacts(&dht_contacts)?,
             publish_addrs,
-            max_udp_payload: match max_udp_payload {
-                None => NodeConfig::default().max_udp_payload,
-                Some(v) if v.extract::<String>().is_ok_and(|s| s == "auto") => None,
-                Some(v) => Some(udp_payload(v)?),
-            },
+            max_udp_payload: udp_payload_setting(max_udp_payload)?,
             ..NodeConfig::default()
         };
         config.windows.validate().map_err(to_py)?;
@@ -275,6 +277,14 @@ impl Node {
         self.open()?;
         let node = self.inner.clone();
         future(py, async move { node.dht_publish().await.map_err(to_py) })
+    }
+
+    /// Replaces the contacts this node's DHT record names; publishes it again at once.
+    fn set_dht_contacts(&self, contacts: Vec<PyRef<'_, crate::contact::Contact>>) -> PyResult<()> {
+        self.open()?;
+        self.inner
+            .set_dht_contacts(record_contacts(&contacts)?)
+            .map_err(to_py)
     }
 
     /// The seq of the last record this node published in the DHT (None before the first).
@@ -592,4 +602,27 @@ impl Node {
 pub(crate) fn udp_payload(value: &Bound<'_, PyAny>) -> PyResult<u16> {
     let (lo, hi) = (i6p_net::mtu::MIN_PAYLOAD, i6p_net::mtu::MAX_PAYLOAD);
     Ok(int_in("max_udp_payload", value, lo.into(), hi.into())? as u16)
+}
+
+/// The contacts a DHT record may name: at most `MAX_RECORD_CONTACTS`, refused beyond.
+fn record_contacts(
+    contacts: &[PyRef<'_, crate::contact::Contact>],
+) -> PyResult<Vec<i6p_core::contact::Contact>> {
+    let most = i6p_core::dht_record::MAX_RECORD_CONTACTS;
+    if contacts.len() > most {
+        return Err(invalid_argument(format!(
+            "{} DHT record contacts (at most {most})",
+            contacts.len()
+        )));
+    }
+    Ok(contacts.iter().map(|c| c.0.clone()).collect())
+}
+
+/// `max_udp_payload`: None for the default, "auto" for the host's largest MTU, or a size.
+fn udp_payload_setting(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u16>> {
+    Ok(match value {
+        None => NodeConfig::default().max_udp_payload,
+        Some(v) if v.extract::<String>().is_ok_and(|s| s == "auto") => None,
+        Some(v) => Some(udp_payload(v)?),
+    })
 }

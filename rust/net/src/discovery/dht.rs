@@ -38,11 +38,16 @@ pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(15);
 /// A publish gives up after this long.
 ///
 /// Resolves and publishes wait for mainline's query to end, which is when every request in
-/// it is answered or timed out (2 s): on local testnets a query often has one request that
-/// is never answered and then takes about 2.1 s (0.6 s with a 500 ms request timeout),
+/// it is answered or timed out (the request timeout, 2 s by default): on local testnets a
+/// query often has one request that is never answered and then takes about that long,
 /// otherwise about 0.1 s. Answering at the first good item would be faster but returned an
-/// older seq in our tests.
+/// older seq in our tests, so the way round is a shorter request timeout
+/// ([`REQUEST_TIMEOUTS`]) where peers answer quickly.
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+/// The request timeouts a client accepts: below 50 ms even a LAN answer can miss it; above
+/// 10 s a lost request holds a query for longer than anyone waits.
+pub const REQUEST_TIMEOUTS: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(50)..=Duration::from_secs(10);
 /// Keys whose highest seen seq is remembered (beyond it, one is forgotten at random).
 pub const MAX_SEEN_KEYS: usize = 4096;
 /// At most this many bootstrap addresses.
@@ -165,9 +170,24 @@ impl Dht {
     /// A client bootstrapping from `bootstrap` (`host:port` entries) only; an empty list
     /// means mainline's public bootstrap nodes. When every bootstrap node is on loopback the
     /// client binds to 127.0.0.1, so a local testnet keeps all its traffic on the machine.
-    pub fn start(identity: Identity, bootstrap: &[String]) -> Result<Self> {
+    /// `request_timeout` (within [`REQUEST_TIMEOUTS`]; None: mainline's 2 s) is how long
+    /// each DHT request waits for its answer, which sets how long a lookup takes when a
+    /// DHT node does not answer.
+    pub fn start(
+        identity: Identity,
+        bootstrap: &[String],
+        request_timeout: Option<Duration>,
+    ) -> Result<Self> {
         let (bootstrap, local) = bootstrap_addrs(bootstrap)?;
         let mut builder = mainline::Dht::builder();
+        if let Some(timeout) = request_timeout {
+            if !REQUEST_TIMEOUTS.contains(&timeout) {
+                return Err(NetError::Config(format!(
+                    "DHT request timeout {timeout:?} (50 ms to 10 s)"
+                )));
+            }
+            builder.request_timeout(timeout);
+        }
         if !bootstrap.is_empty() {
             builder.bootstrap(&bootstrap);
         }

@@ -54,6 +54,10 @@ pub struct NodeConfig {
     /// `host:port` of the DHT nodes to bootstrap from (a private or test DHT); empty: the
     /// `mainline` crate's public bootstrap nodes.
     pub dht_bootstrap: Vec<String>,
+    /// How long each DHT request waits for its answer (None: mainline's 2 s). A lookup
+    /// ends when every request is answered or timed out, so this bounds its time when a
+    /// DHT node stays silent; lower it only where DHT nodes answer quickly (a LAN, a testnet).
+    pub dht_request_timeout: Option<Duration>,
     /// Put this node's reachable addresses in its DHT record. Off by default: a published
     /// address tells anyone who knows the key where the node is (a privacy decision); the
     /// record then names only the node's contacts.
@@ -102,6 +106,7 @@ impl Default for NodeConfig {
             mdns: false,
             dht: false,
             dht_bootstrap: Vec::new(),
+            dht_request_timeout: None,
             publish_addrs: false,
             dht_contacts: Vec::new(),
             relay: false,

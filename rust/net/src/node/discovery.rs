@@ -44,7 +44,11 @@ pub(super) fn start_dht(identity: &Identity, config: &NodeConfig) -> Result<Opti
         return Ok(None);
     }
     Ok(Some(Arc::new(DhtPart {
-        client: Dht::start(identity.clone(), &config.dht_bootstrap)?,
+        client: Dht::start(
+            identity.clone(),
+            &config.dht_bootstrap,
+            config.dht_request_timeout,
+        )?,
         contacts: Mutex::new(config.dht_contacts.clone()),
         changed: Notify::new(),
         task: Mutex::new(None),
