@@ -127,6 +127,34 @@ async def test_a_ticket_by_key_is_short_and_fetches_through_discovery(
     assert result.hash == blob.hash and (tmp_path / "dest").read_bytes() == src.read_bytes()
 
 
+async def test_a_fetch_by_key_is_a_transfer_the_providers_application_never_sees(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    """A key ticket's provider is dialed for the transfer, as for a ticket with addresses: its
+    accept() gets nothing, so an application that drops what it accepts cannot cut the fetch
+    (it did, with code 9, when discovery dialed an ordinary session)."""
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(1 << 20))
+    provider, fetcher = await make_node(addr="[::1]:0"), await make_node()
+    accepted: list[object] = []
+
+    async def accept() -> None:
+        while True:
+            accepted.append(await provider.accept())
+
+    task = asyncio.ensure_future(accept())
+    try:
+        blob = await provider.add_path(src)
+        fetcher.add_addrs(provider.peer_id, f"[::1]:{provider.port}")
+        ticket = provider.ticket(blob, by_key=True)
+        result = await asyncio.wait_for(fetcher.fetch(ticket, tmp_path / "dest"), 60)
+        assert result.hash == blob.hash and (tmp_path / "dest").read_bytes() == src.read_bytes()
+        await asyncio.sleep(0.2)
+        assert accepted == []
+    finally:
+        task.cancel()
+
+
 def test_a_ticket_by_key_with_a_key_that_is_no_curve_point_is_refused() -> None:
     for y in range(2, 64):
         raw_key = bytes([y]) + bytes(31)

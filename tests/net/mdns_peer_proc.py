@@ -3,8 +3,9 @@
 ``provide SIZE SRC MDNS``: binds a node (mDNS on if MDNS is "1") serving SIZE seeded random
 bytes, prints {"key", "hash", "size"}, accepts sessions until ``quit`` or end of input.
 ``fetch KEY HASH SIZE DEST``: binds a node with mDNS, connects by KEY alone (no address) and
-prints {"seconds", "addr", "book", "mdns"}, then fetches the blob from the address found and
-prints {"hash", "size"}. Every wait is bounded.
+prints {"seconds", "addr", "book", "mdns"}; then forgets the address book's entry and fetches
+the blob through a key ticket (no address: found by mDNS again) and prints {"hash", "size",
+"book"}. Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -48,9 +49,12 @@ async def fetch(key_text: str, blob_hash: str, size: int, dest: str) -> None:
         seconds = time.monotonic() - start
         found = node.lookup(key)
         say({"seconds": seconds, "addr": session.remote_addr, **found})
-        ticket = Ticket(key.peer_id, [session.remote_addr], blob_hash, size)
+        await session.close()
+        node.forget_addrs(key)
+        ticket = Ticket.by_key(key, blob_hash, size)
+        assert ticket.addrs == [] and node.known_addrs(key) == []
         result = await asyncio.wait_for(node.fetch(ticket, dest), 60)
-        say({"hash": result.hash, "size": result.size})
+        say({"hash": result.hash, "size": result.size, "book": node.known_addrs(key)})
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@ host's own interfaces. Needs root and iproute2 (installed by .ci/run)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 def sh(*args: str, ns: str | None = None, timeout: float = 30, stdin: str | None = None) -> str:
@@ -40,3 +42,40 @@ def run_python(ns: str, script: str, timeout: float = 60) -> subprocess.Complete
         text=True,
         timeout=timeout,
     )
+
+
+class PeerProc:
+    """A Python script run in a namespace, spoken to line by line: JSON lines out, commands
+    in (every read bounded by the test's timeout; ``close`` sends ``quit``, then kills)."""
+
+    def __init__(self, script: str, ns: str, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, script, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def read(self) -> Any:
+        assert self.proc.stdout is not None
+        text = self.proc.stdout.readline()
+        if not text:
+            self.proc.wait(timeout=10)
+            assert self.proc.stderr is not None
+            raise AssertionError(f"peer ended: {self.proc.stderr.read()[-3000:]}")
+        return json.loads(text)
+
+    def send(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.send("quit")
+                self.proc.wait(timeout=15)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(timeout=10)

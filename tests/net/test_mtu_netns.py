@@ -11,10 +11,7 @@ middle of a transfer, after discovery reached 8,952 (black-hole detection must f
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -22,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .netns import namespace, sh
+from .netns import PeerProc, namespace, sh
 
 PROC = str(Path(__file__).with_name("mtu_peer_proc.py"))
 JUMBO = "9000"
@@ -77,42 +74,6 @@ def routed() -> Iterator[tuple[str, str, str, str]]:
         yield a, b, r, "2001:db8:1::a"
 
 
-class Peer:
-    """A peer process in a namespace, spoken to line by line (every read bounded)."""
-
-    def __init__(self, ns: str, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, PROC, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def read(self) -> Any:
-        assert self.proc.stdout is not None
-        text = self.proc.stdout.readline()
-        if not text:
-            self.proc.wait(timeout=10)
-            assert self.proc.stderr is not None
-            raise AssertionError(f"peer ended: {self.proc.stderr.read()[-3000:]}")
-        return json.loads(text)
-
-    def send(self, text: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(text + "\n")
-        self.proc.stdin.flush()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.send("quit")
-                self.proc.wait(timeout=15)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-
 def transfer(
     a: str, b: str, addr: str, tmp: Path, middle: str | None = None, drop_at_go: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -120,10 +81,12 @@ def transfer(
     after it). With ``drop_at_go``, the router ``middle`` starts dropping large packets once
     B's discovery is done, just before the fetch."""
     with ExitStack() as stack:
-        provider = Peer(a, "provide", str(SIZE), str(tmp / "src"))
+        provider = PeerProc(PROC, a, "provide", str(SIZE), str(tmp / "src"))
         stack.callback(provider.close)
         offer = provider.read()
-        fetcher = Peer(b, "fetch", offer["ticket"], f"[{addr}]:{offer['port']}", str(tmp / "d"))
+        fetcher = PeerProc(
+            PROC, b, "fetch", offer["ticket"], f"[{addr}]:{offer['port']}", str(tmp / "d")
+        )
         stack.callback(fetcher.close)
         connected = fetcher.read()
         if drop_at_go and middle is not None:

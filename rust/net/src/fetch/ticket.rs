@@ -16,21 +16,17 @@ use std::time::{Duration, Instant};
 
 /// A session to the ticket's provider for a transfer, dialed at `addrs` when there is none.
 /// A ticket that lists no address (one naming its provider by key) has the provider found
-/// first by discovery ([`crate::Node::connect_by_key`]), unless a session is live already.
+/// first by discovery ([`crate::Node::transfer_session_by_discovery`]), unless a session is
+/// live already.
 async fn provider_session(
     node: &crate::Node,
     ticket: &i6p_core::ticket::Ticket,
     addrs: &[std::net::SocketAddr],
 ) -> Result<TransferLease> {
     if addrs.is_empty() && node.live_session(&ticket.peer_id).is_none() {
-        let found = match ticket.key {
-            Some(key) => node.connect_by_key(key).await?,
-            None => node.connect_by_id(ticket.peer_id).await?,
-        };
-        // The transfer leases the session just made (the node lists it as live).
-        let lease = node.transfer_session(ticket.peer_id, addrs).await;
-        drop(found);
-        return lease;
+        return node
+            .transfer_session_by_discovery(ticket.peer_id, ticket.key)
+            .await;
     }
     node.transfer_session(ticket.peer_id, addrs).await
 }

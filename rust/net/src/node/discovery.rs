@@ -3,7 +3,7 @@
 //! it publishes the node's record at start, again whenever what the record says changes
 //! (checked every [`DHT_CHECK`]), and every [`DHT_REPUBLISH`] before DHT nodes forget it.
 
-use super::{Node, NodeConfig, NodeInner};
+use super::{Node, NodeConfig, NodeInner, TransferLease};
 use crate::discovery::{Dht, Mdns, Resolved};
 use crate::error::{NetError, Result};
 use crate::session::Session;
@@ -164,31 +164,73 @@ impl Node {
             Err(NetError::NotFound(_)) => None,
             Err(e) => Some(e.to_string()),
         };
-        let Some(found) = part.client.resolve(&key).await? else {
-            return Err(match first {
-                Some(e) => NetError::Unreachable(format!("{e}; the DHT has no record of it")),
-                None => NetError::NotFound(format!(
-                    "no address known for peer {} and no DHT record of it",
-                    key.peer_id().short()
-                )),
-            });
-        };
+        let found = record_of(&part, &key, first).await?;
         self.connect_by_record(&found).await
     }
 
-    /// Connects to the peer whose record `found` is: at the addresses it lists, then through
-    /// each contact it names (a live session to the contact, or one made at its addresses)
-    /// as coordinator, and relay if it relays, by [`Self::connect_to`].
-    pub async fn connect_by_record(&self, found: &Resolved) -> Result<Session> {
-        let peer = found.key.peer_id();
+    /// A session for a transfer from the peer a key ticket names (`key`, or only `peer` for
+    /// a ticket by PeerId), found as [`Self::connect_by_key`] finds it. Dialed at an address
+    /// it is a transfer session, which the peer's application never sees (see
+    /// [`Self::transfer_session`]); through a contact it is an ordinary session.
+    pub async fn transfer_session_by_discovery(
+        &self,
+        peer: PeerId,
+        key: Option<PublicKey>,
+    ) -> Result<TransferLease> {
+        let addrs = self.discover_addrs(&peer).await?;
+        let dht = key.zip(self.inner.dht.clone());
+        let first = match addrs.is_empty() {
+            true => None,
+            false => match self.transfer_session(peer, &addrs).await {
+                Ok(lease) => return Ok(lease),
+                Err(e @ NetError::NodeClosed) => return Err(e),
+                Err(e) if dht.is_none() => return Err(e),
+                Err(e) => Some(e.to_string()),
+            },
+        };
+        let Some((key, part)) = dht else {
+            return Err(not_found(&peer));
+        };
+        let found = record_of(&part, &key, first).await?;
         let mut tried = Vec::new();
         if !found.record.addrs.is_empty() {
+            match self.transfer_session(peer, &found.record.addrs).await {
+                Ok(lease) => return Ok(lease),
+                Err(e @ NetError::NodeClosed) => return Err(e),
+                Err(e) => tried.push(format!("the record's addresses ({e})")),
+            }
+        }
+        let session = self.connect_via_contacts(&found, tried).await?;
+        // The transfer leases the session just made (the node lists it as live).
+        let lease = self.transfer_session(peer, &[]).await;
+        drop(session);
+        lease
+    }
+
+    /// Connects to the peer whose record `found` is: at the addresses it lists, then through
+    /// each contact it names (see [`Self::connect_via_contacts`]).
+    pub async fn connect_by_record(&self, found: &Resolved) -> Result<Session> {
+        let mut tried = Vec::new();
+        if !found.record.addrs.is_empty() {
+            let peer = found.key.peer_id();
             match self.connect_to(peer, &found.record.addrs, None).await {
                 Ok(session) => return Ok(session),
                 Err(e @ (NetError::NodeClosed | NetError::OwnPeerId(_))) => return Err(e),
                 Err(e) => tried.push(format!("the record's addresses ({e})")),
             }
         }
+        self.connect_via_contacts(found, tried).await
+    }
+
+    /// Connects to the peer whose record `found` is through each contact it names (a live
+    /// session to the contact, or one made at its addresses) as coordinator, and relay if it
+    /// relays, by [`Self::connect_to`]. `tried` says what failed before, for the error.
+    async fn connect_via_contacts(
+        &self,
+        found: &Resolved,
+        mut tried: Vec<String>,
+    ) -> Result<Session> {
+        let peer = found.key.peer_id();
         for contact in &found.record.contacts {
             if contact.peer_id == peer || contact.peer_id == self.peer_id() {
                 continue;
@@ -289,15 +331,25 @@ impl Node {
     /// at a time as [`Node::connect_any`]. Fails with [`NetError::NotFound`] when no source
     /// knows an address.
     pub async fn connect_by_id(&self, peer: PeerId) -> Result<Session> {
-        self.ensure_open()?;
-        if peer == self.peer_id() {
-            return Err(NetError::OwnPeerId(peer));
+        let addrs = self.discover_addrs(&peer).await?;
+        if addrs.is_empty() {
+            return Err(not_found(&peer));
         }
-        let mut addrs = self.known_addrs(&peer);
+        self.connect_to(peer, &addrs, None).await
+    }
+
+    /// Where `peer` may be, by the address book, then by mDNS (listening up to
+    /// [`MDNS_PATIENCE`] when the book knows nothing): hints, most recent first.
+    pub async fn discover_addrs(&self, peer: &PeerId) -> Result<Vec<SocketAddr>> {
+        self.ensure_open()?;
+        if *peer == self.peer_id() {
+            return Err(NetError::OwnPeerId(*peer));
+        }
+        let mut addrs = self.known_addrs(peer);
         if let Some(mdns) = &self.inner.mdns {
             let heard = match addrs.is_empty() {
-                true => mdns.wait_for(&peer, MDNS_PATIENCE).await,
-                false => mdns.addrs(&peer),
+                true => mdns.wait_for(peer, MDNS_PATIENCE).await,
+                false => mdns.addrs(peer),
             };
             addrs.extend(
                 heard
@@ -306,12 +358,28 @@ impl Node {
                     .collect::<Vec<_>>(),
             );
         }
-        if addrs.is_empty() {
-            return Err(NetError::NotFound(format!(
-                "no address known for peer {}: give one (connect, add_addrs) or meet it once",
-                peer.short()
-            )));
-        }
-        self.connect_to(peer, &addrs, None).await
+        Ok(addrs)
+    }
+}
+
+fn not_found(peer: &PeerId) -> NetError {
+    NetError::NotFound(format!(
+        "no address known for peer {}: give one (connect, add_addrs) or meet it once",
+        peer.short()
+    ))
+}
+
+/// `key`'s DHT record; when it has none, the error says so, after `first` (what the book and
+/// mDNS gave, if they gave anything).
+async fn record_of(part: &DhtPart, key: &PublicKey, first: Option<String>) -> Result<Resolved> {
+    match part.client.resolve(key).await? {
+        Some(found) => Ok(found),
+        None => Err(match first {
+            Some(e) => NetError::Unreachable(format!("{e}; the DHT has no record of it")),
+            None => NetError::NotFound(format!(
+                "no address known for peer {} and no DHT record of it",
+                key.peer_id().short()
+            )),
+        }),
     }
 }
