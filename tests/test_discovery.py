@@ -125,6 +125,8 @@ async def test_a_ticket_by_key_is_short_and_fetches_through_discovery(
     fetcher.add_addrs(provider.peer_id, f"[::1]:{provider.port}")
     result = await asyncio.wait_for(fetcher.fetch(text, tmp_path / "dest"), 60)
     assert result.hash == blob.hash and (tmp_path / "dest").read_bytes() == src.read_bytes()
+    # The time to the first verified byte counts from the fetch's start, discovery included.
+    assert result.first_byte_s is not None and 0 < result.first_byte_s <= result.duration_s
 
 
 async def test_a_fetch_by_key_is_a_transfer_the_providers_application_never_sees(

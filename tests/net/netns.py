@@ -7,8 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 
@@ -32,6 +33,33 @@ def namespace(tag: str) -> Iterator[str]:
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+
+
+@contextmanager
+def bridged() -> Iterator[tuple[str, str]]:
+    """(A's namespace, B's namespace), joined by a bridge in a third one (multicast, so
+    mDNS, stays on it): A 2001:db8:18::a/64 and 192.0.2.10/24, B 2001:db8:18::b/64 and
+    192.0.2.11/24 on their eth0."""
+    with ExitStack() as stack:
+        a, br, b = (stack.enter_context(namespace(f"mdns-{k}")) for k in ("a", "br", "b"))
+        sh("ip", "link", "add", "br0", "type", "bridge", ns=br)
+        sh("ip", "link", "set", "br0", "up", ns=br)
+        for ns, v6, v4, port in ((a, "2001:db8:18::a", "192.0.2.10", "pa"),
+                                 (b, "2001:db8:18::b", "192.0.2.11", "pb")):  # fmt: skip
+            sh("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port,
+               "netns", br)  # fmt: skip
+            sh("ip", "link", "set", port, "master", "br0", ns=br)
+            sh("ip", "link", "set", port, "up", ns=br)
+            sh("ip", "addr", "add", f"{v6}/64", "dev", "eth0", "nodad", ns=ns)
+            sh("ip", "addr", "add", f"{v4}/24", "dev", "eth0", ns=ns)
+            sh("ip", "link", "set", "eth0", "up", ns=ns)
+        # The link-local addresses mDNS answers from need DAD to finish.
+        for ns in (a, b):
+            deadline = time.monotonic() + 10
+            while "tentative" in sh("ip", "-6", "addr", "show", "dev", "eth0", ns=ns):
+                assert time.monotonic() < deadline, "link-local address still tentative"
+                time.sleep(0.1)
+        yield a, b
 
 
 def run_python(ns: str, script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -14,14 +14,12 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from .netns import PeerProc, namespace, sh
+from .netns import PeerProc, bridged
 
 PROC = str(Path(__file__).with_name("mdns_peer_proc.py"))
 SIZE = 4 << 20
@@ -30,31 +28,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
     pytest.mark.timeout(120),
 ]
-
-
-@contextmanager
-def bridged() -> Iterator[tuple[str, str]]:
-    """(A's namespace, B's namespace), joined by a bridge in a third one."""
-    with ExitStack() as stack:
-        a, br, b = (stack.enter_context(namespace(f"mdns-{k}")) for k in ("a", "br", "b"))
-        sh("ip", "link", "add", "br0", "type", "bridge", ns=br)
-        sh("ip", "link", "set", "br0", "up", ns=br)
-        for ns, v6, v4, port in ((a, "2001:db8:18::a", "192.0.2.10", "pa"),
-                                 (b, "2001:db8:18::b", "192.0.2.11", "pb")):  # fmt: skip
-            sh("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port,
-               "netns", br)  # fmt: skip
-            sh("ip", "link", "set", port, "master", "br0", ns=br)
-            sh("ip", "link", "set", port, "up", ns=br)
-            sh("ip", "addr", "add", f"{v6}/64", "dev", "eth0", "nodad", ns=ns)
-            sh("ip", "addr", "add", f"{v4}/24", "dev", "eth0", ns=ns)
-            sh("ip", "link", "set", "eth0", "up", ns=ns)
-        # The link-local addresses mDNS answers from need DAD to finish.
-        for ns in (a, b):
-            deadline = time.monotonic() + 10
-            while "tentative" in sh("ip", "-6", "addr", "show", "dev", "eth0", ns=ns):
-                assert time.monotonic() < deadline, "link-local address still tentative"
-                time.sleep(0.1)
-        yield a, b
 
 
 def test_a_peer_on_the_lan_is_found_by_its_key_and_fetched_from(tmp_path: Path) -> None:

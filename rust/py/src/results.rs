@@ -61,6 +61,7 @@ pub(crate) struct FetchResult {
     bytes_fetched: u64,
     bytes_reused: u64,
     duration_s: f64,
+    first_byte_s: Option<f64>,
     failed_groups: u32,
     path: PathBuf,
     /// Every provider asked, in the order given: group bytes it sent, why it was dropped.
@@ -77,6 +78,7 @@ impl FetchResult {
             bytes_fetched: o.bytes_fetched,
             bytes_reused: o.bytes_reused,
             duration_s: o.duration.as_secs_f64(),
+            first_byte_s: o.first_byte.map(|d| d.as_secs_f64()),
             failed_groups: o.failed_groups,
             path: o.path,
             providers: o
@@ -125,6 +127,14 @@ impl FetchResult {
     #[getter]
     fn duration_s(&self) -> f64 {
         self.duration_s
+    }
+
+    /// Seconds from the start of this run (finding and dialing the provider included) to
+    /// the first fetched byte verified and written to the file; None when nothing needed
+    /// fetching.
+    #[getter]
+    fn first_byte_s(&self) -> Option<f64> {
+        self.first_byte_s
     }
 
     /// Chunk groups that failed verification and were fetched again.
@@ -176,6 +186,7 @@ impl FetchResult {
         d.set_item("bytes_fetched", self.bytes_fetched)?;
         d.set_item("bytes_reused", self.bytes_reused)?;
         d.set_item("duration_s", self.duration_s)?;
+        d.set_item("first_byte_s", self.first_byte_s)?;
         d.set_item("failed_groups", self.failed_groups)?;
         d.set_item("path", self.path.to_string_lossy())?;
         let (sent, dropped) = (PyDict::new(py), PyDict::new(py));

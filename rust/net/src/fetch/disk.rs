@@ -49,9 +49,12 @@ pub(super) fn disk_stage(
 fn take(download: &mut PartialDownload, fetch: &Fetch, slot: Slot) -> Result<()> {
     let (hash, size, log) = (&fetch.hash, fetch.size, fetch.group_log);
     match verify_group_cv(hash, size, log, slot.index, &slot.data, &slot.proof) {
-        Ok(cv) => download
-            .write_group(slot.index, &slot.data, cv)
-            .map_err(|e| io_error(e, "cannot write to the partial file", &download.dest))?,
+        Ok(cv) => {
+            download
+                .write_group(slot.index, &slot.data, cv)
+                .map_err(|e| io_error(e, "cannot write to the partial file", &download.dest))?;
+            fetch.progress.first_byte.get_or_init(Instant::now);
+        }
         Err(e) => fetch.fail(
             slot.provider,
             slot.index,

@@ -5,7 +5,7 @@ use crate::error::NetError;
 use i6p_core::tree::DEFAULT_GROUP_LOG;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A provider that sends nothing for this long is given up on (the default of
 /// [`FetchOptions::stall_timeout`]).
@@ -85,6 +85,18 @@ pub struct Progress {
     pub(super) fetched: AtomicU64,
     /// Bytes reused from an earlier run, as the first attempt found them.
     pub(super) reused: std::sync::OnceLock<u64>,
+    /// When the fetch began (its first attempt, discovery and dialing included).
+    pub(super) started: std::sync::OnceLock<Instant>,
+    /// When the first group this run fetched was verified and written to the file.
+    pub(super) first_byte: std::sync::OnceLock<Instant>,
+}
+
+impl Progress {
+    /// From the fetch's start to its first verified byte on disk (None before it).
+    pub fn first_byte(&self) -> Option<Duration> {
+        let (start, first) = (self.started.get()?, self.first_byte.get()?);
+        Some(first.saturating_duration_since(*start))
+    }
 }
 
 /// What one provider did for a fetch.
@@ -112,6 +124,9 @@ pub struct FetchOutcome {
     pub failed_groups: u32,
     /// Wall time of this run.
     pub duration: Duration,
+    /// From the start of this run (discovery and dialing included) to the first byte it
+    /// fetched, verified and written to the file; None when nothing needed fetching.
+    pub first_byte: Option<Duration>,
     /// The finished file.
     pub path: PathBuf,
     /// Every provider asked, with what it sent and whether it was dropped.

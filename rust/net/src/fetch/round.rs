@@ -81,6 +81,7 @@ pub async fn fetch_from(
     .await??;
     let reused = download.reused_bytes;
     let _ = progress.reused.set(reused);
+    progress.started.get_or_init(Instant::now);
     progress.total.store(size, Ordering::Relaxed);
     progress.done.store(reused, Ordering::Relaxed);
     let peers = sessions.iter().map(|s| s.remote_peer_id()).collect();
@@ -182,6 +183,7 @@ fn outcome(
         bytes_reused: reused,
         failed_groups,
         duration: start.elapsed(),
+        first_byte: fetch.progress.first_byte(),
         path,
         providers: sessions
             .iter()

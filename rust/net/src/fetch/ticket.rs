@@ -42,6 +42,7 @@ pub async fn fetch_ticket(
     progress: Arc<Progress>,
 ) -> Result<FetchOutcome> {
     let start = Instant::now();
+    progress.started.get_or_init(|| start);
     let policy = options.reconnect;
     let (mut left, mut delay) = (policy.attempts, policy.backoff);
     // A provider that never answered is reported at once; only a dropped one is retried.
@@ -77,6 +78,7 @@ pub async fn fetch_ticket(
                 outcome.bytes_fetched = progress.fetched.load(Ordering::Relaxed);
                 outcome.bytes_reused = progress.reused.get().copied().unwrap_or(0);
                 outcome.duration = start.elapsed();
+                outcome.first_byte = progress.first_byte();
                 return Ok(outcome);
             }
             Err((e, true)) if link_dropped(&e) && left > 0 => {
@@ -104,6 +106,7 @@ pub async fn fetch_tickets(
     options: FetchOptions,
     progress: Arc<Progress>,
 ) -> Result<FetchOutcome> {
+    progress.started.get_or_init(Instant::now);
     let Some(first) = tickets.first() else {
         return Err(NetError::Config("a fetch needs at least one ticket".into()));
     };
