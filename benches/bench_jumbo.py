@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +21,8 @@ import pytest
 
 from tests.net.netns import namespace, sh
 
-from .bench_transfer import _spread
-from .conftest import BENCH_BYTES, summary
+from .bench_packet_size import report
+from .conftest import BENCH_BYTES
 
 ROUNDS = int(os.environ.get("I6P_BENCH_ROUNDS", "3"))
 MiB = 1 << 20
@@ -56,23 +55,4 @@ def test_large_packets_on_a_jumbo_frame_path(benchmark: Any) -> None:
             result.append(json.loads(out.stdout.strip().splitlines()[-1]))
 
     benchmark.pedantic(run, rounds=1)
-    r = result[0]
-    med = {k: statistics.median(v) for k, v in r.items()}
-    ratios = {
-        "ratio_fetch_jumbo_to_quinn_1452": med["fetch_large"] / med["quinn_1452"],
-        "ratio_fetch_jumbo_to_quinn_jumbo": med["fetch_large"] / med["quinn_large"],
-        "ratio_fetch_1452_to_quinn_1452": med["fetch_1452"] / med["quinn_1452"],
-        "ratio_quinn_jumbo_to_quinn_1452": med["quinn_large"] / med["quinn_1452"],
-    }
-    benchmark.extra_info.update(
-        bytes=BENCH_BYTES, **{k: summary(v) for k, v in r.items()}, **ratios
-    )
-    print(
-        f"\n{BENCH_BYTES >> 20} MiB over a 9,000-byte-MTU path, {ROUNDS} rounds, "
-        "medians [min-max]:\n"
-        f"  bare quinn, 1,452-byte payloads     {_spread(r['quinn_1452'], MiB, 'MiB/s')}\n"
-        f"  bare quinn, 8,952-byte payloads     {_spread(r['quinn_large'], MiB, 'MiB/s')}\n"
-        f"  verified fetch, default payloads    {_spread(r['fetch_large'], MiB, 'MiB/s')}\n"
-        f"  verified fetch, 1,452-byte payloads {_spread(r['fetch_1452'], MiB, 'MiB/s')}\n"
-        + "".join(f"  {k} = {v:.2f}\n" for k, v in ratios.items())
-    )
+    report(benchmark, result[0], "over a 9,000-byte-MTU path", "8,952-byte payloads")

@@ -45,7 +45,12 @@ async def _rounds(rounds: int) -> dict[str, list[float]]:
 def test_large_packets_over_loopback(benchmark: Any) -> None:
     result: list[dict[str, list[float]]] = []
     benchmark.pedantic(lambda: result.append(asyncio.run(_rounds(ROUNDS))), rounds=1)
-    r = result[0]
+    report(benchmark, result[0], "over ::1", "large payloads")
+
+
+def report(benchmark: Any, r: dict[str, list[float]], where: str, large: str) -> None:
+    """Medians, the ratios between them, into the benchmark's extra info and printed; `large`
+    names the large payloads in the printed lines."""
     med = {k: statistics.median(v) for k, v in r.items()}
     ratios = {
         "ratio_fetch_large_to_quinn_1452": med["fetch_large"] / med["quinn_1452"],
@@ -56,11 +61,14 @@ def test_large_packets_over_loopback(benchmark: Any) -> None:
     benchmark.extra_info.update(
         bytes=BENCH_BYTES, **{k: summary(v) for k, v in r.items()}, **ratios
     )
+    rows = [
+        ("bare quinn, 1,452-byte payloads", "quinn_1452"),
+        (f"bare quinn, {large}", "quinn_large"),
+        (f"verified fetch, {large}", "fetch_large"),
+        ("verified fetch, 1,452-byte payloads", "fetch_1452"),
+    ]
     print(
-        f"\n{BENCH_BYTES >> 20} MiB over ::1, {ROUNDS} rounds, medians [min-max]:\n"
-        f"  bare quinn, 1,452-byte payloads     {_spread(r['quinn_1452'], MiB, 'MiB/s')}\n"
-        f"  bare quinn, large payloads          {_spread(r['quinn_large'], MiB, 'MiB/s')}\n"
-        f"  verified fetch, large payloads      {_spread(r['fetch_large'], MiB, 'MiB/s')}\n"
-        f"  verified fetch, 1,452-byte payloads {_spread(r['fetch_1452'], MiB, 'MiB/s')}\n"
+        f"\n{BENCH_BYTES >> 20} MiB {where}, {len(r['fetch_large'])} rounds, medians [min-max]:\n"
+        + "".join(f"  {label:36}{_spread(r[key], MiB, 'MiB/s')}\n" for label, key in rows)
         + "".join(f"  {k} = {v:.2f}\n" for k, v in ratios.items())
     )
