@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test install lint rust-test py-test impair bench bench-report fuzz clean
+.PHONY: test install lint rust-test py-test impair bench bench-report fuzz clean wheel wheel-check
 
 # The README's test command: build and install the extension, run the engine's Rust tests,
 # then the pytest suites over real sockets.
@@ -22,6 +22,33 @@ install: $(STAMP)
 $(STAMP): $(PY) $(SOURCES)
 	$(PY) -m pip install -q ".[test,dev,plot]"
 	touch $@
+
+# Release: an abi3 wheel (CPython >= 3.11) for x86-64 Linux, manylinux_2_28 (linked by zig
+# against glibc 2.28's symbols), and an sdist, into dist/; `auditwheel show` reports its tag.
+# The Reed-Solomon C kernels are compiled for WHEEL_ARCH (x86-64-v2: SSSE3, no AVX2), so the
+# wheel runs on any x86-64 CPU since about 2009; a source build keeps the crate's haswell
+# (AVX2) kernels. The build keeps its own cache (target/wheel): zig's flags differ. Symbols
+# are stripped (the release profile keeps line tables for profiling: 4x the size).
+WHEEL_ARCH ?= x86-64-v2
+WHEEL_TOOLS := $(VENV)/.wheel-tools
+
+$(WHEEL_TOOLS): $(PY)
+	$(PY) -m pip install -q "maturin==1.16.0" "ziglang==0.13.0" "auditwheel==6.8.2"
+	touch $@
+
+wheel: $(WHEEL_TOOLS)
+	rm -rf dist
+	# The venv first on PATH: maturin finds zig as `python3 -m ziglang`.
+	PATH="$(abspath $(VENV))/bin:$$PATH" RUST_REED_SOLOMON_ERASURE_ARCH=$(WHEEL_ARCH) \
+		$(VENV)/bin/maturin build --release --locked \
+		--zig --compatibility manylinux_2_28 --target x86_64-unknown-linux-gnu \
+		--target-dir target/wheel --strip --out dist
+	$(VENV)/bin/maturin sdist --out dist
+	$(VENV)/bin/auditwheel show dist/i6p-*.whl
+
+# The wheel installed into a fresh virtualenv without Rust on PATH, run from outside the tree.
+wheel-check: wheel
+	bash .ci/wheel_check.sh
 
 rust-test:
 	cargo test --locked -p i6p-core -p i6p-net -p i6p-py -p i6p-impair

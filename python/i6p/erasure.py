@@ -18,7 +18,12 @@ from collections.abc import Sequence
 from . import _core
 from .errors import ErasureError
 
-__all__ = ["ErasureError", "encode", "reconstruct"]
+__all__ = ["KERNEL_ARCH", "ErasureError", "encode", "reconstruct"]
+
+#: The ``-march`` the Reed-Solomon C kernels were compiled for: ``"haswell"`` (AVX2) in a
+#: source build, ``"x86-64-v2"`` (SSSE3) in the release wheel. On a CPU without what it
+#: allows, coding raises ``ErasureError`` ("unsupported CPU") instead of crashing.
+KERNEL_ARCH: str = _core.RS_KERNEL_ARCH
 
 
 def encode(data: bytes | bytearray | memoryview, k: int, m: int) -> list[bytes]:

@@ -12,6 +12,7 @@ __all__ = [
     "MAX_FRAME_PAYLOAD",
     "MAX_LISTING",
     "PROTOCOL_VERSION",
+    "RS_KERNEL_ARCH",
     "Contact",
     "DhtRecord",
     "DhtTestnet",
@@ -43,6 +44,7 @@ PROTOCOL_VERSION: int
 ALPN: str
 MAX_FRAME_PAYLOAD: int
 MAX_LISTING: int
+RS_KERNEL_ARCH: str
 
 def shutdown() -> None: ...
 def decode_listing(data: bytes) -> list[tuple[str, int, str]]: ...

@@ -88,6 +88,9 @@ pub enum CoreError {
         /// Issue time, validity and the time it was checked at.
         detail: String,
     },
+    /// This CPU lacks instructions the Reed-Solomon kernels were compiled to use.
+    #[error("unsupported CPU: {0}")]
+    UnsupportedCpu(String),
     /// The size asked back from a stripe exceeds the data it holds.
     #[error("size {size} exceeds the stripe's {capacity} data bytes")]
     StripeSize {

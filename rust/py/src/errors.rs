@@ -137,6 +137,7 @@ pub(crate) fn core_to_py(e: CoreError) -> PyErr {
         | CoreError::ShardCount { .. }
         | CoreError::ShardSize { .. }
         | CoreError::StripeSize { .. }
+        | CoreError::UnsupportedCpu(_)
         | CoreError::Malformed { what: "stripe", .. } => py::ErasureError::new_err(e.to_string()),
         other => py::ProtocolError::new_err(other.to_string()),
     }

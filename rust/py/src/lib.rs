@@ -39,6 +39,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         std::str::from_utf8(i6p_core::ALPN).unwrap_or("i6p/1"),
     )?;
     m.add("MAX_FRAME_PAYLOAD", i6p_core::MAX_FRAME_PAYLOAD)?;
+    m.add("RS_KERNEL_ARCH", i6p_core::erasure::cpu::KERNEL_ARCH)?;
     m.add_class::<peer_id::PeerId>()?;
     m.add_class::<public_key::PublicKey>()?;
     m.add_class::<dht::DhtRecord>()?;

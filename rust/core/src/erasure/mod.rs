@@ -20,6 +20,8 @@
 //! not authenticated here: a corrupt shard yields corrupt data, which the caller verifies
 //! against the blob's root.
 
+pub mod cpu;
+
 use crate::error::{CoreError, Result};
 use rayon::prelude::*;
 use reed_solomon_erasure::galois_8::ReedSolomon;
@@ -279,6 +281,7 @@ pub struct Coder {
 impl Coder {
     /// A coder for `params`.
     pub fn new(params: ErasureParams) -> Result<Self> {
+        cpu::check()?;
         let rs = ReedSolomon::new(params.data, params.parity).map_err(|_| {
             CoreError::InvalidErasureParams {
                 data: params.data,
