@@ -13,6 +13,7 @@ from ._core import DhtRecord, DhtTestnet
 from .identity import Identity, PeerId, PublicKey, default_identity_path
 from .node import Limits, Node, NodeLoad, Progress, Reachability
 from .session import Session, SessionStats, Stream
+from .streams import open_connection, start_server
 from .transfer import (
     Blob,
     Collection,
@@ -54,6 +55,8 @@ __all__ = [
     "default_identity_path",
     "erasure",
     "errors",
+    "open_connection",
+    "start_server",
 ]
 
 # The engine logs under "i6p" (i6p.net.fetch, i6p.net.node, ...); like any library, it leaves

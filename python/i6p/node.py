@@ -61,7 +61,8 @@ class Node(Discovery):
     Create one with ``await Node.bind(identity)``; use ``async with`` to close it.
     """
 
-    __slots__ = ("_core", "_identity")
+    # __weakref__: i6p.streams keeps per-node state that goes with the node.
+    __slots__ = ("__weakref__", "_core", "_identity")
 
     def __init__(self, core: _core.Node, identity: Identity) -> None:
         self._core = core

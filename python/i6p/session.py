@@ -238,6 +238,12 @@ class Session:
         return self._core.early_requests
 
     @property
+    def closed(self) -> bool:
+        """True once the session is closing or closed (a CLOSE sent or received, or the
+        connection ended): no new stream can be opened on it."""
+        return self._core.closed
+
+    @property
     def handshake_done(self) -> bool:
         """True once the TLS handshake is complete."""
         return self._core.handshake_done

@@ -113,6 +113,12 @@ impl Session {
         self.engine().early_requests()
     }
 
+    /// True once the session is closing or closed: no new stream can be opened on it.
+    #[getter]
+    fn closed(&self) -> bool {
+        !self.engine().is_usable()
+    }
+
     /// True once the TLS handshake is complete.
     #[getter]
     fn handshake_done(&self) -> bool {
