@@ -17,6 +17,7 @@ from typing import Any
 from . import __version__
 from .cli_bench import cmd_bench, cmd_report
 from .errors import I6PError, MissingExtra
+from .forward import add_commands as add_forward_commands
 from .identity import Identity, PeerId, PublicKey, default_identity_path
 from .node import Node
 from .rendezvous import RendezvousLink, connect_through, hold_sessions
@@ -661,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_join.add_argument("ticket", nargs="+", help="tickets for the same blob (2 to 8 providers)")
     p_join.set_defaults(func=_cmd_join)
 
+    add_forward_commands(sub, with_identity, with_discovery)
     p_demo = sub.add_parser("demo", help="send a generated file between two local nodes")
     p_demo.add_argument("--size", type=_size, default=256 << 20, help="bytes (default 256MiB)")
     p_demo.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import re
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -258,8 +258,17 @@ class StreamWriter:
             await asyncio.shield(self._closer)
 
     def _abort(self) -> None:
+        """Resets the stream both ways (what is unsent is dropped)."""
         self._pending.clear()
-        self._closer = self._closer or asyncio.ensure_future(self._stream.reset(0))
+        self._pending_bytes = 0
+        if self._sender is not None:
+            self._sender.cancel()
+        self._closer = asyncio.ensure_future(self._reset())
+
+    async def _reset(self) -> None:
+        with contextlib.suppress(StreamError, ConnectionLost):
+            await self._stream.reset(0)
+            await self._stream.stop(0)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``"peer_id"`` (the peer's verified ``PeerId``), ``"peername"`` (its address as
@@ -299,7 +308,7 @@ _SESSIONS: weakref.WeakKeyDictionary[Node, dict[PeerId, asyncio.Future[Session]]
 
 
 async def _session_to(
-    node: Node, peer: PeerId | PublicKey | str, addrs: Address | list[Address] | None
+    node: Node, peer: PeerId | PublicKey | str, addrs: Address | Sequence[Address] | None
 ) -> Session:
     if isinstance(peer, str):
         peer = PublicKey.parse(peer) if len(peer.strip()) == 52 else PeerId.parse(peer)
@@ -328,7 +337,7 @@ async def open_connection(
     node: Node,
     peer: PeerId | PublicKey | str,
     service: str,
-    addrs: Address | list[Address] | None = None,
+    addrs: Address | Sequence[Address] | None = None,
     *,
     limit: int = _LIMIT,
 ) -> tuple[StreamReader, StreamWriter]:

@@ -1,0 +1,180 @@
+"""TCP over I6P: ``expose`` makes a local TCP service reachable by peers as a named service;
+``forward`` listens on a local TCP port and carries each TCP connection over one stream of
+the one session to the exposing peer (no handshake per connection).
+
+Both directions are copied with backpressure (a side that stops reading stops the other's
+writer); a half-close (EOF) is carried as the end of that direction only, and a reset on one
+side (TCP RST, a stream reset, a lost session) resets the other, so the far application sees
+``ConnectionResetError`` rather than a clean end. ``i6p expose`` and ``i6p forward`` are the
+command line for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import socket
+import struct
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from ._addr import Address
+from .errors import I6PError
+from .identity import PeerId, PublicKey
+from .node import Node
+from .streams import Server, open_connection, start_server
+from .transfer import Contact
+
+__all__ = ["expose", "forward", "splice"]
+
+_CHUNK = 1 << 16
+
+
+async def _pipe(reader: Any, writer: Any) -> None:
+    """Copies ``reader`` to ``writer`` until the end, then ends ``writer``'s direction."""
+    while data := await reader.read(_CHUNK):
+        writer.write(data)
+        await writer.drain()
+    if writer.can_write_eof():
+        writer.write_eof()
+
+
+def _abort(writer: Any) -> None:
+    """Resets a connection: a TCP one with RST (a zero linger first: a plain abort sends FIN
+    when nothing is left unread), an I6P stream with RESET_STREAM and STOP_SENDING."""
+    with contextlib.suppress(Exception):
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+
+async def splice(a: tuple[Any, Any], b: tuple[Any, Any]) -> None:
+    """Joins two (reader, writer) pairs, asyncio's or i6p's, both ways, until both ends have
+    ended; an error on either side aborts both (a reset is carried as a reset)."""
+    (a_reader, a_writer), (b_reader, b_writer) = a, b
+    try:
+        await asyncio.gather(_pipe(a_reader, b_writer), _pipe(b_reader, a_writer))
+    except Exception:  # anything that breaks the tunnel resets both ends
+        _abort(a_writer)
+        _abort(b_writer)
+        return
+    for writer in (a_writer, b_writer):
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError, I6PError):
+            await writer.wait_closed()
+
+
+async def expose(
+    node: Node,
+    port: int,
+    service: str = "tcp",
+    *,
+    host: str = "localhost",
+    allow: Iterable[PeerId | str] | None = None,
+) -> Server:
+    """Serves ``service`` on ``node`` by connecting each incoming stream to ``host:port``
+    over TCP. A TCP connect that fails resets the stream."""
+
+    async def handler(reader: Any, writer: Any) -> None:
+        try:
+            tcp = await asyncio.open_connection(host, port)
+        except OSError:
+            _abort(writer)
+            return
+        await splice((reader, writer), tcp)
+
+    return await start_server(handler, node, service, allow=allow)
+
+
+async def forward(
+    node: Node,
+    peer: PeerId | PublicKey | str,
+    local_port: int,
+    service: str = "tcp",
+    *,
+    addrs: Address | Sequence[Address] | None = None,
+    host: str = "::1",
+) -> asyncio.Server:
+    """Listens on ``host:local_port`` (0: any free port; ``server.sockets`` tells) and
+    carries each TCP connection to ``service`` on ``peer``. A connection the peer refuses
+    (or cannot be reached for) is reset."""
+
+    async def handler(tcp_reader: asyncio.StreamReader, tcp_writer: asyncio.StreamWriter) -> None:
+        try:
+            remote = await open_connection(node, peer, service, addrs)
+        except (I6PError, OSError):
+            _abort(tcp_writer)
+            return
+        await splice((tcp_reader, tcp_writer), remote)
+
+    return await asyncio.start_server(handler, host, local_port)
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+async def _expose_cli(args: argparse.Namespace) -> int:
+    from .cli import _discovery, _identity, _state_dir
+
+    identity = _identity(args.identity)
+    async with await Node.bind(
+        identity, args.addr, state_dir=_state_dir(args.identity), **_discovery(args)
+    ) as node:
+        server = await expose(node, args.port, args.service, host=args.host, allow=args.allow)
+        contact = str(Contact(node.peer_id, node.local_addrs[:16]))
+        if args.json:
+            print(json.dumps({"contact": contact, "service": args.service}), flush=True)
+        else:
+            print(f"exposing {args.host}:{args.port} as service {args.service!r}", file=sys.stderr)
+            print(f"i6p forward {contact} LOCAL_PORT --service {args.service}", flush=True)
+        await server.serve_forever()
+    return 0
+
+
+async def _forward_cli(args: argparse.Namespace) -> int:
+    from .cli import _discovery, _identity, _state_dir
+
+    contact = Contact.parse(args.contact)
+    identity = _identity(args.identity)
+    async with await Node.bind(
+        identity, args.addr, state_dir=_state_dir(args.identity), **_discovery(args)
+    ) as node:
+        server = await forward(
+            node, contact.peer_id, args.port, args.service, addrs=contact.addrs, host=args.listen
+        )
+        port = server.sockets[0].getsockname()[1]
+        if args.json:
+            print(json.dumps({"listen": f"[{args.listen}]:{port}", "port": port}), flush=True)
+        else:
+            print(f"forwarding {args.listen} port {port} to {args.service!r}", flush=True)
+        async with server:
+            await server.serve_forever()
+    return 0
+
+
+def add_commands(sub: Any, *extras: Callable[[argparse.ArgumentParser], None]) -> None:
+    """``i6p expose`` and ``i6p forward``; ``extras`` add the shared options (identity,
+    discovery)."""
+    p = sub.add_parser("expose", help="make a local TCP port reachable by peers, as a service")
+    p.add_argument("port", type=int, help="the local TCP port")
+    p.add_argument("--host", default="localhost", help="where the TCP service listens")
+    p.add_argument("--service", default="tcp", help="the service name (default tcp)")
+    p.add_argument("--allow", nargs="+", metavar="PEERID", help="only these peers")
+    p.add_argument("--addr", default="[::]:0", help="the node's UDP address")
+    p.add_argument("--json", action="store_true", help="print the contact as JSON")
+    p.set_defaults(func=lambda a: asyncio.run(_expose_cli(a)))
+    q = sub.add_parser("forward", help="carry a local TCP port to a peer's exposed service")
+    q.add_argument("contact", help="the contact `i6p expose` printed")
+    q.add_argument("port", type=int, help="the local TCP port to listen on (0: any)")
+    q.add_argument("--listen", default="::1", help="the local address to listen on")
+    q.add_argument("--service", default="tcp", help="the service name (default tcp)")
+    q.add_argument("--addr", default="[::]:0", help="the node's UDP address")
+    q.add_argument("--json", action="store_true", help="print the local port as JSON")
+    q.set_defaults(func=lambda a: asyncio.run(_forward_cli(a)))
+    for parser in (p, q):
+        for extra in extras:
+            extra(parser)
