@@ -56,9 +56,15 @@ async def splice(a: tuple[Any, Any], b: tuple[Any, Any]) -> None:
     """Joins two (reader, writer) pairs, asyncio's or i6p's, both ways, until both ends have
     ended; an error on either side aborts both (a reset is carried as a reset)."""
     (a_reader, a_writer), (b_reader, b_writer) = a, b
+    pipes = [
+        asyncio.ensure_future(_pipe(a_reader, b_writer)),
+        asyncio.ensure_future(_pipe(b_reader, a_writer)),
+    ]
     try:
-        await asyncio.gather(_pipe(a_reader, b_writer), _pipe(b_reader, a_writer))
+        await asyncio.gather(*pipes)
     except Exception:  # anything that breaks the tunnel resets both ends
+        for pipe in pipes:
+            pipe.cancel()
         _abort(a_writer)
         _abort(b_writer)
         return

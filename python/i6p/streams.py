@@ -268,6 +268,7 @@ class StreamWriter:
     async def _reset(self) -> None:
         with contextlib.suppress(StreamError, ConnectionLost):
             await self._stream.reset(0)
+        with contextlib.suppress(StreamError, ConnectionLost):
             await self._stream.stop(0)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
