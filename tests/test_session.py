@@ -135,6 +135,28 @@ async def test_500_concurrent_streams_echo(pair: tuple[Session, Session]) -> Non
     await asyncio.wait_for(server_task, 30)
 
 
+async def test_streams_that_ended_give_their_credit_back(pair: tuple[Session, Session]) -> None:
+    """After 200 request/response streams (each answered after the request's end, so the
+    answer's acknowledgement frees the stream last), the peer can still hold 1,024 streams
+    open at once: quinn owes back up to 1/8 of its limit, which the node's limit covers."""
+    ab, ba = pair
+    for i in range(200):
+        stream = await ab.open_stream()
+        await stream.write(b"%d" % i)
+        await stream.finish()
+        served = await ba.accept_stream()
+        await served.write(await served.read())
+        await served.finish()
+        assert await stream.read() == b"%d" % i
+    held = []
+    for _ in range(1024):
+        stream = await asyncio.wait_for(ab.open_stream(), 5)
+        await stream.write(b"x")
+        held.append(stream)
+    accepted = [await asyncio.wait_for(ba.accept_stream(), 5) for _ in range(1024)]
+    assert [await s.readexactly(1) for s in accepted] == [b"x"] * 1024
+
+
 async def test_readexactly_and_early_end(pair: tuple[Session, Session]) -> None:
     ab, ba = pair
     stream = await ab.open_stream()

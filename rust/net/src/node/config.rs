@@ -157,6 +157,17 @@ impl NodeConfig {
     }
 }
 
+/// The stream limit to advertise so that the peer can always have `max_streams` open at
+/// once. quinn announces credit for closed streams only once more than 1/8 of its limit is
+/// owed (quinn-proto `StreamsState::queue_max_stream_id`), so up to 1/8 of the limit can be
+/// closed on our side and still counted on the peer's: a session whose peer had opened and
+/// closed 100 streams could then open only 924 of 1024. With a limit of n + ceil(n/7), what
+/// is owed is at most 1/8 of it, and at least n remain open to the peer.
+pub(crate) fn advertised_streams(max_streams: u32) -> VarInt {
+    let n = u64::from(max_streams);
+    VarInt::from_u64(n + n.div_ceil(7)).unwrap_or(VarInt::MAX)
+}
+
 /// The QUIC transport every connection of a node with `config` uses.
 pub(crate) fn transport_config(
     config: &NodeConfig,
@@ -167,7 +178,7 @@ pub(crate) fn transport_config(
         .map_err(|_| NetError::Tls("idle timeout out of range".into()))?;
     t.max_idle_timeout(Some(idle));
     t.keep_alive_interval(Some(config.keep_alive));
-    t.max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams));
+    t.max_concurrent_bidi_streams(advertised_streams(config.max_streams));
     // The one unidirectional stream is the listener's HELLO stream (sent at 0.5-RTT); a
     // session stops any other at once, so none can pin data nobody reads.
     t.max_concurrent_uni_streams(VarInt::from_u32(1));
@@ -211,4 +222,19 @@ pub(super) fn tickets_path(dir: &std::path::Path, peer: &PeerId) -> Result<PathB
         .create(dir)
         .map_err(|e| NetError::file("cannot create the state directory", dir, e))?;
     Ok(dir.join(format!("{peer}.tickets")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advertised_streams;
+
+    #[test]
+    fn the_peer_keeps_max_streams_open_whatever_credit_quinn_holds_back() {
+        for n in (0..5000).chain([u32::MAX]) {
+            let advertised = advertised_streams(n).into_inner();
+            // quinn holds back at most 1/8 of the advertised limit.
+            assert!(advertised - advertised / 8 >= u64::from(n), "{n}");
+            assert!(advertised <= u64::from(n) + u64::from(n) / 7 + 1, "{n}");
+        }
+    }
 }
