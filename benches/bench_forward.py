@@ -2,8 +2,10 @@
 `i6p forward` in processes of their own, and TCP clients in this one, all on ::1.
 
 - Throughput of one connection carrying I6P_BENCH_BYTES (default 1 GiB) to a sink that counts
-  what it reads: through the tunnel, and straight to the sink over TCP (the baseline); the
-  tunnel's CPU (both i6p processes, user + system) per GB.
+  what it reads: through the tunnel, straight to the sink over TCP, and over one direct I6P
+  stream (`i6p.open_connection` to a sink served with `i6p.start_server` in another process:
+  what an application written for I6P gets); the tunnel's CPU (both i6p processes, user +
+  system) per GB.
 - Latency of a small request (64 bytes, one line) and its answer on a fresh TCP connection
   each time, as curl makes: through the tunnel and straight (p50/p99 of 300).
 - 1,000 connections held open at once through the tunnel (one session, a stream each): the
@@ -53,6 +55,26 @@ asyncio.run(main())
 """
 
 
+# The same sink as an I6P service, for the direct-stream baseline.
+I6P_SINK = """
+import asyncio, json, i6p
+async def handle(reader, writer):
+    await reader.readline()
+    n = 0
+    while chunk := await reader.read(1 << 20):
+        n += len(chunk)
+    writer.write(n.to_bytes(8, "big"))
+    writer.close()
+    await writer.wait_closed()
+async def main():
+    async with await i6p.Node.bind(i6p.Identity.generate(), "[::1]:0") as node:
+        server = await i6p.start_server(handle, node, "sink")
+        print(json.dumps({"peer": str(node.peer_id), "addr": node.local_addrs[0]}), flush=True)
+        await server.serve_forever()
+asyncio.run(main())
+"""
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -89,9 +111,35 @@ def tunnel(tmp: Path) -> Iterator[tuple[int, int, list[int]]]:
             p.wait()
 
 
+@contextmanager
+def i6p_sink() -> Iterator[dict[str, str]]:
+    """The I6P sink in a process of its own: its peer id and address."""
+    sink = subprocess.Popen([sys.executable, "-c", I6P_SINK], stdout=subprocess.PIPE, text=True)
+    try:
+        assert sink.stdout is not None
+        yield json.loads(sink.stdout.readline())
+    finally:
+        sink.kill()
+        sink.wait()
+
+
 async def send(port: int, size: int) -> float:
     """Seconds to carry `size` bytes to the sink and hear its count back."""
     reader, writer = await asyncio.open_connection("::1", port)
+    return await carry(reader, writer, size)
+
+
+async def send_i6p(sink: dict[str, str], size: int) -> float:
+    """`send` over one direct I6P stream to the I6P sink (the session's dial not counted)."""
+    import i6p
+
+    async with await i6p.Node.bind(i6p.Identity.generate(), "[::1]:0") as node:
+        await node.connect(i6p.PeerId.parse(sink["peer"]), sink["addr"])
+        reader, writer = await i6p.open_connection(node, sink["peer"], "sink", sink["addr"])
+        return await carry(reader, writer, size)
+
+
+async def carry(reader: Any, writer: Any, size: int) -> float:
     block = os.urandom(1 << 20)
     start = time.perf_counter()
     writer.write(b"SINK\n")
@@ -134,19 +182,17 @@ def pct(values: list[float], p: int) -> float:
 
 
 def test_forwarded_tcp(tmp_path: Path) -> None:
-    with tunnel(tmp_path) as (direct, forwarded, pids):
-        tcp, tun, cpu = [], [], []
+    with tunnel(tmp_path) as (direct, forwarded, pids), i6p_sink() as sink_at:
+        tcp, tun, cpu, i6p_stream = [], [], [], []
         for _ in range(ROUNDS):
             tcp.append(BENCH_BYTES / asyncio.run(send(direct, BENCH_BYTES)))
+            i6p_stream.append(BENCH_BYTES / asyncio.run(send_i6p(sink_at, BENCH_BYTES)))
             before = sum(cpu_seconds(p) for p in pids)
             tun.append(BENCH_BYTES / asyncio.run(send(forwarded, BENCH_BYTES)))
             cpu.append((sum(cpu_seconds(p) for p in pids) - before) / (BENCH_BYTES / 1e9))
         lat_direct = [asyncio.run(request(direct)) for _ in range(300)]
         lat_tunnel = [asyncio.run(request(forwarded)) for _ in range(300)]
-    # A fresh tunnel: short connections currently leave their streams counted against the
-    # peer's 1,024-stream limit (a known bug, see the issue 20 note), which 1,000 held
-    # connections would then hit.
-    with tunnel(tmp_path) as (direct, forwarded, pids):
+        # On the same session as the 300 short connections: their streams' credit is back.
         rss_before = sum(rss_bytes(p) for p in pids)
 
         async def many() -> int:
@@ -158,11 +204,13 @@ def test_forwarded_tcp(tmp_path: Path) -> None:
 
         grown = asyncio.run(many())
     mib = 1 << 20
-    t, f = statistics.median(tcp), statistics.median(tun)
+    t, f, d = statistics.median(tcp), statistics.median(tun), statistics.median(i6p_stream)
     print(
         f"\none connection, {BENCH_BYTES >> 20} MiB, medians of {ROUNDS}:\n"
         f"  plain TCP over ::1        {t / mib:8.1f} MiB/s\n"
-        f"  through expose/forward    {f / mib:8.1f} MiB/s  ({f / t:.3f}x plain TCP), "
+        f"  one direct I6P stream     {d / mib:8.1f} MiB/s  ({d / t:.3f}x plain TCP)\n"
+        f"  through expose/forward    {f / mib:8.1f} MiB/s  ({f / t:.3f}x plain TCP, "
+        f"{f / d:.3f}x the I6P stream), "
         f"{statistics.median(cpu):.2f} CPU-s/GB in the two i6p processes\n"
         f"small request on a fresh TCP connection, 300 each (ms):\n"
         f"  direct   p50 {pct(lat_direct, 50) * 1e3:.2f}  p99 {pct(lat_direct, 99) * 1e3:.2f}\n"

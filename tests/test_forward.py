@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from i6p import Node
-from i6p.forward import expose, forward
+from i6p.forward import Forwarding, expose, forward
 
 from .conftest import NodeFactory
 
@@ -45,13 +45,13 @@ async def tcp_server(handler: object) -> tuple[asyncio.Server, int]:
 
 async def tunnel(
     make_node: NodeFactory, port: int, allow: list[str] | None = None, client: Node | None = None
-) -> tuple[asyncio.Server, int]:
+) -> tuple[Forwarding, int]:
     """expose(port) on one node, forward on another: the forward's local port."""
     exposer = await make_node(addr="[::1]:0")
     await expose(exposer, port, "svc", host="::1", allow=allow)
     client = client or await make_node()
     fwd = await forward(client, exposer.peer_id, 0, "svc", addrs=f"[::1]:{exposer.port}")
-    return fwd, fwd.sockets[0].getsockname()[1]
+    return fwd, fwd.port
 
 
 @pytest.fixture
@@ -109,6 +109,62 @@ async def test_a_peer_not_allowed_is_refused(make_node: NodeFactory, echo_port: 
         writer.write(b"hello")
         writer.write_eof()
         assert await asyncio.wait_for(reader.read(), 20) == (5).to_bytes(8, "big") + b"hello"
+
+
+async def test_the_service_half_closes_first(make_node: NodeFactory) -> None:
+    """The service ends its side first (a greeting, then EOF) and still reads the client's
+    upload to its end: each direction ends on its own."""
+    uploaded: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def greet_then_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"hello, send me everything")
+        writer.write_eof()
+        uploaded.set_result(await reader.read())
+        writer.close()
+
+    server, port = await tcp_server(greet_then_read)
+    async with server:
+        fwd, local = await tunnel(make_node, port)
+        async with fwd:
+            reader, writer = await asyncio.open_connection("::1", local)
+            assert await asyncio.wait_for(reader.read(), 20) == b"hello, send me everything"
+            body = os.urandom(3 << 20)  # after the peer's EOF, the other way still carries
+            writer.write(body)
+            writer.write_eof()
+            assert await asyncio.wait_for(uploaded, 30) == body
+            writer.close()
+
+
+async def test_a_service_that_is_not_listening_resets_the_client(make_node: NodeFactory) -> None:
+    with socket.socket(socket.AF_INET6) as probe:  # a port nothing listens on
+        probe.bind(("::1", 0))
+        closed_port = probe.getsockname()[1]
+    fwd, local = await tunnel(make_node, closed_port)
+    async with fwd:
+        reader, writer = await asyncio.open_connection("::1", local)
+        writer.write(b"anyone?")
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(reader.read(), 20)
+        writer.close()
+
+
+async def test_a_closed_forwarding_refuses_new_connections_and_keeps_old_ones(
+    make_node: NodeFactory, echo_port: int
+) -> None:
+    fwd, local = await tunnel(make_node, echo_port)
+    reader, writer = await asyncio.open_connection("::1", local)
+    writer.write(b"before")
+    await writer.drain()
+    await asyncio.sleep(0.2)  # carried: the stream is open
+    fwd.close()
+    await asyncio.wait_for(fwd.wait_closed(), 10)
+    assert not fwd.is_serving()
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("::1", local)
+    writer.write(b" and after")
+    writer.write_eof()
+    got = await asyncio.wait_for(reader.read(), 20)
+    assert got == (16).to_bytes(8, "big") + b"before and after"
 
 
 def test_the_cli_exposes_and_forwards(tmp_path: Path) -> None:

@@ -2,11 +2,13 @@
 ``forward`` listens on a local TCP port and carries each TCP connection over one stream of
 the one session to the exposing peer (no handshake per connection).
 
-Both directions are copied with backpressure (a side that stops reading stops the other's
-writer); a half-close (EOF) is carried as the end of that direction only, and a reset on one
-side (TCP RST, a stream reset, a lost session) resets the other, so the far application sees
-``ConnectionResetError`` rather than a clean end. ``i6p expose`` and ``i6p forward`` are the
-command line for them.
+The TCP sockets are the engine's and the bytes are copied there (``Stream.splice_tcp``), not
+in Python. Both directions are copied with backpressure (a side that stops reading stops the
+other's writer); a half-close (EOF) is carried as the end of that direction only, and a reset
+on one side (TCP RST, a stream reset, a lost session) resets the other, so the far
+application sees ``ConnectionResetError`` rather than a clean end. ``i6p expose`` and
+``i6p forward`` are the command line for them. ``splice`` joins any two asyncio-style
+(reader, writer) pairs the same way, in Python.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ._addr import Address
+from ._core import TcpConnection, TcpListener
 from .errors import I6PError
 from .identity import PeerId, PublicKey
 from .node import Node
 from .streams import Server, open_connection, start_server
 from .transfer import Contact
 
-__all__ = ["expose", "forward", "splice"]
+__all__ = ["Forwarding", "expose", "forward", "splice"]
 
 _CHUNK = 1 << 16
 
@@ -74,6 +77,13 @@ async def splice(a: tuple[Any, Any], b: tuple[Any, Any]) -> None:
             await writer.wait_closed()
 
 
+async def _carry(tcp: TcpConnection, writer: Any) -> None:
+    """Carries ``tcp`` over the stream of an i6p ``writer`` until both directions ended; a
+    failure has reset both by then, so only the outcome is dropped."""
+    with contextlib.suppress(I6PError, OSError):
+        await writer.get_extra_info("stream").splice_tcp(tcp)
+
+
 async def expose(
     node: Node,
     port: int,
@@ -83,17 +93,79 @@ async def expose(
     allow: Iterable[PeerId | str] | None = None,
 ) -> Server:
     """Serves ``service`` on ``node`` by connecting each incoming stream to ``host:port``
-    over TCP. A TCP connect that fails resets the stream."""
+    over TCP (each address ``host`` names in turn). A TCP connect that fails resets the
+    stream."""
 
     async def handler(reader: Any, writer: Any) -> None:
         try:
-            tcp = await asyncio.open_connection(host, port)
+            tcp = await TcpConnection.connect(host, port)
         except OSError:
             _abort(writer)
             return
-        await splice((reader, writer), tcp)
+        await _carry(tcp, writer)
 
     return await start_server(handler, node, service, allow=allow)
+
+
+class Forwarding:
+    """A local TCP port carried to a peer's service (what ``forward`` returns), as asyncio's
+    ``Server``: ``async with``, ``serve_forever``, ``close``, ``wait_closed``; ``port`` and
+    ``addr`` say where it listens. Closing stops taking connections; carried ones go on."""
+
+    def __init__(self, listener: TcpListener, carry: Callable[[TcpConnection], Any]) -> None:
+        self._listener = listener
+        self._closing = False
+        self._connections: set[asyncio.Task[None]] = set()  # held: asyncio's refs are weak
+        self._task = asyncio.ensure_future(self._accept(carry))
+
+    @property
+    def port(self) -> int:
+        return self._listener.port
+
+    @property
+    def addr(self) -> str:
+        return self._listener.addr
+
+    async def _accept(self, carry: Callable[[TcpConnection], Any]) -> None:
+        while not self._closing:
+            try:
+                tcp = await self._listener.accept()
+            except OSError:
+                if self._closing:
+                    return
+                await asyncio.sleep(0.1)  # out of descriptors, say: try again, don't spin
+                continue
+            task = asyncio.ensure_future(carry(tcp))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    def is_serving(self) -> bool:
+        return not self._closing
+
+    def close(self) -> None:
+        self._closing = True
+        self._listener.close()
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(self._task)
+
+    async def serve_forever(self) -> None:
+        """Serves until cancelled or closed; closes on the way out."""
+        try:
+            await asyncio.shield(self._task)
+        finally:
+            self.close()
+
+    async def __aenter__(self) -> Forwarding:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+    def __repr__(self) -> str:
+        return f"Forwarding(addr={self.addr})"
 
 
 async def forward(
@@ -104,20 +176,20 @@ async def forward(
     *,
     addrs: Address | Sequence[Address] | None = None,
     host: str = "::1",
-) -> asyncio.Server:
-    """Listens on ``host:local_port`` (0: any free port; ``server.sockets`` tells) and
-    carries each TCP connection to ``service`` on ``peer``. A connection the peer refuses
-    (or cannot be reached for) is reset."""
+) -> Forwarding:
+    """Listens on ``host:local_port`` (0: any free port; ``.port`` tells) and carries each
+    TCP connection to ``service`` on ``peer``, over one stream each of the one session to
+    it. A connection the peer refuses (or cannot be reached for) is reset."""
 
-    async def handler(tcp_reader: asyncio.StreamReader, tcp_writer: asyncio.StreamWriter) -> None:
+    async def carry(tcp: TcpConnection) -> None:
         try:
-            remote = await open_connection(node, peer, service, addrs)
+            _, writer = await open_connection(node, peer, service, addrs)
         except (I6PError, OSError):
-            _abort(tcp_writer)
+            tcp.reset()
             return
-        await splice((tcp_reader, tcp_writer), remote)
+        await _carry(tcp, writer)
 
-    return await asyncio.start_server(handler, host, local_port)
+    return Forwarding(await TcpListener.bind(host, local_port), carry)
 
 
 # -- command line ---------------------------------------------------------------------------
@@ -152,7 +224,7 @@ async def _forward_cli(args: argparse.Namespace) -> int:
         server = await forward(
             node, contact.peer_id, args.port, args.service, addrs=contact.addrs, host=args.listen
         )
-        port = server.sockets[0].getsockname()[1]
+        port = server.port
         if args.json:
             print(json.dumps({"listen": f"[{args.listen}]:{port}", "port": port}), flush=True)
         else:

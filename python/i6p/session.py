@@ -140,6 +140,14 @@ class Stream:
         (0 or 16 ..= 2**62 - 1, as ``reset``)."""
         await self._core.stop(code)
 
+    async def splice_tcp(self, tcp: _core.TcpConnection) -> tuple[int, int]:
+        """Carries a TCP connection (from ``i6p._core.TcpListener`` or ``TcpConnection.connect``)
+        over this stream both ways, copied in the engine, until both directions ended: the
+        end of one side ends that direction of the other (a half-close stays a half-close),
+        and a failure of either resets both (the TCP socket with RST). Returns the bytes
+        carried (to the stream, to TCP); the stream is the splice's until then."""
+        return await self._core.splice_tcp(tcp)
+
     async def __aenter__(self) -> Stream:
         return self
 

@@ -40,6 +40,7 @@ mod route_mtu;
 pub mod session;
 pub use session::stream;
 pub mod socket;
+pub mod splice;
 pub mod storage;
 mod tls;
 pub mod transport;

@@ -24,6 +24,7 @@ mod results;
 mod runtime;
 mod session;
 mod stream;
+mod tcp;
 mod testing;
 mod ticket;
 mod transfer;
@@ -49,6 +50,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limits::Limits>()?;
     m.add_class::<session::Session>()?;
     m.add_class::<stream::Stream>()?;
+    m.add_class::<tcp::TcpListener>()?;
+    m.add_class::<tcp::TcpConnection>()?;
     m.add_class::<ticket::Ticket>()?;
     m.add_class::<contact::Contact>()?;
     m.add_class::<transfer::FetchProgress>()?;

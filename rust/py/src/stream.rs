@@ -23,9 +23,11 @@ use crate::completion::on_loop as future;
 use crate::errors::{incomplete_read, invalid_argument, no_separator, to_py};
 use crate::handoff::{ReadBytes, ReadPieces};
 use crate::runtime::ready;
+use crate::tcp::TcpConnection;
 use bytes::Bytes;
 use i6p_core::codes::ABANDONED;
 use i6p_net::session::AppHandle;
+use i6p_net::splice::splice_tcp;
 use i6p_net::stream::Until;
 use i6p_net::{RecvStream, SendStream};
 use pyo3::prelude::*;
@@ -287,6 +289,27 @@ impl Stream {
         future(py, async move {
             recv.lock().await.stop(code);
             Ok(())
+        })
+    }
+
+    /// Carries `tcp` over this stream both ways in the engine until both directions ended
+    /// (`i6p_net::splice`); returns (bytes to the stream, bytes to TCP). A failure of either
+    /// side resets both and raises. The stream is the splice's until then: reads and writes
+    /// wait for it.
+    fn splice_tcp<'py>(
+        &self,
+        py: Python<'py>,
+        tcp: &Bound<'py, TcpConnection>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let tcp = tcp.get().take()?;
+        let (send, recv) = (self.send.clone(), self.recv.clone());
+        future(py, async move {
+            let mut send = send.lock_owned().await;
+            let mut recv = recv.lock_owned().await;
+            let spliced = splice_tcp(tcp, &mut send.0, &mut recv)
+                .await
+                .map_err(to_py)?;
+            Ok((spliced.to_stream, spliced.to_tcp))
         })
     }
 
