@@ -147,3 +147,28 @@ async def test_a_stream_without_a_service_header_is_refused(make_node: NodeFacto
     with pytest.raises(StreamReset) as refused:
         await asyncio.wait_for(stream.read(), 20)
     assert refused.value.code == SERVICE_REFUSED
+
+
+async def test_either_side_connects_over_the_one_session(make_node: NodeFactory) -> None:
+    """B dials A's service; A then reaches B's service over that same session (no second
+    handshake), and B's service is offered the streams of the session B dialed."""
+    a, b = await make_node(), await make_node()
+    seen: list[object] = []
+
+    async def note_session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(writer.get_extra_info("session"))
+        await echo_lines(reader, writer)
+
+    async with await start_server(note_session, a, "on-a"), await start_server(
+        echo_lines, b, "on-b"
+    ):
+        reader, writer = await open_connection(b, a.peer_id, "on-a", f"[::1]:{a.port}")
+        writer.write(b"from b\n")
+        assert await asyncio.wait_for(reader.readline(), 10) == b"FROM B\n"
+        writer.close()
+        # No address for B: only the session B dialed can carry this.
+        back_reader, back_writer = await asyncio.wait_for(open_connection(a, b.peer_id, "on-b"), 10)
+        back_writer.write(b"from a\n")
+        assert await asyncio.wait_for(back_reader.readline(), 10) == b"FROM A\n"
+        assert back_writer.get_extra_info("session") is seen[0]
+        back_writer.close()

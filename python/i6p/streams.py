@@ -300,8 +300,9 @@ class StreamWriter:
         await self.wait_closed()
 
 
-# One session per (node, peer) for the connections this node opens: many streams, one
-# handshake; connections opened together wait for the same dial. Weak on the node, so a
+# One session per (node, peer), whichever side dialed it: many streams, one handshake;
+# connections opened together wait for the same dial, and a session the peer dialed to this
+# node's services serves this node's connections to the peer too. Weak on the node, so a
 # closed node's sessions go with it.
 _SESSIONS: weakref.WeakKeyDictionary[Node, dict[PeerId, asyncio.Future[Session]]] = (
     weakref.WeakKeyDictionary()
@@ -318,13 +319,34 @@ async def _session_to(
     dial = known.get(key)
     if dial is not None and _usable(dial):
         return await asyncio.shield(dial)
-    dial = known[key] = asyncio.ensure_future(node.connect(peer, addrs))
+    dial = known[key] = asyncio.ensure_future(_dial(node, peer, addrs))
     try:
         return await asyncio.shield(dial)
     except BaseException:
         if known.get(key) is dial:
             del known[key]
         raise
+
+
+async def _dial(
+    node: Node, peer: PeerId | PublicKey, addrs: Address | Sequence[Address] | None
+) -> Session:
+    """A new session to ``peer``, whose streams the node's services are offered as well."""
+    session = await node.connect(peer, addrs)
+    router = _ROUTERS.get(node)
+    if router is not None:
+        router.watch(session)
+    return session
+
+
+def _adopt(node: Node, session: Session) -> None:
+    """Uses a session the peer dialed for this node's connections to it, unless one is open."""
+    known = _SESSIONS.setdefault(node, {})
+    dial = known.get(session.remote_peer_id)
+    if dial is None or not _usable(dial):
+        adopted: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
+        adopted.set_result(session)
+        known[session.remote_peer_id] = adopted
 
 
 def _usable(dial: asyncio.Future[Session]) -> bool:
@@ -418,16 +440,30 @@ class Server:
 
 
 class _Router:
-    """Takes a node's incoming sessions (its ``accept``) and hands each of their streams to
-    the service its header names."""
+    """Takes a node's incoming sessions (its ``accept``) and the sessions ``open_connection``
+    dialed, and hands each stream the peer opens on them to the service its header names."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
         self.services: dict[str, Server] = {}
-        self._task = asyncio.ensure_future(self._accept())
         # Tasks of its sessions and of streams waiting for their header: held, as asyncio
         # keeps only weak references to tasks.
         self._sessions: set[asyncio.Task[None]] = set()
+        self._watched: set[int] = set()  # id() of the sessions whose streams it takes
+        self._task = asyncio.ensure_future(self._accept())
+        for dial in _SESSIONS.get(node, {}).values():
+            if dial.done() and _usable(dial):
+                self.watch(dial.result())
+
+    def watch(self, session: Session) -> None:
+        """Takes the streams the peer opens on ``session`` (once per session)."""
+        if id(session) in self._watched:
+            return
+        self._watched.add(id(session))
+        task = asyncio.ensure_future(self._streams(session))
+        self._sessions.add(task)
+        task.add_done_callback(self._sessions.discard)
+        task.add_done_callback(lambda _: self._watched.discard(id(session)))
 
     def remove(self, server: Server) -> None:
         if self.services.get(server.service) is server:
@@ -436,9 +472,8 @@ class _Router:
     async def _accept(self) -> None:
         with contextlib.suppress(ConnectionLost):
             async for session in self.node:
-                task = asyncio.ensure_future(self._streams(session))
-                self._sessions.add(task)
-                task.add_done_callback(self._sessions.discard)
+                _adopt(self.node, session)
+                self.watch(session)
 
     async def _streams(self, session: Session) -> None:
         with contextlib.suppress(ConnectionLost):
