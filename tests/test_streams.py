@@ -159,8 +159,9 @@ async def test_either_side_connects_over_the_one_session(make_node: NodeFactory)
         seen.append(writer.get_extra_info("session"))
         await echo_lines(reader, writer)
 
-    async with await start_server(note_session, a, "on-a"), await start_server(
-        echo_lines, b, "on-b"
+    async with (
+        await start_server(note_session, a, "on-a"),
+        await start_server(echo_lines, b, "on-b"),
     ):
         reader, writer = await open_connection(b, a.peer_id, "on-a", f"[::1]:{a.port}")
         writer.write(b"from b\n")
