@@ -64,8 +64,8 @@ lint: install
 	$(PY) .ci/arch_check.py
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -p i6p-core -p i6p-net -p i6p-py -p i6p-impair -- -D warnings
-	$(VENV)/bin/ruff check python tests benches
-	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/ruff check python tests benches examples
+	$(VENV)/bin/ruff format --check python tests benches examples
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest i6p._core
 

@@ -168,7 +168,8 @@ async def test_a_closed_forwarding_refuses_new_connections_and_keeps_old_ones(
 
 
 def test_the_cli_exposes_and_forwards(tmp_path: Path) -> None:
-    """`i6p expose PORT --json` prints a contact; `i6p forward CONTACT 0 --json` its port."""
+    """`i6p expose PORT --json` prints a contact; `i6p forward CONTACT 0 --json` its port;
+    `i6p pipe CONTACT` carries its stdin and stdout."""
     script = (
         "import asyncio, sys\n"
         "async def h(r, w):\n"
@@ -209,6 +210,14 @@ def test_the_cli_exposes_and_forwards(tmp_path: Path) -> None:
             return await asyncio.wait_for(reader.read(), 30)
 
         assert asyncio.run(ask()) == b"THROUGH THE TUNNEL"
+        # `i6p pipe`: stdin to the service, the service to stdout (ssh's ProxyCommand).
+        env = {**os.environ, "I6P_HOME": str(tmp_path / "c")}
+        piped = subprocess.run(
+            [*cli, "pipe", contact], input=b"through a pipe", capture_output=True, env=env,
+            timeout=60,
+        )  # fmt: skip
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stdout == b"THROUGH A PIPE"
     finally:
         for p in procs:
             p.kill()

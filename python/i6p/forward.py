@@ -20,7 +20,7 @@ import json
 import socket
 import struct
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 from ._addr import Address
@@ -28,10 +28,12 @@ from ._core import TcpConnection, TcpListener
 from .errors import I6PError
 from .identity import PeerId, PublicKey
 from .node import Node
+from .rendezvous import RendezvousLink
+from .session import Session
 from .streams import Server, open_connection, start_server
 from .transfer import Contact
 
-__all__ = ["Forwarding", "expose", "forward", "splice"]
+__all__ = ["Forwarding", "expose", "forward", "pipe", "splice"]
 
 _CHUNK = 1 << 16
 
@@ -175,15 +177,17 @@ async def forward(
     service: str = "tcp",
     *,
     addrs: Address | Sequence[Address] | None = None,
+    via: Session | PeerId | str | None = None,
     host: str = "::1",
 ) -> Forwarding:
     """Listens on ``host:local_port`` (0: any free port; ``.port`` tells) and carries each
     TCP connection to ``service`` on ``peer``, over one stream each of the one session to
-    it. A connection the peer refuses (or cannot be reached for) is reset."""
+    it (dialed as ``open_connection`` dials, ``via`` a coordinator). A connection the peer
+    refuses (or cannot be reached for) is reset."""
 
     async def carry(tcp: TcpConnection) -> None:
         try:
-            _, writer = await open_connection(node, peer, service, addrs)
+            _, writer = await open_connection(node, peer, service, addrs, via=via)
         except (I6PError, OSError):
             tcp.reset()
             return
@@ -192,37 +196,83 @@ async def forward(
     return Forwarding(await TcpListener.bind(host, local_port), carry)
 
 
+async def pipe(
+    node: Node,
+    peer: PeerId | PublicKey | str,
+    service: str = "tcp",
+    *,
+    addrs: Address | Sequence[Address] | None = None,
+    via: Session | PeerId | str | None = None,
+    stdin: Any = None,
+    stdout: Any = None,
+) -> None:
+    """Carries ``stdin`` (default: this process's) to ``service`` on ``peer`` and what the
+    service sends to ``stdout``, until both directions ended: the shape of ssh's
+    ``ProxyCommand``. Both must be pipes, sockets or terminals (asyncio watches them)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), stdin or sys.stdin.buffer
+    )
+    # A reader's protocol for the writing end too: it has the flow control and the close
+    # waiter a StreamWriter needs (nothing is read through it).
+    transport, protocol = await loop.connect_write_pipe(
+        lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), stdout or sys.stdout.buffer
+    )
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    remote = await open_connection(node, peer, service, addrs, via=via)
+    await splice((reader, writer), remote)
+
+
 # -- command line ---------------------------------------------------------------------------
 
 
-async def _expose_cli(args: argparse.Namespace) -> int:
+@contextlib.asynccontextmanager
+async def _cli_node(args: argparse.Namespace, links: Sequence[Contact]) -> AsyncIterator[Node]:
+    """The command's node, holding a session to each rendezvous node in ``links`` (kept
+    open, reconnected), so peers behind firewalls and NATs can be introduced."""
     from .cli import _discovery, _identity, _state_dir
 
     identity = _identity(args.identity)
-    async with await Node.bind(
-        identity, args.addr, state_dir=_state_dir(args.identity), **_discovery(args)
-    ) as node:
+    async with (
+        await Node.bind(
+            identity, args.addr, state_dir=_state_dir(args.identity), **_discovery(args)
+        ) as node,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        for contact in links:
+            await stack.enter_async_context(RendezvousLink(node, contact))
+        yield node
+
+
+async def _expose_cli(args: argparse.Namespace) -> int:
+    links = [Contact.parse(c) for c in args.rendezvous or []]
+    async with _cli_node(args, links) as node:
         server = await expose(node, args.port, args.service, host=args.host, allow=args.allow)
         contact = str(Contact(node.peer_id, node.local_addrs[:16]))
         if args.json:
-            print(json.dumps({"contact": contact, "service": args.service}), flush=True)
+            info = {"contact": contact, "service": args.service, "via": [str(c) for c in links]}
+            print(json.dumps(info), flush=True)
         else:
             print(f"exposing {args.host}:{args.port} as service {args.service!r}", file=sys.stderr)
-            print(f"i6p forward {contact} LOCAL_PORT --service {args.service}", flush=True)
+            via = f" --via {links[0]}" if links else ""
+            print(f"i6p forward {contact} LOCAL_PORT --service {args.service}{via}", flush=True)
         await server.serve_forever()
     return 0
 
 
 async def _forward_cli(args: argparse.Namespace) -> int:
-    from .cli import _discovery, _identity, _state_dir
-
     contact = Contact.parse(args.contact)
-    identity = _identity(args.identity)
-    async with await Node.bind(
-        identity, args.addr, state_dir=_state_dir(args.identity), **_discovery(args)
-    ) as node:
+    via = Contact.parse(args.via) if args.via else None
+    async with _cli_node(args, [via] if via else []) as node:
         server = await forward(
-            node, contact.peer_id, args.port, args.service, addrs=contact.addrs, host=args.listen
+            node,
+            contact.peer_id,
+            args.port,
+            args.service,
+            addrs=contact.addrs,
+            via=via.peer_id if via else None,
+            host=args.listen,
         )
         port = server.port
         if args.json:
@@ -234,15 +284,36 @@ async def _forward_cli(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _pipe_cli(args: argparse.Namespace) -> int:
+    contact = Contact.parse(args.contact)
+    via = Contact.parse(args.via) if args.via else None
+    async with _cli_node(args, [via] if via else []) as node:
+        await pipe(
+            node,
+            contact.peer_id,
+            args.service,
+            addrs=contact.addrs,
+            via=via.peer_id if via else None,
+        )
+    return 0
+
+
 def add_commands(sub: Any, *extras: Callable[[argparse.ArgumentParser], None]) -> None:
-    """``i6p expose`` and ``i6p forward``; ``extras`` add the shared options (identity,
-    discovery)."""
+    """``i6p expose``, ``i6p forward`` and ``i6p pipe``; ``extras`` add the shared options
+    (identity, discovery)."""
     p = sub.add_parser("expose", help="make a local TCP port reachable by peers, as a service")
     p.add_argument("port", type=int, help="the local TCP port")
     p.add_argument("--host", default="localhost", help="where the TCP service listens")
     p.add_argument("--service", default="tcp", help="the service name (default tcp)")
     p.add_argument("--allow", nargs="+", metavar="PEERID", help="only these peers")
     p.add_argument("--addr", default="[::]:0", help="the node's UDP address")
+    p.add_argument(
+        "--rendezvous",
+        action="append",
+        metavar="CONTACT",
+        help="keep a session to this rendezvous node (`i6p rendezvous`), through which peers "
+        "behind firewalls and NATs are introduced (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print the contact as JSON")
     p.set_defaults(func=lambda a: asyncio.run(_expose_cli(a)))
     q = sub.add_parser("forward", help="carry a local TCP port to a peer's exposed service")
@@ -251,8 +322,25 @@ def add_commands(sub: Any, *extras: Callable[[argparse.ArgumentParser], None]) -
     q.add_argument("--listen", default="::1", help="the local address to listen on")
     q.add_argument("--service", default="tcp", help="the service name (default tcp)")
     q.add_argument("--addr", default="[::]:0", help="the node's UDP address")
+    q.add_argument(
+        "--via",
+        metavar="CONTACT",
+        help="a rendezvous node the exposing peer keeps a session to: dial through it",
+    )
     q.add_argument("--json", action="store_true", help="print the local port as JSON")
     q.set_defaults(func=lambda a: asyncio.run(_forward_cli(a)))
-    for parser in (p, q):
+    r = sub.add_parser(
+        "pipe", help="carry stdin and stdout to a peer's exposed service (an ssh ProxyCommand)"
+    )
+    r.add_argument("contact", help="the contact `i6p expose` printed")
+    r.add_argument("--service", default="tcp", help="the service name (default tcp)")
+    r.add_argument("--addr", default="[::]:0", help="the node's UDP address")
+    r.add_argument(
+        "--via",
+        metavar="CONTACT",
+        help="a rendezvous node the exposing peer keeps a session to: dial through it",
+    )
+    r.set_defaults(func=lambda a: asyncio.run(_pipe_cli(a)))
+    for parser in (p, q, r):
         for extra in extras:
             extra(parser)

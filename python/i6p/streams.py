@@ -310,7 +310,10 @@ _SESSIONS: weakref.WeakKeyDictionary[Node, dict[PeerId, asyncio.Future[Session]]
 
 
 async def _session_to(
-    node: Node, peer: PeerId | PublicKey | str, addrs: Address | Sequence[Address] | None
+    node: Node,
+    peer: PeerId | PublicKey | str,
+    addrs: Address | Sequence[Address] | None,
+    via: Session | PeerId | str | None = None,
 ) -> Session:
     if isinstance(peer, str):
         peer = PublicKey.parse(peer) if len(peer.strip()) == 52 else PeerId.parse(peer)
@@ -319,7 +322,7 @@ async def _session_to(
     dial = known.get(key)
     if dial is not None and _usable(dial):
         return await asyncio.shield(dial)
-    dial = known[key] = asyncio.ensure_future(_dial(node, peer, addrs))
+    dial = known[key] = asyncio.ensure_future(_dial(node, peer, addrs, via))
     try:
         return await asyncio.shield(dial)
     except BaseException:
@@ -329,10 +332,13 @@ async def _session_to(
 
 
 async def _dial(
-    node: Node, peer: PeerId | PublicKey, addrs: Address | Sequence[Address] | None
+    node: Node,
+    peer: PeerId | PublicKey,
+    addrs: Address | Sequence[Address] | None,
+    via: Session | PeerId | str | None,
 ) -> Session:
     """A new session to ``peer``, whose streams the node's services are offered as well."""
-    session = await node.connect(peer, addrs)
+    session = await node.connect(peer, addrs, via=via)
     router = _ROUTERS.get(node)
     if router is not None:
         router.watch(session)
@@ -362,14 +368,16 @@ async def open_connection(
     service: str,
     addrs: Address | Sequence[Address] | None = None,
     *,
+    via: Session | PeerId | str | None = None,
     limit: int = _LIMIT,
 ) -> tuple[StreamReader, StreamWriter]:
-    """A connection to ``service`` on ``peer`` (found as ``node.connect`` finds it): a new
-    stream on the one session this node keeps with the peer. A refused service shows as
-    ``ConnectionRefusedError`` on the first read or drain (the header goes without a round
-    trip)."""
+    """A connection to ``service`` on ``peer``: a new stream on the one session this node
+    keeps with the peer, dialed when there is none as ``node.connect(peer, addrs, via=via)``
+    dials (``via``: a coordinator, for a peer behind a firewall or NAT). A refused service
+    shows as ``ConnectionRefusedError`` on the first read or drain (the header goes without
+    a round trip)."""
     header = _header(service)
-    session = await _session_to(node, peer, addrs)
+    session = await _session_to(node, peer, addrs, via)
     stream = await session.open_stream()
     await stream.write(header)
     return StreamReader(stream, limit), StreamWriter(stream, session, service)
@@ -399,9 +407,19 @@ class Server:
         writer = StreamWriter(stream, session, self.service)
 
         async def handle() -> None:
-            result = self._handler(reader, writer)
-            if result is not None:
-                await result
+            try:
+                result = self._handler(reader, writer)
+                if result is not None:
+                    await result
+            except Exception as e:  # reported and the stream reset, as asyncio's server does
+                asyncio.get_running_loop().call_exception_handler(
+                    {
+                        "message": "Unhandled exception in client_connected_cb",
+                        "exception": e,
+                        "stream": stream,
+                    }
+                )
+                writer._abort()
 
         task = asyncio.ensure_future(handle())
         self._tasks.add(task)
