@@ -173,3 +173,41 @@ async def test_either_side_connects_over_the_one_session(make_node: NodeFactory)
         assert await asyncio.wait_for(back_reader.readline(), 10) == b"FROM A\n"
         assert back_writer.get_extra_info("session") is seen[0]
         back_writer.close()
+
+
+async def test_a_peer_that_closes_after_the_last_read_is_not_an_error(
+    make_node: NodeFactory,
+) -> None:
+    """As with TCP, a client that ends its side and closes its node at once does not make the
+    server's ``wait_closed`` raise (the server's end may never be acknowledged); a node that
+    closes under its own writer still does."""
+    a, b = await make_node(), await make_node()
+    outcome: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+    got_the_end = asyncio.Event()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        got_the_end.set()  # the client's node closes now: our end may go unacknowledged
+        writer.close()
+        try:
+            await writer.wait_closed()
+            outcome.set_result(None)
+        except Exception as e:
+            outcome.set_result(e)
+
+    async with await start_server(answer, a, "answer"):
+        _, writer = await open_connection(b, a.peer_id, "answer", f"[::1]:{a.port}")
+        writer.write(b"question")
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), 10)
+        await asyncio.wait_for(got_the_end.wait(), 10)
+        await b.close()
+        assert await asyncio.wait_for(outcome, 10) is None
+
+    c = await make_node()
+    _, writer = await open_connection(c, a.peer_id, "none", f"[::1]:{a.port}")
+    writer.write(os.urandom(4 << 20))
+    writer.close()
+    await c.close()
+    with pytest.raises(ConnectionResetError):
+        await asyncio.wait_for(writer.wait_closed(), 10)

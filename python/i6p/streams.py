@@ -242,7 +242,14 @@ class StreamWriter:
     async def _finish(self) -> None:
         await self._flushed()
         with _as_asyncio():
-            await self._stream.finish()
+            try:
+                await self._stream.finish()
+            except ConnectionLost as e:
+                # The peer closed the session on purpose (its node or the session) before
+                # acknowledging our end: as a TCP peer that closed, not an error to the
+                # closer. A reset stream, a timeout or our own node closing still raises.
+                if not (e.by_peer and e.code in (0, 3)):
+                    raise
 
     def close(self) -> None:
         """As ``write_eof``: the stream's sending side ends cleanly once the buffer is sent."""
@@ -252,8 +259,9 @@ class StreamWriter:
         return self._closer is not None
 
     async def wait_closed(self) -> None:
-        """Waits until the close has been acknowledged; raises ``ConnectionResetError`` if the
-        stream was reset or the session lost first."""
+        """Waits until the close has been acknowledged or the peer closed the session;
+        raises ``ConnectionResetError`` if the stream was reset or the session failed first
+        (timed out, or this node closed)."""
         if self._closer is not None:
             await asyncio.shield(self._closer)
 
