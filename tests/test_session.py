@@ -290,3 +290,33 @@ async def test_hostnames_resolve(make_node: NodeFactory) -> None:
         asyncio.gather(a.connect(str(b.peer_id), f"localhost:{b.port}"), b.accept()), 20
     )
     assert ab.remote_peer_id == b.peer_id
+
+
+async def test_many_streams_opened_at_once_with_more_data_than_the_window(
+    pair: tuple[Session, Session],
+) -> None:
+    """64 streams opened together, each sending 2 MiB (more than the connection's receive
+    window in all): the peer delivers streams in the order they were opened, so a stream's
+    first byte must not wait behind later streams' data (it would, until the 10 s kind
+    timeout dropped it, when the data of streams opened later filled the window first)."""
+    ab, ba = pair
+    body = os.urandom(2 << 20)
+
+    async def send() -> None:
+        stream = await ab.open_stream()
+        await stream.write(body)
+        await stream.finish()
+
+    async def receive() -> None:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(64):
+                stream = await ba.accept_stream()
+                tg.create_task(check(stream))
+
+    async def check(stream: object) -> None:
+        from i6p import Stream
+
+        assert isinstance(stream, Stream)
+        assert await stream.read(limit=4 << 20) == body
+
+    await asyncio.wait_for(asyncio.gather(receive(), *(send() for _ in range(64))), 8)

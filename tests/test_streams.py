@@ -12,7 +12,7 @@ from i6p import Node, open_connection, start_server
 from i6p.errors import InvalidArgument, StreamReset
 from i6p.streams import SERVICE_REFUSED
 
-from .conftest import NodeFactory
+from .conftest import NodeFactory, wait_until
 
 
 async def echo_lines(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -211,3 +211,33 @@ async def test_a_peer_that_closes_after_the_last_read_is_not_an_error(
     await c.close()
     with pytest.raises(ConnectionResetError):
         await asyncio.wait_for(writer.wait_closed(), 10)
+
+
+async def test_a_service_at_max_connections_refuses_more_as_busy(make_node: NodeFactory) -> None:
+    a, b = await make_node(), await make_node()
+    release = asyncio.Event()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"in\n")
+        await release.wait()
+        writer.close()
+
+    addr = f"[::1]:{a.port}"
+    async with await start_server(hold, a, "held", max_connections=2) as server:
+        held = [await open_connection(b, a.peer_id, "held", addr) for _ in range(2)]
+        for reader, _ in held:
+            assert await asyncio.wait_for(reader.readline(), 10) == b"in\n"
+        reader, _ = await open_connection(b, a.peer_id, "held", addr)
+        with pytest.raises(ConnectionRefusedError, match="connection limit"):
+            await asyncio.wait_for(reader.readline(), 10)
+        assert server.connections == 2
+        release.set()
+        for reader, _ in held:
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+        assert await wait_until(lambda: server.connections == 0, 10)
+        release.clear()
+        reader, _ = await open_connection(b, a.peer_id, "held", addr)
+        assert await asyncio.wait_for(reader.readline(), 10) == b"in\n"
+        release.set()
+    with pytest.raises(InvalidArgument):
+        await start_server(hold, a, "none", max_connections=0)

@@ -93,10 +93,13 @@ async def expose(
     *,
     host: str = "localhost",
     allow: Iterable[PeerId | str] | None = None,
+    max_connections: int | None = 1024,
 ) -> Server:
     """Serves ``service`` on ``node`` by connecting each incoming stream to ``host:port``
     over TCP (each address ``host`` names in turn). A TCP connect that fails resets the
-    stream."""
+    stream. At most ``max_connections`` TCP connections at once (``None``: the node's limits
+    only); past it peers are refused as busy, so peers cannot take all the service's (or this
+    process's) sockets."""
 
     async def handler(reader: Any, writer: Any) -> None:
         try:
@@ -106,7 +109,7 @@ async def expose(
             return
         await _carry(tcp, writer)
 
-    return await start_server(handler, node, service, allow=allow)
+    return await start_server(handler, node, service, allow=allow, max_connections=max_connections)
 
 
 class Forwarding:
@@ -248,7 +251,14 @@ async def _cli_node(args: argparse.Namespace, links: Sequence[Contact]) -> Async
 async def _expose_cli(args: argparse.Namespace) -> int:
     links = [Contact.parse(c) for c in args.rendezvous or []]
     async with _cli_node(args, links) as node:
-        server = await expose(node, args.port, args.service, host=args.host, allow=args.allow)
+        server = await expose(
+            node,
+            args.port,
+            args.service,
+            host=args.host,
+            allow=args.allow,
+            max_connections=args.max_connections,
+        )
         contact = str(Contact(node.peer_id, node.local_addrs[:16]))
         if args.json:
             info = {"contact": contact, "service": args.service, "via": [str(c) for c in links]}
@@ -306,6 +316,13 @@ def add_commands(sub: Any, *extras: Callable[[argparse.ArgumentParser], None]) -
     p.add_argument("--host", default="localhost", help="where the TCP service listens")
     p.add_argument("--service", default="tcp", help="the service name (default tcp)")
     p.add_argument("--allow", nargs="+", metavar="PEERID", help="only these peers")
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="TCP connections at once, from all peers (default 1024); more are refused",
+    )
     p.add_argument("--addr", default="[::]:0", help="the node's UDP address")
     p.add_argument(
         "--rendezvous",

@@ -37,6 +37,7 @@ from .node import Node
 from .session import Session, Stream
 
 __all__ = [
+    "SERVICE_BUSY",
     "SERVICE_REFUSED",
     "Server",
     "StreamReader",
@@ -47,6 +48,8 @@ __all__ = [
 
 #: The stream code a service refusal resets and stops a stream with.
 SERVICE_REFUSED = 0x5352
+#: The stream code of a service at its ``max_connections``.
+SERVICE_BUSY = 0x5342
 #: How long the accepting side waits for a stream's service header.
 HEADER_TIMEOUT = 10.0
 _MAGIC = b"SV"
@@ -72,6 +75,8 @@ def _as_asyncio() -> Iterator[None]:
     except StreamReset as e:
         if e.code == SERVICE_REFUSED:
             raise ConnectionRefusedError(f"the peer refused the service: {e}") from e
+        if e.code == SERVICE_BUSY:
+            raise ConnectionRefusedError(f"the service is at its connection limit: {e}") from e
         raise ConnectionResetError(str(e)) from e
     except ConnectionLost as e:
         raise ConnectionResetError(str(e)) from e
@@ -238,6 +243,7 @@ class StreamWriter:
         reader stays open."""
         if self._closer is None:
             self._closer = asyncio.ensure_future(self._finish())
+            self._closer.add_done_callback(_retrieve)
 
     async def _finish(self) -> None:
         await self._flushed()
@@ -272,6 +278,7 @@ class StreamWriter:
         if self._sender is not None:
             self._sender.cancel()
         self._closer = asyncio.ensure_future(self._reset())
+        self._closer.add_done_callback(_retrieve)
 
     async def _reset(self) -> None:
         with contextlib.suppress(StreamError, ConnectionLost):
@@ -306,6 +313,13 @@ class StreamWriter:
     ) -> None:
         self.close()
         await self.wait_closed()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Marks a close's outcome seen: ``wait_closed`` raises it to whoever asks; a writer
+    nobody waits on is not an error to log."""
+    if not task.cancelled():
+        task.exception()
 
 
 # One session per (node, peer), whichever side dialed it: many streams, one handshake;
@@ -396,19 +410,35 @@ class Server:
     ``close``, ``wait_closed``."""
 
     def __init__(
-        self, router: _Router, service: str, handler: Handler, allow: set[PeerId] | None, limit: int
+        self,
+        router: _Router,
+        service: str,
+        handler: Handler,
+        allow: set[PeerId] | None,
+        limit: int,
+        max_connections: int | None,
     ) -> None:
         self._router = router
         self.service = service
         self._handler = handler
         self._allow = allow
         self._limit = limit
+        self._max_connections = max_connections
         self._serving = True
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
 
     def allows(self, peer: PeerId) -> bool:
         return self._serving and (self._allow is None or peer in self._allow)
+
+    def full(self) -> bool:
+        """At ``max_connections`` handlers running: a new connection is refused as busy."""
+        return self._max_connections is not None and len(self._tasks) >= self._max_connections
+
+    @property
+    def connections(self) -> int:
+        """Connections being handled now."""
+        return len(self._tasks)
 
     def _run(self, stream: Stream, session: Session) -> None:
         reader = StreamReader(stream, self._limit)
@@ -523,13 +553,16 @@ class _Router:
         if server is None or not server.allows(session.remote_peer_id):
             await _refuse(stream)
             return
+        if server.full():
+            await _refuse(stream, SERVICE_BUSY)
+            return
         server._run(stream, session)
 
 
-async def _refuse(stream: Stream) -> None:
+async def _refuse(stream: Stream, code: int = SERVICE_REFUSED) -> None:
     with contextlib.suppress(StreamError, ConnectionLost):
-        await stream.stop(SERVICE_REFUSED)
-        await stream.reset(SERVICE_REFUSED)
+        await stream.stop(code)
+        await stream.reset(code)
 
 
 _ROUTERS: weakref.WeakKeyDictionary[Node, _Router] = weakref.WeakKeyDictionary()
@@ -542,10 +575,15 @@ async def start_server(
     *,
     allow: Iterable[PeerId | str] | None = None,
     limit: int = _LIMIT,
+    max_connections: int | None = None,
 ) -> Server:
     """Serves ``service`` on ``node``: ``handler(reader, writer)`` runs for each connection,
     as with ``asyncio.start_server``. ``allow`` (PeerIds) limits the service to those peers;
     others are refused, per service. One node hosts any number of services.
+    ``max_connections`` bounds the handlers running at once (from every peer together);
+    past it a connection is refused with code ``SERVICE_BUSY`` (``ConnectionRefusedError``
+    at the opener). Without it, only the node's limits bound them (streams per session,
+    sessions per peer).
 
     The node's incoming sessions go to its services from the first ``start_server`` on: do
     not call ``node.accept()`` on it as well."""
@@ -558,6 +596,8 @@ async def start_server(
     allowed = (
         None if allow is None else {PeerId.parse(p) if isinstance(p, str) else p for p in allow}
     )
-    server = Server(router, service, handler, allowed, limit)
+    if max_connections is not None and max_connections < 1:
+        raise InvalidArgument(f"max_connections must be at least 1, not {max_connections}")
+    server = Server(router, service, handler, allowed, limit, max_connections)
     router.services[service] = server
     return server

@@ -109,6 +109,8 @@ pub(crate) struct SessionInner {
     returned_notify: Notify,
     /// Application streams settled ahead of an earlier stream (see [`order`]).
     order: Mutex<order::StreamOrder>,
+    /// Held from opening a stream until its kind byte is queued (see `open_kind`).
+    opening: tokio::sync::Mutex<()>,
     max_queued_streams: usize,
     /// A raw session (conformance tests): no HELLO, no control task, bare QUIC streams.
     raw: bool,
@@ -197,6 +199,7 @@ impl Session {
                 returned: Mutex::new(VecDeque::new()),
                 returned_notify: Notify::new(),
                 order: Mutex::default(),
+                opening: tokio::sync::Mutex::default(),
                 max_queued_streams: est.max_queued_streams,
                 raw,
                 node_early_requests: est.node_early_requests,
@@ -335,6 +338,14 @@ impl Session {
         &self,
         kind: Option<u8>,
     ) -> Result<(quinn::SendStream, quinn::RecvStream)> {
+        // Streams are numbered when opened, and the peer delivers them in that order; its
+        // held-back streams keep their data in the connection's receive window. So a
+        // stream's kind byte must be queued before any byte of a later stream: were a later
+        // stream's data sent first while this kind byte waited for connection credit, that
+        // data could fill the peer's window and the kind byte never get credit (until the
+        // peer's STREAM_KIND_TIMEOUT drops the stream). quinn sends queued streams first in,
+        // first out, so queuing the kind bytes in stream order is enough.
+        let _turn = self.inner.opening.lock().await;
         let (mut send, recv) = self.inner.conn.open_bi().await.map_err(|e| self.lost(&e))?;
         if let Some(kind) = kind {
             send.write_all(&[kind]).await.map_err(|e| match e {
