@@ -241,3 +241,19 @@ async def test_a_service_at_max_connections_refuses_more_as_busy(make_node: Node
         release.set()
     with pytest.raises(InvalidArgument):
         await start_server(hold, a, "none", max_connections=0)
+
+
+async def test_a_closed_node_with_services_is_let_go() -> None:
+    import gc
+    import weakref
+
+    from i6p import Identity
+
+    node = await Node.bind(Identity.generate(), "[::1]:0")
+    await start_server(echo_lines, node, "svc")
+    gone = weakref.ref(node)
+    await node.close()
+    await asyncio.sleep(0.2)  # the router's task sees the close
+    del node
+    gc.collect()
+    assert gone() is None

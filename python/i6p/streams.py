@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from ._addr import Address
+from ._discovery import _key_of, _peer_id
 from .errors import (
     ConnectionLost,
     IncompleteRead,
@@ -337,9 +338,8 @@ async def _session_to(
     addrs: Address | Sequence[Address] | None,
     via: Session | PeerId | str | None = None,
 ) -> Session:
-    if isinstance(peer, str):
-        peer = PublicKey.parse(peer) if len(peer.strip()) == 52 else PeerId.parse(peer)
-    key = peer.peer_id if isinstance(peer, PublicKey) else peer
+    key = _peer_id(peer)
+    peer = _key_of(peer) or key  # dialed by its key when given one (DHT lookup)
     known = _SESSIONS.setdefault(node, {})
     dial = known.get(key)
     if dial is not None and _usable(dial):
@@ -526,10 +526,15 @@ class _Router:
             del self.services[server.service]
 
     async def _accept(self) -> None:
-        with contextlib.suppress(ConnectionLost):
-            async for session in self.node:
-                _adopt(self.node, session)
-                self.watch(session)
+        try:
+            with contextlib.suppress(ConnectionLost):
+                async for session in self.node:
+                    _adopt(self.node, session)
+                    self.watch(session)
+        finally:
+            # The node closed: let it go (the table's value would hold its key for ever).
+            if _ROUTERS.get(self.node) is self:
+                del _ROUTERS[self.node]
 
     async def _streams(self, session: Session) -> None:
         with contextlib.suppress(ConnectionLost):
