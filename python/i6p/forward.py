@@ -308,13 +308,22 @@ async def _pipe_cli(args: argparse.Namespace) -> int:
     return 0
 
 
+def _to_a_peer(parser: argparse.ArgumentParser) -> None:
+    """The options of a command that reaches an exposed service: its contact, a rendezvous."""
+    parser.add_argument("contact", help="the contact `i6p expose` printed")
+    parser.add_argument(
+        "--via",
+        metavar="CONTACT",
+        help="a rendezvous node the exposing peer keeps a session to: dial through it",
+    )
+
+
 def add_commands(sub: Any, *extras: Callable[[argparse.ArgumentParser], None]) -> None:
     """``i6p expose``, ``i6p forward`` and ``i6p pipe``; ``extras`` add the shared options
     (identity, discovery)."""
     p = sub.add_parser("expose", help="make a local TCP port reachable by peers, as a service")
     p.add_argument("port", type=int, help="the local TCP port")
     p.add_argument("--host", default="localhost", help="where the TCP service listens")
-    p.add_argument("--service", default="tcp", help="the service name (default tcp)")
     p.add_argument("--allow", nargs="+", metavar="PEERID", help="only these peers")
     p.add_argument(
         "--max-connections",
@@ -323,7 +332,6 @@ def add_commands(sub: Any, *extras: Callable[[argparse.ArgumentParser], None]) -
         metavar="N",
         help="TCP connections at once, from all peers (default 1024); more are refused",
     )
-    p.add_argument("--addr", default="[::]:0", help="the node's UDP address")
     p.add_argument(
         "--rendezvous",
         action="append",
@@ -334,30 +342,18 @@ def add_commands(sub: Any, *extras: Callable[[argparse.ArgumentParser], None]) -
     p.add_argument("--json", action="store_true", help="print the contact as JSON")
     p.set_defaults(func=lambda a: asyncio.run(_expose_cli(a)))
     q = sub.add_parser("forward", help="carry a local TCP port to a peer's exposed service")
-    q.add_argument("contact", help="the contact `i6p expose` printed")
+    _to_a_peer(q)
     q.add_argument("port", type=int, help="the local TCP port to listen on (0: any)")
     q.add_argument("--listen", default="::1", help="the local address to listen on")
-    q.add_argument("--service", default="tcp", help="the service name (default tcp)")
-    q.add_argument("--addr", default="[::]:0", help="the node's UDP address")
-    q.add_argument(
-        "--via",
-        metavar="CONTACT",
-        help="a rendezvous node the exposing peer keeps a session to: dial through it",
-    )
     q.add_argument("--json", action="store_true", help="print the local port as JSON")
     q.set_defaults(func=lambda a: asyncio.run(_forward_cli(a)))
     r = sub.add_parser(
         "pipe", help="carry stdin and stdout to a peer's exposed service (an ssh ProxyCommand)"
     )
-    r.add_argument("contact", help="the contact `i6p expose` printed")
-    r.add_argument("--service", default="tcp", help="the service name (default tcp)")
-    r.add_argument("--addr", default="[::]:0", help="the node's UDP address")
-    r.add_argument(
-        "--via",
-        metavar="CONTACT",
-        help="a rendezvous node the exposing peer keeps a session to: dial through it",
-    )
+    _to_a_peer(r)
     r.set_defaults(func=lambda a: asyncio.run(_pipe_cli(a)))
     for parser in (p, q, r):
+        parser.add_argument("--service", default="tcp", help="the service name (default tcp)")
+        parser.add_argument("--addr", default="[::]:0", help="the node's UDP address")
         for extra in extras:
             extra(parser)
