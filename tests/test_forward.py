@@ -218,6 +218,15 @@ def test_the_cli_exposes_and_forwards(tmp_path: Path) -> None:
         )  # fmt: skip
         assert piped.returncode == 0, piped.stderr
         assert piped.stdout == b"THROUGH A PIPE"
+        # Regular files as stdin and stdout (`< in > out`), which asyncio cannot watch.
+        (tmp_path / "in").write_bytes(b"from a file\n" * 50_000)
+        with open(tmp_path / "in", "rb") as src, open(tmp_path / "out", "wb") as dst:
+            filed = subprocess.run(
+                [*cli, "pipe", contact], stdin=src, stdout=dst, stderr=subprocess.PIPE,
+                env=env, timeout=60,
+            )  # fmt: skip
+        assert filed.returncode == 0, filed.stderr
+        assert (tmp_path / "out").read_bytes() == b"FROM A FILE\n" * 50_000
     finally:
         for p in procs:
             p.kill()

@@ -17,7 +17,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import socket
+import stat
 import struct
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -211,20 +213,79 @@ async def pipe(
 ) -> None:
     """Carries ``stdin`` (default: this process's) to ``service`` on ``peer`` and what the
     service sends to ``stdout``, until both directions ended: the shape of ssh's
-    ``ProxyCommand``. Both must be pipes, sockets or terminals (asyncio watches them)."""
+    ``ProxyCommand``. Pipes, sockets and terminals are watched by asyncio; regular files
+    (``< input``, ``> output``) are read and written on a worker thread."""
+    stdin = stdin or sys.stdin.buffer
+    stdout = stdout or sys.stdout.buffer
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), stdin or sys.stdin.buffer
-    )
-    # A reader's protocol for the writing end too: it has the flow control and the close
-    # waiter a StreamWriter needs (nothing is read through it).
-    transport, protocol = await loop.connect_write_pipe(
-        lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), stdout or sys.stdout.buffer
-    )
-    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    reader: Any
+    writer: Any
+    if _is_file(stdin):
+        reader = _FileReader(stdin.fileno())
+    else:
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
+    if _is_file(stdout):
+        writer = _FileWriter(stdout.fileno())
+    else:
+        # A reader's protocol for the writing end too: it has the flow control and the close
+        # waiter a StreamWriter needs (nothing is read through it).
+        transport, protocol = await loop.connect_write_pipe(
+            lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), stdout
+        )
+        writer = asyncio.StreamWriter(transport, protocol, None, loop)
     remote = await open_connection(node, peer, service, addrs, via=via)
     await splice((reader, writer), remote)
+
+
+def _is_file(f: Any) -> bool:
+    return stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+
+
+class _FileReader:
+    """A regular file as ``splice`` reads it (epoll cannot watch one)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    async def read(self, n: int) -> bytes:
+        return await asyncio.to_thread(os.read, self._fd, n)
+
+
+class _FileWriter:
+    """A regular file as ``splice`` writes it: ``drain`` writes on a worker thread."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pending: list[bytes] = []
+        self.transport = self  # abort() is all splice asks of a transport
+
+    def write(self, data: bytes) -> None:
+        self._pending.append(data)
+
+    async def drain(self) -> None:
+        data, self._pending = b"".join(self._pending), []
+        view = memoryview(data)
+        while view:
+            view = view[await asyncio.to_thread(os.write, self._fd, view) :]
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        """The file ends where the last write did; nothing to send."""
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        await self.drain()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def abort(self) -> None:
+        self._pending.clear()
 
 
 # -- command line ---------------------------------------------------------------------------
