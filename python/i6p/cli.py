@@ -190,6 +190,13 @@ async def _serve(
             update(acked, size)
             if args.once and acked >= size:
                 break
+    if args.once:
+        # Everything is acknowledged, but the getter may still be finishing (its last
+        # requests' ends): let it close first, for up to 10 s.
+        for _ in range(100):
+            if node.load.connections == 0:
+                break
+            await asyncio.sleep(0.1)
     if not args.json:
         print("one complete transfer done", file=sys.stderr)
     return 0
