@@ -40,10 +40,9 @@ async def test_a_peer_known_only_through_a_coordinator_serves_a_verified_fetch(
         asyncio.gather(a.connect(b.peer_id, via=ac), b.accept()), timeout=20
     )
     assert ab.remote_peer_id == b.peer_id and ba.remote_peer_id == a.peer_id
-    # The asker's label is the attempt it made last. The target's may be "direct": a
-    # reversal dial that completes after the asker moved on to punching (a known labelling
-    # race, on the slow path; both ends have the one session either way).
-    assert ab.route == "punched" and ba.route in ("punched", "direct")
+    # Both ends label the session as the dialer of the attempt that made it says (the
+    # target once labelled it "direct" when it took the dial in after the asker was done).
+    assert ab.route == ba.route == "punched"
     assert ac.remote_capabilities.get("coordinate") == "1"
     # A fetch from B rides on the punched session (the live session with the provider).
     data = os.urandom(3 << 20)

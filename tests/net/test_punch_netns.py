@@ -284,6 +284,4 @@ def test_punched_through_two_stateful_routers(kind: str, tmp_path: Path) -> None
     assert result["connect_s"] < 10, result
     assert result["size"] == len(data)
     assert result["sha256"] == hashlib.sha256(data).hexdigest()
-    # The target labels a session from a reversal dial that completed late "direct" (a
-    # known labelling race); it accepted the asker's session either way.
-    assert {"punched", "direct"} & set(b_end["routes"]), b_end
+    assert "punched" in b_end["routes"], b_end

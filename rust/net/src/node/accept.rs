@@ -11,7 +11,7 @@ use crate::addr;
 use crate::error::{NetError, Result};
 use crate::limits::{Admission, ConnectionSlot, Connections};
 use crate::resume::ServerConfigs;
-use crate::session::{now_ms, Established, Protocols, Route, Session};
+use crate::session::{now_ms, Established, Protocols, Route, Session, COORDINATED};
 use crate::socket::SocketBuffers;
 use crate::tls;
 use crate::transport::Windows;
@@ -283,7 +283,25 @@ async fn accept_one(
             e.to_string().as_bytes(),
         );
     }
-    result.map(|()| session)
+    result.map(|()| with_coordinated_route(session))
+}
+
+/// A coordinated dial's session takes the route its dialer names: the pending-punch table
+/// alone can be wrong when the asker's dial completes after the introduction ended, or a
+/// reversal dial after the asker moved on to punching (see [`crate::session::route`]).
+fn with_coordinated_route(session: Session) -> Session {
+    if session.route() == Route::Relayed {
+        return session;
+    }
+    let hint = session
+        .remote_capabilities()
+        .into_iter()
+        .find(|(k, _)| k == COORDINATED)
+        .and_then(|(_, v)| Route::from_hint(&v));
+    if let Some(route) = hint {
+        session.set_route(route);
+    }
+    session
 }
 
 /// Whether a connection taken in 0.5-RTT resumed an earlier session. rustls sets the peer's
@@ -310,5 +328,58 @@ fn watch_handshake(session: &Session, accepted: Option<quinn::ZeroRttAccepted>) 
             });
         }
         None => session.mark_handshake_done(false),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::{Node, NodeConfig};
+    use crate::session::{Route, Session, COORDINATED};
+    use i6p_core::Identity;
+
+    fn node(capabilities: Vec<(String, String)>) -> Node {
+        let config = NodeConfig {
+            dial_back: false,
+            capabilities,
+            ..NodeConfig::default()
+        };
+        Node::bind(Identity::generate(), "[::1]:0".parse().unwrap(), config).unwrap()
+    }
+
+    /// `a` dials `b` as a coordinated attempt on `route` (None: a plain dial).
+    async fn dial(a: &Node, b: &Node, route: Option<Route>) -> (Session, Session) {
+        let addr = b.local_addr().unwrap();
+        let (ours, theirs) =
+            tokio::join!(a.dial_session(b.peer_id(), addr, false, route), b.accept());
+        (ours.unwrap(), theirs.unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_listener_labels_a_coordinated_session_as_its_dialer_does() {
+        let (a, b) = (node(Vec::new()), node(Vec::new()));
+        // No introduction pending at the listener: it ended before the dial came in.
+        let (ab, ba) = dial(&a, &b, Some(Route::Punched)).await;
+        assert_eq!((ab.route(), ba.route()), (Route::Punched, Route::Punched));
+        // A reversal dial that completes after the listener moved on to punching.
+        let _guard = b
+            .inner
+            .punch
+            .expect(a.peer_id(), Route::Punched, None)
+            .unwrap();
+        let (ab, ba) = dial(&a, &b, Some(Route::Direct)).await;
+        assert_eq!((ab.route(), ba.route()), (Route::Direct, Route::Direct));
+    }
+
+    #[tokio::test]
+    async fn an_application_cannot_set_the_reserved_capability() {
+        let forged = vec![(COORDINATED.to_string(), "punched".to_string())];
+        let (a, b) = (node(forged), node(Vec::new()));
+        let (ab, ba) = dial(&a, &b, None).await;
+        assert_eq!((ab.route(), ba.route()), (Route::Direct, Route::Direct));
+        assert!(ba
+            .remote_capabilities()
+            .iter()
+            .all(|(k, _)| k != COORDINATED));
     }
 }

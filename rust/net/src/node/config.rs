@@ -3,6 +3,7 @@
 
 use crate::error::{NetError, Result};
 use crate::limits::Limits;
+use crate::session::COORDINATED;
 use crate::transport::{Congestion, Windows};
 use i6p_core::PeerId;
 use quinn::{TransportConfig, VarInt};
@@ -121,8 +122,10 @@ impl Default for NodeConfig {
 impl NodeConfig {
     /// The capabilities a HELLO announces: the configured ones, plus ("coordinate", "1")
     /// when the node introduces peers (unless the application already lists that key).
+    /// The reserved [`COORDINATED`] key is the node's own, set per dial.
     pub(crate) fn advertised_capabilities(&self) -> Vec<(String, String)> {
         let mut caps = self.capabilities.clone();
+        caps.retain(|(k, _)| k != COORDINATED);
         let room = caps.len() < i6p_core::hello::MAX_CAPABILITIES;
         if self.coordinate && room && !caps.iter().any(|(k, _)| k == "coordinate") {
             caps.push(("coordinate".into(), "1".into()));

@@ -34,7 +34,7 @@ use crate::error::{NetError, Result};
 use crate::limits::{Connections, Limits};
 use crate::mtu::BatchSizedSocket;
 use crate::resume::{PeerSessions, ServerConfigs, ServerSessions};
-use crate::session::{now_ms, Established, ProtocolHandler, Protocols, Session};
+use crate::session::{now_ms, Established, ProtocolHandler, Protocols, Session, COORDINATED};
 use crate::socket::SocketBuffers;
 use crate::tls::{self, PeerVerifier, TlsIdentity};
 use i6p_core::codes;
@@ -269,12 +269,22 @@ impl Node {
         Ok(addr::reachable_addrs(self.local_addr()?))
     }
 
-    fn hello(&self, transfer_only: bool) -> Result<Hello> {
+    /// The dialer's HELLO; a coordinated dial names its route (see [`crate::session::route`]).
+    fn hello(
+        &self,
+        transfer_only: bool,
+        coordinated: Option<crate::session::Route>,
+    ) -> Result<Hello> {
+        let mut capabilities = self.inner.config.advertised_capabilities();
+        if let Some(route) = coordinated {
+            capabilities.truncate(i6p_core::hello::MAX_CAPABILITIES - 1);
+            capabilities.push((COORDINATED.into(), route.as_str().into()));
+        }
         Ok(Hello {
             transfer_only,
             version: PROTOCOL_VERSION,
             timestamp_ms: now_ms(),
-            capabilities: self.inner.config.advertised_capabilities(),
+            capabilities,
             listen_addrs: self
                 .reachable_addrs()?
                 .into_iter()
@@ -325,7 +335,7 @@ impl Node {
         transfer_only: bool,
         coordinated: Option<crate::session::Route>,
     ) -> Result<Session> {
-        let hello = self.hello(transfer_only)?;
+        let hello = self.hello(transfer_only, coordinated)?;
         let timeout = self.inner.config.handshake_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let late = move || no_session_in_time(addr, timeout);

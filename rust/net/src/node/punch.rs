@@ -8,12 +8,14 @@
 //! (from the node's own endpoint, so the mapping is the one the other side was told about),
 //! the other sends a few one-byte datagrams from the same socket toward the candidates to
 //! open its own firewall's pinhole, and accepts. One connection per attempt, so the two sides
-//! never race two handshakes. Both mark the session `Route::Punched`.
+//! never race two handshakes. Both mark the session `Route::Punched`: the dialer names the
+//! attempt in its HELLO and the listener takes its word (see `session::route`).
 //!
 //! The pending-punch table ([`PunchState`]) is how the listener side recognises a connection
-//! from a peer it is punching to: such a session gets its route at accept, and one that the
-//! asker is waiting for goes to its `connect_to`, not to `accept`. The table is bounded
-//! ([`MAX_PENDING_PUNCHES`]) and every entry expires.
+//! from a peer it is punching to: such a session gets a provisional route at accept (a peer
+//! too old to name its attempt keeps it), and one that the asker is waiting for goes to its
+//! `connect_to`, not to `accept`. The table is bounded ([`MAX_PENDING_PUNCHES`]) and every
+//! entry expires.
 
 use super::Node;
 use crate::error::{NetError, Result};

@@ -224,7 +224,7 @@ impl Node {
         est.route = Route::Relayed;
         est.buffers = None;
         let (conn, key) = (est.conn.clone(), est.remote_key);
-        let hello = self.hello(false)?;
+        let hello = self.hello(false, None)?;
         let result = est
             .handshake_dialer(&self.inner.identity, &hello, resumed)
             .await;

@@ -20,7 +20,7 @@ mod route;
 pub mod stream;
 mod successor;
 pub use liveness::MIN_LIVENESS;
-pub use route::Route;
+pub use route::{Route, COORDINATED};
 
 pub(crate) use dispatch::dispatch_streams;
 pub use dispatch::{HandlerFuture, ProtocolHandler, Protocols};

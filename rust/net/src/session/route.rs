@@ -2,7 +2,15 @@
 //!
 //! A session keeps the route its connection was made on: a dial to a known address, a
 //! coordinated simultaneous open through a mutual peer, or a circuit through a relay. Both
-//! peers compute it the same way, so "direct beats relayed" needs no extra message.
+//! peers must agree on it, since it decides which of two competing sessions stays (see
+//! `node::primary`): a relay's circuit is known to both; for a coordinated dial the dialer
+//! names the attempt in its HELLO ([`COORDINATED`]) and the listener takes its word, since
+//! only the dialer knows which of its attempts made the connection.
+
+/// The HELLO capability a coordinated dial carries: the route of the attempt that made it,
+/// "direct" (connection reversal) or "punched" (simultaneous open). Reserved: a node drops
+/// it from the capabilities its application configures.
+pub const COORDINATED: &str = "coordinated";
 
 /// The path a session's connection takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -25,6 +33,16 @@ impl Route {
         }
     }
 
+    /// The route a dialer names in its HELLO's [`COORDINATED`] capability; a relayed
+    /// route is never taken from a peer's word.
+    pub fn from_hint(hint: &str) -> Option<Self> {
+        match hint {
+            "direct" => Some(Self::Direct),
+            "punched" => Some(Self::Punched),
+            _ => None,
+        }
+    }
+
     /// Whether packets flow between the peers without a third node in between.
     pub fn is_direct(self) -> bool {
         self != Self::Relayed
@@ -42,5 +60,14 @@ mod tests {
             assert_eq!(r.is_direct(), r != Route::Relayed);
         }
         assert_eq!(Route::Punched.as_str(), "punched");
+    }
+
+    #[test]
+    fn a_hint_names_a_direct_path_only() {
+        for r in [Route::Direct, Route::Punched] {
+            assert_eq!(Route::from_hint(r.as_str()), Some(r));
+        }
+        assert_eq!(Route::from_hint("relayed"), None);
+        assert_eq!(Route::from_hint(""), None);
     }
 }
