@@ -98,3 +98,38 @@ async def test_a_node_writes_tickets_naming_rendezvous_nodes(
     assert ticket.rendezvous == [rdv] and ticket.peer_id == node.peer_id
     assert Ticket.parse(str(ticket)) == ticket
     assert node.ticket(blob).rendezvous == []
+
+
+def test_a_peers_contact_names_its_rendezvous_nodes() -> None:
+    a, b = contact(relay=True), contact()
+    peer = Contact(Identity.generate().peer_id, ["[2001:db8:a::2]:5000"], via=[a, b])
+    assert peer.via == [a, b] and contact().via == []
+    back = Contact.parse(str(peer))
+    assert back == peer and back.via[0].relay
+    assert "via=" in repr(peer)
+    # A ticket names its provider's rendezvous nodes itself: one given a peer's contact
+    # keeps the node, not the nodes behind it, and reads back the same.
+    ticket = Ticket(Identity.generate().peer_id, [], HASH, 1, rendezvous=[peer])
+    assert ticket.rendezvous[0].via == [] and Ticket.parse(str(ticket)) == ticket
+
+
+@pytest.mark.parametrize(
+    ("via", "why"),
+    [
+        ("self", "its own rendezvous node"),
+        ("twice", "named twice"),
+        ("nested", "without its own"),
+        ("five", "at most 4"),
+    ],
+)
+def test_a_contacts_rendezvous_nodes_are_bounded_distinct_and_flat(via: str, why: str) -> None:
+    me = Identity.generate().peer_id
+    one = contact()
+    nodes = {
+        "self": [Contact(me, [])],
+        "twice": [one, one],
+        "nested": [Contact(one.peer_id, one.addrs, via=[contact()])],
+        "five": [contact() for _ in range(5)],
+    }[via]
+    with pytest.raises(InvalidTicket, match=why):
+        Contact(me, [], via=nodes)

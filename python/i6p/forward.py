@@ -320,21 +320,28 @@ async def _expose_cli(args: argparse.Namespace) -> int:
             allow=args.allow,
             max_connections=args.max_connections,
         )
-        contact = str(Contact(node.peer_id, node.local_addrs[:16]))
+        contact = str(Contact(node.peer_id, node.local_addrs[:16], via=links[:4]))
         if args.json:
             info = {"contact": contact, "service": args.service, "via": [str(c) for c in links]}
             print(json.dumps(info), flush=True)
         else:
             print(f"exposing {args.host}:{args.port} as service {args.service!r}", file=sys.stderr)
-            via = f" --via {links[0]}" if links else ""
-            print(f"i6p forward {contact} LOCAL_PORT --service {args.service}{via}", flush=True)
+            print(f"i6p forward {contact} LOCAL_PORT --service {args.service}", flush=True)
         await server.serve_forever()
     return 0
 
 
-async def _forward_cli(args: argparse.Namespace) -> int:
+def _peer_and_via(args: argparse.Namespace) -> tuple[Contact, Contact | None]:
+    """The peer's contact, and the rendezvous node to dial it through: ``--via``, else the
+    first its contact names."""
     contact = Contact.parse(args.contact)
-    via = Contact.parse(args.via) if args.via else None
+    if args.via:
+        return contact, Contact.parse(args.via)
+    return contact, next(iter(contact.via), None)
+
+
+async def _forward_cli(args: argparse.Namespace) -> int:
+    contact, via = _peer_and_via(args)
     async with _cli_node(args, [via] if via else []) as node:
         server = await forward(
             node,
@@ -356,8 +363,7 @@ async def _forward_cli(args: argparse.Namespace) -> int:
 
 
 async def _pipe_cli(args: argparse.Namespace) -> int:
-    contact = Contact.parse(args.contact)
-    via = Contact.parse(args.via) if args.via else None
+    contact, via = _peer_and_via(args)
     async with _cli_node(args, [via] if via else []) as node:
         await pipe(
             node,
@@ -375,7 +381,8 @@ def _to_a_peer(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--via",
         metavar="CONTACT",
-        help="a rendezvous node the exposing peer keeps a session to: dial through it",
+        help="a rendezvous node the exposing peer keeps a session to: dial through it "
+        "(default: the first its contact names)",
     )
 
 

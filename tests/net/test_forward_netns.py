@@ -1,7 +1,8 @@
 """TCP forwarding across the lab: an HTTP server behind one middlebox, `i6p expose` next to
-it with a rendezvous node, `i6p forward --via` behind the other middlebox, and `curl` there
-fetching a page through the tunnel (what a user runs to reach a service behind a firewall).
-"""
+it with a rendezvous node, `i6p forward` behind the other middlebox (given the contact
+`expose` printed, which names the rendezvous node, or a bare contact and `--via`), and
+`curl` there fetching a page through the tunnel (what a user runs to reach a service behind
+a firewall)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from i6p import Contact
 
 from .lab import Lab
 from .test_rendezvous_cli import cli, first_line, start
 
 
-@pytest.mark.parametrize("number", [2, 7])
+@pytest.mark.parametrize(("number", "how"), [(2, "contact"), (7, "contact"), (7, "--via")])
 def test_curl_fetches_a_page_through_the_tunnel_between_firewalled_hosts(
-    number: int, tmp_path: Path
+    number: int, how: str, tmp_path: Path
 ) -> None:
     page = os.urandom(300 << 10).hex().encode()  # 600 KiB: many packets each way
     site = tmp_path / "site"
@@ -40,10 +42,15 @@ def test_curl_fetches_a_page_through_the_tunnel_between_firewalled_hosts(
                     "--service", "http", "--rendezvous", rdv, "--json")
             )  # fmt: skip
             procs.append(exposer)
-            contact = str(first_line(exposer)["contact"])
+            contact = Contact.parse(str(first_line(exposer)["contact"]))
+            assert contact.via == [Contact.parse(rdv)]
+            if how == "contact":
+                args = [str(contact)]
+            else:
+                args = [str(Contact(contact.peer_id, contact.addrs)), "--via", rdv]
             forwarder = start(
-                cli(lab, "b", tmp_path / "b", "forward", contact, "8081",
-                    "--service", "http", "--via", rdv, "--json")
+                cli(lab, "b", tmp_path / "b", "forward", *args, "8081", "--service", "http",
+                    "--json")
             )  # fmt: skip
             procs.append(forwarder)
             assert first_line(forwarder)["port"] == 8081

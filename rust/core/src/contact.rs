@@ -1,12 +1,17 @@
-//! Contacts: how to reach a node that helps two others connect. A *rendezvous* node
-//! introduces peers it has sessions with (coordinated simultaneous open) and, if it opted in,
-//! relays their traffic; `i6p rendezvous` prints its contact, and a ticket may name up to
-//! [`MAX_TICKET_CONTACTS`] of them, through which its provider can be reached.
+//! Contacts: how to reach a node. A *rendezvous* node introduces peers it has sessions with
+//! (coordinated simultaneous open) and, if it opted in, relays their traffic;
+//! `i6p rendezvous` prints its contact, and a ticket may name up to [`MAX_TICKET_CONTACTS`]
+//! of them, through which its provider can be reached. A node behind a firewall or NAT
+//! (`i6p expose --rendezvous`) prints a contact that names its rendezvous nodes in turn.
 //!
 //! Text form: `i6p` + base32 (as tickets) of
-//! `version:u8=1 kind:u8=16 peer_id:32 flags:u8 n_addrs:u8 address* checksum:4`.
-//! `flags` bit 0: the node relays. The other bits are reserved and must be zero, so every
-//! string that parses writes back to the same bytes.
+//! `version:u8=1 kind:u8=16 peer_id:32 flags:u8 n_addrs:u8 address* [via] checksum:4`.
+//! `flags` bit 0: the node relays. Bit 1: `via` follows, `n_contacts:u8
+//! (peer_id:32 flags:u8 n_addrs:u8 address*)*`, 1 to [`MAX_TICKET_CONTACTS`] distinct
+//! rendezvous nodes through which the node can be reached, each without a `via` of its own.
+//! The other bits are reserved and must be zero, so every string that parses writes back to
+//! the same bytes. Inside tickets and DHT records a contact never has bit 1: those list the
+//! rendezvous nodes of their provider themselves.
 //!
 //! Addresses are hints, as everywhere: whoever dials a contact verifies its PeerId in TLS.
 
@@ -22,8 +27,9 @@ pub const KIND_CONTACT: u8 = 16;
 pub const MAX_TICKET_CONTACTS: usize = 4;
 const VERSION: u8 = 1;
 const FLAG_RELAY: u8 = 1;
+const FLAG_VIA: u8 = 2;
 
-/// A node that introduces peers, and perhaps relays for them.
+/// How to reach a node: a rendezvous node, or a peer behind one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
     /// The node's identity, checked in TLS when it is dialed.
@@ -32,6 +38,9 @@ pub struct Contact {
     pub addrs: Vec<SocketAddr>,
     /// Whether it relays traffic when no direct path forms.
     pub relay: bool,
+    /// Rendezvous nodes through which it can be reached (at most [`MAX_TICKET_CONTACTS`],
+    /// none of them with a `via` of its own). Carried by a contact's own text form only.
+    pub via: Vec<Contact>,
 }
 
 fn bad(detail: impl Into<String>) -> CoreError {
@@ -42,31 +51,94 @@ fn bad(detail: impl Into<String>) -> CoreError {
 }
 
 impl Contact {
-    /// Appends `peer_id flags n_addrs address*`, the form inside tickets too.
+    /// Checks what the binary form cannot carry: too many or repeated rendezvous nodes, or
+    /// one that names the node itself or has a `via` of its own.
+    pub fn validate(&self) -> Result<()> {
+        if self.via.len() > MAX_TICKET_CONTACTS {
+            return Err(bad(format!(
+                "{} rendezvous nodes (a contact names at most {MAX_TICKET_CONTACTS})",
+                self.via.len()
+            )));
+        }
+        for (i, c) in self.via.iter().enumerate() {
+            if c.peer_id == self.peer_id {
+                return Err(bad("a node is not its own rendezvous node"));
+            }
+            if !c.via.is_empty() {
+                return Err(bad("a rendezvous node is named without its own"));
+            }
+            if self.via[..i].iter().any(|o| o.peer_id == c.peer_id) {
+                return Err(bad(format!("{} is named twice", c.peer_id.short())));
+            }
+        }
+        Ok(())
+    }
+
+    /// The node alone, as tickets and DHT records name it: without its rendezvous nodes.
+    pub fn without_via(&self) -> Self {
+        Self {
+            via: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Appends `peer_id flags n_addrs address*`, the form inside tickets too (`via` is not
+    /// part of it).
     pub(crate) fn put(&self, out: &mut Vec<u8>) {
+        self.put_with(out, false);
+    }
+
+    fn put_with(&self, out: &mut Vec<u8>, via: bool) {
         out.extend_from_slice(self.peer_id.as_bytes());
-        out.push(if self.relay { FLAG_RELAY } else { 0 });
+        let via = via && !self.via.is_empty();
+        out.push(if self.relay { FLAG_RELAY } else { 0 } | if via { FLAG_VIA } else { 0 });
         put_addrs(out, &self.addrs);
+        if via {
+            put_contacts(out, &self.via);
+        }
     }
 
     /// Reads what [`Self::put`] wrote.
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self> {
+        Self::read_with(r, false)
+    }
+
+    fn read_with(r: &mut Reader<'_>, via: bool) -> Result<Self> {
         let peer_id = PeerId::from_bytes(r.array()?);
         let flags = r.u8()?;
-        if flags & !FLAG_RELAY != 0 {
+        let known = if via {
+            FLAG_RELAY | FLAG_VIA
+        } else {
+            FLAG_RELAY
+        };
+        if flags & !known != 0 {
             return Err(bad(format!("unknown flags {flags:#04x}")));
         }
-        Ok(Self {
+        let mut contact = Self {
             peer_id,
             relay: flags & FLAG_RELAY != 0,
             addrs: read_addrs(r)?,
-        })
+            via: Vec::new(),
+        };
+        if flags & FLAG_VIA != 0 {
+            contact.via = read_contacts(r)?;
+            contact.validate()?;
+        }
+        Ok(contact)
     }
 
-    /// The binary form, checksum included.
+    /// The binary form, checksum included. A contact that fails [`Self::validate`] is
+    /// written without the rendezvous nodes past the first [`MAX_TICKET_CONTACTS`];
+    /// constructors check first.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = vec![VERSION, KIND_CONTACT];
-        self.put(&mut out);
+        if self.via.len() > MAX_TICKET_CONTACTS {
+            let mut fewer = self.clone();
+            fewer.via.truncate(MAX_TICKET_CONTACTS);
+            fewer.put_with(&mut out, true);
+        } else {
+            self.put_with(&mut out, true);
+        }
         seal(out)
     }
 
@@ -85,7 +157,7 @@ impl Contact {
             1..=4 | 0x81..=0x84 => return Err(bad("this is a blob ticket, not a contact")),
             kind => return Err(bad(format!("kind {kind} is not a contact"))),
         }
-        let contact = Self::read(&mut r)?;
+        let contact = Self::read_with(&mut r, true)?;
         r.finish()?;
         Ok(contact)
     }
@@ -144,6 +216,7 @@ mod tests {
                 "203.0.113.3:7000".parse().unwrap(),
             ],
             relay,
+            via: Vec::new(),
         }
     }
 
@@ -172,11 +245,64 @@ mod tests {
         assert!(e.to_string().contains("blob ticket"), "{e}");
         let mut raw = sample(1, true).to_bytes();
         raw.truncate(raw.len() - 4);
-        raw[2 + 32] = 0x03;
+        raw[2 + 32] = 0x05;
         assert!(Contact::from_bytes(&seal(raw))
             .unwrap_err()
             .to_string()
             .contains("unknown flags"));
         assert!(Contact::parse("").is_err());
+    }
+
+    #[test]
+    fn a_contact_names_its_rendezvous_nodes_and_tickets_never_carry_them() {
+        let mut peer = sample(7, false);
+        peer.via = vec![sample(1, true), sample(2, false)];
+        peer.validate().unwrap();
+        let text = peer.to_string();
+        assert_eq!(Contact::parse(&text).unwrap(), peer);
+        // Inside a ticket (the inner form) the rendezvous nodes of a contact are left out.
+        let mut inner = Vec::new();
+        peer.put(&mut inner);
+        let mut plain = Vec::new();
+        sample(7, false).put(&mut plain);
+        assert_eq!(inner, plain);
+        // ... and an inner contact that says it has some is refused.
+        let mut r = Reader::new(&inner, "contact");
+        let mut flagged = inner.clone();
+        flagged[32] |= FLAG_VIA;
+        assert!(Contact::read(&mut r).is_ok());
+        let mut r = Reader::new(&flagged, "contact");
+        assert!(Contact::read(&mut r).is_err());
+    }
+
+    #[test]
+    fn rendezvous_nodes_that_cannot_be_written_are_refused() {
+        let with = |via: Vec<Contact>| Contact {
+            via,
+            ..sample(7, false)
+        };
+        let mut nested = sample(1, true);
+        nested.via = vec![sample(2, true)];
+        for (via, why) in [
+            (vec![sample(7, true)], "its own"),
+            (vec![sample(1, true), sample(1, false)], "twice"),
+            (vec![nested], "without its own"),
+            ((1..=5).map(|s| sample(s, true)).collect(), "at most 4"),
+        ] {
+            let e = with(via.clone()).validate().unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+            // The same list read from the wire is refused too (five do not even parse).
+            let mut raw = vec![VERSION, KIND_CONTACT];
+            raw.extend_from_slice(sample(7, false).peer_id.as_bytes());
+            raw.push(FLAG_VIA);
+            put_addrs(&mut raw, &[]);
+            raw.push(via.len() as u8);
+            for c in &via {
+                raw.extend_from_slice(c.peer_id.as_bytes());
+                raw.push(if c.via.is_empty() { 0 } else { FLAG_VIA });
+                put_addrs(&mut raw, &c.addrs);
+            }
+            assert!(Contact::from_bytes(&seal(raw)).is_err(), "{why}");
+        }
     }
 }

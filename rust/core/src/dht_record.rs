@@ -205,6 +205,7 @@ mod tests {
                 peer_id: PeerId::from_public_key(&[s; 32]),
                 addrs: (0..20).map(v6).collect(),
                 relay: s % 2 == 0,
+                via: Vec::new(),
             })
             .collect();
         rec

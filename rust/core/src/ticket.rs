@@ -630,6 +630,7 @@ mod tests {
             peer_id: PeerId::from_public_key(&[seed; 32]),
             addrs: vec![format!("[2001:db8:ff::{seed}]:7000").parse().unwrap()],
             relay,
+            via: Vec::new(),
         }
     }
 

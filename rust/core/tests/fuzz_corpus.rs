@@ -356,12 +356,19 @@ fn write_seed_corpus() {
             peer_id: PeerId::from_bytes([0x43; 32]),
             addrs: vec!["[2001:db8:ff::c]:7000".parse().unwrap()],
             relay: true,
+            via: Vec::new(),
         }],
         ..one.clone()
     };
     s.write("with-rendezvous", via.to_string().as_bytes());
     s.write("with-rendezvous-bytes", &via.to_bytes());
     s.write("contact-bytes", &via.rendezvous[0].to_bytes());
+    let behind = i6p_core::contact::Contact {
+        peer_id: PeerId::from_bytes([0x44; 32]),
+        via: via.rendezvous.clone(),
+        ..via.rendezvous[0].clone()
+    };
+    s.write("contact-with-via-bytes", &behind.to_bytes());
 
     let s = seeds("state");
     // What a download's state file holds with groups 0, 2 and 5 of the blob saved.
@@ -426,6 +433,7 @@ fn write_dht_record_seeds() {
         peer_id: PeerId::from_public_key(&[9; 32]),
         addrs: vec!["203.0.113.9:7000".parse().unwrap()],
         relay: true,
+        via: Vec::new(),
     }];
     s.write("addrs_and_contact", &full.encode());
 }

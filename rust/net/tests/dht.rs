@@ -208,6 +208,7 @@ async fn a_node_without_published_addresses_is_reached_through_its_contact() {
         peer_id: rendezvous.peer_id(),
         addrs: vec![rendezvous.local_addr().unwrap()],
         relay: false,
+        via: Vec::new(),
     };
     let (a_id, b_id) = (Identity::generate(), Identity::generate());
     let a = dht_node(&a_id, &net, false);

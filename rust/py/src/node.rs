@@ -615,7 +615,7 @@ fn record_contacts(
             contacts.len()
         )));
     }
-    Ok(contacts.iter().map(|c| c.0.clone()).collect())
+    Ok(contacts.iter().map(|c| c.0.without_via()).collect())
 }
 
 /// `max_udp_payload`: None for the default, "auto" for the host's largest MTU, or a size.

@@ -37,7 +37,7 @@ fn contacts(list: &[PyRef<'_, Contact>]) -> PyResult<Vec<i6p_core::contact::Cont
                 c.0.peer_id.short()
             )));
         }
-        out.push(c.0.clone());
+        out.push(c.0.without_via());
     }
     Ok(out)
 }
