@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
-from i6p import Limits, Node, Session
-from i6p.errors import CoordinationRefused, InvalidArgument, PeerNotFound
+from i6p import Contact, Limits, Node, Session, Ticket
+from i6p.errors import CoordinationRefused, I6PError, InvalidArgument, PeerNotFound
 
 from .conftest import NodeFactory, connect_pair, loopback
 
@@ -52,6 +52,28 @@ async def test_a_peer_known_only_through_a_coordinator_serves_a_verified_fetch(
     result = await asyncio.wait_for(a.fetch(ticket, tmp_path / "dest"), timeout=60)
     assert (tmp_path / "dest").read_bytes() == data and result.size == len(data)
     assert ab.stats()["bytes_received"] - before >= len(data)
+
+
+@pytest.mark.parametrize("addrs", [["[::1]:1"], []])
+async def test_a_fetch_reaches_the_provider_through_its_tickets_rendezvous_node(
+    make_node: NodeFactory, tmp_path: Path, addrs: list[str]
+) -> None:
+    """`node.fetch` alone, with no session made first: the ticket's address does not answer
+    (or there is none), so the engine goes through the rendezvous node the ticket names."""
+    a, b, c, _ = await triangle(make_node)
+    data = os.urandom(1 << 20)
+    (tmp_path / "src").write_bytes(data)
+    served = b.ticket(await b.add_path(tmp_path / "src"))
+    rendezvous = Contact(c.peer_id, [loopback(c)])
+    ticket = Ticket(b.peer_id, addrs, served.hash, served.size, rendezvous=[rendezvous])
+    result = await asyncio.wait_for(a.fetch(ticket, tmp_path / "dest"), timeout=60)
+    assert (tmp_path / "dest").read_bytes() == data and result.size == len(data)
+    # Without the rendezvous node the same ticket reaches nobody.
+    alone = Ticket(b.peer_id, addrs, served.hash, served.size)
+    with pytest.raises(I6PError):
+        await asyncio.wait_for(
+            (await make_node()).fetch(alone, tmp_path / "again", reconnects=0), timeout=60
+        )
 
 
 async def test_the_coordinator_can_be_named_by_peer_id(make_node: NodeFactory) -> None:

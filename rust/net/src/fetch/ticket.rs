@@ -14,21 +14,29 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A session to the ticket's provider for a transfer, dialed at `addrs` when there is none.
-/// A ticket that lists no address (one naming its provider by key) has the provider found
-/// first by discovery ([`crate::Node::transfer_session_by_discovery`]), unless a session is
-/// live already.
+/// A session to the ticket's provider for a transfer: a live one, else one dialed at
+/// `addrs` or made through the ticket's rendezvous nodes
+/// ([`crate::Node::transfer_session_via`]). A ticket that lists no address (one naming its
+/// provider by key) has the provider found by discovery first
+/// ([`crate::Node::transfer_session_by_discovery`]).
 async fn provider_session(
     node: &crate::Node,
     ticket: &i6p_core::ticket::Ticket,
     addrs: &[std::net::SocketAddr],
 ) -> Result<TransferLease> {
-    if addrs.is_empty() && node.live_session(&ticket.peer_id).is_none() {
-        return node
-            .transfer_session_by_discovery(ticket.peer_id, ticket.key)
-            .await;
+    let (peer, contacts) = (ticket.peer_id, &ticket.rendezvous);
+    if node.live_session(&peer).is_some() {
+        return node.transfer_session(peer, addrs).await;
     }
-    node.transfer_session(ticket.peer_id, addrs).await
+    if addrs.is_empty() {
+        let found = node.transfer_session_by_discovery(peer, ticket.key).await;
+        return match found {
+            Err(NetError::NodeClosed) => Err(NetError::NodeClosed),
+            Err(_) if !contacts.is_empty() => node.transfer_session_via(peer, &[], contacts).await,
+            other => other,
+        };
+    }
+    node.transfer_session_via(peer, addrs, contacts).await
 }
 
 /// Fetches a ticket's blob into `dest` from its provider, reconnecting after a dropped

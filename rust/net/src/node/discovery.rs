@@ -200,7 +200,9 @@ impl Node {
                 Err(e) => tried.push(format!("the record's addresses ({e})")),
             }
         }
-        let session = self.connect_via_contacts(&found, tried).await?;
+        let session = self
+            .connect_via_contacts(peer, &found.record.contacts, tried, "its DHT record")
+            .await?;
         // The transfer leases the session just made (the node lists it as live).
         let lease = self.transfer_session(peer, &[]).await;
         drop(session);
@@ -219,46 +221,10 @@ impl Node {
                 Err(e) => tried.push(format!("the record's addresses ({e})")),
             }
         }
-        self.connect_via_contacts(found, tried).await
-    }
-
-    /// Connects to the peer whose record `found` is through each contact it names (a live
-    /// session to the contact, or one made at its addresses) as coordinator, and relay if it
-    /// relays, by [`Self::connect_to`]. `tried` says what failed before, for the error.
-    async fn connect_via_contacts(
-        &self,
-        found: &Resolved,
-        mut tried: Vec<String>,
-    ) -> Result<Session> {
         let peer = found.key.peer_id();
-        for contact in &found.record.contacts {
-            if contact.peer_id == peer || contact.peer_id == self.peer_id() {
-                continue;
-            }
-            let via = match self.inner.live.any_session(&contact.peer_id) {
-                Some(via) => via,
-                None => match self.connect_any(contact.peer_id, &contact.addrs).await {
-                    Ok(via) => via,
-                    Err(e) => {
-                        tried.push(format!("contact {} ({e})", contact.peer_id.short()));
-                        continue;
-                    }
-                },
-            };
-            match self.connect_to(peer, &[], Some(&via)).await {
-                Ok(session) => return Ok(session),
-                Err(e @ NetError::NodeClosed) => return Err(e),
-                Err(e) => tried.push(format!("via {} ({e})", contact.peer_id.short())),
-            }
-        }
-        if tried.is_empty() {
-            tried.push("nothing: the record names no address and no contact".into());
-        }
-        Err(NetError::Unreachable(format!(
-            "peer {} not reached from its DHT record; tried: {}",
-            peer.short(),
-            tried.join("; ")
-        )))
+        let contacts = &found.record.contacts;
+        self.connect_via_contacts(peer, contacts, tried, "its DHT record")
+            .await
     }
 
     /// What the DHT holds for `key`: its newest record signed by that key and valid now, or

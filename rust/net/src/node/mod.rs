@@ -6,6 +6,7 @@
 
 mod accept;
 mod config;
+mod contacts;
 mod coordinator;
 mod dial;
 mod discovery;

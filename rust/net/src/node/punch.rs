@@ -38,7 +38,7 @@ const PUNCH_TTL: Duration = Duration::from_secs(30);
 /// Time given to the addresses the caller knows before asking the coordinator: enough for a
 /// handshake on any sane path; a filtered address is a black hole that would hold the whole
 /// handshake timeout.
-const DIRECT_FIRST: Duration = Duration::from_secs(2);
+pub(super) const DIRECT_FIRST: Duration = Duration::from_secs(2);
 /// Rounds of pinhole datagrams the non-dialing side sends, and the pause between them.
 const PINHOLE_ROUNDS: u32 = 4;
 const PINHOLE_PAUSE: Duration = Duration::from_millis(25);
