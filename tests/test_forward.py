@@ -201,7 +201,9 @@ def test_the_cli_exposes_and_forwards(tmp_path: Path) -> None:
         )
         procs.append(forwarder)
         assert forwarder.stdout is not None
-        port = json.loads(forwarder.stdout.readline())["port"]
+        info = json.loads(forwarder.stdout.readline())
+        port = info["port"]
+        assert info["route"] == "direct"
 
         async def ask() -> bytes:
             reader, writer = await asyncio.open_connection("::1", port)
@@ -231,3 +233,34 @@ def test_the_cli_exposes_and_forwards(tmp_path: Path) -> None:
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_the_cli_forwards_to_a_peer_not_reached_yet(tmp_path: Path) -> None:
+    """A peer that does not answer when `i6p forward` starts: it says so, keeps listening,
+    and each TCP connection dials again (reset while the peer stays away)."""
+    from i6p import Contact, Identity
+
+    nobody = Contact(Identity.generate().peer_id, ["[::1]:1"])
+    env = {**os.environ, "I6P_HOME": str(tmp_path / "b")}
+    forwarder = subprocess.Popen(
+        [sys.executable, "-m", "i6p.cli", "forward", str(nobody), "0", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert forwarder.stdout is not None and forwarder.stderr is not None
+        info = json.loads(forwarder.stdout.readline())
+        assert info["route"] is None
+        assert "not reached yet" in forwarder.stderr.readline()
+
+        async def ask() -> bytes:
+            reader, writer = await asyncio.open_connection("::1", info["port"])
+            writer.write(b"anyone?")
+            try:
+                return await asyncio.wait_for(reader.read(), 30)
+            except ConnectionResetError:
+                return b"reset"
+
+        assert asyncio.run(ask()) == b"reset"
+    finally:
+        forwarder.kill()
+        forwarder.wait()

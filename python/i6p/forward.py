@@ -32,7 +32,7 @@ from .identity import PeerId, PublicKey
 from .node import Node
 from .rendezvous import RendezvousLink
 from .session import Session
-from .streams import Server, open_connection, start_server
+from .streams import Server, _session_to, open_connection, start_server
 from .transfer import Contact
 
 __all__ = ["Forwarding", "expose", "forward", "pipe", "splice"]
@@ -353,10 +353,21 @@ async def _forward_cli(args: argparse.Namespace) -> int:
             host=args.listen,
         )
         port = server.port
+        # Dialed now, so the user learns at once whether (and how) the peer is reached; the
+        # connections share this session. A peer not reached yet is dialed again by each.
+        try:
+            dial_via = via.peer_id if via else None
+            session = await _session_to(node, contact.peer_id, contact.addrs, dial_via)
+            route: str | None = session.route
+        except I6PError as e:
+            route = None
+            print(f"peer not reached yet ({e}); each connection tries again", file=sys.stderr)
         if args.json:
-            print(json.dumps({"listen": f"[{args.listen}]:{port}", "port": port}), flush=True)
+            listen = f"[{args.listen}]:{port}"
+            print(json.dumps({"listen": listen, "port": port, "route": route}), flush=True)
         else:
-            print(f"forwarding {args.listen} port {port} to {args.service!r}", flush=True)
+            how = f" ({route})" if route else ""
+            print(f"forwarding {args.listen} port {port} to {args.service!r}{how}", flush=True)
         async with server:
             await server.serve_forever()
     return 0
