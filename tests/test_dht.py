@@ -82,6 +82,10 @@ async def test_a_record_without_addresses_leads_through_its_contact(
     ticket = provider.ticket(blob, by_key=True)
     result = await asyncio.wait_for(fetcher.fetch(ticket, tmp_path / "dest"), 60)
     assert result.hash == blob.hash and (tmp_path / "dest").read_bytes() == src.read_bytes()
+    # The session made through the contact was for transfers: the provider's application
+    # never gets it from accept().
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(provider.accept(), timeout=0.5)
     await link.close()
 
 

@@ -68,6 +68,10 @@ async def test_a_fetch_reaches_the_provider_through_its_tickets_rendezvous_node(
     ticket = Ticket(b.peer_id, addrs, served.hash, served.size, rendezvous=[rendezvous])
     result = await asyncio.wait_for(a.fetch(ticket, tmp_path / "dest"), timeout=60)
     assert (tmp_path / "dest").read_bytes() == data and result.size == len(data)
+    # The introduction asked for a session for transfers: the provider's application never
+    # gets it from accept(), whichever side's dial made it.
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(b.accept(), timeout=0.5)
     # Without the rendezvous node the same ticket reaches nobody.
     alone = Ticket(b.peer_id, addrs, served.hash, served.size)
     with pytest.raises(I6PError):

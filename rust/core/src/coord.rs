@@ -28,6 +28,8 @@ pub const MAX_ATTEMPTS: u8 = 3;
 
 /// Flag bit: the sender believes it is publicly reachable (it can be dialed unsolicited).
 const FLAG_PUBLIC: u8 = 1;
+/// Flag bit, in CONNECT and INTRODUCE: the asker wants a session for blob transfers only.
+const FLAG_TRANSFERS: u8 = 2;
 
 /// A peer's candidate addresses and whether it believes itself publicly reachable.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -36,11 +38,18 @@ pub struct Candidates {
     pub addrs: Vec<SocketAddr>,
     /// The peer believes unsolicited packets reach it (no filter in front of it).
     pub public: bool,
+    /// The asker wants the session for blob transfers only (CONNECT and INTRODUCE): the
+    /// target serves it and never hands it to its application, as a session dialed with
+    /// the HELLO purpose "transfers".
+    pub transfers: bool,
 }
 
 impl Candidates {
     fn put(&self, out: &mut Vec<u8>) {
-        out.push(if self.public { FLAG_PUBLIC } else { 0 });
+        out.push(
+            if self.public { FLAG_PUBLIC } else { 0 }
+                | if self.transfers { FLAG_TRANSFERS } else { 0 },
+        );
         let addrs = &self.addrs[..self.addrs.len().min(MAX_CANDIDATES)];
         out.push(addrs.len() as u8);
         for a in addrs {
@@ -50,7 +59,7 @@ impl Candidates {
 
     fn read(r: &mut Reader<'_>) -> Result<Self> {
         let flags = r.u8()?;
-        if flags & !FLAG_PUBLIC != 0 {
+        if flags & !(FLAG_PUBLIC | FLAG_TRANSFERS) != 0 {
             return Err(r.malformed(format!("unknown flags {flags:#04x}")));
         }
         let n = usize::from(r.u8()?);
@@ -64,6 +73,7 @@ impl Candidates {
         Ok(Self {
             addrs,
             public: flags & FLAG_PUBLIC != 0,
+            transfers: flags & FLAG_TRANSFERS != 0,
         })
     }
 }
@@ -313,6 +323,7 @@ mod tests {
                 })
                 .collect(),
             public: true,
+            transfers: false,
         }
     }
 
@@ -337,6 +348,13 @@ mod tests {
             from: peer,
             candidates: cands(0),
         });
+        round_trip(CoordMessage::Connect {
+            target: peer,
+            candidates: Candidates {
+                transfers: true,
+                ..cands(2)
+            },
+        });
         round_trip(CoordMessage::Answer(cands(3)));
         for reason in RefusalReason::ALL {
             round_trip(CoordMessage::Refuse {
@@ -356,7 +374,7 @@ mod tests {
         let mut answer = CoordMessage::Answer(cands(1)).encode();
         answer[1] = (MAX_CANDIDATES + 1) as u8;
         assert!(CoordMessage::decode(FRAME_COORD_ANSWER, &answer).is_err());
-        assert!(CoordMessage::decode(FRAME_COORD_ANSWER, &[2, 0]).is_err());
+        assert!(CoordMessage::decode(FRAME_COORD_ANSWER, &[4, 0]).is_err());
         assert!(CoordMessage::decode(FRAME_COORD_SYNC, &[0, 0]).is_err());
         assert!(CoordMessage::decode(FRAME_COORD_SYNC, &[4, 0]).is_err());
         assert!(CoordMessage::decode(FRAME_COORD_SYNC, &[1, 2]).is_err());

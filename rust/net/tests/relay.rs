@@ -335,3 +335,44 @@ async fn the_duration_bound_ends_the_circuit_with_relay_limit_on_both_ends() {
     // The sessions with the relay itself are untouched.
     assert!(a_r.is_usable());
 }
+
+/// A fetch that reaches its provider through a ticket's rendezvous node, where no punch gets
+/// through (the coordinator gives addresses nobody listens at) and the rendezvous node
+/// relays: the relayed session is for transfers, so the provider's `accept` never gets it.
+#[tokio::test]
+async fn a_fetch_through_a_relaying_rendezvous_node_stays_away_from_the_providers_accept() {
+    let quiet = NodeConfig {
+        dial_back: false,
+        ..NodeConfig::default()
+    };
+    let (a, b) = (node_with(quiet.clone()), node_with(quiet));
+    let r = relay_with(Limits::default(), RelayTesting::default());
+    let (_ab, _ra) = direct(&a, &r).await;
+    let (_br, _rb) = direct(&b, &r).await;
+    let nobody = std::net::UdpSocket::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    r.lie_as_coordinator(Some(i6p_net::CoordinatorLie::Addrs(vec![nobody])));
+    let contact = i6p_core::contact::Contact {
+        peer_id: r.peer_id(),
+        addrs: vec![addr(&r)],
+        relay: true,
+        via: Vec::new(),
+    };
+    let lease = tokio::time::timeout(
+        Duration::from_secs(60),
+        a.transfer_session_via(b.peer_id(), &[], &[contact]),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(lease.route(), Route::Relayed);
+    let data = random_bytes(300_000);
+    fetch(&lease, &data, &b, "relayed-transfer").await.unwrap();
+    let accepted = tokio::time::timeout(Duration::from_millis(500), b.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "the provider's application got the session"
+    );
+}

@@ -2,9 +2,9 @@
 //! becomes the coordinator of an introduction (and the relay, if it relays) through
 //! [`Node::connect_to`]. A fetch takes the session so made for its transfer.
 //!
-//! The session made through a contact is an ordinary one: the provider's application gets
-//! it from `accept` (the coordination path carries no transfer flag yet). One dialed at the
-//! ticket's addresses is a transfer session, which it never sees.
+//! For a fetch, the session made through a contact is for transfers only, as one dialed at
+//! the ticket's addresses: the introduction says so (CONNECT's `transfers` flag), so the
+//! provider's application never gets it from `accept`, whichever side dials.
 
 use super::punch::DIRECT_FIRST;
 use super::{Node, TransferLease};
@@ -40,7 +40,12 @@ impl Node {
             }
         }
         let session = self
-            .connect_via_contacts(peer, contacts, tried, "its ticket's rendezvous nodes")
+            .connect_via_contacts(
+                (peer, true),
+                contacts,
+                tried,
+                "its ticket's rendezvous nodes",
+            )
             .await?;
         // The transfer leases the session just made (the node lists it as live).
         let lease = self.transfer_session(peer, &[]).await;
@@ -50,11 +55,11 @@ impl Node {
 
     /// Connects to `peer` through each of `contacts` (a live session to the contact, or one
     /// made at its addresses) as coordinator, and relay if it relays, by
-    /// [`Node::connect_to`]. `tried` says what failed before, and `source` where the
-    /// contacts came from, for the error.
+    /// [`Node::connect_to`] (for `transfers` only, or not). `tried` says what failed
+    /// before, and `source` where the contacts came from, for the error.
     pub(super) async fn connect_via_contacts(
         &self,
-        peer: PeerId,
+        (peer, transfers): (PeerId, bool),
         contacts: &[Contact],
         mut tried: Vec<String>,
         source: &str,
@@ -74,7 +79,7 @@ impl Node {
                     }
                 },
             };
-            match self.connect_to(peer, &[], Some(&via)).await {
+            match self.connect_to_as(peer, &[], Some(&via), transfers).await {
                 Ok(session) => return Ok(session),
                 Err(e @ NetError::NodeClosed) => return Err(e),
                 Err(e) => tried.push(format!("via {} ({e})", contact.peer_id.short())),

@@ -179,7 +179,7 @@ fn with_observed(observed: SocketAddr, c: &Candidates) -> Candidates {
     addrs.extend_from_slice(&c.addrs);
     Candidates {
         addrs: filter_candidates(&addrs, observed.ip().is_loopback()),
-        public: c.public,
+        ..c.clone()
     }
 }
 
@@ -217,7 +217,7 @@ async fn coordinate(
             if let Some(CoordinatorLie::Addrs(addrs)) = lie {
                 answer = CoordMessage::Answer(Candidates {
                     addrs,
-                    public: false,
+                    ..Candidates::default()
                 });
             }
             if !write(&mut send_a, &answer).await {
@@ -347,7 +347,7 @@ async fn be_introduced(
             },
             Some(joined) = dials.join_next(), if !dials.is_empty() => {
                 if let Ok(Ok(session)) = joined {
-                    hand_over(node, session);
+                    hand_over(node, session, candidates.transfers);
                     dials = JoinSet::new();
                 }
             }
@@ -362,7 +362,7 @@ async fn be_introduced(
     let _ = tokio::time::timeout(wait, async {
         while let Some(joined) = dials.join_next().await {
             if let Ok(Ok(session)) = joined {
-                hand_over(node, session);
+                hand_over(node, session, candidates.transfers);
                 return;
             }
         }
@@ -382,21 +382,26 @@ fn start_attempt(
     route: Route,
 ) {
     let now = tokio::time::Instant::now();
+    // The target's own dials are application sessions on its side: the asker, who wanted
+    // them, takes them in as their listener (with `transfers`, this side keeps them away
+    // from its application instead; see `hand_over`).
     if route == Route::Direct {
-        node.dial_all_at(dials, from, theirs, now, route);
+        node.dial_all_at(dials, (from, theirs), now, route, false);
     } else if dials_first(node.peer_id(), from) {
         let at = now + super::punch::dial_margin(c);
-        node.dial_all_at(dials, from, theirs, at, route);
+        node.dial_all_at(dials, (from, theirs), at, route, false);
     } else {
         node.open_pinholes(theirs, now);
     }
 }
 
 /// A session this node dialed for an introduction goes to `accept`, like an incoming one,
-/// unless it replaces a relayed session the application already has (it reaches it there).
-fn hand_over(node: &Node, session: Session) {
+/// unless it replaces a relayed session the application already has (it reaches it there),
+/// or the asker wants it for `transfers` only: then it is served, as a session the asker
+/// had dialed for transfers would be.
+fn hand_over(node: &Node, session: Session, transfers: bool) {
     let continues = node.inner.live.add_app(&session);
-    if node.inner.config.accept_sessions && !continues {
+    if node.inner.config.accept_sessions && !continues && !transfers {
         node.return_session(session);
     }
 }

@@ -170,8 +170,8 @@ impl Node {
 
     /// A session for a transfer from the peer a key ticket names (`key`, or only `peer` for
     /// a ticket by PeerId), found as [`Self::connect_by_key`] finds it. Dialed at an address
-    /// it is a transfer session, which the peer's application never sees (see
-    /// [`Self::transfer_session`]); through a contact it is an ordinary session.
+    /// or made through a contact, it is a transfer session, which the peer's application
+    /// never sees (see [`Self::transfer_session`]).
     pub async fn transfer_session_by_discovery(
         &self,
         peer: PeerId,
@@ -201,7 +201,12 @@ impl Node {
             }
         }
         let session = self
-            .connect_via_contacts(peer, &found.record.contacts, tried, "its DHT record")
+            .connect_via_contacts(
+                (peer, true),
+                &found.record.contacts,
+                tried,
+                "its DHT record",
+            )
             .await?;
         // The transfer leases the session just made (the node lists it as live).
         let lease = self.transfer_session(peer, &[]).await;
@@ -223,7 +228,7 @@ impl Node {
         }
         let peer = found.key.peer_id();
         let contacts = &found.record.contacts;
-        self.connect_via_contacts(peer, contacts, tried, "its DHT record")
+        self.connect_via_contacts((peer, false), contacts, tried, "its DHT record")
             .await
     }
 

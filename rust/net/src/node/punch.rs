@@ -255,6 +255,18 @@ impl Node {
         addrs: &[SocketAddr],
         via: Option<&Session>,
     ) -> Result<Session> {
+        self.connect_to_as(peer, addrs, via, false).await
+    }
+
+    /// [`Self::connect_to`]; with `transfers`, the sessions made through `via` are for blob
+    /// transfers only: the peer serves them and never hands them to its application.
+    pub(super) async fn connect_to_as(
+        &self,
+        peer: PeerId,
+        addrs: &[SocketAddr],
+        via: Option<&Session>,
+        transfers: bool,
+    ) -> Result<Session> {
         self.ensure_open()?;
         if peer == self.peer_id() {
             return Err(NetError::OwnPeerId(peer));
@@ -277,12 +289,12 @@ impl Node {
                 "connect_to needs addresses or a coordinator (via)".into(),
             ));
         };
-        match self.connect_coordinated(peer, via).await {
+        match self.connect_coordinated(peer, via, transfers).await {
             Ok(session) => return Ok(session),
             Err(e @ (NetError::NodeClosed | NetError::CoordinationRefused(_))) => return Err(e),
             Err(e) => tried.push(e.to_string()),
         }
-        match self.connect_through_relay(peer, via).await {
+        match self.connect_through_relay(peer, via, transfers).await {
             Some(Ok(session)) => return Ok(session),
             Some(Err(e @ NetError::NodeClosed)) => return Err(e),
             Some(Err(e)) => tried.push(format!("relay {} ({e})", via.remote_peer_id().short())),
@@ -316,19 +328,6 @@ impl Node {
                     "no answer within {DIRECT_FIRST:?}"
                 )))
             })
-    }
-
-    /// The relay step of [`Self::connect_to`]: a relayed session through `via` when the
-    /// coordinator relays (its HELLO says ("relay", "1")), else None.
-    async fn connect_through_relay(&self, peer: PeerId, via: &Session) -> Option<Result<Session>> {
-        let relays = via
-            .remote_capabilities()
-            .iter()
-            .any(|(k, v)| k == "relay" && v == "1");
-        if !relays {
-            return None;
-        }
-        Some(self.connect_relayed(peer, via).await)
     }
 
     /// Makes this node believe it is publicly reachable (unsolicited packets reach it)
@@ -366,11 +365,17 @@ impl Node {
         Candidates {
             addrs: filter_candidates(&addrs, loopback_ok),
             public: self.believes_public(),
+            transfers: false,
         }
     }
 
     /// Introduction through `via`, then the punch procedure (see the module's doc).
-    pub(super) async fn connect_coordinated(&self, peer: PeerId, via: &Session) -> Result<Session> {
+    pub(super) async fn connect_coordinated(
+        &self,
+        peer: PeerId,
+        via: &Session,
+        transfers: bool,
+    ) -> Result<Session> {
         let coordinator = via.remote_peer_id();
         if coordinator == peer {
             return Err(NetError::Config(
@@ -395,7 +400,10 @@ impl Node {
             peer,
             send,
             loopback_ok: via.remote_addr().ip().is_loopback(),
-            ours: self.candidates_for(via),
+            ours: Candidates {
+                transfers,
+                ..self.candidates_for(via)
+            },
             target: Vec::new(),
             dials: JoinSet::new(),
             errors: Vec::new(),
@@ -436,16 +444,18 @@ impl Node {
     pub(super) fn dial_all_at(
         &self,
         dials: &mut JoinSet<Result<Session>>,
-        peer: PeerId,
-        addrs: &[SocketAddr],
+        (peer, addrs): (PeerId, &[SocketAddr]),
         at: tokio::time::Instant,
         route: Route,
+        transfers: bool,
     ) {
         for addr in addrs {
             let (node, addr) = (self.clone(), *addr);
             dials.spawn(async move {
                 tokio::time::sleep_until(at).await;
-                let session = node.dial_session(peer, addr, false, Some(route)).await?;
+                let session = node
+                    .dial_session(peer, addr, transfers, Some(route))
+                    .await?;
                 session.wait_established().await?;
                 Ok(session)
             });
@@ -549,8 +559,10 @@ impl Asker {
             PunchAction::DialDirect => {
                 self.dials = JoinSet::new();
                 let target = self.target.clone();
+                let to = (self.peer, &target[..]);
+                let transfers = self.ours.transfers;
                 self.node
-                    .dial_all_at(&mut self.dials, self.peer, &target, now, Route::Direct);
+                    .dial_all_at(&mut self.dials, to, now, Route::Direct, transfers);
             }
             PunchAction::SendSync { attempt, mode } => {
                 let route = match mode {
@@ -567,8 +579,10 @@ impl Asker {
                 let target = self.target.clone();
                 if dials_first(self.node.peer_id(), self.peer) {
                     let at = at + self.margin;
+                    let to = (self.peer, &target[..]);
+                    let transfers = self.ours.transfers;
                     self.node
-                        .dial_all_at(&mut self.dials, self.peer, &target, at, Route::Punched);
+                        .dial_all_at(&mut self.dials, to, at, Route::Punched, transfers);
                 } else {
                     self.node.open_pinholes(&target, at);
                 }

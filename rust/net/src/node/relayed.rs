@@ -165,6 +165,17 @@ impl Node {
     /// Fails with [`NetError::RelayRefused`] (which reason) when the relay or the target
     /// refuses, [`NetError::PeerIdMismatch`] when the other end of the circuit is not `peer`.
     pub async fn connect_relayed(&self, peer: PeerId, relay: &Session) -> Result<Session> {
+        self.connect_relayed_as(peer, relay, false).await
+    }
+
+    /// [`Self::connect_relayed`]; with `transfers`, the session is for blob transfers only
+    /// (the HELLO says so: the peer never hands it to its application).
+    pub(super) async fn connect_relayed_as(
+        &self,
+        peer: PeerId,
+        relay: &Session,
+        transfers: bool,
+    ) -> Result<Session> {
         self.ensure_open()?;
         if peer == self.peer_id() {
             return Err(NetError::OwnPeerId(peer));
@@ -191,7 +202,8 @@ impl Node {
         let (addr, out) = relayed.circuits.open().ok_or_else(too_many_relayed)?;
         let hold = relay.transfer_hold();
         circuit::run(relayed.circuits.clone(), addr, out, (send, recv), hold);
-        let result = tokio::time::timeout_at(deadline, self.dial_relayed(peer, addr, &endpoint))
+        let dial = self.dial_relayed(peer, addr, &endpoint, transfers);
+        let result = tokio::time::timeout_at(deadline, dial)
             .await
             .unwrap_or_else(|_| Err(late()));
         match result {
@@ -208,12 +220,31 @@ impl Node {
         }
     }
 
+    /// The relay step of [`Self::connect_to`]: a relayed session through `via` when the
+    /// coordinator relays (its HELLO says ("relay", "1")), else None.
+    pub(super) async fn connect_through_relay(
+        &self,
+        peer: PeerId,
+        via: &Session,
+        transfers: bool,
+    ) -> Option<Result<Session>> {
+        let relays = via
+            .remote_capabilities()
+            .iter()
+            .any(|(k, v)| k == "relay" && v == "1");
+        if !relays {
+            return None;
+        }
+        Some(self.connect_relayed_as(peer, via, transfers).await)
+    }
+
     /// The QUIC + TLS handshake and the HELLO exchange over the circuit at `addr`.
     async fn dial_relayed(
         &self,
         peer: PeerId,
         addr: std::net::SocketAddr,
         endpoint: &Endpoint,
+        transfers: bool,
     ) -> Result<Session> {
         let dial = self.inner.dials.fetch_add(1, Ordering::Relaxed);
         let name = crate::resume::dial_name(&peer, dial);
@@ -224,7 +255,7 @@ impl Node {
         est.route = Route::Relayed;
         est.buffers = None;
         let (conn, key) = (est.conn.clone(), est.remote_key);
-        let hello = self.hello(false, None)?;
+        let hello = self.hello(transfers, None)?;
         let result = est
             .handshake_dialer(&self.inner.identity, &hello, resumed)
             .await;

@@ -89,7 +89,7 @@ impl Node {
         };
         let peer = current.remote_peer_id();
         // Listed when it formed, the new session became the relayed one's successor.
-        let direct = self.connect_coordinated(peer, &relay).await?;
+        let direct = self.connect_coordinated(peer, &relay, false).await?;
         Ok(if current.successor().is_some() {
             current.current()
         } else {
