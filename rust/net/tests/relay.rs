@@ -345,7 +345,14 @@ async fn a_fetch_through_a_relaying_rendezvous_node_stays_away_from_the_provider
         dial_back: false,
         ..NodeConfig::default()
     };
-    let (a, b) = (node_with(quiet.clone()), node_with(quiet));
+    // A has the smaller PeerId, so it is the side that dials in a simultaneous open, and
+    // only toward the dead address the coordinator gives it: no punch can get through
+    // (were B the dialer, it would dial A's real candidates).
+    let mut ids = [Identity::generate(), Identity::generate()];
+    ids.sort_by_key(|id| id.peer_id());
+    let [id_a, id_b] = ids;
+    let bind = |id: Identity| Node::bind(id, "[::1]:0".parse().unwrap(), quiet.clone()).unwrap();
+    let (a, b) = (bind(id_a), bind(id_b));
     let r = relay_with(Limits::default(), RelayTesting::default());
     let (_ab, _ra) = direct(&a, &r).await;
     let (_br, _rb) = direct(&b, &r).await;
