@@ -39,13 +39,21 @@ impl Node {
                 )),
             }
         }
+        self.lease_via_contacts(peer, contacts, tried, "its ticket's rendezvous nodes")
+            .await
+    }
+
+    /// A transfer session to `peer` made through `contacts` (see
+    /// [`Self::connect_via_contacts`]), leased for a transfer.
+    pub(super) async fn lease_via_contacts(
+        &self,
+        peer: PeerId,
+        contacts: &[Contact],
+        tried: Vec<String>,
+        source: &str,
+    ) -> Result<TransferLease> {
         let session = self
-            .connect_via_contacts(
-                (peer, true),
-                contacts,
-                tried,
-                "its ticket's rendezvous nodes",
-            )
+            .connect_via_contacts((peer, true), contacts, tried, source)
             .await?;
         // The transfer leases the session just made (the node lists it as live).
         let lease = self.transfer_session(peer, &[]).await;

@@ -200,18 +200,8 @@ impl Node {
                 Err(e) => tried.push(format!("the record's addresses ({e})")),
             }
         }
-        let session = self
-            .connect_via_contacts(
-                (peer, true),
-                &found.record.contacts,
-                tried,
-                "its DHT record",
-            )
-            .await?;
-        // The transfer leases the session just made (the node lists it as live).
-        let lease = self.transfer_session(peer, &[]).await;
-        drop(session);
-        lease
+        self.lease_via_contacts(peer, &found.record.contacts, tried, "its DHT record")
+            .await
     }
 
     /// Connects to the peer whose record `found` is: at the addresses it lists, then through
